@@ -1,0 +1,27 @@
+//! Phalanx cryptography.
+//!
+//! - [`Keypair`], [`PublicKey`] and [`Signature`]: ed25519 (RFC 8032) over
+//!   `ed25519-dalek`. Single verification is `verify_strict`; see
+//!   [`batch`] for the batch path and the exact set of signatures each path
+//!   accepts.
+//! - [`Domain`] and [`SigningBytes`]: every signature in Phalanx covers a
+//!   domain tag naming the kind of message, the chain id, then the payload.
+//!   The only way to produce bytes to sign is through a [`Domain`], so a
+//!   signature made for one kind of message never verifies as another.
+//! - [`Hash`]: a 32-byte BLAKE3 digest; [`sha256d`] for proof of work.
+//! - [`keyfile`]: the JSON key file format.
+//!
+//! This crate does no I/O beyond reading and writing key files.
+
+pub mod batch;
+mod domain;
+mod fixed_bytes;
+mod hash;
+pub mod keyfile;
+mod keys;
+
+pub use batch::{BatchEntry, verify_batch};
+pub use domain::{CHAIN_ID_MAX_LEN, ChainId, ChainIdError, Domain, SigningBytes, SigningBytesBuilder};
+pub use fixed_bytes::HexError;
+pub use hash::{Hash, HashParseError, sha256d};
+pub use keys::{Keypair, PublicKey, RandomnessError, Signature, SignatureError};

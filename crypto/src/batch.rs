@@ -91,7 +91,9 @@ pub fn verify_batch(entries: &[BatchEntry<'_>]) -> Vec<usize> {
         return invalid;
     }
     for (i, entry) in entries.iter().enumerate() {
-        if positions.binary_search(&i).is_ok() && entry.key.verify(entry.message, entry.signature).is_err() {
+        if positions.binary_search(&i).is_ok()
+            && entry.key.verify(entry.message, entry.signature).is_err()
+        {
             invalid.push(i);
         }
     }

@@ -151,7 +151,9 @@ pub enum ChainIdError {
     Empty,
     #[error("chain id is {len} bytes long, the limit is {CHAIN_ID_MAX_LEN}")]
     TooLong { len: usize },
-    #[error("chain id byte {position} is {byte:#04x}; only printable ASCII (0x21..=0x7e) is allowed")]
+    #[error(
+        "chain id byte {position} is {byte:#04x}; only printable ASCII (0x21..=0x7e) is allowed"
+    )]
     NotPrintableAscii { position: usize, byte: u8 },
 }
 
@@ -242,7 +244,11 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for d in Domain::ALL {
             assert!(!d.kind().contains('/'), "{d:?}");
-            assert!(d.kind().bytes().all(|b| b.is_ascii_uppercase() || b == b'-'));
+            assert!(
+                d.kind()
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b == b'-')
+            );
             assert!(seen.insert(d.tag()), "duplicate tag {}", d.tag());
         }
     }

@@ -11,7 +11,7 @@ use std::fmt;
 pub enum HexError {
     #[error("expected {expected} hex characters, got {got}")]
     WrongLength { expected: usize, got: usize },
-    #[error("character {position} is {found:?}, expected one of 0-9 or a-f (lowercase)")]
+    #[error("character {position} is {found:?}, not a lowercase hex digit (0-9, a-f)")]
     NotLowercaseHex { position: usize, found: char },
 }
 

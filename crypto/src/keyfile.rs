@@ -56,13 +56,17 @@ pub enum KeyFileError {
     TooLarge { path: PathBuf },
     #[error("{path}: not a valid key file: {message}")]
     Malformed { path: PathBuf, message: String },
-    #[error("{path}: unsupported key file type {kind:?} version {version} (expected {KEY_FILE_TYPE:?} version {KEY_FILE_VERSION})")]
+    #[error(
+        "{path}: unsupported key file type {kind:?} version {version} (expected {KEY_FILE_TYPE:?} version {KEY_FILE_VERSION})"
+    )]
     Unsupported {
         path: PathBuf,
         kind: String,
         version: u32,
     },
-    #[error("{path}: public_key {stored} does not match the secret key, whose public key is {derived}")]
+    #[error(
+        "{path}: public_key {stored} does not match the secret key, whose public key is {derived}"
+    )]
     PublicKeyMismatch {
         path: PathBuf,
         stored: PublicKey,
@@ -238,7 +242,10 @@ mod tests {
         let err = write_key_file(&path, &Keypair::from_seed(&[2; 32])).unwrap_err();
         assert!(matches!(err, KeyFileError::AlreadyExists { .. }), "{err}");
         let loaded = load_key_file(&path).unwrap();
-        assert_eq!(loaded.keypair.public(), Keypair::from_seed(&[1; 32]).public());
+        assert_eq!(
+            loaded.keypair.public(),
+            Keypair::from_seed(&[1; 32]).public()
+        );
     }
 
     #[test]
@@ -264,12 +271,24 @@ mod tests {
         );
         let cases: Vec<(&str, String)> = vec![
             ("truncated", good[..good.len() - 10].to_owned()),
-            ("unknown field", good.replace("\"version\":1", "\"version\":1,\"extra\":0")),
-            ("bad version", good.replace("\"version\":1", "\"version\":9")),
-            ("bad hex", good.replace(&hex::encode(*kp.seed()), &"zz".repeat(32))),
+            (
+                "unknown field",
+                good.replace("\"version\":1", "\"version\":1,\"extra\":0"),
+            ),
+            (
+                "bad version",
+                good.replace("\"version\":1", "\"version\":9"),
+            ),
+            (
+                "bad hex",
+                good.replace(&hex::encode(*kp.seed()), &"zz".repeat(32)),
+            ),
             (
                 "mismatch",
-                good.replace(&kp.public().to_string(), &Keypair::from_seed(&[9; 32]).public().to_string()),
+                good.replace(
+                    &kp.public().to_string(),
+                    &Keypair::from_seed(&[9; 32]).public().to_string(),
+                ),
             ),
             ("huge", " ".repeat(5000) + &good),
         ];
@@ -279,12 +298,18 @@ mod tests {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
             let err = load_key_file(&path).unwrap_err();
             let shown = err.to_string();
-            assert!(shown.contains(&path.display().to_string()), "{name}: {shown}");
+            assert!(
+                shown.contains(&path.display().to_string()),
+                "{name}: {shown}"
+            );
             match name {
                 "bad version" => assert!(matches!(err, KeyFileError::Unsupported { .. })),
                 "mismatch" => assert!(matches!(err, KeyFileError::PublicKeyMismatch { .. })),
                 "huge" => assert!(matches!(err, KeyFileError::TooLarge { .. })),
-                _ => assert!(matches!(err, KeyFileError::Malformed { .. }), "{name}: {shown}"),
+                _ => assert!(
+                    matches!(err, KeyFileError::Malformed { .. }),
+                    "{name}: {shown}"
+                ),
             }
         }
         let missing = load_key_file(&dir.path().join("missing")).unwrap_err();

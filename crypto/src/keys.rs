@@ -42,7 +42,8 @@ impl PublicKey {
     }
 
     pub(crate) fn to_dalek(self) -> Result<VerifyingKey, SignatureError> {
-        let key = VerifyingKey::from_bytes(&self.0).map_err(|_| SignatureError::MalformedPublicKey)?;
+        let key =
+            VerifyingKey::from_bytes(&self.0).map_err(|_| SignatureError::MalformedPublicKey)?;
         if key.is_weak() {
             return Err(SignatureError::WeakPublicKey);
         }
@@ -54,7 +55,11 @@ impl PublicKey {
     /// encoding of a point that is not of small order, this key must not be
     /// of small order, and `[s]B = R + [k]A` must hold exactly
     /// (cofactorless), with `k = SHA-512(R ‖ A ‖ message)`.
-    pub fn verify(&self, message: &SigningBytes, signature: &Signature) -> Result<(), SignatureError> {
+    pub fn verify(
+        &self,
+        message: &SigningBytes,
+        signature: &Signature,
+    ) -> Result<(), SignatureError> {
         let key = self.to_dalek()?;
         key.verify_strict(message.as_bytes(), &signature.to_dalek())
             .map_err(|_| SignatureError::Invalid)
@@ -131,10 +136,11 @@ mod tests {
         // RFC 8032 section 7.1, TEST 1 (empty message), signed raw through
         // dalek to check our seed handling; Phalanx itself never signs
         // without a domain tag.
-        let seed: [u8; 32] = hex::decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
-            .unwrap_or_default()
-            .try_into()
-            .unwrap_or([0; 32]);
+        let seed: [u8; 32] =
+            hex::decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+                .unwrap_or_default()
+                .try_into()
+                .unwrap_or([0; 32]);
         let kp = Keypair::from_seed(&seed);
         assert_eq!(
             kp.public().to_string(),
@@ -150,11 +156,20 @@ mod tests {
     #[test]
     fn sign_and_verify() {
         let kp = Keypair::from_seed(&[7; 32]);
-        let msg = Domain::HotStuffVote.begin(&chain("c")).bytes(b"payload").finish();
+        let msg = Domain::HotStuffVote
+            .begin(&chain("c"))
+            .bytes(b"payload")
+            .finish();
         let sig = kp.sign(&msg);
         assert_eq!(kp.public().verify(&msg, &sig), Ok(()));
-        let other = Domain::HotStuffVote.begin(&chain("c")).bytes(b"payloaD").finish();
-        assert_eq!(kp.public().verify(&other, &sig), Err(SignatureError::Invalid));
+        let other = Domain::HotStuffVote
+            .begin(&chain("c"))
+            .bytes(b"payloaD")
+            .finish();
+        assert_eq!(
+            kp.public().verify(&other, &sig),
+            Err(SignatureError::Invalid)
+        );
         let stranger = Keypair::from_seed(&[8; 32]).public();
         assert_eq!(stranger.verify(&msg, &sig), Err(SignatureError::Invalid));
     }

@@ -21,7 +21,9 @@ pub mod keyfile;
 mod keys;
 
 pub use batch::{BatchEntry, verify_batch};
-pub use domain::{CHAIN_ID_MAX_LEN, ChainId, ChainIdError, Domain, SigningBytes, SigningBytesBuilder};
+pub use domain::{
+    CHAIN_ID_MAX_LEN, ChainId, ChainIdError, Domain, SigningBytes, SigningBytesBuilder,
+};
 pub use fixed_bytes::HexError;
 pub use hash::{Hash, HashParseError, sha256d};
 pub use keys::{Keypair, PublicKey, RandomnessError, Signature, SignatureError};

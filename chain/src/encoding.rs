@@ -1,0 +1,152 @@
+//! Binary encoding: postcard, with a size limit on every decode.
+//!
+//! [`decode`] refuses input longer than its limit before reading it, and the
+//! ledger's variable-length fields (a block's transactions, a certificate's
+//! signatures) are read with [`bounded_vec`], which refuses a length prefix
+//! above the field's maximum and never reserves more than the input could
+//! hold. Together, decoding allocates at most a small multiple of the
+//! (limited) input size, whatever the bytes claim.
+
+use serde::de::{DeserializeOwned, SeqAccess, Visitor};
+use serde::{Deserializer, Serialize};
+use std::fmt;
+use std::marker::PhantomData;
+
+/// Why bytes could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("input is {len} bytes, the limit is {limit}")]
+    TooLarge { len: usize, limit: usize },
+    #[error("malformed input: {0}")]
+    Malformed(String),
+    #[error("{trailing} unexpected bytes after the value")]
+    TrailingBytes { trailing: usize },
+}
+
+/// Encodes `value` with postcard.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    // postcard into a Vec fails only for sequences of unknown length or
+    // serializers that return errors; the ledger's types have neither, so a
+    // failure here is a programming error, not bad input.
+    #[allow(clippy::expect_used)]
+    postcard::to_stdvec(value).expect("ledger types always encode")
+}
+
+/// Decodes a `T` from exactly `bytes`, refusing input over `limit` bytes
+/// and trailing bytes.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, DecodeError> {
+    if bytes.len() > limit {
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            limit,
+        });
+    }
+    let (value, rest) =
+        postcard::take_from_bytes(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes {
+            trailing: rest.len(),
+        });
+    }
+    Ok(value)
+}
+
+/// Reads a sequence of at most `MAX` elements (for `#[serde(deserialize_with)]`).
+pub fn bounded_vec<'de, D, T, const MAX: usize>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    deserializer.deserialize_seq(BoundedVecVisitor::<T, MAX>(PhantomData))
+}
+
+struct BoundedVecVisitor<T, const MAX: usize>(PhantomData<T>);
+
+impl<'de, T: serde::Deserialize<'de>, const MAX: usize> Visitor<'de> for BoundedVecVisitor<T, MAX> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a sequence of at most {MAX} elements")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+        if let Some(len) = seq.size_hint()
+            && len > MAX
+        {
+            return Err(serde::de::Error::invalid_length(len, &self));
+        }
+        // Reserve little up front: the length prefix is only a claim.
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(item) = seq.next_element()? {
+            if out.len() == MAX {
+                return Err(serde::de::Error::invalid_length(MAX + 1, &self));
+            }
+            out.push(item);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    struct Holder {
+        #[serde(deserialize_with = "bounded_vec::<_, _, 3>")]
+        items: Vec<u32>,
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let ok = encode(&Holder {
+            items: vec![1, 2, 3],
+        });
+        assert_eq!(
+            decode::<Holder>(&ok, 100),
+            Ok(Holder {
+                items: vec![1, 2, 3]
+            })
+        );
+        assert_eq!(
+            decode::<Holder>(&ok, 2),
+            Err(DecodeError::TooLarge {
+                len: ok.len(),
+                limit: 2
+            })
+        );
+        let four = encode(&Holder {
+            items: vec![1, 2, 3, 4],
+        });
+        assert!(matches!(
+            decode::<Holder>(&four, 100),
+            Err(DecodeError::Malformed(_))
+        ));
+        let mut trailing = ok.clone();
+        trailing.push(0);
+        assert_eq!(
+            decode::<Holder>(&trailing, 100),
+            Err(DecodeError::TrailingBytes { trailing: 1 })
+        );
+    }
+
+    #[test]
+    fn a_huge_length_prefix_is_refused_without_allocating() {
+        // Length prefix u32::MAX as a varint, then nothing.
+        let bytes = [0xff, 0xff, 0xff, 0xff, 0x0f];
+        assert!(matches!(
+            decode::<Holder>(&bytes, 100),
+            Err(DecodeError::Malformed(_))
+        ));
+        #[derive(Debug, Deserialize)]
+        struct Wide {
+            #[serde(deserialize_with = "bounded_vec::<_, _, { usize::MAX }>")]
+            _items: Vec<[u64; 4]>,
+        }
+        assert!(matches!(
+            decode::<Wide>(&bytes, 100),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
+}

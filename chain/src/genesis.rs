@@ -1,0 +1,408 @@
+//! The genesis file.
+//!
+//! ```toml
+//! chain_id = "phalanx-local"
+//! consensus = "hotstuff"          # "pbft", "hotstuff" or "pow"
+//! genesis_time_ms = 1767225600000
+//!
+//! [[validators]]                  # BFT kinds only, in index order
+//! public_key = "<64 hex>"
+//! address = "/ip4/127.0.0.1/tcp/26600"
+//!
+//! [pow]                           # "pow" only
+//! initial_difficulty_bits = 16
+//! target_block_time_ms = 5000
+//! confirmations = 6
+//!
+//! [[accounts]]
+//! address = "<64 hex>"
+//! balance = 1000000000
+//! ```
+//!
+//! The genesis hash is `BLAKE3("PHALANX/GENESIS/v1" ‖ postcard(genesis))`,
+//! with accounts sorted by address (their order in the file does not
+//! matter; the validators' does, it gives their indices). It becomes the
+//! parent hash of block 0, so every block hash on a chain depends on it and
+//! two nodes started from different genesis files disagree from block 0 on.
+
+use crate::MAX_VALIDATORS;
+use crate::block::{Block, BlockHeader, Justification};
+use crate::merkle;
+use crate::state::{Account, StateAccumulator};
+use crate::types::{Address, Amount, Height, Nonce};
+use phalanx_crypto::{ChainId, Hash, PublicKey};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::Path;
+
+/// How the chain orders blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsensusKind {
+    Pbft,
+    Hotstuff,
+    Pow,
+}
+
+impl ConsensusKind {
+    pub fn is_bft(self) -> bool {
+        matches!(self, ConsensusKind::Pbft | ConsensusKind::Hotstuff)
+    }
+}
+
+impl fmt::Display for ConsensusKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConsensusKind::Pbft => "pbft",
+            ConsensusKind::Hotstuff => "hotstuff",
+            ConsensusKind::Pow => "pow",
+        })
+    }
+}
+
+/// A validator of a BFT chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisValidator {
+    pub public_key: PublicKey,
+    /// Where its node listens, as a libp2p multiaddr.
+    pub address: String,
+}
+
+/// Proof-of-work parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowParams {
+    pub initial_difficulty_bits: u32,
+    pub target_block_time_ms: u64,
+    /// Blocks on top of a block before it counts as final.
+    pub confirmations: u64,
+}
+
+/// An initial balance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisAccount {
+    pub address: Address,
+    pub balance: Amount,
+}
+
+/// A parsed, checked genesis file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Genesis {
+    pub chain_id: ChainId,
+    pub consensus: ConsensusKind,
+    #[serde(default)]
+    pub genesis_time_ms: u64,
+    #[serde(default)]
+    pub validators: Vec<GenesisValidator>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pow: Option<PowParams>,
+    #[serde(default)]
+    pub accounts: Vec<GenesisAccount>,
+}
+
+/// Why a genesis file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum GenesisError {
+    #[error("reading {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("genesis is not valid TOML for Phalanx: {0}")]
+    Parse(String),
+    #[error("consensus {consensus} needs at least one validator in [[validators]]")]
+    NoValidators { consensus: ConsensusKind },
+    #[error("{count} validators, the limit is {MAX_VALIDATORS}")]
+    TooManyValidators { count: usize },
+    #[error("validator {index} has the same public key as validator {first}")]
+    DuplicateValidator { index: usize, first: usize },
+    #[error("validator {index} has an empty or overlong network address")]
+    BadValidatorAddress { index: usize },
+    #[error("consensus pow takes no [[validators]] (miners are permissionless)")]
+    ValidatorsWithPow,
+    #[error("consensus pow needs a [pow] section")]
+    MissingPow,
+    #[error("consensus {consensus} takes no [pow] section")]
+    PowWithoutPow { consensus: ConsensusKind },
+    #[error("[pow] {field} must be {rule}")]
+    BadPow {
+        field: &'static str,
+        rule: &'static str,
+    },
+    #[error("account {address} is listed twice")]
+    DuplicateAccount { address: Address },
+    #[error("initial balances add up to more than {max}", max = u64::MAX)]
+    SupplyOverflow,
+}
+
+impl Genesis {
+    /// Reads and checks a genesis file.
+    pub fn load(path: &Path) -> Result<Genesis, GenesisError> {
+        let text = std::fs::read_to_string(path).map_err(|source| GenesisError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Genesis::from_toml(&text)
+    }
+
+    /// Parses and checks genesis TOML.
+    pub fn from_toml(text: &str) -> Result<Genesis, GenesisError> {
+        let genesis: Genesis =
+            toml::from_str(text).map_err(|e| GenesisError::Parse(e.to_string()))?;
+        genesis.validate()?;
+        Ok(genesis)
+    }
+
+    /// The genesis as TOML, in the format [`Genesis::from_toml`] reads.
+    pub fn to_toml(&self) -> Result<String, GenesisError> {
+        toml::to_string_pretty(self).map_err(|e| GenesisError::Parse(e.to_string()))
+    }
+
+    /// Checks the rules of the module docs.
+    pub fn validate(&self) -> Result<(), GenesisError> {
+        self.validate_validators()?;
+        self.validate_pow()?;
+        let mut seen = BTreeSet::new();
+        for account in &self.accounts {
+            if !seen.insert(account.address) {
+                return Err(GenesisError::DuplicateAccount {
+                    address: account.address,
+                });
+            }
+        }
+        self.accounts
+            .iter()
+            .try_fold(Amount::ZERO, |sum, a| sum.checked_add(a.balance))
+            .ok_or(GenesisError::SupplyOverflow)?;
+        Ok(())
+    }
+
+    fn validate_validators(&self) -> Result<(), GenesisError> {
+        if !self.consensus.is_bft() {
+            return if self.validators.is_empty() {
+                Ok(())
+            } else {
+                Err(GenesisError::ValidatorsWithPow)
+            };
+        }
+        if self.validators.is_empty() {
+            return Err(GenesisError::NoValidators {
+                consensus: self.consensus,
+            });
+        }
+        if self.validators.len() > MAX_VALIDATORS {
+            return Err(GenesisError::TooManyValidators {
+                count: self.validators.len(),
+            });
+        }
+        let mut first_index = BTreeMap::new();
+        for (index, v) in self.validators.iter().enumerate() {
+            if let Some(&first) = first_index.get(&v.public_key) {
+                return Err(GenesisError::DuplicateValidator { index, first });
+            }
+            first_index.insert(v.public_key, index);
+            if v.address.is_empty() || v.address.len() > 256 {
+                return Err(GenesisError::BadValidatorAddress { index });
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_pow(&self) -> Result<(), GenesisError> {
+        match (&self.pow, self.consensus) {
+            (None, ConsensusKind::Pow) => Err(GenesisError::MissingPow),
+            (Some(_), kind) if kind.is_bft() => {
+                Err(GenesisError::PowWithoutPow { consensus: kind })
+            }
+            (Some(p), _) => {
+                if p.initial_difficulty_bits > 255 {
+                    return Err(GenesisError::BadPow {
+                        field: "initial_difficulty_bits",
+                        rule: "at most 255",
+                    });
+                }
+                if p.target_block_time_ms == 0 {
+                    return Err(GenesisError::BadPow {
+                        field: "target_block_time_ms",
+                        rule: "positive",
+                    });
+                }
+                Ok(())
+            }
+            (None, _) => Ok(()),
+        }
+    }
+
+    /// The genesis hash (see the module docs).
+    pub fn hash(&self) -> Hash {
+        let mut canonical = self.clone();
+        canonical.accounts.sort_by_key(|a| a.address);
+        Hash::digest_parts(&[b"PHALANX/GENESIS/v1", &crate::encoding::encode(&canonical)])
+    }
+
+    /// The initial accounts (nonce 0).
+    pub fn initial_accounts(&self) -> BTreeMap<Address, Account> {
+        self.accounts
+            .iter()
+            .filter(|a| a.balance != Amount::ZERO)
+            .map(|a| {
+                (
+                    a.address,
+                    Account {
+                        balance: a.balance,
+                        nonce: Nonce(0),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Block 0: no transactions, the initial state's root, the genesis hash
+    /// as its parent.
+    pub fn block(&self) -> Block {
+        let accounts = self.initial_accounts();
+        let header = BlockHeader {
+            height: Height::GENESIS,
+            parent: self.hash(),
+            tx_root: merkle::root(&[]),
+            state_root: StateAccumulator::from_accounts(&accounts).root(),
+            timestamp_ms: self.genesis_time_ms,
+            proposer: Address::default(),
+            justification: Justification::Genesis,
+        };
+        Block {
+            header,
+            transactions: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u8) -> String {
+        phalanx_crypto::Keypair::from_seed(&[i; 32])
+            .public()
+            .to_string()
+    }
+
+    fn bft_toml() -> String {
+        format!(
+            r#"
+chain_id = "phalanx-test"
+consensus = "hotstuff"
+genesis_time_ms = 1767225600000
+
+[[validators]]
+public_key = "{}"
+address = "/ip4/127.0.0.1/tcp/26600"
+
+[[validators]]
+public_key = "{}"
+address = "/ip4/127.0.0.1/tcp/26601"
+
+[[accounts]]
+address = "{}"
+balance = 1000
+
+[[accounts]]
+address = "{}"
+balance = 5
+"#,
+            key(1),
+            key(2),
+            key(3),
+            key(4)
+        )
+    }
+
+    #[test]
+    fn parses_hashes_and_round_trips() {
+        let g = Genesis::from_toml(&bft_toml()).unwrap();
+        assert_eq!(g.consensus, ConsensusKind::Hotstuff);
+        assert_eq!(g.validators.len(), 2);
+        let again = Genesis::from_toml(&g.to_toml().unwrap()).unwrap();
+        assert_eq!(again.hash(), g.hash());
+        assert_eq!(g.block().header.parent, g.hash());
+        assert_eq!(g.block().header.height, Height(0));
+    }
+
+    #[test]
+    fn account_order_does_not_matter_but_everything_else_does() {
+        let g = Genesis::from_toml(&bft_toml()).unwrap();
+        let mut reordered = g.clone();
+        reordered.accounts.reverse();
+        assert_eq!(reordered.hash(), g.hash());
+        let mut other_chain = g.clone();
+        other_chain.chain_id = ChainId::new("other").unwrap();
+        let mut validators_swapped = g.clone();
+        validators_swapped.validators.reverse();
+        let mut richer = g.clone();
+        richer.accounts[0].balance = Amount(1001);
+        let mut later = g.clone();
+        later.genesis_time_ms += 1;
+        for changed in [other_chain, validators_swapped, richer, later] {
+            assert_ne!(changed.hash(), g.hash());
+            assert_ne!(changed.block().hash(), g.block().hash());
+        }
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_named_errors() {
+        let base = bft_toml();
+        let cases: Vec<(String, &str)> = vec![
+            (base.replace("hotstuff", "raft"), "unknown variant"),
+            (
+                base.replace("chain_id = \"phalanx-test\"", "chain_id = \"\""),
+                "empty",
+            ),
+            (
+                base.replace("genesis_time_ms", "genesis_time"),
+                "unknown field",
+            ),
+            (base.replace(&key(2), &key(1)), "same public key"),
+            (base.replace(&key(4), &key(3)), "listed twice"),
+            (
+                base.replace("balance = 5", &format!("balance = {}", u64::MAX)),
+                "add up to more",
+            ),
+            (base.replace("hotstuff", "pow"), "no [[validators]]"),
+            (base.replace(&key(1), "zz"), "hex"),
+            (
+                base.clone()
+                    + "\n[pow]\ninitial_difficulty_bits = 8\ntarget_block_time_ms = 1000\nconfirmations = 6\n",
+                "no [pow]",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = Genesis::from_toml(&text).unwrap_err().to_string();
+            assert!(err.contains(expected), "expected {expected:?} in {err:?}");
+        }
+        let pow_without_params = "chain_id = \"p\"\nconsensus = \"pow\"\n";
+        assert!(matches!(
+            Genesis::from_toml(pow_without_params),
+            Err(GenesisError::MissingPow)
+        ));
+        let no_validators = "chain_id = \"p\"\nconsensus = \"pbft\"\n";
+        assert!(matches!(
+            Genesis::from_toml(no_validators),
+            Err(GenesisError::NoValidators { .. })
+        ));
+    }
+
+    #[test]
+    fn pow_genesis_is_accepted() {
+        let text = format!(
+            "chain_id = \"p\"\nconsensus = \"pow\"\n[pow]\ninitial_difficulty_bits = 12\ntarget_block_time_ms = 2000\nconfirmations = 6\n[[accounts]]\naddress = \"{}\"\nbalance = 9\n",
+            key(5)
+        );
+        let g = Genesis::from_toml(&text).unwrap();
+        assert_eq!(g.pow.as_ref().map(|p| p.confirmations), Some(6));
+        assert_eq!(g.initial_accounts().len(), 1);
+    }
+}

@@ -1,0 +1,41 @@
+//! The Phalanx ledger: one chain format, one transaction format, one account
+//! state, whatever protocol orders the blocks.
+//!
+//! - [`Address`], [`Transaction`]: who pays whom, signed with ed25519 over
+//!   the exact bytes of docs/PROTOCOL.md.
+//! - [`Block`], [`BlockHeader`], [`merkle`]: blocks and their commitments.
+//! - [`state`]: accounts and the incremental state root.
+//! - [`execute`]: the rules that decide whether a transaction and a block
+//!   apply, and what they change.
+//! - [`Genesis`]: the TOML file a chain starts from.
+//! - [`encoding`]: postcard with size limits, for storage and the wire.
+//! - [`store`]: durable storage on sled, and an in-memory store for tests
+//!   and the simulator, behind one trait.
+
+pub mod block;
+pub mod encoding;
+pub mod error;
+pub mod execute;
+pub mod genesis;
+pub mod merkle;
+pub mod state;
+pub mod store;
+#[cfg(test)]
+mod test_seed;
+pub mod tx;
+mod types;
+
+pub use block::{BftCertificate, Block, BlockHeader, Justification, PowSeal, ValidatorSignature};
+pub use error::{BlockError, TxError};
+pub use execute::{BlockBuilder, ExecutionError, StateChanges, StateView, execute_block};
+pub use genesis::{ConsensusKind, Genesis, GenesisError};
+pub use phalanx_crypto::{ChainId, Hash};
+pub use state::{Account, StateAccumulator};
+pub use store::{Head, MemStore, SledStore, Store, StoreError, TxLocation};
+pub use tx::Transaction;
+pub use types::{Address, AddressError, Amount, Height, Nonce, ValidatorIndex};
+
+/// The most transactions one block may carry.
+pub const MAX_BLOCK_TXS: usize = 10_000;
+/// The largest validator set (and so the most signatures in a certificate).
+pub const MAX_VALIDATORS: usize = 256;

@@ -1,0 +1,236 @@
+//! Durable storage of blocks, indexes, accounts and consensus safety data.
+//!
+//! [`SledStore`] is what a node uses; [`MemStore`] keeps the same contents
+//! in memory for tests and the simulator. Both implement [`Store`] with the
+//! same rules, checked by one shared test suite:
+//!
+//! - **blocks**: block hash → encoded block;
+//! - **heights**: height → block hash;
+//! - **txs**: transaction hash → (height, position);
+//! - **accounts**: address → account (empty accounts are deleted);
+//! - **meta**: genesis hash, head header, finalized height, the state
+//!   accumulator;
+//! - **safety**: a key-value space reserved for consensus safety data.
+//!
+//! [`Store::commit_block`] writes a block, its state changes and its
+//! indexes in one atomic batch, and it returns only after they are durable:
+//! after a crash the store holds either all of a commit or none of it.
+
+mod memory;
+mod sled_store;
+
+pub use memory::MemStore;
+pub use sled_store::SledStore;
+
+use crate::block::{Block, BlockHeader, Justification};
+use crate::encoding::DecodeError;
+use crate::execute::{StateChanges, StateView};
+use crate::genesis::Genesis;
+use crate::state::StateAccumulator;
+use crate::types::Height;
+use phalanx_crypto::Hash;
+use serde::{Deserialize, Serialize};
+
+/// The last committed block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    pub hash: Hash,
+    pub header: BlockHeader,
+}
+
+impl Head {
+    pub fn of(header: &BlockHeader) -> Head {
+        Head {
+            hash: header.hash(),
+            header: header.clone(),
+        }
+    }
+
+    pub fn height(&self) -> Height {
+        self.header.height
+    }
+}
+
+/// Where a committed transaction is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxLocation {
+    pub height: Height,
+    /// Position in the block's transaction list.
+    pub index: u32,
+}
+
+/// Storage failures. Every one is a local fault: the node should stop
+/// rather than carry on from a state it cannot trust.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage backend: {0}")]
+    Backend(#[from] sled::Error),
+    #[error("stored data is corrupt: {what}")]
+    Corrupt { what: String },
+    #[error(
+        "block {block_height} (parent {block_parent}) does not extend the head, height {head_height} hash {head_hash}"
+    )]
+    NotExtendingHead {
+        head_height: Height,
+        head_hash: Hash,
+        block_height: Height,
+        block_parent: Hash,
+    },
+    #[error("the first block committed must be a genesis block at height 0, got height {height}")]
+    NotGenesis { height: Height },
+    #[error("state changes give root {changes}, the block's header says {header}")]
+    StateRootMismatch { changes: Hash, header: Hash },
+    #[error(
+        "this database belongs to genesis {stored}, not {given}: it was created for another chain"
+    )]
+    GenesisMismatch { stored: Hash, given: Hash },
+    #[error("finalized height {requested} is beyond the head at {head}")]
+    FinalizedBeyondHead { requested: Height, head: Height },
+    #[error("finalized height cannot go back from {current} to {requested}")]
+    FinalizedWentBack { current: Height, requested: Height },
+}
+
+impl StoreError {
+    pub(crate) fn corrupt(what: impl std::fmt::Display, err: DecodeError) -> StoreError {
+        StoreError::Corrupt {
+            what: format!("{what}: {err}"),
+        }
+    }
+}
+
+/// The storage a node needs. See the module docs for what each part holds.
+pub trait Store: StateView + Send + Sync {
+    /// The hash of the genesis this store was initialized with.
+    fn genesis_hash(&self) -> Result<Option<Hash>, StoreError>;
+
+    /// The last committed block, if any.
+    fn head(&self) -> Result<Option<Head>, StoreError>;
+
+    /// The highest final block's height (equal to the head's in BFT chains).
+    fn finalized_height(&self) -> Result<Option<Height>, StoreError>;
+
+    fn block(&self, hash: &Hash) -> Result<Option<Block>, StoreError>;
+
+    fn block_hash_at(&self, height: Height) -> Result<Option<Hash>, StoreError>;
+
+    fn tx_location(&self, hash: &Hash) -> Result<Option<TxLocation>, StoreError>;
+
+    /// The state accumulator after the head.
+    fn accumulator(&self) -> Result<StateAccumulator, StoreError>;
+
+    /// Writes `block`, which must extend the head (or be the genesis block
+    /// of an empty store), with `changes` (from executing it) and its
+    /// indexes, and sets the finalized height, in one atomic batch; returns
+    /// once it is durable. On error nothing is written.
+    fn commit_block(
+        &self,
+        block: &Block,
+        changes: &StateChanges,
+        finalized: Height,
+    ) -> Result<(), StoreError>;
+
+    /// Raises the finalized height (never above the head, never down).
+    fn set_finalized_height(&self, height: Height) -> Result<(), StoreError>;
+
+    /// Reads consensus safety data.
+    fn safety_data(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Writes consensus safety data; durable when this returns.
+    fn put_safety_data(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+
+    /// The committed block at `height`.
+    fn block_at(&self, height: Height) -> Result<Option<Block>, StoreError> {
+        match self.block_hash_at(height)? {
+            Some(hash) => self.block(&hash),
+            None => Ok(None),
+        }
+    }
+
+    /// Commits `genesis`'s block 0 to an empty store, or checks that the
+    /// store was made for this genesis. Returns the head either way.
+    fn init_genesis(&self, genesis: &Genesis) -> Result<Head, StoreError> {
+        let given = genesis.hash();
+        if let Some(stored) = self.genesis_hash()? {
+            if stored != given {
+                return Err(StoreError::GenesisMismatch { stored, given });
+            }
+            return self.head()?.ok_or_else(|| StoreError::Corrupt {
+                what: "genesis hash stored without a head".into(),
+            });
+        }
+        let block = genesis.block();
+        let accounts = genesis.initial_accounts();
+        let accumulator = StateAccumulator::from_accounts(&accounts);
+        let changes = StateChanges {
+            state_root: accumulator.root(),
+            accounts,
+            accumulator,
+        };
+        self.commit_block(&block, &changes, Height::GENESIS)?;
+        Ok(Head::of(&block.header))
+    }
+}
+
+/// The checks every store makes before a commit, given its current head.
+pub(crate) fn check_commit(
+    head: Option<&Head>,
+    block: &Block,
+    changes: &StateChanges,
+    finalized: Height,
+) -> Result<(), StoreError> {
+    let header = &block.header;
+    if changes.state_root != header.state_root || changes.accumulator.root() != header.state_root {
+        return Err(StoreError::StateRootMismatch {
+            changes: changes.state_root,
+            header: header.state_root,
+        });
+    }
+    if finalized > header.height {
+        return Err(StoreError::FinalizedBeyondHead {
+            requested: finalized,
+            head: header.height,
+        });
+    }
+    match head {
+        None if header.height != Height::GENESIS
+            || header.justification != Justification::Genesis =>
+        {
+            Err(StoreError::NotGenesis {
+                height: header.height,
+            })
+        }
+        None => Ok(()),
+        Some(head)
+            if head.header.height.next() != Some(header.height) || header.parent != head.hash =>
+        {
+            Err(StoreError::NotExtendingHead {
+                head_height: head.header.height,
+                head_hash: head.hash,
+                block_height: header.height,
+                block_parent: header.parent,
+            })
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// The checks for raising the finalized height.
+pub(crate) fn check_finalized(
+    head: Option<&Head>,
+    current: Option<Height>,
+    requested: Height,
+) -> Result<(), StoreError> {
+    let head_height = head.map(|h| h.header.height).unwrap_or(Height::GENESIS);
+    if head.is_none() || requested > head_height {
+        return Err(StoreError::FinalizedBeyondHead {
+            requested,
+            head: head_height,
+        });
+    }
+    if let Some(current) = current
+        && requested < current
+    {
+        return Err(StoreError::FinalizedWentBack { current, requested });
+    }
+    Ok(())
+}

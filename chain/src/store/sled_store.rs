@@ -1,0 +1,325 @@
+//! The sled [`Store`]: what a node keeps on disk.
+
+use super::{Head, Store, StoreError, TxLocation, check_commit, check_finalized};
+use crate::block::{Block, MAX_HEADER_BYTES};
+use crate::encoding::{self, DecodeError};
+use crate::execute::{StateChanges, StateView};
+use crate::state::{Account, StateAccumulator};
+use crate::types::{Address, Height};
+use phalanx_crypto::Hash;
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use std::path::Path;
+
+const META_GENESIS: &[u8] = b"genesis_hash";
+const META_HEAD: &[u8] = b"head";
+const META_FINALIZED: &[u8] = b"finalized_height";
+const META_ACCUMULATOR: &[u8] = b"state_accumulator";
+
+/// The default size of sled's page cache.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A [`Store`] in a sled database directory.
+#[derive(Debug, Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    blocks: sled::Tree,
+    heights: sled::Tree,
+    txs: sled::Tree,
+    accounts: sled::Tree,
+    meta: sled::Tree,
+    safety: sled::Tree,
+}
+
+/// Encoded once, outside the transaction (which sled may retry).
+struct PreparedCommit {
+    hash: Hash,
+    height_key: [u8; 8],
+    block: Vec<u8>,
+    head: Vec<u8>,
+    finalized: [u8; 8],
+    accumulator: Vec<u8>,
+    txs: Vec<(Hash, Vec<u8>)>,
+    accounts: Vec<(Address, Option<Vec<u8>>)>,
+}
+
+impl SledStore {
+    /// Opens (or creates) the database at `path`, and checks that the
+    /// stored state accumulator matches the head's state root.
+    pub fn open(path: &Path) -> Result<SledStore, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(DEFAULT_CACHE_BYTES)
+            .open()?;
+        let store = SledStore {
+            blocks: db.open_tree("blocks")?,
+            heights: db.open_tree("heights")?,
+            txs: db.open_tree("txs")?,
+            accounts: db.open_tree("accounts")?,
+            meta: db.open_tree("meta")?,
+            safety: db.open_tree("safety")?,
+            db,
+        };
+        store.check_consistency()?;
+        Ok(store)
+    }
+
+    fn check_consistency(&self) -> Result<(), StoreError> {
+        let Some(head) = self.head()? else {
+            return Ok(());
+        };
+        let root = self.accumulator()?.root();
+        if root != head.header.state_root {
+            return Err(StoreError::Corrupt {
+                what: format!(
+                    "state accumulator gives root {root}, head {} says {}",
+                    head.hash, head.header.state_root
+                ),
+            });
+        }
+        if self.block_hash_at(head.header.height)? != Some(head.hash) {
+            return Err(StoreError::Corrupt {
+                what: format!("head {} is not indexed at its height", head.hash),
+            });
+        }
+        Ok(())
+    }
+
+    /// Recomputes the state root from every stored account (cost
+    /// proportional to all accounts; for checks and tools, not the node's
+    /// hot path).
+    pub fn recompute_state_root(&self) -> Result<Hash, StoreError> {
+        let mut acc = StateAccumulator::default();
+        for entry in self.accounts.iter() {
+            let (key, value) = entry?;
+            let address = address_from_key(&key)?;
+            let account: Account = decode_stored(&value, 32, "account")?;
+            acc.insert(&address, &account);
+        }
+        Ok(acc.root())
+    }
+
+    fn prepare(block: &Block, changes: &StateChanges, finalized: Height) -> PreparedCommit {
+        let hash = block.hash();
+        let height = block.header.height;
+        let txs = block
+            .transactions
+            .iter()
+            .enumerate()
+            .map(|(index, tx)| {
+                let index = u32::try_from(index).unwrap_or(u32::MAX);
+                (tx.hash(), encoding::encode(&TxLocation { height, index }))
+            })
+            .collect();
+        let accounts = changes
+            .accounts
+            .iter()
+            .map(|(address, account)| {
+                (
+                    *address,
+                    (!account.is_empty()).then(|| encoding::encode(account)),
+                )
+            })
+            .collect();
+        PreparedCommit {
+            hash,
+            height_key: height.0.to_be_bytes(),
+            block: block.encode(),
+            head: encoding::encode(&Head {
+                hash,
+                header: block.header.clone(),
+            }),
+            finalized: finalized.0.to_be_bytes(),
+            accumulator: changes.accumulator.to_bytes().to_vec(),
+            txs,
+            accounts,
+        }
+    }
+
+    fn apply(
+        p: &PreparedCommit,
+        block: &Block,
+        changes: &StateChanges,
+        finalized: Height,
+        trees: (
+            &TransactionalTree,
+            &TransactionalTree,
+            &TransactionalTree,
+            &TransactionalTree,
+            &TransactionalTree,
+        ),
+    ) -> Result<(), ConflictableTransactionError<StoreError>> {
+        let (blocks, heights, txs, accounts, meta) = trees;
+        blocks.insert(&p.hash.0[..], &p.block[..])?;
+        heights.insert(&p.height_key[..], &p.hash.0[..])?;
+        for (hash, location) in &p.txs {
+            txs.insert(&hash.0[..], &location[..])?;
+        }
+        for (address, account) in &p.accounts {
+            match account {
+                Some(bytes) => accounts.insert(&address.0[..], &bytes[..])?,
+                None => accounts.remove(&address.0[..])?,
+            };
+        }
+        // The head is checked last, after the writes above, and the whole
+        // batch is dropped if it fails: the store keeps nothing of it.
+        let head = match meta.get(META_HEAD)? {
+            Some(bytes) => Some(
+                decode_stored::<Head>(&bytes, MAX_HEADER_BYTES + 64, "head")
+                    .map_err(ConflictableTransactionError::Abort)?,
+            ),
+            None => None,
+        };
+        check_commit(head.as_ref(), block, changes, finalized)
+            .map_err(ConflictableTransactionError::Abort)?;
+        if head.is_none() {
+            meta.insert(META_GENESIS, &block.header.parent.0[..])?;
+        }
+        let current_finalized = match meta.get(META_FINALIZED)? {
+            Some(bytes) => height_from(&bytes).map_err(ConflictableTransactionError::Abort)?,
+            None => Height::GENESIS,
+        };
+        if finalized >= current_finalized {
+            meta.insert(META_FINALIZED, &p.finalized[..])?;
+        }
+        meta.insert(META_ACCUMULATOR, &p.accumulator[..])?;
+        meta.insert(META_HEAD, &p.head[..])?;
+        Ok(())
+    }
+}
+
+fn decode_stored<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    limit: usize,
+    what: &str,
+) -> Result<T, StoreError> {
+    encoding::decode(bytes, limit).map_err(|e: DecodeError| StoreError::corrupt(what, e))
+}
+
+fn height_from(bytes: &[u8]) -> Result<Height, StoreError> {
+    let array: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt {
+        what: format!("height of {} bytes", bytes.len()),
+    })?;
+    Ok(Height(u64::from_be_bytes(array)))
+}
+
+fn hash_from(bytes: &[u8], what: &str) -> Result<Hash, StoreError> {
+    let array: [u8; 32] = bytes.try_into().map_err(|_| StoreError::Corrupt {
+        what: format!("{what} of {} bytes", bytes.len()),
+    })?;
+    Ok(Hash(array))
+}
+
+fn address_from_key(bytes: &[u8]) -> Result<Address, StoreError> {
+    hash_from(bytes, "account key").map(|h| Address(h.0))
+}
+
+fn flatten(err: TransactionError<StoreError>) -> StoreError {
+    match err {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StoreError::Backend(e),
+    }
+}
+
+impl StateView for SledStore {
+    fn account(&self, address: &Address) -> Result<Account, StoreError> {
+        match self.accounts.get(address.0)? {
+            Some(bytes) => decode_stored(&bytes, 32, "account"),
+            None => Ok(Account::default()),
+        }
+    }
+}
+
+impl Store for SledStore {
+    fn genesis_hash(&self) -> Result<Option<Hash>, StoreError> {
+        self.meta
+            .get(META_GENESIS)?
+            .map(|b| hash_from(&b, "genesis hash"))
+            .transpose()
+    }
+
+    fn head(&self) -> Result<Option<Head>, StoreError> {
+        self.meta
+            .get(META_HEAD)?
+            .map(|b| decode_stored(&b, MAX_HEADER_BYTES + 64, "head"))
+            .transpose()
+    }
+
+    fn finalized_height(&self) -> Result<Option<Height>, StoreError> {
+        self.meta
+            .get(META_FINALIZED)?
+            .map(|b| height_from(&b))
+            .transpose()
+    }
+
+    fn block(&self, hash: &Hash) -> Result<Option<Block>, StoreError> {
+        self.blocks
+            .get(hash.0)?
+            .map(|b| Block::decode(&b).map_err(|e| StoreError::corrupt(format!("block {hash}"), e)))
+            .transpose()
+    }
+
+    fn block_hash_at(&self, height: Height) -> Result<Option<Hash>, StoreError> {
+        self.heights
+            .get(height.0.to_be_bytes())?
+            .map(|b| hash_from(&b, "block hash"))
+            .transpose()
+    }
+
+    fn tx_location(&self, hash: &Hash) -> Result<Option<TxLocation>, StoreError> {
+        self.txs
+            .get(hash.0)?
+            .map(|b| decode_stored(&b, 32, "transaction location"))
+            .transpose()
+    }
+
+    fn accumulator(&self) -> Result<StateAccumulator, StoreError> {
+        match self.meta.get(META_ACCUMULATOR)? {
+            Some(bytes) => {
+                StateAccumulator::from_bytes(&bytes).ok_or_else(|| StoreError::Corrupt {
+                    what: format!("state accumulator of {} bytes", bytes.len()),
+                })
+            }
+            None => Ok(StateAccumulator::default()),
+        }
+    }
+
+    fn commit_block(
+        &self,
+        block: &Block,
+        changes: &StateChanges,
+        finalized: Height,
+    ) -> Result<(), StoreError> {
+        let prepared = Self::prepare(block, changes, finalized);
+        (
+            &self.blocks,
+            &self.heights,
+            &self.txs,
+            &self.accounts,
+            &self.meta,
+        )
+            .transaction(|(b, h, t, a, m)| {
+                Self::apply(&prepared, block, changes, finalized, (b, h, t, a, m))
+            })
+            .map_err(flatten)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn set_finalized_height(&self, height: Height) -> Result<(), StoreError> {
+        check_finalized(self.head()?.as_ref(), self.finalized_height()?, height)?;
+        self.meta.insert(META_FINALIZED, &height.0.to_be_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn safety_data(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.safety.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn put_safety_data(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.safety.insert(key, value)?;
+        self.db.flush()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,296 @@
+//! One test suite for every `Store`: the sled store a node uses and the
+//! in-memory one the simulator uses must behave the same.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use common::*;
+use phalanx_chain::store::StoreError;
+use phalanx_chain::{
+    Account, Amount, Hash, Height, MemStore, Nonce, SledStore, StateView, Store, TxLocation,
+};
+
+fn each_store(test: impl Fn(&dyn Fn() -> Box<dyn Store>)) {
+    test(&|| Box::new(MemStore::new()));
+    let dir = tempfile::tempdir().unwrap();
+    let counter = std::cell::Cell::new(0);
+    test(&|| {
+        counter.set(counter.get() + 1);
+        Box::new(SledStore::open(&dir.path().join(counter.get().to_string())).unwrap())
+    });
+}
+
+#[test]
+fn genesis_initializes_once_and_refuses_another_genesis() {
+    each_store(|new_store| {
+        let store = new_store();
+        let k = keys(3);
+        let g = genesis(&k, 1000);
+        assert_eq!(store.head().unwrap(), None);
+        let head = store.init_genesis(&g).unwrap();
+        assert_eq!(head.height(), Height(0));
+        assert_eq!(head.header.parent, g.hash());
+        assert_eq!(store.genesis_hash().unwrap(), Some(g.hash()));
+        assert_eq!(store.finalized_height().unwrap(), Some(Height(0)));
+        assert_eq!(
+            store.init_genesis(&g).unwrap(),
+            head,
+            "second init is a no-op"
+        );
+        let mut other = g.clone();
+        other.accounts[0].balance = Amount(999);
+        match store.init_genesis(&other) {
+            Err(StoreError::GenesisMismatch { stored, given }) => {
+                assert_eq!(stored, g.hash());
+                assert_eq!(given, other.hash());
+            }
+            other => panic!("expected GenesisMismatch, got {other:?}"),
+        }
+        let a: phalanx_chain::Address = k[0].public().into();
+        assert_eq!(
+            store.account(&a).unwrap(),
+            Account {
+                balance: Amount(1000),
+                nonce: Nonce(0)
+            }
+        );
+    });
+}
+
+#[test]
+fn commits_extend_the_head_and_index_everything() {
+    each_store(|new_store| {
+        let store = new_store();
+        let k = keys(4);
+        store.init_genesis(&genesis(&k, 1000)).unwrap();
+        let proposer = k[3].public().into();
+        let txs = vec![
+            transfer(&k[0], &k[1], 100, 2, 0),
+            transfer(&k[0], &k[2], 50, 1, 1),
+        ];
+        let tx_hashes: Vec<Hash> = txs.iter().map(|t| t.hash()).collect();
+        let (block, changes) = next_block(&*store, proposer, txs);
+        store.commit_block(&block, &changes, Height(1)).unwrap();
+        let head = store.head().unwrap().unwrap();
+        assert_eq!((head.height(), head.hash), (Height(1), block.hash()));
+        assert_eq!(store.block_at(Height(1)).unwrap(), Some(block.clone()));
+        assert_eq!(store.block(&block.hash()).unwrap(), Some(block.clone()));
+        assert_eq!(
+            store.tx_location(&tx_hashes[1]).unwrap(),
+            Some(TxLocation {
+                height: Height(1),
+                index: 1
+            })
+        );
+        assert_eq!(store.tx_location(&Hash::digest(b"none")).unwrap(), None);
+        assert_eq!(store.finalized_height().unwrap(), Some(Height(1)));
+        let balance = |i: usize| store.account(&k[i].public().into()).unwrap();
+        assert_eq!(
+            balance(0),
+            Account {
+                balance: Amount(847),
+                nonce: Nonce(2)
+            }
+        );
+        assert_eq!(balance(1).balance, Amount(1100));
+        assert_eq!(balance(2).balance, Amount(1050));
+        assert_eq!(balance(3).balance, Amount(1003), "fees go to the proposer");
+        assert_eq!(store.accumulator().unwrap().root(), head.header.state_root);
+        // The same block again no longer extends the head.
+        assert!(matches!(
+            store.commit_block(&block, &changes, Height(1)),
+            Err(StoreError::NotExtendingHead { .. })
+        ));
+    });
+}
+
+#[test]
+fn a_failed_commit_leaves_nothing_half_written() {
+    each_store(|new_store| {
+        let store = new_store();
+        let k = keys(3);
+        store.init_genesis(&genesis(&k, 1000)).unwrap();
+        let (b1, c1) = next_block(
+            &*store,
+            k[2].public().into(),
+            vec![transfer(&k[0], &k[1], 10, 1, 0)],
+        );
+        // Build a competing block on genesis, then commit b1 first: the
+        // competitor no longer extends the head.
+        let (rival, rival_changes) = next_block(
+            &*store,
+            k[2].public().into(),
+            vec![transfer(&k[1], &k[0], 7, 1, 0)],
+        );
+        store.commit_block(&b1, &c1, Height(1)).unwrap();
+        let before_head = store.head().unwrap();
+        let before_acc = store.accumulator().unwrap();
+        let before: Vec<Account> = k
+            .iter()
+            .map(|x| store.account(&x.public().into()).unwrap())
+            .collect();
+        let err = store
+            .commit_block(&rival, &rival_changes, Height(1))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotExtendingHead { .. }), "{err}");
+        assert_eq!(store.block(&rival.hash()).unwrap(), None);
+        assert_eq!(
+            store.tx_location(&rival.transactions[0].hash()).unwrap(),
+            None
+        );
+        assert_eq!(store.head().unwrap(), before_head);
+        assert_eq!(store.accumulator().unwrap(), before_acc);
+        let after: Vec<Account> = k
+            .iter()
+            .map(|x| store.account(&x.public().into()).unwrap())
+            .collect();
+        assert_eq!(after, before);
+        assert_eq!(store.block_at(Height(1)).unwrap(), Some(b1));
+
+        // State changes that don't match the header are refused too.
+        let (b2, mut c2) = next_block(
+            &*store,
+            k[2].public().into(),
+            vec![transfer(&k[1], &k[0], 5, 0, 0)],
+        );
+        c2.state_root = Hash::ZERO;
+        assert!(matches!(
+            store.commit_block(&b2, &c2, Height(2)),
+            Err(StoreError::StateRootMismatch { .. })
+        ));
+        assert_eq!(store.head().unwrap(), before_head);
+    });
+}
+
+#[test]
+fn first_commit_must_be_genesis_and_finality_only_moves_forward() {
+    each_store(|new_store| {
+        let store = new_store();
+        let k = keys(2);
+        let g = genesis(&k, 100);
+        let mut not_genesis = g.block();
+        not_genesis.header.height = Height(1);
+        let accounts = g.initial_accounts();
+        let accumulator = phalanx_chain::StateAccumulator::from_accounts(&accounts);
+        let changes = phalanx_chain::StateChanges {
+            state_root: accumulator.root(),
+            accounts,
+            accumulator,
+        };
+        assert!(matches!(
+            store.commit_block(&not_genesis, &changes, Height(0)),
+            Err(StoreError::NotGenesis { .. })
+        ));
+        assert!(matches!(
+            store.set_finalized_height(Height(0)),
+            Err(StoreError::FinalizedBeyondHead { .. })
+        ));
+        store.init_genesis(&g).unwrap();
+        for n in 0..3 {
+            let (b, c) = next_block(
+                &*store,
+                k[1].public().into(),
+                vec![transfer(&k[0], &k[1], 1, 0, n)],
+            );
+            store.commit_block(&b, &c, Height(0)).unwrap();
+        }
+        assert_eq!(store.finalized_height().unwrap(), Some(Height(0)));
+        store.set_finalized_height(Height(2)).unwrap();
+        assert_eq!(store.finalized_height().unwrap(), Some(Height(2)));
+        assert!(matches!(
+            store.set_finalized_height(Height(1)),
+            Err(StoreError::FinalizedWentBack { .. })
+        ));
+        assert!(matches!(
+            store.set_finalized_height(Height(4)),
+            Err(StoreError::FinalizedBeyondHead { .. })
+        ));
+        store.put_safety_data(b"hotstuff", b"locked").unwrap();
+        assert_eq!(
+            store.safety_data(b"hotstuff").unwrap(),
+            Some(b"locked".to_vec())
+        );
+        assert_eq!(store.safety_data(b"pbft").unwrap(), None);
+    });
+}
+
+#[test]
+fn sled_store_reopens_with_the_same_head_state_and_safety_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let k = keys(5);
+    let g = genesis(&k, 10_000);
+    let (head, root) = {
+        let store = SledStore::open(&path).unwrap();
+        store.init_genesis(&g).unwrap();
+        for n in 0..5u64 {
+            let txs = (0..4)
+                .map(|i| transfer(&k[i], &k[(i + 1) % 5], 10 + n, 1, n))
+                .collect();
+            let (b, c) = next_block(&store, k[4].public().into(), txs);
+            store.commit_block(&b, &c, b.height()).unwrap();
+        }
+        store.put_safety_data(b"hotstuff/v1", &[1, 2, 3]).unwrap();
+        let head = store.head().unwrap().unwrap();
+        (head.clone(), head.header.state_root)
+    };
+    let store = SledStore::open(&path).unwrap();
+    assert_eq!(store.head().unwrap(), Some(head.clone()));
+    assert_eq!(store.accumulator().unwrap().root(), root);
+    assert_eq!(
+        store.recompute_state_root().unwrap(),
+        root,
+        "accounts on disk match the root"
+    );
+    assert_eq!(
+        store.safety_data(b"hotstuff/v1").unwrap(),
+        Some(vec![1, 2, 3])
+    );
+    assert_eq!(store.init_genesis(&g).unwrap(), head);
+    let a0 = store.account(&k[0].public().into()).unwrap();
+    assert_eq!(a0.nonce, Nonce(5));
+    // Nothing lost across reopen: a new block still builds on the head.
+    let (b, c) = next_block(
+        &store,
+        k[4].public().into(),
+        vec![transfer(&k[0], &k[1], 1, 1, 5)],
+    );
+    store.commit_block(&b, &c, b.height()).unwrap();
+}
+
+#[test]
+fn sled_store_detects_a_corrupt_database_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let k = keys(2);
+    {
+        let store = SledStore::open(&path).unwrap();
+        store.init_genesis(&genesis(&k, 100)).unwrap();
+        let (b, c) = next_block(
+            &store,
+            k[1].public().into(),
+            vec![transfer(&k[0], &k[1], 1, 0, 0)],
+        );
+        store.commit_block(&b, &c, b.height()).unwrap();
+    }
+    {
+        let db = sled::open(&path).unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        let mut acc = meta.get("state_accumulator").unwrap().unwrap().to_vec();
+        acc[0] ^= 1;
+        meta.insert("state_accumulator", acc).unwrap();
+        db.flush().unwrap();
+    }
+    let err = SledStore::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    {
+        let db = sled::open(&path).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("head", &b"garbage"[..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let err = SledStore::open(&path).unwrap_err();
+    assert!(err.to_string().contains("corrupt"), "{err}");
+}

@@ -36,6 +36,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 
+/// A genesis file longer than this is refused unread.
+pub const GENESIS_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
 /// How the chain orders blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -112,6 +115,8 @@ pub enum GenesisError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{path}: larger than {GENESIS_MAX_BYTES} bytes, not a genesis file")]
+    TooLarge { path: String },
     #[error("genesis is not valid TOML for Phalanx: {0}")]
     Parse(String),
     #[error("consensus {consensus} needs at least one validator in [[validators]]")]
@@ -142,10 +147,21 @@ pub enum GenesisError {
 impl Genesis {
     /// Reads and checks a genesis file.
     pub fn load(path: &Path) -> Result<Genesis, GenesisError> {
-        let text = std::fs::read_to_string(path).map_err(|source| GenesisError::Io {
-            path: path.display().to_string(),
+        use std::io::Read;
+        let shown = || path.display().to_string();
+        let io = |source| GenesisError::Io {
+            path: shown(),
             source,
-        })?;
+        };
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .map_err(io)?
+            .take(GENESIS_MAX_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(io)?;
+        if text.len() as u64 > GENESIS_MAX_BYTES {
+            return Err(GenesisError::TooLarge { path: shown() });
+        }
         Genesis::from_toml(&text)
     }
 
@@ -393,6 +409,20 @@ balance = 5
             Genesis::from_toml(no_validators),
             Err(GenesisError::NoValidators { .. })
         ));
+    }
+
+    #[test]
+    fn load_reads_a_file_and_names_missing_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("genesis.toml");
+        std::fs::write(&path, bft_toml()).unwrap();
+        assert_eq!(
+            Genesis::load(&path).unwrap(),
+            Genesis::from_toml(&bft_toml()).unwrap()
+        );
+        let missing = dir.path().join("nope.toml");
+        let err = Genesis::load(&missing).unwrap_err().to_string();
+        assert!(err.contains("nope.toml"), "{err}");
     }
 
     #[test]

@@ -75,8 +75,12 @@ impl<'a, S: StateView + ?Sized> Overlay<'a, S> {
         Ok(account)
     }
 
+    /// Sets an account read earlier through [`Overlay::get`] (which records
+    /// its value before the block, needed for the state root).
     fn set(&mut self, address: Address, account: Account) {
-        if let Some(entry) = self.touched.get_mut(&address) {
+        let entry = self.touched.get_mut(&address);
+        debug_assert!(entry.is_some(), "set before get for {address}");
+        if let Some(entry) = entry {
             entry.1 = account;
         }
     }

@@ -1,0 +1,198 @@
+//! Benchmarks of a block of 1,000 valid transfers (1,000 funded senders,
+//! each paying a fresh recipient): validating it with `execute_block`
+//! (strict signature checks, merkle root, state root) against the state
+//! after genesis, and committing it to a fresh `SledStore` (one atomic
+//! batch and a flush).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use phalanx_chain::genesis::{GenesisAccount, GenesisValidator};
+use phalanx_chain::{
+    Account, Address, Amount, BftCertificate, Block, BlockBuilder, BlockHeader, ChainId,
+    ConsensusKind, Genesis, Hash, Height, Justification, Nonce, SledStore, StateAccumulator,
+    StateChanges, Store, Transaction, ValidatorIndex, ValidatorSignature, execute_block,
+};
+use phalanx_crypto::{Domain, Keypair};
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::time::Duration;
+
+/// Transactions in the measured block, and funded senders in genesis.
+const TXS: usize = 1_000;
+const VALIDATORS: usize = 4;
+const GENESIS_TIME_MS: u64 = 1_767_225_600_000;
+
+/// A deterministic, distinct seed for key `i` of kind `tag`.
+fn seed(tag: u8, i: usize) -> [u8; 32] {
+    let mut seed = [tag; 32];
+    seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    seed
+}
+
+struct Fixture {
+    chain_id: ChainId,
+    genesis: Genesis,
+    parent: BlockHeader,
+    state: BTreeMap<Address, Account>,
+    accumulator: StateAccumulator,
+    block: Block,
+    changes: StateChanges,
+}
+
+/// A `HotStuff` genesis with `TXS` funded senders, and block 1 holding one
+/// transfer from each of them to a fresh recipient.
+fn fixture() -> Fixture {
+    let chain_id = ChainId::new("phalanx-bench").unwrap();
+    let validators: Vec<Keypair> = (0..VALIDATORS)
+        .map(|i| Keypair::from_seed(&seed(0xee, i)))
+        .collect();
+    let senders: Vec<Keypair> = (0..TXS)
+        .map(|i| Keypair::from_seed(&seed(0x11, i)))
+        .collect();
+    let genesis = Genesis {
+        chain_id: chain_id.clone(),
+        consensus: ConsensusKind::Hotstuff,
+        genesis_time_ms: GENESIS_TIME_MS,
+        validators: validators
+            .iter()
+            .enumerate()
+            .map(|(i, v)| GenesisValidator {
+                public_key: v.public(),
+                address: format!("/ip4/127.0.0.1/tcp/{}", 26600 + i),
+            })
+            .collect(),
+        pow: None,
+        accounts: senders
+            .iter()
+            .map(|s| GenesisAccount {
+                address: s.public().into(),
+                balance: Amount(1_000_000),
+            })
+            .collect(),
+    };
+    genesis.validate().unwrap();
+
+    let parent = genesis.block().header;
+    let state = genesis.initial_accounts();
+    let accumulator = StateAccumulator::from_accounts(&state);
+    let proposer: Address = validators[0].public().into();
+
+    let mut builder = BlockBuilder::new(chain_id.clone(), &parent, &state, &accumulator, proposer);
+    for (i, sender) in senders.iter().enumerate() {
+        let to = Address(Hash::digest(&(i as u64).to_le_bytes()).0);
+        let tx = Transaction::sign(
+            sender,
+            chain_id.clone(),
+            to,
+            Amount(1_000 + i as u64),
+            Amount(10),
+            Nonce(0),
+        );
+        builder.push(tx).unwrap();
+    }
+    // A quorum certificate over the parent as a HotStuff block carries one
+    // (2f + 1 of 4); the ledger carries it but does not check it.
+    let parent_hash = parent.hash();
+    let vote = Domain::HotStuffVote
+        .begin(&chain_id)
+        .u64_le(1)
+        .bytes(parent_hash.as_bytes())
+        .finish();
+    let signatures = validators[..3]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| ValidatorSignature {
+            validator: ValidatorIndex(u16::try_from(i).unwrap()),
+            signature: v.sign(&vote),
+        })
+        .collect();
+    let justification = Justification::Bft(BftCertificate {
+        view: 1,
+        block: parent_hash,
+        signatures,
+    });
+    let (block, changes) = builder.finish(GENESIS_TIME_MS + 1_000, justification);
+    assert_eq!(block.transactions.len(), TXS);
+    drop(senders);
+
+    Fixture {
+        chain_id,
+        genesis,
+        parent,
+        state,
+        accumulator,
+        block,
+        changes,
+    }
+}
+
+fn execute(c: &mut Criterion, f: &Fixture) {
+    let executed =
+        execute_block(&f.chain_id, &f.parent, &f.state, &f.accumulator, &f.block).unwrap();
+    assert_eq!(executed, f.changes, "execution must agree with the builder");
+
+    let mut group = c.benchmark_group("block_1000_transfers");
+    group.throughput(Throughput::Elements(TXS as u64));
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(2));
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("execute_block", |b| {
+        b.iter(|| {
+            execute_block(
+                black_box(&f.chain_id),
+                black_box(&f.parent),
+                black_box(&f.state),
+                black_box(&f.accumulator),
+                black_box(&f.block),
+            )
+            .unwrap()
+        });
+    });
+    group.finish();
+}
+
+/// A fresh store in a fresh directory, with genesis committed.
+fn fresh_store(genesis: &Genesis) -> (SledStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    store.init_genesis(genesis).unwrap();
+    (store, dir)
+}
+
+fn commit(c: &mut Criterion, f: &Fixture) {
+    {
+        let (store, _dir) = fresh_store(&f.genesis);
+        store.commit_block(&f.block, &f.changes, Height(1)).unwrap();
+        assert_eq!(store.head().unwrap().map(|h| h.hash), Some(f.block.hash()));
+    }
+
+    let mut group = c.benchmark_group("block_1000_transfers");
+    group.throughput(Throughput::Elements(TXS as u64));
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(2));
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("sled_commit_block", |b| {
+        b.iter_batched(
+            || fresh_store(&f.genesis),
+            |(store, dir)| {
+                store
+                    .commit_block(black_box(&f.block), black_box(&f.changes), Height(1))
+                    .unwrap();
+                // Returned, so closing the store and deleting the directory
+                // happen outside the measurement.
+                (store, dir)
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    group.finish();
+}
+
+fn blocks(c: &mut Criterion) {
+    let f = fixture();
+    execute(c, &f);
+    commit(c, &f);
+}
+
+criterion_group!(benches, blocks);
+criterion_main!(benches);

@@ -114,13 +114,21 @@ fn precheck(entry: &BatchEntry<'_>) -> Result<VerifyingKey, SignatureError> {
     let r = CompressedEdwardsY(r_bytes)
         .decompress()
         .ok_or(SignatureError::Invalid)?;
-    if r.is_small_order() || r.compress().to_bytes() != r_bytes {
+    if r.is_small_order() || !y_is_canonical(&r_bytes) {
         return Err(SignatureError::Invalid);
     }
     let canonical_s: Option<curve25519_dalek::Scalar> =
         curve25519_dalek::Scalar::from_canonical_bytes(s_bytes).into();
     canonical_s.ok_or(SignatureError::Invalid)?;
     Ok(key)
+}
+
+/// True if the 255-bit `y` of a point encoding is below p = 2²⁵⁵ - 19.
+/// (The other non-canonical encodings, x = 0 with the sign bit set, only
+/// exist for y = ±1, which are small-order points and refused anyway.)
+fn y_is_canonical(bytes: &[u8; 32]) -> bool {
+    let (low, middle, high) = (bytes[0], &bytes[1..31], bytes[31] & 0x7f);
+    !(high == 0x7f && middle.iter().all(|&b| b == 0xff) && low >= 0xed)
 }
 
 #[cfg(test)]
@@ -176,6 +184,24 @@ mod tests {
         f.keys[12] = f.keys[0]; // wrong key
         f.signatures[15].0[63] |= 0xf0; // non-canonical s
         assert_eq!(verify_batch(&entries(&f)), vec![3, 7, 12, 15]);
+    }
+
+    #[test]
+    fn canonical_y_boundary() {
+        let mut p = [0xffu8; 32];
+        p[0] = 0xed;
+        p[31] = 0x7f;
+        assert!(!y_is_canonical(&p));
+        let mut below = p;
+        below[0] = 0xec;
+        assert!(y_is_canonical(&below));
+        let mut sign_set = below;
+        sign_set[31] |= 0x80;
+        assert!(y_is_canonical(&sign_set));
+        let mut above = p;
+        above[0] = 0xff;
+        above[31] = 0xff;
+        assert!(!y_is_canonical(&above));
     }
 
     #[test]

@@ -13,9 +13,12 @@
 //!    `k = SHA-512(R ‖ A ‖ M) mod ℓ` (the cofactorless equation; comparing
 //!    bytes also rejects non-canonical encodings of `R`).
 //!
-//! **Batch** ([`verify_batch`]) first applies rules 1 to 3 to every entry,
-//! plus the canonical-`R` part of rule 4, then checks one random linear
-//! combination of the entries' cofactorless equations,
+//! **Batch** ([`verify_batch`]) first applies rules 1 and 2 to every entry,
+//! and refuses any `R` whose encoding is non-canonical or one of the ten
+//! encodings of small-order points (rule 3 and the encoding part of rule 4,
+//! checked on the bytes); an `R` that is not on the curve makes the batch
+//! fail below. Then it checks one random linear combination of the
+//! entries' cofactorless equations,
 //! `Σ zᵢ(Rᵢ + [kᵢ]Aᵢ - [sᵢ]B) = 0`, with 128-bit `zᵢ` that ed25519-dalek
 //! derives from a transcript of the whole batch. If that holds, every entry
 //! is reported valid; if not, every entry is checked with `verify_strict`
@@ -55,7 +58,6 @@
 
 use crate::domain::SigningBytes;
 use crate::keys::{PublicKey, Signature, SignatureError};
-use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_dalek::VerifyingKey;
 
 /// One signature to check.
@@ -111,10 +113,10 @@ fn precheck(entry: &BatchEntry<'_>) -> Result<VerifyingKey, SignatureError> {
     let mut s_bytes = [0u8; 32];
     r_bytes.copy_from_slice(bytes.get(..32).ok_or(SignatureError::Invalid)?);
     s_bytes.copy_from_slice(bytes.get(32..).ok_or(SignatureError::Invalid)?);
-    let r = CompressedEdwardsY(r_bytes)
-        .decompress()
-        .ok_or(SignatureError::Invalid)?;
-    if r.is_small_order() || !y_is_canonical(&r_bytes) {
+    // R's encoding must be canonical and not a small-order point. Checking
+    // bytes spares decompressing R here (dalek's batch decompresses it, and
+    // an R off the curve fails the batch, which then names it).
+    if !y_is_canonical(&r_bytes) || SMALL_ORDER_ENCODINGS.contains(&r_bytes) {
         return Err(SignatureError::Invalid);
     }
     let canonical_s: Option<curve25519_dalek::Scalar> =
@@ -124,17 +126,54 @@ fn precheck(entry: &BatchEntry<'_>) -> Result<VerifyingKey, SignatureError> {
 }
 
 /// True if the 255-bit `y` of a point encoding is below p = 2²⁵⁵ - 19.
-/// (The other non-canonical encodings, x = 0 with the sign bit set, only
-/// exist for y = ±1, which are small-order points and refused anyway.)
 fn y_is_canonical(bytes: &[u8; 32]) -> bool {
     let (low, middle, high) = (bytes[0], &bytes[1..31], bytes[31] & 0x7f);
     !(high == 0x7f && middle.iter().all(|&b| b == 0xff) && low >= 0xed)
+}
+
+/// Every encoding with a canonical `y` that decodes to a point of small
+/// order: the canonical encodings of the 8 points of order 1, 2, 4 and 8,
+/// and the two with x = 0 and the sign bit set (y = 1 and y = -1). The
+/// tests derive this list from the curve.
+const SMALL_ORDER_ENCODINGS: [[u8; 32]; 10] = [
+    hex32("0100000000000000000000000000000000000000000000000000000000000000"),
+    hex32("0100000000000000000000000000000000000000000000000000000000000080"),
+    hex32("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+    hex32("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"),
+    hex32("0000000000000000000000000000000000000000000000000000000000000000"),
+    hex32("0000000000000000000000000000000000000000000000000000000000000080"),
+    hex32("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+    hex32("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85"),
+    hex32("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+    hex32("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa"),
+];
+
+// Evaluated only at compile time: a bad literal is a build error.
+#[allow(clippy::indexing_slicing)]
+const fn hex32(s: &str) -> [u8; 32] {
+    const fn nibble(c: u8) -> u8 {
+        match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => panic!("not lowercase hex"),
+        }
+    }
+    let s = s.as_bytes();
+    assert!(s.len() == 64);
+    let mut out = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        out[i] = nibble(s[2 * i]) << 4 | nibble(s[2 * i + 1]);
+        i += 1;
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{ChainId, Domain, Keypair};
+    use curve25519_dalek::edwards::CompressedEdwardsY;
 
     struct Fixture {
         messages: Vec<SigningBytes>,
@@ -184,6 +223,43 @@ mod tests {
         f.keys[12] = f.keys[0]; // wrong key
         f.signatures[15].0[63] |= 0xf0; // non-canonical s
         assert_eq!(verify_batch(&entries(&f)), vec![3, 7, 12, 15]);
+    }
+
+    #[test]
+    fn small_order_list_is_exactly_the_small_order_encodings() {
+        use curve25519_dalek::edwards::EdwardsPoint;
+        use curve25519_dalek::traits::Identity;
+        // A point of order 8 generates all 8 small-order points.
+        let t = CompressedEdwardsY(SMALL_ORDER_ENCODINGS[6])
+            .decompress()
+            .unwrap();
+        let mut canonical = std::collections::BTreeSet::new();
+        let mut p = EdwardsPoint::identity();
+        for _ in 0..8 {
+            assert!(p.is_small_order());
+            canonical.insert(p.compress().to_bytes());
+            p += t;
+        }
+        assert_eq!(p, EdwardsPoint::identity());
+        assert_eq!(canonical.len(), 8, "t has order 8");
+        for encoding in SMALL_ORDER_ENCODINGS {
+            let point = CompressedEdwardsY(encoding).decompress().unwrap();
+            assert!(point.is_small_order(), "{}", hex::encode(encoding));
+            assert!(y_is_canonical(&encoding));
+            let is_canonical = point.compress().to_bytes() == encoding;
+            assert!(is_canonical == canonical.contains(&encoding));
+        }
+        // The two non-canonical ones are x = 0 with the sign bit set.
+        let extra: Vec<_> = SMALL_ORDER_ENCODINGS
+            .iter()
+            .filter(|e| !canonical.contains(*e))
+            .collect();
+        assert_eq!(extra.len(), 2);
+        for e in extra {
+            let mut cleared = *e;
+            cleared[31] &= 0x7f;
+            assert!(canonical.contains(&cleared));
+        }
     }
 
     #[test]

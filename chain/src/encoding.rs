@@ -21,6 +21,8 @@ pub enum DecodeError {
     Malformed(String),
     #[error("{trailing} unexpected bytes after the value")]
     TrailingBytes { trailing: usize },
+    #[error("not the canonical encoding of its value (an overlong integer)")]
+    NonCanonical,
 }
 
 /// Encodes `value` with postcard.
@@ -34,7 +36,10 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
 
 /// Decodes a `T` from exactly `bytes`, refusing input over `limit` bytes
 /// and trailing bytes.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, DecodeError> {
+pub fn decode<T: DeserializeOwned + Serialize>(
+    bytes: &[u8],
+    limit: usize,
+) -> Result<T, DecodeError> {
     if bytes.len() > limit {
         return Err(DecodeError::TooLarge {
             len: bytes.len(),
@@ -47,6 +52,12 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, Deco
         return Err(DecodeError::TrailingBytes {
             trailing: rest.len(),
         });
+    }
+    // postcard reads overlong varints (`80 00` as 0); refusing them gives
+    // every value exactly one accepted encoding, so raw bytes can be hashed,
+    // deduplicated and stored without two nodes disagreeing.
+    if encode(&value) != bytes {
+        return Err(DecodeError::NonCanonical);
     }
     Ok(value)
 }
@@ -132,6 +143,19 @@ mod tests {
     }
 
     #[test]
+    fn overlong_integers_are_refused() {
+        assert_eq!(decode::<u64>(&[0x05], 10), Ok(5));
+        assert_eq!(
+            decode::<u64>(&[0x85, 0x00], 10),
+            Err(DecodeError::NonCanonical)
+        );
+        assert_eq!(
+            decode::<u64>(&[0x80, 0x00], 10),
+            Err(DecodeError::NonCanonical)
+        );
+    }
+
+    #[test]
     fn a_huge_length_prefix_is_refused_without_allocating() {
         // Length prefix u32::MAX as a varint, then nothing.
         let bytes = [0xff, 0xff, 0xff, 0xff, 0x0f];
@@ -139,7 +163,7 @@ mod tests {
             decode::<Holder>(&bytes, 100),
             Err(DecodeError::Malformed(_))
         ));
-        #[derive(Debug, Deserialize)]
+        #[derive(Debug, Serialize, Deserialize)]
         struct Wide {
             #[serde(deserialize_with = "bounded_vec::<_, _, { usize::MAX }>")]
             _items: Vec<[u64; 4]>,

@@ -101,7 +101,7 @@ pub struct Genesis {
     pub genesis_time_ms: u64,
     #[serde(default)]
     pub validators: Vec<GenesisValidator>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub pow: Option<PowParams>,
     #[serde(default)]
     pub accounts: Vec<GenesisAccount>,

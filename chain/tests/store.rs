@@ -259,6 +259,22 @@ fn sled_store_reopens_with_the_same_head_state_and_safety_data() {
 }
 
 #[test]
+fn a_sled_database_open_twice_is_reported_as_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = SledStore::open(dir.path()).unwrap();
+    let err = SledStore::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    assert!(err.to_string().contains("in use"), "{err}");
+    drop(first);
+    // Once the first handle is gone, the database opens again at once
+    // (sled releases its lock shortly after the drop; open waits for it).
+    for _ in 0..20 {
+        let store = SledStore::open(dir.path()).unwrap();
+        store.put_safety_data(b"k", b"v").unwrap();
+    }
+}
+
+#[test]
 fn sled_store_detects_a_corrupt_database_on_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");

@@ -65,6 +65,8 @@ pub struct TxLocation {
 pub enum StoreError {
     #[error("storage backend: {0}")]
     Backend(#[from] sled::Error),
+    #[error("database {path} is in use by another process (or another open store)")]
+    Locked { path: String },
     #[error("stored data is corrupt: {what}")]
     Corrupt { what: String },
     #[error(

@@ -10,6 +10,7 @@ use phalanx_crypto::Hash;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 const META_GENESIS: &[u8] = b"genesis_hash";
 const META_HEAD: &[u8] = b"head";
@@ -47,10 +48,7 @@ impl SledStore {
     /// Opens (or creates) the database at `path`, and checks that the
     /// stored state accumulator matches the head's state root.
     pub fn open(path: &Path) -> Result<SledStore, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(DEFAULT_CACHE_BYTES)
-            .open()?;
+        let db = open_db(path)?;
         let store = SledStore {
             blocks: db.open_tree("blocks")?,
             heights: db.open_tree("heights")?,
@@ -188,7 +186,37 @@ impl SledStore {
     }
 }
 
-fn decode_stored<T: serde::de::DeserializeOwned>(
+/// How long [`SledStore::open`] waits for another handle's lock to go.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Opens the database. Every write this store makes is followed by an
+/// explicit flush, so sled's periodic flusher thread is off. sled 0.34
+/// releases its file lock a moment after the last handle is dropped (its
+/// I/O threads finish first), so a reopen in quick succession, such as a
+/// restart, waits up to [`LOCK_WAIT`] for the lock before reporting that
+/// the database is in use.
+fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+    let config = sled::Config::new()
+        .path(path)
+        .cache_capacity(DEFAULT_CACHE_BYTES)
+        .flush_every_ms(None);
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if Instant::now() >= deadline {
+                    return Err(StoreError::Locked {
+                        path: path.display().to_string(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+fn decode_stored<T: serde::de::DeserializeOwned + serde::Serialize>(
     bytes: &[u8],
     limit: usize,
     what: &str,

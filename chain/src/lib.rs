@@ -11,6 +11,20 @@
 //! - [`encoding`]: postcard with size limits, for storage and the wire.
 //! - [`store`]: durable storage on sled, and an in-memory store for tests
 //!   and the simulator, behind one trait.
+//!
+//! ```
+//! use phalanx_chain::{Address, Amount, ChainId, Nonce, Transaction};
+//! use phalanx_crypto::Keypair;
+//!
+//! let sender = Keypair::from_seed(&[1; 32]);
+//! let to: Address = "0202020202020202020202020202020202020202020202020202020202020202".parse().unwrap();
+//! let chain = ChainId::new("phalanx-local").unwrap();
+//! let tx = Transaction::sign(&sender, chain, to, Amount(250), Amount(1), Nonce(0));
+//! assert!(tx.verify_signature().is_ok());
+//! // The JSON form the HTTP API takes.
+//! let json = serde_json::to_string(&tx).unwrap();
+//! assert_eq!(serde_json::from_str::<Transaction>(&json).unwrap().hash(), tx.hash());
+//! ```
 
 pub mod block;
 pub mod encoding;

@@ -12,6 +12,23 @@
 //! - [`keyfile`]: the JSON key file format.
 //!
 //! This crate does no I/O beyond reading and writing key files.
+//!
+//! ```
+//! use phalanx_crypto::{ChainId, Domain, Keypair};
+//!
+//! let key = Keypair::from_seed(&[7; 32]);
+//! let chain = ChainId::new("phalanx-local").unwrap();
+//! let vote = Domain::HotStuffVote.begin(&chain).u64_le(42).finish();
+//! let signature = key.sign(&vote);
+//! assert!(key.public().verify(&vote, &signature).is_ok());
+//!
+//! // The same payload under another kind, or on another chain, is a
+//! // different message: the signature does not carry over.
+//! let timeout = Domain::HotStuffTimeout.begin(&chain).u64_le(42).finish();
+//! assert!(key.public().verify(&timeout, &signature).is_err());
+//! let elsewhere = Domain::HotStuffVote.begin(&ChainId::new("other").unwrap()).u64_le(42).finish();
+//! assert!(key.public().verify(&elsewhere, &signature).is_err());
+//! ```
 
 pub mod batch;
 mod domain;

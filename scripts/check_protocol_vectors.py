@@ -323,8 +323,9 @@ def encode_header(h: dict) -> bytes:
     if j[0] == "genesis":
         out += varint(0)
     elif j[0] == "bft":
-        _, view, block, signatures = j
-        out += varint(1) + varint(view) + block + varint(len(signatures))
+        # The block's own view, then the certificate over its parent.
+        _, view, cert_view, block, signatures = j
+        out += varint(1) + varint(view) + varint(cert_view) + block + varint(len(signatures))
         for validator, signature in signatures:
             if not 0 <= validator <= 0xFFFF:
                 raise Mismatch("validator index is a u16")
@@ -612,11 +613,12 @@ def check_block(c: Checker, v: Vector, genesis: dict, txs: dict, states: dict) -
         justification = ("genesis",)
     elif kind == "bft":
         signatures = [
-            (int(v[f"bft.signature.{i}.validator"]),
-             fixed_hex(v[f"bft.signature.{i}.signature"], 64))
-            for i in v.indices("bft.signature")
+            (int(v[f"bft.parent_cert.signature.{i}.validator"]),
+             fixed_hex(v[f"bft.parent_cert.signature.{i}.signature"], 64))
+            for i in v.indices("bft.parent_cert.signature")
         ]
-        justification = ("bft", v.u64("bft.view"), fixed_hex(v["bft.block"], 32), signatures)
+        justification = ("bft", v.u64("bft.view"), v.u64("bft.parent_cert.view"),
+                         fixed_hex(v["bft.parent_cert.block"], 32), signatures)
     elif kind == "pow":
         justification = ("pow", int(v["pow.difficulty_bits"]), v.u64("pow.nonce"))
     else:
@@ -661,7 +663,7 @@ def check_block(c: Checker, v: Vector, genesis: dict, txs: dict, states: dict) -
 
 def check_limits(c: Checker, v: Vector) -> None:
     max_tx = 1 + 32 + 64 + 3 * 10 + 64
-    max_header = 10 + 32 * 4 + 10 + 16 + 256 * (3 + 64) + 64
+    max_header = 10 + 32 * 4 + 10 + 10 + 16 + 256 * (3 + 64) + 64
     for key, value in {
         "CHAIN_ID_MAX_LEN": 32,
         "MAX_TX_BYTES": max_tx,

@@ -106,11 +106,14 @@ fn fixture() -> Fixture {
             signature: v.sign(&vote),
         })
         .collect();
-    let justification = Justification::Bft(BftCertificate {
-        view: 1,
-        block: parent_hash,
-        signatures,
-    });
+    let justification = Justification::Bft {
+        view: 2,
+        parent_cert: BftCertificate {
+            view: 1,
+            block: parent_hash,
+            signatures,
+        },
+    };
     let (block, changes) = builder.finish(GENESIS_TIME_MS + 1_000, justification);
     assert_eq!(block.transactions.len(), TXS);
     drop(senders);

@@ -35,9 +35,16 @@ pub struct BlockHeader {
 pub enum Justification {
     /// The genesis block.
     Genesis,
-    /// A BFT certificate (a HotStuff quorum certificate, a PBFT commit
-    /// certificate) over the parent block.
-    Bft(BftCertificate),
+    /// A block of a BFT committee: the view (round) it was proposed in,
+    /// and a certificate over its parent (a HotStuff quorum certificate, a
+    /// PBFT commit certificate). Carrying the view makes a block
+    /// self-describing: its hash fixes its place in the protocol, so two
+    /// blocks one leader signed for one view are distinct, provable
+    /// equivocation, and a synced block needs no side data.
+    Bft {
+        view: u64,
+        parent_cert: BftCertificate,
+    },
     /// A proof-of-work seal.
     ProofOfWork(PowSeal),
 }
@@ -78,7 +85,7 @@ pub struct Block {
 }
 
 /// The largest encoded header: fixed fields plus a full certificate.
-pub const MAX_HEADER_BYTES: usize = 10 + 32 * 4 + 10 + 16 + MAX_VALIDATORS * (3 + 64) + 64;
+pub const MAX_HEADER_BYTES: usize = 10 + 32 * 4 + 10 + 10 + 16 + MAX_VALIDATORS * (3 + 64) + 64;
 /// The largest encoded block.
 pub const MAX_BLOCK_BYTES: usize = MAX_HEADER_BYTES + 5 + MAX_BLOCK_TXS * MAX_TX_BYTES;
 
@@ -187,11 +194,14 @@ mod tests {
             validator: ValidatorIndex(0),
             signature: Signature([1; 64]),
         };
-        let full = header(Justification::Bft(BftCertificate {
+        let full = header(Justification::Bft {
             view: u64::MAX,
-            block: Hash::ZERO,
-            signatures: vec![sig.clone(); MAX_VALIDATORS],
-        }));
+            parent_cert: BftCertificate {
+                view: u64::MAX,
+                block: Hash::ZERO,
+                signatures: vec![sig.clone(); MAX_VALIDATORS],
+            },
+        });
         let bytes = full.encode();
         assert!(
             bytes.len() <= MAX_HEADER_BYTES,
@@ -199,11 +209,14 @@ mod tests {
             bytes.len()
         );
         assert_eq!(BlockHeader::decode(&bytes).unwrap(), full);
-        let over = header(Justification::Bft(BftCertificate {
-            view: 1,
-            block: Hash::ZERO,
-            signatures: vec![sig; MAX_VALIDATORS + 1],
-        }));
+        let over = header(Justification::Bft {
+            view: 2,
+            parent_cert: BftCertificate {
+                view: 1,
+                block: Hash::ZERO,
+                signatures: vec![sig; MAX_VALIDATORS + 1],
+            },
+        });
         assert!(BlockHeader::decode(&over.encode()).is_err());
     }
 }

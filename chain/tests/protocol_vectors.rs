@@ -511,22 +511,26 @@ fn check_block(
     };
     let justification = match v.get("justification")? {
         "genesis" => Justification::Genesis,
-        "bft" => Justification::Bft(BftCertificate {
+        "bft" => Justification::Bft {
             view: v.parse("bft.view")?,
-            block: v.hash("bft.block")?,
-            signatures: v
-                .indices("bft.signature")?
-                .into_iter()
-                .map(|i| {
-                    Ok(ValidatorSignature {
-                        validator: ValidatorIndex(
-                            v.parse(&format!("bft.signature.{i}.validator"))?,
-                        ),
-                        signature: v.parse(&format!("bft.signature.{i}.signature"))?,
+            parent_cert: BftCertificate {
+                view: v.parse("bft.parent_cert.view")?,
+                block: v.hash("bft.parent_cert.block")?,
+                signatures: v
+                    .indices("bft.parent_cert.signature")?
+                    .into_iter()
+                    .map(|i| {
+                        Ok(ValidatorSignature {
+                            validator: ValidatorIndex(
+                                v.parse(&format!("bft.parent_cert.signature.{i}.validator"))?,
+                            ),
+                            signature: v
+                                .parse(&format!("bft.parent_cert.signature.{i}.signature"))?,
+                        })
                     })
-                })
-                .collect::<Check<Vec<_>>>()?,
-        }),
+                    .collect::<Check<Vec<_>>>()?,
+            },
+        },
         "pow" => Justification::ProofOfWork(PowSeal {
             difficulty_bits: v.parse("pow.difficulty_bits")?,
             nonce: v.parse("pow.nonce")?,

@@ -1,0 +1,401 @@
+//! HotStuff messages, what each signature covers, and the one function that
+//! turns bytes into a verified message.
+//!
+//! | message  | signed bytes (after `PHALANX/<KIND>/v1 ‖ len ‖ chain_id`) |
+//! |----------|------------------------------------------------------------|
+//! | proposal | `HS-PROPOSAL`: block hash (the header carries the view)    |
+//! | vote     | `HS-VOTE`: view (u64 LE) ‖ block hash                      |
+//! | timeout  | `HS-TIMEOUT`: view (u64 LE) ‖ its high QC's view (u64 LE)  |
+//!
+//! A quorum certificate (QC) is the ledger's [`BftCertificate`]: a view, a
+//! block hash and the vote signatures of at least n - f distinct validators.
+//! A timeout certificate (TC) gathers n - f timeout signatures for one view
+//! with the highest QC among them. A message's own signature is the vote or
+//! timeout signature that certificates collect, and a forwarded message keeps
+//! its author's signature.
+
+use crate::committee::Committee;
+use crate::types::View;
+use phalanx_chain::block::MAX_BLOCK_BYTES;
+use phalanx_chain::encoding::{self, DecodeError};
+use phalanx_chain::{
+    BftCertificate, Block, Hash, Justification, MAX_VALIDATORS, ValidatorIndex, ValidatorSignature,
+};
+use phalanx_crypto::{Domain, Keypair, Signature, SigningBytes};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// A quorum certificate.
+pub type QuorumCert = BftCertificate;
+
+/// A leader's block for a view, with the timeout certificate that let the
+/// view begin when the previous view produced no QC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub block: Block,
+    pub timeout_cert: Option<TimeoutCert>,
+}
+
+/// A vote for a block in a view, sent to the next view's leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vote {
+    pub view: View,
+    pub block: Hash,
+}
+
+/// "View `view` made no progress for me; my highest QC is `high_qc`."
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeout {
+    pub view: View,
+    pub high_qc: QuorumCert,
+}
+
+/// One validator's timeout signature in a TC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeoutSignature {
+    pub validator: ValidatorIndex,
+    pub high_qc_view: View,
+    pub signature: Signature,
+}
+
+/// n - f timeouts for one view, and the highest QC they reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeoutCert {
+    pub view: View,
+    pub high_qc: QuorumCert,
+    #[serde(deserialize_with = "encoding::bounded_vec::<_, _, MAX_VALIDATORS>")]
+    pub signatures: Vec<TimeoutSignature>,
+}
+
+/// What a validator says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Payload {
+    Proposal(Box<Proposal>),
+    Vote(Vote),
+    Timeout(Box<Timeout>),
+}
+
+/// A payload, its author and the author's signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedMessage {
+    pub author: ValidatorIndex,
+    pub payload: Payload,
+    pub signature: Signature,
+}
+
+/// Catch-up traffic between replicas. Unsigned: a block is asked for by
+/// hash and checked against it, so a response can't smuggle in anything
+/// the requester did not already have a certified reference to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncMessage {
+    /// Send me the block with this hash and up to `MAX_SYNC_BLOCKS - 1` of
+    /// its ancestors.
+    Request { hash: Hash },
+    /// Blocks, each the parent of the one before.
+    Response {
+        #[serde(deserialize_with = "encoding::bounded_vec::<_, _, MAX_SYNC_BLOCKS>")]
+        blocks: Vec<Block>,
+    },
+}
+
+/// Blocks in one sync response.
+pub const MAX_SYNC_BLOCKS: usize = 16;
+
+/// The largest encoded consensus message: a full block and a full TC.
+pub const MAX_MESSAGE_BYTES: usize = MAX_BLOCK_BYTES + 2 * MAX_VALIDATORS * 80 + 4096;
+/// The largest encoded sync message.
+pub const MAX_SYNC_BYTES: usize = MAX_SYNC_BLOCKS * MAX_BLOCK_BYTES + 64;
+
+/// A message whose size, encoding, author, signature and embedded
+/// certificates have been checked against the committee. Only
+/// [`verify_message`] (and the replica, for its own messages) make one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified<T>(T);
+
+impl<T> Verified<T> {
+    pub fn get(&self) -> &T {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+
+    /// For messages this replica signed itself.
+    pub(crate) fn own(value: T) -> Verified<T> {
+        Verified(value)
+    }
+}
+
+/// Why a message was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    #[error("undecodable message: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("author {author} is not in the committee")]
+    UnknownAuthor { author: ValidatorIndex },
+    #[error("signature of validator {author} does not verify")]
+    BadSignature { author: ValidatorIndex },
+    #[error("proposal for view {view} from {author}, whose leader is {leader}")]
+    NotLeader {
+        view: View,
+        author: ValidatorIndex,
+        leader: ValidatorIndex,
+    },
+    #[error("proposal's block is not a BFT block whose parent certificate names its parent")]
+    MalformedBlock,
+    #[error("certificate for view {view}: {reason}")]
+    BadCertificate { view: View, reason: CertError },
+}
+
+/// What is wrong with a QC or TC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CertError {
+    #[error("{got} distinct signers, a quorum is {quorum}")]
+    TooFewSigners { got: usize, quorum: usize },
+    #[error("validator {0} signed twice")]
+    DuplicateSigner(ValidatorIndex),
+    #[error("validator {0} is not in the committee")]
+    UnknownSigner(ValidatorIndex),
+    #[error("signature of validator {0} does not verify")]
+    BadSignature(ValidatorIndex),
+    #[error("its high QC is not the highest one its signers reported")]
+    WrongHighQc,
+}
+
+pub(crate) fn vote_bytes(committee: &Committee, view: View, block: &Hash) -> SigningBytes {
+    Domain::HotStuffVote
+        .begin(committee.chain_id())
+        .u64_le(view.0)
+        .bytes(block.as_bytes())
+        .finish()
+}
+
+pub(crate) fn timeout_bytes(committee: &Committee, view: View, high_qc_view: View) -> SigningBytes {
+    Domain::HotStuffTimeout
+        .begin(committee.chain_id())
+        .u64_le(view.0)
+        .u64_le(high_qc_view.0)
+        .finish()
+}
+
+pub(crate) fn proposal_bytes(committee: &Committee, block: &Hash) -> SigningBytes {
+    Domain::HotStuffProposal
+        .begin(committee.chain_id())
+        .bytes(block.as_bytes())
+        .finish()
+}
+
+/// The bytes `author` signs for `payload`.
+pub fn signing_bytes(committee: &Committee, payload: &Payload) -> SigningBytes {
+    match payload {
+        Payload::Proposal(p) => proposal_bytes(committee, &p.block.hash()),
+        Payload::Vote(v) => vote_bytes(committee, v.view, &v.block),
+        Payload::Timeout(t) => timeout_bytes(committee, t.view, View(t.high_qc.view)),
+    }
+}
+
+/// Signs `payload` as `author`.
+pub fn sign(
+    committee: &Committee,
+    key: &Keypair,
+    author: ValidatorIndex,
+    payload: Payload,
+) -> SignedMessage {
+    let signature = key.sign(&signing_bytes(committee, &payload));
+    SignedMessage {
+        author,
+        payload,
+        signature,
+    }
+}
+
+impl SignedMessage {
+    pub fn encode(&self) -> Vec<u8> {
+        encoding::encode(self)
+    }
+
+    /// A content id for deduplication (BLAKE3 of the encoding).
+    pub fn id(&self) -> Hash {
+        Hash::digest(&self.encode())
+    }
+
+    /// The view this message belongs to.
+    pub fn view(&self) -> View {
+        match &self.payload {
+            Payload::Proposal(p) => block_view(&p.block).unwrap_or_default(),
+            Payload::Vote(v) => v.view,
+            Payload::Timeout(t) => t.view,
+        }
+    }
+}
+
+/// A block's view: the one in its BFT justification (0 for genesis).
+pub fn block_view(block: &Block) -> Option<View> {
+    match &block.header.justification {
+        Justification::Bft { view, .. } => Some(View(*view)),
+        Justification::Genesis => Some(View(0)),
+        Justification::ProofOfWork(_) => None,
+    }
+}
+
+/// A block's parent certificate (`None` for genesis and non-BFT blocks).
+pub fn parent_cert(block: &Block) -> Option<&QuorumCert> {
+    match &block.header.justification {
+        Justification::Bft { parent_cert, .. } => Some(parent_cert),
+        _ => None,
+    }
+}
+
+/// Decodes and checks a consensus message: size, encoding, committee
+/// membership, the author's signature, and every certificate inside.
+pub fn verify_message(
+    bytes: &[u8],
+    committee: &Committee,
+) -> Result<Verified<SignedMessage>, MessageError> {
+    let message: SignedMessage = encoding::decode(bytes, MAX_MESSAGE_BYTES)?;
+    verify_decoded(message, committee)
+}
+
+/// [`verify_message`] for a message already decoded (for in-process
+/// transports that skip the bytes).
+pub fn verify_decoded(
+    message: SignedMessage,
+    committee: &Committee,
+) -> Result<Verified<SignedMessage>, MessageError> {
+    let author = message.author;
+    let key = committee
+        .key(author)
+        .ok_or(MessageError::UnknownAuthor { author })?;
+    match &message.payload {
+        Payload::Proposal(p) => check_proposal(committee, author, p)?,
+        Payload::Vote(_) => {}
+        Payload::Timeout(t) => verify_qc(committee, &t.high_qc)?,
+    }
+    key.verify(
+        &signing_bytes(committee, &message.payload),
+        &message.signature,
+    )
+    .map_err(|_| MessageError::BadSignature { author })?;
+    Ok(Verified(message))
+}
+
+fn check_proposal(
+    committee: &Committee,
+    author: ValidatorIndex,
+    p: &Proposal,
+) -> Result<(), MessageError> {
+    let header = &p.block.header;
+    let Justification::Bft { view, parent_cert } = &header.justification else {
+        return Err(MessageError::MalformedBlock);
+    };
+    let view = View(*view);
+    let leader = committee.leader(view);
+    if author != leader {
+        return Err(MessageError::NotLeader {
+            view,
+            author,
+            leader,
+        });
+    }
+    let proposer_is_author = committee
+        .key(author)
+        .is_some_and(|k| phalanx_chain::Address::from(*k) == header.proposer);
+    if parent_cert.block != header.parent || !proposer_is_author || View(parent_cert.view) >= view {
+        return Err(MessageError::MalformedBlock);
+    }
+    verify_qc(committee, parent_cert)?;
+    if let Some(tc) = &p.timeout_cert {
+        verify_tc(committee, tc)?;
+    }
+    Ok(())
+}
+
+/// Checks a QC: the genesis QC (view 0 over block 0, no signatures), or at
+/// least a quorum of distinct members' valid vote signatures.
+pub fn verify_qc(committee: &Committee, qc: &QuorumCert) -> Result<(), MessageError> {
+    let view = View(qc.view);
+    if is_genesis_qc(committee, qc) {
+        return Ok(());
+    }
+    let bad = |reason| MessageError::BadCertificate { view, reason };
+    let message = vote_bytes(committee, view, &qc.block);
+    check_signers(committee, qc.signatures.iter().map(|s| s.validator)).map_err(bad)?;
+    for ValidatorSignature {
+        validator,
+        signature,
+    } in &qc.signatures
+    {
+        let key = committee
+            .key(*validator)
+            .ok_or(bad(CertError::UnknownSigner(*validator)))?;
+        key.verify(&message, signature)
+            .map_err(|_| bad(CertError::BadSignature(*validator)))?;
+    }
+    Ok(())
+}
+
+/// The QC every chain starts from.
+pub fn genesis_qc(committee: &Committee) -> QuorumCert {
+    BftCertificate {
+        view: 0,
+        block: committee.genesis_block(),
+        signatures: Vec::new(),
+    }
+}
+
+fn is_genesis_qc(committee: &Committee, qc: &QuorumCert) -> bool {
+    qc.view == 0 && qc.block == committee.genesis_block() && qc.signatures.is_empty()
+}
+
+/// Checks a TC: a quorum of distinct members' timeout signatures for its
+/// view, and a valid high QC that is the highest its signers reported.
+pub fn verify_tc(committee: &Committee, tc: &TimeoutCert) -> Result<(), MessageError> {
+    let bad = |reason| MessageError::BadCertificate {
+        view: tc.view,
+        reason,
+    };
+    check_signers(committee, tc.signatures.iter().map(|s| s.validator)).map_err(bad)?;
+    let highest = tc.signatures.iter().map(|s| s.high_qc_view).max();
+    if highest != Some(View(tc.high_qc.view)) {
+        return Err(bad(CertError::WrongHighQc));
+    }
+    for s in &tc.signatures {
+        let key = committee
+            .key(s.validator)
+            .ok_or(bad(CertError::UnknownSigner(s.validator)))?;
+        key.verify(
+            &timeout_bytes(committee, tc.view, s.high_qc_view),
+            &s.signature,
+        )
+        .map_err(|_| bad(CertError::BadSignature(s.validator)))?;
+    }
+    verify_qc(committee, &tc.high_qc)
+}
+
+fn check_signers(
+    committee: &Committee,
+    signers: impl Iterator<Item = ValidatorIndex>,
+) -> Result<(), CertError> {
+    let mut seen = BTreeSet::new();
+    for signer in signers {
+        if committee.key(signer).is_none() {
+            return Err(CertError::UnknownSigner(signer));
+        }
+        if !seen.insert(signer) {
+            return Err(CertError::DuplicateSigner(signer));
+        }
+    }
+    if seen.len() < committee.quorum() {
+        return Err(CertError::TooFewSigners {
+            got: seen.len(),
+            quorum: committee.quorum(),
+        });
+    }
+    Ok(())
+}
+
+/// Decodes a sync message (size-limited).
+pub fn decode_sync(bytes: &[u8]) -> Result<SyncMessage, DecodeError> {
+    encoding::decode(bytes, MAX_SYNC_BYTES)
+}

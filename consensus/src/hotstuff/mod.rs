@@ -1,0 +1,79 @@
+//! Chained HotStuff (Yin, Malkhi, Reiter, Gueta, Abraham, PODC 2019,
+//! event-driven chained variant), with a Jolteon/DiemBFT-style pacemaker.
+//!
+//! # The protocol as implemented
+//!
+//! - **Views and leaders.** Views start at 1 (block 0, genesis, has view 0
+//!   and a genesis QC with no signatures). The leader of view `v` is
+//!   validator `v mod n`.
+//! - **Proposals.** The leader of `v` proposes a block whose header carries
+//!   `v` and a certificate over its parent: its highest QC (`high_qc`). A
+//!   proposal is *justified* if that QC is for view `v - 1`, or if it comes
+//!   with a timeout certificate (TC) for `v - 1` and its QC is at least as
+//!   high as the TC's. The leader never proposes twice in a view (the view
+//!   is persisted before the proposal leaves).
+//! - **Votes.** A replica in view `v` votes for a justified proposal of `v`
+//!   at most once (`v > last_voted_view`), only after the caller's
+//!   [`crate::Ledger`] has validated the block against its parent's state,
+//!   and only if the **safety rule** holds: the block extends the locked
+//!   block, or its parent QC's view is higher than the locked QC's. Votes go
+//!   to the leader of `v + 1`. n - f votes for one block in one view form a
+//!   QC; a QC for view `v` moves a replica to view `v + 1`.
+//! - **Lock (two-chain).** On a block `b*` whose QC certifies `b''`, whose
+//!   own QC certifies `b'`: the lock moves up to that QC for `b'` if its view
+//!   is higher than the locked QC's.
+//! - **Commit (three-chain).** If `b''`, `b'` and `b` (`b'`'s parent) are
+//!   direct parents in consecutive views (`b''.view = b'.view + 1 =
+//!   b.view + 2`), `b` commits, and with it every uncommitted ancestor, in
+//!   height order.
+//! - **Pacemaker.** Each view has a timer, `base × 2^k` capped, where `k`
+//!   counts views in a row that ended without a QC; a QC resets it. When the
+//!   timer fires a replica stops voting in the view and broadcasts a signed
+//!   timeout carrying its highest QC (and repeats it while stuck). f + 1
+//!   timeouts for a view at least the replica's own make it time out too
+//!   (so views resynchronize after a partition heals); n - f form a TC that
+//!   moves everyone to the next view, whose leader proposes with the TC.
+//! - **Forwarding.** Every new valid message a replica receives is
+//!   broadcast again once (deduplicated by content), keeping its author's
+//!   signature, so it reaches honest replicas even when its author's links
+//!   are cut. It can be switched off to measure the protocol alone.
+//! - **Catch-up.** A proposal whose parent is unknown is buffered (bounded)
+//!   while the parent is fetched by hash, with up to 15 ancestors, from the
+//!   proposal's author; committed blocks come from the caller's ledger.
+//!
+//! # Safety data, and the order of effects
+//!
+//! `last_voted_view`, the locked QC, the highest QC, the last proposed view
+//! and the last vote and timeout signed are [`SafetyData`]. Whenever one of
+//! them changes in a way a message depends on, [`Effect::PersistSafety`] is
+//! emitted **before** the message's send or broadcast effect. The caller
+//! must make it durable (write and flush) before carrying out the effects
+//! after it; otherwise a crash and restart could sign a conflicting vote.
+//! Asked to vote or time out again in the same view, a replica re-sends the
+//! message it already signed.
+//!
+//! # Departures from the paper
+//!
+//! - The paper's pacemaker is left abstract; this one is Jolteon's
+//!   (timeouts, TCs, f + 1 amplification), which gives view synchronization
+//!   after asynchrony.
+//! - The paper inserts dummy blocks for skipped views, so "direct parent"
+//!   implies consecutive views; here views are carried in blocks and the
+//!   commit rule checks that they are consecutive. Safety is the paper's
+//!   argument: two conflicting blocks would each need a QC from n - f
+//!   replicas in consecutive views, whose intersection contains an honest
+//!   replica that locked on one chain and, by the safety rule, could not
+//!   have voted for the other.
+//! - Justified-view checks (QC or TC for `v - 1`) keep a Byzantine leader
+//!   from burning future views; they affect liveness only.
+
+mod messages;
+mod replica;
+
+pub use messages::{
+    CertError, MAX_MESSAGE_BYTES, MAX_SYNC_BLOCKS, MAX_SYNC_BYTES, MessageError, Payload, Proposal,
+    QuorumCert, SignedMessage, SyncMessage, Timeout, TimeoutCert, TimeoutSignature, Verified, Vote,
+    block_view, decode_sync, genesis_qc, parent_cert, sign, signing_bytes, verify_decoded,
+    verify_message, verify_qc, verify_tc,
+};
+pub use replica::{Config, Effect, Evidence, Input, Replica, SafetyData, Timer};

@@ -1,0 +1,938 @@
+//! The HotStuff replica: one state machine per validator.
+
+use super::messages::{
+    MAX_SYNC_BLOCKS, Payload, Proposal, QuorumCert, SignedMessage, SyncMessage, Timeout,
+    TimeoutCert, TimeoutSignature, Verified, Vote, block_view, genesis_qc, parent_cert, sign,
+    verify_qc,
+};
+use crate::committee::Committee;
+use crate::ledger::Ledger;
+use crate::types::{Byzantine, TimeMs, View};
+use phalanx_chain::ValidatorSignature;
+use phalanx_chain::{Address, BftCertificate, Block, Hash, Height, Justification, ValidatorIndex};
+use phalanx_crypto::{Keypair, Signature};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Tunables, each with a bound.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The first timeout of a view.
+    pub base_timeout_ms: u64,
+    /// The longest a view's timer may grow to with back-off.
+    pub max_timeout_ms: u64,
+    /// Uncommitted blocks kept at most.
+    pub max_pending_blocks: usize,
+    /// Proposals waiting for their parent, at most.
+    pub max_buffered_proposals: usize,
+    /// Messages for views further ahead of ours than this are dropped.
+    pub future_view_window: u64,
+    /// Re-broadcast every new valid message once.
+    pub forward: bool,
+    /// Misbehave on purpose (simulations and test networks only).
+    pub byzantine: Option<Byzantine>,
+    /// Negative control for simulators: vote without checking the lock.
+    /// Breaks safety on purpose, so a checker can be shown to catch it.
+    pub unsafe_ignore_lock: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            base_timeout_ms: 1_000,
+            max_timeout_ms: 30_000,
+            max_pending_blocks: 1_024,
+            max_buffered_proposals: 64,
+            future_view_window: 10_000,
+            forward: true,
+            byzantine: None,
+            unsafe_ignore_lock: false,
+        }
+    }
+}
+
+/// What a replica must not forget across a crash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SafetyData {
+    /// No vote (or timeout) is ever signed for a view at or below this.
+    pub last_voted_view: View,
+    pub locked_qc: QuorumCert,
+    pub high_qc: QuorumCert,
+    /// No proposal is ever signed for a view at or below this.
+    pub last_proposed_view: View,
+    /// The last vote signed, re-sent if asked to vote in its view again.
+    pub last_vote: Option<SignedMessage>,
+    /// The last timeout signed, re-sent while its view is stuck.
+    pub last_timeout: Option<SignedMessage>,
+}
+
+/// A timer the replica asks its caller to arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Timer {
+    /// The pacemaker's timer for a view.
+    View(View),
+}
+
+/// What the replica is told.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// The first input: safety data read back from storage, if any.
+    Start { recovered: Option<Box<SafetyData>> },
+    /// A consensus message from the network (see `verify_message`).
+    Message(Verified<SignedMessage>),
+    /// Catch-up traffic from a peer.
+    Sync {
+        from: ValidatorIndex,
+        message: SyncMessage,
+    },
+    /// A timer armed earlier fired.
+    Timer(Timer),
+}
+
+/// Proof that a validator signed two conflicting messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evidence {
+    /// Two different proposals for one view by its leader.
+    ConflictingProposals {
+        first: SignedMessage,
+        second: SignedMessage,
+    },
+    /// Two votes by one validator in one view for different blocks.
+    ConflictingVotes {
+        first: SignedMessage,
+        second: SignedMessage,
+    },
+}
+
+/// What the caller must do, in order.
+#[must_use]
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// Write and flush before carrying out any later effect.
+    PersistSafety(SafetyData),
+    Send {
+        to: ValidatorIndex,
+        message: SignedMessage,
+    },
+    Broadcast(SignedMessage),
+    SendSync {
+        to: ValidatorIndex,
+        message: SyncMessage,
+    },
+    /// A committed block; commits come in height order.
+    Commit(Block),
+    /// Deliver `Input::Timer(timer)` at `at` (replacing an earlier arming).
+    ArmTimer {
+        timer: Timer,
+        at: TimeMs,
+    },
+    Evidence(Evidence),
+}
+
+/// A HotStuff replica. Feed it inputs with [`Replica::handle`].
+#[derive(Debug)]
+pub struct Replica {
+    committee: Committee,
+    me: ValidatorIndex,
+    key: Keypair,
+    config: Config,
+    now: TimeMs,
+    started: bool,
+    view: View,
+    safety: SafetyData,
+    /// Views in a row that ended without a QC (for back-off).
+    timeouts_in_row: u32,
+    high_tc: Option<TimeoutCert>,
+    /// Uncommitted blocks, plus the last committed one (the root).
+    blocks: HashMap<Hash, Block>,
+    root: Hash,
+    /// Each view's first proposal, to catch equivocation.
+    proposals: BTreeMap<View, SignedMessage>,
+    /// Each validator's first vote in each view, to catch double votes.
+    first_votes: BTreeMap<(View, ValidatorIndex), SignedMessage>,
+    votes: BTreeMap<(View, Hash), BTreeMap<ValidatorIndex, Signature>>,
+    timeouts: BTreeMap<View, BTreeMap<ValidatorIndex, (QuorumCert, Signature)>>,
+    /// Content ids of messages already handled, by view.
+    seen: BTreeMap<View, HashSet<Hash>>,
+    /// Proposals waiting for their parent block, by the parent's hash.
+    buffered: BTreeMap<Hash, Vec<Verified<SignedMessage>>>,
+    /// Blocks asked for and not yet received.
+    requested: HashSet<Hash>,
+    out: Vec<Effect>,
+}
+
+impl Replica {
+    /// A replica for validator `me`, whose last committed block (genesis on a
+    /// new chain) is `committed`.
+    pub fn new(
+        committee: Committee,
+        me: ValidatorIndex,
+        key: Keypair,
+        config: Config,
+        committed: Block,
+    ) -> Replica {
+        let genesis = genesis_qc(&committee);
+        let root = committed.hash();
+        let mut blocks = HashMap::new();
+        blocks.insert(root, committed);
+        Replica {
+            committee,
+            me,
+            key,
+            config,
+            now: 0,
+            started: false,
+            view: View(0),
+            safety: SafetyData {
+                last_voted_view: View(0),
+                locked_qc: genesis.clone(),
+                high_qc: genesis,
+                last_proposed_view: View(0),
+                last_vote: None,
+                last_timeout: None,
+            },
+            timeouts_in_row: 0,
+            high_tc: None,
+            blocks,
+            root,
+            proposals: BTreeMap::new(),
+            first_votes: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            timeouts: BTreeMap::new(),
+            seen: BTreeMap::new(),
+            buffered: BTreeMap::new(),
+            requested: HashSet::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// Handles one input at time `now` and returns the effects to carry
+    /// out, in order. Callers must make every [`Effect::PersistSafety`]
+    /// durable (written and flushed) before carrying out the effects after
+    /// it; otherwise a restart may sign a conflicting vote.
+    pub fn handle(&mut self, input: Input, now: TimeMs, ledger: &mut dyn Ledger) -> Vec<Effect> {
+        self.now = self.now.max(now);
+        match input {
+            Input::Start { recovered } => self.start(recovered, ledger),
+            Input::Message(message) if self.started => self.on_message(message, ledger),
+            Input::Sync { from, message } if self.started => self.on_sync(from, message, ledger),
+            Input::Timer(Timer::View(view)) if self.started => self.on_view_timer(view),
+            _ => {}
+        }
+        let effects = std::mem::take(&mut self.out);
+        self.misbehave(effects)
+    }
+
+    pub fn view(&self) -> View {
+        self.view
+    }
+
+    pub fn me(&self) -> ValidatorIndex {
+        self.me
+    }
+
+    pub fn safety(&self) -> &SafetyData {
+        &self.safety
+    }
+
+    pub fn committee(&self) -> &Committee {
+        &self.committee
+    }
+
+    /// The last committed block's hash.
+    pub fn committed(&self) -> Hash {
+        self.root
+    }
+
+    fn start(&mut self, recovered: Option<Box<SafetyData>>, ledger: &mut dyn Ledger) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        if let Some(safety) = recovered {
+            self.safety = *safety;
+        }
+        let resume = View(self.safety.high_qc.view)
+            .next()
+            .max(self.safety.last_voted_view)
+            .max(View(1));
+        self.enter_view(resume, ledger);
+    }
+
+    // ----- views and the pacemaker -----
+
+    fn timeout_ms(&self) -> u64 {
+        let factor = 1u64 << self.timeouts_in_row.min(20);
+        self.config
+            .base_timeout_ms
+            .saturating_mul(factor)
+            .min(self.config.max_timeout_ms)
+    }
+
+    fn enter_view(&mut self, view: View, ledger: &mut dyn Ledger) {
+        if view <= self.view {
+            return;
+        }
+        self.view = view;
+        self.requested.clear();
+        self.out.push(Effect::ArmTimer {
+            timer: Timer::View(view),
+            at: self.now.saturating_add(self.timeout_ms()),
+        });
+        self.prune_below(view);
+        if self.committee.leader(view) == self.me {
+            self.propose(ledger);
+        }
+    }
+
+    fn on_view_timer(&mut self, view: View) {
+        if view != self.view {
+            return;
+        }
+        self.timeouts_in_row = self.timeouts_in_row.saturating_add(1);
+        self.local_timeout(view);
+        self.out.push(Effect::ArmTimer {
+            timer: Timer::View(view),
+            at: self.now.saturating_add(self.timeout_ms()),
+        });
+    }
+
+    /// Signs (once) and broadcasts a timeout for `view`; no more votes in it.
+    fn local_timeout(&mut self, view: View) {
+        let message = match &self.safety.last_timeout {
+            Some(m) if m.view() == view => m.clone(),
+            _ => {
+                let timeout = Timeout {
+                    view,
+                    high_qc: self.safety.high_qc.clone(),
+                };
+                let message = self.sign(Payload::Timeout(Box::new(timeout)));
+                self.safety.last_voted_view = self.safety.last_voted_view.max(view);
+                self.safety.last_timeout = Some(message.clone());
+                self.persist();
+                message
+            }
+        };
+        self.out.push(Effect::Broadcast(message.clone()));
+        self.record_timeout(&message);
+    }
+
+    fn process_qc(&mut self, qc: &QuorumCert, ledger: &mut dyn Ledger) {
+        if qc.view > self.safety.high_qc.view {
+            self.safety.high_qc = qc.clone();
+        }
+        if View(qc.view) >= self.view {
+            self.timeouts_in_row = 0;
+            self.enter_view(View(qc.view).next(), ledger);
+        }
+    }
+
+    fn process_tc(&mut self, tc: &TimeoutCert, ledger: &mut dyn Ledger) {
+        if self.high_tc.as_ref().is_none_or(|h| tc.view > h.view) {
+            self.high_tc = Some(tc.clone());
+        }
+        self.process_qc(&tc.high_qc, ledger);
+        self.enter_view(tc.view.next(), ledger);
+    }
+
+    // ----- messages -----
+
+    fn on_message(&mut self, message: Verified<SignedMessage>, ledger: &mut dyn Ledger) {
+        let m = message.get();
+        let view = m.view();
+        if view.0 > self.view.0.saturating_add(self.config.future_view_window) {
+            return;
+        }
+        if !self.seen.entry(view).or_default().insert(m.id()) {
+            return;
+        }
+        if self.config.forward && m.author != self.me {
+            self.out.push(Effect::Broadcast(m.clone()));
+        }
+        match &m.payload {
+            Payload::Proposal(_) => self.on_proposal(message, ledger),
+            Payload::Vote(vote) => {
+                let vote = *vote;
+                self.on_vote(message.into_inner(), vote, ledger);
+            }
+            Payload::Timeout(_) => self.on_timeout(message.into_inner(), ledger),
+        }
+    }
+
+    fn on_proposal(&mut self, message: Verified<SignedMessage>, ledger: &mut dyn Ledger) {
+        let Payload::Proposal(proposal) = &message.get().payload else {
+            return;
+        };
+        let block = &proposal.block;
+        let (Some(view), Some(cert)) = (block_view(block), parent_cert(block)) else {
+            return;
+        };
+        let hash = block.hash();
+        match self.proposals.get(&view) {
+            Some(first) if proposal_hash(first) != Some(hash) => {
+                let evidence = Evidence::ConflictingProposals {
+                    first: first.clone(),
+                    second: message.get().clone(),
+                };
+                self.out.push(Effect::Evidence(evidence));
+                return;
+            }
+            Some(_) => {}
+            None => {
+                self.proposals.insert(view, message.get().clone());
+            }
+        }
+        if let Some(tc) = &proposal.timeout_cert {
+            let tc = tc.clone();
+            self.process_tc(&tc, ledger);
+        }
+        let cert = cert.clone();
+        self.process_qc(&cert, ledger);
+        if !self.blocks.contains_key(&block.header.parent) {
+            self.buffer(message, ledger);
+            return;
+        }
+        self.insert_block(block.clone(), ledger);
+        self.maybe_vote(proposal, ledger);
+    }
+
+    /// Keeps a proposal until its parent arrives, and asks for the parent.
+    fn buffer(&mut self, message: Verified<SignedMessage>, ledger: &mut dyn Ledger) {
+        let Payload::Proposal(proposal) = &message.get().payload else {
+            return;
+        };
+        let parent = proposal.block.header.parent;
+        let author = message.get().author;
+        let Some(cert) = parent_cert(&proposal.block) else {
+            return;
+        };
+        if !self.could_extend_root(cert) {
+            return;
+        }
+        let buffered: usize = self.buffered.values().map(Vec::len).sum();
+        if buffered >= self.config.max_buffered_proposals {
+            return;
+        }
+        self.buffered.entry(parent).or_default().push(message);
+        self.request(parent, author);
+        let _ = ledger;
+    }
+
+    /// A certified block that is not the root and not after it in view can
+    /// never extend the committed chain: don't fetch it.
+    fn could_extend_root(&self, cert: &QuorumCert) -> bool {
+        let root_view = self
+            .blocks
+            .get(&self.root)
+            .and_then(block_view)
+            .unwrap_or_default();
+        cert.block == self.root || View(cert.view) > root_view
+    }
+
+    fn request(&mut self, hash: Hash, from: ValidatorIndex) {
+        if from != self.me && self.requested.insert(hash) {
+            self.out.push(Effect::SendSync {
+                to: from,
+                message: SyncMessage::Request { hash },
+            });
+        }
+    }
+
+    fn maybe_vote(&mut self, proposal: &Proposal, ledger: &mut dyn Ledger) {
+        let block = &proposal.block;
+        let (Some(view), Some(cert)) = (block_view(block), parent_cert(block)) else {
+            return;
+        };
+        if view != self.view || view <= self.safety.last_voted_view {
+            return;
+        }
+        let justified = View(cert.view).next() == view
+            || proposal
+                .timeout_cert
+                .as_ref()
+                .is_some_and(|tc| tc.view.next() == view && cert.view >= tc.high_qc.view);
+        // HotStuff's safety rule: extend the lock, or show a newer QC.
+        let safe = self.config.unsafe_ignore_lock
+            || self.extends(block, &self.safety.locked_qc.block)
+            || cert.view > self.safety.locked_qc.view;
+        if !justified || !safe {
+            return;
+        }
+        let Some(parent) = self.blocks.get(&block.header.parent) else {
+            return;
+        };
+        if !ledger.validate_block(parent, block) {
+            return;
+        }
+        let hash = block.hash();
+        let vote = Vote { view, block: hash };
+        let message = self.sign(Payload::Vote(vote));
+        self.safety.last_voted_view = view;
+        self.safety.last_vote = Some(message.clone());
+        self.persist();
+        self.send_vote(message.clone(), view);
+        if self.config.byzantine == Some(Byzantine::DoubleVote) {
+            let other = self.sign(Payload::Vote(Vote {
+                view,
+                block: Hash::digest(hash.as_bytes()),
+            }));
+            self.send_vote(other, view);
+        }
+        self.on_vote(message, vote, ledger);
+    }
+
+    fn send_vote(&mut self, message: SignedMessage, view: View) {
+        let to = self.committee.leader(view.next());
+        if to != self.me {
+            self.out.push(Effect::Send { to, message });
+        }
+    }
+
+    fn on_vote(&mut self, message: SignedMessage, vote: Vote, ledger: &mut dyn Ledger) {
+        if vote.view.next() < self.view {
+            return;
+        }
+        match self.first_votes.get(&(vote.view, message.author)) {
+            Some(first) if first.payload != message.payload => {
+                let evidence = Evidence::ConflictingVotes {
+                    first: first.clone(),
+                    second: message,
+                };
+                self.out.push(Effect::Evidence(evidence));
+                return;
+            }
+            Some(_) => {}
+            None => {
+                self.first_votes
+                    .insert((vote.view, message.author), message.clone());
+            }
+        }
+        let signers = self.votes.entry((vote.view, vote.block)).or_default();
+        signers.insert(message.author, message.signature);
+        if signers.len() != self.committee.quorum() {
+            return;
+        }
+        let qc = BftCertificate {
+            view: vote.view.0,
+            block: vote.block,
+            signatures: signers
+                .iter()
+                .map(|(v, s)| ValidatorSignature {
+                    validator: *v,
+                    signature: *s,
+                })
+                .collect(),
+        };
+        self.process_qc(&qc, ledger);
+    }
+
+    fn on_timeout(&mut self, message: SignedMessage, ledger: &mut dyn Ledger) {
+        let Payload::Timeout(timeout) = &message.payload else {
+            return;
+        };
+        let high_qc = timeout.high_qc.clone();
+        self.process_qc(&high_qc, ledger);
+        let view = timeout.view;
+        if view < self.view {
+            return;
+        }
+        let count = self.record_timeout(&message);
+        // f + 1 timeouts at or beyond our view: at least one honest replica
+        // gave up on it, so join (this resynchronizes views after a heal).
+        if count >= self.committee.validity_threshold() && self.safety.last_voted_view < view
+            || count >= self.committee.validity_threshold() && view > self.view
+        {
+            self.enter_view(view, ledger);
+            if self.view == view {
+                self.local_timeout(view);
+            }
+        }
+        self.maybe_form_tc(view, ledger);
+    }
+
+    /// Counts a timeout; returns how many distinct validators timed out in
+    /// its view.
+    fn record_timeout(&mut self, message: &SignedMessage) -> usize {
+        let Payload::Timeout(timeout) = &message.payload else {
+            return 0;
+        };
+        let entry = self.timeouts.entry(timeout.view).or_default();
+        entry
+            .entry(message.author)
+            .or_insert_with(|| (timeout.high_qc.clone(), message.signature));
+        entry.len()
+    }
+
+    fn maybe_form_tc(&mut self, view: View, ledger: &mut dyn Ledger) {
+        let Some(entry) = self.timeouts.get(&view) else {
+            return;
+        };
+        if entry.len() < self.committee.quorum() || view < self.view {
+            return;
+        }
+        let Some(high_qc) = entry
+            .values()
+            .map(|(qc, _)| qc)
+            .max_by_key(|qc| qc.view)
+            .cloned()
+        else {
+            return;
+        };
+        let tc = TimeoutCert {
+            view,
+            high_qc,
+            signatures: entry
+                .iter()
+                .map(|(validator, (qc, signature))| TimeoutSignature {
+                    validator: *validator,
+                    high_qc_view: View(qc.view),
+                    signature: *signature,
+                })
+                .collect(),
+        };
+        self.process_tc(&tc, ledger);
+    }
+
+    // ----- proposing -----
+
+    fn propose(&mut self, ledger: &mut dyn Ledger) {
+        let view = self.view;
+        if self.committee.leader(view) != self.me || self.safety.last_proposed_view >= view {
+            return;
+        }
+        let parent_qc = match self.config.byzantine {
+            Some(Byzantine::StaleQc) => self.stale_qc(),
+            _ => self.safety.high_qc.clone(),
+        };
+        let Some(parent) = self.blocks.get(&parent_qc.block).cloned() else {
+            if self.could_extend_root(&parent_qc) {
+                let leader = self.committee.leader(View(parent_qc.view).next());
+                self.request(parent_qc.block, leader);
+            }
+            return;
+        };
+        let justification = Justification::Bft {
+            view: view.0,
+            parent_cert: parent_qc.clone(),
+        };
+        let Some(block) = ledger.build_block(&parent, self.address(), self.now, justification)
+        else {
+            return;
+        };
+        let timeout_cert = if View(parent_qc.view).next() == view {
+            None
+        } else {
+            self.high_tc.clone().filter(|tc| tc.view.next() == view)
+        };
+        self.safety.last_proposed_view = view;
+        self.persist();
+        let proposal = Proposal {
+            block,
+            timeout_cert,
+        };
+        let message = self.sign(Payload::Proposal(Box::new(proposal.clone())));
+        if self.config.byzantine == Some(Byzantine::Equivocate) {
+            self.equivocate(&parent, &message, proposal, ledger);
+        } else {
+            self.out.push(Effect::Broadcast(message.clone()));
+        }
+        self.on_message(Verified::own(message), ledger);
+    }
+
+    /// Byzantine: a second block for the same view (another timestamp), one
+    /// version to each half of the committee.
+    fn equivocate(
+        &mut self,
+        parent: &Block,
+        first: &SignedMessage,
+        proposal: Proposal,
+        ledger: &mut dyn Ledger,
+    ) {
+        let justification = proposal.block.header.justification.clone();
+        let timestamp = proposal.block.header.timestamp_ms.saturating_add(1);
+        let Some(block) = ledger.build_block(parent, self.address(), timestamp, justification)
+        else {
+            return;
+        };
+        let second = self.sign(Payload::Proposal(Box::new(Proposal {
+            block,
+            timeout_cert: proposal.timeout_cert,
+        })));
+        let members: Vec<ValidatorIndex> =
+            self.committee.members().filter(|v| *v != self.me).collect();
+        let half = members.len() / 2;
+        for (i, to) in members.into_iter().enumerate() {
+            let message = if i < half {
+                first.clone()
+            } else {
+                second.clone()
+            };
+            self.out.push(Effect::Send { to, message });
+        }
+    }
+
+    fn address(&self) -> Address {
+        self.key.public().into()
+    }
+
+    /// The QC the highest QC's block was built on: old but valid.
+    fn stale_qc(&self) -> QuorumCert {
+        self.blocks
+            .get(&self.safety.high_qc.block)
+            .and_then(parent_cert)
+            .cloned()
+            .unwrap_or_else(|| genesis_qc(&self.committee))
+    }
+
+    // ----- the block tree -----
+
+    /// True if `block` is `ancestor` or descends from it through blocks held.
+    fn extends(&self, block: &Block, ancestor: &Hash) -> bool {
+        let mut hash = block.hash();
+        let mut header = &block.header;
+        loop {
+            if hash == *ancestor {
+                return true;
+            }
+            if hash == self.root || header.height == Height(0) {
+                return false;
+            }
+            hash = header.parent;
+            match self.blocks.get(&hash) {
+                Some(b) => header = &b.header,
+                None => return false,
+            }
+        }
+    }
+
+    fn insert_block(&mut self, block: Block, ledger: &mut dyn Ledger) {
+        let hash = block.hash();
+        if self.blocks.contains_key(&hash)
+            || !self.blocks.contains_key(&block.header.parent)
+            || self.blocks.len() >= self.config.max_pending_blocks
+        {
+            return;
+        }
+        self.requested.remove(&hash);
+        self.blocks.insert(hash, block.clone());
+        self.update(&block, ledger);
+        if let Some(waiting) = self.buffered.remove(&hash) {
+            for message in waiting {
+                self.on_proposal(message, ledger);
+            }
+        }
+    }
+
+    /// Chained HotStuff's update on a new block `b*`: move the lock, commit.
+    fn update(&mut self, b_star: &Block, ledger: &mut dyn Ledger) {
+        let Some(qc_b2) = parent_cert(b_star).cloned() else {
+            return;
+        };
+        if qc_b2.view > self.safety.high_qc.view {
+            self.safety.high_qc = qc_b2.clone();
+        }
+        let Some(b2) = self.blocks.get(&qc_b2.block).cloned() else {
+            return;
+        };
+        let Some(qc_b1) = parent_cert(&b2).cloned() else {
+            return;
+        };
+        if qc_b1.view > self.safety.locked_qc.view {
+            self.safety.locked_qc = qc_b1.clone();
+        }
+        let Some(b1) = self.blocks.get(&qc_b1.block).cloned() else {
+            return;
+        };
+        let Some(qc_b) = parent_cert(&b1) else {
+            return;
+        };
+        let consecutive = qc_b2.view == qc_b1.view + 1 && qc_b1.view == qc_b.view + 1;
+        let target = qc_b.block;
+        if consecutive && self.blocks.contains_key(&target) {
+            self.commit(target, ledger);
+        }
+    }
+
+    /// Commits `hash` and its uncommitted ancestors, in height order.
+    fn commit(&mut self, hash: Hash, _ledger: &mut dyn Ledger) {
+        let root_height = self.blocks.get(&self.root).map(|b| b.header.height);
+        let mut chain = Vec::new();
+        let mut cursor = hash;
+        while cursor != self.root {
+            let Some(block) = self.blocks.get(&cursor) else {
+                return;
+            };
+            if Some(block.header.height) <= root_height {
+                // Not a descendant of the root: a conflicting commit would
+                // break safety. It cannot happen with at most f faults;
+                // refuse rather than diverge.
+                return;
+            }
+            chain.push(block.clone());
+            cursor = block.header.parent;
+        }
+        for block in chain.into_iter().rev() {
+            self.out.push(Effect::Commit(block));
+        }
+        self.root = hash;
+        self.prune_blocks();
+    }
+
+    /// Drops blocks that no longer extend the committed root.
+    fn prune_blocks(&mut self) {
+        let root_height = self
+            .blocks
+            .get(&self.root)
+            .map(|b| b.header.height)
+            .unwrap_or_default();
+        let keep: HashSet<Hash> = self
+            .blocks
+            .iter()
+            .filter(|(hash, block)| {
+                **hash == self.root
+                    || (block.header.height > root_height && self.extends(block, &self.root))
+            })
+            .map(|(hash, _)| *hash)
+            .collect();
+        self.blocks.retain(|hash, _| keep.contains(hash));
+    }
+
+    /// Forgets per-view bookkeeping far behind the current view.
+    fn prune_below(&mut self, view: View) {
+        let keep_from = View(view.0.saturating_sub(2));
+        self.proposals = self.proposals.split_off(&keep_from);
+        self.first_votes = self.first_votes.split_off(&(keep_from, ValidatorIndex(0)));
+        self.votes = self.votes.split_off(&(keep_from, Hash::ZERO));
+        self.timeouts = self.timeouts.split_off(&keep_from);
+        self.seen = self.seen.split_off(&keep_from);
+    }
+
+    // ----- catch-up -----
+
+    fn on_sync(&mut self, from: ValidatorIndex, message: SyncMessage, ledger: &mut dyn Ledger) {
+        match message {
+            SyncMessage::Request { hash } => {
+                let mut blocks = Vec::new();
+                let mut cursor = hash;
+                while blocks.len() < MAX_SYNC_BLOCKS {
+                    let block = match self.blocks.get(&cursor) {
+                        Some(b) => b.clone(),
+                        None => match ledger.committed_block(&cursor) {
+                            Some(b) => b,
+                            None => break,
+                        },
+                    };
+                    let at_genesis = block.header.height == Height(0);
+                    cursor = block.header.parent;
+                    blocks.push(block);
+                    if at_genesis {
+                        break;
+                    }
+                }
+                if !blocks.is_empty() {
+                    self.out.push(Effect::SendSync {
+                        to: from,
+                        message: SyncMessage::Response { blocks },
+                    });
+                }
+            }
+            SyncMessage::Response { blocks } => self.on_sync_blocks(from, blocks, ledger),
+        }
+    }
+
+    /// Accepts blocks that were asked for by hash (or are parents of those),
+    /// whose parent certificate checks out, and connects them to the tree.
+    fn on_sync_blocks(
+        &mut self,
+        from: ValidatorIndex,
+        blocks: Vec<Block>,
+        ledger: &mut dyn Ledger,
+    ) {
+        let mut wanted: HashSet<Hash> = self.requested.clone();
+        let mut accepted = Vec::new();
+        for block in blocks {
+            let hash = block.hash();
+            if !wanted.contains(&hash) || self.blocks.contains_key(&hash) {
+                continue;
+            }
+            let Some(cert) = parent_cert(&block) else {
+                continue;
+            };
+            if cert.block != block.header.parent || verify_qc(&self.committee, cert).is_err() {
+                continue;
+            }
+            wanted.insert(block.header.parent);
+            accepted.push(block);
+        }
+        // Deepest first, so each block's parent is in place before it.
+        accepted.sort_by_key(|b| b.header.height);
+        let mut missing_parent = None;
+        for block in accepted {
+            let hash = block.hash();
+            if self.blocks.contains_key(&block.header.parent) {
+                self.insert_block(block, ledger);
+            } else if missing_parent.is_none() {
+                missing_parent = Some(block.header.parent);
+            }
+            self.requested.remove(&hash);
+        }
+        if let Some(parent) = missing_parent {
+            self.requested.remove(&parent);
+            self.request(parent, from);
+        }
+        if self.committee.leader(self.view) == self.me {
+            self.propose(ledger);
+        }
+    }
+
+    // ----- signing, persistence, misbehaviour -----
+
+    fn sign(&self, payload: Payload) -> SignedMessage {
+        sign(&self.committee, &self.key, self.me, payload)
+    }
+
+    fn persist(&mut self) {
+        self.out.push(Effect::PersistSafety(self.safety.clone()));
+    }
+
+    /// Applies a Byzantine behaviour to the outgoing effects.
+    fn misbehave(&self, effects: Vec<Effect>) -> Vec<Effect> {
+        match self.config.byzantine {
+            Some(Byzantine::Silent) => effects
+                .into_iter()
+                .filter(|e| {
+                    !matches!(
+                        e,
+                        Effect::Send { .. } | Effect::Broadcast(_) | Effect::SendSync { .. }
+                    )
+                })
+                .collect(),
+            Some(Byzantine::InvalidSignature) => effects
+                .into_iter()
+                .map(|e| match e {
+                    Effect::Send { to, message } if message.author == self.me => Effect::Send {
+                        to,
+                        message: corrupt(message),
+                    },
+                    Effect::Broadcast(message) if message.author == self.me => {
+                        Effect::Broadcast(corrupt(message))
+                    }
+                    other => other,
+                })
+                .collect(),
+            _ => effects,
+        }
+    }
+}
+
+fn corrupt(mut message: SignedMessage) -> SignedMessage {
+    message.signature.0[0] ^= 0x01;
+    message
+}
+
+fn proposal_hash(message: &SignedMessage) -> Option<Hash> {
+    match &message.payload {
+        Payload::Proposal(p) => Some(p.block.hash()),
+        _ => None,
+    }
+}

@@ -1,0 +1,29 @@
+//! What a protocol asks of its caller about blocks.
+
+use phalanx_chain::{Address, Block, Hash, Justification};
+
+/// The caller's side of block handling. The protocol decides *which*
+/// blocks to propose, vote for and commit; the ledger decides what a block
+/// contains and whether its contents are valid, against the state after its
+/// parent (which may itself be an uncommitted block).
+pub trait Ledger {
+    /// Builds a block on `parent` (a block the protocol holds, committed or
+    /// not) with transactions from the caller's pool, carrying
+    /// `justification`, proposed by `proposer` at `timestamp_ms`. Returns
+    /// `None` if the parent's state is not available.
+    fn build_block(
+        &mut self,
+        parent: &Block,
+        proposer: Address,
+        timestamp_ms: u64,
+        justification: Justification,
+    ) -> Option<Block>;
+
+    /// True if `block`'s transactions apply on top of `parent` and its
+    /// header (height, parent hash, transaction and state roots, timestamp)
+    /// is right. A replica never votes for a block this has not accepted.
+    fn validate_block(&mut self, parent: &Block, block: &Block) -> bool;
+
+    /// A committed block, for peers that are catching up.
+    fn committed_block(&self, hash: &Hash) -> Option<Block>;
+}

@@ -1,0 +1,98 @@
+//! Small types shared by the protocols.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A view (round): the unit of leadership. Views never go backwards.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct View(pub u64);
+
+impl View {
+    pub fn next(self) -> View {
+        View(self.0.saturating_add(1))
+    }
+
+    /// The view before this one (view 0 has none).
+    pub fn prev(self) -> Option<View> {
+        self.0.checked_sub(1).map(View)
+    }
+}
+
+impl fmt::Display for View {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for View {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v{}", self.0)
+    }
+}
+
+/// Time in milliseconds, as the caller's clock (real or virtual) reads it.
+pub type TimeMs = u64;
+
+/// Ways a validator can misbehave on purpose, for simulations and test
+/// networks. An honest validator is `None` of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Byzantine {
+    /// Sends nothing.
+    Silent,
+    /// As leader, proposes two different blocks for one view, each to half
+    /// of the committee.
+    Equivocate,
+    /// Votes for two different blocks in one view.
+    DoubleVote,
+    /// Corrupts the signatures on everything it sends.
+    InvalidSignature,
+    /// As leader, proposes on an old quorum certificate instead of its
+    /// highest.
+    StaleQc,
+}
+
+impl Byzantine {
+    pub const ALL: [Byzantine; 5] = [
+        Byzantine::Silent,
+        Byzantine::Equivocate,
+        Byzantine::DoubleVote,
+        Byzantine::InvalidSignature,
+        Byzantine::StaleQc,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Byzantine::Silent => "silent",
+            Byzantine::Equivocate => "equivocate",
+            Byzantine::DoubleVote => "double-vote",
+            Byzantine::InvalidSignature => "invalid-signature",
+            Byzantine::StaleQc => "stale-qc",
+        }
+    }
+}
+
+impl fmt::Display for Byzantine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Byzantine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Byzantine::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Byzantine::ALL.iter().map(|b| b.name()).collect();
+                format!(
+                    "unknown behaviour {s:?}; expected one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+}

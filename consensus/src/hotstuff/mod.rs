@@ -29,7 +29,11 @@
 //! - **Pacemaker.** Each view has a timer, `base × 2^k` capped, where `k`
 //!   counts views in a row that ended without a QC; a QC resets it. When the
 //!   timer fires a replica stops voting in the view and broadcasts a signed
-//!   timeout carrying its highest QC (and repeats it while stuck). f + 1
+//!   timeout carrying its highest QC (and repeats it while stuck), along
+//!   with the vote it cast in that view, unchanged: that vote went to the
+//!   next leader alone, and if that leader is the faulty one its QC would
+//!   be lost (with one faulty validator in four, round-robin leaders would
+//!   then never give a three-chain four honest leaders in a row). f + 1
 //!   timeouts for a view at least the replica's own make it time out too
 //!   (so views resynchronize after a partition heals); n - f form a TC that
 //!   moves everyone to the next view, whose leader proposes with the TC.
@@ -69,6 +73,8 @@
 
 mod messages;
 mod replica;
+#[cfg(test)]
+mod tests;
 
 pub use messages::{
     CertError, MAX_MESSAGE_BYTES, MAX_SYNC_BLOCKS, MAX_SYNC_BYTES, MessageError, Payload, Proposal,

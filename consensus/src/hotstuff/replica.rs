@@ -314,6 +314,14 @@ impl Replica {
             }
         };
         self.out.push(Effect::Broadcast(message.clone()));
+        // Votes in this view went to the next view's leader alone. If it
+        // failed, the QC they make would be lost, and with round-robin
+        // leaders and one faulty validator in four, no three-chain could
+        // ever complete. Re-sending the same signed vote to everyone lets
+        // any replica form that QC and carry it past the faulty leader.
+        if let Some(vote) = self.safety.last_vote.clone().filter(|v| v.view() == view) {
+            self.out.push(Effect::Broadcast(vote));
+        }
         self.record_timeout(&message);
     }
 

@@ -1,0 +1,745 @@
+//! Unit tests of the replica: message checks, QC and TC formation, the lock
+//! and commit rules, persistence order, restarts and evidence.
+
+use super::*;
+use crate::{Byzantine, Committee, Ledger, View};
+use phalanx_chain::genesis::GenesisValidator;
+use phalanx_chain::{
+    Address, BftCertificate, Block, BlockHeader, ChainId, ConsensusKind, Genesis, Hash, Height,
+    Justification, ValidatorIndex, ValidatorSignature, merkle,
+};
+use phalanx_crypto::Keypair;
+use std::collections::{BTreeMap, VecDeque};
+
+/// Blocks without transactions: the state root carries over.
+#[derive(Default)]
+struct EmptyLedger {
+    refuse: bool,
+}
+
+fn empty_child(parent: &Block, proposer: Address, ts: u64, justification: Justification) -> Block {
+    Block {
+        header: BlockHeader {
+            height: Height(parent.header.height.0 + 1),
+            parent: parent.hash(),
+            tx_root: merkle::root(&[]),
+            state_root: parent.header.state_root,
+            timestamp_ms: ts.max(parent.header.timestamp_ms),
+            proposer,
+            justification,
+        },
+        transactions: vec![],
+    }
+}
+
+impl Ledger for EmptyLedger {
+    fn build_block(
+        &mut self,
+        parent: &Block,
+        proposer: Address,
+        ts: u64,
+        j: Justification,
+    ) -> Option<Block> {
+        Some(empty_child(parent, proposer, ts, j))
+    }
+
+    fn validate_block(&mut self, parent: &Block, block: &Block) -> bool {
+        !self.refuse
+            && block.header.parent == parent.hash()
+            && block.header.height.0 == parent.header.height.0 + 1
+            && block.transactions.is_empty()
+            && block.header.state_root == parent.header.state_root
+    }
+
+    fn committed_block(&self, _hash: &Hash) -> Option<Block> {
+        None
+    }
+}
+
+struct Fixture {
+    keys: Vec<Keypair>,
+    committee: Committee,
+    genesis: Block,
+}
+
+fn fixture(n: usize) -> Fixture {
+    let keys: Vec<Keypair> = (0..n)
+        .map(|i| Keypair::from_seed(&[i as u8 + 10; 32]))
+        .collect();
+    let genesis = Genesis {
+        chain_id: ChainId::new("hs-test").unwrap(),
+        consensus: ConsensusKind::Hotstuff,
+        genesis_time_ms: 0,
+        validators: keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| GenesisValidator {
+                public_key: k.public(),
+                address: format!("/ip4/127.0.0.1/tcp/{}", 9000 + i),
+            })
+            .collect(),
+        pow: None,
+        accounts: vec![],
+    };
+    Fixture {
+        committee: Committee::from_genesis(&genesis).unwrap(),
+        genesis: genesis.block(),
+        keys,
+    }
+}
+
+impl Fixture {
+    fn replica(&self, i: usize, config: Config) -> Replica {
+        Replica::new(
+            self.committee.clone(),
+            ValidatorIndex(i as u16),
+            self.keys[i].clone(),
+            config,
+            self.genesis.clone(),
+        )
+    }
+
+    fn started(&self, i: usize) -> (Replica, Vec<Effect>) {
+        let mut r = self.replica(i, Config::default());
+        let effects = r.handle(
+            Input::Start { recovered: None },
+            0,
+            &mut EmptyLedger::default(),
+        );
+        (r, effects)
+    }
+
+    fn qc(&self, view: u64, block: Hash, signers: &[usize]) -> BftCertificate {
+        let bytes = messages::vote_bytes(&self.committee, View(view), &block);
+        BftCertificate {
+            view,
+            block,
+            signatures: signers
+                .iter()
+                .map(|&i| ValidatorSignature {
+                    validator: ValidatorIndex(i as u16),
+                    signature: self.keys[i].sign(&bytes),
+                })
+                .collect(),
+        }
+    }
+
+    /// A proposal by the leader of `view` extending `parent` under `parent_cert`.
+    fn proposal(
+        &self,
+        view: u64,
+        parent: &Block,
+        parent_cert: BftCertificate,
+        tc: Option<TimeoutCert>,
+        ts: u64,
+    ) -> SignedMessage {
+        let leader = self.committee.leader(View(view));
+        let key = &self.keys[usize::from(leader.0)];
+        let block = empty_child(
+            parent,
+            key.public().into(),
+            ts,
+            Justification::Bft { view, parent_cert },
+        );
+        sign(
+            &self.committee,
+            key,
+            leader,
+            Payload::Proposal(Box::new(Proposal {
+                block,
+                timeout_cert: tc,
+            })),
+        )
+    }
+
+    fn vote(&self, voter: usize, view: u64, block: Hash) -> SignedMessage {
+        sign(
+            &self.committee,
+            &self.keys[voter],
+            ValidatorIndex(voter as u16),
+            Payload::Vote(Vote {
+                view: View(view),
+                block,
+            }),
+        )
+    }
+
+    fn timeout(&self, who: usize, view: u64, high_qc: BftCertificate) -> SignedMessage {
+        sign(
+            &self.committee,
+            &self.keys[who],
+            ValidatorIndex(who as u16),
+            Payload::Timeout(Box::new(Timeout {
+                view: View(view),
+                high_qc,
+            })),
+        )
+    }
+
+    fn verified(&self, m: SignedMessage) -> Input {
+        Input::Message(verify_decoded(m, &self.committee).unwrap())
+    }
+}
+
+fn block_of(m: &SignedMessage) -> Block {
+    match &m.payload {
+        Payload::Proposal(p) => p.block.clone(),
+        other => panic!("not a proposal: {other:?}"),
+    }
+}
+
+fn votes_sent(effects: &[Effect]) -> Vec<(ValidatorIndex, Vote)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { to, message } => match message.payload {
+                Payload::Vote(v) => Some((*to, v)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+fn commits(effects: &[Effect]) -> Vec<Block> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Commit(b) => Some(b.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn position(effects: &[Effect], pred: impl Fn(&Effect) -> bool) -> Option<usize> {
+    effects.iter().position(pred)
+}
+
+#[test]
+fn the_first_leader_persists_then_proposes_then_votes() {
+    let f = fixture(4);
+    let (r, effects) = f.started(1);
+    assert_eq!(r.view(), View(1));
+    let persist = position(
+        &effects,
+        |e| matches!(e, Effect::PersistSafety(s) if s.last_proposed_view == View(1)),
+    )
+    .unwrap();
+    let proposal = position(
+        &effects,
+        |e| matches!(e, Effect::Broadcast(m) if matches!(m.payload, Payload::Proposal(_))),
+    )
+    .unwrap();
+    assert!(persist < proposal, "{effects:#?}");
+    let vote_persist = position(
+        &effects,
+        |e| matches!(e, Effect::PersistSafety(s) if s.last_voted_view == View(1)),
+    )
+    .unwrap();
+    let vote = position(&effects, |e| matches!(e, Effect::Send { message, .. } if matches!(message.payload, Payload::Vote(_)))).unwrap();
+    assert!(
+        proposal < vote_persist && vote_persist < vote,
+        "{effects:#?}"
+    );
+    assert_eq!(
+        votes_sent(&effects)[0].0,
+        ValidatorIndex(2),
+        "votes go to the next leader"
+    );
+    assert!(matches!(
+        effects[0],
+        Effect::ArmTimer {
+            timer: Timer::View(View(1)),
+            at: 1_000
+        }
+    ));
+}
+
+#[test]
+fn a_replica_votes_once_per_view_and_reports_an_equivocating_leader() {
+    let f = fixture(4);
+    let (mut r, _) = f.started(0);
+    let genesis_qc = genesis_qc(&f.committee);
+    let a = f.proposal(1, &f.genesis, genesis_qc.clone(), None, 5);
+    let effects = r.handle(f.verified(a.clone()), 10, &mut EmptyLedger::default());
+    let persist = position(&effects, |e| matches!(e, Effect::PersistSafety(_))).unwrap();
+    let vote = position(&effects, |e| matches!(e, Effect::Send { .. })).unwrap();
+    assert!(persist < vote, "persist before the vote leaves");
+    assert_eq!(
+        votes_sent(&effects),
+        vec![(
+            ValidatorIndex(2),
+            Vote {
+                view: View(1),
+                block: block_of(&a).hash()
+            }
+        )]
+    );
+    // Forwarded once, then ignored.
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Broadcast(m) if *m == a))
+    );
+    assert!(
+        r.handle(f.verified(a.clone()), 11, &mut EmptyLedger::default())
+            .is_empty()
+    );
+    // A second block for the same view: evidence, and no second vote.
+    let b = f.proposal(1, &f.genesis, genesis_qc, None, 6);
+    let effects = r.handle(f.verified(b.clone()), 12, &mut EmptyLedger::default());
+    assert!(votes_sent(&effects).is_empty());
+    assert!(effects.iter().any(|e| matches!(e, Effect::Evidence(Evidence::ConflictingProposals { first, second }) if *first == a && *second == b)));
+}
+
+#[test]
+fn no_vote_for_a_block_the_ledger_refuses() {
+    let f = fixture(4);
+    let (mut r, _) = f.started(0);
+    let a = f.proposal(1, &f.genesis, genesis_qc(&f.committee), None, 5);
+    let effects = r.handle(f.verified(a), 10, &mut EmptyLedger { refuse: true });
+    assert!(votes_sent(&effects).is_empty());
+    assert_eq!(r.safety().last_voted_view, View(0));
+}
+
+#[test]
+fn distinct_votes_form_a_qc_and_the_next_leader_proposes_on_it() {
+    let f = fixture(4);
+    let (mut leader2, _) = f.started(2);
+    let a = f.proposal(1, &f.genesis, genesis_qc(&f.committee), None, 5);
+    let hash = block_of(&a).hash();
+    let mut ledger = EmptyLedger::default();
+    let _ = leader2.handle(f.verified(a), 1, &mut ledger); // leader 2 votes itself
+    let effects = leader2.handle(f.verified(f.vote(0, 1, hash)), 2, &mut ledger);
+    assert_eq!(leader2.view(), View(1), "2 of 3 votes: no QC yet");
+    assert!(
+        !effects.iter().any(
+            |e| matches!(e, Effect::Broadcast(m) if matches!(m.payload, Payload::Proposal(_)))
+        )
+    );
+    // The same vote again (e.g. forwarded) does not count twice.
+    let _ = leader2.handle(
+        Input::Message(Verified::own(f.vote(0, 1, hash))),
+        3,
+        &mut ledger,
+    );
+    assert_eq!(leader2.view(), View(1));
+    let effects = leader2.handle(f.verified(f.vote(3, 1, hash)), 4, &mut ledger);
+    assert_eq!(leader2.view(), View(2));
+    let proposal = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Broadcast(m) if matches!(m.payload, Payload::Proposal(_)) => Some(block_of(m)),
+            _ => None,
+        })
+        .expect("leader of view 2 proposes");
+    let cert = parent_cert(&proposal).unwrap();
+    assert_eq!((cert.view, cert.block, cert.signatures.len()), (1, hash, 3));
+    assert!(verify_qc(&f.committee, cert).is_ok());
+}
+
+#[test]
+fn messages_from_outside_or_badly_signed_or_with_bad_certificates_are_refused() {
+    let f = fixture(4);
+    let hash = f.genesis.hash();
+    let mut stranger = f.vote(0, 1, hash);
+    stranger.author = ValidatorIndex(9);
+    assert_eq!(
+        verify_decoded(stranger, &f.committee),
+        Err(MessageError::UnknownAuthor {
+            author: ValidatorIndex(9)
+        })
+    );
+    let mut forged = f.vote(0, 1, hash);
+    forged.author = ValidatorIndex(1);
+    assert_eq!(
+        verify_decoded(forged, &f.committee),
+        Err(MessageError::BadSignature {
+            author: ValidatorIndex(1)
+        })
+    );
+    let bad = |qc: BftCertificate| verify_qc(&f.committee, &qc).unwrap_err();
+    let short = f.qc(1, hash, &[0, 1]);
+    assert!(matches!(
+        bad(short),
+        MessageError::BadCertificate {
+            reason: CertError::TooFewSigners { got: 2, quorum: 3 },
+            ..
+        }
+    ));
+    let mut dup = f.qc(1, hash, &[0, 1, 2]);
+    dup.signatures[2] = dup.signatures[0].clone();
+    assert!(matches!(
+        bad(dup),
+        MessageError::BadCertificate {
+            reason: CertError::DuplicateSigner(_),
+            ..
+        }
+    ));
+    let mut wrong_view = f.qc(1, hash, &[0, 1, 2]);
+    wrong_view.view = 2;
+    assert!(matches!(
+        bad(wrong_view),
+        MessageError::BadCertificate {
+            reason: CertError::BadSignature(_),
+            ..
+        }
+    ));
+    // A proposal from someone who is not the view's leader.
+    let mut p = f.proposal(1, &f.genesis, genesis_qc(&f.committee), None, 1);
+    p = sign(&f.committee, &f.keys[0], ValidatorIndex(0), p.payload);
+    assert!(matches!(
+        verify_decoded(p, &f.committee),
+        Err(MessageError::NotLeader { .. })
+    ));
+    // Bytes: oversize and garbage.
+    assert!(matches!(
+        verify_message(&[0xff; 16], &f.committee),
+        Err(MessageError::Decode(_))
+    ));
+}
+
+/// A chain of proposals b1..bk in views `views`, each certified by a quorum.
+fn chain(f: &Fixture, views: &[u64]) -> Vec<SignedMessage> {
+    let mut out = Vec::new();
+    let mut parent = f.genesis.clone();
+    let mut cert = genesis_qc(&f.committee);
+    let q = f.quorum();
+    for &view in views {
+        let tc = if cert.view + 1 == view {
+            None
+        } else {
+            Some(f.tc(view - 1, cert.clone(), &q))
+        };
+        let p = f.proposal(view, &parent, cert.clone(), tc, view * 10);
+        parent = block_of(&p);
+        cert = f.qc(view, parent.hash(), &q);
+        out.push(p);
+    }
+    out
+}
+
+impl Fixture {
+    /// The first n - f validators.
+    fn quorum(&self) -> Vec<usize> {
+        (0..self.committee.quorum()).collect()
+    }
+
+    fn tc(&self, view: u64, high_qc: BftCertificate, signers: &[usize]) -> TimeoutCert {
+        TimeoutCert {
+            view: View(view),
+            signatures: signers
+                .iter()
+                .map(|&i| TimeoutSignature {
+                    validator: ValidatorIndex(i as u16),
+                    high_qc_view: View(high_qc.view),
+                    signature: self.keys[i].sign(&messages::timeout_bytes(
+                        &self.committee,
+                        View(view),
+                        View(high_qc.view),
+                    )),
+                })
+                .collect(),
+            high_qc,
+        }
+    }
+}
+
+#[test]
+fn a_three_chain_in_consecutive_views_commits_its_head_and_ancestors() {
+    // n = 7: replica 0 leads none of views 1 to 6, so only the test proposes.
+    let f = fixture(7);
+    let (mut r, _) = f.started(0);
+    let mut ledger = EmptyLedger::default();
+    let blocks = chain(&f, &[1, 2, 3, 4]);
+    let mut committed = Vec::new();
+    for p in &blocks {
+        committed.extend(commits(&r.handle(f.verified(p.clone()), 0, &mut ledger)));
+    }
+    // b4 certifies b3, b3 certifies b2, b2 certifies b1: b1 commits.
+    assert_eq!(committed, vec![block_of(&blocks[0])]);
+    assert_eq!(r.safety().locked_qc.block, block_of(&blocks[1]).hash());
+    let more = chain(&f, &[1, 2, 3, 4, 5, 6]);
+    for p in &more[4..] {
+        committed.extend(commits(&r.handle(f.verified(p.clone()), 0, &mut ledger)));
+    }
+    let heights: Vec<u64> = committed.iter().map(|b| b.header.height.0).collect();
+    assert_eq!(heights, [1, 2, 3]);
+}
+
+#[test]
+fn a_gap_in_views_delays_the_commit() {
+    let f = fixture(7);
+    let (mut r, _) = f.started(0);
+    let mut ledger = EmptyLedger::default();
+    // b1(v1) ← b3(v3) ← b4(v4) ← b5(v5): when b5 certifies b4, the chain
+    // b1 ← b3 ← b4 has direct parents but views 1, 3, 4: no commit.
+    let blocks = chain(&f, &[1, 3, 4, 5, 6]);
+    let mut committed = Vec::new();
+    for p in &blocks[..4] {
+        committed.extend(commits(&r.handle(f.verified(p.clone()), 0, &mut ledger)));
+    }
+    assert!(committed.is_empty(), "{committed:?}");
+    // b6 certifies b5 ← b4 ← b3 in views 3, 4, 5: b3 commits, after b1.
+    committed.extend(commits(&r.handle(
+        f.verified(blocks[4].clone()),
+        0,
+        &mut ledger,
+    )));
+    let heights: Vec<u64> = committed.iter().map(|b| b.header.height.0).collect();
+    assert_eq!(heights, [1, 2]);
+}
+
+#[test]
+fn the_lock_refuses_a_conflicting_proposal_on_an_older_qc() {
+    let f = fixture(7);
+    let q = f.quorum();
+    let (mut r, _) = f.started(0);
+    let mut ledger = EmptyLedger::default();
+    let blocks = chain(&f, &[1, 2, 3]);
+    for p in &blocks {
+        let _ = r.handle(f.verified(p.clone()), 0, &mut ledger);
+    }
+    // b3 certifies b2, whose own QC certifies b1: locked on b1 (view 1).
+    let b1 = block_of(&blocks[0]);
+    assert_eq!(
+        (r.safety().locked_qc.view, r.safety().locked_qc.block),
+        (1, b1.hash())
+    );
+    // A fork off genesis in view 4, justified by a TC for view 3 whose
+    // highest QC is genesis': it neither extends b1 nor shows a newer QC.
+    let g = genesis_qc(&f.committee);
+    let fork = f.proposal(4, &f.genesis, g.clone(), Some(f.tc(3, g, &q)), 40);
+    let effects = r.handle(f.verified(fork), 50, &mut ledger);
+    assert_eq!(r.view(), View(4));
+    assert!(votes_sent(&effects).is_empty(), "{effects:#?}");
+    // In view 5, a block extending b1 is safe.
+    let qc1 = f.qc(1, b1.hash(), &q);
+    let ok = f.proposal(5, &b1, qc1.clone(), Some(f.tc(4, qc1, &q)), 60);
+    let effects = r.handle(f.verified(ok), 60, &mut ledger);
+    assert_eq!(votes_sent(&effects).len(), 1, "{effects:#?}");
+}
+
+#[test]
+fn the_lock_gives_way_to_a_newer_qc() {
+    let f = fixture(7);
+    let q = f.quorum();
+    let (mut r, _) = f.started(0);
+    let mut ledger = EmptyLedger::default();
+    for p in chain(&f, &[1, 2, 3]) {
+        let _ = r.handle(f.verified(p), 0, &mut ledger);
+    }
+    // Locked on b1 (view 1). A fork off genesis in view 4 (after a TC for
+    // view 3) gets no vote here, but a QC elsewhere; a proposal on that newer
+    // QC is safe to vote for although it does not extend b1.
+    let g = genesis_qc(&f.committee);
+    let fork = f.proposal(4, &f.genesis, g.clone(), Some(f.tc(3, g, &q)), 40);
+    let fork_block = block_of(&fork);
+    let effects = r.handle(f.verified(fork), 40, &mut ledger);
+    assert!(votes_sent(&effects).is_empty());
+    let qc_fork = f.qc(4, fork_block.hash(), &q);
+    let p = f.proposal(5, &fork_block, qc_fork, None, 50);
+    let effects = r.handle(f.verified(p), 50, &mut ledger);
+    assert_eq!(votes_sent(&effects).len(), 1, "{effects:#?}");
+}
+
+#[test]
+fn timeouts_form_a_tc_that_moves_to_the_next_view() {
+    let f = fixture(4);
+    let (mut r, _) = f.started(0);
+    let mut ledger = EmptyLedger::default();
+    let g = genesis_qc(&f.committee);
+    // The view timer fires: a timeout is persisted and broadcast.
+    let effects = r.handle(Input::Timer(Timer::View(View(1))), 1_000, &mut ledger);
+    let persist = position(
+        &effects,
+        |e| matches!(e, Effect::PersistSafety(s) if s.last_timeout.is_some()),
+    )
+    .unwrap();
+    let sent = position(
+        &effects,
+        |e| matches!(e, Effect::Broadcast(m) if matches!(m.payload, Payload::Timeout(_))),
+    )
+    .unwrap();
+    assert!(persist < sent);
+    assert_eq!(
+        r.safety().last_voted_view,
+        View(1),
+        "no votes in a view after timing out"
+    );
+    // The timer again: the same timeout, not a new one.
+    let again = r.handle(Input::Timer(Timer::View(View(1))), 3_000, &mut ledger);
+    assert!(!again.iter().any(|e| matches!(e, Effect::PersistSafety(_))));
+    let _ = r.handle(f.verified(f.timeout(1, 1, g.clone())), 3_001, &mut ledger);
+    assert_eq!(r.view(), View(1));
+    let _ = r.handle(f.verified(f.timeout(2, 1, g.clone())), 3_002, &mut ledger);
+    assert_eq!(r.view(), View(2), "three timeouts form a TC");
+    // f + 1 timeouts for a later view pull a lagging replica along.
+    let (mut lagging, _) = f.started(3);
+    let _ = lagging.handle(f.verified(f.timeout(0, 6, g.clone())), 10, &mut ledger);
+    assert_eq!(lagging.view(), View(1));
+    let effects = lagging.handle(f.verified(f.timeout(1, 6, g)), 11, &mut ledger);
+    // It joined view 6, timed out there too, and with its own timeout had
+    // the three that form a TC: on to view 7.
+    assert_eq!(lagging.view(), View(7));
+    assert!(effects.iter().any(|e| matches!(e, Effect::Broadcast(m) if m.author == ValidatorIndex(3) && matches!(m.payload, Payload::Timeout(_)))));
+}
+
+#[test]
+fn after_a_restart_a_replica_never_signs_a_conflicting_vote() {
+    let f = fixture(4);
+    let (mut r, _) = f.started(0);
+    let mut ledger = EmptyLedger::default();
+    let g = genesis_qc(&f.committee);
+    let a = f.proposal(1, &f.genesis, g.clone(), None, 1);
+    let effects = r.handle(f.verified(a), 1, &mut ledger);
+    let saved = effects
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Effect::PersistSafety(s) => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap();
+    // Crash; restart with what was persisted.
+    let mut restarted = f.replica(0, Config::default());
+    let _ = restarted.handle(
+        Input::Start {
+            recovered: Some(Box::new(saved)),
+        },
+        2,
+        &mut ledger,
+    );
+    let b = f.proposal(1, &f.genesis, g, None, 2);
+    let effects = restarted.handle(f.verified(b), 3, &mut ledger);
+    assert!(votes_sent(&effects).is_empty(), "{effects:#?}");
+}
+
+#[test]
+fn a_double_voter_is_caught() {
+    let f = fixture(4);
+    let mut byz = f.replica(
+        0,
+        Config {
+            byzantine: Some(Byzantine::DoubleVote),
+            ..Config::default()
+        },
+    );
+    let mut ledger = EmptyLedger::default();
+    let _ = byz.handle(Input::Start { recovered: None }, 0, &mut ledger);
+    let a = f.proposal(1, &f.genesis, genesis_qc(&f.committee), None, 1);
+    let effects = byz.handle(f.verified(a), 1, &mut ledger);
+    let votes: Vec<SignedMessage> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { message, .. } if matches!(message.payload, Payload::Vote(_)) => {
+                Some(message.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(votes.len(), 2);
+    let (mut honest, _) = f.started(2);
+    let _ = honest.handle(f.verified(votes[0].clone()), 2, &mut ledger);
+    let effects = honest.handle(f.verified(votes[1].clone()), 3, &mut ledger);
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Evidence(Evidence::ConflictingVotes { .. })))
+    );
+}
+
+/// Delivers every message at once, in order, until `steps` run out; fires the
+/// earliest timer when nothing is in flight. Returns each replica's commits.
+fn run_synchronous(f: &Fixture, mut replicas: Vec<Replica>, steps: usize) -> Vec<Vec<Hash>> {
+    let n = replicas.len();
+    let mut ledger = EmptyLedger::default();
+    let mut queue: VecDeque<(usize, Input)> = (0..n)
+        .map(|i| (i, Input::Start { recovered: None }))
+        .collect();
+    let mut timers: BTreeMap<(u64, usize), Timer> = BTreeMap::new();
+    let mut committed = vec![Vec::new(); n];
+    let mut now = 0;
+    for _ in 0..steps {
+        let (i, input) = match queue.pop_front() {
+            Some(x) => x,
+            None => match timers.pop_first() {
+                Some(((at, i), timer)) => {
+                    now = now.max(at);
+                    (i, Input::Timer(timer))
+                }
+                None => break,
+            },
+        };
+        for effect in replicas[i].handle(input, now, &mut ledger) {
+            match effect {
+                Effect::Send { to, message } => queue.push_back((
+                    usize::from(to.0),
+                    Input::Message(verify_decoded(message, &f.committee).unwrap()),
+                )),
+                Effect::Broadcast(message) => {
+                    for j in (0..n).filter(|j| *j != i) {
+                        queue.push_back((
+                            j,
+                            Input::Message(verify_decoded(message.clone(), &f.committee).unwrap()),
+                        ));
+                    }
+                }
+                Effect::SendSync { to, message } => queue.push_back((
+                    usize::from(to.0),
+                    Input::Sync {
+                        from: ValidatorIndex(i as u16),
+                        message,
+                    },
+                )),
+                Effect::Commit(b) => committed[i].push(b.hash()),
+                Effect::ArmTimer { timer, at } => {
+                    timers.retain(|(_, j), t| !(*j == i && *t == timer));
+                    timers.insert((at, i), timer);
+                }
+                Effect::PersistSafety(_) | Effect::Evidence(_) => {}
+            }
+        }
+    }
+    committed
+}
+
+#[test]
+fn four_honest_replicas_agree_and_keep_committing() {
+    let f = fixture(4);
+    let replicas = (0..4).map(|i| f.replica(i, Config::default())).collect();
+    let committed = run_synchronous(&f, replicas, 20_000);
+    let shortest = committed.iter().map(Vec::len).min().unwrap();
+    assert!(
+        shortest >= 10,
+        "commits per replica: {:?}",
+        committed.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    for c in &committed {
+        assert_eq!(c[..shortest], committed[0][..shortest]);
+    }
+}
+
+#[test]
+fn a_silent_leader_is_skipped_by_timeouts() {
+    let f = fixture(4);
+    let replicas = (0..4)
+        .map(|i| {
+            let byzantine = (i == 1).then_some(Byzantine::Silent);
+            f.replica(
+                i,
+                Config {
+                    byzantine,
+                    ..Config::default()
+                },
+            )
+        })
+        .collect();
+    let committed = run_synchronous(&f, replicas, 40_000);
+    for (i, c) in committed.iter().enumerate().filter(|(i, _)| *i != 1) {
+        assert!(c.len() >= 5, "replica {i} committed {}", c.len());
+    }
+    let shortest = [0, 2, 3].iter().map(|&i| committed[i].len()).min().unwrap();
+    assert_eq!(committed[0][..shortest], committed[2][..shortest]);
+    assert_eq!(committed[0][..shortest], committed[3][..shortest]);
+}

@@ -14,6 +14,9 @@ use phalanx_crypto::{Keypair, Signature};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+/// Blocks asked for at once, at most.
+const MAX_OUTSTANDING_REQUESTS: usize = 256;
+
 /// Tunables, each with a bound.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -43,7 +46,7 @@ impl Default for Config {
             max_timeout_ms: 30_000,
             max_pending_blocks: 1_024,
             max_buffered_proposals: 64,
-            future_view_window: 10_000,
+            future_view_window: 100,
             forward: true,
             byzantine: None,
             unsafe_ignore_lock: false,
@@ -152,12 +155,14 @@ pub struct Replica {
     first_votes: BTreeMap<(View, ValidatorIndex), SignedMessage>,
     votes: BTreeMap<(View, Hash), BTreeMap<ValidatorIndex, Signature>>,
     timeouts: BTreeMap<View, BTreeMap<ValidatorIndex, (QuorumCert, Signature)>>,
+    /// Each validator's highest timeout view.
+    latest_timeouts: BTreeMap<ValidatorIndex, View>,
     /// Content ids of messages already handled, by view.
     seen: BTreeMap<View, HashSet<Hash>>,
     /// Proposals waiting for their parent block, by the parent's hash.
     buffered: BTreeMap<Hash, Vec<Verified<SignedMessage>>>,
-    /// Blocks asked for and not yet received.
-    requested: HashSet<Hash>,
+    /// Blocks asked for and not yet received, with the view of the ask.
+    requested: HashMap<Hash, View>,
     out: Vec<Effect>,
 }
 
@@ -199,9 +204,10 @@ impl Replica {
             first_votes: BTreeMap::new(),
             votes: BTreeMap::new(),
             timeouts: BTreeMap::new(),
+            latest_timeouts: BTreeMap::new(),
             seen: BTreeMap::new(),
             buffered: BTreeMap::new(),
-            requested: HashSet::new(),
+            requested: HashMap::new(),
             out: Vec::new(),
         }
     }
@@ -274,7 +280,6 @@ impl Replica {
             return;
         }
         self.view = view;
-        self.requested.clear();
         self.out.push(Effect::ArmTimer {
             timer: Timer::View(view),
             at: self.now.saturating_add(self.timeout_ms()),
@@ -348,7 +353,16 @@ impl Replica {
     fn on_message(&mut self, message: Verified<SignedMessage>, ledger: &mut dyn Ledger) {
         let m = message.get();
         let view = m.view();
+        if view.0.saturating_add(2) < self.view.0 {
+            return;
+        }
         if view.0 > self.view.0.saturating_add(self.config.future_view_window) {
+            // Too far ahead to keep: learn from its certificates (which may
+            // bring this replica up to date) and who timed out where.
+            self.process_certificates(m, ledger);
+            if let Payload::Timeout(t) = &m.payload {
+                self.note_latest_timeout(m.author, t.view, ledger);
+            }
             return;
         }
         if !self.seen.entry(view).or_default().insert(m.id()) {
@@ -367,12 +381,28 @@ impl Replica {
         }
     }
 
+    /// Processes the QCs and TCs a message carries.
+    fn process_certificates(&mut self, message: &SignedMessage, ledger: &mut dyn Ledger) {
+        match &message.payload {
+            Payload::Proposal(p) => {
+                if let Some(tc) = &p.timeout_cert {
+                    self.process_tc(tc, ledger);
+                }
+                if let Some(cert) = parent_cert(&p.block) {
+                    self.process_qc(cert, ledger);
+                }
+            }
+            Payload::Timeout(t) => self.process_qc(&t.high_qc, ledger),
+            Payload::Vote(_) => {}
+        }
+    }
+
     fn on_proposal(&mut self, message: Verified<SignedMessage>, ledger: &mut dyn Ledger) {
         let Payload::Proposal(proposal) = &message.get().payload else {
             return;
         };
         let block = &proposal.block;
-        let (Some(view), Some(cert)) = (block_view(block), parent_cert(block)) else {
+        let Some(view) = block_view(block) else {
             return;
         };
         let hash = block.hash();
@@ -390,14 +420,10 @@ impl Replica {
                 self.proposals.insert(view, message.get().clone());
             }
         }
-        if let Some(tc) = &proposal.timeout_cert {
-            let tc = tc.clone();
-            self.process_tc(&tc, ledger);
-        }
-        let cert = cert.clone();
-        self.process_qc(&cert, ledger);
+        let signed = message.get().clone();
+        self.process_certificates(&signed, ledger);
         if !self.blocks.contains_key(&block.header.parent) {
-            self.buffer(message, ledger);
+            self.buffer(message);
             return;
         }
         self.insert_block(block.clone(), ledger);
@@ -405,7 +431,7 @@ impl Replica {
     }
 
     /// Keeps a proposal until its parent arrives, and asks for the parent.
-    fn buffer(&mut self, message: Verified<SignedMessage>, ledger: &mut dyn Ledger) {
+    fn buffer(&mut self, message: Verified<SignedMessage>) {
         let Payload::Proposal(proposal) = &message.get().payload else {
             return;
         };
@@ -423,7 +449,6 @@ impl Replica {
         }
         self.buffered.entry(parent).or_default().push(message);
         self.request(parent, author);
-        let _ = ledger;
     }
 
     /// A certified block that is not the root and not after it in view can
@@ -437,13 +462,23 @@ impl Replica {
         cert.block == self.root || View(cert.view) > root_view
     }
 
+    /// Asks `from` for a block (at most once per view per block).
     fn request(&mut self, hash: Hash, from: ValidatorIndex) {
-        if from != self.me && self.requested.insert(hash) {
-            self.out.push(Effect::SendSync {
-                to: from,
-                message: SyncMessage::Request { hash },
-            });
+        if from == self.me || self.requested.get(&hash).is_some_and(|v| *v >= self.view) {
+            return;
         }
+        if self.requested.len() >= MAX_OUTSTANDING_REQUESTS {
+            let horizon = View(self.view.0.saturating_sub(4));
+            self.requested.retain(|_, asked| *asked >= horizon);
+            if self.requested.len() >= MAX_OUTSTANDING_REQUESTS {
+                return;
+            }
+        }
+        self.requested.insert(hash, self.view);
+        self.out.push(Effect::SendSync {
+            to: from,
+            message: SyncMessage::Request { hash },
+        });
     }
 
     fn maybe_vote(&mut self, proposal: &Proposal, ledger: &mut dyn Ledger) {
@@ -538,37 +573,52 @@ impl Replica {
         let Payload::Timeout(timeout) = &message.payload else {
             return;
         };
-        let high_qc = timeout.high_qc.clone();
-        self.process_qc(&high_qc, ledger);
         let view = timeout.view;
-        if view < self.view {
-            return;
+        self.process_certificates(&message, ledger);
+        if view >= self.view {
+            self.record_timeout(&message);
         }
-        let count = self.record_timeout(&message);
-        // f + 1 timeouts at or beyond our view: at least one honest replica
-        // gave up on it, so join (this resynchronizes views after a heal).
-        if count >= self.committee.validity_threshold() && self.safety.last_voted_view < view
-            || count >= self.committee.validity_threshold() && view > self.view
-        {
-            self.enter_view(view, ledger);
-            if self.view == view {
-                self.local_timeout(view);
-            }
-        }
+        self.note_latest_timeout(message.author, view, ledger);
         self.maybe_form_tc(view, ledger);
     }
 
-    /// Counts a timeout; returns how many distinct validators timed out in
-    /// its view.
-    fn record_timeout(&mut self, message: &SignedMessage) -> usize {
-        let Payload::Timeout(timeout) = &message.payload else {
-            return 0;
+    /// Tracks each validator's highest timeout. When f + 1 validators (so
+    /// at least one honest) have timed out in view `v` or later, with `v` at
+    /// or beyond ours, this replica times out in `v` too: views
+    /// resynchronize after a partition heals, and a TC forms as soon as
+    /// n - f replicas are there.
+    fn note_latest_timeout(&mut self, author: ValidatorIndex, view: View, ledger: &mut dyn Ledger) {
+        let latest = self.latest_timeouts.entry(author).or_default();
+        *latest = (*latest).max(view);
+        let mut views: Vec<View> = self.latest_timeouts.values().copied().collect();
+        views.sort_unstable_by(|a, b| b.cmp(a));
+        let Some(&join) = views.get(self.committee.validity_threshold() - 1) else {
+            return;
         };
-        let entry = self.timeouts.entry(timeout.view).or_default();
-        entry
+        let timed_out = self
+            .safety
+            .last_timeout
+            .as_ref()
+            .is_some_and(|t| t.view() >= join);
+        if join >= self.view && !timed_out {
+            self.enter_view(join, ledger);
+            if self.view == join {
+                self.local_timeout(join);
+                self.maybe_form_tc(join, ledger);
+            }
+        }
+    }
+
+    /// Keeps a timeout's signature and high QC for a TC of its view.
+    fn record_timeout(&mut self, message: &SignedMessage) {
+        let Payload::Timeout(timeout) = &message.payload else {
+            return;
+        };
+        self.timeouts
+            .entry(timeout.view)
+            .or_default()
             .entry(message.author)
             .or_insert_with(|| (timeout.high_qc.clone(), message.signature));
-        entry.len()
     }
 
     fn maybe_form_tc(&mut self, view: View, ledger: &mut dyn Ledger) {
@@ -614,8 +664,8 @@ impl Replica {
         };
         let Some(parent) = self.blocks.get(&parent_qc.block).cloned() else {
             if self.could_extend_root(&parent_qc) {
-                let leader = self.committee.leader(View(parent_qc.view).next());
-                self.request(parent_qc.block, leader);
+                let proposer = self.committee.leader(View(parent_qc.view));
+                self.request(parent_qc.block, proposer);
             }
             return;
         };
@@ -813,6 +863,10 @@ impl Replica {
         self.votes = self.votes.split_off(&(keep_from, Hash::ZERO));
         self.timeouts = self.timeouts.split_off(&keep_from);
         self.seen = self.seen.split_off(&keep_from);
+        self.buffered.retain(|_, waiting| {
+            waiting.retain(|m| m.get().view() >= keep_from);
+            !waiting.is_empty()
+        });
     }
 
     // ----- catch-up -----
@@ -856,7 +910,7 @@ impl Replica {
         blocks: Vec<Block>,
         ledger: &mut dyn Ledger,
     ) {
-        let mut wanted: HashSet<Hash> = self.requested.clone();
+        let mut wanted: HashSet<Hash> = self.requested.keys().copied().collect();
         let mut accepted = Vec::new();
         for block in blocks {
             let hash = block.hash();

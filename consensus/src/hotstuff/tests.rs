@@ -743,3 +743,91 @@ fn a_silent_leader_is_skipped_by_timeouts() {
     assert_eq!(committed[0][..shortest], committed[2][..shortest]);
     assert_eq!(committed[0][..shortest], committed[3][..shortest]);
 }
+
+#[test]
+fn timeouts_far_ahead_still_pull_a_lagging_replica_along() {
+    let f = fixture(4);
+    let (mut r, _) = f.started(3);
+    let mut ledger = EmptyLedger::default();
+    let g = genesis_qc(&f.committee);
+    let _ = r.handle(f.verified(f.timeout(0, 500, g.clone())), 10, &mut ledger);
+    assert_eq!(r.view(), View(1));
+    let _ = r.handle(f.verified(f.timeout(1, 500, g)), 11, &mut ledger);
+    assert!(r.view() >= View(500), "{:?}", r.view());
+}
+
+#[test]
+fn a_replica_that_missed_blocks_fetches_them_and_votes() {
+    let f = fixture(7);
+    let (mut r, _) = f.started(0);
+    let mut ledger = EmptyLedger::default();
+    let blocks = chain(&f, &[1, 2, 3]);
+    // Only b3 arrives: it is buffered and its parent asked for from b3's author.
+    let effects = r.handle(f.verified(blocks[2].clone()), 30, &mut ledger);
+    assert!(votes_sent(&effects).is_empty());
+    let b2 = block_of(&blocks[1]);
+    let asked = effects.iter().find_map(|e| match e {
+        Effect::SendSync {
+            to,
+            message: SyncMessage::Request { hash },
+        } => Some((*to, *hash)),
+        _ => None,
+    });
+    assert_eq!(asked, Some((ValidatorIndex(3), b2.hash())));
+    // Unasked-for blocks are ignored; the asked-for chain is accepted.
+    let stranger = block_of(&chain(&f, &[1, 2, 4])[2]);
+    let _ = r.handle(
+        Input::Sync {
+            from: ValidatorIndex(3),
+            message: SyncMessage::Response {
+                blocks: vec![stranger],
+            },
+        },
+        31,
+        &mut ledger,
+    );
+    let response = SyncMessage::Response {
+        blocks: vec![b2, block_of(&blocks[0])],
+    };
+    let effects = r.handle(
+        Input::Sync {
+            from: ValidatorIndex(3),
+            message: response,
+        },
+        32,
+        &mut ledger,
+    );
+    assert_eq!(
+        votes_sent(&effects),
+        vec![(
+            ValidatorIndex(4),
+            Vote {
+                view: View(3),
+                block: block_of(&blocks[2]).hash()
+            }
+        )]
+    );
+    // And it serves what it holds to others.
+    let effects = r.handle(
+        Input::Sync {
+            from: ValidatorIndex(5),
+            message: SyncMessage::Request {
+                hash: block_of(&blocks[2]).hash(),
+            },
+        },
+        33,
+        &mut ledger,
+    );
+    let served = effects.iter().find_map(|e| match e {
+        Effect::SendSync {
+            to,
+            message: SyncMessage::Response { blocks },
+        } => Some((*to, blocks.len())),
+        _ => None,
+    });
+    assert_eq!(
+        served,
+        Some((ValidatorIndex(5), 4)),
+        "b3, b2, b1 and genesis"
+    );
+}

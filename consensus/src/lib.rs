@@ -16,6 +16,10 @@
 mod committee;
 pub mod hotstuff;
 mod ledger;
+/// Seeds for randomized tests (one source, shared with the chain crate).
+#[cfg(test)]
+#[path = "../../chain/src/test_seed.rs"]
+mod test_seed;
 mod types;
 
 pub use committee::{Committee, CommitteeError};

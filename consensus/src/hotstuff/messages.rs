@@ -44,10 +44,13 @@ pub struct Vote {
 }
 
 /// "View `view` made no progress for me; my highest QC is `high_qc`."
+/// It also carries the sender's highest TC, unsigned (a TC proves itself),
+/// so that replicas that missed the timeouts forming it still move on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timeout {
     pub view: View,
     pub high_qc: QuorumCert,
+    pub high_tc: Option<TimeoutCert>,
 }
 
 /// One validator's timeout signature in a TC.
@@ -161,6 +164,8 @@ pub enum CertError {
     BadSignature(ValidatorIndex),
     #[error("its high QC is not the highest one its signers reported")]
     WrongHighQc,
+    #[error("a timeout may only carry a TC for an earlier view")]
+    NotEarlier,
 }
 
 pub(crate) fn vote_bytes(committee: &Committee, view: View, block: &Hash) -> SigningBytes {
@@ -270,7 +275,18 @@ pub fn verify_decoded(
     match &message.payload {
         Payload::Proposal(p) => check_proposal(committee, author, p)?,
         Payload::Vote(_) => {}
-        Payload::Timeout(t) => verify_qc(committee, &t.high_qc)?,
+        Payload::Timeout(t) => {
+            verify_qc(committee, &t.high_qc)?;
+            if let Some(tc) = &t.high_tc {
+                if tc.view >= t.view {
+                    return Err(MessageError::BadCertificate {
+                        view: tc.view,
+                        reason: CertError::NotEarlier,
+                    });
+                }
+                verify_tc(committee, tc)?;
+            }
+        }
     }
     key.verify(
         &signing_bytes(committee, &message.payload),

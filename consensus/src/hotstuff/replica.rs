@@ -74,6 +74,9 @@ pub struct SafetyData {
 pub enum Timer {
     /// The pacemaker's timer for a view.
     View(View),
+    /// Re-send this view's vote to the next leader while no QC has come
+    /// (a vote goes to one replica only, so a lost copy would cost the view).
+    ResendVote(View),
 }
 
 /// What the replica is told.
@@ -223,6 +226,7 @@ impl Replica {
             Input::Message(message) if self.started => self.on_message(message, ledger),
             Input::Sync { from, message } if self.started => self.on_sync(from, message, ledger),
             Input::Timer(Timer::View(view)) if self.started => self.on_view_timer(view),
+            Input::Timer(Timer::ResendVote(view)) if self.started => self.resend_vote(view),
             _ => {}
         }
         let effects = std::mem::take(&mut self.out);
@@ -290,26 +294,39 @@ impl Replica {
         }
     }
 
+    /// The view's timer: the first time, give up on the view (and wait
+    /// longer for the next one); after that, re-send the timeout every base
+    /// period, so that a heal is noticed within one base period however long
+    /// the back-off has grown.
     fn on_view_timer(&mut self, view: View) {
         if view != self.view {
             return;
         }
-        self.timeouts_in_row = self.timeouts_in_row.saturating_add(1);
+        let first = self
+            .safety
+            .last_timeout
+            .as_ref()
+            .is_none_or(|t| t.view() != view);
+        if first {
+            self.timeouts_in_row = self.timeouts_in_row.saturating_add(1);
+        }
         self.local_timeout(view);
         self.out.push(Effect::ArmTimer {
             timer: Timer::View(view),
-            at: self.now.saturating_add(self.timeout_ms()),
+            at: self.now.saturating_add(self.config.base_timeout_ms),
         });
     }
 
     /// Signs (once) and broadcasts a timeout for `view`; no more votes in it.
     fn local_timeout(&mut self, view: View) {
+        let high_tc = self.high_tc.clone().filter(|tc| tc.view < view);
         let message = match &self.safety.last_timeout {
-            Some(m) if m.view() == view => m.clone(),
+            Some(m) if m.view() == view => with_high_tc(m.clone(), high_tc),
             _ => {
                 let timeout = Timeout {
                     view,
                     high_qc: self.safety.high_qc.clone(),
+                    high_tc,
                 };
                 let message = self.sign(Payload::Timeout(Box::new(timeout)));
                 self.safety.last_voted_view = self.safety.last_voted_view.max(view);
@@ -392,7 +409,12 @@ impl Replica {
                     self.process_qc(cert, ledger);
                 }
             }
-            Payload::Timeout(t) => self.process_qc(&t.high_qc, ledger),
+            Payload::Timeout(t) => {
+                if let Some(tc) = &t.high_tc {
+                    self.process_tc(tc, ledger);
+                }
+                self.process_qc(&t.high_qc, ledger);
+            }
             Payload::Vote(_) => {}
         }
     }
@@ -514,6 +536,7 @@ impl Replica {
         self.safety.last_vote = Some(message.clone());
         self.persist();
         self.send_vote(message.clone(), view);
+        self.arm_vote_resend(view);
         if self.config.byzantine == Some(Byzantine::DoubleVote) {
             let other = self.sign(Payload::Vote(Vote {
                 view,
@@ -522,6 +545,28 @@ impl Replica {
             self.send_vote(other, view);
         }
         self.on_vote(message, vote, ledger);
+    }
+
+    fn arm_vote_resend(&mut self, view: View) {
+        let period = (self.config.base_timeout_ms / 4).max(1);
+        self.out.push(Effect::ArmTimer {
+            timer: Timer::ResendVote(view),
+            at: self.now.saturating_add(period),
+        });
+    }
+
+    /// Re-sends the (already signed) vote of `view` while still in it.
+    fn resend_vote(&mut self, view: View) {
+        let timed_out = self
+            .safety
+            .last_timeout
+            .as_ref()
+            .is_some_and(|t| t.view() == view);
+        let vote = self.safety.last_vote.clone().filter(|v| v.view() == view);
+        if let (Some(vote), true, false) = (vote, self.view == view, timed_out) {
+            self.send_vote(vote, view);
+            self.arm_vote_resend(view);
+        }
     }
 
     fn send_vote(&mut self, message: SignedMessage, view: View) {
@@ -985,6 +1030,15 @@ impl Replica {
             _ => effects,
         }
     }
+}
+
+/// Attaches (or refreshes) the unsigned highest-TC field of a timeout; the
+/// signature covers only the view and the high QC's view, so it still holds.
+fn with_high_tc(mut message: SignedMessage, high_tc: Option<TimeoutCert>) -> SignedMessage {
+    if let Payload::Timeout(timeout) = &mut message.payload {
+        timeout.high_tc = high_tc;
+    }
+    message
 }
 
 fn corrupt(mut message: SignedMessage) -> SignedMessage {

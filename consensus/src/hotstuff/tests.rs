@@ -172,6 +172,7 @@ impl Fixture {
             Payload::Timeout(Box::new(Timeout {
                 view: View(view),
                 high_qc,
+                high_tc: None,
             })),
         )
     }
@@ -657,14 +658,14 @@ fn run_synchronous(f: &Fixture, mut replicas: Vec<Replica>, steps: usize) -> Vec
     let mut queue: VecDeque<(usize, Input)> = (0..n)
         .map(|i| (i, Input::Start { recovered: None }))
         .collect();
-    let mut timers: BTreeMap<(u64, usize), Timer> = BTreeMap::new();
+    let mut timers: BTreeMap<(u64, usize, Timer), ()> = BTreeMap::new();
     let mut committed = vec![Vec::new(); n];
     let mut now = 0;
     for _ in 0..steps {
         let (i, input) = match queue.pop_front() {
             Some(x) => x,
             None => match timers.pop_first() {
-                Some(((at, i), timer)) => {
+                Some(((at, i, timer), ())) => {
                     now = now.max(at);
                     (i, Input::Timer(timer))
                 }
@@ -694,8 +695,8 @@ fn run_synchronous(f: &Fixture, mut replicas: Vec<Replica>, steps: usize) -> Vec
                 )),
                 Effect::Commit(b) => committed[i].push(b.hash()),
                 Effect::ArmTimer { timer, at } => {
-                    timers.retain(|(_, j), t| !(*j == i && *t == timer));
-                    timers.insert((at, i), timer);
+                    timers.retain(|(_, j, t), ()| !(*j == i && *t == timer));
+                    timers.insert((at, i, timer), ());
                 }
                 Effect::PersistSafety(_) | Effect::Evidence(_) => {}
             }
@@ -742,6 +743,36 @@ fn a_silent_leader_is_skipped_by_timeouts() {
     let shortest = [0, 2, 3].iter().map(|&i| committed[i].len()).min().unwrap();
     assert_eq!(committed[0][..shortest], committed[2][..shortest]);
     assert_eq!(committed[0][..shortest], committed[3][..shortest]);
+}
+
+#[test]
+fn a_timeout_carries_the_tc_that_moved_its_sender_on() {
+    let f = fixture(4);
+    let (mut r, _) = f.started(0);
+    let mut ledger = EmptyLedger::default();
+    let g = genesis_qc(&f.committee);
+    // r formed TC(1) alone (it got the others' timeouts for view 1) and
+    // is in view 2; when view 2 times out, its timeout carries TC(1).
+    let _ = r.handle(Input::Timer(Timer::View(View(1))), 1_000, &mut ledger);
+    let _ = r.handle(f.verified(f.timeout(1, 1, g.clone())), 1_001, &mut ledger);
+    let _ = r.handle(f.verified(f.timeout(2, 1, g)), 1_002, &mut ledger);
+    assert_eq!(r.view(), View(2));
+    let effects = r.handle(Input::Timer(Timer::View(View(2))), 3_000, &mut ledger);
+    let timeout = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Broadcast(m) if matches!(m.payload, Payload::Timeout(_)) => Some(m.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let Payload::Timeout(t) = &timeout.payload else {
+        unreachable!()
+    };
+    assert_eq!(t.high_tc.as_ref().map(|tc| tc.view), Some(View(1)));
+    // A replica still in view 1 that never saw those timeouts moves to 2.
+    let (mut behind, _) = f.started(3);
+    let _ = behind.handle(f.verified(timeout), 3_001, &mut ledger);
+    assert!(behind.view() >= View(2), "{:?}", behind.view());
 }
 
 #[test]

@@ -34,8 +34,11 @@ pub struct Config {
     pub forward: bool,
     /// Misbehave on purpose (simulations and test networks only).
     pub byzantine: Option<Byzantine>,
-    /// Negative control for simulators: vote without checking the lock.
-    /// Breaks safety on purpose, so a checker can be shown to catch it.
+    /// Negative control for simulators: vote for any proposal of the
+    /// current view, checking neither the lock nor that the proposal is
+    /// justified (either alone keeps chained HotStuff safe: the justified
+    /// rule is Jolteon's voting rule). Breaks safety on purpose, so a
+    /// checker can be shown to catch it.
     pub unsafe_ignore_lock: bool,
 }
 
@@ -517,10 +520,9 @@ impl Replica {
                 .as_ref()
                 .is_some_and(|tc| tc.view.next() == view && cert.view >= tc.high_qc.view);
         // HotStuff's safety rule: extend the lock, or show a newer QC.
-        let safe = self.config.unsafe_ignore_lock
-            || self.extends(block, &self.safety.locked_qc.block)
+        let safe = self.extends(block, &self.safety.locked_qc.block)
             || cert.view > self.safety.locked_qc.view;
-        if !justified || !safe {
+        if !(justified && safe || self.config.unsafe_ignore_lock) {
             return;
         }
         let Some(parent) = self.blocks.get(&block.header.parent) else {

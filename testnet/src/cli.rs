@@ -1,0 +1,385 @@
+//! The `phalanx-testnet` command line.
+
+use crate::sim::scenario::{
+    ByzantineSpec, Crash, DelayRange, Partition, defaults, parse_duration_ms,
+};
+use crate::sim::{Batch, RunReport, Scenario, SimError, Summary};
+use clap::{Parser, Subcommand, ValueEnum};
+use phalanx_chain::{ConsensusKind, ValidatorIndex};
+use std::io::Write;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "phalanx-testnet", version, about = "Phalanx test networks")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the deterministic simulator over many seeds and check every run
+    /// for agreement, integrity, liveness and determinism.
+    Sim(SimArgs),
+}
+
+/// The consensus protocols, as `--consensus` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Consensus {
+    Hotstuff,
+    Pbft,
+    Pow,
+}
+
+impl From<Consensus> for ConsensusKind {
+    fn from(c: Consensus) -> ConsensusKind {
+        match c {
+            Consensus::Hotstuff => ConsensusKind::Hotstuff,
+            Consensus::Pbft => ConsensusKind::Pbft,
+            Consensus::Pow => ConsensusKind::Pow,
+        }
+    }
+}
+
+fn duration(text: &str) -> Result<u64, String> {
+    parse_duration_ms(text)
+}
+
+fn probability(text: &str) -> Result<f64, String> {
+    let p: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!("{text} is not a probability between 0 and 1"))
+    }
+}
+
+fn indices(text: &str) -> Result<Vec<ValidatorIndex>, String> {
+    text.split(',')
+        .map(|t| {
+            t.trim()
+                .parse::<u16>()
+                .map(ValidatorIndex)
+                .map_err(|_| format!("{t:?} is not a replica index"))
+        })
+        .collect()
+}
+
+/// `phalanx-testnet sim`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimArgs {
+    /// The protocol to simulate (only hotstuff is built so far).
+    #[arg(long, value_enum, default_value = "hotstuff")]
+    pub consensus: Consensus,
+    /// Committee size n; f = floor((n - 1) / 3).
+    #[arg(long, default_value_t = defaults::VALIDATORS)]
+    pub validators: usize,
+    /// How many seeds to run.
+    #[arg(long, default_value_t = 100)]
+    pub seeds: u64,
+    /// The first seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed_start: u64,
+    /// REPLICA[,REPLICA...]:BEHAVIOUR, behaviour one of silent,
+    /// equivocate, double-vote, invalid-signature, stale-qc (repeatable).
+    #[arg(long, value_name = "SPEC")]
+    pub byzantine: Vec<ByzantineSpec>,
+    /// Negative control: these replicas vote without checking their lock
+    /// (the replica's `Config::unsafe_ignore_lock`).
+    #[arg(long, value_name = "REPLICAS", value_parser = indices)]
+    pub unsafe_ignore_lock: Vec<Vec<ValidatorIndex>>,
+    /// Validators that run twice with one key (two-faced Byzantine, as in
+    /// Twins); the copies are replicas n, n+1, ... in index order, for
+    /// --partition and --crash.
+    #[arg(long, value_name = "VALIDATORS", value_parser = indices)]
+    pub twins: Vec<Vec<ValidatorIndex>>,
+    /// Probability that a message copy is lost on a link.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub loss: f64,
+    /// Probability that a message copy is delivered twice.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub dup: f64,
+    /// One-way link delay range in ms, uniform, e.g. 5..50.
+    #[arg(long, value_name = "MIN..MAX", default_value = "5..50")]
+    pub delay_ms: DelayRange,
+    /// GROUP/GROUP@START-END, e.g. 0,1/2,3@2s-8s; unnamed replicas form
+    /// one more group (repeatable).
+    #[arg(long, value_name = "SPEC")]
+    pub partition: Vec<Partition>,
+    /// REPLICA@CRASH[-RESTART], e.g. 2@3s-6s (repeatable).
+    #[arg(long, value_name = "SPEC")]
+    pub crash: Vec<Crash>,
+    /// Virtual time per run (extended to cover the liveness window).
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub duration: u64,
+    /// Liveness: commit within this long after the last disruption.
+    #[arg(long, default_value = "20s", value_parser = duration)]
+    pub liveness_bound: u64,
+    /// The pacemaker's first view timeout.
+    #[arg(long, default_value = "1s", value_parser = duration)]
+    pub base_timeout: u64,
+    /// The pacemaker's longest view timeout (after back-off).
+    #[arg(long, default_value = "8s", value_parser = duration)]
+    pub max_timeout: u64,
+    /// The client submits one transfer this often.
+    #[arg(long, default_value = "100ms", value_parser = duration)]
+    pub tx_interval: u64,
+    /// Draw each seed's faults at random (f Byzantine replicas with
+    /// rotating behaviours or twins, loss, duplication, a partition, a
+    /// crash) in place of --byzantine, --twins, --loss, --dup, --partition
+    /// and --crash.
+    #[arg(long, conflicts_with_all = ["byzantine", "twins", "loss", "dup", "partition", "crash"])]
+    pub random_faults: bool,
+    /// Replicas do not forward the messages they receive.
+    #[arg(long)]
+    pub no_forward: bool,
+    /// Verify every copy of every message (slower; same outcomes).
+    #[arg(long)]
+    pub no_verify_cache: bool,
+    /// Run one seed in this many twice to check determinism (0: none).
+    #[arg(long, default_value_t = 10)]
+    pub recheck_every: u64,
+    /// Worker threads (default: the machine's cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl SimArgs {
+    /// The scenario these flags describe (checked against the committee).
+    pub fn scenario(&self) -> Result<Scenario, SimError> {
+        let mut s = Scenario::new(self.validators);
+        s.consensus = self.consensus.into();
+        for spec in &self.byzantine {
+            s.add_byzantine(spec)?;
+        }
+        s.ignore_lock = self.unsafe_ignore_lock.iter().flatten().copied().collect();
+        s.twins = self.twins.iter().flatten().copied().collect();
+        s.loss = self.loss;
+        s.dup = self.dup;
+        s.delay = self.delay_ms;
+        s.partitions = self.partition.clone();
+        s.crashes = self.crash.clone();
+        s.duration_ms = self.duration;
+        s.liveness_bound_ms = self.liveness_bound;
+        s.base_timeout_ms = self.base_timeout;
+        s.max_timeout_ms = self.max_timeout;
+        s.tx_interval_ms = self.tx_interval;
+        s.forward = !self.no_forward;
+        s.verify_cache = !self.no_verify_cache;
+        s.validate()?;
+        Ok(s)
+    }
+
+    pub fn batch(&self) -> Result<Batch, SimError> {
+        let scenario = self.scenario()?;
+        if scenario.consensus != ConsensusKind::Hotstuff {
+            return Err(SimError::NotBuilt(scenario.consensus));
+        }
+        let mut batch = Batch::new(scenario, self.seed_start, self.seeds);
+        batch.random_faults = self.random_faults;
+        batch.recheck_every = self.recheck_every;
+        batch.threads = self
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        Ok(batch)
+    }
+}
+
+/// One line for a failing run, with the command that replays it.
+pub fn failure_line(batch: &Batch, report: &RunReport) -> String {
+    let problems: Vec<String> = report.violations.iter().map(|v| v.to_string()).collect();
+    let total: u64 = report.violation_counts.values().sum();
+    let more = total.saturating_sub(report.violations.len() as u64);
+    let more = if more > 0 {
+        format!(" (+{more} more)")
+    } else {
+        String::new()
+    };
+    let mut line = format!(
+        "FAIL seed {}: {}{more}; replay: {}",
+        report.seed,
+        problems.join("; "),
+        batch.replay_command(report.seed)
+    );
+    if batch.random_faults {
+        let faults = batch.scenario_for(report.seed).to_args().join(" ");
+        line.push_str(&format!(" (its faults: {faults})"));
+    }
+    line
+}
+
+/// Runs `sim`: failing runs as they come, then the summary. Exit code 1 on
+/// any violation, 2 if the run could not start.
+pub fn sim(args: &SimArgs, out: &mut dyn Write) -> ExitCode {
+    let batch = match args.batch() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let started = std::time::Instant::now();
+    let result = batch.run(|report| {
+        if !report.passed() {
+            let _ = writeln!(out, "{}", failure_line(&batch, report));
+        }
+    });
+    let summary: Summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let wall_ms = started.elapsed().as_millis();
+    let printed = if args.json {
+        serde_json::to_string_pretty(&summary)
+            .map_err(|e| e.to_string())
+            .and_then(|j| writeln!(out, "{j}").map_err(|e| e.to_string()))
+    } else {
+        write!(out, "{summary}")
+            .and_then(|_| writeln!(out, "wall time: {:.1} s", wall_ms as f64 / 1_000.0))
+            .map_err(|e| e.to_string())
+    };
+    if let Err(e) = printed {
+        eprintln!("error: writing the summary: {e}");
+        return ExitCode::from(2);
+    }
+    if summary.total_violations() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The binary's entry point.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match &cli.command {
+        Command::Sim(args) => sim(args, &mut out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<SimArgs, clap::Error> {
+        let mut full = vec!["phalanx-testnet", "sim"];
+        full.extend_from_slice(args);
+        Cli::try_parse_from(full).map(|c| match c.command {
+            Command::Sim(a) => a,
+        })
+    }
+
+    #[test]
+    fn the_issue_command_parses() {
+        let a = parse(&[
+            "--consensus",
+            "hotstuff",
+            "--validators",
+            "4",
+            "--seeds",
+            "1000",
+            "--seed-start",
+            "7",
+            "--byzantine",
+            "1:equivocate",
+            "--loss",
+            "0.1",
+            "--dup",
+            "0.05",
+            "--delay-ms",
+            "5..50",
+            "--partition",
+            "0,1/2,3@2s-8s",
+            "--crash",
+            "2@3s-6s",
+            "--duration",
+            "30s",
+            "--json",
+        ])
+        .unwrap();
+        let s = a.scenario().unwrap();
+        assert_eq!(s.byzantine.len(), 1);
+        assert_eq!(s.partitions.len(), 1);
+        assert_eq!(s.crashes.len(), 1);
+        assert_eq!(s.duration_ms, 30_000);
+        assert!(a.json);
+    }
+
+    #[test]
+    fn scenarios_print_as_flags_that_parse_back() {
+        let a = parse(&[
+            "--validators",
+            "7",
+            "--byzantine",
+            "1,4:double-vote",
+            "--byzantine",
+            "2:stale-qc",
+            "--unsafe-ignore-lock",
+            "0",
+            "--twins",
+            "5",
+            "--loss",
+            "0.05",
+            "--delay-ms",
+            "1..9",
+            "--partition",
+            "0,1/2,3@2s-8500ms",
+            "--crash",
+            "5@3s",
+            "--duration",
+            "12s",
+            "--max-timeout",
+            "4s",
+            "--no-verify-cache",
+        ])
+        .unwrap();
+        let s = a.scenario().unwrap();
+        let printed = s.to_args();
+        let strs: Vec<&str> = printed.iter().map(String::as_str).collect();
+        let again = parse(&strs).unwrap().scenario().unwrap();
+        assert_eq!(again, s);
+        let random = s.with_random_faults(3);
+        let printed = random.to_args();
+        let strs: Vec<&str> = printed.iter().map(String::as_str).collect();
+        assert_eq!(parse(&strs).unwrap().scenario().unwrap(), random);
+    }
+
+    #[test]
+    fn errors_are_clear() {
+        let bad_partition = parse(&["--partition", "0,1/2,3@2s"])
+            .unwrap_err()
+            .to_string();
+        assert!(bad_partition.contains("no '-END'"), "{bad_partition}");
+        let bad_loss = parse(&["--loss", "1.5"]).unwrap_err().to_string();
+        assert!(bad_loss.contains("probability"), "{bad_loss}");
+        let mixed = parse(&["--random-faults", "--loss", "0.1"])
+            .unwrap_err()
+            .to_string();
+        assert!(mixed.contains("cannot be used with"), "{mixed}");
+        let out_of_range = parse(&["--validators", "4", "--crash", "9@1s"])
+            .unwrap()
+            .scenario()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            out_of_range.contains("replica 9 does not exist"),
+            "{out_of_range}"
+        );
+        let pbft = parse(&["--consensus", "pbft"])
+            .unwrap()
+            .batch()
+            .unwrap_err();
+        assert!(pbft.to_string().contains("not built yet"), "{pbft}");
+    }
+}

@@ -1,0 +1,247 @@
+//! The deterministic simulator.
+//!
+//! n replicas of a consensus protocol run in one process from one `u64`
+//! seed: a virtual clock in milliseconds, an event queue ordered by (time,
+//! sequence number), and a network whose per-link delays are drawn
+//! uniformly from a range, with loss, duplication, reordering (from the
+//! random delays), partitions that start and heal at given times, and
+//! crashes with restarts in which a replica keeps only what it persisted:
+//! its last safety data and its committed blocks. A simulated client
+//! submits signed transfers to every replica's mempool; each replica builds
+//! and validates blocks with the real ledger code over an in-memory store.
+//! Messages travel as bytes and are verified by the receiver exactly as a
+//! node would (`verify_message`), so corrupted signatures are filtered
+//! where they would be in production.
+//!
+//! Faulty validators are the replica's own Byzantine behaviours (silent,
+//! equivocate, double-vote, invalid-signature, stale-qc) and *twins*: a
+//! validator run as two replicas with one key, each honest towards the
+//! replicas it reaches, so that it signs conflicting proposals and votes
+//! whenever the network splits them (Bano et al., "Twins: BFT Systems Made
+//! Robust", 2020). The replica's behaviours follow the voting rules, and
+//! HotStuff's safety rests on its voters, so only twins (more than f of
+//! them) can split the committee; they are the simulator's proof that the
+//! agreement checker can fail.
+//!
+//! Every run is checked for:
+//! - **agreement**: no two honest replicas commit different blocks at one
+//!   height, over the whole run;
+//! - **integrity**: every committed block links to the replica's previous
+//!   one, carries a certificate over its parent that verifies, and
+//!   executes on the committed state;
+//! - **liveness**: if at most f replicas are faulty (Byzantine, or down at
+//!   the end), every honest replica that is up commits a block within the
+//!   scenario's bound after the last partition heals or crashed replica
+//!   restarts (the run is extended to cover that window);
+//! - **evidence**: evidence of misbehaviour proves something, and never
+//!   about an honest replica;
+//! - **determinism**: running a seed again gives the same commit log hash
+//!   (checked for a share of the seeds, see [`Batch::recheck_every`]).
+//!
+//! The simulator drives protocols through the [`Protocol`] trait; HotStuff
+//! is the one implemented. [`Batch`] runs many seeds (on several threads;
+//! each seed's outcome is independent of the others and of scheduling) and
+//! sums them into a [`Summary`].
+
+pub mod check;
+pub mod client;
+pub mod hotstuff;
+pub mod ledger;
+pub mod protocol;
+pub mod report;
+pub mod rng;
+pub mod scenario;
+mod world;
+
+pub use protocol::Protocol;
+pub use report::{CheckerKind, RunReport, Summary, Violation};
+pub use scenario::{Scenario, ScenarioError};
+
+use phalanx_chain::ConsensusKind;
+use world::World;
+
+/// Why a simulation could not run at all.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SimError {
+    #[error(
+        "--consensus {0} is not built yet: the simulator runs hotstuff only for now (PBFT and proof of work plug in later)"
+    )]
+    NotBuilt(ConsensusKind),
+    #[error("invalid scenario: {0}")]
+    Scenario(#[from] ScenarioError),
+    #[error("could not set up the run: {0}")]
+    Setup(String),
+}
+
+/// Runs one seed of `scenario`.
+pub fn run_once(scenario: &Scenario, seed: u64) -> Result<RunReport, SimError> {
+    scenario.validate()?;
+    match scenario.consensus {
+        ConsensusKind::Hotstuff => run_protocol::<hotstuff::HotStuff>(scenario, seed),
+        other => Err(SimError::NotBuilt(other)),
+    }
+}
+
+fn run_protocol<P: Protocol>(scenario: &Scenario, seed: u64) -> Result<RunReport, SimError> {
+    let world = World::<P>::new(scenario, seed).map_err(SimError::Setup)?;
+    let (mut report, checker) = world.run();
+    let (violations, counts) = checker.into_violations();
+    report.violations = violations;
+    report.violation_counts = counts;
+    Ok(report)
+}
+
+/// Runs one seed, and if `recheck` runs it again and reports a determinism
+/// violation if the two commit logs differ.
+pub fn run(scenario: &Scenario, seed: u64, recheck: bool) -> Result<RunReport, SimError> {
+    let mut report = run_once(scenario, seed)?;
+    if recheck {
+        let again = run_once(scenario, seed)?;
+        let same = again.commit_log_hash == report.commit_log_hash
+            && again.events == report.events
+            && again.traffic == report.traffic;
+        if !same {
+            *report
+                .violation_counts
+                .entry(CheckerKind::Determinism)
+                .or_default() += 1;
+            report.violations.push(Violation {
+                checker: CheckerKind::Determinism,
+                detail: format!(
+                    "seed {seed} ran twice: commit log hash {} then {}, {} then {} events",
+                    report.commit_log_hash, again.commit_log_hash, report.events, again.events
+                ),
+            });
+        }
+    }
+    Ok(report)
+}
+
+/// Many seeds of one scenario.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub base: Scenario,
+    /// Replace the base's faults with a schedule drawn from each seed
+    /// ([`Scenario::with_random_faults`]).
+    pub random_faults: bool,
+    pub seed_start: u64,
+    pub seeds: u64,
+    /// Run one seed in this many twice to check determinism (0: none).
+    pub recheck_every: u64,
+    pub threads: usize,
+}
+
+impl Batch {
+    pub fn new(base: Scenario, seed_start: u64, seeds: u64) -> Batch {
+        Batch {
+            base,
+            random_faults: false,
+            seed_start,
+            seeds,
+            recheck_every: 10,
+            threads: 1,
+        }
+    }
+
+    /// The scenario seed `seed` runs.
+    pub fn scenario_for(&self, seed: u64) -> Scenario {
+        if self.random_faults {
+            self.base.with_random_faults(seed)
+        } else {
+            self.base.clone()
+        }
+    }
+
+    /// The command that runs `seed` alone, as this batch ran it.
+    pub fn replay_command(&self, seed: u64) -> String {
+        let mut parts = vec!["phalanx-testnet".to_owned(), "sim".to_owned()];
+        parts.extend(self.base.to_args());
+        if self.random_faults {
+            parts.push("--random-faults".to_owned());
+        }
+        parts.extend([
+            "--seed-start".to_owned(),
+            seed.to_string(),
+            "--seeds".to_owned(),
+            "1".to_owned(),
+        ]);
+        parts.join(" ")
+    }
+
+    fn run_seed(&self, seed: u64) -> Result<RunReport, SimError> {
+        let index = seed.wrapping_sub(self.seed_start);
+        let recheck = self.recheck_every != 0 && index.is_multiple_of(self.recheck_every);
+        run(&self.scenario_for(seed), seed, recheck)
+    }
+
+    /// Runs every seed, calling `on_run` for each in seed order, and sums
+    /// them up.
+    pub fn run(&self, mut on_run: impl FnMut(&RunReport)) -> Result<Summary, SimError> {
+        self.base.validate()?;
+        let threads = self.threads.max(1);
+        let end = self.seed_start.saturating_add(self.seeds);
+        let mut summary = Summary::default();
+        let mut next = self.seed_start;
+        while next < end {
+            let chunk_end = next.saturating_add(4 * threads as u64).min(end);
+            let seeds: Vec<u64> = (next..chunk_end).collect();
+            for report in self.run_chunk(&seeds, threads) {
+                let report = report?;
+                on_run(&report);
+                summary.add(&report);
+            }
+            next = chunk_end;
+        }
+        Ok(summary)
+    }
+
+    fn run_chunk(&self, seeds: &[u64], threads: usize) -> Vec<Result<RunReport, SimError>> {
+        if threads == 1 || seeds.len() == 1 {
+            return seeds.iter().map(|s| self.run_seed(*s)).collect();
+        }
+        let mut results: Vec<(u64, Result<RunReport, SimError>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    scope.spawn(move || {
+                        seeds
+                            .iter()
+                            .skip(t)
+                            .step_by(threads)
+                            .map(|s| (*s, self.run_seed(*s)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        results.sort_by_key(|(seed, _)| *seed);
+        results.into_iter().map(|(_, r)| r).collect()
+    }
+}
+
+/// For randomized tests: the seeds to run, `PHALANX_SEED` alone if it is
+/// set (to replay one), else `default`. Prints which.
+pub fn test_seeds(default: std::ops::Range<u64>) -> std::ops::Range<u64> {
+    match std::env::var("PHALANX_SEED") {
+        Ok(text) => match text.trim().parse::<u64>() {
+            Ok(seed) => {
+                eprintln!("PHALANX_SEED={seed}: replaying that seed alone");
+                seed..seed.saturating_add(1)
+            }
+            Err(_) => {
+                eprintln!("PHALANX_SEED={text:?} is not a u64; running the default seeds");
+                default
+            }
+        },
+        Err(_) => {
+            eprintln!(
+                "seeds {}..{} (set PHALANX_SEED=<n> to replay one)",
+                default.start, default.end
+            );
+            default
+        }
+    }
+}

@@ -13,6 +13,8 @@ pub struct Committee {
     genesis_block: Hash,
     validators: Vec<PublicKey>,
     index: HashMap<PublicKey, ValidatorIndex>,
+    /// Negative control only; see [`Committee::with_unsafe_quorum`].
+    unsafe_quorum: Option<usize>,
 }
 
 /// Why a committee could not be formed.
@@ -49,6 +51,7 @@ impl Committee {
             genesis_block,
             validators,
             index,
+            unsafe_quorum: None,
         })
     }
 
@@ -82,7 +85,18 @@ impl Committee {
 
     /// n - f distinct signers.
     pub fn quorum(&self) -> usize {
-        self.size() - self.max_faulty()
+        self.unsafe_quorum
+            .unwrap_or_else(|| self.size() - self.max_faulty())
+    }
+
+    /// A negative control for simulators: a committee whose certificates
+    /// need only `quorum` signers (at least 1), for every replica that uses
+    /// it and for checking certificates. Below a real quorum two quorums
+    /// no longer share an honest validator, so both sides of a partition
+    /// commit: a checker can be shown to catch it. Never for a real chain.
+    pub fn with_unsafe_quorum(mut self, quorum: usize) -> Committee {
+        self.unsafe_quorum = Some(quorum.max(1));
+        self
     }
 
     /// f + 1: at least one honest signer among them.

@@ -87,10 +87,10 @@ pub struct SimArgs {
     /// equivocate, double-vote, invalid-signature, stale-qc (repeatable).
     #[arg(long, value_name = "SPEC")]
     pub byzantine: Vec<ByzantineSpec>,
-    /// Negative control: these replicas vote without checking their lock
-    /// (the replica's `Config::unsafe_ignore_lock`).
-    #[arg(long, value_name = "REPLICAS", value_parser = indices)]
-    pub unsafe_ignore_lock: Vec<Vec<ValidatorIndex>>,
+    /// Negative control: every replica counts this many signers as a
+    /// quorum instead of n - f (a broken protocol the checkers must catch).
+    #[arg(long, value_name = "SIGNERS")]
+    pub unsafe_quorum: Option<usize>,
     /// Validators that run twice with one key (two-faced Byzantine, as in
     /// Twins); the copies are replicas n, n+1, ... in index order, for
     /// --partition and --crash.
@@ -158,7 +158,7 @@ impl SimArgs {
         for spec in &self.byzantine {
             s.add_byzantine(spec)?;
         }
-        s.ignore_lock = self.unsafe_ignore_lock.iter().flatten().copied().collect();
+        s.unsafe_quorum = self.unsafe_quorum;
         s.twins = self.twins.iter().flatten().copied().collect();
         s.loss = self.loss;
         s.dup = self.dup;
@@ -325,8 +325,8 @@ mod tests {
             "1,4:double-vote",
             "--byzantine",
             "2:stale-qc",
-            "--unsafe-ignore-lock",
-            "0",
+            "--unsafe-quorum",
+            "2",
             "--twins",
             "5",
             "--loss",

@@ -34,12 +34,6 @@ pub struct Config {
     pub forward: bool,
     /// Misbehave on purpose (simulations and test networks only).
     pub byzantine: Option<Byzantine>,
-    /// Negative control for simulators: vote for any proposal of the
-    /// current view, checking neither the lock nor that the proposal is
-    /// justified (either alone keeps chained HotStuff safe: the justified
-    /// rule is Jolteon's voting rule). Breaks safety on purpose, so a
-    /// checker can be shown to catch it.
-    pub unsafe_ignore_lock: bool,
 }
 
 impl Default for Config {
@@ -52,7 +46,6 @@ impl Default for Config {
             future_view_window: 100,
             forward: true,
             byzantine: None,
-            unsafe_ignore_lock: false,
         }
     }
 }
@@ -522,7 +515,7 @@ impl Replica {
         // HotStuff's safety rule: extend the lock, or show a newer QC.
         let safe = self.extends(block, &self.safety.locked_qc.block)
             || cert.view > self.safety.locked_qc.view;
-        if !(justified && safe || self.config.unsafe_ignore_lock) {
+        if !(justified && safe) {
             return;
         }
         let Some(parent) = self.blocks.get(&block.header.parent) else {

@@ -153,8 +153,15 @@ impl Protocol for HotStuff {
 
     const SAFETY_KEY: &'static [u8] = b"hotstuff/safety";
 
-    fn shared(genesis: &Genesis, verify_cache: bool) -> Result<Shared, String> {
-        let committee = Committee::from_genesis(genesis).map_err(|e| e.to_string())?;
+    fn shared(
+        genesis: &Genesis,
+        verify_cache: bool,
+        unsafe_quorum: Option<usize>,
+    ) -> Result<Shared, String> {
+        let mut committee = Committee::from_genesis(genesis).map_err(|e| e.to_string())?;
+        if let Some(quorum) = unsafe_quorum {
+            committee = committee.with_unsafe_quorum(quorum);
+        }
         Ok(Shared {
             committee,
             cache: verify_cache.then(HashMap::new),
@@ -178,7 +185,6 @@ impl Protocol for HotStuff {
             max_timeout_ms: setup.max_timeout_ms,
             forward: setup.forward,
             byzantine: setup.byzantine,
-            unsafe_ignore_lock: setup.ignore_lock,
             ..Config::default()
         };
         let replica = Replica::new(

@@ -20,8 +20,10 @@
 //! whenever the network splits them (Bano et al., "Twins: BFT Systems Made
 //! Robust", 2020). The replica's behaviours follow the voting rules, and
 //! HotStuff's safety rests on its voters, so only twins (more than f of
-//! them) can split the committee; they are the simulator's proof that the
-//! agreement checker can fail.
+//! them) can split the committee; they are one proof that the agreement
+//! checker can fail. The other is a broken protocol: `--unsafe-quorum`
+//! makes every replica accept fewer signers than n - f as a quorum
+//! ([`Scenario::unsafe_quorum`]).
 //!
 //! Every run is checked for:
 //! - **agreement**: no two honest replicas commit different blocks at one

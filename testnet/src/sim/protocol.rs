@@ -95,7 +95,6 @@ pub struct NodeSetup {
     pub me: ValidatorIndex,
     pub key: Keypair,
     pub byzantine: Option<Byzantine>,
-    pub ignore_lock: bool,
     pub base_timeout_ms: u64,
     pub max_timeout_ms: u64,
     pub forward: bool,
@@ -126,8 +125,13 @@ pub trait Protocol: Sized {
     /// The key its safety data is persisted under in the replica's store.
     const SAFETY_KEY: &'static [u8];
 
-    /// The shared state for a run on `genesis`.
-    fn shared(genesis: &Genesis, verify_cache: bool) -> Result<Self::Shared, String>;
+    /// The shared state for a run on `genesis`. `unsafe_quorum` is the
+    /// negative control of [`Scenario::unsafe_quorum`](super::Scenario).
+    fn shared(
+        genesis: &Genesis,
+        verify_cache: bool,
+        unsafe_quorum: Option<usize>,
+    ) -> Result<Self::Shared, String>;
 
     /// Starts a replica whose last committed block is `committed`, with the
     /// safety data it persisted before a crash, if any.

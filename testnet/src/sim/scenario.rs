@@ -276,9 +276,10 @@ pub struct Scenario {
     pub consensus: ConsensusKind,
     pub validators: usize,
     pub byzantine: BTreeMap<ValidatorIndex, Byzantine>,
-    /// Replicas that vote without checking their lock (the replica's
-    /// `Config::unsafe_ignore_lock`, meant as a negative control).
-    pub ignore_lock: BTreeSet<ValidatorIndex>,
+    /// Negative control: every replica counts this many signers as a
+    /// quorum (`Committee::with_unsafe_quorum`), so the checkers can be
+    /// shown to catch a broken protocol.
+    pub unsafe_quorum: Option<usize>,
     /// Validators that run two copies of themselves with one key, each
     /// behaving honestly towards the replicas it can reach: a two-faced
     /// Byzantine validator, as in Twins (Bano et al., 2020). The copy of
@@ -324,7 +325,7 @@ impl Scenario {
             consensus: ConsensusKind::Hotstuff,
             validators,
             byzantine: BTreeMap::new(),
-            ignore_lock: BTreeSet::new(),
+            unsafe_quorum: None,
             twins: BTreeSet::new(),
             delay: DelayRange {
                 min_ms: defaults::DELAY_MIN_MS,
@@ -394,12 +395,7 @@ impl Scenario {
                 })
             }
         };
-        for index in self
-            .byzantine
-            .keys()
-            .chain(&self.ignore_lock)
-            .chain(&self.twins)
-        {
+        for index in self.byzantine.keys().chain(&self.twins) {
             in_range(*index, self.validators)?;
         }
         let replicas = self.replicas();
@@ -517,9 +513,8 @@ impl Scenario {
         for (name, replicas) in by_behaviour {
             flag("--byzantine", format!("{}:{name}", join_indices(&replicas)));
         }
-        if !self.ignore_lock.is_empty() {
-            let list: Vec<ValidatorIndex> = self.ignore_lock.iter().copied().collect();
-            flag("--unsafe-ignore-lock", join_indices(&list));
+        if let Some(quorum) = self.unsafe_quorum {
+            flag("--unsafe-quorum", quorum.to_string());
         }
         if !self.twins.is_empty() {
             let list: Vec<ValidatorIndex> = self.twins.iter().copied().collect();

@@ -113,7 +113,7 @@ impl<P: Protocol> World<P> {
     /// Sets up a run; fails only if the scenario cannot make a chain.
     pub fn new(scenario: &Scenario, seed: u64) -> Result<World<P>, String> {
         let genesis = client::genesis(scenario.consensus, scenario.validators)?;
-        let shared = P::shared(&genesis, scenario.verify_cache)?;
+        let shared = P::shared(&genesis, scenario.verify_cache, scenario.unsafe_quorum)?;
         let nodes = (0..scenario.replicas())
             .map(|i| Self::node(scenario, &genesis, i))
             .collect::<Result<Vec<_>, _>>()?;
@@ -150,7 +150,6 @@ impl<P: Protocol> World<P> {
             me,
             key: client::validator_key(usize::from(me.0)),
             byzantine: scenario.byzantine.get(&me).copied(),
-            ignore_lock: scenario.ignore_lock.contains(&me),
             base_timeout_ms: scenario.base_timeout_ms,
             max_timeout_ms: scenario.max_timeout_ms,
             forward: scenario.forward,

@@ -32,6 +32,7 @@ pub mod error;
 pub mod execute;
 pub mod genesis;
 pub mod merkle;
+pub mod speculative;
 pub mod state;
 pub mod store;
 #[cfg(test)]

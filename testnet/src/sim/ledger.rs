@@ -1,22 +1,16 @@
 //! A replica's ledger in the simulator: its mempool, its committed store
 //! (a [`MemStore`], the part that survives a crash) and the speculative
-//! states of blocks not yet committed.
-//!
-//! A speculative state is a block's [`StateChanges`] (the accounts it
-//! changed and the accumulator after it) keyed by its hash; the state after
-//! an uncommitted block is read through the layers of its uncommitted
-//! ancestors down to the committed store. A block whose parent has no state
-//! yet (it arrived through catch-up, never validated here) is executed from
-//! the nearest ancestor that has one, using blocks seen earlier. Both maps
-//! are bounded and pruned on every commit.
+//! states of blocks not yet committed ([`Speculative`], shared with the
+//! node).
 
-use phalanx_chain::execute::{BlockBuilder, StateChanges, StateView, execute_block};
+use phalanx_chain::execute::StateView;
+use phalanx_chain::speculative::Speculative;
 use phalanx_chain::{
-    Account, Address, Block, BlockHeader, ChainId, Genesis, Hash, Head, Height, Justification,
-    MemStore, Nonce, StateAccumulator, Store, StoreError, Transaction,
+    Address, Block, ChainId, Genesis, Hash, Head, Justification, MemStore, Nonce, Store,
+    StoreError, Transaction,
 };
 use phalanx_consensus::Ledger;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// Transactions a replica's mempool holds, at most.
 pub const MAX_MEMPOOL_TXS: usize = 4_096;
@@ -25,38 +19,12 @@ pub const MAX_PROPOSAL_TXS: usize = 64;
 /// Speculative states (and, separately, remembered blocks) kept, at most.
 pub const MAX_SPECULATIVE_BLOCKS: usize = 1_024;
 
-#[derive(Debug)]
-struct Speculative {
-    header: BlockHeader,
-    changes: StateChanges,
-}
-
-/// State after an uncommitted block: its ancestors' changes, newest first,
-/// over the committed store.
-struct Layered<'a> {
-    layers: Vec<&'a BTreeMap<Address, Account>>,
-    base: &'a MemStore,
-}
-
-impl StateView for Layered<'_> {
-    fn account(&self, address: &Address) -> Result<Account, StoreError> {
-        for layer in &self.layers {
-            if let Some(account) = layer.get(address) {
-                return Ok(*account);
-            }
-        }
-        self.base.account(address)
-    }
-}
-
 /// One replica's ledger (see the module docs).
 #[derive(Debug)]
 pub struct SimLedger {
-    chain_id: ChainId,
     store: MemStore,
     mempool: BTreeMap<(Address, Nonce), Transaction>,
-    states: HashMap<Hash, Speculative>,
-    known: HashMap<Hash, Block>,
+    speculative: Speculative,
 }
 
 impl SimLedger {
@@ -70,19 +38,16 @@ impl SimLedger {
     /// The ledger of a replica restarting with what it had stored.
     pub fn recover(chain_id: ChainId, store: MemStore) -> SimLedger {
         SimLedger {
-            chain_id,
             store,
             mempool: BTreeMap::new(),
-            states: HashMap::new(),
-            known: HashMap::new(),
+            speculative: Speculative::new(chain_id, MAX_SPECULATIVE_BLOCKS),
         }
     }
 
     /// Crashes: everything but the store is lost.
     pub fn crash(&mut self) {
         self.mempool.clear();
-        self.states.clear();
-        self.known.clear();
+        self.speculative.clear();
     }
 
     pub fn store(&self) -> &MemStore {
@@ -120,197 +85,61 @@ impl SimLedger {
 
     /// Executes `block` on the head and commits it to the store.
     pub fn commit(&mut self, block: &Block) -> Result<(), String> {
-        let head = self.head()?;
-        if block.header.parent != head.hash {
-            return Err(format!(
-                "block {} at height {} does not extend the head {} at height {}",
-                block.hash(),
-                block.header.height,
-                head.hash,
-                head.height()
-            ));
-        }
-        let hash = block.hash();
-        let changes = match self.states.remove(&hash) {
-            Some(s) => s.changes,
-            None => {
-                let acc = self.store.accumulator().map_err(|e| e.to_string())?;
-                execute_block(&self.chain_id, &head.header, &self.store, &acc, block)
-                    .map_err(|e| e.to_string())?
-            }
-        };
-        self.store
-            .commit_block(block, &changes, block.header.height)
+        self.speculative
+            .commit(&self.store, block, block.header.height)
             .map_err(|e| e.to_string())?;
-        self.prune(block.header.height);
+        self.prune_mempool();
         Ok(())
     }
 
-    /// Drops what a commit at `height` made useless: speculative states and
-    /// blocks at or below it, and transactions whose nonce is used.
-    fn prune(&mut self, height: Height) {
-        self.states.retain(|_, s| s.header.height > height);
-        self.known.retain(|_, b| b.header.height > height);
-        let senders: Vec<Address> = self.mempool.keys().map(|(a, _)| *a).collect();
+    /// Drops transactions whose nonce is used.
+    fn prune_mempool(&mut self) {
         let mut next_nonce: BTreeMap<Address, Nonce> = BTreeMap::new();
-        for sender in senders {
-            if let std::collections::btree_map::Entry::Vacant(e) = next_nonce.entry(sender) {
-                e.insert(
-                    self.store
-                        .account(&sender)
-                        .map(|a| a.nonce)
-                        .unwrap_or_default(),
-                );
+        for (sender, _) in self.mempool.keys() {
+            if !next_nonce.contains_key(sender) {
+                let nonce = self
+                    .store
+                    .account(sender)
+                    .map(|a| a.nonce)
+                    .unwrap_or_default();
+                next_nonce.insert(*sender, nonce);
             }
         }
         self.mempool
             .retain(|(from, nonce), _| next_nonce.get(from).is_none_or(|n| nonce >= n));
     }
 
-    /// The state after block `hash`: layers down to the head, or `None` if
-    /// the chain of states does not reach it.
-    fn state_after(&self, hash: Hash) -> Option<(Layered<'_>, StateAccumulator)> {
-        let head = self.head().ok()?;
-        let mut layers = Vec::new();
-        let mut accumulator = None;
-        let mut cursor = hash;
-        while cursor != head.hash {
-            let s = self.states.get(&cursor)?;
-            if s.header.height <= head.height() {
-                return None;
-            }
-            if accumulator.is_none() {
-                accumulator = Some(s.changes.accumulator.clone());
-            }
-            layers.push(&s.changes.accounts);
-            cursor = s.header.parent;
-        }
-        let accumulator = match accumulator {
-            Some(a) => a,
-            None => self.store.accumulator().ok()?,
-        };
-        let view = Layered {
-            layers,
-            base: &self.store,
-        };
-        Some((view, accumulator))
-    }
-
-    /// Makes sure the state after `block` is known, executing it (and any
-    /// remembered ancestors without state) if needed.
-    fn ensure_state(&mut self, block: &Block) -> bool {
-        let Ok(head) = self.head() else {
-            return false;
-        };
-        let mut missing = Vec::new();
-        let mut cursor = block.clone();
-        loop {
-            let hash = cursor.hash();
-            if hash == head.hash || self.states.contains_key(&hash) {
-                break;
-            }
-            if cursor.header.height <= head.height() {
-                return false;
-            }
-            let parent = cursor.header.parent;
-            missing.push(cursor);
-            match self.known.get(&parent) {
-                Some(b) => cursor = b.clone(),
-                None if parent == head.hash || self.states.contains_key(&parent) => break,
-                None => return false,
-            }
-        }
-        while let Some(b) = missing.pop() {
-            if !self.execute(&b) {
-                return false;
-            }
-        }
-        true
-    }
-
-    /// Executes `block` on its parent's (known) state and records its own.
-    fn execute(&mut self, block: &Block) -> bool {
-        let parent_hash = block.header.parent;
-        let parent_header = match self.header_of(&parent_hash) {
-            Some(h) => h,
-            None => return false,
-        };
-        let Some((view, acc)) = self.state_after(parent_hash) else {
-            return false;
-        };
-        let result = execute_block(&self.chain_id, &parent_header, &view, &acc, block);
-        drop(view);
-        match result {
-            Ok(changes) => {
-                self.record(block, changes);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    fn header_of(&self, hash: &Hash) -> Option<BlockHeader> {
-        if let Some(b) = self.known.get(hash) {
-            return Some(b.header.clone());
-        }
-        if let Some(s) = self.states.get(hash) {
-            return Some(s.header.clone());
-        }
-        let head = self.head().ok()?;
-        (head.hash == *hash).then_some(head.header)
-    }
-
     /// Remembers a block the replica may build on later (bounded), so its
     /// state can be computed when a descendant needs it.
     pub fn observe_block(&mut self, block: &Block) {
-        if block.header.height > self.head().map(|h| h.height()).unwrap_or_default() {
-            self.remember(block);
-        }
+        self.speculative.observe(&self.store, block);
     }
+}
 
-    fn remember(&mut self, block: &Block) {
-        if self.known.len() >= MAX_SPECULATIVE_BLOCKS {
-            self.known.clear();
+/// Mempool transactions that apply in order on `view`, at most
+/// [`MAX_PROPOSAL_TXS`], skipping any whose nonce is not the next.
+fn pick_transactions(
+    mempool: &BTreeMap<(Address, Nonce), Transaction>,
+    view: &dyn StateView,
+) -> Vec<Transaction> {
+    let mut picked = Vec::new();
+    let mut expected: BTreeMap<Address, Nonce> = BTreeMap::new();
+    for ((from, nonce), tx) in mempool {
+        if picked.len() >= MAX_PROPOSAL_TXS {
+            break;
         }
-        self.known.insert(block.hash(), block.clone());
-    }
-
-    fn record(&mut self, block: &Block, changes: StateChanges) {
-        if self.states.len() >= MAX_SPECULATIVE_BLOCKS {
-            self.states.clear();
+        let next = match expected.get(from) {
+            Some(n) => *n,
+            None => view.account(from).map(|a| a.nonce).unwrap_or_default(),
+        };
+        if *nonce == next {
+            picked.push(tx.clone());
+            expected.insert(*from, next.next().unwrap_or(next));
+        } else {
+            expected.insert(*from, next);
         }
-        self.remember(block);
-        self.states.insert(
-            block.hash(),
-            Speculative {
-                header: block.header.clone(),
-                changes,
-            },
-        );
     }
-
-    /// Mempool transactions that apply in order on `view`, at most
-    /// [`MAX_PROPOSAL_TXS`], skipping any whose nonce is not the next.
-    fn pick_transactions(&self, view: &Layered<'_>) -> Vec<Transaction> {
-        let mut picked = Vec::new();
-        let mut expected: BTreeMap<Address, Nonce> = BTreeMap::new();
-        for ((from, nonce), tx) in &self.mempool {
-            if picked.len() >= MAX_PROPOSAL_TXS {
-                break;
-            }
-            let next = match expected.get(from) {
-                Some(n) => *n,
-                None => view.account(from).map(|a| a.nonce).unwrap_or_default(),
-            };
-            if *nonce == next {
-                picked.push(tx.clone());
-                expected.insert(*from, next.next().unwrap_or(next));
-            } else {
-                expected.insert(*from, next);
-            }
-        }
-        picked
-    }
+    picked
 }
 
 impl Ledger for SimLedger {
@@ -321,34 +150,19 @@ impl Ledger for SimLedger {
         timestamp_ms: u64,
         justification: Justification,
     ) -> Option<Block> {
-        self.remember(parent);
-        if !self.ensure_state(parent) {
-            return None;
-        }
-        let (view, acc) = self.state_after(parent.hash())?;
-        let candidates = self.pick_transactions(&view);
-        let mut builder =
-            BlockBuilder::new(self.chain_id.clone(), &parent.header, &view, &acc, proposer);
-        for tx in candidates {
-            // A transaction that does not apply is simply left out.
-            let _ = builder.push(tx);
-        }
-        let (block, changes) = builder.finish(timestamp_ms, justification);
-        drop(view);
-        self.record(&block, changes);
-        Some(block)
+        let mempool = &self.mempool;
+        self.speculative.build(
+            &self.store,
+            parent,
+            proposer,
+            timestamp_ms,
+            justification,
+            |view| pick_transactions(mempool, view),
+        )
     }
 
     fn validate_block(&mut self, parent: &Block, block: &Block) -> bool {
-        let hash = block.hash();
-        if self.states.contains_key(&hash) {
-            return true;
-        }
-        self.remember(parent);
-        if !self.ensure_state(parent) {
-            return false;
-        }
-        self.execute(block)
+        self.speculative.validate(&self.store, parent, block)
     }
 
     fn committed_block(&self, hash: &Hash) -> Option<Block> {
@@ -428,7 +242,7 @@ mod tests {
         // The uncommitted parent's transactions are not proposed again.
         assert_eq!(b2.transactions.len(), 1);
         // A validator that never saw b1 executes it on the way to b2.
-        validator.remember(&b1);
+        validator.observe_block(&b1);
         assert!(validator.validate_block(&b1, &b2));
         let mut tampered = b2.clone();
         tampered.header.state_root = Hash::ZERO;
@@ -441,7 +255,7 @@ mod tests {
         validator.commit(&b2).unwrap();
         let sender: Address = keys[0].public().into();
         assert_eq!(validator.store.account(&sender).unwrap().nonce, Nonce(4));
-        assert!(validator.states.is_empty());
+        assert!(validator.speculative.is_empty());
         builder.commit(&b1).unwrap();
         assert_eq!(builder.mempool_len(), 1, "nonces 0..3 are used");
     }

@@ -1,0 +1,342 @@
+//! State after blocks that are not committed yet.
+//!
+//! A BFT protocol votes on (and builds on) blocks whose parents are still
+//! uncommitted, so their transactions must be checked against the state
+//! after those parents. [`Speculative`] keeps, for each such block, its
+//! [`StateChanges`] (the accounts it changed and the accumulator after it),
+//! keyed by hash: the state after an uncommitted block is read through the
+//! layers of its uncommitted ancestors down to the committed [`Store`]. A
+//! block whose parent has no state yet (it arrived through catch-up and was
+//! never validated here) is executed from the nearest ancestor that has one,
+//! using blocks remembered earlier ([`Speculative::observe`]). Both maps are
+//! bounded and pruned on every commit.
+//!
+//! The node and the deterministic simulator both use it, each with its own
+//! store and transaction pool.
+
+use crate::block::{Block, BlockHeader, Justification};
+use crate::execute::{BlockBuilder, ExecutionError, StateChanges, StateView, execute_block};
+use crate::state::{Account, StateAccumulator};
+use crate::store::{Head, Store, StoreError};
+use crate::tx::Transaction;
+use crate::types::{Address, Height};
+use phalanx_crypto::{ChainId, Hash};
+use std::collections::{BTreeMap, HashMap};
+
+/// Speculative states (and, separately, remembered blocks) kept at most by
+/// default.
+pub const DEFAULT_MAX_SPECULATIVE_BLOCKS: usize = 1_024;
+
+#[derive(Debug)]
+struct State {
+    header: BlockHeader,
+    changes: StateChanges,
+}
+
+/// The state after an uncommitted block: its ancestors' changes, newest
+/// first, over the committed store.
+pub struct Layered<'a, S: ?Sized> {
+    layers: Vec<&'a BTreeMap<Address, Account>>,
+    base: &'a S,
+}
+
+impl<S: ?Sized> std::fmt::Debug for Layered<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Layered")
+            .field("layers", &self.layers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: StateView + ?Sized> StateView for Layered<'_, S> {
+    fn account(&self, address: &Address) -> Result<Account, StoreError> {
+        for layer in &self.layers {
+            if let Some(account) = layer.get(address) {
+                return Ok(*account);
+            }
+        }
+        self.base.account(address)
+    }
+}
+
+/// Why a block could not be committed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error(
+        "block {block} at height {height} does not extend the head {head} at height {head_height}"
+    )]
+    NotOnHead {
+        block: Hash,
+        height: Height,
+        head: Hash,
+        head_height: Height,
+    },
+    #[error("the store has no head (genesis not initialized)")]
+    NoHead,
+    #[error(transparent)]
+    Execution(#[from] ExecutionError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Speculative states of uncommitted blocks (see the module docs).
+#[derive(Debug)]
+pub struct Speculative {
+    chain_id: ChainId,
+    max_blocks: usize,
+    states: HashMap<Hash, State>,
+    known: HashMap<Hash, Block>,
+}
+
+impl Speculative {
+    /// Nothing known yet; at most `max_blocks` states and as many blocks.
+    pub fn new(chain_id: ChainId, max_blocks: usize) -> Speculative {
+        Speculative {
+            chain_id,
+            max_blocks: max_blocks.max(1),
+            states: HashMap::new(),
+            known: HashMap::new(),
+        }
+    }
+
+    pub fn chain_id(&self) -> &ChainId {
+        &self.chain_id
+    }
+
+    /// Forgets everything (a crash).
+    pub fn clear(&mut self) {
+        self.states.clear();
+        self.known.clear();
+    }
+
+    /// Speculative states held.
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
+    }
+
+    /// Remembers a block above the head that a later block may build on,
+    /// so its state can be computed when a descendant needs it.
+    pub fn observe<S: Store + ?Sized>(&mut self, store: &S, block: &Block) {
+        let head = store.head().ok().flatten().map(|h| h.height());
+        if head.is_none_or(|h| block.header.height > h) {
+            self.remember(block);
+        }
+    }
+
+    /// True if `block` has been validated (or built) here.
+    pub fn has_state(&self, hash: &Hash) -> bool {
+        self.states.contains_key(hash)
+    }
+
+    /// Builds a block on `parent` from the transactions `pick` chooses
+    /// given the state after `parent` (those that do not apply are left
+    /// out). `None` if the parent's state cannot be computed.
+    pub fn build<S, F>(
+        &mut self,
+        store: &S,
+        parent: &Block,
+        proposer: Address,
+        timestamp_ms: u64,
+        justification: Justification,
+        pick: F,
+    ) -> Option<Block>
+    where
+        S: Store + ?Sized,
+        F: FnOnce(&dyn StateView) -> Vec<Transaction>,
+    {
+        self.remember(parent);
+        if !self.ensure_state(store, parent) {
+            return None;
+        }
+        let head = head_of(store)?;
+        let (view, acc) = self.state_after(store, &head, parent.hash())?;
+        let candidates = pick(&view);
+        let mut builder =
+            BlockBuilder::new(self.chain_id.clone(), &parent.header, &view, &acc, proposer);
+        for tx in candidates {
+            // A transaction that does not apply is simply left out.
+            let _ = builder.push(tx);
+        }
+        let (block, changes) = builder.finish(timestamp_ms, justification);
+        drop(view);
+        self.record(&block, changes);
+        Some(block)
+    }
+
+    /// True if `block` applies on top of `parent` (whose state is computed
+    /// first if need be).
+    pub fn validate<S: Store + ?Sized>(
+        &mut self,
+        store: &S,
+        parent: &Block,
+        block: &Block,
+    ) -> bool {
+        if self.states.contains_key(&block.hash()) {
+            return true;
+        }
+        self.remember(parent);
+        if !self.ensure_state(store, parent) {
+            return false;
+        }
+        self.execute(store, block)
+    }
+
+    /// Executes `block` on the store's head (reusing its speculative state
+    /// if it has one), commits it with `finalized` as the finalized height,
+    /// and prunes what the commit made useless. Returns the block's
+    /// changes.
+    pub fn commit<S: Store + ?Sized>(
+        &mut self,
+        store: &S,
+        block: &Block,
+        finalized: Height,
+    ) -> Result<StateChanges, CommitError> {
+        let head = head_of(store).ok_or(CommitError::NoHead)?;
+        let hash = block.hash();
+        if block.header.parent != head.hash {
+            return Err(CommitError::NotOnHead {
+                block: hash,
+                height: block.header.height,
+                head: head.hash,
+                head_height: head.height(),
+            });
+        }
+        let changes = match self.states.remove(&hash) {
+            Some(s) => s.changes,
+            None => {
+                let acc = store.accumulator()?;
+                execute_block(&self.chain_id, &head.header, store, &acc, block)?
+            }
+        };
+        store.commit_block(block, &changes, finalized)?;
+        let height = block.header.height;
+        self.states.retain(|_, s| s.header.height > height);
+        self.known.retain(|_, b| b.header.height > height);
+        Ok(changes)
+    }
+
+    /// The state after block `hash`: layers down to the head, or `None` if
+    /// the chain of states does not reach it.
+    pub fn state_after<'a, S: Store + ?Sized>(
+        &'a self,
+        store: &'a S,
+        head: &Head,
+        hash: Hash,
+    ) -> Option<(Layered<'a, S>, StateAccumulator)> {
+        let mut layers = Vec::new();
+        let mut accumulator = None;
+        let mut cursor = hash;
+        while cursor != head.hash {
+            let s = self.states.get(&cursor)?;
+            if s.header.height <= head.height() {
+                return None;
+            }
+            if accumulator.is_none() {
+                accumulator = Some(s.changes.accumulator.clone());
+            }
+            layers.push(&s.changes.accounts);
+            cursor = s.header.parent;
+        }
+        let accumulator = match accumulator {
+            Some(a) => a,
+            None => store.accumulator().ok()?,
+        };
+        Some((
+            Layered {
+                layers,
+                base: store,
+            },
+            accumulator,
+        ))
+    }
+
+    /// Makes sure the state after `block` is known, executing it (and any
+    /// remembered ancestors without state) if needed.
+    fn ensure_state<S: Store + ?Sized>(&mut self, store: &S, block: &Block) -> bool {
+        let Some(head) = head_of(store) else {
+            return false;
+        };
+        let mut missing = Vec::new();
+        let mut cursor = block.clone();
+        loop {
+            let hash = cursor.hash();
+            if hash == head.hash || self.states.contains_key(&hash) {
+                break;
+            }
+            if cursor.header.height <= head.height() {
+                return false;
+            }
+            let parent = cursor.header.parent;
+            missing.push(cursor);
+            match self.known.get(&parent) {
+                Some(b) => cursor = b.clone(),
+                None if parent == head.hash || self.states.contains_key(&parent) => break,
+                None => return false,
+            }
+        }
+        while let Some(b) = missing.pop() {
+            if !self.execute(store, &b) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Executes `block` on its parent's (known) state and records its own.
+    fn execute<S: Store + ?Sized>(&mut self, store: &S, block: &Block) -> bool {
+        let Some(head) = head_of(store) else {
+            return false;
+        };
+        let parent_hash = block.header.parent;
+        let parent_header = if let Some(b) = self.known.get(&parent_hash) {
+            b.header.clone()
+        } else if let Some(s) = self.states.get(&parent_hash) {
+            s.header.clone()
+        } else if head.hash == parent_hash {
+            head.header.clone()
+        } else {
+            return false;
+        };
+        let Some((view, acc)) = self.state_after(store, &head, parent_hash) else {
+            return false;
+        };
+        let result = execute_block(&self.chain_id, &parent_header, &view, &acc, block);
+        drop(view);
+        match result {
+            Ok(changes) => {
+                self.record(block, changes);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn remember(&mut self, block: &Block) {
+        if self.known.len() >= self.max_blocks {
+            self.known.clear();
+        }
+        self.known.insert(block.hash(), block.clone());
+    }
+
+    fn record(&mut self, block: &Block, changes: StateChanges) {
+        if self.states.len() >= self.max_blocks {
+            self.states.clear();
+        }
+        self.remember(block);
+        self.states.insert(
+            block.hash(),
+            State {
+                header: block.header.clone(),
+                changes,
+            },
+        );
+    }
+}
+
+fn head_of<S: Store + ?Sized>(store: &S) -> Option<Head> {
+    store.head().ok().flatten()
+}

@@ -1,0 +1,20 @@
+//! The Phalanx node: a validator (or full node) process.
+//!
+//! - [`config`]: `config.toml`, every value with a default.
+//! - [`net`]: the [`net::Gossip`] trait, over libp2p or in memory.
+//! - [`mempool`]: transactions waiting for a block, bounded.
+//! - [`ledger`]: block building and validation on uncommitted state.
+//! - [`driver`]: runs the consensus state machine and carries out its
+//!   effects; block sync.
+//! - [`api`]: the HTTP API; [`metrics`]: Prometheus metrics.
+//! - [`node`]: puts them together.
+
+pub mod api;
+pub mod config;
+pub mod driver;
+pub mod ledger;
+pub mod mempool;
+pub mod metrics;
+pub mod net;
+pub mod node;
+pub mod shared;

@@ -1,0 +1,5 @@
+//! Prometheus metrics (being written).
+
+/// The node's metrics.
+#[derive(Debug, Default)]
+pub struct Metrics;

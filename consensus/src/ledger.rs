@@ -24,6 +24,16 @@ pub trait Ledger {
     /// is right. A replica never votes for a block this has not accepted.
     fn validate_block(&mut self, parent: &Block, block: &Block) -> bool;
 
+    /// True if a block built on `parent` now would be worth proposing
+    /// without waiting for more transactions: a full batch is waiting, or
+    /// blocks above the last committed one carry transactions that need
+    /// more blocks on top to commit. Only asked when the protocol is
+    /// configured to wait for batches; the default never waits.
+    fn ready_to_propose(&self, parent: &Block) -> bool {
+        let _ = parent;
+        true
+    }
+
     /// A committed block, for peers that are catching up.
     fn committed_block(&self, hash: &Hash) -> Option<Block>;
 }

@@ -41,6 +41,14 @@
 //!   broadcast again once (deduplicated by content), keeping its author's
 //!   signature, so it reaches honest replicas even when its author's links
 //!   are cut. It can be switched off to measure the protocol alone.
+//! - **Batching.** With `Config::max_batch_delay_ms` above 0, a leader
+//!   entering its view proposes at once only if the ledger says a block
+//!   would be worth it (`Ledger::ready_to_propose`: a full batch, or
+//!   uncommitted transactions that need blocks on top to commit);
+//!   otherwise it proposes when `Input::TransactionsAvailable` finds the
+//!   ledger ready, or when the delay runs out, whichever comes first. An
+//!   idle network thus makes one empty block per delay instead of one per
+//!   round trip.
 //! - **Catch-up.** A proposal whose parent is unknown is buffered (bounded)
 //!   while the parent is fetched by hash, with up to 15 ancestors, from the
 //!   proposal's author; committed blocks come from the caller's ledger.

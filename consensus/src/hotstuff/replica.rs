@@ -34,6 +34,12 @@ pub struct Config {
     pub forward: bool,
     /// Misbehave on purpose (simulations and test networks only).
     pub byzantine: Option<Byzantine>,
+    /// As leader, wait up to this long after entering a view for the
+    /// ledger to be ready to propose ([`Ledger::ready_to_propose`]: a full
+    /// batch, or uncommitted transactions that need more blocks on top to
+    /// commit), then propose whatever there is. 0 proposes at once. Keep it
+    /// well below `base_timeout_ms`.
+    pub max_batch_delay_ms: u64,
 }
 
 impl Default for Config {
@@ -46,6 +52,7 @@ impl Default for Config {
             future_view_window: 100,
             forward: true,
             byzantine: None,
+            max_batch_delay_ms: 0,
         }
     }
 }
@@ -73,6 +80,9 @@ pub enum Timer {
     /// Re-send this view's vote to the next leader while no QC has come
     /// (a vote goes to one replica only, so a lost copy would cost the view).
     ResendVote(View),
+    /// A leader waiting for a batch stops waiting and proposes (see
+    /// [`Config::max_batch_delay_ms`]).
+    Propose(View),
 }
 
 /// What the replica is told.
@@ -89,6 +99,9 @@ pub enum Input {
     },
     /// A timer armed earlier fired.
     Timer(Timer),
+    /// New transactions reached the caller's pool: a leader waiting for a
+    /// batch checks again whether to propose.
+    TransactionsAvailable,
 }
 
 /// Proof that a validator signed two conflicting messages.
@@ -162,6 +175,8 @@ pub struct Replica {
     buffered: BTreeMap<Hash, Vec<Verified<SignedMessage>>>,
     /// Blocks asked for and not yet received, with the view of the ask.
     requested: HashMap<Hash, View>,
+    /// The last view whose propose timer was armed.
+    propose_timer_armed: View,
     out: Vec<Effect>,
 }
 
@@ -207,6 +222,7 @@ impl Replica {
             seen: BTreeMap::new(),
             buffered: BTreeMap::new(),
             requested: HashMap::new(),
+            propose_timer_armed: View(0),
             out: Vec::new(),
         }
     }
@@ -223,6 +239,10 @@ impl Replica {
             Input::Sync { from, message } if self.started => self.on_sync(from, message, ledger),
             Input::Timer(Timer::View(view)) if self.started => self.on_view_timer(view),
             Input::Timer(Timer::ResendVote(view)) if self.started => self.resend_vote(view),
+            Input::Timer(Timer::Propose(view)) if self.started && view == self.view => {
+                self.propose_now(ledger)
+            }
+            Input::TransactionsAvailable if self.started => self.propose(ledger),
             _ => {}
         }
         let effects = std::mem::take(&mut self.out);
@@ -693,7 +713,31 @@ impl Replica {
 
     // ----- proposing -----
 
+    /// Proposes if the ledger is ready or the batch delay is 0; otherwise
+    /// (the first time in a view) arms the view's propose timer.
     fn propose(&mut self, ledger: &mut dyn Ledger) {
+        let view = self.view;
+        if self.committee.leader(view) != self.me || self.safety.last_proposed_view >= view {
+            return;
+        }
+        let delay = self.config.max_batch_delay_ms;
+        if delay > 0 {
+            let parent = self.blocks.get(&self.safety.high_qc.block);
+            if !parent.is_some_and(|p| ledger.ready_to_propose(p)) {
+                if self.propose_timer_armed < view {
+                    self.propose_timer_armed = view;
+                    self.out.push(Effect::ArmTimer {
+                        timer: Timer::Propose(view),
+                        at: self.now.saturating_add(delay),
+                    });
+                }
+                return;
+            }
+        }
+        self.propose_now(ledger);
+    }
+
+    fn propose_now(&mut self, ledger: &mut dyn Ledger) {
         let view = self.view;
         if self.committee.leader(view) != self.me || self.safety.last_proposed_view >= view {
             return;

@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, VecDeque};
 #[derive(Default)]
 struct EmptyLedger {
     refuse: bool,
+    /// What `ready_to_propose` answers (`None`: the default, always).
+    ready: Option<bool>,
 }
 
 fn empty_child(parent: &Block, proposer: Address, ts: u64, justification: Justification) -> Block {
@@ -49,6 +51,10 @@ impl Ledger for EmptyLedger {
             && block.header.height.0 == parent.header.height.0 + 1
             && block.transactions.is_empty()
             && block.header.state_root == parent.header.state_root
+    }
+
+    fn ready_to_propose(&self, _parent: &Block) -> bool {
+        self.ready.unwrap_or(true)
     }
 
     fn committed_block(&self, _hash: &Hash) -> Option<Block> {
@@ -298,7 +304,7 @@ fn no_vote_for_a_block_the_ledger_refuses() {
     let f = fixture(4);
     let (mut r, _) = f.started(0);
     let a = f.proposal(1, &f.genesis, genesis_qc(&f.committee), None, 5);
-    let effects = r.handle(f.verified(a), 10, &mut EmptyLedger { refuse: true });
+    let effects = r.handle(f.verified(a), 10, &mut EmptyLedger { refuse: true, ready: None });
     assert!(votes_sent(&effects).is_empty());
     assert_eq!(r.safety().last_voted_view, View(0));
 }
@@ -977,4 +983,54 @@ mod properties {
             }
         }
     }
+}
+
+/// A leader configured to wait for batches proposes at once when the
+/// ledger is ready, otherwise arms its propose timer and proposes when
+/// transactions arrive or the timer fires, once per view.
+#[test]
+fn a_leader_waits_for_a_batch_at_most_the_batch_delay() {
+    let f = fixture(4);
+    let proposals = |effects: &[Effect]| {
+        effects
+            .iter()
+            .filter(
+                |e| matches!(e, Effect::Broadcast(m) if matches!(m.payload, Payload::Proposal(_))),
+            )
+            .count()
+    };
+    let config = Config {
+        max_batch_delay_ms: 200,
+        ..Config::default()
+    };
+    // Replica 1 leads view 1.
+    let mut r = f.replica(1, config.clone());
+    let mut idle = EmptyLedger {
+        ready: Some(false),
+        ..EmptyLedger::default()
+    };
+    let effects = r.handle(Input::Start { recovered: None }, 0, &mut idle);
+    assert_eq!(proposals(&effects), 0, "nothing to propose yet");
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::ArmTimer {
+            timer: Timer::Propose(View(1)),
+            at: 200
+        }
+    )));
+    // Still not ready: no proposal, no second timer.
+    let effects = r.handle(Input::TransactionsAvailable, 50, &mut idle);
+    assert!(effects.is_empty(), "{effects:#?}");
+    // Ready: propose now, and only once.
+    let mut ready = EmptyLedger::default();
+    let effects = r.handle(Input::TransactionsAvailable, 60, &mut ready);
+    assert_eq!(proposals(&effects), 1);
+    let effects = r.handle(Input::Timer(Timer::Propose(View(1))), 200, &mut ready);
+    assert_eq!(proposals(&effects), 0, "one proposal per view");
+
+    // Never ready: the timer makes it propose anyway.
+    let mut r = f.replica(1, config);
+    let _ = r.handle(Input::Start { recovered: None }, 0, &mut idle);
+    let effects = r.handle(Input::Timer(Timer::Propose(View(1))), 200, &mut idle);
+    assert_eq!(proposals(&effects), 1);
 }

@@ -127,6 +127,11 @@ impl Speculative {
         }
     }
 
+    /// A remembered block above the head.
+    pub fn block(&self, hash: &Hash) -> Option<&Block> {
+        self.known.get(hash)
+    }
+
     /// True if `block` has been validated (or built) here.
     pub fn has_state(&self, hash: &Hash) -> bool {
         self.states.contains_key(hash)

@@ -1,1 +1,391 @@
-//! Being written.
+//! `config.toml`: every value has a default (documented in docs/CONFIG.md),
+//! an unknown key or a bad value stops start-up with an error naming it.
+//!
+//! A node's home directory holds `config.toml`, `genesis.toml`, the node's
+//! key file and its data directory.
+
+use phalanx_chain::Genesis;
+use phalanx_consensus::Byzantine;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The config file's name in a home directory.
+pub const CONFIG_FILE: &str = "config.toml";
+/// The genesis file's name in a home directory.
+pub const GENESIS_FILE: &str = "genesis.toml";
+/// Largest config or genesis file read.
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is larger than {MAX_FILE_BYTES} bytes")]
+    TooLarge { path: PathBuf },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+}
+
+/// The whole file. Sections may be left out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeSection,
+    pub p2p: P2pSection,
+    pub api: ApiSection,
+    pub mempool: MempoolSection,
+    pub consensus: ConsensusSection,
+    pub sync: SyncSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeSection {
+    /// The node's key file, relative to the home directory.
+    pub key_file: PathBuf,
+    /// The sled database directory, relative to the home directory.
+    pub data_dir: PathBuf,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        NodeSection {
+            key_file: PathBuf::from("node_key.json"),
+            data_dir: PathBuf::from("data"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct P2pSection {
+    /// libp2p listen address. Empty: the address genesis gives this
+    /// validator.
+    pub listen: String,
+    /// Extra peers to dial besides the genesis validators, each
+    /// `<public key hex>@<multiaddr>`.
+    pub peers: Vec<String>,
+    /// Inbound messages queued for the node, at most.
+    pub inbound_queue: usize,
+    /// Outbound messages queued for the network, at most.
+    pub outbound_queue: usize,
+    /// Largest network message, in bytes.
+    pub max_message_bytes: usize,
+    /// Invalid messages from one peer within `ban_window_secs` before it
+    /// is disconnected and refused.
+    pub ban_threshold: u32,
+    pub ban_window_secs: u64,
+    pub ban_secs: u64,
+    /// Redial back-off bounds.
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for P2pSection {
+    fn default() -> Self {
+        P2pSection {
+            listen: String::new(),
+            peers: Vec::new(),
+            inbound_queue: 8_192,
+            outbound_queue: 8_192,
+            max_message_bytes: crate::net::MAX_NETWORK_MESSAGE_BYTES,
+            ban_threshold: 20,
+            ban_window_secs: 60,
+            ban_secs: 60,
+            reconnect_min_ms: 250,
+            reconnect_max_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSection {
+    /// HTTP listen address (loopback by default).
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub request_timeout_ms: u64,
+    pub max_event_subscribers: usize,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8645)),
+            max_body_bytes: 64 * 1024,
+            request_timeout_ms: 10_000,
+            max_event_subscribers: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MempoolSection {
+    pub max_txs: usize,
+    pub max_bytes: usize,
+    /// How far above an account's next nonce a transaction may be.
+    pub max_nonce_gap: u64,
+}
+
+impl Default for MempoolSection {
+    fn default() -> Self {
+        MempoolSection {
+            max_txs: 20_000,
+            max_bytes: 32 * 1024 * 1024,
+            max_nonce_gap: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsensusSection {
+    /// Transactions per block, at most.
+    pub batch_size: usize,
+    /// How long a leader waits for a full batch before proposing what it
+    /// has (an idle chain makes one empty block per this delay).
+    pub max_batch_delay_ms: u64,
+    /// A view's first timeout; it doubles per failed view up to the max.
+    pub base_timeout_ms: u64,
+    pub max_timeout_ms: u64,
+    /// Relay every new valid consensus message once.
+    pub forward: bool,
+    /// Test networks only: misbehave on purpose (`silent`, `equivocate`,
+    /// `double-vote`, `invalid-signature`, `stale-qc`).
+    pub byzantine: Option<String>,
+}
+
+impl Default for ConsensusSection {
+    fn default() -> Self {
+        ConsensusSection {
+            batch_size: 1_000,
+            max_batch_delay_ms: 250,
+            base_timeout_ms: 2_000,
+            max_timeout_ms: 30_000,
+            forward: true,
+            byzantine: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncSection {
+    /// Blocks asked for per sync request.
+    pub batch_blocks: u32,
+    /// A sync request without an answer after this long goes to another
+    /// peer.
+    pub request_timeout_ms: u64,
+    /// How often a node asks a peer for its height while not syncing.
+    pub status_interval_ms: u64,
+}
+
+impl Default for SyncSection {
+    fn default() -> Self {
+        SyncSection {
+            batch_blocks: 64,
+            request_timeout_ms: 3_000,
+            status_interval_ms: 2_000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `config.toml` from `home` (all defaults if it is absent).
+    pub fn load(home: &Path) -> Result<Config, ConfigError> {
+        let path = home.join(CONFIG_FILE);
+        if !path.exists() {
+            return Ok(Config::default());
+        }
+        let text = read_bounded(&path)?;
+        Config::parse(&path, &text)
+    }
+
+    /// Parses and checks config text (`path` names it in errors).
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.check(path)?;
+        Ok(config)
+    }
+
+    fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        let positive: [(&'static str, u64); 11] = [
+            ("p2p.inbound_queue", self.p2p.inbound_queue as u64),
+            ("p2p.outbound_queue", self.p2p.outbound_queue as u64),
+            ("p2p.max_message_bytes", self.p2p.max_message_bytes as u64),
+            ("api.max_body_bytes", self.api.max_body_bytes as u64),
+            ("api.request_timeout_ms", self.api.request_timeout_ms),
+            ("mempool.max_txs", self.mempool.max_txs as u64),
+            ("mempool.max_bytes", self.mempool.max_bytes as u64),
+            ("consensus.batch_size", self.consensus.batch_size as u64),
+            ("consensus.base_timeout_ms", self.consensus.base_timeout_ms),
+            ("sync.batch_blocks", u64::from(self.sync.batch_blocks)),
+            ("sync.request_timeout_ms", self.sync.request_timeout_ms),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(invalid(key, "must be above 0".into()));
+            }
+        }
+        if self.consensus.batch_size > phalanx_chain::MAX_BLOCK_TXS {
+            return Err(invalid(
+                "consensus.batch_size",
+                format!("at most {} (a block's limit)", phalanx_chain::MAX_BLOCK_TXS),
+            ));
+        }
+        if self.consensus.max_timeout_ms < self.consensus.base_timeout_ms {
+            return Err(invalid(
+                "consensus.max_timeout_ms",
+                "must be at least consensus.base_timeout_ms".into(),
+            ));
+        }
+        if self.consensus.max_batch_delay_ms.saturating_mul(2) > self.consensus.base_timeout_ms {
+            return Err(invalid(
+                "consensus.max_batch_delay_ms",
+                "must be at most half of consensus.base_timeout_ms".into(),
+            ));
+        }
+        if self.sync.batch_blocks > crate::driver::MAX_SYNC_BATCH {
+            return Err(invalid(
+                "sync.batch_blocks",
+                format!("at most {}", crate::driver::MAX_SYNC_BATCH),
+            ));
+        }
+        if self.p2p.reconnect_max_ms < self.p2p.reconnect_min_ms {
+            return Err(invalid(
+                "p2p.reconnect_max_ms",
+                "must be at least p2p.reconnect_min_ms".into(),
+            ));
+        }
+        self.byzantine()
+            .map_err(|message| invalid("consensus.byzantine", message))?;
+        for peer in &self.p2p.peers {
+            parse_peer(peer).map_err(|message| invalid("p2p.peers", message))?;
+        }
+        Ok(())
+    }
+
+    /// The configured Byzantine behaviour, if any.
+    pub fn byzantine(&self) -> Result<Option<Byzantine>, String> {
+        self.consensus
+            .byzantine
+            .as_deref()
+            .map(|name| name.parse::<Byzantine>())
+            .transpose()
+    }
+
+    pub fn base_timeout(&self) -> Duration {
+        Duration::from_millis(self.consensus.base_timeout_ms)
+    }
+}
+
+/// Splits `<public key hex>@<multiaddr>`.
+pub fn parse_peer(text: &str) -> Result<(phalanx_crypto::PublicKey, String), String> {
+    let (key, addr) = text
+        .split_once('@')
+        .ok_or_else(|| format!("{text:?} is not <public key hex>@<multiaddr>"))?;
+    let key = key
+        .parse::<phalanx_crypto::PublicKey>()
+        .map_err(|e| format!("{key:?}: {e}"))?;
+    if !addr.starts_with('/') {
+        return Err(format!("{addr:?} is not a multiaddr"));
+    }
+    Ok((key, addr.to_owned()))
+}
+
+/// Reads `genesis.toml` from `home`.
+pub fn load_genesis(home: &Path) -> Result<Genesis, ConfigError> {
+    let path = home.join(GENESIS_FILE);
+    let text = read_bounded(&path)?;
+    Genesis::from_toml(&text).map_err(|e| ConfigError::Parse {
+        path: path.clone(),
+        message: e.to_string(),
+    })
+}
+
+fn read_bounded(path: &Path) -> Result<String, ConfigError> {
+    let read = |source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(read)?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_owned(),
+        });
+    }
+    std::fs::read_to_string(path).map_err(read)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("config.toml"), text)
+    }
+
+    #[test]
+    fn an_empty_file_is_all_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn the_documented_defaults_parse_back() {
+        let text = toml::to_string(&Config::default()).unwrap();
+        assert_eq!(parse(&text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = parse("[consensus]\nbatch_sise = 10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("batch_sise"), "{err}");
+        let err = parse("[consensu]\n").unwrap_err().to_string();
+        assert!(err.contains("consensu"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = parse("[consensus]\nbatch_size = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("consensus.batch_size"), "{err}");
+        let err = parse("[consensus]\nbyzantine = \"sneaky\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("consensus.byzantine"), "{err}");
+        let err = parse("[api]\nlisten = \"nowhere\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen"), "{err}");
+        let err = parse("[p2p]\npeers = [\"abc\"]\n").unwrap_err().to_string();
+        assert!(err.contains("p2p.peers"), "{err}");
+        let err = parse("[consensus]\nmax_batch_delay_ms = 5000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_batch_delay_ms"), "{err}");
+    }
+}

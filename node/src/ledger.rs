@@ -1,1 +1,127 @@
-//! Being written.
+//! The node's side of block handling for the consensus protocol: blocks are
+//! built from the mempool and validated against the state after their
+//! (possibly uncommitted) parent, through [`Speculative`] over the node's
+//! store.
+
+use crate::shared::NodeState;
+use phalanx_chain::speculative::{CommitError, DEFAULT_MAX_SPECULATIVE_BLOCKS, Speculative};
+use phalanx_chain::{Address, Block, Hash, Justification, StateChanges, Store};
+use phalanx_consensus::Ledger;
+use std::sync::Arc;
+
+/// Bytes of transactions per proposed block, at most (well under a network
+/// message).
+pub const MAX_PROPOSAL_TX_BYTES: usize = 2 * 1024 * 1024;
+
+/// A block's timestamp may be at most this far ahead of our clock.
+pub const MAX_CLOCK_DRIFT_MS: u64 = 30_000;
+
+/// Builds and validates blocks for the protocol.
+#[derive(Debug)]
+pub struct NodeLedger {
+    state: Arc<NodeState>,
+    speculative: Speculative,
+    batch_size: usize,
+}
+
+impl NodeLedger {
+    pub fn new(state: Arc<NodeState>, batch_size: usize) -> NodeLedger {
+        let speculative = Speculative::new(state.chain_id.clone(), DEFAULT_MAX_SPECULATIVE_BLOCKS);
+        NodeLedger {
+            state,
+            speculative,
+            batch_size,
+        }
+    }
+
+    fn store(&self) -> &dyn Store {
+        &*self.state.store
+    }
+
+    /// Executes (or reuses the validated state of) `block` on the head and
+    /// commits it: stored atomically and flushed.
+    pub fn commit(&mut self, block: &Block) -> Result<StateChanges, CommitError> {
+        let store = Arc::clone(&self.state.store);
+        self.speculative.commit(&*store, block, block.header.height)
+    }
+
+    /// Remembers a block that arrived through catch-up, so its state can be
+    /// computed when a child needs it.
+    pub fn observe(&mut self, block: &Block) {
+        let store = Arc::clone(&self.state.store);
+        self.speculative.observe(&*store, block);
+    }
+
+    /// Forgets speculative states (after a block sync moved the head).
+    pub fn reset(&mut self) {
+        self.speculative.clear();
+    }
+
+    /// True if `block` or an ancestor of it above the committed head
+    /// carries transactions.
+    fn uncommitted_transactions(&self, block: &Block) -> bool {
+        let Ok(Some(head)) = self.store().head() else {
+            return false;
+        };
+        let mut cursor = Some(block);
+        while let Some(b) = cursor {
+            if b.header.height <= head.height() {
+                return false;
+            }
+            if !b.transactions.is_empty() {
+                return true;
+            }
+            cursor = self.speculative.block(&b.header.parent);
+        }
+        false
+    }
+}
+
+impl Ledger for NodeLedger {
+    fn build_block(
+        &mut self,
+        parent: &Block,
+        proposer: Address,
+        timestamp_ms: u64,
+        justification: Justification,
+    ) -> Option<Block> {
+        let store = Arc::clone(&self.state.store);
+        let state = Arc::clone(&self.state);
+        let batch = self.batch_size;
+        // A block's timestamp never goes below its parent's.
+        let timestamp_ms = timestamp_ms.max(parent.header.timestamp_ms);
+        self.speculative.build(
+            &*store,
+            parent,
+            proposer,
+            timestamp_ms,
+            justification,
+            |view| match state.mempool.lock() {
+                Ok(pool) => pool.select(view, batch, MAX_PROPOSAL_TX_BYTES),
+                Err(_) => Vec::new(),
+            },
+        )
+    }
+
+    fn validate_block(&mut self, parent: &Block, block: &Block) -> bool {
+        if block.header.timestamp_ms > crate::driver::now_ms().saturating_add(MAX_CLOCK_DRIFT_MS) {
+            tracing::warn!(
+                height = %block.header.height,
+                timestamp_ms = block.header.timestamp_ms,
+                "refusing a block from the future"
+            );
+            return false;
+        }
+        let store = Arc::clone(&self.state.store);
+        self.speculative.validate(&*store, parent, block)
+    }
+
+    fn ready_to_propose(&self, parent: &Block) -> bool {
+        let pending = self.state.mempool.lock().map(|m| m.len()).unwrap_or(0);
+        pending >= self.batch_size || self.uncommitted_transactions(parent)
+    }
+
+    fn committed_block(&self, hash: &Hash) -> Option<Block> {
+        self.store().block(hash).ok().flatten()
+    }
+}

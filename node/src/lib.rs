@@ -12,6 +12,7 @@
 pub mod api;
 pub mod config;
 pub mod driver;
+pub mod home;
 pub mod ledger;
 pub mod mempool;
 pub mod metrics;

@@ -1,5 +1,833 @@
-//! Transactions waiting for a block (being written).
+//! Transactions waiting for a block.
+//!
+//! # Admission
+//!
+//! A transaction enters the mempool only if, in this order:
+//!
+//! 1. its encoding is at most [`MAX_TX_BYTES`] and its chain id is this
+//!    chain's ([`Mempool::precheck`]);
+//! 2. no transaction with the same hash is pending;
+//! 3. its signature verifies ([`Mempool::admit`] uses `verify_strict`;
+//!    [`Mempool::admit_verified`] trusts a check made before, outside the
+//!    mempool lock, possibly by [`Mempool::verify_batch`]);
+//! 4. its nonce is at least the sender's next nonce in the committed state
+//!    and at most [`MempoolConfig::max_nonce_gap`] above it, and no other
+//!    pending transaction from the sender has that nonce (no replacement);
+//! 5. the sender's balance covers amount + fee of this transaction plus
+//!    amount + fee of its pending transactions with lower nonces (summed
+//!    without overflow; incoming transfers are not counted);
+//! 6. the mempool has room: at most [`MempoolConfig::max_txs`]
+//!    transactions and [`MempoolConfig::max_bytes`] bytes of encoded
+//!    transactions.
+//!
+//! These checks decide only what is worth keeping and gossiping. Whether a
+//! transaction goes into a block is decided again by the block builder
+//! against the state the block is built on, with `verify_strict`, so a
+//! transaction that the batch path let in but `verify_strict` refuses (see
+//! `phalanx_crypto::batch`) never reaches a block.
+//!
+//! # Selection
+//!
+//! [`Mempool::select`] takes, for each sender, the run of consecutive
+//! nonces that starts at the sender's nonce in the given state, as long as
+//! the sender's balance covers each transaction's amount + fee in turn.
+//! Senders take turns: one transaction each per round, senders ordered by
+//! the arrival of their first ready transaction (oldest first), until a
+//! limit is reached or nothing is left. A sender whose next transaction
+//! would exceed the byte limit is done for this block. There is no fee
+//! priority: fees only pay the proposer.
+//!
+//! # Bounds
+//!
+//! Every structure is bounded by the number of pending transactions
+//! (`max_txs`), and their total encoded size by `max_bytes`. Because a
+//! transaction's nonce is at most `max_nonce_gap` above its sender's nonce
+//! when admitted, and nonces never go down, one sender holds at most
+//! `max_nonce_gap + 1` transactions.
 
-/// The node's mempool.
-#[derive(Debug, Default)]
-pub struct Mempool;
+use phalanx_chain::encoding;
+use phalanx_chain::{
+    Account, Address, Amount, Block, ChainId, Hash, Nonce, StateView, StoreError, Transaction,
+    tx::MAX_TX_BYTES,
+};
+use phalanx_crypto::{BatchEntry, PublicKey, SigningBytes};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Default for [`MempoolConfig::max_txs`].
+pub const DEFAULT_MAX_TXS: usize = 20_000;
+/// Default for [`MempoolConfig::max_bytes`]: 32 MiB.
+pub const DEFAULT_MAX_BYTES: usize = 32 * 1024 * 1024;
+/// Default for [`MempoolConfig::max_nonce_gap`].
+pub const DEFAULT_MAX_NONCE_GAP: u64 = 64;
+
+/// The mempool's bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MempoolConfig {
+    /// Pending transactions kept at most (default 20,000).
+    pub max_txs: usize,
+    /// Total encoded size of pending transactions kept at most (default
+    /// 32 MiB).
+    pub max_bytes: usize,
+    /// How far above the sender's next nonce a transaction's nonce may be
+    /// (default 64).
+    pub max_nonce_gap: u64,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            max_txs: DEFAULT_MAX_TXS,
+            max_bytes: DEFAULT_MAX_BYTES,
+            max_nonce_gap: DEFAULT_MAX_NONCE_GAP,
+        }
+    }
+}
+
+/// Why a transaction was not admitted. [`MempoolError::code`] gives the
+/// stable code the HTTP API reports.
+#[derive(Debug, thiserror::Error)]
+pub enum MempoolError {
+    #[error("transaction encodes to {size} bytes, the limit is {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("transaction is for chain {got}, this node is on chain {expected}")]
+    WrongChain { expected: ChainId, got: ChainId },
+    #[error("signature of the transaction from {from} does not verify")]
+    BadSignature { from: Address },
+    #[error("nonce {got} is below the account's next nonce {expected}")]
+    NonceTooLow { got: Nonce, expected: Nonce },
+    #[error(
+        "nonce {got} is more than {max_gap} above the account's next nonce {expected}: send the missing nonces first"
+    )]
+    NonceGap {
+        got: Nonce,
+        expected: Nonce,
+        max_gap: u64,
+    },
+    #[error("another pending transaction from {from} already has nonce {nonce}: {existing}")]
+    NoncePending {
+        from: Address,
+        nonce: Nonce,
+        existing: Hash,
+    },
+    #[error(
+        "balance {balance} does not cover {needed}: amount plus fee of this transaction and of the sender's {pending} pending transactions with lower nonces"
+    )]
+    InsufficientBalance {
+        balance: Amount,
+        /// Wider than [`Amount`]: the sum may exceed `u64::MAX`.
+        needed: u128,
+        pending: usize,
+    },
+    #[error("transaction {hash} is already pending")]
+    Duplicate { hash: Hash },
+    #[error(
+        "mempool is full: {len} of {max_txs} transactions, {bytes} of {max_bytes} bytes (this transaction is {size} bytes)"
+    )]
+    Full {
+        len: usize,
+        max_txs: usize,
+        bytes: usize,
+        max_bytes: usize,
+        size: usize,
+    },
+    #[error("reading account state failed: {0}")]
+    Storage(#[from] StoreError),
+}
+
+impl MempoolError {
+    /// The stable code the HTTP API reports for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MempoolError::TooLarge { .. } => "too_large",
+            MempoolError::WrongChain { .. } => "wrong_chain",
+            MempoolError::BadSignature { .. } => "bad_signature",
+            MempoolError::NonceTooLow { .. } => "nonce_too_low",
+            MempoolError::NonceGap { .. } => "nonce_gap",
+            MempoolError::NoncePending { .. } => "nonce_pending",
+            MempoolError::InsufficientBalance { .. } => "insufficient_balance",
+            MempoolError::Duplicate { .. } => "duplicate",
+            MempoolError::Full { .. } => "mempool_full",
+            MempoolError::Storage(_) => "internal",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    tx: Transaction,
+    /// Encoded size in bytes.
+    size: usize,
+    /// Arrival order.
+    seq: u64,
+}
+
+/// The node's pending transactions. See the module docs for the rules.
+pub struct Mempool {
+    config: MempoolConfig,
+    chain_id: ChainId,
+    by_hash: HashMap<Hash, Entry>,
+    /// Each sender's pending transactions by nonce (one per nonce).
+    by_sender: BTreeMap<Address, BTreeMap<Nonce, Hash>>,
+    /// Every pending transaction by arrival.
+    arrival: BTreeMap<u64, Hash>,
+    next_seq: u64,
+    bytes: usize,
+}
+
+impl std::fmt::Debug for Mempool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mempool")
+            .field("config", &self.config)
+            .field("chain_id", &self.chain_id)
+            .field("len", &self.by_hash.len())
+            .field("bytes", &self.bytes)
+            .field("senders", &self.by_sender.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mempool {
+    pub fn new(config: MempoolConfig, chain_id: ChainId) -> Mempool {
+        Mempool {
+            config,
+            chain_id,
+            by_hash: HashMap::new(),
+            by_sender: BTreeMap::new(),
+            arrival: BTreeMap::new(),
+            next_seq: 0,
+            bytes: 0,
+        }
+    }
+
+    pub fn config(&self) -> &MempoolConfig {
+        &self.config
+    }
+
+    pub fn chain_id(&self) -> &ChainId {
+        &self.chain_id
+    }
+
+    /// The checks that need no state (size and chain id), for callers that
+    /// want to refuse a transaction before verifying its signature or taking
+    /// the mempool lock. Returns the transaction's encoded size.
+    pub fn precheck(tx: &Transaction, chain_id: &ChainId) -> Result<usize, MempoolError> {
+        let size = encoding::encode(tx).len();
+        if size > MAX_TX_BYTES {
+            return Err(MempoolError::TooLarge {
+                size,
+                limit: MAX_TX_BYTES,
+            });
+        }
+        if tx.chain_id != *chain_id {
+            return Err(MempoolError::WrongChain {
+                expected: chain_id.clone(),
+                got: tx.chain_id.clone(),
+            });
+        }
+        Ok(size)
+    }
+
+    /// Checks `tx` (including its signature, with `verify_strict`) against
+    /// the committed `state` and the pending transactions, and keeps it.
+    /// Returns its hash.
+    pub fn admit<S: StateView + ?Sized>(
+        &mut self,
+        tx: Transaction,
+        state: &S,
+    ) -> Result<Hash, MempoolError> {
+        let size = Mempool::precheck(&tx, &self.chain_id)?;
+        let hash = tx.hash();
+        self.check_duplicate(hash)?;
+        tx.verify_signature()
+            .map_err(|_| MempoolError::BadSignature { from: tx.from })?;
+        self.admit_checked(tx, hash, size, state)
+    }
+
+    /// Like [`Mempool::admit`] for a transaction whose signature the caller
+    /// has already verified (with `verify_strict` or [`Mempool::verify_batch`]),
+    /// so that the lock around the mempool is not held while verifying.
+    pub fn admit_verified<S: StateView + ?Sized>(
+        &mut self,
+        tx: Transaction,
+        state: &S,
+    ) -> Result<Hash, MempoolError> {
+        let size = Mempool::precheck(&tx, &self.chain_id)?;
+        let hash = tx.hash();
+        self.check_duplicate(hash)?;
+        self.admit_checked(tx, hash, size, state)
+    }
+
+    /// Verifies the signatures of `txs` in one batch (see
+    /// `phalanx_crypto::batch`: the batch accepts a slightly larger set than
+    /// `verify_strict`, which is harmless here because block building
+    /// verifies again). `result[i]` says whether `txs[i]` is valid.
+    pub fn verify_batch(txs: &[Transaction]) -> Vec<bool> {
+        let messages: Vec<SigningBytes> = txs.iter().map(Transaction::signing_bytes).collect();
+        let keys: Vec<PublicKey> = txs.iter().map(|tx| tx.from.public_key()).collect();
+        let entries: Vec<BatchEntry<'_>> = messages
+            .iter()
+            .zip(&keys)
+            .zip(txs)
+            .map(|((message, key), tx)| BatchEntry {
+                message,
+                key,
+                signature: &tx.signature,
+            })
+            .collect();
+        let mut valid = vec![true; txs.len()];
+        for index in phalanx_crypto::verify_batch(&entries) {
+            if let Some(slot) = valid.get_mut(index) {
+                *slot = false;
+            }
+        }
+        valid
+    }
+
+    fn check_duplicate(&self, hash: Hash) -> Result<(), MempoolError> {
+        if self.by_hash.contains_key(&hash) {
+            return Err(MempoolError::Duplicate { hash });
+        }
+        Ok(())
+    }
+
+    /// Steps 4 to 6 of the module docs, then inserts.
+    fn admit_checked<S: StateView + ?Sized>(
+        &mut self,
+        tx: Transaction,
+        hash: Hash,
+        size: usize,
+        state: &S,
+    ) -> Result<Hash, MempoolError> {
+        let account = state.account(&tx.from)?;
+        self.check_nonce(&tx, account.nonce)?;
+        self.check_balance(&tx, account)?;
+        self.check_capacity(size)?;
+        self.insert(hash, tx, size);
+        Ok(hash)
+    }
+
+    fn check_nonce(&self, tx: &Transaction, expected: Nonce) -> Result<(), MempoolError> {
+        if tx.nonce < expected {
+            return Err(MempoolError::NonceTooLow {
+                got: tx.nonce,
+                expected,
+            });
+        }
+        if tx.nonce.0 - expected.0 > self.config.max_nonce_gap {
+            return Err(MempoolError::NonceGap {
+                got: tx.nonce,
+                expected,
+                max_gap: self.config.max_nonce_gap,
+            });
+        }
+        if let Some(existing) = self
+            .by_sender
+            .get(&tx.from)
+            .and_then(|run| run.get(&tx.nonce))
+        {
+            return Err(MempoolError::NoncePending {
+                from: tx.from,
+                nonce: tx.nonce,
+                existing: *existing,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_balance(&self, tx: &Transaction, account: Account) -> Result<(), MempoolError> {
+        let cost = |t: &Transaction| u128::from(t.amount.0) + u128::from(t.fee.0);
+        let mut needed = cost(tx);
+        let mut pending = 0;
+        if let Some(run) = self.by_sender.get(&tx.from) {
+            for hash in run.range(account.nonce..tx.nonce).map(|(_, h)| h) {
+                if let Some(entry) = self.by_hash.get(hash) {
+                    needed = needed.saturating_add(cost(&entry.tx));
+                    pending += 1;
+                }
+            }
+        }
+        if needed > u128::from(account.balance.0) {
+            return Err(MempoolError::InsufficientBalance {
+                balance: account.balance,
+                needed,
+                pending,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_capacity(&self, size: usize) -> Result<(), MempoolError> {
+        let bytes_after = self.bytes.saturating_add(size);
+        if self.by_hash.len() >= self.config.max_txs || bytes_after > self.config.max_bytes {
+            return Err(MempoolError::Full {
+                len: self.by_hash.len(),
+                max_txs: self.config.max_txs,
+                bytes: self.bytes,
+                max_bytes: self.config.max_bytes,
+                size,
+            });
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, hash: Hash, tx: Transaction, size: usize) {
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.by_sender
+            .entry(tx.from)
+            .or_default()
+            .insert(tx.nonce, hash);
+        self.arrival.insert(seq, hash);
+        self.bytes = self.bytes.saturating_add(size);
+        self.by_hash.insert(hash, Entry { tx, size, seq });
+    }
+
+    /// Removes one transaction, if pending.
+    fn remove(&mut self, hash: &Hash) -> Option<Transaction> {
+        let entry = self.by_hash.remove(hash)?;
+        self.arrival.remove(&entry.seq);
+        self.bytes = self.bytes.saturating_sub(entry.size);
+        if let Some(run) = self.by_sender.get_mut(&entry.tx.from) {
+            if run.get(&entry.tx.nonce) == Some(hash) {
+                run.remove(&entry.tx.nonce);
+            }
+            if run.is_empty() {
+                self.by_sender.remove(&entry.tx.from);
+            }
+        }
+        Some(entry.tx)
+    }
+
+    /// Up to `max_txs` transactions of at most `max_bytes` in total that
+    /// apply, in order, to `state` (the state after the block being built
+    /// on, committed or not): per sender the consecutive run of nonces from
+    /// its nonce in `state` that its balance covers, senders taking turns
+    /// (see the module docs). A sender whose account cannot be read is
+    /// skipped.
+    pub fn select<S: StateView + ?Sized>(
+        &self,
+        state: &S,
+        max_txs: usize,
+        max_bytes: usize,
+    ) -> Vec<Transaction> {
+        struct Cursor<'a> {
+            run: &'a BTreeMap<Nonce, Hash>,
+            next: Nonce,
+            balance: Amount,
+            first_seq: u64,
+        }
+        let mut cursors = Vec::new();
+        for (sender, run) in &self.by_sender {
+            let account = match state.account(sender) {
+                Ok(account) => account,
+                Err(error) => {
+                    tracing::warn!(%sender, %error, "mempool: cannot read account, skipping sender");
+                    continue;
+                }
+            };
+            let first = run.get(&account.nonce).and_then(|h| self.by_hash.get(h));
+            if let Some(entry) = first {
+                cursors.push(Cursor {
+                    run,
+                    next: account.nonce,
+                    balance: account.balance,
+                    first_seq: entry.seq,
+                });
+            }
+        }
+        cursors.sort_by_key(|c| c.first_seq);
+        let mut selected = Vec::new();
+        let mut bytes = 0usize;
+        while !cursors.is_empty() && selected.len() < max_txs {
+            cursors.retain_mut(|c| {
+                if selected.len() >= max_txs {
+                    return false;
+                }
+                let Some(entry) = c.run.get(&c.next).and_then(|h| self.by_hash.get(h)) else {
+                    return false;
+                };
+                let left = entry
+                    .tx
+                    .total_cost()
+                    .ok()
+                    .and_then(|cost| c.balance.checked_sub(cost));
+                let total = bytes.checked_add(entry.size).filter(|b| *b <= max_bytes);
+                let (Some(left), Some(total), Some(next)) = (left, total, c.next.next()) else {
+                    return false;
+                };
+                selected.push(entry.tx.clone());
+                bytes = total;
+                c.balance = left;
+                c.next = next;
+                true
+            });
+        }
+        selected
+    }
+
+    /// Forgets `block`'s transactions, and every pending transaction whose
+    /// nonce is now below its sender's nonce in `state` (the state after
+    /// `block`). Only the block's senders can have new nonces, so only
+    /// their transactions are examined.
+    pub fn remove_committed<S: StateView + ?Sized>(&mut self, block: &Block, state: &S) {
+        let mut senders = BTreeSet::new();
+        for tx in &block.transactions {
+            self.remove(&tx.hash());
+            senders.insert(tx.from);
+        }
+        for sender in senders {
+            match state.account(&sender) {
+                Ok(account) => self.remove_below(&sender, account.nonce),
+                Err(error) => {
+                    tracing::warn!(%sender, %error, "mempool: cannot read account after commit")
+                }
+            }
+        }
+    }
+
+    /// Removes the sender's pending transactions with nonces below `nonce`.
+    fn remove_below(&mut self, sender: &Address, nonce: Nonce) {
+        let stale: Vec<Hash> = match self.by_sender.get(sender) {
+            Some(run) => run.range(..nonce).map(|(_, h)| *h).collect(),
+            None => return,
+        };
+        for hash in stale {
+            self.remove(&hash);
+        }
+    }
+
+    /// The nonce the sender's next transaction should carry: its nonce in
+    /// `state`, advanced past its consecutive pending transactions.
+    pub fn pending_nonce<S: StateView + ?Sized>(
+        &self,
+        address: &Address,
+        state: &S,
+    ) -> Result<Nonce, StoreError> {
+        let mut next = state.account(address)?.nonce;
+        if let Some(run) = self.by_sender.get(address) {
+            for nonce in run.range(next..).map(|(n, _)| *n) {
+                match next.next() {
+                    Some(after) if nonce == next => next = after,
+                    _ => break,
+                }
+            }
+        }
+        Ok(next)
+    }
+
+    pub fn get(&self, hash: &Hash) -> Option<&Transaction> {
+        self.by_hash.get(hash).map(|e| &e.tx)
+    }
+
+    pub fn contains(&self, hash: &Hash) -> bool {
+        self.by_hash.contains_key(hash)
+    }
+
+    /// Pending transactions.
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    /// Total encoded size of the pending transactions.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Senders with pending transactions.
+    pub fn senders(&self) -> usize {
+        self.by_sender.len()
+    }
+
+    /// Pending transactions, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Transaction> + '_ {
+        self.arrival
+            .values()
+            .filter_map(|h| self.by_hash.get(h).map(|e| &e.tx))
+    }
+
+    /// The hashes of the first `limit` pending transactions, oldest first.
+    pub fn snapshot(&self, limit: usize) -> Vec<Hash> {
+        self.arrival.values().take(limit).copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phalanx_chain::{BlockHeader, Height, Justification};
+    use phalanx_crypto::{Keypair, Signature};
+
+    fn chain() -> ChainId {
+        ChainId::new("mempool-test").unwrap()
+    }
+
+    fn key(i: u8) -> Keypair {
+        Keypair::from_seed(&[i; 32])
+    }
+
+    fn addr(i: u8) -> Address {
+        key(i).public().into()
+    }
+
+    fn tx(from: u8, nonce: u64, amount: u64) -> Transaction {
+        Transaction::sign(
+            &key(from),
+            chain(),
+            addr(200),
+            Amount(amount),
+            Amount(1),
+            Nonce(nonce),
+        )
+    }
+
+    fn state(accounts: &[(u8, u64, u64)]) -> BTreeMap<Address, Account> {
+        accounts
+            .iter()
+            .map(|&(who, balance, nonce)| {
+                (
+                    addr(who),
+                    Account {
+                        balance: Amount(balance),
+                        nonce: Nonce(nonce),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn pool() -> Mempool {
+        Mempool::new(MempoolConfig::default(), chain())
+    }
+
+    fn block(txs: Vec<Transaction>) -> Block {
+        Block {
+            header: BlockHeader {
+                height: Height(1),
+                parent: Hash::ZERO,
+                tx_root: Hash::ZERO,
+                state_root: Hash::ZERO,
+                timestamp_ms: 0,
+                proposer: Address::default(),
+                justification: Justification::Genesis,
+            },
+            transactions: txs,
+        }
+    }
+
+    #[test]
+    fn admits_and_reports_each_rule_with_its_code() {
+        let st = state(&[(1, 100, 5)]);
+        let mut mp = pool();
+        let ok = tx(1, 5, 10);
+        let hash = mp.admit(ok.clone(), &st).unwrap();
+        assert_eq!(hash, ok.hash());
+        assert!(mp.contains(&hash));
+        assert_eq!(mp.get(&hash), Some(&ok));
+
+        let code = |mp: &mut Mempool, t: Transaction| mp.admit(t, &st).unwrap_err();
+        let err = code(&mut mp, ok.clone());
+        assert_eq!(err.code(), "duplicate");
+
+        let low = code(&mut mp, tx(1, 3, 1));
+        assert_eq!(low.code(), "nonce_too_low");
+        assert_eq!(
+            low.to_string(),
+            "nonce 3 is below the account's next nonce 5"
+        );
+        assert_eq!(
+            code(&mut mp, tx(1, 5 + DEFAULT_MAX_NONCE_GAP + 1, 1)).code(),
+            "nonce_gap"
+        );
+        assert_eq!(code(&mut mp, tx(1, 5, 11)).code(), "nonce_pending");
+
+        let mut bad = tx(1, 6, 1);
+        bad.signature = Signature([7; 64]);
+        assert_eq!(code(&mut mp, bad).code(), "bad_signature");
+
+        let other = Transaction::sign(
+            &key(1),
+            ChainId::new("other").unwrap(),
+            addr(2),
+            Amount(1),
+            Amount(1),
+            Nonce(6),
+        );
+        assert_eq!(code(&mut mp, other).code(), "wrong_chain");
+
+        // 100 covers 11 (pending nonce 5) + 89, not + 90.
+        let over = code(&mut mp, tx(1, 6, 89));
+        assert_eq!(over.code(), "insufficient_balance");
+        assert!(over.to_string().contains("does not cover 101"), "{over}");
+        mp.admit(tx(1, 6, 88), &st).unwrap();
+        assert_eq!(mp.len(), 2);
+    }
+
+    #[test]
+    fn amount_plus_fee_overflow_is_insufficient_balance() {
+        let st = state(&[(1, u64::MAX, 0)]);
+        let mut mp = pool();
+        let err = mp.admit(tx(1, 0, u64::MAX), &st).unwrap_err();
+        assert_eq!(err.code(), "insufficient_balance");
+        assert!(
+            err.to_string()
+                .contains(&(u128::from(u64::MAX) + 1).to_string())
+        );
+    }
+
+    #[test]
+    fn capacity_counts_transactions_and_bytes() {
+        let st = state(&[(1, 1000, 0), (2, 1000, 0)]);
+        let size = encoding::encode(&tx(1, 0, 1)).len();
+        let mut mp = Mempool::new(
+            MempoolConfig {
+                max_txs: 2,
+                max_bytes: 10 * size,
+                max_nonce_gap: 8,
+            },
+            chain(),
+        );
+        mp.admit(tx(1, 0, 1), &st).unwrap();
+        mp.admit(tx(2, 0, 1), &st).unwrap();
+        assert_eq!(
+            mp.admit(tx(1, 1, 1), &st).unwrap_err().code(),
+            "mempool_full"
+        );
+        assert_eq!(mp.bytes(), 2 * size);
+
+        let mut small = Mempool::new(
+            MempoolConfig {
+                max_txs: 100,
+                max_bytes: size + size / 2,
+                max_nonce_gap: 8,
+            },
+            chain(),
+        );
+        small.admit(tx(1, 0, 1), &st).unwrap();
+        assert_eq!(
+            small.admit(tx(2, 0, 1), &st).unwrap_err().code(),
+            "mempool_full"
+        );
+    }
+
+    #[test]
+    fn select_takes_consecutive_runs_round_robin_within_limits() {
+        let st = state(&[(1, 1000, 0), (2, 1000, 3), (3, 1000, 0)]);
+        let mut mp = pool();
+        // Sender 1: nonces 0, 1, 3 (2 missing). Sender 2: 3, 4. Sender 3: 1 only.
+        for t in [
+            tx(1, 0, 1),
+            tx(2, 3, 1),
+            tx(1, 1, 1),
+            tx(1, 3, 1),
+            tx(2, 4, 1),
+        ] {
+            mp.admit(t, &st).unwrap();
+        }
+        mp.admit(tx(3, 1, 1), &st).unwrap();
+        let picked: Vec<(Address, u64)> = mp
+            .select(&st, 100, usize::MAX)
+            .iter()
+            .map(|t| (t.from, t.nonce.0))
+            .collect();
+        assert_eq!(
+            picked,
+            vec![(addr(1), 0), (addr(2), 3), (addr(1), 1), (addr(2), 4)]
+        );
+        assert_eq!(mp.select(&st, 3, usize::MAX).len(), 3);
+        let size = encoding::encode(&tx(1, 0, 1)).len();
+        assert_eq!(mp.select(&st, 100, 2 * size + 1).len(), 2);
+        assert!(mp.select(&st, 0, usize::MAX).is_empty());
+
+        // On a state where sender 1 is at nonce 1, its run starts there.
+        let after = state(&[(1, 1000, 1), (2, 1000, 3)]);
+        let picked: Vec<u64> = mp
+            .select(&after, 100, usize::MAX)
+            .iter()
+            .filter(|t| t.from == addr(1))
+            .map(|t| t.nonce.0)
+            .collect();
+        assert_eq!(picked, vec![1]);
+    }
+
+    #[test]
+    fn select_stops_a_sender_when_its_balance_runs_out() {
+        let rich = state(&[(1, 100, 0)]);
+        let mut mp = pool();
+        mp.admit(tx(1, 0, 40), &rich).unwrap();
+        mp.admit(tx(1, 1, 40), &rich).unwrap();
+        // The state the block is built on has less money.
+        let poorer = state(&[(1, 60, 0)]);
+        let picked = mp.select(&poorer, 100, usize::MAX);
+        assert_eq!(picked, vec![tx(1, 0, 40)]);
+    }
+
+    #[test]
+    fn remove_committed_drops_included_and_stale_transactions() {
+        let st = state(&[(1, 1000, 0), (2, 1000, 0)]);
+        let mut mp = pool();
+        for t in [tx(1, 0, 1), tx(1, 1, 1), tx(1, 2, 1), tx(2, 0, 1)] {
+            mp.admit(t, &st).unwrap();
+        }
+        // A block from elsewhere carries a different nonce-1 transaction from
+        // sender 1 (and its nonce 0): both of ours become stale.
+        let conflicting = tx(1, 1, 7);
+        let b = block(vec![tx(1, 0, 1), conflicting]);
+        let after = state(&[(1, 990, 2), (2, 1000, 0)]);
+        mp.remove_committed(&b, &after);
+        let left: Vec<(Address, u64)> = mp.iter().map(|t| (t.from, t.nonce.0)).collect();
+        assert_eq!(left, vec![(addr(1), 2), (addr(2), 0)]);
+        assert_eq!(mp.bytes(), 2 * encoding::encode(&tx(1, 0, 1)).len());
+        assert_eq!(mp.pending_nonce(&addr(1), &after).unwrap(), Nonce(3));
+    }
+
+    #[test]
+    fn pending_nonce_follows_the_consecutive_run() {
+        let st = state(&[(1, 1000, 4)]);
+        let mut mp = pool();
+        assert_eq!(mp.pending_nonce(&addr(1), &st).unwrap(), Nonce(4));
+        mp.admit(tx(1, 4, 1), &st).unwrap();
+        mp.admit(tx(1, 5, 1), &st).unwrap();
+        mp.admit(tx(1, 7, 1), &st).unwrap();
+        assert_eq!(mp.pending_nonce(&addr(1), &st).unwrap(), Nonce(6));
+        assert_eq!(mp.pending_nonce(&addr(9), &st).unwrap(), Nonce(0));
+    }
+
+    #[test]
+    fn snapshot_is_in_arrival_order_and_limited() {
+        let st = state(&[(1, 1000, 0), (2, 1000, 0)]);
+        let mut mp = pool();
+        let a = mp.admit(tx(2, 0, 1), &st).unwrap();
+        let b = mp.admit(tx(1, 0, 1), &st).unwrap();
+        let c = mp.admit(tx(1, 1, 1), &st).unwrap();
+        assert_eq!(mp.snapshot(10), vec![a, b, c]);
+        assert_eq!(mp.snapshot(2), vec![a, b]);
+    }
+
+    #[test]
+    fn batch_verification_names_bad_signatures_and_admit_verified_trusts_it() {
+        let st = state(&[(1, 1000, 0)]);
+        let mut txs = vec![tx(1, 0, 1), tx(1, 1, 1), tx(1, 2, 1)];
+        txs[1].signature = Signature([3; 64]);
+        assert_eq!(Mempool::verify_batch(&txs), vec![true, false, true]);
+        assert!(Mempool::verify_batch(&[]).is_empty());
+        let verdicts = Mempool::verify_batch(&txs);
+        let mut mp = pool();
+        for (t, ok) in txs.iter().zip(verdicts) {
+            if ok {
+                mp.admit_verified(t.clone(), &st).unwrap();
+            }
+        }
+        assert_eq!(mp.len(), 2);
+        // admit_verified does not check the signature again; admit does.
+        assert!(mp.admit_verified(txs[1].clone(), &st).is_ok());
+        let mut strict = pool();
+        assert_eq!(
+            strict.admit(txs[1].clone(), &st).unwrap_err().code(),
+            "bad_signature"
+        );
+    }
+}

@@ -1,5 +1,377 @@
-//! Prometheus metrics (being written).
+//! Prometheus metrics, served by `GET /metrics` in the OpenMetrics text
+//! format (`application/openmetrics-text; version=1.0.0`), which Prometheus
+//! reads natively.
+//!
+//! Every name starts with `phalanx_`. Messages are counted by channel and
+//! kind, and sent messages also by origin: `authored` (this node created
+//! it) or `forwarded` (a copy of another node's message, relayed), so a
+//! protocol's own message complexity stays visible apart from the
+//! forwarding that makes delivery robust (docs: DESIGN.md, step 4).
+//!
+//! Label values come from the node's own code (channel and kind names,
+//! drop reasons, route templates), never from a peer or a client, so the
+//! number of series is bounded.
 
-/// The node's metrics.
-#[derive(Debug, Default)]
-pub struct Metrics;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+/// The content type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct MessageLabels {
+    channel: String,
+    kind: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SentLabels {
+    channel: String,
+    kind: String,
+    /// `authored` or `forwarded`.
+    origin: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct HttpLabels {
+    /// The route template (`/blocks/{height}`), or `unmatched`.
+    route: String,
+    status: u16,
+}
+
+/// The node's metrics. Every method takes `&self` and may be called from
+/// any task.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    height: Gauge,
+    finalized_height: Gauge,
+    view: Gauge,
+    committed_txs: Counter,
+    commit_latency: Histogram,
+    mempool_txs: Gauge,
+    mempool_bytes: Gauge,
+    peers: Gauge,
+    messages_in: Family<MessageLabels, Counter>,
+    bytes_in: Family<MessageLabels, Counter>,
+    messages_out: Family<SentLabels, Counter>,
+    bytes_out: Family<SentLabels, Counter>,
+    dropped: Family<ReasonLabels, Counter>,
+    syncing: Gauge,
+    sync_target: Gauge,
+    http_requests: Family<HttpLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// A gauge value from a `u64` (saturating at `i64::MAX`).
+fn gauge_value(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn counter_value(value: usize) -> u64 {
+    u64::try_from(value).unwrap_or(u64::MAX)
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let m = Metrics {
+            registry: Registry::default(),
+            height: Gauge::default(),
+            finalized_height: Gauge::default(),
+            view: Gauge::default(),
+            committed_txs: Counter::default(),
+            // 5 ms to about 82 s.
+            commit_latency: Histogram::new(exponential_buckets(0.005, 2.0, 15)),
+            mempool_txs: Gauge::default(),
+            mempool_bytes: Gauge::default(),
+            peers: Gauge::default(),
+            messages_in: Family::default(),
+            bytes_in: Family::default(),
+            messages_out: Family::default(),
+            bytes_out: Family::default(),
+            dropped: Family::default(),
+            syncing: Gauge::default(),
+            sync_target: Gauge::default(),
+            http_requests: Family::default(),
+        };
+        let mut registry = Registry::with_prefix("phalanx");
+        m.register_chain(&mut registry);
+        m.register_network(&mut registry);
+        Metrics { registry, ..m }
+    }
+
+    fn register_chain(&self, r: &mut Registry) {
+        r.register(
+            "height",
+            "Height of the last committed block",
+            self.height.clone(),
+        );
+        r.register(
+            "finalized_height",
+            "Height of the highest final block",
+            self.finalized_height.clone(),
+        );
+        r.register("view", "Current consensus view", self.view.clone());
+        r.register(
+            "committed_txs",
+            "Transactions in committed blocks",
+            self.committed_txs.clone(),
+        );
+        r.register_with_unit(
+            "commit_latency",
+            "Time from a block's proposal timestamp to its commit on this node",
+            Unit::Seconds,
+            self.commit_latency.clone(),
+        );
+        r.register(
+            "mempool_txs",
+            "Pending transactions",
+            self.mempool_txs.clone(),
+        );
+        r.register_with_unit(
+            "mempool",
+            "Encoded size of pending transactions",
+            Unit::Bytes,
+            self.mempool_bytes.clone(),
+        );
+        r.register(
+            "syncing",
+            "1 while fetching committed blocks from peers",
+            self.syncing.clone(),
+        );
+        r.register(
+            "sync_target_height",
+            "Highest committed height a peer has shown while syncing (0 when not syncing)",
+            self.sync_target.clone(),
+        );
+    }
+
+    fn register_network(&self, r: &mut Registry) {
+        r.register("peers", "Connected peers", self.peers.clone());
+        r.register(
+            "messages_received",
+            "Network messages received, by channel and kind",
+            self.messages_in.clone(),
+        );
+        r.register_with_unit(
+            "messages_received",
+            "Network bytes received, by channel and kind",
+            Unit::Bytes,
+            self.bytes_in.clone(),
+        );
+        r.register(
+            "messages_sent",
+            "Network messages sent, by channel, kind and origin (authored or forwarded)",
+            self.messages_out.clone(),
+        );
+        r.register_with_unit(
+            "messages_sent",
+            "Network bytes sent, by channel, kind and origin (authored or forwarded)",
+            Unit::Bytes,
+            self.bytes_out.clone(),
+        );
+        r.register(
+            "dropped",
+            "Messages or transactions dropped, by reason",
+            self.dropped.clone(),
+        );
+        r.register(
+            "http_requests",
+            "HTTP API requests, by route and status",
+            self.http_requests.clone(),
+        );
+    }
+
+    pub fn set_height(&self, height: u64) {
+        self.height.set(gauge_value(height));
+    }
+
+    pub fn set_finalized_height(&self, height: u64) {
+        self.finalized_height.set(gauge_value(height));
+    }
+
+    pub fn set_view(&self, view: u64) {
+        self.view.set(gauge_value(view));
+    }
+
+    pub fn add_committed_txs(&self, count: u64) {
+        self.committed_txs.inc_by(count);
+    }
+
+    /// From the proposal's timestamp to the commit, in seconds (negative or
+    /// non-finite values, from clock skew, are recorded as 0).
+    pub fn observe_commit_latency(&self, seconds: f64) {
+        let seconds = if seconds.is_finite() && seconds > 0.0 {
+            seconds
+        } else {
+            0.0
+        };
+        self.commit_latency.observe(seconds);
+    }
+
+    pub fn set_mempool(&self, len: usize, bytes: usize) {
+        self.mempool_txs.set(gauge_value(counter_value(len)));
+        self.mempool_bytes.set(gauge_value(counter_value(bytes)));
+    }
+
+    pub fn set_peers(&self, connected: usize) {
+        self.peers.set(gauge_value(counter_value(connected)));
+    }
+
+    /// A message of `bytes` received on `channel`, of kind `kind`.
+    pub fn message_in(&self, channel: &str, kind: &str, bytes: usize) {
+        let labels = MessageLabels {
+            channel: channel.to_owned(),
+            kind: kind.to_owned(),
+        };
+        self.messages_in.get_or_create(&labels).inc();
+        self.bytes_in
+            .get_or_create(&labels)
+            .inc_by(counter_value(bytes));
+    }
+
+    /// A message of `bytes` sent on `channel`: one this node authored, or a
+    /// forwarded copy of another's.
+    pub fn message_out(&self, channel: &str, kind: &str, bytes: usize, forwarded: bool) {
+        let labels = SentLabels {
+            channel: channel.to_owned(),
+            kind: kind.to_owned(),
+            origin: if forwarded { "forwarded" } else { "authored" },
+        };
+        self.messages_out.get_or_create(&labels).inc();
+        self.bytes_out
+            .get_or_create(&labels)
+            .inc_by(counter_value(bytes));
+    }
+
+    /// Something was dropped (a malformed message, a full queue, ...).
+    pub fn dropped(&self, reason: &str) {
+        let labels = ReasonLabels {
+            reason: reason.to_owned(),
+        };
+        self.dropped.get_or_create(&labels).inc();
+    }
+
+    pub fn set_sync(&self, target: Option<u64>, syncing: bool) {
+        self.syncing.set(i64::from(syncing));
+        self.sync_target.set(target.map(gauge_value).unwrap_or(0));
+    }
+
+    /// An HTTP request answered with `status` on `route` (a route
+    /// template, or `unmatched`).
+    pub fn http_request(&self, route: &str, status: u16) {
+        let labels = HttpLabels {
+            route: route.to_owned(),
+            status,
+        };
+        self.http_requests.get_or_create(&labels).inc();
+    }
+
+    /// All metrics in the OpenMetrics text format ([`CONTENT_TYPE`]).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            // Writing to a String cannot fail; a metric's encoder could.
+            tracing::warn!(%error, "encoding metrics failed");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_metric_with_its_labels() {
+        let m = Metrics::new();
+        m.set_height(7);
+        m.set_finalized_height(6);
+        m.set_view(9);
+        m.add_committed_txs(3);
+        m.observe_commit_latency(0.25);
+        m.observe_commit_latency(-1.0);
+        m.set_mempool(4, 600);
+        m.set_peers(3);
+        m.message_in("consensus", "vote", 120);
+        m.message_out("consensus", "vote", 120, false);
+        m.message_out("consensus", "vote", 120, true);
+        m.message_out("consensus", "vote", 100, true);
+        m.dropped("malformed");
+        m.set_sync(Some(12), true);
+        m.http_request("/status", 200);
+        let text = m.render();
+        for line in [
+            "phalanx_height 7",
+            "phalanx_finalized_height 6",
+            "phalanx_view 9",
+            "phalanx_committed_txs_total 3",
+            "phalanx_commit_latency_seconds_count 2",
+            "phalanx_mempool_txs 4",
+            "phalanx_mempool_bytes 600",
+            "phalanx_peers 3",
+            "phalanx_messages_received_total{channel=\"consensus\",kind=\"vote\"} 1",
+            "phalanx_messages_received_bytes_total{channel=\"consensus\",kind=\"vote\"} 120",
+            "phalanx_messages_sent_total{channel=\"consensus\",kind=\"vote\",origin=\"authored\"} 1",
+            "phalanx_messages_sent_total{channel=\"consensus\",kind=\"vote\",origin=\"forwarded\"} 2",
+            "phalanx_messages_sent_bytes_total{channel=\"consensus\",kind=\"vote\",origin=\"forwarded\"} 220",
+            "phalanx_dropped_total{reason=\"malformed\"} 1",
+            "phalanx_syncing 1",
+            "phalanx_sync_target_height 12",
+            "phalanx_http_requests_total{route=\"/status\",status=\"200\"} 1",
+            "# EOF",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        m.set_sync(None, false);
+        assert!(
+            m.render()
+                .lines()
+                .any(|l| l == "phalanx_sync_target_height 0")
+        );
+    }
+
+    #[test]
+    fn metrics_are_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Metrics>();
+        let m = std::sync::Arc::new(Metrics::new());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        m.add_committed_txs(1);
+                        m.dropped("x");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let text = m.render();
+        assert!(text.contains("phalanx_committed_txs_total 400"), "{text}");
+        assert!(
+            text.contains("phalanx_dropped_total{reason=\"x\"} 400"),
+            "{text}"
+        );
+    }
+}

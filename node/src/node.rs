@@ -1,1 +1,318 @@
-//! Being written.
+//! Puts a node together: store, mempool, network, driver, transaction
+//! ingest and HTTP API, and stops them cleanly.
+
+use crate::api::{self, ApiConfig};
+use crate::config::{self, Config};
+use crate::driver::{self, Driver, DriverConfig, INGEST_QUEUE};
+use crate::mempool::{Mempool, MempoolConfig};
+use crate::metrics::Metrics;
+use crate::net::p2p::{Multiaddr, P2p, P2pConfig};
+use crate::net::{Gossip, Inbound};
+use crate::shared::{EVENT_BUFFER, LiveStatus, NodeState};
+use anyhow::{Context, anyhow, bail};
+use phalanx_chain::{Genesis, SledStore, Store};
+use phalanx_consensus::Committee;
+use phalanx_consensus::hotstuff::Config as ReplicaConfig;
+use phalanx_crypto::Keypair;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// What a node is made of, before it runs.
+pub struct Parts {
+    pub config: Config,
+    pub genesis: Genesis,
+    pub key: Keypair,
+    pub store: Arc<dyn Store>,
+    pub net: Arc<dyn Gossip>,
+    pub inbound: mpsc::Receiver<Inbound>,
+    /// Where the HTTP API listens (`None`: no API).
+    pub api: Option<TcpListener>,
+}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts").finish_non_exhaustive()
+    }
+}
+
+/// A node whose tasks are running.
+#[derive(Debug)]
+pub struct RunningNode {
+    pub state: Arc<NodeState>,
+    /// The HTTP API's address, if it has one.
+    pub api_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    driver: JoinHandle<()>,
+    others: Vec<JoinHandle<()>>,
+}
+
+impl RunningNode {
+    /// Stops the driver (which finishes the effect it is carrying out),
+    /// the API and the ingest task.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        if let Err(e) = self.driver.await {
+            tracing::error!("the driver task failed: {e}");
+        }
+        for task in self.others {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Resolves when the driver stops on its own (a fatal error).
+    pub fn driver_finished(&self) -> bool {
+        self.driver.is_finished()
+    }
+}
+
+/// Starts a node's tasks on the current tokio runtime.
+pub async fn start(parts: Parts) -> anyhow::Result<RunningNode> {
+    let Parts {
+        config,
+        genesis,
+        key,
+        store,
+        net,
+        inbound,
+        api,
+    } = parts;
+    let committee = Committee::from_genesis(&genesis).context("the genesis committee")?;
+    let head = store
+        .init_genesis(&genesis)
+        .context("the data directory does not belong to this genesis")?;
+    let validator = committee.index_of(&key.public());
+    let (events, _) = broadcast::channel(EVENT_BUFFER);
+    let mempool = Mempool::new(
+        MempoolConfig {
+            max_txs: config.mempool.max_txs,
+            max_bytes: config.mempool.max_bytes,
+            max_nonce_gap: config.mempool.max_nonce_gap,
+        },
+        genesis.chain_id.clone(),
+    );
+    let txs_available = Arc::new(Notify::new());
+    let state = Arc::new(NodeState {
+        chain_id: genesis.chain_id.clone(),
+        consensus: genesis.consensus,
+        genesis: genesis.clone(),
+        validator,
+        store,
+        mempool: Mutex::new(mempool),
+        status: RwLock::new(LiveStatus::default()),
+        events,
+        metrics: Metrics::new(),
+        net,
+        txs_available: Arc::clone(&txs_available),
+    });
+    state.metrics.set_height(head.height().0);
+    tracing::info!(
+        chain_id = %genesis.chain_id,
+        validator = ?validator,
+        height = %head.height(),
+        key = %key.public(),
+        "node starting"
+    );
+    let byzantine = config.byzantine().map_err(|e| anyhow!(e))?;
+    if let Some(b) = byzantine {
+        tracing::warn!("this node is Byzantine on purpose: {b}");
+    }
+    let driver_config = DriverConfig {
+        replica: ReplicaConfig {
+            base_timeout_ms: config.consensus.base_timeout_ms,
+            max_timeout_ms: config.consensus.max_timeout_ms,
+            forward: config.consensus.forward,
+            byzantine,
+            max_batch_delay_ms: config.consensus.max_batch_delay_ms,
+            ..ReplicaConfig::default()
+        },
+        batch_size: config.consensus.batch_size,
+        sync_batch: config.sync.batch_blocks,
+        sync_timeout: Duration::from_millis(config.sync.request_timeout_ms),
+        status_interval: Duration::from_millis(config.sync.status_interval_ms.max(100)),
+    };
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (ingest_tx, ingest_rx) = mpsc::channel(INGEST_QUEUE);
+    let mut others = Vec::new();
+    others.push(tokio::spawn(driver::ingest_transactions(
+        Arc::clone(&state),
+        ingest_rx,
+        Arc::clone(&txs_available),
+    )));
+    let mut api_addr = None;
+    if let Some(listener) = api {
+        api_addr = Some(listener.local_addr()?);
+        let api_config = ApiConfig {
+            listen: listener.local_addr()?,
+            max_body_bytes: config.api.max_body_bytes,
+            request_timeout: Duration::from_millis(config.api.request_timeout_ms),
+            max_event_subscribers: config.api.max_event_subscribers,
+        };
+        let mut stop = shutdown_rx.clone();
+        let api_state = Arc::clone(&state);
+        others.push(tokio::spawn(async move {
+            let signal = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = api::serve(listener, api_state, api_config, signal).await {
+                tracing::error!("the HTTP API stopped: {e}");
+            }
+        }));
+    }
+    let driver = Driver::new(Arc::clone(&state), committee, key, driver_config, ingest_tx);
+    let driver = tokio::spawn(async move {
+        if let Err(e) = driver.run(inbound, txs_available, shutdown_rx).await {
+            tracing::error!("consensus stopped: {e}");
+        }
+    });
+    Ok(RunningNode {
+        state,
+        api_addr,
+        shutdown,
+        driver,
+        others,
+    })
+}
+
+/// Everything `phalanx-node --home DIR` needs, loaded and checked.
+#[derive(Debug)]
+pub struct Home {
+    pub config: Config,
+    pub genesis: Genesis,
+    pub key: Keypair,
+}
+
+/// Loads config, genesis and key from a home directory.
+pub fn load_home(home: &Path) -> anyhow::Result<Home> {
+    if !home.is_dir() {
+        bail!("{} is not a directory", home.display());
+    }
+    let config = Config::load(home)?;
+    let genesis = config::load_genesis(home)?;
+    let key_path = home.join(&config.node.key_file);
+    let loaded = phalanx_crypto::keyfile::load_key_file(&key_path)
+        .with_context(|| format!("the node key {}", key_path.display()))?;
+    Ok(Home {
+        config,
+        genesis,
+        key: loaded.keypair,
+    })
+}
+
+/// Runs the node of `home` over libp2p until SIGINT or SIGTERM.
+pub async fn run_home(home_dir: &Path) -> anyhow::Result<()> {
+    let Home {
+        config,
+        genesis,
+        key,
+    } = load_home(home_dir)?;
+    let data = home_dir.join(&config.node.data_dir);
+    let store = SledStore::open(&data)
+        .with_context(|| format!("opening the database in {}", data.display()))?;
+    let me = key.public();
+    let listen = if config.p2p.listen.is_empty() {
+        genesis
+            .validators
+            .iter()
+            .find(|v| v.public_key == me)
+            .map(|v| v.address.clone())
+            .ok_or_else(|| {
+                anyhow!("p2p.listen is empty and genesis gives this key no validator address")
+            })?
+    } else {
+        config.p2p.listen.clone()
+    };
+    let mut peers = Vec::new();
+    for v in &genesis.validators {
+        if v.public_key != me {
+            peers.push((v.public_key, v.address.clone()));
+        }
+    }
+    for peer in &config.p2p.peers {
+        peers.push(config::parse_peer(peer).map_err(|e| anyhow!("p2p.peers: {e}"))?);
+    }
+    let p2p_config = p2p_config(&config, key.clone(), &genesis, &listen, &peers)?;
+    let (p2p, inbound) = P2p::start(p2p_config)
+        .await
+        .map_err(|e| anyhow!("starting the network on {listen}: {e}"))?;
+    let api = TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("binding the HTTP API to {}", config.api.listen))?;
+    tracing::info!("HTTP API on http://{}", config.api.listen);
+    let node = start(Parts {
+        config,
+        genesis,
+        key,
+        store: Arc::new(store),
+        net: Arc::new(p2p),
+        inbound,
+        api: Some(api),
+    })
+    .await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    node.stop().await;
+    Ok(())
+}
+
+/// The network's settings from the node's config.
+fn p2p_config(
+    config: &Config,
+    key: Keypair,
+    genesis: &Genesis,
+    listen: &str,
+    peers: &[(phalanx_crypto::PublicKey, String)],
+) -> anyhow::Result<P2pConfig> {
+    let listen: Multiaddr = listen
+        .parse()
+        .map_err(|e| anyhow!("p2p listen address {listen:?}: {e}"))?;
+    let mut p2p = P2pConfig::new(key, genesis.chain_id.clone(), listen);
+    for (peer, addr) in peers {
+        let addr: Multiaddr = addr
+            .parse()
+            .map_err(|e| anyhow!("peer address {addr:?}: {e}"))?;
+        p2p.peers.push((*peer, addr));
+    }
+    let c = &config.p2p;
+    p2p.inbound_capacity = c.inbound_queue;
+    p2p.outbound_capacity = c.outbound_queue;
+    p2p.max_message_bytes = c.max_message_bytes;
+    p2p.ban_threshold = c.ban_threshold;
+    p2p.ban_window = Duration::from_secs(c.ban_window_secs);
+    p2p.ban_duration = Duration::from_secs(c.ban_secs);
+    p2p.reconnect_min = Duration::from_millis(c.reconnect_min_ms);
+    p2p.reconnect_max = Duration::from_millis(c.reconnect_max_ms);
+    // Gossip ids are content hashes: identical bytes published again
+    // within this window are not sent. Timeouts are re-broadcast once per
+    // base timeout (to reach replicas that missed them), so the window must
+    // be shorter than that.
+    p2p.duplicate_cache = Duration::from_millis(config.consensus.base_timeout_ms / 2);
+    p2p.validate().map_err(|e| anyhow!("network config: {e}"))?;
+    Ok(p2p)
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

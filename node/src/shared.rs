@@ -8,7 +8,7 @@ use crate::net::Gossip;
 use phalanx_chain::{ChainId, ConsensusKind, Genesis, Hash, Height, Store, ValidatorIndex};
 use serde::Serialize;
 use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 
 /// Block events kept for slow subscribers of `GET /events`; one that falls
 /// further behind misses events (and is told so).
@@ -49,6 +49,9 @@ pub struct NodeState {
     pub events: broadcast::Sender<BlockEvent>,
     pub metrics: Metrics,
     pub net: Arc<dyn Gossip>,
+    /// Woken when new transactions reach the mempool, so a leader waiting
+    /// for a batch can propose.
+    pub txs_available: Arc<Notify>,
 }
 
 impl std::fmt::Debug for NodeState {

@@ -21,6 +21,54 @@ pub enum Command {
     /// Run the deterministic simulator over many seeds and check every run
     /// for agreement, integrity, liveness and determinism.
     Sim(SimArgs),
+    /// Create home directories for a local network of real nodes: keys, a
+    /// genesis with funded accounts, one config per node.
+    Init(InitArgs),
+    /// Print a signed transfer as the JSON `POST /txs` takes (for curl,
+    /// until the wallet exists).
+    SignTransfer(SignArgs),
+}
+
+/// `phalanx-testnet sign-transfer`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SignArgs {
+    /// The sender's key file.
+    #[arg(long)]
+    pub key: std::path::PathBuf,
+    /// The recipient's address (64 hex digits).
+    #[arg(long)]
+    pub to: String,
+    #[arg(long)]
+    pub amount: u64,
+    #[arg(long, default_value_t = 1)]
+    pub fee: u64,
+    /// The sender's next nonce (`GET /accounts/{address}` shows it).
+    #[arg(long)]
+    pub nonce: u64,
+    #[arg(long, default_value = "phalanx-local")]
+    pub chain_id: String,
+}
+
+/// `phalanx-testnet init`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InitArgs {
+    #[arg(long, default_value_t = 4)]
+    pub validators: usize,
+    /// The protocol (only hotstuff runs in nodes so far).
+    #[arg(long, value_enum, default_value = "hotstuff")]
+    pub consensus: Consensus,
+    /// Where to write node0/, node1/, ... and accounts/.
+    #[arg(long, default_value = ".phalanx/testnet")]
+    pub out: std::path::PathBuf,
+    /// Node i listens for peers on BASE + 2i and serves HTTP on BASE + 2i + 1.
+    #[arg(long, default_value_t = 26650)]
+    pub base_port: u16,
+    /// Funded accounts (accounts/0.json is the faucet).
+    #[arg(long, default_value_t = 8)]
+    pub accounts: usize,
+    /// The chain id.
+    #[arg(long, default_value = "phalanx-local")]
+    pub chain_id: String,
 }
 
 /// The consensus protocols, as `--consensus` names them.
@@ -265,7 +313,109 @@ pub fn main() -> ExitCode {
     let mut out = stdout.lock();
     match &cli.command {
         Command::Sim(args) => sim(args, &mut out),
+        Command::SignTransfer(args) => match sign_transfer(args, &mut out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Init(args) => match init(args, &mut out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+fn sign_transfer(args: &SignArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let key = phalanx_crypto::keyfile::load_key_file(&args.key)
+        .with_context(|| format!("reading {}", args.key.display()))?;
+    let to: phalanx_chain::Address = args.to.parse().map_err(|e| anyhow::anyhow!("--to: {e}"))?;
+    let tx = phalanx_chain::Transaction::sign(
+        &key.keypair,
+        phalanx_chain::ChainId::new(&args.chain_id)?,
+        to,
+        phalanx_chain::Amount(args.amount),
+        phalanx_chain::Amount(args.fee),
+        phalanx_chain::Nonce(args.nonce),
+    );
+    writeln!(out, "{}", serde_json::to_string(&tx)?)?;
+    Ok(())
+}
+
+fn init(args: &InitArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    use phalanx_node::home::{LocalNetSpec, write_local_net};
+    anyhow::ensure!(
+        args.consensus == Consensus::Hotstuff,
+        "only hotstuff runs in nodes so far"
+    );
+    anyhow::ensure!(
+        (1..=100).contains(&args.validators),
+        "--validators must be between 1 and 100"
+    );
+    if args.out.join("node0").exists() {
+        anyhow::bail!(
+            "{} already holds a network (remove it first)",
+            args.out.display()
+        );
+    }
+    let port = |offset: usize| -> anyhow::Result<u16> {
+        u16::try_from(usize::from(args.base_port) + offset).map_err(|_| {
+            anyhow::anyhow!(
+                "--base-port {} leaves no room for the ports",
+                args.base_port
+            )
+        })
+    };
+    let mut p2p_ports = Vec::new();
+    let mut api_ports = Vec::new();
+    for i in 0..args.validators {
+        p2p_ports.push(port(2 * i)?);
+        api_ports.push(port(2 * i + 1)?);
+    }
+    let net = write_local_net(
+        &args.out,
+        &LocalNetSpec {
+            chain_id: phalanx_chain::ChainId::new(&args.chain_id)?,
+            validators: args.validators,
+            host: "127.0.0.1".into(),
+            p2p_ports: p2p_ports.clone(),
+            api_ports,
+            accounts: args.accounts.max(1),
+            balance: 1_000_000_000,
+            config: phalanx_node::config::Config::default(),
+        },
+    )?;
+    writeln!(
+        out,
+        "wrote a {}-validator network to {}",
+        args.validators,
+        args.out.display()
+    )?;
+    writeln!(out, "node  p2p                          http")?;
+    for (i, (home, api)) in net.homes.iter().zip(&net.api_addrs).enumerate() {
+        let p2p = p2p_ports.get(i).copied().unwrap_or_default();
+        writeln!(
+            out,
+            "{i:<5} /ip4/127.0.0.1/tcp/{p2p:<8} http://{api}   ({})",
+            home.display()
+        )?;
+    }
+    writeln!(
+        out,
+        "faucet key: {} (address {})",
+        args.out.join("accounts/0.json").display(),
+        net.account_keys
+            .first()
+            .map(|k| phalanx_chain::Address::from(k.public()).to_string())
+            .unwrap_or_default()
+    )?;
+    writeln!(out, "start each node with: phalanx-node --home <node dir>")?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -277,6 +427,7 @@ mod tests {
         full.extend_from_slice(args);
         Cli::try_parse_from(full).map(|c| match c.command {
             Command::Sim(a) => a,
+            _ => unreachable!("parsed as sim"),
         })
     }
 

@@ -304,7 +304,14 @@ fn no_vote_for_a_block_the_ledger_refuses() {
     let f = fixture(4);
     let (mut r, _) = f.started(0);
     let a = f.proposal(1, &f.genesis, genesis_qc(&f.committee), None, 5);
-    let effects = r.handle(f.verified(a), 10, &mut EmptyLedger { refuse: true, ready: None });
+    let effects = r.handle(
+        f.verified(a),
+        10,
+        &mut EmptyLedger {
+            refuse: true,
+            ready: None,
+        },
+    );
     assert!(votes_sent(&effects).is_empty());
     assert_eq!(r.safety().last_voted_view, View(0));
 }

@@ -56,9 +56,9 @@ impl fmt::Display for Channel {
     }
 }
 
-/// A message that arrived, with the peer it came from (the peer that
-/// delivered it, which for a gossiped message may be a relay, not its
-/// author).
+/// A message that arrived, with the peer it came from: for a direct
+/// message the sender, for a gossiped one the peer that published it (its
+/// transport-level author, which a relay cannot forge).
 #[derive(Debug, Clone)]
 pub struct Inbound {
     pub from: PublicKey,

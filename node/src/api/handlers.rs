@@ -1,0 +1,346 @@
+//! One handler per endpoint. Each reads the store without holding the
+//! mempool lock, and takes the lock only for in-memory work plus, where the
+//! answer depends on it, one account read (so that the account and the
+//! pending transactions are seen at one moment: the driver commits to the
+//! store before it removes committed transactions under the same lock).
+
+use super::Api;
+use super::error::{ApiError, ApiJson, ApiPath, ApiQuery};
+use super::views::{
+    AccountView, BlockView, MempoolView, PeersView, StatusView, SubmittedView, TxStatusView,
+};
+use crate::mempool::{Mempool, MempoolError};
+use crate::metrics;
+use crate::net::Channel;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use phalanx_chain::{Address, Block, Hash, Height, StateView, Store, Transaction, encoding};
+use serde::Deserialize;
+use std::sync::MutexGuard;
+
+/// `GET /mempool` lists this many hashes unless `?limit=` says otherwise.
+pub const DEFAULT_MEMPOOL_LIMIT: usize = 100;
+/// `?limit=` above this is lowered to it.
+pub const MAX_MEMPOOL_LIMIT: usize = 1_000;
+
+impl Api {
+    /// The mempool, for brief in-memory work. A poisoned lock is recovered:
+    /// no mempool method leaves it inconsistent part-way.
+    fn mempool(&self) -> MutexGuard<'_, Mempool> {
+        self.node
+            .mempool
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn store(&self) -> &dyn Store {
+        &*self.node.store
+    }
+}
+
+pub async fn status(State(api): State<Api>) -> Result<Json<StatusView>, ApiError> {
+    let node = &api.node;
+    let head = api.store().head()?;
+    let finalized_height = api.store().finalized_height()?;
+    let live = node.live();
+    let peers = node.net.peers().iter().filter(|p| p.connected).count();
+    let (mempool_size, mempool_bytes) = {
+        let mempool = api.mempool();
+        (mempool.len(), mempool.bytes())
+    };
+    Ok(Json(StatusView {
+        chain_id: node.chain_id.clone(),
+        consensus: node.consensus,
+        validator: node.validator,
+        height: head.as_ref().map(|h| h.height()),
+        head_hash: head.map(|h| h.hash),
+        finalized_height,
+        view: live.view,
+        peers,
+        mempool_size,
+        mempool_bytes,
+        syncing: live.syncing,
+        sync_target: live.sync_target,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockQuery {
+    #[serde(default)]
+    full: bool,
+}
+
+fn block_answer(
+    api: &Api,
+    block: Option<Block>,
+    what: impl FnOnce() -> String,
+    full: bool,
+) -> Result<Json<BlockView>, ApiError> {
+    let block = block.ok_or_else(|| ApiError::not_found(what()))?;
+    let finalized = api
+        .store()
+        .finalized_height()?
+        .is_some_and(|f| block.height() <= f);
+    Ok(Json(BlockView::of(&block, finalized, full)))
+}
+
+pub async fn block_latest(
+    State(api): State<Api>,
+    ApiQuery(query): ApiQuery<BlockQuery>,
+) -> Result<Json<BlockView>, ApiError> {
+    let block = match api.store().head()? {
+        Some(head) => api.store().block(&head.hash)?,
+        None => None,
+    };
+    block_answer(
+        &api,
+        block,
+        || "no block is committed yet".into(),
+        query.full,
+    )
+}
+
+pub async fn block_by_height(
+    State(api): State<Api>,
+    ApiPath(text): ApiPath,
+    ApiQuery(query): ApiQuery<BlockQuery>,
+) -> Result<Json<BlockView>, ApiError> {
+    let height = parse_height(&text)?;
+    let block = api.store().block_at(height)?;
+    block_answer(
+        &api,
+        block,
+        || format!("no committed block at height {height}"),
+        query.full,
+    )
+}
+
+pub async fn block_by_hash(
+    State(api): State<Api>,
+    ApiPath(text): ApiPath,
+    ApiQuery(query): ApiQuery<BlockQuery>,
+) -> Result<Json<BlockView>, ApiError> {
+    let hash = parse_hash(&text)?;
+    let block = api.store().block(&hash)?;
+    block_answer(
+        &api,
+        block,
+        || format!("no committed block {hash}"),
+        query.full,
+    )
+}
+
+fn parse_height(text: &str) -> Result<Height, ApiError> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    match text.parse::<u64>() {
+        Ok(height) if digits => Ok(Height(height)),
+        _ => Err(ApiError::bad_request(
+            "bad_height",
+            format!(
+                "invalid height {:?}: a height is a decimal number from 0 to {}",
+                shorten(text),
+                u64::MAX
+            ),
+        )),
+    }
+}
+
+fn parse_hash(text: &str) -> Result<Hash, ApiError> {
+    text.parse::<Hash>().map_err(|e| {
+        ApiError::bad_request(
+            "bad_hash",
+            format!(
+                "invalid hash {:?}: a hash is 64 lowercase hex characters ({e})",
+                shorten(text)
+            ),
+        )
+    })
+}
+
+/// At most 80 characters of client input, for error messages.
+fn shorten(text: &str) -> String {
+    text.chars().take(80).collect()
+}
+
+/// `POST /txs`: the cheap checks and the signature first, without the lock;
+/// then admission under the lock; then gossip.
+pub async fn submit_tx(
+    State(api): State<Api>,
+    ApiJson(tx): ApiJson<Transaction>,
+) -> Result<Response, ApiError> {
+    let node = &api.node;
+    Mempool::precheck(&tx, &node.chain_id)?;
+    tx.verify_signature()
+        .map_err(|_| MempoolError::BadSignature { from: tx.from })?;
+    let bytes = encoding::encode(&tx);
+    let (hash, len, size) = {
+        let mut mempool = api.mempool();
+        let hash = mempool.admit_verified(tx, api.store())?;
+        (hash, mempool.len(), mempool.bytes())
+    };
+    node.metrics.set_mempool(len, size);
+    // A leader waiting for a batch may propose now.
+    node.txs_available.notify_one();
+    let sent = bytes.len();
+    match node.net.publish(Channel::Transactions, bytes) {
+        Ok(()) => {
+            node.metrics
+                .message_out(Channel::Transactions.name(), "transaction", sent, false)
+        }
+        Err(error) => {
+            // The transaction stays admitted: this node can still propose it,
+            // and peers get it if it is submitted again elsewhere.
+            tracing::warn!(%hash, %error, "api: could not gossip a submitted transaction");
+            node.metrics.dropped("tx_gossip_failed");
+        }
+    }
+    Ok((StatusCode::ACCEPTED, Json(SubmittedView { hash })).into_response())
+}
+
+pub async fn tx_status(
+    State(api): State<Api>,
+    ApiPath(text): ApiPath,
+) -> Result<Json<TxStatusView>, ApiError> {
+    let hash = parse_hash(&text)?;
+    // The mempool first: the driver commits a block to the store before it
+    // removes the block's transactions from the mempool, so a transaction
+    // not pending now, if it was ever admitted, is found in the store next.
+    let pending = api.mempool().contains(&hash);
+    if let Some(location) = api.store().tx_location(&hash)? {
+        let block_hash = api.store().block_hash_at(location.height)?.ok_or_else(|| {
+            ApiError::internal(format!(
+                "transaction index names height {} but no block is stored there",
+                location.height
+            ))
+        })?;
+        let finalized = api
+            .store()
+            .finalized_height()?
+            .is_some_and(|f| location.height <= f);
+        let (height, index) = (location.height, location.index);
+        return Ok(Json(if finalized {
+            TxStatusView::Finalized {
+                hash,
+                height,
+                index,
+                block_hash,
+            }
+        } else {
+            TxStatusView::Committed {
+                hash,
+                height,
+                index,
+                block_hash,
+            }
+        }));
+    }
+    if pending {
+        return Ok(Json(TxStatusView::Pending { hash }));
+    }
+    Err(ApiError::not_found(format!(
+        "transaction {hash} is neither committed nor pending on this node"
+    )))
+}
+
+pub async fn account(
+    State(api): State<Api>,
+    ApiPath(text): ApiPath,
+) -> Result<Json<AccountView>, ApiError> {
+    let address: Address = text.parse().map_err(|e: phalanx_chain::AddressError| {
+        ApiError::bad_request("bad_address", e.to_string())
+    })?;
+    let (account, pending_nonce) = {
+        let mempool = api.mempool();
+        let account = api.store().account(&address)?;
+        let one = OneAccount(address, account);
+        (account, mempool.pending_nonce(&address, &one)?)
+    };
+    Ok(Json(AccountView {
+        address,
+        balance: account.balance,
+        nonce: account.nonce,
+        pending_nonce,
+    }))
+}
+
+/// A state of one account, already read.
+struct OneAccount(Address, phalanx_chain::Account);
+
+impl StateView for OneAccount {
+    fn account(
+        &self,
+        address: &Address,
+    ) -> Result<phalanx_chain::Account, phalanx_chain::StoreError> {
+        Ok(if *address == self.0 {
+            self.1
+        } else {
+            phalanx_chain::Account::default()
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MempoolQuery {
+    limit: Option<usize>,
+}
+
+pub async fn mempool(
+    State(api): State<Api>,
+    ApiQuery(query): ApiQuery<MempoolQuery>,
+) -> Json<MempoolView> {
+    let limit = query
+        .limit
+        .unwrap_or(DEFAULT_MEMPOOL_LIMIT)
+        .min(MAX_MEMPOOL_LIMIT);
+    let mempool = api.mempool();
+    Json(MempoolView {
+        size: mempool.len(),
+        bytes: mempool.bytes(),
+        txs: mempool.snapshot(limit),
+    })
+}
+
+pub async fn peers(State(api): State<Api>) -> Json<PeersView> {
+    let peers = api.node.net.peers();
+    Json(PeersView {
+        connected: peers.iter().filter(|p| p.connected).count(),
+        peers,
+    })
+}
+
+pub async fn metrics(State(api): State<Api>) -> Response {
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        api.node.metrics.render(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heights_are_plain_decimal() {
+        assert_eq!(parse_height("0").unwrap(), Height(0));
+        assert_eq!(
+            parse_height("18446744073709551615").unwrap(),
+            Height(u64::MAX)
+        );
+        for bad in ["", "-1", "+1", "1.0", "18446744073709551616", "0x10", " 1"] {
+            assert_eq!(parse_height(bad).unwrap_err().code, "bad_height", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn long_input_is_shortened_in_messages() {
+        let long = "z".repeat(10_000);
+        let e = parse_hash(&long).unwrap_err();
+        assert_eq!(e.code, "bad_hash");
+        assert!(e.message.len() < 300, "{}", e.message);
+    }
+}

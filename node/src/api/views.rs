@@ -1,0 +1,245 @@
+//! The JSON the API answers with. These types are the API's contract
+//! (docs/API.md), kept apart from the ledger's serde derives so that a
+//! change to a storage encoding does not silently change the API.
+
+use crate::net::PeerInfo;
+use phalanx_chain::{
+    Address, Amount, BftCertificate, Block, BlockHeader, ChainId, ConsensusKind, Hash, Height,
+    Justification, Nonce, Transaction, ValidatorIndex,
+};
+use serde::Serialize;
+
+/// `GET /status`.
+#[derive(Debug, Serialize)]
+pub struct StatusView {
+    pub chain_id: ChainId,
+    pub consensus: ConsensusKind,
+    /// This node's validator index, or null.
+    pub validator: Option<ValidatorIndex>,
+    /// Height of the last committed block (null before genesis).
+    pub height: Option<Height>,
+    pub head_hash: Option<Hash>,
+    pub finalized_height: Option<Height>,
+    pub view: u64,
+    /// Connected peers.
+    pub peers: usize,
+    pub mempool_size: usize,
+    pub mempool_bytes: usize,
+    pub syncing: bool,
+    pub sync_target: Option<Height>,
+}
+
+/// A block: `GET /blocks/...`.
+#[derive(Debug, Serialize)]
+pub struct BlockView {
+    pub hash: Hash,
+    /// Whether the block is final (always, once committed, on BFT chains;
+    /// after enough confirmations with proof of work).
+    pub finalized: bool,
+    pub header: HeaderView,
+    pub tx_count: usize,
+    /// Hashes, or full transactions with `?full=true`.
+    pub transactions: TxList,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum TxList {
+    Hashes(Vec<Hash>),
+    Full(Vec<TxView>),
+}
+
+#[derive(Debug, Serialize)]
+pub struct HeaderView {
+    pub height: Height,
+    pub parent: Hash,
+    pub tx_root: Hash,
+    pub state_root: Hash,
+    pub timestamp_ms: u64,
+    pub proposer: Address,
+    pub justification: JustificationView,
+}
+
+/// Why the block may extend its parent, tagged by `kind`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JustificationView {
+    Genesis,
+    /// A BFT block: its view and the certificate over its parent.
+    Bft {
+        view: u64,
+        parent_cert: BftCertificate,
+    },
+    ProofOfWork {
+        difficulty_bits: u32,
+        nonce: u64,
+    },
+}
+
+/// A transaction in the JSON form of docs/PROTOCOL.md, with its hash.
+#[derive(Debug, Serialize)]
+pub struct TxView {
+    pub hash: Hash,
+    #[serde(flatten)]
+    pub tx: Transaction,
+}
+
+/// `GET /txs/{hash}`, tagged by `status`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum TxStatusView {
+    /// In this node's mempool.
+    Pending { hash: Hash },
+    /// In a committed block that is not final yet (proof of work only).
+    Committed {
+        hash: Hash,
+        height: Height,
+        index: u32,
+        block_hash: Hash,
+    },
+    /// In a final block.
+    Finalized {
+        hash: Hash,
+        height: Height,
+        index: u32,
+        block_hash: Hash,
+    },
+}
+
+/// `GET /accounts/{address}`.
+#[derive(Debug, Serialize)]
+pub struct AccountView {
+    pub address: Address,
+    pub balance: Amount,
+    /// The nonce the account's next committed transaction must carry.
+    pub nonce: Nonce,
+    /// The nonce to give a new transaction: `nonce` advanced past the
+    /// account's consecutive pending transactions in this node's mempool.
+    pub pending_nonce: Nonce,
+}
+
+/// `POST /txs`.
+#[derive(Debug, Serialize)]
+pub struct SubmittedView {
+    pub hash: Hash,
+}
+
+/// `GET /mempool`.
+#[derive(Debug, Serialize)]
+pub struct MempoolView {
+    pub size: usize,
+    pub bytes: usize,
+    /// The oldest pending transactions' hashes, at most `limit`.
+    pub txs: Vec<Hash>,
+}
+
+/// `GET /peers`.
+#[derive(Debug, Serialize)]
+pub struct PeersView {
+    pub connected: usize,
+    pub peers: Vec<PeerInfo>,
+}
+
+impl HeaderView {
+    pub fn of(header: &BlockHeader) -> HeaderView {
+        let justification = match &header.justification {
+            Justification::Genesis => JustificationView::Genesis,
+            Justification::Bft { view, parent_cert } => JustificationView::Bft {
+                view: *view,
+                parent_cert: parent_cert.clone(),
+            },
+            Justification::ProofOfWork(seal) => JustificationView::ProofOfWork {
+                difficulty_bits: seal.difficulty_bits,
+                nonce: seal.nonce,
+            },
+        };
+        HeaderView {
+            height: header.height,
+            parent: header.parent,
+            tx_root: header.tx_root,
+            state_root: header.state_root,
+            timestamp_ms: header.timestamp_ms,
+            proposer: header.proposer,
+            justification,
+        }
+    }
+}
+
+impl BlockView {
+    pub fn of(block: &Block, finalized: bool, full: bool) -> BlockView {
+        let transactions = if full {
+            TxList::Full(
+                block
+                    .transactions
+                    .iter()
+                    .map(|tx| TxView {
+                        hash: tx.hash(),
+                        tx: tx.clone(),
+                    })
+                    .collect(),
+            )
+        } else {
+            TxList::Hashes(block.tx_hashes())
+        };
+        BlockView {
+            hash: block.hash(),
+            finalized,
+            header: HeaderView::of(&block.header),
+            tx_count: block.transactions.len(),
+            transactions,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phalanx_chain::{PowSeal, ValidatorSignature};
+    use phalanx_crypto::Signature;
+    use serde_json::json;
+
+    fn header(justification: Justification) -> BlockHeader {
+        BlockHeader {
+            height: Height(5),
+            parent: Hash::ZERO,
+            tx_root: Hash::ZERO,
+            state_root: Hash::ZERO,
+            timestamp_ms: 7,
+            proposer: Address([1; 32]),
+            justification,
+        }
+    }
+
+    #[test]
+    fn justifications_are_tagged_by_kind() {
+        let pow = HeaderView::of(&header(Justification::ProofOfWork(PowSeal {
+            difficulty_bits: 20,
+            nonce: 12_345,
+        })));
+        assert_eq!(
+            serde_json::to_value(&pow.justification).unwrap(),
+            json!({ "kind": "proof_of_work", "difficulty_bits": 20, "nonce": 12345 })
+        );
+        let genesis = HeaderView::of(&header(Justification::Genesis));
+        assert_eq!(
+            serde_json::to_value(&genesis.justification).unwrap(),
+            json!({ "kind": "genesis" })
+        );
+        let bft = HeaderView::of(&header(Justification::Bft {
+            view: 9,
+            parent_cert: BftCertificate {
+                view: 8,
+                block: Hash::ZERO,
+                signatures: vec![ValidatorSignature {
+                    validator: ValidatorIndex(2),
+                    signature: Signature([0; 64]),
+                }],
+            },
+        }));
+        let value = serde_json::to_value(&bft.justification).unwrap();
+        assert_eq!(value["kind"], "bft");
+        assert_eq!(value["view"], 9);
+        assert_eq!(value["parent_cert"]["view"], 8);
+        assert_eq!(value["parent_cert"]["signatures"][0]["validator"], 2);
+    }
+}

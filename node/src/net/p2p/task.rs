@@ -1,0 +1,644 @@
+//! The task that owns the `Swarm`: it carries out queued commands, turns
+//! swarm events into inbound messages and peer-table updates, and keeps
+//! the configured peers connected and the banned and blocked ones out.
+
+use super::codec::{DirectCodec, DirectCodecError, DirectMessage, DirectRequest};
+use super::{P2pConfig, P2pError, Shared, key_of, lock};
+use crate::net::{Channel, Inbound, Misbehaviour};
+use futures::StreamExt;
+use libp2p::allow_block_list::{self, BlockedPeers};
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, TopicHash};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identity, noise, tcp, yamux,
+};
+use phalanx_crypto::{Hash, PublicKey};
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// How often the task looks for due dials, expired bans and block changes
+/// (it also does so whenever the handle wakes it).
+const MAINTENANCE_TICK: Duration = Duration::from_millis(100);
+
+/// What gossipsub adds around a message's data on the wire (protobuf
+/// framing, topic, sequence number, author key and signature), allowed on
+/// top of `max_message_bytes` so a message of exactly the limit fits.
+const GOSSIP_ENVELOPE_BYTES: usize = 4 * 1024;
+
+/// Connections with no open stream and no mesh membership close after
+/// this long; configured peers are redialed anyway.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A message from the handle, through the bounded outbound queue.
+#[derive(Debug)]
+pub(super) enum Command {
+    Publish {
+        channel: Channel,
+        bytes: Vec<u8>,
+    },
+    Send {
+        to: PublicKey,
+        peer: PeerId,
+        channel: Channel,
+        bytes: Vec<u8>,
+    },
+}
+
+#[derive(NetworkBehaviour)]
+pub(super) struct Behaviour {
+    // First, so that refused peers are refused before anything else sees
+    // their connection.
+    blocked: allow_block_list::Behaviour<BlockedPeers>,
+    limits: connection_limits::Behaviour,
+    gossipsub: gossipsub::Behaviour,
+    direct: request_response::Behaviour<DirectCodec>,
+}
+
+/// The two gossipsub topics of a chain.
+#[derive(Debug)]
+struct Topics {
+    consensus: IdentTopic,
+    transactions: IdentTopic,
+}
+
+impl Topics {
+    fn new(chain_id: &str) -> Topics {
+        Topics {
+            consensus: IdentTopic::new(format!("phalanx/{chain_id}/consensus/1")),
+            transactions: IdentTopic::new(format!("phalanx/{chain_id}/transactions/1")),
+        }
+    }
+
+    fn topic(&self, channel: Channel) -> Option<&IdentTopic> {
+        match channel {
+            Channel::Consensus => Some(&self.consensus),
+            Channel::Transactions => Some(&self.transactions),
+            Channel::Sync => None,
+        }
+    }
+
+    fn channel_of(&self, topic: &TopicHash) -> Option<Channel> {
+        if *topic == self.consensus.hash() {
+            Some(Channel::Consensus)
+        } else if *topic == self.transactions.hash() {
+            Some(Channel::Transactions)
+        } else {
+            None
+        }
+    }
+}
+
+/// Content-addressed message ids: BLAKE3 of the topic (length-prefixed)
+/// and the data, so the same bytes on two channels stay two messages.
+fn message_id(message: &gossipsub::Message) -> MessageId {
+    let topic = message.topic.as_str().as_bytes();
+    let topic_len = (topic.len() as u64).to_le_bytes();
+    MessageId::from(
+        Hash::digest_parts(&[&topic_len, topic, &message.data])
+            .0
+            .to_vec(),
+    )
+}
+
+fn gossip_config(config: &P2pConfig) -> Result<gossipsub::Config, P2pError> {
+    gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        // Hold each message until `on_gossip_message` has looked at it, so
+        // banned authors and oversize messages are not forwarded.
+        .validate_messages()
+        .message_id_fn(message_id)
+        .max_transmit_size(
+            config
+                .max_message_bytes
+                .saturating_add(GOSSIP_ENVELOPE_BYTES),
+        )
+        .duplicate_cache_time(config.duplicate_cache)
+        // Committees of 4 to 10: the defaults (6, 5, 12, 2) want more
+        // peers than there are and keep grafting.
+        .mesh_outbound_min(1)
+        .mesh_n_low(2)
+        .mesh_n(4)
+        .mesh_n_high(8)
+        .gossip_lazy(4)
+        .flood_publish(true)
+        .build()
+        .map_err(|e| P2pError::InvalidConfig {
+            field: "gossipsub",
+            reason: e.to_string(),
+        })
+}
+
+fn build_behaviour(
+    config: &P2pConfig,
+    identity: &identity::Keypair,
+    topics: &Topics,
+) -> Result<Behaviour, P2pError> {
+    let mut gossipsub = gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Signed(identity.clone()),
+        gossip_config(config)?,
+    )
+    .map_err(|e| P2pError::Transport(format!("gossipsub: {e}")))?;
+    for topic in [&topics.consensus, &topics.transactions] {
+        gossipsub
+            .subscribe(topic)
+            .map_err(|e| P2pError::Transport(format!("subscribing to {topic}: {e}")))?;
+    }
+    let protocol =
+        StreamProtocol::try_from_owned(format!("/phalanx/{}/direct/1", config.chain_id.as_str()))
+            .map_err(|e| P2pError::Transport(format!("direct protocol name: {e}")))?;
+    let direct = request_response::Behaviour::with_codec(
+        DirectCodec {
+            max_message_bytes: config.max_message_bytes,
+        },
+        [(protocol, ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(config.direct_timeout),
+    );
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(config.max_connections))
+        .with_max_established_per_peer(Some(2));
+    Ok(Behaviour {
+        blocked: allow_block_list::Behaviour::default(),
+        limits: connection_limits::Behaviour::new(limits),
+        gossipsub,
+        direct,
+    })
+}
+
+fn build_swarm(
+    config: &P2pConfig,
+    identity: identity::Keypair,
+    topics: &Topics,
+) -> Result<Swarm<Behaviour>, P2pError> {
+    let behaviour = build_behaviour(config, &identity, topics)?;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(identity)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| P2pError::Transport(e.to_string()))?
+        .with_behaviour(|_| behaviour)
+        .map_err(|e| P2pError::Transport(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        .build();
+    probe_port(&config.listen)?;
+    swarm
+        .listen_on(config.listen.clone())
+        .map_err(|e| P2pError::Listen {
+            address: config.listen.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok(swarm)
+}
+
+/// libp2p-tcp listens with `SO_REUSEPORT`, so a second node told to
+/// listen on a port already in use would share it (the kernel splitting
+/// incoming connections between the two) instead of failing. Binding the
+/// port first without that option turns this into a clear error. (A port
+/// taken between this check and the real bind still slips through.)
+fn probe_port(listen: &Multiaddr) -> Result<(), P2pError> {
+    let mut ip = None;
+    let mut port = None;
+    for protocol in listen.iter() {
+        match protocol {
+            Protocol::Ip4(a) => ip = Some(IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(IpAddr::V6(a)),
+            Protocol::Tcp(p) => port = Some(p),
+            _ => {}
+        }
+    }
+    let (Some(ip), Some(port)) = (ip, port) else {
+        return Ok(());
+    };
+    if port == 0 {
+        return Ok(());
+    }
+    match std::net::TcpListener::bind((ip, port)) {
+        Ok(_probe) => Ok(()),
+        Err(e) => Err(P2pError::Listen {
+            address: listen.clone(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+pub(super) struct NetTask {
+    swarm: Swarm<Behaviour>,
+    topics: Topics,
+    shared: Arc<Mutex<Shared>>,
+    wake: Arc<Notify>,
+    commands: mpsc::Receiver<Command>,
+    inbound: mpsc::Sender<Inbound>,
+    listen: Multiaddr,
+    max_message_bytes: usize,
+    max_direct_in_flight: usize,
+    /// Direct messages awaiting their ack, per peer (no zero entries).
+    in_flight: HashMap<PeerId, usize>,
+    /// Peers on the libp2p block list and gossipsub blacklist right now.
+    enforced: HashSet<PeerId>,
+    /// Told when the listener is up (or failed), then `None`.
+    ready: Option<oneshot::Sender<Result<(), P2pError>>>,
+}
+
+impl NetTask {
+    pub fn new(
+        config: &P2pConfig,
+        identity: identity::Keypair,
+        shared: Arc<Mutex<Shared>>,
+        wake: Arc<Notify>,
+        commands: mpsc::Receiver<Command>,
+        inbound: mpsc::Sender<Inbound>,
+    ) -> Result<NetTask, P2pError> {
+        let topics = Topics::new(config.chain_id.as_str());
+        let swarm = build_swarm(config, identity, &topics)?;
+        Ok(NetTask {
+            swarm,
+            topics,
+            shared,
+            wake,
+            commands,
+            inbound,
+            listen: config.listen.clone(),
+            max_message_bytes: config.max_message_bytes,
+            max_direct_in_flight: config.max_direct_in_flight,
+            in_flight: HashMap::new(),
+            enforced: HashSet::new(),
+            ready: None,
+        })
+    }
+
+    /// Runs until the handle is gone (its command sender dropped), or the
+    /// listener fails before it is up.
+    pub async fn run(mut self, ready: oneshot::Sender<Result<(), P2pError>>) {
+        self.ready = Some(ready);
+        let mut tick = tokio::time::interval(MAINTENANCE_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+                event = self.swarm.select_next_some() => {
+                    if self.on_swarm_event(event).is_break() {
+                        break;
+                    }
+                }
+                () = self.wake.notified() => self.maintain(),
+                _ = tick.tick() => self.maintain(),
+            }
+        }
+        tracing::debug!("p2p task stopped");
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Publish { channel, bytes } => self.publish(channel, bytes),
+            Command::Send {
+                to,
+                peer,
+                channel,
+                bytes,
+            } => self.send(to, peer, channel, bytes),
+        }
+    }
+
+    fn publish(&mut self, channel: Channel, bytes: Vec<u8>) {
+        let Some(topic) = self.topics.topic(channel) else {
+            return;
+        };
+        let size = bytes.len();
+        let result = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic.hash(), bytes);
+        let mut shared = lock(&self.shared);
+        match result {
+            Ok(_) => shared.stats.count_out(channel, size),
+            // Already sent (or received) within the duplicate cache: the
+            // peers have it.
+            Err(gossipsub::PublishError::Duplicate) => {}
+            // Nobody to tell; not the caller's problem.
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                shared.stats.dropped_outbound += 1;
+            }
+            Err(e) => {
+                tracing::warn!(%channel, "publish failed: {e}");
+                shared.stats.dropped_outbound += 1;
+            }
+        }
+    }
+
+    fn send(&mut self, to: PublicKey, peer: PeerId, channel: Channel, bytes: Vec<u8>) {
+        let size = bytes.len();
+        let mut shared = lock(&self.shared);
+        // The peer may have been banned or blocked while this waited.
+        if shared.drops(&to, Instant::now()) {
+            shared.stats.dropped_blocked += 1;
+            return;
+        }
+        let in_flight = self.in_flight.entry(peer).or_insert(0);
+        if *in_flight >= self.max_direct_in_flight {
+            tracing::debug!(peer = %to, "too many direct messages in flight: dropped");
+            shared.stats.dropped_outbound += 1;
+            return;
+        }
+        *in_flight += 1;
+        shared.stats.count_out(channel, size);
+        let addresses = shared.table.dial_address(&to).into_iter().collect();
+        drop(shared);
+        self.swarm
+            .behaviour_mut()
+            .direct
+            .send_request_with_addresses(&peer, Ok(DirectMessage { channel, bytes }), addresses);
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> ControlFlow<()> {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Direct(event)) => self.on_direct(event),
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } if num_established.get() == 1 => {
+                self.on_connected(peer_id, endpoint.get_remote_address().clone());
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                cause,
+                ..
+            } => {
+                tracing::debug!(%peer_id, ?cause, "disconnected");
+                self.in_flight.remove(&peer_id);
+                if let Some(key) = key_of(&peer_id) {
+                    lock(&self.shared).table.disconnected(&key, Instant::now());
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                lock(&self.shared).listen_addrs.push(address);
+                if let Some(ready) = self.ready.take() {
+                    let _ = ready.send(Ok(()));
+                }
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                lock(&self.shared).listen_addrs.retain(|a| *a != address);
+            }
+            SwarmEvent::ListenerClosed { reason, .. } => {
+                let reason = match reason {
+                    Ok(()) => "closed".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                return self.listener_failed(reason);
+            }
+            SwarmEvent::ListenerError { error, .. } => {
+                return self.listener_failed(error.to_string());
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, "dial failed: {error}");
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                tracing::debug!("incoming connection failed: {error}");
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// A listener error before the listener is up fails `start`; later
+    /// ones are logged (the node keeps its outbound connections).
+    fn listener_failed(&mut self, reason: String) -> ControlFlow<()> {
+        tracing::warn!(address = %self.listen, "listener stopped: {reason}");
+        match self.ready.take() {
+            Some(ready) => {
+                let address = self.listen.clone();
+                let _ = ready.send(Err(P2pError::Listen { address, reason }));
+                ControlFlow::Break(())
+            }
+            None => ControlFlow::Continue(()),
+        }
+    }
+
+    fn on_connected(&mut self, peer_id: PeerId, remote: Multiaddr) {
+        let Some(key) = key_of(&peer_id) else {
+            tracing::debug!(%peer_id, "not an ed25519 peer: disconnecting");
+            let _ = self.swarm.disconnect_peer_id(peer_id);
+            return;
+        };
+        tracing::debug!(peer = %key, %remote, "connected");
+        let admitted =
+            lock(&self.shared)
+                .table
+                .connected(key, peer_id, Some(remote), Instant::now());
+        if !admitted {
+            tracing::debug!(peer = %key, "peer table full: disconnecting");
+            let _ = self.swarm.disconnect_peer_id(peer_id);
+        }
+    }
+
+    fn on_gossip(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
+                let verdict = self.on_gossip_message(&propagation_source, message);
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, verdict);
+            }
+            gossipsub::Event::Subscribed { peer_id, topic } => {
+                self.set_subscribed(&peer_id, &topic, true);
+            }
+            gossipsub::Event::Unsubscribed { peer_id, topic } => {
+                self.set_subscribed(&peer_id, &topic, false);
+            }
+            _ => {}
+        }
+    }
+
+    fn set_subscribed(&mut self, peer_id: &PeerId, topic: &TopicHash, subscribed: bool) {
+        if let (Some(key), Some(channel)) = (key_of(peer_id), self.topics.channel_of(topic)) {
+            let mut shared = lock(&self.shared);
+            shared.table.set_subscribed(&key, channel, subscribed);
+        }
+    }
+
+    /// Delivers a gossiped message to the node, or says why not; the
+    /// verdict decides whether gossipsub forwards it.
+    fn on_gossip_message(
+        &mut self,
+        relay: &PeerId,
+        message: gossipsub::Message,
+    ) -> MessageAcceptance {
+        // Strict validation guarantees a signed author on our topics.
+        let (Some(channel), Some(author)) = (
+            self.topics.channel_of(&message.topic),
+            message.source.as_ref().and_then(key_of),
+        ) else {
+            return MessageAcceptance::Reject;
+        };
+        let now = Instant::now();
+        let mut shared = lock(&self.shared);
+        if shared.drops(&author, now) || key_of(relay).is_some_and(|r| shared.drops(&r, now)) {
+            shared.stats.dropped_blocked += 1;
+            return MessageAcceptance::Ignore;
+        }
+        if message.data.len() > self.max_message_bytes {
+            shared.stats.dropped_oversize += 1;
+            if shared.report(author, Misbehaviour::Malformed, now) {
+                self.wake.notify_one();
+            }
+            return MessageAcceptance::Reject;
+        }
+        self.deliver(&mut shared, author, channel, message.data);
+        MessageAcceptance::Accept
+    }
+
+    /// Hands a message to the node, or drops and counts it if the node is
+    /// behind.
+    fn deliver(&self, shared: &mut Shared, from: PublicKey, channel: Channel, bytes: Vec<u8>) {
+        let size = bytes.len();
+        match self.inbound.try_send(Inbound {
+            from,
+            channel,
+            bytes,
+        }) {
+            Ok(()) => shared.stats.count_in(channel, size),
+            Err(_) => shared.stats.dropped_inbound_full += 1,
+        }
+    }
+
+    fn on_direct(&mut self, event: request_response::Event<DirectRequest, ()>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => match request {
+                Ok(message) => {
+                    if self.on_direct_message(&peer, message) {
+                        let _ = self.swarm.behaviour_mut().direct.send_response(channel, ());
+                    }
+                }
+                // Dropping `channel` resets the stream: no ack.
+                Err(refused) => self.on_refused_direct(&peer, &refused),
+            },
+            request_response::Event::Message {
+                peer,
+                message: request_response::Message::Response { .. },
+                ..
+            } => self.finish_request(&peer),
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "direct message failed: {error}");
+                self.finish_request(&peer);
+                lock(&self.shared).stats.dropped_outbound += 1;
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "inbound direct message failed: {error}");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// Delivers a direct message; false if it was dropped (not acked).
+    fn on_direct_message(&mut self, peer: &PeerId, request: DirectMessage) -> bool {
+        let Some(from) = key_of(peer) else {
+            return false;
+        };
+        let mut shared = lock(&self.shared);
+        if shared.drops(&from, Instant::now()) {
+            shared.stats.dropped_blocked += 1;
+            return false;
+        }
+        self.deliver(&mut shared, from, request.channel, request.bytes);
+        true
+    }
+
+    /// A request the codec refused (oversize, unknown channel) is the
+    /// sender's fault: count it and report the sender.
+    fn on_refused_direct(&mut self, peer: &PeerId, refused: &DirectCodecError) {
+        let Some(key) = key_of(peer) else {
+            return;
+        };
+        tracing::debug!(peer = %key, "direct message refused: {refused}");
+        let now = Instant::now();
+        let mut shared = lock(&self.shared);
+        if matches!(refused, DirectCodecError::TooLarge { .. }) {
+            shared.stats.dropped_oversize += 1;
+        }
+        if shared.report(key, Misbehaviour::Malformed, now) {
+            self.wake.notify_one();
+        }
+    }
+
+    fn finish_request(&mut self, peer: &PeerId) {
+        if let Some(count) = self.in_flight.get_mut(peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.in_flight.remove(peer);
+            }
+        }
+    }
+
+    /// Lifts expired bans, brings the block list and gossipsub blacklist in
+    /// line with the banned and blocked peers, and dials configured peers
+    /// that are due.
+    fn maintain(&mut self) {
+        let now = Instant::now();
+        let (refused, dials) = {
+            let mut guard = lock(&self.shared);
+            let shared = &mut *guard;
+            for key in shared.table.expire(now) {
+                tracing::info!(peer = %key, "ban lifted");
+            }
+            let mut refused: HashSet<PeerId> = shared
+                .table
+                .banned(now)
+                .into_iter()
+                .map(|(_, id)| id)
+                .collect();
+            refused.extend(shared.blocked.values().copied());
+            let blocked = &shared.blocked;
+            let dials = shared.table.due_dials(now, |key| blocked.contains_key(key));
+            (refused, dials)
+        };
+        let behaviour = self.swarm.behaviour_mut();
+        for peer in refused.difference(&self.enforced) {
+            // Closes its connections and refuses new ones.
+            behaviour.blocked.block_peer(*peer);
+            behaviour.gossipsub.blacklist_peer(peer);
+        }
+        for peer in self.enforced.difference(&refused) {
+            behaviour.blocked.unblock_peer(*peer);
+            behaviour.gossipsub.remove_blacklisted_peer(peer);
+        }
+        self.enforced = refused;
+        for (peer, address) in dials {
+            let opts = DialOpts::peer_id(peer)
+                .addresses(vec![address])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%peer, "dial not started: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,1184 @@
+//! The HTTP API over real TCP: every endpoint, every error code, and the
+//! node still answering after a barrage of bad requests.
+//!
+//! Set `PHALANX_API_EXAMPLES=<file>` to append the requests and responses
+//! the tests see to a file (docs/API.md quotes them).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use futures::FutureExt;
+use phalanx_chain::genesis::{GenesisAccount, GenesisValidator};
+use phalanx_chain::{
+    Address, Amount, BftCertificate, Block, BlockBuilder, ChainId, ConsensusKind, Genesis,
+    Justification, MemStore, Nonce, StateChanges, Store, Transaction, ValidatorIndex,
+    ValidatorSignature,
+};
+use phalanx_crypto::{Domain, Keypair, PublicKey};
+use phalanx_node::api::{self, ApiConfig};
+use phalanx_node::mempool::{Mempool, MempoolConfig};
+use phalanx_node::metrics::Metrics;
+use phalanx_node::net::{Channel, Gossip, Misbehaviour, NetError, PeerInfo};
+use phalanx_node::shared::{BlockEvent, EVENT_BUFFER, LiveStatus, NodeState};
+use serde_json::{Value, json};
+use std::io::Write as _;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{broadcast, oneshot};
+
+const CHAIN: &str = "phalanx-api-test";
+/// Generous deadline for anything that could hang; never a timing assertion.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn chain_id() -> ChainId {
+    ChainId::new(CHAIN).unwrap()
+}
+
+fn key(i: u8) -> Keypair {
+    Keypair::from_seed(&[i; 32])
+}
+
+fn addr(i: u8) -> Address {
+    key(i).public().into()
+}
+
+/// Validator 0 is key 100; accounts 1 and 2 are funded.
+fn genesis() -> Genesis {
+    Genesis {
+        chain_id: chain_id(),
+        consensus: ConsensusKind::Hotstuff,
+        genesis_time_ms: 1_767_225_600_000,
+        validators: vec![GenesisValidator {
+            public_key: key(100).public(),
+            address: "/ip4/127.0.0.1/tcp/26600".into(),
+        }],
+        pow: None,
+        accounts: vec![
+            GenesisAccount {
+                address: addr(1),
+                balance: Amount(1_000_000),
+            },
+            GenesisAccount {
+                address: addr(2),
+                balance: Amount(1_000),
+            },
+        ],
+    }
+}
+
+fn transfer(from: u8, to: u8, amount: u64, nonce: u64) -> Transaction {
+    Transaction::sign(
+        &key(from),
+        chain_id(),
+        addr(to),
+        Amount(amount),
+        Amount(1),
+        Nonce(nonce),
+    )
+}
+
+/// A network that records what it is asked to publish.
+#[derive(Default)]
+struct FakeNet {
+    published: Mutex<Vec<(Channel, Vec<u8>)>>,
+    peers: Vec<PeerInfo>,
+    fail_publish: bool,
+}
+
+impl Gossip for FakeNet {
+    fn local_key(&self) -> PublicKey {
+        key(100).public()
+    }
+
+    fn publish(&self, channel: Channel, bytes: Vec<u8>) -> Result<(), NetError> {
+        if self.fail_publish {
+            return Err(NetError::QueueFull);
+        }
+        self.published.lock().unwrap().push((channel, bytes));
+        Ok(())
+    }
+
+    fn send(&self, _: &PublicKey, _: Channel, _: Vec<u8>) -> Result<(), NetError> {
+        Ok(())
+    }
+
+    fn peers(&self) -> Vec<PeerInfo> {
+        self.peers.clone()
+    }
+
+    fn report(&self, _: &PublicKey, _: Misbehaviour) {}
+
+    fn set_blocked(&self, _: Vec<PublicKey>) {}
+}
+
+struct TestNode {
+    base: String,
+    state: Arc<NodeState>,
+    store: Arc<dyn Store>,
+    net: Arc<FakeNet>,
+    client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The last response body, as sent (for the transcript).
+    last_raw: Mutex<String>,
+}
+
+#[derive(Default)]
+struct Options {
+    mempool: MempoolConfig,
+    api: ApiConfig,
+    net: FakeNet,
+    store: Option<Arc<dyn Store>>,
+}
+
+fn client() -> reqwest::Client {
+    // reqwest is built with rustls but no crypto provider; plain http needs
+    // none, but building a client does.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+async fn start(options: Options) -> TestNode {
+    let genesis = genesis();
+    let store: Arc<dyn Store> = match options.store {
+        Some(store) => store,
+        None => {
+            let store = MemStore::new();
+            store.init_genesis(&genesis).unwrap();
+            Arc::new(store)
+        }
+    };
+    let net = Arc::new(options.net);
+    let state = Arc::new(NodeState {
+        chain_id: genesis.chain_id.clone(),
+        consensus: genesis.consensus,
+        validator: Some(ValidatorIndex(0)),
+        genesis,
+        store: store.clone(),
+        mempool: Mutex::new(Mempool::new(options.mempool, chain_id())),
+        status: RwLock::new(LiveStatus {
+            view: 3,
+            syncing: false,
+            sync_target: None,
+        }),
+        events: broadcast::channel(EVENT_BUFFER).0,
+        metrics: Metrics::new(),
+        net: net.clone(),
+        txs_available: Arc::new(tokio::sync::Notify::new()),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(api::serve(
+        listener,
+        state.clone(),
+        options.api,
+        stopped.map(|_| ()),
+    ));
+    TestNode {
+        base,
+        state,
+        store,
+        net,
+        client: client(),
+        stop: Some(stop),
+        server,
+        last_raw: Mutex::new(String::new()),
+    }
+}
+
+impl TestNode {
+    async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let response = tokio::time::timeout(DEADLINE, request.send())
+            .await
+            .expect("no response within the deadline")
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("response is not JSON ({e}): {text:?}"));
+        *self.last_raw.lock().unwrap() = text;
+        (status, value)
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(self.client.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send(self.client.post(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
+    async fn post_raw(&self, body: Vec<u8>, content_type: Option<&str>) -> (u16, Value) {
+        let mut request = self.client.post(format!("{}/txs", self.base)).body(body);
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        self.send(request).await
+    }
+
+    async fn submit(&self, tx: &Transaction) -> (u16, Value) {
+        self.post("/txs", &serde_json::to_value(tx).unwrap()).await
+    }
+
+    /// Commits a block of `txs` on the head, as the driver would: store,
+    /// then mempool, then the event.
+    fn commit(&self, txs: Vec<Transaction>, view: u64) -> Block {
+        self.commit_final_at(txs, view, None)
+    }
+
+    /// Commits with a finalized height below the head's (`Some`), as a
+    /// proof-of-work chain would.
+    fn commit_final_at(&self, txs: Vec<Transaction>, view: u64, finalized: Option<u64>) -> Block {
+        let head = self.store.head().unwrap().unwrap();
+        let accumulator = self.store.accumulator().unwrap();
+        let mut builder = BlockBuilder::new(
+            chain_id(),
+            &head.header,
+            &*self.store,
+            &accumulator,
+            key(100).public().into(),
+        );
+        for tx in txs {
+            builder.push(tx).unwrap();
+        }
+        let vote = Domain::HotStuffVote
+            .begin(&chain_id())
+            .bytes(head.hash.as_bytes())
+            .finish();
+        let justification = Justification::Bft {
+            view,
+            parent_cert: BftCertificate {
+                view: view - 1,
+                block: head.hash,
+                signatures: vec![ValidatorSignature {
+                    validator: ValidatorIndex(0),
+                    signature: key(100).sign(&vote),
+                }],
+            },
+        };
+        let (block, changes): (Block, StateChanges) =
+            builder.finish(head.header.timestamp_ms + 1_000, justification);
+        let finalized = finalized.map_or(block.height(), phalanx_chain::Height);
+        self.store
+            .commit_block(&block, &changes, finalized)
+            .unwrap();
+        self.state
+            .mempool
+            .lock()
+            .unwrap()
+            .remove_committed(&block, &*self.store);
+        block
+    }
+
+    fn published(&self) -> Vec<(Channel, Vec<u8>)> {
+        self.net.published.lock().unwrap().clone()
+    }
+
+    async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop.send(()).unwrap();
+        }
+        tokio::time::timeout(DEADLINE, &mut self.server)
+            .await
+            .expect("the API did not shut down within the deadline")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn assert_error(response: &(u16, Value), status: u16, code: &str) {
+    let (got_status, body) = response;
+    assert_eq!(
+        (*got_status, body["error"]["code"].as_str()),
+        (status, Some(code)),
+        "body: {body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(!message.is_empty(), "error without a message: {body}");
+    let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["error"], "{body}");
+}
+
+/// Writes request/response pairs for docs/API.md when asked to.
+struct Transcript(Option<std::fs::File>);
+
+impl Transcript {
+    fn new() -> Transcript {
+        Transcript(std::env::var("PHALANX_API_EXAMPLES").ok().map(|path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap()
+        }))
+    }
+
+    /// Records `node`'s last response, exactly as sent.
+    fn record(&mut self, request: &str, node: &TestNode, response: &(u16, Value)) {
+        let raw = node.last_raw.lock().unwrap().clone();
+        assert_eq!(serde_json::from_str::<Value>(&raw).unwrap(), response.1);
+        self.write(request, response.0, &raw);
+    }
+
+    fn write(&mut self, request: &str, status: u16, body: &str) {
+        if let Some(file) = &mut self.0 {
+            writeln!(file, "### {request}\n{status}\n{body}\n").unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_endpoint_answers_as_documented() {
+    let peer = PeerInfo {
+        key: key(101).public(),
+        address: Some("/ip4/127.0.0.1/tcp/26601".into()),
+        connected: true,
+        banned: false,
+    };
+    let node = start(Options {
+        net: FakeNet {
+            peers: vec![peer],
+            ..FakeNet::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let mut doc = Transcript::new();
+
+    let status = node.get("/status").await;
+    doc.record("GET /status", &node, &status);
+    assert_eq!(status.0, 200);
+    let genesis_hash = node.store.head().unwrap().unwrap().hash.to_string();
+    assert_eq!(
+        status.1,
+        json!({
+            "chain_id": CHAIN, "consensus": "hotstuff", "validator": 0, "height": 0,
+            "head_hash": genesis_hash, "finalized_height": 0, "view": 3, "peers": 1,
+            "mempool_size": 0, "mempool_bytes": 0, "syncing": false, "sync_target": null
+        })
+    );
+
+    // Submit: 202 with the hash, then pending, listed, gossiped.
+    let tx = transfer(1, 3, 250, 0);
+    let body = serde_json::to_value(&tx).unwrap();
+    doc.write("request body", 0, &serde_json::to_string(&body).unwrap());
+    let submitted = node.submit(&tx).await;
+    doc.record("POST /txs", &node, &submitted);
+    assert_eq!(submitted, (202, json!({ "hash": tx.hash().to_string() })));
+    let published = node.published();
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].0, Channel::Transactions);
+    let decoded: Transaction =
+        phalanx_chain::encoding::decode(&published[0].1, phalanx_chain::tx::MAX_TX_BYTES).unwrap();
+    assert_eq!(decoded, tx);
+
+    let pending = node.get(&format!("/txs/{}", tx.hash())).await;
+    doc.record("GET /txs/{hash} (pending)", &node, &pending);
+    assert_eq!(
+        pending,
+        (
+            200,
+            json!({ "status": "pending", "hash": tx.hash().to_string() })
+        )
+    );
+    let mempool = node.get("/mempool").await;
+    doc.record("GET /mempool", &node, &mempool);
+    assert_eq!(mempool.0, 200);
+    assert_eq!(mempool.1["size"], 1);
+    assert_eq!(mempool.1["txs"], json!([tx.hash().to_string()]));
+    assert!(mempool.1["bytes"].as_u64().unwrap() > 100);
+
+    let account = node.get(&format!("/accounts/{}", addr(1))).await;
+    doc.record("GET /accounts/{address}", &node, &account);
+    assert_eq!(
+        account,
+        (
+            200,
+            json!({ "address": addr(1).to_string(), "balance": 1_000_000, "nonce": 0, "pending_nonce": 1 })
+        )
+    );
+
+    // Commit it: the block, the transaction's place, the account.
+    let block = node.commit(vec![tx.clone()], 4);
+    let latest = node.get("/blocks/latest").await;
+    doc.record("GET /blocks/latest", &node, &latest);
+    assert_eq!(latest.0, 200);
+    assert_eq!(latest.1["hash"], block.hash().to_string());
+    assert_eq!(latest.1["finalized"], true);
+    assert_eq!(latest.1["tx_count"], 1);
+    assert_eq!(latest.1["transactions"], json!([tx.hash().to_string()]));
+    let header = &latest.1["header"];
+    assert_eq!(header["height"], 1);
+    assert_eq!(header["parent"], genesis_hash);
+    assert_eq!(header["proposer"], key(100).public().to_string());
+    assert_eq!(header["justification"]["kind"], "bft");
+    assert_eq!(header["justification"]["view"], 4);
+    assert_eq!(
+        header["justification"]["parent_cert"]["block"],
+        genesis_hash
+    );
+    assert_eq!(
+        header["justification"]["parent_cert"]["signatures"][0]["validator"],
+        0
+    );
+
+    let by_height = node.get("/blocks/1").await;
+    assert_eq!(by_height, latest);
+    let full = node
+        .get(&format!("/blocks/hash/{}?full=true", block.hash()))
+        .await;
+    doc.record("GET /blocks/hash/{hash}?full=true", &node, &full);
+    assert_eq!(full.0, 200);
+    let mut expected_tx = serde_json::to_value(&tx).unwrap();
+    expected_tx["hash"] = json!(tx.hash().to_string());
+    assert_eq!(full.1["transactions"], json!([expected_tx]));
+    let genesis_block = node.get("/blocks/0").await;
+    doc.record("GET /blocks/0", &node, &genesis_block);
+    assert_eq!(
+        genesis_block.1["header"]["justification"],
+        json!({ "kind": "genesis" })
+    );
+    assert_eq!(genesis_block.1["transactions"], json!([]));
+
+    let finalized = node.get(&format!("/txs/{}", tx.hash())).await;
+    doc.record("GET /txs/{hash} (finalized)", &node, &finalized);
+    assert_eq!(
+        finalized,
+        (
+            200,
+            json!({
+                "status": "finalized", "hash": tx.hash().to_string(), "height": 1,
+                "index": 0, "block_hash": block.hash().to_string()
+            })
+        )
+    );
+    let account = node.get(&format!("/accounts/{}", addr(1))).await;
+    assert_eq!(account.1["balance"], 1_000_000 - 251);
+    assert_eq!(account.1["nonce"], 1);
+    assert_eq!(account.1["pending_nonce"], 1);
+    let empty = node.get("/mempool?limit=5").await;
+    assert_eq!(empty, (200, json!({ "size": 0, "bytes": 0, "txs": [] })));
+
+    let peers = node.get("/peers").await;
+    doc.record("GET /peers", &node, &peers);
+    assert_eq!(
+        peers,
+        (
+            200,
+            json!({ "connected": 1, "peers": [{
+                "key": key(101).public().to_string(),
+                "address": "/ip4/127.0.0.1/tcp/26601", "connected": true, "banned": false
+            }]})
+        )
+    );
+    let status = node.get("/status").await;
+    doc.record("GET /status (after block 1)", &node, &status);
+    assert_eq!(status.1["height"], 1);
+    assert_eq!(status.1["head_hash"], block.hash().to_string());
+
+    // Metrics: text, counting the requests above by route and status.
+    let metrics = node
+        .client
+        .get(format!("{}/metrics", node.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status().as_u16(), 200);
+    assert_eq!(
+        metrics.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let text = metrics.text().await.unwrap();
+    for line in [
+        "phalanx_http_requests_total{route=\"/status\",status=\"200\"} 2",
+        "phalanx_http_requests_total{route=\"/blocks/{height}\",status=\"200\"} 2",
+        "phalanx_http_requests_total{route=\"/txs\",status=\"202\"} 1",
+        "phalanx_mempool_txs 1",
+        "phalanx_messages_sent_total{channel=\"transactions\",kind=\"transaction\",origin=\"authored\"} 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    doc.write("GET /metrics", 200, &text);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_error_has_the_error_shape_and_the_node_survives_them() {
+    let node = start(Options::default()).await;
+    let mut doc = Transcript::new();
+    // Sender 2 uses nonce 0 in a block, so its next nonce is 1.
+    node.commit(vec![transfer(2, 1, 10, 0)], 1);
+    let pending = transfer(1, 3, 5, 0);
+    assert_eq!(node.submit(&pending).await.0, 202);
+    let good = serde_json::to_value(transfer(1, 3, 5, 1)).unwrap();
+
+    let mut cases: Vec<(&str, (u16, Value), u16, &str)> = Vec::new();
+    macro_rules! case {
+        ($name:expr, $response:expr, $status:expr, $code:expr) => {
+            let response = $response;
+            doc.record($name, &node, &response);
+            cases.push(($name, response, $status, $code));
+        };
+    }
+    case!(
+        "invalid_json",
+        node.post_raw(b"{\"chain_id\":".to_vec(), Some("application/json"))
+            .await,
+        400,
+        "invalid_json"
+    );
+    let mut missing = good.clone();
+    missing.as_object_mut().unwrap().remove("nonce");
+    case!(
+        "missing field",
+        node.post("/txs", &missing).await,
+        400,
+        "invalid_json"
+    );
+    let mut bad_hex = good.clone();
+    bad_hex["to"] = json!("AB".repeat(32));
+    case!(
+        "uppercase hex",
+        node.post("/txs", &bad_hex).await,
+        400,
+        "invalid_json"
+    );
+    let mut extra = good.clone();
+    extra["memo"] = json!("hello");
+    case!(
+        "unknown_field",
+        node.post("/txs", &extra).await,
+        400,
+        "unknown_field"
+    );
+    let big = vec![b' '; ApiConfig::default().max_body_bytes + 1];
+    case!(
+        "too_large",
+        node.post_raw(big, Some("application/json")).await,
+        413,
+        "too_large"
+    );
+    case!(
+        "text/plain",
+        node.post_raw(serde_json::to_vec(&good).unwrap(), Some("text/plain"))
+            .await,
+        415,
+        "unsupported_media_type"
+    );
+    case!(
+        "no content type",
+        node.post_raw(serde_json::to_vec(&good).unwrap(), None)
+            .await,
+        415,
+        "unsupported_media_type"
+    );
+    let mut forged = transfer(1, 3, 5, 1);
+    forged.amount = Amount(6);
+    case!(
+        "bad_signature",
+        node.submit(&forged).await,
+        400,
+        "bad_signature"
+    );
+    let other_chain = Transaction::sign(
+        &key(1),
+        ChainId::new("elsewhere").unwrap(),
+        addr(3),
+        Amount(5),
+        Amount(1),
+        Nonce(1),
+    );
+    case!(
+        "wrong_chain",
+        node.submit(&other_chain).await,
+        400,
+        "wrong_chain"
+    );
+    case!(
+        "nonce_too_low",
+        node.submit(&transfer(2, 1, 5, 0)).await,
+        400,
+        "nonce_too_low"
+    );
+    case!(
+        "nonce_gap",
+        node.submit(&transfer(1, 3, 5, 1 + 64)).await,
+        400,
+        "nonce_gap"
+    );
+    case!(
+        "nonce_pending",
+        node.submit(&transfer(1, 3, 6, 0)).await,
+        409,
+        "nonce_pending"
+    );
+    case!(
+        "insufficient_balance",
+        node.submit(&transfer(2, 1, 990, 1)).await,
+        400,
+        "insufficient_balance"
+    );
+    case!("duplicate", node.submit(&pending).await, 409, "duplicate");
+    case!(
+        "bad_height",
+        node.get("/blocks/x1").await,
+        400,
+        "bad_height"
+    );
+    case!(
+        "negative height",
+        node.get("/blocks/-1").await,
+        400,
+        "bad_height"
+    );
+    case!(
+        "height too big",
+        node.get("/blocks/18446744073709551616").await,
+        400,
+        "bad_height"
+    );
+    case!(
+        "no block there",
+        node.get("/blocks/99").await,
+        404,
+        "not_found"
+    );
+    case!(
+        "bad_hash",
+        node.get("/blocks/hash/xyz").await,
+        400,
+        "bad_hash"
+    );
+    case!(
+        "unknown block",
+        node.get(&format!("/blocks/hash/{}", "ab".repeat(32))).await,
+        404,
+        "not_found"
+    );
+    case!("bad tx hash", node.get("/txs/ABCD").await, 400, "bad_hash");
+    case!(
+        "unknown tx",
+        node.get(&format!("/txs/{}", "cd".repeat(32))).await,
+        404,
+        "not_found"
+    );
+    case!(
+        "bad_path",
+        node.get("/accounts/%FF%FE").await,
+        400,
+        "bad_path"
+    );
+    case!(
+        "bad_address",
+        node.get("/accounts/0xabc").await,
+        400,
+        "bad_address"
+    );
+    case!(
+        "bad_query limit",
+        node.get("/mempool?limit=lots").await,
+        400,
+        "bad_query"
+    );
+    case!(
+        "bad_query unknown",
+        node.get("/mempool?offset=3").await,
+        400,
+        "bad_query"
+    );
+    case!(
+        "bad_query full",
+        node.get("/blocks/latest?full=maybe").await,
+        400,
+        "bad_query"
+    );
+    case!("not_found", node.get("/nowhere").await, 404, "not_found");
+    case!(
+        "not_found nested",
+        node.get("/blocks/1/2/3").await,
+        404,
+        "not_found"
+    );
+    case!(
+        "method_not_allowed",
+        node.send(node.client.delete(format!("{}/status", node.base)))
+            .await,
+        405,
+        "method_not_allowed"
+    );
+    case!(
+        "GET /txs",
+        node.get("/txs").await,
+        405,
+        "method_not_allowed"
+    );
+    case!(
+        "POST /status",
+        node.post("/status", &json!({})).await,
+        405,
+        "method_not_allowed"
+    );
+
+    for (name, response, status, code) in &cases {
+        assert_error(response, *status, code);
+        eprintln!("{name}: {}", response.1);
+    }
+    // A nonce message names the numbers.
+    let low = &cases.iter().find(|c| c.0 == "nonce_too_low").unwrap().1;
+    assert_eq!(
+        low.1["error"]["message"],
+        "nonce 0 is below the account's next nonce 1"
+    );
+
+    // Only the first transaction was ever admitted and gossiped.
+    assert_eq!(node.published().len(), 1);
+    assert_eq!(node.state.mempool.lock().unwrap().len(), 1);
+
+    // Still alive, still accepting.
+    assert_eq!(node.get("/status").await.0, 200);
+    let accepted = node.post("/txs", &good).await;
+    assert_eq!(accepted.0, 202, "{}", accepted.1);
+    assert_eq!(node.published().len(), 2);
+    let metrics = node
+        .client
+        .get(format!("{}/metrics", node.base))
+        .send()
+        .await
+        .unwrap();
+    let text = metrics.text().await.unwrap();
+    for line in [
+        "phalanx_http_requests_total{route=\"unmatched\",status=\"404\"} 2",
+        "phalanx_http_requests_total{route=\"/status\",status=\"405\"} 2",
+        "phalanx_http_requests_total{route=\"/txs\",status=\"413\"} 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_block_above_the_finalized_height_is_committed_not_final() {
+    let node = start(Options::default()).await;
+    let tx = transfer(1, 3, 5, 0);
+    let block = node.commit_final_at(vec![tx.clone()], 1, Some(0));
+    let status = node.get(&format!("/txs/{}", tx.hash())).await;
+    Transcript::new().record("GET /txs/{hash} (committed)", &node, &status);
+    assert_eq!(
+        status,
+        (
+            200,
+            json!({
+                "status": "committed", "hash": tx.hash().to_string(), "height": 1,
+                "index": 0, "block_hash": block.hash().to_string()
+            })
+        )
+    );
+    assert_eq!(node.get("/blocks/1").await.1["finalized"], false);
+    assert_eq!(node.get("/blocks/0").await.1["finalized"], true);
+    assert_eq!(node.get("/status").await.1["finalized_height"], 0);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_full_mempool_answers_503() {
+    let node = start(Options {
+        mempool: MempoolConfig {
+            max_txs: 2,
+            ..MempoolConfig::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(node.submit(&transfer(1, 3, 5, 0)).await.0, 202);
+    assert_eq!(node.submit(&transfer(1, 3, 5, 1)).await.0, 202);
+    let full = node.submit(&transfer(1, 3, 5, 2)).await;
+    Transcript::new().record("mempool_full", &node, &full);
+    assert_error(&full, 503, "mempool_full");
+    // A commit makes room.
+    node.commit(vec![transfer(1, 3, 5, 0)], 1);
+    assert_eq!(node.submit(&transfer(1, 3, 5, 2)).await.0, 202);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_gossip_still_admits_and_is_counted() {
+    let node = start(Options {
+        net: FakeNet {
+            fail_publish: true,
+            ..FakeNet::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let tx = transfer(1, 3, 5, 0);
+    assert_eq!(node.submit(&tx).await.0, 202);
+    assert!(node.state.mempool.lock().unwrap().contains(&tx.hash()));
+    let text = node.state.metrics.render();
+    assert!(
+        text.contains("phalanx_dropped_total{reason=\"tx_gossip_failed\"} 1"),
+        "{text}"
+    );
+    node.shutdown().await;
+}
+
+/// A store whose every read fails, as a broken disk would.
+struct BrokenStore;
+
+fn broken() -> phalanx_chain::StoreError {
+    phalanx_chain::StoreError::Corrupt {
+        what: "test disk is broken".into(),
+    }
+}
+
+impl phalanx_chain::StateView for BrokenStore {
+    fn account(&self, _: &Address) -> Result<phalanx_chain::Account, phalanx_chain::StoreError> {
+        Err(broken())
+    }
+}
+
+impl Store for BrokenStore {
+    fn genesis_hash(&self) -> Result<Option<phalanx_chain::Hash>, phalanx_chain::StoreError> {
+        Err(broken())
+    }
+    fn head(&self) -> Result<Option<phalanx_chain::Head>, phalanx_chain::StoreError> {
+        Err(broken())
+    }
+    fn finalized_height(&self) -> Result<Option<phalanx_chain::Height>, phalanx_chain::StoreError> {
+        Err(broken())
+    }
+    fn block(&self, _: &phalanx_chain::Hash) -> Result<Option<Block>, phalanx_chain::StoreError> {
+        Err(broken())
+    }
+    fn block_hash_at(
+        &self,
+        _: phalanx_chain::Height,
+    ) -> Result<Option<phalanx_chain::Hash>, phalanx_chain::StoreError> {
+        Err(broken())
+    }
+    fn tx_location(
+        &self,
+        _: &phalanx_chain::Hash,
+    ) -> Result<Option<phalanx_chain::TxLocation>, phalanx_chain::StoreError> {
+        Err(broken())
+    }
+    fn accumulator(&self) -> Result<phalanx_chain::StateAccumulator, phalanx_chain::StoreError> {
+        Err(broken())
+    }
+    fn commit_block(
+        &self,
+        _: &Block,
+        _: &StateChanges,
+        _: phalanx_chain::Height,
+    ) -> Result<(), phalanx_chain::StoreError> {
+        Err(broken())
+    }
+    fn set_finalized_height(
+        &self,
+        _: phalanx_chain::Height,
+    ) -> Result<(), phalanx_chain::StoreError> {
+        Err(broken())
+    }
+    fn safety_data(&self, _: &[u8]) -> Result<Option<Vec<u8>>, phalanx_chain::StoreError> {
+        Err(broken())
+    }
+    fn put_safety_data(&self, _: &[u8], _: &[u8]) -> Result<(), phalanx_chain::StoreError> {
+        Err(broken())
+    }
+}
+
+#[tokio::test]
+async fn storage_failures_are_500_internal() {
+    let node = start(Options {
+        store: Some(Arc::new(BrokenStore)),
+        ..Options::default()
+    })
+    .await;
+    for path in [
+        "/status".to_owned(),
+        "/blocks/latest".to_owned(),
+        "/blocks/1".to_owned(),
+        format!("/txs/{}", "ab".repeat(32)),
+        format!("/accounts/{}", addr(1)),
+    ] {
+        let response = node.get(&path).await;
+        Transcript::new().record(&format!("internal {path}"), &node, &response);
+        assert_error(&response, 500, "internal");
+        assert!(
+            response.1["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("test disk is broken"),
+            "{path}: {}",
+            response.1
+        );
+    }
+    assert_error(&node.submit(&transfer(1, 3, 5, 0)).await, 500, "internal");
+    // Endpoints that need no storage still work.
+    assert_eq!(node.get("/mempool").await.0, 200);
+    assert_eq!(node.get("/peers").await.0, 200);
+    node.shutdown().await;
+}
+
+/// Sends `request` over a raw TCP connection and returns the response.
+async fn raw_http(base: &str, request: &[u8]) -> String {
+    let address = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read until the server closes or a full JSON body has arrived.
+    let read = async {
+        loop {
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            response.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&response);
+            if let Some((_, body)) = text.split_once("\r\n\r\n")
+                && body.trim_end().ends_with("}}")
+            {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, read)
+        .await
+        .expect("no response within the deadline");
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+fn raw_error_code(response: &str) -> (u16, Value) {
+    let status: u16 = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or("");
+    let value = serde_json::from_str(body.trim())
+        .unwrap_or_else(|e| panic!("body is not JSON ({e}): {response:?}"));
+    (status, value)
+}
+
+#[tokio::test]
+async fn a_request_that_stalls_gets_408_timeout() {
+    let node = start(Options {
+        api: ApiConfig {
+            request_timeout: Duration::from_millis(300),
+            ..ApiConfig::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    // Headers promise a body that never comes.
+    let request = b"POST /txs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
+    let response = raw_http(&node.base, request).await;
+    let parsed = raw_error_code(&response);
+    Transcript::new().write("timeout", parsed.0, &response);
+    assert_error(&parsed, 408, "timeout");
+    assert_eq!(node.get("/status").await.0, 200);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_413_too_large() {
+    let node = start(Options {
+        api: ApiConfig {
+            max_body_bytes: 1_000,
+            ..ApiConfig::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    // No Content-Length: the limit can only be found while reading.
+    let mut request =
+        b"POST /txs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    for _ in 0..3 {
+        request.extend_from_slice(b"1f4\r\n");
+        request.extend_from_slice(&[b' '; 500]);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    let response = raw_http(&node.base, &request).await;
+    Transcript::new().write("chunked too_large", 413, &response);
+    assert_error(&raw_error_code(&response), 413, "too_large");
+    node.shutdown().await;
+}
+
+/// Reads server-sent events until `count` complete events have arrived;
+/// returns (event name, data) pairs, and the events' frames as sent.
+async fn read_events(
+    response: &mut reqwest::Response,
+    count: usize,
+) -> (Vec<(String, Value)>, Vec<String>) {
+    let mut text = String::new();
+    let mut events = Vec::new();
+    let mut frames = Vec::new();
+    let read = async {
+        while events.len() < count {
+            let chunk = response
+                .chunk()
+                .await
+                .unwrap()
+                .expect("the event stream ended early");
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+            while let Some((event, rest)) = text.split_once("\n\n") {
+                let mut name = String::new();
+                let mut data = String::new();
+                for line in event.lines() {
+                    if let Some(n) = line.strip_prefix("event: ") {
+                        name = n.to_owned();
+                    } else if let Some(d) = line.strip_prefix("data: ") {
+                        data = d.to_owned();
+                    }
+                }
+                if !name.is_empty() {
+                    events.push((name, serde_json::from_str(&data).unwrap()));
+                    frames.push(event.to_owned());
+                }
+                text = rest.to_owned();
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, read)
+        .await
+        .expect("events did not arrive within the deadline");
+    (events, frames)
+}
+
+async fn subscribe(node: &TestNode) -> reqwest::Response {
+    let response = tokio::time::timeout(
+        DEADLINE,
+        node.client.get(format!("{}/events", node.base)).send(),
+    )
+    .await
+    .expect("no response within the deadline")
+    .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    response
+}
+
+#[tokio::test]
+async fn events_deliver_committed_blocks() {
+    let node = start(Options::default()).await;
+    let mut stream = subscribe(&node).await;
+    let block = node.commit(vec![transfer(1, 3, 5, 0)], 1);
+    let event = BlockEvent {
+        height: block.height(),
+        hash: block.hash(),
+        tx_count: 1,
+        timestamp_ms: block.header.timestamp_ms,
+    };
+    node.state.events.send(event.clone()).unwrap();
+    let (events, frames) = read_events(&mut stream, 1).await;
+    Transcript::new().write("event", 200, &frames[0]);
+    assert_eq!(
+        events,
+        vec![(
+            "block".to_owned(),
+            json!({
+                "height": 1, "hash": block.hash().to_string(), "tx_count": 1,
+                "timestamp_ms": block.header.timestamp_ms
+            })
+        )]
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_lagging_subscriber_is_told_how_many_events_it_missed() {
+    // One thread: the server cannot read the channel while this loop sends.
+    let node = start(Options::default()).await;
+    let mut stream = subscribe(&node).await;
+    let total = EVENT_BUFFER as u64 + 10;
+    for height in 0..total {
+        let event = BlockEvent {
+            height: phalanx_chain::Height(height),
+            hash: phalanx_chain::Hash::ZERO,
+            tx_count: 0,
+            timestamp_ms: 0,
+        };
+        node.state.events.send(event).unwrap();
+    }
+    let (events, frames) = read_events(&mut stream, 2).await;
+    Transcript::new().write("lagged", 200, &frames.join("\n\n"));
+    assert_eq!(events[0], ("lagged".to_owned(), json!({ "missed": 10 })));
+    assert_eq!(events[1].0, "block");
+    assert_eq!(events[1].1["height"], 10);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn event_subscribers_are_capped_and_slots_come_back() {
+    let node = start(Options {
+        api: ApiConfig {
+            max_event_subscribers: 1,
+            ..ApiConfig::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let first = subscribe(&node).await;
+    let refused = node.get("/events").await;
+    Transcript::new().record("too_many_subscribers", &node, &refused);
+    assert_error(&refused, 503, "too_many_subscribers");
+    drop(first);
+    // The slot is freed once the server sees the connection close.
+    let again = async {
+        loop {
+            let response = node
+                .client
+                .get(format!("{}/events", node.base))
+                .send()
+                .await
+                .unwrap();
+            if response.status().as_u16() == 200 {
+                return response;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let _second = tokio::time::timeout(DEADLINE, again)
+        .await
+        .expect("the subscriber slot was not freed within the deadline");
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_event_streams() {
+    let node = start(Options::default()).await;
+    let mut stream = subscribe(&node).await;
+    node.shutdown().await;
+    let end = tokio::time::timeout(DEADLINE, stream.chunk())
+        .await
+        .expect("the stream did not end within the deadline");
+    assert!(matches!(end, Ok(None)), "{end:?}");
+}
+
+#[tokio::test]
+async fn the_router_serves_without_serve() {
+    // `router` for embedding: same routes, same error shape.
+    let node = start(Options::default()).await;
+    let app = api::router(node.state.clone(), &ApiConfig::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let response = node
+        .send(node.client.get(format!("{base}/blocks/none")))
+        .await;
+    assert_error(&response, 400, "bad_height");
+    server.abort();
+    node.shutdown().await;
+}

@@ -161,3 +161,58 @@ async fn a_node_that_was_down_syncs_and_rejoins() {
         );
     }
 }
+
+/// A stranger (not in the committee) floods the nodes with undecodable
+/// consensus bytes, forged transactions and junk sync requests: each is
+/// dropped and its sender reported to the network (which bans repeat
+/// offenders), and the committee keeps committing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_from_a_stranger_is_dropped_and_reported() {
+    init_logs();
+    let chain = test_chain(4, 2);
+    let net = MemoryNet::new();
+    let nodes = start_memory_nodes(&chain, &net).await;
+    let stranger = phalanx_crypto::Keypair::from_seed(&[77; 32]);
+    let (gossip, _inbound) = net.join(stranger.public(), 16);
+    use phalanx_node::net::{Channel, Gossip, Misbehaviour};
+    let mut forged = transfer(&chain, 0, 1, 0);
+    forged.amount = phalanx_chain::Amount(999);
+    for i in 0..20u8 {
+        gossip.publish(Channel::Consensus, vec![i; 100]).unwrap();
+        gossip
+            .publish(Channel::Transactions, phalanx_chain::encoding::encode(&forged))
+            .unwrap();
+        for node in &chain.validators {
+            gossip.send(&node.public(), Channel::Sync, vec![9, i]).unwrap();
+        }
+    }
+    let stores: Vec<_> = nodes.iter().map(|n| n.state.store.clone()).collect();
+    let start = head_of(&*stores[0]).0;
+    wait_for("more commits after the flood", Duration::from_secs(60), || {
+        stores.iter().all(|s| head_of(&**s).0 >= start + 5)
+    })
+    .await;
+    let reports = net.reports();
+    for node in &chain.validators {
+        for why in [Misbehaviour::Malformed, Misbehaviour::BadSignature] {
+            assert!(
+                reports
+                    .iter()
+                    .any(|(by, culprit, w)| *by == node.public()
+                        && *culprit == stranger.public()
+                        && *w == why),
+                "{why:?} by {}: {reports:?}",
+                node.public()
+            );
+        }
+    }
+    // The forged transaction never entered a mempool.
+    for node in &nodes {
+        assert!(!node.state.mempool.lock().unwrap().contains(&forged.hash()));
+    }
+    let metrics = nodes[0].state.metrics.render();
+    assert!(metrics.contains("undecodable"), "{metrics}");
+    for node in nodes {
+        node.stop().await;
+    }
+}

@@ -11,7 +11,8 @@
 //! - `Commit`: the block is executed (or its validated state reused),
 //!   stored with its state changes in one atomic batch and flushed; its
 //!   transactions leave the mempool; subscribers get a [`BlockEvent`].
-//! - `ArmTimer`: kept in a map and fired from the task's loop.
+//! - `ArmTimer`/`CancelTimer`: kept in a map (bounded) and fired from the
+//!   task's loop.
 //! - `Evidence`: logged and counted.
 //!
 //! # Inbound
@@ -375,6 +376,9 @@ impl Driver {
                 }
                 Effect::Commit(block) => self.commit(&block),
                 Effect::ArmTimer { timer, at } => self.arm(timer, at),
+                Effect::CancelTimer(timer) => {
+                    self.timers.remove(&timer);
+                }
                 Effect::Evidence(evidence) => {
                     tracing::warn!(?evidence, "evidence of Byzantine behaviour");
                     self.state.metrics.dropped("evidence");

@@ -180,27 +180,32 @@ async fn garbage_from_a_stranger_is_dropped_and_reported() {
     for i in 0..20u8 {
         gossip.publish(Channel::Consensus, vec![i; 100]).unwrap();
         gossip
-            .publish(Channel::Transactions, phalanx_chain::encoding::encode(&forged))
+            .publish(
+                Channel::Transactions,
+                phalanx_chain::encoding::encode(&forged),
+            )
             .unwrap();
         for node in &chain.validators {
-            gossip.send(&node.public(), Channel::Sync, vec![9, i]).unwrap();
+            gossip
+                .send(&node.public(), Channel::Sync, vec![9, i])
+                .unwrap();
         }
     }
     let stores: Vec<_> = nodes.iter().map(|n| n.state.store.clone()).collect();
     let start = head_of(&*stores[0]).0;
-    wait_for("more commits after the flood", Duration::from_secs(60), || {
-        stores.iter().all(|s| head_of(&**s).0 >= start + 5)
-    })
+    wait_for(
+        "more commits after the flood",
+        Duration::from_secs(60),
+        || stores.iter().all(|s| head_of(&**s).0 >= start + 5),
+    )
     .await;
     let reports = net.reports();
     for node in &chain.validators {
         for why in [Misbehaviour::Malformed, Misbehaviour::BadSignature] {
             assert!(
-                reports
-                    .iter()
-                    .any(|(by, culprit, w)| *by == node.public()
-                        && *culprit == stranger.public()
-                        && *w == why),
+                reports.iter().any(|(by, culprit, w)| *by == node.public()
+                    && *culprit == stranger.public()
+                    && *w == why),
                 "{why:?} by {}: {reports:?}",
                 node.public()
             );

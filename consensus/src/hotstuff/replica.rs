@@ -137,6 +137,8 @@ pub enum Effect {
     /// A committed block; commits come in height order.
     Commit(Block),
     /// Deliver `Input::Timer(timer)` at `at` (replacing an earlier arming).
+    /// A timer armed earlier is no longer needed (its view is over).
+    CancelTimer(Timer),
     ArmTimer {
         timer: Timer,
         at: TimeMs,
@@ -298,6 +300,16 @@ impl Replica {
     fn enter_view(&mut self, view: View, ledger: &mut dyn Ledger) {
         if view <= self.view {
             return;
+        }
+        let old = self.view;
+        if old > View(0) {
+            for timer in [
+                Timer::View(old),
+                Timer::ResendVote(old),
+                Timer::Propose(old),
+            ] {
+                self.out.push(Effect::CancelTimer(timer));
+            }
         }
         self.view = view;
         self.out.push(Effect::ArmTimer {

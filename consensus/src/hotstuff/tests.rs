@@ -711,6 +711,9 @@ fn run_synchronous(f: &Fixture, mut replicas: Vec<Replica>, steps: usize) -> Vec
                     timers.retain(|(_, j, t), ()| !(*j == i && *t == timer));
                     timers.insert((at, i, timer), ());
                 }
+                Effect::CancelTimer(timer) => {
+                    timers.retain(|(_, j, t), ()| !(*j == i && *t == timer));
+                }
                 Effect::PersistSafety(_) | Effect::Evidence(_) => {}
             }
         }
@@ -1040,4 +1043,36 @@ fn a_leader_waits_for_a_batch_at_most_the_batch_delay() {
     let _ = r.handle(Input::Start { recovered: None }, 0, &mut idle);
     let effects = r.handle(Input::Timer(Timer::Propose(View(1))), 200, &mut idle);
     assert_eq!(proposals(&effects), 1);
+}
+
+/// Leaving a view cancels its timers (the caller need not keep them).
+#[test]
+fn a_new_view_cancels_the_old_views_timers() {
+    let f = fixture(4);
+    let (mut r, _) = f.started(0);
+    let mut ledger = EmptyLedger::default();
+    let g = genesis_qc(&f.committee);
+    let _ = r.handle(Input::Timer(Timer::View(View(1))), 1_000, &mut ledger);
+    let _ = r.handle(f.verified(f.timeout(1, 1, g.clone())), 1_001, &mut ledger);
+    let effects = r.handle(f.verified(f.timeout(2, 1, g)), 1_002, &mut ledger);
+    assert_eq!(r.view(), View(2));
+    for timer in [
+        Timer::View(View(1)),
+        Timer::ResendVote(View(1)),
+        Timer::Propose(View(1)),
+    ] {
+        assert!(
+            effects
+                .iter()
+                .any(|e| matches!(e, Effect::CancelTimer(t) if *t == timer)),
+            "{timer:?}: {effects:#?}"
+        );
+    }
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::ArmTimer {
+            timer: Timer::View(View(2)),
+            ..
+        }
+    )));
 }

@@ -104,6 +104,7 @@ impl HotStuff {
             },
             Effect::Commit(block) => Action::Commit(Box::new(block)),
             Effect::ArmTimer { timer, at } => Action::ArmTimer { timer, at },
+            Effect::CancelTimer(timer) => Action::CancelTimer(timer),
             Effect::Evidence(evidence) => Action::Evidence(check_evidence(shared, &evidence)),
         }
     }

@@ -86,6 +86,8 @@ pub enum Action<T> {
         timer: T,
         at: TimeMs,
     },
+    /// Forget an armed timer.
+    CancelTimer(T),
     Evidence(EvidenceReport),
 }
 

@@ -371,6 +371,11 @@ impl<P: Protocol> World<P> {
                 Action::Broadcast(message) => self.send(index, None, &message),
                 Action::Commit(block) => self.commit(index, &block),
                 Action::ArmTimer { timer, at } => self.arm(index, timer, at),
+                Action::CancelTimer(timer) => {
+                    if let Some(node) = self.node_mut(index) {
+                        node.timers.remove(&timer);
+                    }
+                }
                 Action::Evidence(evidence) => {
                     *self.report.evidence.entry(evidence.kind).or_default() += 1;
                     self.checker.on_evidence(index, &evidence);
@@ -522,6 +527,7 @@ fn describe_action<P: Protocol>(action: &Action<P::Timer>) -> String {
             block.hash()
         ),
         Action::ArmTimer { timer, at } => format!("arm {timer:?} at {at}"),
+        Action::CancelTimer(timer) => format!("cancel {timer:?}"),
         Action::Evidence(e) => format!("evidence {} by {}", e.kind, e.culprit),
     }
 }

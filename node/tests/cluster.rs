@@ -163,9 +163,10 @@ async fn a_node_that_was_down_syncs_and_rejoins() {
 }
 
 /// A stranger (not in the committee) floods the nodes with undecodable
-/// consensus bytes, forged transactions and junk sync requests: each is
-/// dropped and its sender reported to the network (which bans repeat
-/// offenders), and the committee keeps committing.
+/// consensus bytes, forged transactions and junk sync requests, and 200
+/// bad HTTP requests hit the APIs: each is dropped (and the stranger
+/// reported to the network, which bans repeat offenders), and the committee
+/// keeps committing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_from_a_stranger_is_dropped_and_reported() {
     init_logs();

@@ -222,3 +222,28 @@ async fn garbage_from_a_stranger_is_dropped_and_reported() {
         node.stop().await;
     }
 }
+
+/// One validator is a whole committee: transfers posted to it commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_validator_commits_transfers() {
+    init_logs();
+    let chain = test_chain(1, 2);
+    let net = MemoryNet::new();
+    let nodes = start_memory_nodes(&chain, &net).await;
+    let client = http();
+    let url = format!("http://{}/txs", nodes[0].api_addr.unwrap());
+    for nonce in 0..20 {
+        let tx = transfer(&chain, 0, 1, nonce);
+        let response = client.post(&url).json(&tx).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 202);
+    }
+    let store = nodes[0].state.store.clone();
+    let sender = Address::from(chain.accounts[0].public());
+    wait_for("20 transfers committed", Duration::from_secs(60), || {
+        store.account(&sender).unwrap().nonce == Nonce(20)
+    })
+    .await;
+    for node in nodes {
+        node.stop().await;
+    }
+}

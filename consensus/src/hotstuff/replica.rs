@@ -179,6 +179,8 @@ pub struct Replica {
     requested: HashMap<Hash, View>,
     /// The last view whose propose timer was armed.
     propose_timer_armed: View,
+    /// Set while a proposal is being made (see `propose_now`).
+    proposing: bool,
     out: Vec<Effect>,
 }
 
@@ -225,6 +227,7 @@ impl Replica {
             buffered: BTreeMap::new(),
             requested: HashMap::new(),
             propose_timer_armed: View(0),
+            proposing: false,
             out: Vec::new(),
         }
     }
@@ -749,11 +752,29 @@ impl Replica {
         self.propose_now(ledger);
     }
 
+    /// Proposes for the current view. A proposal that leads straight to the
+    /// next view in which we lead again (a committee of one: our own vote is
+    /// a QC) would recurse without end; such a nested proposal is deferred
+    /// to a propose timer due at once instead.
     fn propose_now(&mut self, ledger: &mut dyn Ledger) {
         let view = self.view;
         if self.committee.leader(view) != self.me || self.safety.last_proposed_view >= view {
             return;
         }
+        if self.proposing {
+            self.out.push(Effect::ArmTimer {
+                timer: Timer::Propose(view),
+                at: self.now,
+            });
+            return;
+        }
+        self.proposing = true;
+        self.propose_in_view(ledger);
+        self.proposing = false;
+    }
+
+    fn propose_in_view(&mut self, ledger: &mut dyn Ledger) {
+        let view = self.view;
         let parent_qc = match self.config.byzantine {
             Some(Byzantine::StaleQc) => self.stale_qc(),
             _ => self.safety.high_qc.clone(),

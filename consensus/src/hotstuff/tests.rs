@@ -1076,3 +1076,31 @@ fn a_new_view_cancels_the_old_views_timers() {
         }
     )));
 }
+
+/// A committee of one: its own vote is a QC, so each proposal leads to the
+/// next view, where it leads again. That must not recurse: the next
+/// proposal waits for a propose timer due at once, and blocks commit.
+#[test]
+fn a_committee_of_one_makes_progress_without_recursing() {
+    let f = fixture(1);
+    let mut r = f.replica(0, Config::default());
+    let mut ledger = EmptyLedger::default();
+    let mut effects = r.handle(Input::Start { recovered: None }, 0, &mut ledger);
+    let mut commits = 0;
+    for step in 0..20u64 {
+        commits += effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Commit(_)))
+            .count();
+        let due = effects.iter().find_map(|e| match e {
+            Effect::ArmTimer {
+                timer: Timer::Propose(v),
+                ..
+            } => Some(*v),
+            _ => None,
+        });
+        let view = due.expect("a deferred proposal");
+        effects = r.handle(Input::Timer(Timer::Propose(view)), step, &mut ledger);
+    }
+    assert!(commits >= 10, "{commits} commits");
+}

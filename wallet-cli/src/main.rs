@@ -36,10 +36,14 @@ mod sse;
 mod wallet;
 
 use clap::Parser;
+use clap::error::ErrorKind;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     let json = cli.json;
     // reqwest is built with `rustls-no-provider`: choose ring, which the
     // workspace already builds, before any client exists. An Err means a
@@ -63,4 +67,25 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// A command line clap refused (exit status 2), or `--help`/`--version`
+/// (exit status 0). With `--json` anywhere on the line, a usage error is a
+/// JSON document like any other error.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    let json = std::env::args_os().any(|arg| arg == "--json");
+    if json && !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let text = e.to_string();
+        let document = serde_json::json!({
+            "error": {
+                "code": "usage",
+                "message": text.trim_start_matches("error: ").trim_end(),
+                "source": "wallet",
+            }
+        });
+        let _ = output::write_stdout(&format!("{document}\n"));
+        return ExitCode::from(2);
+    }
+    let _ = e.print();
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
 }

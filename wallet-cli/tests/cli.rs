@@ -713,6 +713,19 @@ fn no_node_and_bad_input_give_clear_errors() {
         "{}",
         shown(&output)
     );
-    // Usage errors are clap's.
+    // Usage errors are clap's, as JSON with --json.
     wallet.fails(&mut wallet.cmd(&["transfer", "--from", "faucet"]), 2);
+    let output = wallet.fails(
+        &mut wallet.cmd(&["--json", "transfer", "--from", "faucet"]),
+        2,
+    );
+    let error: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(error["error"]["code"], "usage");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--amount"),
+        "{error}"
+    );
 }

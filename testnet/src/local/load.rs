@@ -38,9 +38,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-/// Transactions of one account submitted and not yet final, at most (the
-/// node's default `mempool.max_nonce_gap` is 64).
-pub const MAX_PENDING_PER_ACCOUNT: usize = 60;
+/// Transactions of one account submitted and not yet seen final, at most:
+/// below the node's default `mempool.max_nonce_gap` (64) with a margin for
+/// a submitting node a block or two behind the observing one.
+pub const MAX_PENDING_PER_ACCOUNT: usize = 48;
 /// `POST /txs` requests in flight, at most.
 pub const MAX_IN_FLIGHT: usize = 256;
 /// `--tps` above this is refused.

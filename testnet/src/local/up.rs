@@ -299,8 +299,10 @@ pub fn death_report(p: &mut NodeProc, net: &Network) -> String {
     )
 }
 
-/// Waits until every node answers `GET /status` and a quorum has a final
-/// block, showing progress; fails at once if a node dies.
+/// Waits until every node answers `GET /status` and a quorum has made a
+/// block final above the height the network started at (block 1 for a new
+/// network: a restarted chain must show that it moves again), showing
+/// progress; fails at once if a node dies.
 async fn wait_healthy(
     client: &Client,
     net: &Network,
@@ -316,6 +318,8 @@ async fn wait_healthy(
     );
     bar.enable_steady_tick(Duration::from_millis(100));
     let start = Instant::now();
+    // The highest final height when the nodes first answered.
+    let mut start_height: Option<u64> = None;
     loop {
         for p in procs.iter_mut() {
             if p.probe() == Probe::Gone {
@@ -326,16 +330,27 @@ async fn wait_healthy(
         let statuses =
             futures::future::join_all(net.nodes.iter().map(|node| client.status(node))).await;
         let answering = statuses.iter().filter(|s| s.is_ok()).count();
-        let finals = statuses
+        let heights: Vec<u64> = statuses
             .iter()
             .flatten()
-            .filter(|s| s.finalized_height.is_some_and(|h| h >= 1))
-            .count();
+            .map(|s| s.finalized_height.unwrap_or(0))
+            .collect();
+        if answering == n && start_height.is_none() {
+            start_height = heights.iter().max().copied();
+        }
+        let from = start_height.unwrap_or(0);
+        let finals = match start_height {
+            Some(from) => heights.iter().filter(|h| **h > from).count(),
+            None => 0,
+        };
         bar.set_position((answering + usize::from(finals >= quorum)) as u64);
         bar.set_message(if answering < n {
             format!("{answering}/{n} nodes answer")
         } else {
-            format!("waiting for the first final block ({finals}/{quorum} nodes)")
+            format!(
+                "waiting for block {} to be final ({finals}/{quorum} nodes)",
+                from + 1
+            )
         });
         if answering == n && finals >= quorum {
             bar.finish_and_clear();
@@ -351,11 +366,14 @@ async fn wait_healthy(
                     node.log().display(),
                     process::tail(&node.log(), 20)
                 ),
-                None => String::new(),
+                None => format!(
+                    "; every node answers but the chain does not move past height {from}: see \
+                     `phalanx-testnet status` and `phalanx-testnet logs I`"
+                ),
             };
             bail!(
                 "the network was not healthy within {} s: {answering}/{n} nodes answer, {finals} \
-                 have a final block (a quorum is {quorum}){hint}",
+                 have a final block above height {from} (a quorum is {quorum}){hint}",
                 limit.as_secs()
             );
         }

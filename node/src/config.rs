@@ -48,6 +48,7 @@ pub struct Config {
     pub mempool: MempoolSection,
     pub consensus: ConsensusSection,
     pub sync: SyncSection,
+    pub testnet: TestnetSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -201,6 +202,16 @@ impl Default for SyncSection {
             status_interval_ms: 2_000,
         }
     }
+}
+
+/// Test networks only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TestnetSection {
+    /// Serve `POST /admin/partition` and `POST /admin/heal`, which cut
+    /// this node off from chosen peers (`phalanx-testnet partition`).
+    /// Off, they answer 404 like any unknown route.
+    pub admin_api: bool,
 }
 
 impl Config {

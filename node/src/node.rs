@@ -152,6 +152,7 @@ pub async fn start(parts: Parts) -> anyhow::Result<RunningNode> {
             max_body_bytes: config.api.max_body_bytes,
             request_timeout: Duration::from_millis(config.api.request_timeout_ms),
             max_event_subscribers: config.api.max_event_subscribers,
+            admin_api: config.testnet.admin_api,
         };
         let mut stop = shutdown_rx.clone();
         let api_state = Arc::clone(&state);

@@ -1,5 +1,11 @@
 //! The `phalanx-testnet` command line.
 
+use crate::local::DirArg;
+use crate::local::check::CheckArgs;
+use crate::local::control::{DownArgs, LogsArgs, NodeArgs, PartitionArgs, StatusArgs};
+pub use crate::local::init::InitArgs;
+use crate::local::load::LoadArgs;
+use crate::local::up::UpArgs;
 use crate::sim::scenario::{
     ByzantineSpec, Crash, DelayRange, Partition, defaults, parse_duration_ms,
 };
@@ -24,9 +30,37 @@ pub enum Command {
     /// Create home directories for a local network of real nodes: keys, a
     /// genesis with funded accounts, one config per node.
     Init(InitArgs),
-    /// Print a signed transfer as the JSON `POST /txs` takes (for curl,
-    /// until the wallet exists).
+    /// Print a signed transfer as the JSON `POST /txs` takes (for curl).
     SignTransfer(SignArgs),
+    /// Start a local network of phalanx-node processes (creating it if
+    /// needed) and supervise it until Ctrl-C, or leave it running with
+    /// --detach.
+    Up(UpArgs),
+    /// Each node: up or down, height, head, view, peers, RPC URL.
+    Status(StatusArgs),
+    /// Stop every node (--clean also removes the directory).
+    Down(DownArgs),
+    /// SIGKILL one node.
+    Kill(NodeArgs),
+    /// Stop one node cleanly and start it again.
+    Restart(NodeArgs),
+    /// Freeze one node (SIGSTOP).
+    Pause(NodeArgs),
+    /// Unfreeze a paused node (SIGCONT).
+    Resume(NodeArgs),
+    /// Split the network into groups that cannot reach each other, e.g.
+    /// `partition 0,1 2,3` (through the nodes' admin API).
+    Partition(PartitionArgs),
+    /// Undo a partition.
+    Heal(DirArg),
+    /// Print a node's log (--follow to keep printing).
+    Logs(LogsArgs),
+    /// Submit signed transfers at a steady rate and report throughput and
+    /// submit-to-final latency.
+    Load(LoadArgs),
+    /// Compare every node's blocks and state roots up to the lowest head;
+    /// exit 1 if two nodes differ.
+    Check(CheckArgs),
 }
 
 /// `phalanx-testnet sign-transfer`.
@@ -45,28 +79,6 @@ pub struct SignArgs {
     /// The sender's next nonce (`GET /accounts/{address}` shows it).
     #[arg(long)]
     pub nonce: u64,
-    #[arg(long, default_value = "phalanx-local")]
-    pub chain_id: String,
-}
-
-/// `phalanx-testnet init`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct InitArgs {
-    #[arg(long, default_value_t = 4)]
-    pub validators: usize,
-    /// The protocol (only hotstuff runs in nodes so far).
-    #[arg(long, value_enum, default_value = "hotstuff")]
-    pub consensus: Consensus,
-    /// Where to write node0/, node1/, ... and accounts/.
-    #[arg(long, default_value = ".phalanx/testnet")]
-    pub out: std::path::PathBuf,
-    /// Node i listens for peers on BASE + 2i and serves HTTP on BASE + 2i + 1.
-    #[arg(long, default_value_t = 26650)]
-    pub base_port: u16,
-    /// Funded accounts (accounts/0.json is the faucet).
-    #[arg(long, default_value_t = 8)]
-    pub accounts: usize,
-    /// The chain id.
     #[arg(long, default_value = "phalanx-local")]
     pub chain_id: String,
 }
@@ -311,22 +323,35 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    match &cli.command {
-        Command::Sim(args) => sim(args, &mut out),
-        Command::SignTransfer(args) => match sign_transfer(args, &mut out) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
+    use crate::local::{check, control, init, load, up};
+    let result = match &cli.command {
+        Command::Sim(args) => return sim(args, &mut out),
+        Command::Check(args) => {
+            return check::check(args, &mut out).unwrap_or_else(|e| {
                 eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::Init(args) => match init(args, &mut out) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+                ExitCode::from(2)
+            });
+        }
+        Command::SignTransfer(args) => sign_transfer(args, &mut out),
+        Command::Init(args) => init::init(args, &mut out),
+        Command::Up(args) => up::up(args, &mut out),
+        Command::Status(args) => control::status(args, &mut out),
+        Command::Down(args) => control::down(args, &mut out),
+        Command::Kill(args) => control::kill(args, &mut out),
+        Command::Restart(args) => control::restart(args, &mut out),
+        Command::Pause(args) => control::pause_or_resume(args, true, &mut out),
+        Command::Resume(args) => control::pause_or_resume(args, false, &mut out),
+        Command::Partition(args) => control::partition(&args.dir, &args.groups, &mut out),
+        Command::Heal(dir) => control::partition(dir, &[], &mut out),
+        Command::Logs(args) => control::logs(args, &mut out),
+        Command::Load(args) => load::load(args, &mut out),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -344,77 +369,6 @@ fn sign_transfer(args: &SignArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         phalanx_chain::Nonce(args.nonce),
     );
     writeln!(out, "{}", serde_json::to_string(&tx)?)?;
-    Ok(())
-}
-
-fn init(args: &InitArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    use phalanx_node::home::{LocalNetSpec, write_local_net};
-    anyhow::ensure!(
-        args.consensus == Consensus::Hotstuff,
-        "only hotstuff runs in nodes so far"
-    );
-    anyhow::ensure!(
-        (1..=100).contains(&args.validators),
-        "--validators must be between 1 and 100"
-    );
-    if args.out.join("node0").exists() {
-        anyhow::bail!(
-            "{} already holds a network (remove it first)",
-            args.out.display()
-        );
-    }
-    let port = |offset: usize| -> anyhow::Result<u16> {
-        u16::try_from(usize::from(args.base_port) + offset).map_err(|_| {
-            anyhow::anyhow!(
-                "--base-port {} leaves no room for the ports",
-                args.base_port
-            )
-        })
-    };
-    let mut p2p_ports = Vec::new();
-    let mut api_ports = Vec::new();
-    for i in 0..args.validators {
-        p2p_ports.push(port(2 * i)?);
-        api_ports.push(port(2 * i + 1)?);
-    }
-    let net = write_local_net(
-        &args.out,
-        &LocalNetSpec {
-            chain_id: phalanx_chain::ChainId::new(&args.chain_id)?,
-            validators: args.validators,
-            host: "127.0.0.1".into(),
-            p2p_ports: p2p_ports.clone(),
-            api_ports,
-            accounts: args.accounts.max(1),
-            balance: 1_000_000_000,
-            config: phalanx_node::config::Config::default(),
-        },
-    )?;
-    writeln!(
-        out,
-        "wrote a {}-validator network to {}",
-        args.validators,
-        args.out.display()
-    )?;
-    writeln!(out, "node  p2p                          http")?;
-    for (i, (home, api)) in net.homes.iter().zip(&net.api_addrs).enumerate() {
-        let p2p = p2p_ports.get(i).copied().unwrap_or_default();
-        writeln!(
-            out,
-            "{i:<5} /ip4/127.0.0.1/tcp/{p2p:<8} http://{api}   ({})",
-            home.display()
-        )?;
-    }
-    writeln!(
-        out,
-        "faucet key: {} (address {})",
-        args.out.join("accounts/0.json").display(),
-        net.account_keys
-            .first()
-            .map(|k| phalanx_chain::Address::from(k.public()).to_string())
-            .unwrap_or_default()
-    )?;
-    writeln!(out, "start each node with: phalanx-node --home <node dir>")?;
     Ok(())
 }
 

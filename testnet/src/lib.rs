@@ -4,10 +4,10 @@
 //!   process, a simulated network with delays, loss, duplication,
 //!   partitions and crashes, Byzantine replicas, all from one seed, and
 //!   checkers for agreement, integrity, liveness and determinism.
-//! - [`cli`]: the `phalanx-testnet` command line (`phalanx-testnet sim`).
-//!
-//! Launching local networks of real `phalanx-node` processes comes with
-//! the node.
+//! - [`local`]: local networks of real `phalanx-node` processes: start,
+//!   watch, stop, crash, pause, partition, load and check them.
+//! - [`cli`]: the `phalanx-testnet` command line.
 
 pub mod cli;
+pub mod local;
 pub mod sim;

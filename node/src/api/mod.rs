@@ -14,6 +14,7 @@
 //! ([`ApiConfig::max_event_subscribers`]), hashes listed by `GET /mempool`
 //! ([`MAX_MEMPOOL_LIMIT`]).
 
+mod admin;
 mod error;
 mod events;
 mod handlers;
@@ -63,6 +64,9 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// Most `GET /events` streams open at once (default 64); more get 503.
     pub max_event_subscribers: usize,
+    /// Serve the test networks' admin routes (`/admin/partition`,
+    /// `/admin/heal`; default off: they answer 404).
+    pub admin_api: bool,
 }
 
 impl Default for ApiConfig {
@@ -72,6 +76,7 @@ impl Default for ApiConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_event_subscribers: DEFAULT_MAX_EVENT_SUBSCRIBERS,
+            admin_api: false,
         }
     }
 }
@@ -129,6 +134,7 @@ fn build(
         .route("/peers", get(handlers::peers))
         .route("/events", get(events::events))
         .route("/metrics", get(handlers::metrics))
+        .merge(admin::routes(config.admin_api))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))

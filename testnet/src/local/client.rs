@@ -1,0 +1,265 @@
+//! The nodes' HTTP API as the commands use it (docs/API.md): typed answers
+//! for the fields they read, and errors that name the node and the request.
+
+use super::net::NodeInfo;
+use anyhow::{Context, anyhow};
+use phalanx_chain::Transaction;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+/// Longest wait for one answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `GET /status`, the fields the commands read.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Status {
+    pub chain_id: String,
+    pub validator: Option<u16>,
+    pub height: Option<u64>,
+    pub head_hash: Option<String>,
+    pub finalized_height: Option<u64>,
+    pub view: u64,
+    pub peers: usize,
+    pub mempool_size: usize,
+    pub syncing: bool,
+}
+
+/// `GET /blocks/{height}`, the fields the commands read.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Block {
+    pub hash: String,
+    pub header: Header,
+    pub tx_count: usize,
+    pub transactions: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Header {
+    pub height: u64,
+    pub state_root: String,
+    pub timestamp_ms: u64,
+}
+
+/// `GET /accounts/{address}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Account {
+    pub balance: u64,
+    pub nonce: u64,
+    pub pending_nonce: u64,
+}
+
+/// What became of a submitted transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    /// 202: admitted to the node's mempool.
+    Accepted,
+    /// Refused, with the API's error code (docs/API.md §2).
+    Rejected { code: String, message: String },
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorDetail {
+    code: String,
+    message: String,
+}
+
+/// An HTTP client for the nodes.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new() -> anyhow::Result<Client> {
+        // reqwest is built without a TLS provider of its own; it needs one
+        // installed even for plain HTTP. Already installed is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Client { http })
+    }
+
+    /// The underlying client (for streams without the request timeout).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    async fn get<T: DeserializeOwned>(&self, node: &NodeInfo, path: &str) -> anyhow::Result<T> {
+        let url = node.url(path);
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| anyhow!("node {}: GET {url}: {}", node.index, plain(&e)))?;
+        answer(node, "GET", &url, response).await
+    }
+
+    /// `GET <path>`, `None` on 404.
+    async fn get_optional<T: DeserializeOwned>(
+        &self,
+        node: &NodeInfo,
+        path: &str,
+    ) -> anyhow::Result<Option<T>> {
+        let url = node.url(path);
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| anyhow!("node {}: GET {url}: {}", node.index, plain(&e)))?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        answer(node, "GET", &url, response).await.map(Some)
+    }
+
+    pub async fn status(&self, node: &NodeInfo) -> anyhow::Result<Status> {
+        self.get(node, "/status").await
+    }
+
+    /// The committed block at `height`, `None` if there is none.
+    pub async fn block(&self, node: &NodeInfo, height: u64) -> anyhow::Result<Option<Block>> {
+        self.get_optional(node, &format!("/blocks/{height}")).await
+    }
+
+    pub async fn account(&self, node: &NodeInfo, address: &str) -> anyhow::Result<Account> {
+        self.get(node, &format!("/accounts/{address}")).await
+    }
+
+    /// True if the transaction is in a final block on `node`.
+    pub async fn is_final(&self, node: &NodeInfo, hash: &str) -> anyhow::Result<bool> {
+        #[derive(Deserialize)]
+        struct TxStatus {
+            status: String,
+        }
+        let status: Option<TxStatus> = self.get_optional(node, &format!("/txs/{hash}")).await?;
+        Ok(status.is_some_and(|s| s.status == "finalized"))
+    }
+
+    /// `POST /txs`.
+    pub async fn submit(&self, node: &NodeInfo, tx: &Transaction) -> anyhow::Result<Submitted> {
+        let url = node.url("/txs");
+        let response = self
+            .http
+            .post(&url)
+            .json(tx)
+            .send()
+            .await
+            .map_err(|e| anyhow!("node {}: POST {url}: {}", node.index, plain(&e)))?;
+        if response.status().is_success() {
+            return Ok(Submitted::Accepted);
+        }
+        let status = response.status();
+        match response.json::<ErrorBody>().await {
+            Ok(body) => Ok(Submitted::Rejected {
+                code: body.error.code,
+                message: body.error.message,
+            }),
+            Err(_) => Ok(Submitted::Rejected {
+                code: format!("http_{}", status.as_u16()),
+                message: status.to_string(),
+            }),
+        }
+    }
+
+    /// `POST <path>` with a JSON body (the admin API).
+    pub async fn post_json(
+        &self,
+        node: &NodeInfo,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let url = node.url(path);
+        let response = self
+            .http
+            .post(&url)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| anyhow!("node {}: POST {url}: {}", node.index, plain(&e)))?;
+        answer(node, "POST", &url, response).await
+    }
+
+    /// `phalanx_committed_txs_total` from `GET /metrics`.
+    pub async fn committed_txs(&self, node: &NodeInfo) -> anyhow::Result<u64> {
+        let url = node.url("/metrics");
+        let text = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| anyhow!("node {}: GET {url}: {}", node.index, plain(&e)))?
+            .text()
+            .await
+            .map_err(|e| anyhow!("node {}: GET {url}: {}", node.index, plain(&e)))?;
+        text.lines()
+            .find_map(|line| line.strip_prefix("phalanx_committed_txs_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| {
+                anyhow!(
+                    "node {}: /metrics has no phalanx_committed_txs_total",
+                    node.index
+                )
+            })
+    }
+}
+
+/// The body as `T` on success, else the API's error message.
+async fn answer<T: DeserializeOwned>(
+    node: &NodeInfo,
+    method: &str,
+    url: &str,
+    response: reqwest::Response,
+) -> anyhow::Result<T> {
+    let status = response.status();
+    if status.is_success() {
+        return response
+            .json()
+            .await
+            .map_err(|e| anyhow!("node {}: {method} {url}: {}", node.index, plain(&e)));
+    }
+    let detail = match response.json::<ErrorBody>().await {
+        Ok(body) => format!("{} ({})", body.error.message, body.error.code),
+        Err(_) => status.to_string(),
+    };
+    Err(anyhow!(
+        "node {}: {method} {url}: {status}: {detail}",
+        node.index
+    ))
+}
+
+/// A reqwest error with its cause ("connection refused"), without the URL
+/// it repeats.
+fn plain(error: &reqwest::Error) -> String {
+    let mut text = if error.is_timeout() {
+        "timed out".to_owned()
+    } else if error.is_connect() {
+        "cannot connect".to_owned()
+    } else if error.is_decode() {
+        "unexpected answer".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    let mut source = std::error::Error::source(error);
+    let mut depth = 0;
+    while let Some(cause) = source {
+        if depth >= 4 {
+            break;
+        }
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+        depth += 1;
+    }
+    text
+}

@@ -1,0 +1,509 @@
+//! Steering a running network: `status`, `down`, `kill`, `restart`,
+//! `pause`, `resume`, `partition`, `heal` and `logs`.
+
+use super::DirArg;
+use super::client::{Client, Status};
+use super::net::{self, Network, NodeInfo};
+use super::process::{self, NodeProc, Probe};
+use super::state::State;
+use super::up::{death_report, running_nodes, wipe};
+use anyhow::{Context, anyhow, bail};
+use nix::sys::signal::Signal;
+use phalanx_crypto::PublicKey;
+use serde::Serialize;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::time::{Duration, Instant};
+
+/// How long `restart` waits for the node to answer again.
+const RESTART_WAIT: Duration = Duration::from_secs(60);
+/// Most bytes `logs --follow` prints per poll.
+const FOLLOW_CHUNK: u64 = 64 * 1024;
+
+/// `phalanx-testnet status`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `phalanx-testnet down`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DownArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// Remove the network's directory too (keys, chain, logs).
+    #[arg(long)]
+    pub clean: bool,
+}
+
+/// The commands that act on one node.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    /// The node's index.
+    pub node: usize,
+    #[command(flatten)]
+    pub dir: DirArg,
+}
+
+/// `phalanx-testnet partition`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PartitionArgs {
+    /// Groups of nodes that keep talking, e.g. `0,1 2,3`: indices or public
+    /// keys, comma-separated. Nodes named in no group form one more group.
+    #[arg(required = true, value_name = "GROUP")]
+    pub groups: Vec<String>,
+    #[command(flatten)]
+    pub dir: DirArg,
+}
+
+/// `phalanx-testnet logs`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogsArgs {
+    /// The node's index.
+    pub node: usize,
+    /// Keep printing what the node writes (until Ctrl-C).
+    #[arg(long, short)]
+    pub follow: bool,
+    /// How many of the last lines to print first.
+    #[arg(long, default_value_t = 100)]
+    pub lines: usize,
+    #[command(flatten)]
+    pub dir: DirArg,
+}
+
+/// One node in `status`.
+#[derive(Debug, Serialize)]
+pub struct NodeReport {
+    pub index: usize,
+    /// `up` (answers), `paused` (SIGSTOP), `not answering` (runs, no
+    /// answer) or `down`.
+    pub state: &'static str,
+    pub pid: Option<u32>,
+    pub role: String,
+    pub rpc: String,
+    pub p2p: String,
+    pub key: PublicKey,
+    pub height: Option<u64>,
+    pub head_hash: Option<String>,
+    pub finalized_height: Option<u64>,
+    pub view: Option<u64>,
+    pub peers: Option<usize>,
+    pub syncing: Option<bool>,
+    pub mempool_size: Option<usize>,
+}
+
+/// `status --json`.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub dir: String,
+    pub chain_id: String,
+    /// True while the state file says the network is up.
+    pub running: bool,
+    pub nodes: Vec<NodeReport>,
+}
+
+/// The pid running `node`, if any: the state file's, else one found by
+/// its home directory.
+fn live_pid(node: &NodeInfo, state: Option<&State>) -> Option<(u32, Probe)> {
+    let recorded = state.and_then(|s| s.pid(node.index));
+    let pid = recorded
+        .filter(|pid| process::probe(*pid, &node.home) != Probe::Gone)
+        .or_else(|| process::find_nodes_of(&node.home).first().copied())?;
+    Some((pid, process::probe(pid, &node.home)))
+}
+
+/// Gathers `status`.
+pub async fn gather_status(net: &Network, client: &Client) -> anyhow::Result<StatusReport> {
+    let state = State::load(&net.dir)?;
+    let statuses: Vec<anyhow::Result<Status>> =
+        futures::future::join_all(net.nodes.iter().map(|n| client.status(n))).await;
+    let nodes = net
+        .nodes
+        .iter()
+        .zip(statuses)
+        .map(|(node, status)| {
+            let proc = live_pid(node, state.as_ref());
+            let status = status.ok();
+            let state = match (&status, proc) {
+                (Some(_), _) => "up",
+                (None, Some((_, Probe::Paused))) => "paused",
+                (None, Some((_, Probe::Running))) => "not answering",
+                (None, _) => "down",
+            };
+            NodeReport {
+                index: node.index,
+                state,
+                pid: proc.map(|(pid, _)| pid),
+                role: node.role(),
+                rpc: node.rpc(),
+                p2p: node.p2p.clone(),
+                key: node.key,
+                height: status.as_ref().and_then(|s| s.height),
+                head_hash: status.as_ref().and_then(|s| s.head_hash.clone()),
+                finalized_height: status.as_ref().and_then(|s| s.finalized_height),
+                view: status.as_ref().map(|s| s.view),
+                peers: status.as_ref().map(|s| s.peers),
+                syncing: status.as_ref().map(|s| s.syncing),
+                mempool_size: status.as_ref().map(|s| s.mempool_size),
+            }
+        })
+        .collect();
+    Ok(StatusReport {
+        dir: net.dir.display().to_string(),
+        chain_id: net.chain_id.to_string(),
+        running: state.is_some(),
+        nodes,
+    })
+}
+
+fn opt<T: ToString>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+/// Runs `status`.
+pub fn status(args: &StatusArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let net = Network::open(&args.dir.dir)?;
+    let client = Client::new()?;
+    let report = super::runtime()?.block_on(gather_status(&net, &client))?;
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<5} {:<14} {:<8} {:<7} {:<13} {:<6} {:<6} rpc",
+        "node", "state", "pid", "height", "head", "view", "peers"
+    )?;
+    for n in &report.nodes {
+        let head: Option<String> = n.head_hash.as_ref().map(|h| h.chars().take(12).collect());
+        writeln!(
+            out,
+            "{:<5} {:<14} {:<8} {:<7} {:<13} {:<6} {:<6} {}",
+            n.index,
+            n.state,
+            opt(n.pid),
+            opt(n.height),
+            opt(head),
+            opt(n.view),
+            opt(n.peers),
+            n.rpc
+        )?;
+    }
+    Ok(())
+}
+
+/// Runs `down`.
+pub fn down(args: &DownArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let dir = net::absolute(&args.dir.dir)?;
+    if !net::exists(&dir) {
+        if args.clean && dir.exists() {
+            wipe(&dir)?;
+            writeln!(out, "removed {}", dir.display())?;
+        } else {
+            writeln!(out, "no network in {}: nothing to stop", dir.display())?;
+        }
+        return Ok(());
+    }
+    let net = Network::open(&dir)?;
+    let state = State::load(&dir)?;
+    let running = running_nodes(&net, state.as_ref()).len();
+    // A foreground `up` stops its nodes itself when told to.
+    if let Some(sup) = state.as_ref().and_then(|s| s.supervisor_pid)
+        && sup != std::process::id()
+        && process::is_supervisor(sup)
+    {
+        process::send(sup, Signal::SIGTERM)?;
+        let deadline = Instant::now() + process::STOP_GRACE + Duration::from_secs(10);
+        while process::is_supervisor(sup) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let mut procs: Vec<NodeProc> = running_nodes(&net, State::load(&dir)?.as_ref())
+        .into_iter()
+        .filter_map(|(index, pid)| {
+            Some(NodeProc {
+                index,
+                pid,
+                home: net.nodes.get(index)?.home.clone(),
+                child: None,
+            })
+        })
+        .collect();
+    let killed = process::stop_all(&mut procs, process::STOP_GRACE);
+    State::remove(&dir)?;
+    let mut line = format!("stopped {} node processes", running.max(procs.len()));
+    if !killed.is_empty() {
+        line.push_str(&format!(" (nodes {killed:?} needed SIGKILL)"));
+    }
+    writeln!(out, "{line}")?;
+    if args.clean {
+        wipe(&dir)?;
+        writeln!(out, "removed {}", dir.display())?;
+    }
+    Ok(())
+}
+
+/// The network, node `index` and the state file (which must exist).
+fn open_node(dir: &DirArg, index: usize) -> anyhow::Result<(Network, State)> {
+    let net = Network::open(&dir.dir)?;
+    net.node(index)?;
+    let state = State::load(&net.dir)?.ok_or_else(|| {
+        anyhow!(
+            "the network in {} is not running: `phalanx-testnet up --dir {}`",
+            net.dir.display(),
+            dir.dir.display()
+        )
+    })?;
+    Ok((net, state))
+}
+
+/// Runs `kill`: SIGKILL.
+pub fn kill(args: &NodeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let (net, mut state) = open_node(&args.dir, args.node)?;
+    let node = net.node(args.node)?;
+    let (pid, _) =
+        live_pid(node, Some(&state)).ok_or_else(|| anyhow!("node {} is not running", args.node))?;
+    process::send(pid, Signal::SIGKILL)?;
+    let mut procs = [NodeProc {
+        index: node.index,
+        pid,
+        home: node.home.clone(),
+        child: None,
+    }];
+    if !process::wait_gone(&mut procs, Duration::from_secs(5)) {
+        bail!(
+            "node {} (pid {pid}) is still there after SIGKILL",
+            node.index
+        );
+    }
+    state.set_pid(node.index, None);
+    state.save(&net.dir)?;
+    writeln!(
+        out,
+        "killed node {} (pid {pid}); `phalanx-testnet restart {}` starts it again",
+        node.index, node.index
+    )?;
+    Ok(())
+}
+
+/// Runs `restart`: a clean stop if it runs, a start, and a wait until it
+/// answers.
+pub fn restart(args: &NodeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let (net, mut state) = open_node(&args.dir, args.node)?;
+    let node = net.node(args.node)?.clone();
+    if let Some((pid, _)) = live_pid(&node, Some(&state)) {
+        let mut procs = [NodeProc {
+            index: node.index,
+            pid,
+            home: node.home.clone(),
+            child: None,
+        }];
+        process::stop_all(&mut procs, process::STOP_GRACE);
+        writeln!(out, "stopped node {} (pid {pid})", node.index)?;
+    }
+    for (ip, port, what) in node.ports() {
+        std::net::TcpListener::bind((ip, port)).map_err(|e| {
+            anyhow!(
+                "port {port} on {ip} ({what} of node {}) is not free: {e}",
+                node.index
+            )
+        })?;
+    }
+    let child = process::spawn(&state.node_binary, &node)?;
+    let mut proc = NodeProc {
+        index: node.index,
+        pid: child.id(),
+        home: node.home.clone(),
+        child: Some(child),
+    };
+    state.set_pid(node.index, Some(proc.pid));
+    state.save(&net.dir)?;
+    let client = Client::new()?;
+    super::runtime()?.block_on(async {
+        let start = Instant::now();
+        loop {
+            if proc.probe() == Probe::Gone {
+                bail!("{}", death_report(&mut proc, &net));
+            }
+            if client.status(&node).await.is_ok() {
+                return Ok(());
+            }
+            if start.elapsed() > RESTART_WAIT {
+                bail!(
+                    "node {} (pid {}) does not answer at {} after {} s; see `phalanx-testnet logs {}`",
+                    node.index,
+                    proc.pid,
+                    node.rpc(),
+                    RESTART_WAIT.as_secs(),
+                    node.index
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })?;
+    writeln!(
+        out,
+        "restarted node {} (pid {}): {}",
+        node.index,
+        proc.pid,
+        node.rpc()
+    )?;
+    Ok(())
+}
+
+/// Runs `pause` (SIGSTOP) or `resume` (SIGCONT).
+pub fn pause_or_resume(args: &NodeArgs, pause: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    let (net, state) = open_node(&args.dir, args.node)?;
+    let node = net.node(args.node)?;
+    let (pid, probe) =
+        live_pid(node, Some(&state)).ok_or_else(|| anyhow!("node {} is not running", args.node))?;
+    if pause {
+        if probe == Probe::Paused {
+            bail!("node {} is paused already", node.index);
+        }
+        process::send(pid, Signal::SIGSTOP)?;
+        writeln!(
+            out,
+            "paused node {} (pid {pid}): it answers nothing until `phalanx-testnet resume {}`",
+            node.index, node.index
+        )?;
+    } else {
+        if probe != Probe::Paused {
+            bail!("node {} is not paused", node.index);
+        }
+        process::send(pid, Signal::SIGCONT)?;
+        writeln!(out, "resumed node {} (pid {pid})", node.index)?;
+    }
+    Ok(())
+}
+
+/// A group's members (indices or keys) as keys of `net`'s nodes.
+fn parse_group(net: &Network, text: &str) -> anyhow::Result<Vec<PublicKey>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(|member| {
+            if member.bytes().all(|b| b.is_ascii_digit()) {
+                let index: usize = member
+                    .parse()
+                    .map_err(|_| anyhow!("{member:?} is not a node index"))?;
+                Ok(net.node(index)?.key)
+            } else {
+                let key: PublicKey = member
+                    .parse()
+                    .map_err(|e| anyhow!("{member:?} is neither a node index nor a key: {e}"))?;
+                net.nodes
+                    .iter()
+                    .any(|n| n.key == key)
+                    .then_some(key)
+                    .ok_or_else(|| anyhow!("{key} is not the key of a node of this network"))
+            }
+        })
+        .collect()
+}
+
+/// Runs `partition` (`groups` non-empty) or `heal` (`groups` empty).
+pub fn partition(dir: &DirArg, groups: &[String], out: &mut dyn Write) -> anyhow::Result<()> {
+    let net = Network::open(&dir.dir)?;
+    let (path, body) = if groups.is_empty() {
+        ("/admin/heal", serde_json::json!({}))
+    } else {
+        let keys = groups
+            .iter()
+            .map(|g| parse_group(&net, g))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        ("/admin/partition", serde_json::json!({ "groups": keys }))
+    };
+    let client = Client::new()?;
+    let answers = super::runtime()?.block_on(futures::future::join_all(
+        net.nodes.iter().map(|n| client.post_json(n, path, &body)),
+    ));
+    let state = State::load(&net.dir)?;
+    let index_of = |key: &serde_json::Value| {
+        net.nodes
+            .iter()
+            .find(|n| key.as_str() == Some(n.key.to_string().as_str()))
+            .map_or_else(|| "?".into(), |n| n.index.to_string())
+    };
+    let mut failed = Vec::new();
+    for (node, answer) in net.nodes.iter().zip(answers) {
+        match answer {
+            Ok(value) => {
+                let blocked: Vec<String> = value
+                    .get("blocked")
+                    .and_then(serde_json::Value::as_array)
+                    .map(|a| a.iter().map(index_of).collect())
+                    .unwrap_or_default();
+                let blocked = if blocked.is_empty() {
+                    "none".into()
+                } else {
+                    blocked.join(", ")
+                };
+                writeln!(out, "node {}: blocks nodes {blocked}", node.index)?;
+            }
+            Err(e) if live_pid(node, state.as_ref()).is_none() => {
+                writeln!(
+                    out,
+                    "node {}: down, not told (a node starts unpartitioned): {e:#}",
+                    node.index
+                )?;
+            }
+            Err(e) => {
+                writeln!(out, "node {}: FAILED: {e:#}", node.index)?;
+                failed.push(node.index);
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "nodes {failed:?} did not take the change (is `[testnet] admin_api = true` in their \
+             config.toml?)"
+        );
+    }
+    Ok(())
+}
+
+/// Runs `logs`.
+pub fn logs(args: &LogsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let net = Network::open(&args.dir.dir)?;
+    let path = net.node(args.node)?.log();
+    if !path.exists() {
+        bail!(
+            "{} does not exist: node {} has not been started",
+            path.display(),
+            args.node
+        );
+    }
+    let tail = process::tail(&path, args.lines);
+    if !tail.is_empty() {
+        writeln!(out, "{tail}")?;
+    }
+    out.flush()?;
+    if !args.follow {
+        return Ok(());
+    }
+    let mut file =
+        std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let mut position = file.seek(SeekFrom::End(0))?;
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if len < position {
+            // Truncated or replaced (a --fresh network): from its start.
+            file = std::fs::File::open(&path)?;
+            position = 0;
+        }
+        if len == position {
+            continue;
+        }
+        file.seek(SeekFrom::Start(position))?;
+        let mut chunk = Vec::new();
+        let read = (&mut file).take(FOLLOW_CHUNK).read_to_end(&mut chunk)?;
+        position += read as u64;
+        out.write_all(&chunk)?;
+        out.flush()?;
+    }
+}

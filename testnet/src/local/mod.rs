@@ -1,0 +1,100 @@
+//! Local networks of real `phalanx-node` processes: `phalanx-testnet up`,
+//! `status`, `down`, `kill`, `restart`, `pause`, `resume`, `partition`,
+//! `heal`, `logs`, `load` and `check`.
+//!
+//! # Design
+//!
+//! **The directory is the network.** `up` (or `init`) writes
+//! `DIR/node<i>/` home directories (config, genesis, key; the node adds
+//! its data and `node.log`) and `DIR/accounts/<j>.json` funded keys
+//! (`0.json` is the faucet), through [`phalanx_node::home`]. Every
+//! command reads the network back from there ([`net::Network`]): ports,
+//! keys and Byzantine roles come from the nodes' own config files, so
+//! editing a config.toml by hand is seen by every command. Node i listens
+//! for peers on `BASE + 2i` and serves HTTP on `BASE + 2i + 1`.
+//!
+//! **Processes are tracked in a state file** (`DIR/testnet.json`,
+//! [`state`]) that exists while the network is up: the node binary, each
+//! node's pid, and the foreground supervisor's pid. `up --detach` returns
+//! once the network is healthy and leaves the nodes running; without it,
+//! `up` stays in the foreground as their supervisor (a live status line,
+//! dead nodes reported with the tail of their log, Ctrl-C stops them all).
+//! Nodes run in process groups of their own, so a Ctrl-C reaches only the
+//! supervisor, which stops them in order: SIGTERM, up to
+//! [`process::STOP_GRACE`], then SIGKILL. Before any signal, a pid is
+//! checked to still be that node ([`process::probe`]).
+//!
+//! **Faults.** `kill` is SIGKILL, `pause`/`resume` are SIGSTOP/SIGCONT,
+//! `restart` is a clean stop and a start. Partitions go through the nodes'
+//! admin API (`POST /admin/partition`, `POST /admin/heal`), which a node
+//! serves only with `[testnet] admin_api = true` in its config (`init`
+//! and `up` write it): each node blocks the validators outside its group
+//! at its network layer. A partition lives in the nodes' memory: a node
+//! restarted during one comes back healed.
+//!
+//! **Measuring.** `load` signs transfers from the funded accounts and
+//! submits them at a steady rate across nodes, following the chain through
+//! one node's `GET /events` stream to time each transaction from submission
+//! to its committed block. `check` compares every node's block hash (and
+//! so state root) at every height up to the lowest head.
+//!
+//! Every wait has a deadline, every queue and table a bound (in-flight
+//! requests, pending transactions per account, samples kept, lines read
+//! from a log).
+
+pub mod check;
+pub mod client;
+pub mod control;
+pub mod init;
+pub mod load;
+pub mod net;
+pub mod process;
+pub mod state;
+pub mod supervise;
+pub mod up;
+
+use std::path::PathBuf;
+
+/// `--dir`, as every command but `up` and `init` takes it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DirArg {
+    /// The network's directory.
+    #[arg(long, default_value = net::DEFAULT_DIR)]
+    pub dir: PathBuf,
+}
+
+/// The async runtime the commands run their HTTP requests on.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM, caught so that the nodes can be stopped
+/// before this process exits.
+#[derive(Debug)]
+pub struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Must be called inside the runtime.
+    pub fn catch() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Resolves at the next SIGINT or SIGTERM.
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
+}

@@ -1,0 +1,628 @@
+//! `phalanx-testnet up` and the commands that steer a local network, as a
+//! user runs them: real `phalanx-node` processes on free loopback ports in
+//! a temporary directory. Every network is taken down by a guard (`down`)
+//! even when a test fails. The networks run one at a time (two cores).
+//!
+//! Waits have deadlines only to keep a broken run from hanging; nothing
+//! asserts on how fast anything is.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use assert_cmd::Command;
+use phalanx_chain::{Address, Amount, Nonce, Transaction};
+use phalanx_testnet::local::client::{Client, Submitted};
+use phalanx_testnet::local::net::{Network, NodeInfo};
+use phalanx_testnet::local::state::State;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, Once};
+use std::time::{Duration, Instant};
+
+const LONG: Duration = Duration::from_secs(120);
+
+/// One network at a time: the machine has two cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Builds `phalanx-node` next to `phalanx-testnet` (where `up` looks for
+/// it): `cargo test -p phalanx-testnet` alone does not build it.
+fn node_binary_built() {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_phalanx-testnet"));
+        let profile_dir = exe.parent().unwrap();
+        let target_dir = profile_dir.parent().unwrap();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = std::process::Command::new(cargo);
+        build
+            .args(["build", "-p", "phalanx-node", "--bin", "phalanx-node"])
+            .env("CARGO_TARGET_DIR", target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().unwrap();
+        assert!(status.success(), "building phalanx-node failed");
+        assert!(profile_dir.join("phalanx-node").is_file());
+    });
+}
+
+/// A base port P with P .. P + 2n free right now.
+fn free_base(nodes: usize) -> u16 {
+    let seed = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64;
+    for attempt in 0..500u64 {
+        let base = 20_000 + ((seed.wrapping_mul(7_919) + attempt * 211) % 30_000) as u16;
+        let free = (0..2 * nodes as u16)
+            .all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no free range of {} ports", 2 * nodes);
+}
+
+fn testnet() -> Command {
+    Command::cargo_bin("phalanx-testnet").unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A network in a temporary directory; `down` when dropped.
+struct Net {
+    dir: tempfile::TempDir,
+    base: u16,
+    rt: tokio::runtime::Runtime,
+    client: Client,
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        let _ = testnet()
+            .args(["down", "--dir"])
+            .arg(self.dir.path())
+            .timeout(Duration::from_secs(60))
+            .output();
+    }
+}
+
+impl Net {
+    fn new() -> Net {
+        node_binary_built();
+        Net {
+            dir: tempfile::tempdir().unwrap(),
+            base: free_base(4),
+            rt: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap(),
+            client: Client::new().unwrap(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `phalanx-testnet <args> --dir DIR`, with a deadline.
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        testnet()
+            .args(args)
+            .arg("--dir")
+            .arg(self.path())
+            .timeout(Duration::from_secs(180))
+            .output()
+            .unwrap()
+    }
+
+    /// Runs and asserts success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}\n{}{}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    fn up(&self, extra: &[&str]) -> String {
+        let base = self.base.to_string();
+        let mut args = vec!["up", "--detach", "--quick", "--base-port", &base];
+        args.extend_from_slice(extra);
+        self.ok(&args)
+    }
+
+    fn network(&self) -> Network {
+        Network::open(self.path()).unwrap()
+    }
+
+    fn logs(&self) -> String {
+        let net = self.network();
+        net.nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "--- node {} ---\n{}",
+                    n.index,
+                    phalanx_testnet::local::process::tail(&n.log(), 25)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Polls `done` until it holds, or panics with the nodes' logs.
+    fn wait(&self, what: &str, mut done: impl FnMut(&Net) -> bool) {
+        let start = Instant::now();
+        while !done(self) {
+            if start.elapsed() > LONG {
+                panic!("gave up waiting for {what}\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn key(&self, account: usize) -> phalanx_crypto::Keypair {
+        let path = self.path().join(format!("accounts/{account}.json"));
+        phalanx_crypto::keyfile::load_key_file(&path)
+            .unwrap()
+            .keypair
+    }
+
+    fn address(&self, account: usize) -> String {
+        Address::from(self.key(account).public()).to_string()
+    }
+
+    /// Signs a transfer of `amount` from account 0 (the faucet) to account
+    /// 1 with `nonce`, submits it to `node` and returns its hash.
+    fn transfer(&self, node: usize, nonce: u64, amount: u64) -> String {
+        let net = self.network();
+        let tx = Transaction::sign(
+            &self.key(0),
+            net.chain_id.clone(),
+            Address::from(self.key(1).public()),
+            Amount(amount),
+            Amount(1),
+            Nonce(nonce),
+        );
+        let answer = self
+            .rt
+            .block_on(self.client.submit(&net.nodes[node], &tx))
+            .unwrap();
+        assert_eq!(
+            answer,
+            Submitted::Accepted,
+            "transfer {nonce} to node {node}"
+        );
+        tx.hash().to_string()
+    }
+
+    fn is_final(&self, node: &NodeInfo, hash: &str) -> bool {
+        self.rt
+            .block_on(self.client.is_final(node, hash))
+            .unwrap_or(false)
+    }
+
+    fn wait_final(&self, hash: &str, nodes: &[usize]) {
+        let net = self.network();
+        self.wait(&format!("{hash} final on nodes {nodes:?}"), |n| {
+            nodes.iter().all(|&i| n.is_final(&net.nodes[i], hash))
+        });
+    }
+
+    fn balance(&self, node: &NodeInfo, account: usize) -> Option<u64> {
+        self.rt
+            .block_on(self.client.account(node, &self.address(account)))
+            .ok()
+            .map(|a| a.balance)
+    }
+
+    fn heights(&self) -> Vec<Option<u64>> {
+        let net = self.network();
+        net.nodes
+            .iter()
+            .map(|n| {
+                self.rt
+                    .block_on(self.client.status(n))
+                    .ok()
+                    .and_then(|s| s.height)
+            })
+            .collect()
+    }
+
+    fn status_json(&self) -> Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).unwrap()
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        State::load(self.path())
+            .unwrap()
+            .expect("a state file")
+            .nodes
+            .iter()
+            .filter_map(|n| n.pid)
+            .collect()
+    }
+}
+
+/// True if `pid` is gone (or a zombie waiting for its parent).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
+#[test]
+fn up_transfer_kill_restart_partition_heal_load_check_down() {
+    let _serial = serial();
+    let net = Net::new();
+    let out = net.up(&[]);
+    // The table, the faucet and a wallet command to paste.
+    assert!(
+        out.contains(&format!("http://127.0.0.1:{}", net.base + 1)),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("/ip4/127.0.0.1/tcp/{}", net.base + 6)),
+        "{out}"
+    );
+    assert!(out.contains("faucet key:"), "{out}");
+    assert!(out.contains("accounts/0.json"), "{out}");
+    assert!(out.contains("phalanx-wallet import --name faucet"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "phalanx-wallet transfer --from faucet --to {} --amount 10",
+            net.address(1)
+        )),
+        "{out}"
+    );
+    let pids = net.pids();
+    assert_eq!(pids.len(), 4);
+    assert!(pids.iter().all(|p| !gone(*p)));
+    // Every node runs with the admin API on, its log in its home.
+    for i in 0..4 {
+        let config =
+            std::fs::read_to_string(net.path().join(format!("node{i}/config.toml"))).unwrap();
+        assert!(config.contains("admin_api = true"), "{config}");
+    }
+    assert!(
+        net.ok(&["logs", "0", "--lines", "500"])
+            .contains("node starting")
+    );
+
+    // A second `up` on a running network is refused.
+    let again = net.run(&["up", "--detach"]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("is running"),
+        "{}",
+        text(&again.stderr)
+    );
+
+    // A transfer from the faucet: the balance is seen on every node.
+    let network = net.network();
+    let before = net.balance(&network.nodes[0], 1).unwrap();
+    let first = net.transfer(0, 0, 10);
+    net.wait_final(&first, &[0, 1, 2, 3]);
+    for node in &network.nodes {
+        assert_eq!(
+            net.balance(node, 1),
+            Some(before + 10),
+            "node {}",
+            node.index
+        );
+    }
+
+    // Kill node 1: the others keep finalizing transfers.
+    let killed_pid = net.pids()[1];
+    let out = net.ok(&["kill", "1"]);
+    assert!(out.contains("killed node 1"), "{out}");
+    assert!(gone(killed_pid));
+    let status = net.status_json();
+    assert_eq!(status["nodes"][1]["state"], "down");
+    assert_eq!(status["nodes"][0]["state"], "up");
+    let while_down = [net.transfer(0, 1, 10), net.transfer(2, 2, 10)];
+    for hash in &while_down {
+        net.wait_final(hash, &[0, 2, 3]);
+    }
+
+    // Restart it: it catches up on what it missed.
+    let out = net.ok(&["restart", "1"]);
+    assert!(out.contains("restarted node 1"), "{out}");
+    for hash in &while_down {
+        net.wait_final(hash, &[1]);
+    }
+    assert_eq!(net.balance(&network.nodes[1], 1), Some(before + 30));
+    let out = net.ok(&["check"]);
+    assert!(out.contains("agreement holds"), "{out}");
+
+    // status --json: every node up, with its figures.
+    let status = net.status_json();
+    let nodes = status["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 4);
+    for (i, node) in nodes.iter().enumerate() {
+        assert_eq!(node["index"], i);
+        assert_eq!(node["state"], "up", "{status}");
+        assert!(node["height"].as_u64().unwrap() > 0);
+        assert_eq!(node["head_hash"].as_str().unwrap().len(), 64);
+        assert!(node["view"].as_u64().is_some());
+        assert_eq!(
+            node["rpc"],
+            format!("http://127.0.0.1:{}", net.base + 2 * i as u16 + 1)
+        );
+    }
+    assert_eq!(status["running"], true);
+
+    // Pause and resume: a paused node answers nothing, then catches up.
+    net.ok(&["pause", "2"]);
+    assert_eq!(net.status_json()["nodes"][2]["state"], "paused");
+    net.ok(&["resume", "2"]);
+    net.wait("node 2 to answer after resume", |n| {
+        n.heights()[2].is_some()
+    });
+
+    // Partition 0,1 | 2,3: no quorum on either side, nothing is final.
+    let out = net.ok(&["partition", "0,1", "2,3"]);
+    assert!(out.contains("node 0: blocks nodes 2, 3"), "{out}");
+    assert!(out.contains("node 3: blocks nodes 0, 1"), "{out}");
+    // Blocks certified before the cut may still commit: let them.
+    std::thread::sleep(Duration::from_secs(3));
+    let stalled = net.transfer(0, 3, 10);
+    let heights = net.heights();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(net.heights(), heights, "a 2/2 partition cannot commit");
+    assert!(network.nodes.iter().all(|n| !net.is_final(n, &stalled)));
+
+    // Heal: finality comes back, the stalled transfer included. (A second
+    // transfer is sent because an idle network may not notice the heal:
+    // see the report on gossipsub's duplicate cache.)
+    let out = net.ok(&["heal"]);
+    assert!(out.contains("node 0: blocks nodes none"), "{out}");
+    let after = net.transfer(2, 4, 10);
+    net.wait_final(&stalled, &[0, 1, 2, 3]);
+    net.wait_final(&after, &[0, 1, 2, 3]);
+
+    // Load: figures printed, transactions final.
+    let out = net.ok(&["load", "--tps", "20", "--duration", "3"]);
+    for figure in [
+        "submitted",
+        "accepted",
+        "finalized",
+        "achieved",
+        "p50",
+        "p95",
+        "p99",
+    ] {
+        assert!(out.contains(figure), "{figure} missing:\n{out}");
+    }
+    let finalized: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("finalized"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(finalized > 0, "{out}");
+
+    let out = net.ok(&["check", "--json"]);
+    let verdict: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(verdict["agreement"], true, "{verdict}");
+    assert_eq!(verdict["nodes"].as_array().unwrap().len(), 4);
+
+    // Down --clean: every process gone, the directory removed.
+    let pids = net.pids();
+    let out = net.ok(&["down", "--clean"]);
+    assert!(out.contains("stopped 4 node processes"), "{out}");
+    assert!(pids.iter().all(|p| gone(*p)), "{pids:?}");
+    assert!(!net.path().exists());
+}
+
+#[test]
+fn an_equivocating_validator_does_not_stop_finality_or_break_agreement() {
+    let _serial = serial();
+    let net = Net::new();
+    let out = net.up(&["--byzantine", "3:equivocate"]);
+    assert!(out.contains("byzantine (equivocate)"), "{out}");
+    let config = std::fs::read_to_string(net.path().join("node3/config.toml")).unwrap();
+    assert!(config.contains("byzantine = \"equivocate\""), "{config}");
+    // Enough transfers, one after another, for node 3 to lead some views.
+    for nonce in 0..6 {
+        let hash = net.transfer((nonce % 3) as usize, nonce, 5);
+        net.wait_final(&hash, &[0, 1, 2]);
+    }
+    // It did equivocate: an honest node holds the two proposals.
+    net.wait("evidence of node 3's equivocation", |n| {
+        std::fs::read_to_string(n.path().join("node0/node.log"))
+            .unwrap()
+            .contains("evidence of Byzantine behaviour")
+    });
+    let out = net.ok(&["check"]);
+    assert!(out.contains("agreement holds"), "{out}");
+    let pids = net.pids();
+    net.ok(&["down"]);
+    assert!(pids.iter().all(|p| gone(*p)));
+    // The directory stays (without --clean); the state file goes.
+    assert!(net.path().join("node0").is_dir());
+    assert!(State::load(net.path()).unwrap().is_none());
+}
+
+#[test]
+fn up_names_a_port_that_is_taken_and_starts_nothing() {
+    let _serial = serial();
+    let net = Net::new();
+    let taken = std::net::TcpListener::bind(("127.0.0.1", net.base + 3)).unwrap();
+    let base = net.base.to_string();
+    let out = net.run(&["up", "--detach", "--quick", "--base-port", &base]);
+    drop(taken);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "port {} on 127.0.0.1 (HTTP API of node 1) is not free",
+            net.base + 3
+        )),
+        "{err}"
+    );
+    assert!(State::load(net.path()).unwrap().is_none());
+    // The network was created and can be started once the port is free.
+    let out = net.run(&["status", "--json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        status["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["state"] == "down")
+    );
+    let out = net.run(&["kill", "0"]);
+    assert!(
+        text(&out.stderr).contains("not running"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// The admin API, on a node inside this process: off, it is a 404 like any
+/// unknown route; on, it blocks the peers outside the node's group and
+/// heals.
+#[test]
+fn the_admin_api_is_off_unless_the_config_turns_it_on() {
+    use phalanx_chain::genesis::{GenesisAccount, GenesisValidator};
+    use phalanx_chain::{ChainId, ConsensusKind, Genesis, MemStore};
+    use phalanx_crypto::Keypair;
+    use phalanx_node::net::memory::MemoryNet;
+    use phalanx_node::node::{Parts, start};
+    use std::sync::Arc;
+
+    let keys: Vec<Keypair> = (0..4).map(|i| Keypair::from_seed(&[i + 1; 32])).collect();
+    let genesis = Genesis {
+        chain_id: ChainId::new("admin-test").unwrap(),
+        consensus: ConsensusKind::Hotstuff,
+        genesis_time_ms: 0,
+        validators: keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| GenesisValidator {
+                public_key: k.public(),
+                address: format!("/memory/{i}"),
+            })
+            .collect(),
+        pow: None,
+        accounts: vec![GenesisAccount {
+            address: keys[0].public().into(),
+            balance: Amount(1),
+        }],
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let memory = MemoryNet::new();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::new();
+        let mut urls = Vec::new();
+        let mut nodes = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let (gossip, inbound) = memory.join(key.public(), 1_024);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            urls.push(format!("http://{}", listener.local_addr().unwrap()));
+            let mut config = phalanx_node::config::Config::default();
+            config.testnet.admin_api = i != 3;
+            nodes.push(
+                start(Parts {
+                    config,
+                    genesis: genesis.clone(),
+                    key: key.clone(),
+                    store: Arc::new(MemStore::new()),
+                    net: Arc::new(gossip),
+                    inbound,
+                    api: Some(listener),
+                })
+                .await
+                .unwrap(),
+            );
+        }
+        let post = |url: String, body: Value| {
+            let client = client.clone();
+            async move {
+                let response = client.post(url).json(&body).send().await.unwrap();
+                let status = response.status().as_u16();
+                (status, response.json::<Value>().await.unwrap())
+            }
+        };
+        let groups = serde_json::json!({ "groups": [[0, "1"], [keys[2].public().to_string()]] });
+        // Off: 404 not_found, saying why.
+        let (status, body) = post(format!("{}/admin/partition", urls[3]), groups.clone()).await;
+        assert_eq!(status, 404);
+        assert_eq!(body["error"]["code"], "not_found");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("admin_api")
+        );
+        assert_eq!(
+            post(format!("{}/admin/heal", urls[3]), Value::Null).await.0,
+            404
+        );
+        // On: node 0 keeps node 1, blocks 2 and 3 (3, named nowhere, is a
+        // group of its own).
+        let (status, body) = post(format!("{}/admin/partition", urls[0]), groups.clone()).await;
+        assert_eq!(status, 200, "{body}");
+        let blocked: Vec<&str> = body["blocked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            blocked,
+            [keys[2].public().to_string(), keys[3].public().to_string()]
+        );
+        let peers: Value = client
+            .get(format!("{}/peers", urls[0]))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let connected = peers["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["connected"] == true)
+            .count();
+        assert_eq!(connected, 1, "{peers}");
+        // Node 3 is in no group: it blocks everyone.
+        let (_, body) = post(format!("{}/admin/partition", urls[2]), groups.clone()).await;
+        assert_eq!(body["blocked"].as_array().unwrap().len(), 3);
+        // Bad requests are named.
+        let (status, body) = post(
+            format!("{}/admin/partition", urls[0]),
+            serde_json::json!({ "groups": [[9]] }),
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert_eq!(body["error"]["code"], "bad_partition");
+        // Heal: nothing blocked.
+        let (status, body) = post(format!("{}/admin/heal", urls[0]), Value::Null).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["blocked"].as_array().unwrap().len(), 0);
+        for node in nodes {
+            node.stop().await;
+        }
+    });
+}

@@ -356,8 +356,15 @@ impl Driver {
                         .metrics
                         .message_out("consensus", kind, bytes.len(), forwarded);
                     // Our own copy must not come back as new.
-                    self.remember(Hash::digest(&bytes));
-                    if let Err(e) = self.net().publish(Channel::Consensus, bytes) {
+                    let first_time = self.remember(Hash::digest(&bytes));
+                    if !first_time && !forwarded {
+                        // A re-send of our own message (a timeout repeated
+                        // while a view is stuck). Gossip ids are content
+                        // hashes and gossipsub refuses to publish the same
+                        // bytes twice, so re-sends go to each validator
+                        // directly.
+                        self.send_to_all(&bytes);
+                    } else if let Err(e) = self.net().publish(Channel::Consensus, bytes) {
                         tracing::debug!("broadcast failed: {e}");
                         self.state.metrics.dropped("outbound_full");
                     }
@@ -383,6 +390,24 @@ impl Driver {
                     tracing::warn!(?evidence, "evidence of Byzantine behaviour");
                     self.state.metrics.dropped("evidence");
                 }
+            }
+        }
+    }
+
+    fn send_to_all(&self, bytes: &[u8]) {
+        for validator in self.committee.members() {
+            if Some(validator) == self.me {
+                continue;
+            }
+            let Some(key) = self.committee.key(validator) else {
+                continue;
+            };
+            if self
+                .net()
+                .send(key, Channel::Consensus, bytes.to_vec())
+                .is_err()
+            {
+                self.state.metrics.dropped("outbound_full");
             }
         }
     }

@@ -13,6 +13,18 @@ use std::sync::Arc;
 /// message).
 pub const MAX_PROPOSAL_TX_BYTES: usize = 2 * 1024 * 1024;
 
+/// Uncommitted blocks kept on disk, one slot per view modulo this, so that
+/// after every node restarts the blocks the latest quorum certificates point
+/// at can still be served to the next leader (they are in no committed
+/// chain yet, and otherwise only in memory).
+const PENDING_SLOTS: u64 = 32;
+
+fn pending_key(view: u64) -> Vec<u8> {
+    let mut key = b"pending-block/".to_vec();
+    key.extend_from_slice(&(view % PENDING_SLOTS).to_be_bytes());
+    key
+}
+
 /// A block's timestamp may be at most this far ahead of our clock.
 pub const MAX_CLOCK_DRIFT_MS: u64 = 30_000;
 
@@ -36,6 +48,32 @@ impl NodeLedger {
 
     fn store(&self) -> &dyn Store {
         &*self.state.store
+    }
+
+    /// Keeps an uncommitted block on disk (see [`PENDING_SLOTS`]).
+    fn persist_pending(&self, block: &Block) {
+        let Some(view) = phalanx_consensus::hotstuff::block_view(block) else {
+            return;
+        };
+        let bytes = phalanx_chain::encoding::encode(block);
+        if let Err(e) = self.store().put_safety_data(&pending_key(view.0), &bytes) {
+            tracing::warn!("keeping an uncommitted block on disk failed: {e}");
+        }
+    }
+
+    /// An uncommitted block kept on disk, by hash.
+    fn pending_block(&self, hash: &Hash) -> Option<Block> {
+        (0..PENDING_SLOTS).find_map(|slot| {
+            let bytes = self
+                .store()
+                .safety_data(&pending_key(slot))
+                .ok()
+                .flatten()?;
+            let block: Block =
+                phalanx_chain::encoding::decode(&bytes, phalanx_chain::block::MAX_BLOCK_BYTES)
+                    .ok()?;
+            (block.hash() == *hash).then_some(block)
+        })
     }
 
     /// Executes (or reuses the validated state of) `block` on the head and
@@ -90,7 +128,7 @@ impl Ledger for NodeLedger {
         let batch = self.batch_size;
         // A block's timestamp never goes below its parent's.
         let timestamp_ms = timestamp_ms.max(parent.header.timestamp_ms);
-        self.speculative.build(
+        let block = self.speculative.build(
             &*store,
             parent,
             proposer,
@@ -100,7 +138,9 @@ impl Ledger for NodeLedger {
                 Ok(pool) => pool.select(view, batch, MAX_PROPOSAL_TX_BYTES),
                 Err(_) => Vec::new(),
             },
-        )
+        )?;
+        self.persist_pending(&block);
+        Some(block)
     }
 
     fn validate_block(&mut self, parent: &Block, block: &Block) -> bool {
@@ -113,7 +153,11 @@ impl Ledger for NodeLedger {
             return false;
         }
         let store = Arc::clone(&self.state.store);
-        self.speculative.validate(&*store, parent, block)
+        let valid = self.speculative.validate(&*store, parent, block);
+        if valid {
+            self.persist_pending(block);
+        }
+        valid
     }
 
     fn ready_to_propose(&self, parent: &Block) -> bool {
@@ -121,7 +165,14 @@ impl Ledger for NodeLedger {
         pending >= self.batch_size || self.uncommitted_transactions(parent)
     }
 
+    /// Committed blocks, and the uncommitted ones kept on disk (so a peer
+    /// asking for the block a QC certifies gets it even after we
+    /// restarted).
     fn committed_block(&self, hash: &Hash) -> Option<Block> {
-        self.store().block(hash).ok().flatten()
+        self.store()
+            .block(hash)
+            .ok()
+            .flatten()
+            .or_else(|| self.pending_block(hash))
     }
 }

@@ -247,3 +247,49 @@ async fn a_single_validator_commits_transfers() {
         node.stop().await;
     }
 }
+
+/// Every node stops and starts again on its store: the blocks the latest
+/// quorum certificates point at were never committed, so they come from
+/// the nodes' on-disk copies of uncommitted blocks, and the chain moves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_network_restarts_and_the_chain_moves_on() {
+    init_logs();
+    let chain = test_chain(4, 1);
+    let net = MemoryNet::new();
+    let nodes = start_memory_nodes(&chain, &net).await;
+    let stores: Vec<_> = nodes.iter().map(|n| n.state.store.clone()).collect();
+    wait_for("a few blocks", Duration::from_secs(60), || {
+        stores.iter().all(|s| head_of(&**s).0 >= 5)
+    })
+    .await;
+    for node in nodes {
+        node.stop().await;
+    }
+    let before = stores.iter().map(|s| head_of(&**s).0).max().unwrap();
+    let mut restarted = Vec::new();
+    for (key, store) in chain.validators.iter().zip(&stores) {
+        let (gossip, inbound) = net.join(key.public(), 8_192);
+        restarted.push(
+            phalanx_node::node::start(phalanx_node::node::Parts {
+                config: quick_config(),
+                genesis: chain.genesis.clone(),
+                key: key.clone(),
+                store: store.clone(),
+                net: std::sync::Arc::new(gossip),
+                inbound,
+                api: None,
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    wait_for(
+        "new blocks after the restart",
+        Duration::from_secs(60),
+        || stores.iter().all(|s| head_of(&**s).0 >= before + 5),
+    )
+    .await;
+    for node in restarted {
+        node.stop().await;
+    }
+}

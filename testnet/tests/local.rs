@@ -387,14 +387,13 @@ fn up_transfer_kill_restart_partition_heal_load_check_down() {
     assert_eq!(net.heights(), heights, "a 2/2 partition cannot commit");
     assert!(network.nodes.iter().all(|n| !net.is_final(n, &stalled)));
 
-    // Heal: finality comes back, the stalled transfer included. (A second
-    // transfer is sent because an idle network may not notice the heal:
-    // see the report on gossipsub's duplicate cache.)
+    // Heal: finality comes back with nothing new sent, the stalled
+    // transfer included. (Timeouts re-sent while a view is stuck go to each
+    // validator directly: gossipsub would refuse to publish identical bytes
+    // again, and an idle network then never noticed the heal.)
     let out = net.ok(&["heal"]);
     assert!(out.contains("node 0: blocks nodes none"), "{out}");
-    let after = net.transfer(2, 4, 10);
     net.wait_final(&stalled, &[0, 1, 2, 3]);
-    net.wait_final(&after, &[0, 1, 2, 3]);
 
     // Load: figures printed, transactions final.
     let out = net.ok(&["load", "--tps", "20", "--duration", "3"]);

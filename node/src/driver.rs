@@ -644,13 +644,7 @@ impl Driver {
             self.sync.fetching = None;
             self.start_fetch();
         }
-        let peers: Vec<PublicKey> = self
-            .net()
-            .peers()
-            .into_iter()
-            .filter(|p| p.connected && !p.banned)
-            .map(|p| p.key)
-            .collect();
+        let peers = self.live_peers();
         self.state.metrics.set_peers(peers.len());
         if peers.is_empty() {
             return;
@@ -708,14 +702,18 @@ impl Driver {
         blocks
     }
 
-    fn start_fetch(&mut self) {
-        let peers: Vec<PublicKey> = self
-            .net()
+    /// Connected peers that are not banned.
+    fn live_peers(&self) -> Vec<PublicKey> {
+        self.net()
             .peers()
             .into_iter()
             .filter(|p| p.connected && !p.banned)
             .map(|p| p.key)
-            .collect();
+            .collect()
+    }
+
+    fn start_fetch(&mut self) {
+        let peers = self.live_peers();
         let i = self.sync.next_peer % peers.len().max(1);
         if let Some(peer) = peers.get(i).copied() {
             self.fetch_from(peer);

@@ -7,6 +7,8 @@ use crate::shared::NodeState;
 use phalanx_chain::speculative::{CommitError, DEFAULT_MAX_SPECULATIVE_BLOCKS, Speculative};
 use phalanx_chain::{Address, Block, Hash, Justification, StateChanges, Store};
 use phalanx_consensus::Ledger;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Bytes of transactions per proposed block, at most (well under a network
@@ -19,9 +21,9 @@ pub const MAX_PROPOSAL_TX_BYTES: usize = 2 * 1024 * 1024;
 /// chain yet, and otherwise only in memory).
 const PENDING_SLOTS: u64 = 32;
 
-fn pending_key(view: u64) -> Vec<u8> {
+fn pending_key(slot: u64) -> Vec<u8> {
     let mut key = b"pending-block/".to_vec();
-    key.extend_from_slice(&(view % PENDING_SLOTS).to_be_bytes());
+    key.extend_from_slice(&(slot % PENDING_SLOTS).to_be_bytes());
     key
 }
 
@@ -34,6 +36,9 @@ pub struct NodeLedger {
     state: Arc<NodeState>,
     speculative: Speculative,
     batch_size: usize,
+    /// Which pending slot holds which block, read from disk once, so that a
+    /// peer asking for an unknown hash costs a map lookup, not 32 decodes.
+    pending_index: RefCell<Option<HashMap<Hash, u64>>>,
 }
 
 impl NodeLedger {
@@ -43,6 +48,7 @@ impl NodeLedger {
             state,
             speculative,
             batch_size,
+            pending_index: RefCell::new(None),
         }
     }
 
@@ -55,25 +61,43 @@ impl NodeLedger {
         let Some(view) = phalanx_consensus::hotstuff::block_view(block) else {
             return;
         };
+        let slot = view.0 % PENDING_SLOTS;
         let bytes = phalanx_chain::encoding::encode(block);
-        if let Err(e) = self.store().put_safety_data(&pending_key(view.0), &bytes) {
+        if let Err(e) = self.store().put_safety_data(&pending_key(slot), &bytes) {
             tracing::warn!("keeping an uncommitted block on disk failed: {e}");
+            return;
         }
+        self.with_pending_index(|index| {
+            index.retain(|_, s| *s != slot);
+            index.insert(block.hash(), slot);
+        });
+    }
+
+    fn read_pending(&self, slot: u64) -> Option<Block> {
+        let bytes = self
+            .store()
+            .safety_data(&pending_key(slot))
+            .ok()
+            .flatten()?;
+        phalanx_chain::encoding::decode(&bytes, phalanx_chain::block::MAX_BLOCK_BYTES).ok()
+    }
+
+    /// Runs `f` on the slot index, reading the slots from disk the first
+    /// time.
+    fn with_pending_index<T>(&self, f: impl FnOnce(&mut HashMap<Hash, u64>) -> T) -> T {
+        let mut cell = self.pending_index.borrow_mut();
+        let index = cell.get_or_insert_with(|| {
+            (0..PENDING_SLOTS)
+                .filter_map(|slot| Some((self.read_pending(slot)?.hash(), slot)))
+                .collect()
+        });
+        f(index)
     }
 
     /// An uncommitted block kept on disk, by hash.
     fn pending_block(&self, hash: &Hash) -> Option<Block> {
-        (0..PENDING_SLOTS).find_map(|slot| {
-            let bytes = self
-                .store()
-                .safety_data(&pending_key(slot))
-                .ok()
-                .flatten()?;
-            let block: Block =
-                phalanx_chain::encoding::decode(&bytes, phalanx_chain::block::MAX_BLOCK_BYTES)
-                    .ok()?;
-            (block.hash() == *hash).then_some(block)
-        })
+        let slot = self.with_pending_index(|index| index.get(hash).copied())?;
+        self.read_pending(slot).filter(|b| b.hash() == *hash)
     }
 
     /// Executes (or reuses the validated state of) `block` on the head and

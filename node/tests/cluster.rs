@@ -126,18 +126,7 @@ async fn a_node_that_was_down_syncs_and_rejoins() {
     )
     .await;
     // Restart the fourth node on its old store.
-    let (gossip, inbound) = net.join(chain.validators[3].public(), 8_192);
-    let restarted = phalanx_node::node::start(phalanx_node::node::Parts {
-        config: quick_config(),
-        genesis: chain.genesis.clone(),
-        key: chain.validators[3].clone(),
-        store: stores[3].clone(),
-        net: std::sync::Arc::new(gossip),
-        inbound,
-        api: None,
-    })
-    .await
-    .unwrap();
+    let restarted = start_memory_node(&chain, &net, 3, stores[3].clone(), None).await;
     let target = head_of(&*stores[0]).0;
     wait_for(
         "the restarted node to pass the others' head at restart",
@@ -267,21 +256,8 @@ async fn the_whole_network_restarts_and_the_chain_moves_on() {
     }
     let before = stores.iter().map(|s| head_of(&**s).0).max().unwrap();
     let mut restarted = Vec::new();
-    for (key, store) in chain.validators.iter().zip(&stores) {
-        let (gossip, inbound) = net.join(key.public(), 8_192);
-        restarted.push(
-            phalanx_node::node::start(phalanx_node::node::Parts {
-                config: quick_config(),
-                genesis: chain.genesis.clone(),
-                key: key.clone(),
-                store: store.clone(),
-                net: std::sync::Arc::new(gossip),
-                inbound,
-                api: None,
-            })
-            .await
-            .unwrap(),
-        );
+    for (i, store) in stores.iter().enumerate() {
+        restarted.push(start_memory_node(&chain, &net, i, store.clone(), None).await);
     }
     wait_for(
         "new blocks after the restart",

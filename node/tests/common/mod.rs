@@ -73,23 +73,35 @@ pub fn quick_config() -> Config {
 /// 127.0.0.1 and a fresh in-memory store.
 pub async fn start_memory_nodes(chain: &TestChain, net: &MemoryNet) -> Vec<RunningNode> {
     let mut nodes = Vec::new();
-    for key in &chain.validators {
-        let (gossip, inbound) = net.join(key.public(), 8_192);
+    for i in 0..chain.validators.len() {
         let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let node = start(Parts {
-            config: quick_config(),
-            genesis: chain.genesis.clone(),
-            key: key.clone(),
-            store: Arc::new(MemStore::new()),
-            net: Arc::new(gossip),
-            inbound,
-            api: Some(api),
-        })
-        .await
-        .unwrap();
-        nodes.push(node);
+        nodes.push(start_memory_node(chain, net, i, Arc::new(MemStore::new()), Some(api)).await);
     }
     nodes
+}
+
+/// Starts validator `i` on `net` over `store` (a new one, or the store of
+/// a node that stopped).
+pub async fn start_memory_node(
+    chain: &TestChain,
+    net: &MemoryNet,
+    i: usize,
+    store: Arc<dyn Store>,
+    api: Option<tokio::net::TcpListener>,
+) -> RunningNode {
+    let key = &chain.validators[i];
+    let (gossip, inbound) = net.join(key.public(), 8_192);
+    start(Parts {
+        config: quick_config(),
+        genesis: chain.genesis.clone(),
+        key: key.clone(),
+        store,
+        net: Arc::new(gossip),
+        inbound,
+        api,
+    })
+    .await
+    .unwrap()
 }
 
 pub fn transfer(chain: &TestChain, from: usize, to: usize, nonce: u64) -> Transaction {

@@ -11,16 +11,36 @@ use phalanx_crypto::keyfile::write_key_file;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// Where one validator is reached and what it binds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAddrs {
+    /// The multiaddr its peers dial (its address in genesis), e.g.
+    /// `/ip4/10.0.0.2/tcp/26650` or `/dns/node2.example/tcp/26650`.
+    pub p2p: String,
+    /// What it listens on for peers (`p2p.listen`); empty: `p2p` itself,
+    /// or all interfaces when `p2p` is a `/dns` name.
+    pub p2p_listen: String,
+    /// Where its HTTP API listens (`api.listen`).
+    pub api_listen: SocketAddr,
+}
+
+impl NodeAddrs {
+    /// Both ports on 127.0.0.1.
+    pub fn loopback(p2p_port: u16, api_port: u16) -> NodeAddrs {
+        NodeAddrs {
+            p2p: format!("/ip4/127.0.0.1/tcp/{p2p_port}"),
+            p2p_listen: String::new(),
+            api_listen: SocketAddr::from(([127, 0, 0, 1], api_port)),
+        }
+    }
+}
+
 /// What to create.
 #[derive(Debug, Clone)]
 pub struct LocalNetSpec {
     pub chain_id: ChainId,
-    pub validators: usize,
-    /// Validator i listens for peers on `p2p_ports[i]` and serves HTTP on
-    /// `api_ports[i]`, both on `host`.
-    pub host: String,
-    pub p2p_ports: Vec<u16>,
-    pub api_ports: Vec<u16>,
+    /// One entry per validator.
+    pub nodes: Vec<NodeAddrs>,
     /// Funded accounts (their keys are written to `accounts/`).
     pub accounts: usize,
     pub balance: u64,
@@ -42,11 +62,7 @@ pub struct LocalNet {
 /// Writes `dir/node<i>/` for every validator and `dir/accounts/<j>.json`
 /// for every funded account. Refuses to overwrite existing key files.
 pub fn write_local_net(dir: &Path, spec: &LocalNetSpec) -> anyhow::Result<LocalNet> {
-    anyhow::ensure!(
-        spec.p2p_ports.len() == spec.validators && spec.api_ports.len() == spec.validators,
-        "one p2p and one API port per validator"
-    );
-    let validator_keys = (0..spec.validators)
+    let validator_keys = (0..spec.nodes.len())
         .map(|_| Keypair::generate())
         .collect::<Result<Vec<_>, _>>()?;
     let account_keys = (0..spec.accounts)
@@ -58,10 +74,10 @@ pub fn write_local_net(dir: &Path, spec: &LocalNetSpec) -> anyhow::Result<LocalN
         genesis_time_ms: crate::driver::now_ms(),
         validators: validator_keys
             .iter()
-            .zip(&spec.p2p_ports)
-            .map(|(k, port)| GenesisValidator {
+            .zip(&spec.nodes)
+            .map(|(k, addrs)| GenesisValidator {
                 public_key: k.public(),
-                address: format!("/ip4/{}/tcp/{port}", spec.host),
+                address: addrs.p2p.clone(),
             })
             .collect(),
         pow: None,
@@ -83,14 +99,12 @@ pub fn write_local_net(dir: &Path, spec: &LocalNetSpec) -> anyhow::Result<LocalN
     }
     let mut homes = Vec::new();
     let mut api_addrs = Vec::new();
-    for (i, key) in validator_keys.iter().enumerate() {
+    for (i, (key, addrs)) in validator_keys.iter().zip(&spec.nodes).enumerate() {
         let home = dir.join(format!("node{i}"));
         std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
         let mut config = spec.config.clone();
-        let api_port = spec.api_ports.get(i).copied().unwrap_or_default();
-        config.api.listen = format!("{}:{api_port}", spec.host)
-            .parse()
-            .with_context(|| format!("{}:{api_port} is not a socket address", spec.host))?;
+        config.api.listen = addrs.api_listen;
+        config.p2p.listen.clone_from(&addrs.p2p_listen);
         api_addrs.push(config.api.listen);
         std::fs::write(home.join(CONFIG_FILE), toml::to_string(&config)?)?;
         std::fs::write(home.join(GENESIS_FILE), &genesis_text)?;

@@ -205,6 +205,28 @@ pub fn load_home(home: &Path) -> anyhow::Result<Home> {
     })
 }
 
+/// What a validator listens on when `p2p.listen` is empty: its genesis
+/// address, except that a host name (`/dns/NAME/tcp/P`, `/dns4`, `/dns6`)
+/// becomes every interface on the same port, since a name cannot be bound.
+pub fn listen_address_for(genesis_address: &str) -> String {
+    let mut parts = genesis_address.split('/');
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some(""), Some("dns" | "dns4"), Some(_), Some("tcp"), Some(port)) => {
+            format!("/ip4/0.0.0.0/tcp/{port}")
+        }
+        (Some(""), Some("dns6"), Some(_), Some("tcp"), Some(port)) => {
+            format!("/ip6/::/tcp/{port}")
+        }
+        _ => genesis_address.to_owned(),
+    }
+}
+
 /// Runs the node of `home` over libp2p until SIGINT or SIGTERM.
 pub async fn run_home(home_dir: &Path) -> anyhow::Result<()> {
     let Home {
@@ -221,7 +243,7 @@ pub async fn run_home(home_dir: &Path) -> anyhow::Result<()> {
             .validators
             .iter()
             .find(|v| v.public_key == me)
-            .map(|v| v.address.clone())
+            .map(|v| listen_address_for(&v.address))
             .ok_or_else(|| {
                 anyhow!("p2p.listen is empty and genesis gives this key no validator address")
             })?
@@ -316,4 +338,23 @@ async fn wait_for_signal() {
 #[cfg(not(unix))]
 async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_listen_on_every_interface() {
+        assert_eq!(
+            listen_address_for("/dns/node1.example/tcp/26650"),
+            "/ip4/0.0.0.0/tcp/26650"
+        );
+        assert_eq!(listen_address_for("/dns6/n/tcp/7"), "/ip6/::/tcp/7");
+        assert_eq!(
+            listen_address_for("/ip4/10.0.0.2/tcp/26650"),
+            "/ip4/10.0.0.2/tcp/26650"
+        );
+        assert_eq!(listen_address_for("/memory/3"), "/memory/3");
+    }
 }

@@ -8,7 +8,7 @@ mod common;
 use assert_cmd::Command;
 use common::quick_config;
 use phalanx_chain::ChainId;
-use phalanx_node::home::{LocalNetSpec, write_local_net};
+use phalanx_node::home::{LocalNetSpec, NodeAddrs, write_local_net};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
@@ -25,10 +25,7 @@ fn one_node(dir: &Path, chain: &str) -> std::path::PathBuf {
         dir,
         &LocalNetSpec {
             chain_id: ChainId::new(chain).unwrap(),
-            validators: 1,
-            host: "127.0.0.1".into(),
-            p2p_ports: vec![ports[0]],
-            api_ports: vec![ports[1]],
+            nodes: vec![NodeAddrs::loopback(ports[0], ports[1])],
             accounts: 1,
             balance: 100,
             config: quick_config(),

@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use phalanx_chain::{Address, Amount, ChainId, Nonce, Transaction};
-use phalanx_node::home::{LocalNet, LocalNetSpec, write_local_net};
+use phalanx_node::home::{LocalNet, LocalNetSpec, NodeAddrs, write_local_net};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -42,10 +42,9 @@ impl Cluster {
             dir,
             &LocalNetSpec {
                 chain_id: ChainId::new("process-test").unwrap(),
-                validators,
-                host: "127.0.0.1".into(),
-                p2p_ports: ports[..validators].to_vec(),
-                api_ports: ports[validators..].to_vec(),
+                nodes: (0..validators)
+                    .map(|i| NodeAddrs::loopback(ports[i], ports[validators + i]))
+                    .collect(),
                 accounts: 2,
                 balance: 1_000_000,
                 config,

@@ -26,27 +26,41 @@ fn serial() -> MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Builds `phalanx-node` next to `phalanx-testnet` (where `up` looks for
-/// it): `cargo test -p phalanx-testnet` alone does not build it.
-fn node_binary_built() {
+/// Builds `phalanx-node` (where `up` looks for it: next to
+/// `phalanx-testnet`) and `phalanx-wallet`: `cargo test -p phalanx-testnet`
+/// alone builds neither. Returns the directory that holds them.
+fn binaries_built() -> PathBuf {
     static BUILD: Once = Once::new();
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_phalanx-testnet"));
+    let profile_dir = exe.parent().unwrap().to_owned();
     BUILD.call_once(|| {
-        let exe = PathBuf::from(env!("CARGO_BIN_EXE_phalanx-testnet"));
-        let profile_dir = exe.parent().unwrap();
         let target_dir = profile_dir.parent().unwrap();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = std::process::Command::new(cargo);
         build
-            .args(["build", "-p", "phalanx-node", "--bin", "phalanx-node"])
+            .args([
+                "build",
+                "-p",
+                "phalanx-node",
+                "-p",
+                "phalanx-wallet",
+                "--bins",
+            ])
             .env("CARGO_TARGET_DIR", target_dir)
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             build.arg("--release");
         }
         let status = build.status().unwrap();
-        assert!(status.success(), "building phalanx-node failed");
-        assert!(profile_dir.join("phalanx-node").is_file());
+        assert!(
+            status.success(),
+            "building phalanx-node and phalanx-wallet failed"
+        );
     });
+    for binary in ["phalanx-node", "phalanx-wallet"] {
+        assert!(profile_dir.join(binary).is_file(), "{binary} not built");
+    }
+    profile_dir
 }
 
 /// A base port P with P .. P + 2n free right now.
@@ -75,9 +89,12 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// A network in a temporary directory; `down` when dropped.
+/// A network in a temporary directory; `down` when dropped. `wallet_dir`
+/// is the user's wallet.
 struct Net {
     dir: tempfile::TempDir,
+    wallet_dir: tempfile::TempDir,
+    bin: PathBuf,
     base: u16,
     rt: tokio::runtime::Runtime,
     client: Client,
@@ -95,9 +112,11 @@ impl Drop for Net {
 
 impl Net {
     fn new() -> Net {
-        node_binary_built();
+        let bin = binaries_built();
         Net {
             dir: tempfile::tempdir().unwrap(),
+            wallet_dir: tempfile::tempdir().unwrap(),
+            bin,
             base: free_base(4),
             rt: tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -134,6 +153,40 @@ impl Net {
             text(&out.stderr)
         );
         text(&out.stdout)
+    }
+
+    /// `phalanx-wallet --wallet-dir W --rpc <node's API> <args>`, as a user
+    /// types it; asserts success and returns stdout.
+    fn wallet(&self, node: usize, args: &[&str]) -> String {
+        let out = self.wallet_run(node, args);
+        assert!(
+            out.status.success(),
+            "phalanx-wallet {args:?} failed: {}\n{}{}\n{}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr),
+            self.logs()
+        );
+        text(&out.stdout)
+    }
+
+    fn wallet_run(&self, node: usize, args: &[&str]) -> std::process::Output {
+        Command::new(self.bin.join("phalanx-wallet"))
+            .arg("--wallet-dir")
+            .arg(self.wallet_dir.path())
+            .arg("--rpc")
+            .arg(self.network().nodes[node].rpc())
+            .args(args)
+            .timeout(Duration::from_secs(180))
+            .output()
+            .unwrap()
+    }
+
+    /// The same with `--json`, parsed.
+    fn wallet_json(&self, node: usize, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.wallet(node, &all)).unwrap()
     }
 
     fn up(&self, extra: &[&str]) -> String {
@@ -221,13 +274,6 @@ impl Net {
         });
     }
 
-    fn balance(&self, node: &NodeInfo, account: usize) -> Option<u64> {
-        self.rt
-            .block_on(self.client.account(node, &self.address(account)))
-            .ok()
-            .map(|a| a.balance)
-    }
-
     fn heights(&self) -> Vec<Option<u64>> {
         let net = self.network();
         net.nodes
@@ -285,7 +331,8 @@ fn up_transfer_kill_restart_partition_heal_load_check_down() {
     assert!(out.contains("phalanx-wallet import --name faucet"), "{out}");
     assert!(
         out.contains(&format!(
-            "phalanx-wallet transfer --from faucet --to {} --amount 10",
+            "phalanx-wallet --rpc http://127.0.0.1:{} transfer --from faucet --to {} --amount 10",
+            net.base + 1,
             net.address(1)
         )),
         "{out}"
@@ -313,21 +360,37 @@ fn up_transfer_kill_restart_partition_heal_load_check_down() {
         text(&again.stderr)
     );
 
-    // A transfer from the faucet: the balance is seen on every node.
+    // The wallet, as the README has it: import the faucet, make a key,
+    // send to it and wait for finality; the balance is seen on every node.
+    let faucet_file = net.path().join("accounts/0.json");
+    net.wallet(
+        0,
+        &["import", "--name", "faucet", faucet_file.to_str().unwrap()],
+    );
+    let alice = net.wallet_json(0, &["keygen", "--name", "alice"]);
+    let alice_address = alice["address"].as_str().unwrap().to_owned();
+    let sent = net.wallet(
+        0,
+        &[
+            "transfer", "--from", "faucet", "--to", "alice", "--amount", "10",
+        ],
+    );
+    assert!(sent.contains("status  finalized"), "{sent}");
     let network = net.network();
-    let before = net.balance(&network.nodes[0], 1).unwrap();
-    let first = net.transfer(0, 0, 10);
-    net.wait_final(&first, &[0, 1, 2, 3]);
-    for node in &network.nodes {
-        assert_eq!(
-            net.balance(node, 1),
-            Some(before + 10),
-            "node {}",
-            node.index
-        );
+    let balance_on = |node: usize| {
+        net.wallet_json(node, &["balance", &alice_address])["balance"]
+            .as_u64()
+            .unwrap()
+    };
+    for node in 0..4 {
+        // A node may see the block a moment after node 0 does.
+        net.wait(&format!("alice's balance on node {node}"), |_| {
+            balance_on(node) == 10
+        });
     }
 
-    // Kill node 1: the others keep finalizing transfers.
+    // Kill node 1: the others keep finalizing transfers, two sent back to
+    // back with --no-wait (the wallet keeps their nonces apart).
     let killed_pid = net.pids()[1];
     let out = net.ok(&["kill", "1"]);
     assert!(out.contains("killed node 1"), "{out}");
@@ -335,10 +398,32 @@ fn up_transfer_kill_restart_partition_heal_load_check_down() {
     let status = net.status_json();
     assert_eq!(status["nodes"][1]["state"], "down");
     assert_eq!(status["nodes"][0]["state"], "up");
-    let while_down = [net.transfer(0, 1, 10), net.transfer(2, 2, 10)];
+    let while_down: Vec<String> = (0..2)
+        .map(|_| {
+            let sent = net.wallet_json(
+                2,
+                &[
+                    "transfer",
+                    "--from",
+                    "faucet",
+                    "--to",
+                    "alice",
+                    "--amount",
+                    "10",
+                    "--no-wait",
+                ],
+            );
+            assert_eq!(sent["status"], "pending", "{sent}");
+            sent["hash"].as_str().unwrap().to_owned()
+        })
+        .collect();
     for hash in &while_down {
         net.wait_final(hash, &[0, 2, 3]);
     }
+    assert_eq!(balance_on(3), 30);
+    // The wallet's own view of one of them.
+    let tx = net.wallet_json(3, &["tx", &while_down[1]]);
+    assert_eq!(tx["status"], "finalized", "{tx}");
 
     // Restart it: it catches up on what it missed.
     let out = net.ok(&["restart", "1"]);
@@ -346,7 +431,7 @@ fn up_transfer_kill_restart_partition_heal_load_check_down() {
     for hash in &while_down {
         net.wait_final(hash, &[1]);
     }
-    assert_eq!(net.balance(&network.nodes[1], 1), Some(before + 30));
+    assert_eq!(balance_on(1), 30);
     let out = net.ok(&["check"]);
     assert!(out.contains("agreement holds"), "{out}");
 
@@ -457,6 +542,108 @@ fn an_equivocating_validator_does_not_stop_finality_or_break_agreement() {
     // The directory stays (without --clean); the state file goes.
     assert!(net.path().join("node0").is_dir());
     assert!(State::load(net.path()).unwrap().is_none());
+}
+
+/// `init --hosts`: directories for nodes on other machines. Here the four
+/// "machines" are one host name, `localhost`, so the nodes dial each other
+/// by name (`/dns/localhost/...`, resolved by libp2p), listen on every
+/// interface, and are started by hand as an operator would on each host;
+/// `status`, the wallet and `check` then reach them through the names.
+#[test]
+fn a_network_made_for_named_hosts_runs_from_its_copied_directories() {
+    let _serial = serial();
+    let net = Net::new();
+    let base = net.base.to_string();
+    let hosts = "localhost,localhost,localhost,localhost";
+    let out = net.ok(&["init", "--hosts", hosts, "--base-port", &base, "--quick"]);
+    assert!(out.contains("phalanx-node --home node<i>"), "{out}");
+    assert!(
+        out.contains(&format!("--rpc http://localhost:{} transfer", net.base + 1)),
+        "{out}"
+    );
+    let genesis = std::fs::read_to_string(net.path().join("node0/genesis.toml")).unwrap();
+    assert!(
+        genesis.contains(&format!("/dns/localhost/tcp/{}", net.base + 6)),
+        "{genesis}"
+    );
+    let config = std::fs::read_to_string(net.path().join("node3/config.toml")).unwrap();
+    assert!(
+        config.contains(&format!("listen = \"/ip4/0.0.0.0/tcp/{}\"", net.base + 6)),
+        "{config}"
+    );
+    assert!(config.contains("admin_api = false"), "{config}");
+
+    // "Copy node<i>/ to host i": each node from a directory of its own.
+    let hosts_dir = tempfile::tempdir().unwrap();
+    let mut nodes = Nodes(Vec::new());
+    for i in 0..4 {
+        let home = hosts_dir.path().join(format!("host{i}/node{i}"));
+        std::fs::create_dir_all(&home).unwrap();
+        for file in std::fs::read_dir(net.path().join(format!("node{i}"))).unwrap() {
+            let file = file.unwrap();
+            std::fs::copy(file.path(), home.join(file.file_name())).unwrap();
+        }
+        let log = std::fs::File::create(home.join("node.log")).unwrap();
+        nodes.0.push(
+            std::process::Command::new(net.bin.join("phalanx-node"))
+                .arg("--home")
+                .arg(&home)
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+    }
+
+    // From the operator's machine: every node up and committing.
+    net.wait("every node up with a height", |n| {
+        let status = n.status_json();
+        status["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|node| node["state"] == "up" && node["height"].as_u64() > Some(0))
+    });
+    let status = net.status_json();
+    assert_eq!(
+        status["nodes"][2]["rpc"],
+        format!("http://localhost:{}", net.base + 5)
+    );
+    let faucet_file = net.path().join("accounts/0.json");
+    net.wallet(
+        0,
+        &["import", "--name", "faucet", faucet_file.to_str().unwrap()],
+    );
+    let to = net.address(1);
+    let sent = net.wallet_json(
+        2,
+        &["transfer", "--from", "faucet", "--to", &to, "--amount", "7"],
+    );
+    assert_eq!(sent["status"], "finalized", "{sent}");
+    net.wait_final(sent["hash"].as_str().unwrap(), &[0, 1, 2, 3]);
+    let out = net.ok(&["check"]);
+    assert!(out.contains("agreement holds"), "{out}");
+    // `up` refuses nothing here (every host is this machine), but the
+    // nodes already hold the ports: it names one.
+    let up = net.run(&["up", "--detach"]);
+    assert!(!up.status.success());
+    assert!(
+        text(&up.stderr).contains("is not free"),
+        "{}",
+        text(&up.stderr)
+    );
+}
+
+/// Processes this test started itself; killed when dropped.
+struct Nodes(Vec<std::process::Child>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 #[test]

@@ -3,13 +3,17 @@
 //! admin API on (`[testnet] admin_api = true`), and Byzantine behaviours
 //! written into the chosen nodes' configs.
 
-use super::net::{self, DEFAULT_BASE_PORT, DEFAULT_DIR, MAX_ACCOUNTS, MAX_VALIDATORS, Network};
+use super::net::{
+    self, DEFAULT_BASE_PORT, DEFAULT_DIR, Host, MAX_ACCOUNTS, MAX_VALIDATORS, Network,
+};
 use crate::cli::Consensus;
 use crate::sim::scenario::ByzantineSpec;
-use anyhow::{Context, anyhow, ensure};
+use anyhow::{Context, anyhow, bail, ensure};
 use phalanx_node::config::{CONFIG_FILE, Config};
-use phalanx_node::home::{LocalNetSpec, write_local_net};
+use phalanx_node::home::{LocalNetSpec, NodeAddrs, write_local_net};
+use std::collections::HashMap;
 use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
 /// Every funded account's balance.
@@ -18,17 +22,25 @@ pub const ACCOUNT_BALANCE: u64 = 1_000_000_000;
 /// `phalanx-testnet init`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct InitArgs {
-    #[arg(long, default_value_t = 4)]
-    pub validators: usize,
+    /// How many validators (default: 4, or one per `--hosts` entry).
+    #[arg(long)]
+    pub validators: Option<usize>,
     /// The protocol (only hotstuff runs in nodes so far).
     #[arg(long, value_enum, default_value = "hotstuff")]
     pub consensus: Consensus,
     /// Where to write node0/, node1/, ... and accounts/.
     #[arg(long, visible_alias = "dir", default_value = DEFAULT_DIR)]
     pub out: std::path::PathBuf,
-    /// Node i listens for peers on BASE + 2i and serves HTTP on BASE + 2i + 1.
+    /// Node i listens for peers on BASE + 2i and serves HTTP on BASE + 2i + 1
+    /// (with --hosts: the k-th node on a host uses BASE + 2k and BASE + 2k + 1).
     #[arg(long, default_value_t = DEFAULT_BASE_PORT)]
     pub base_port: u16,
+    /// One host per validator (IP addresses or DNS names, comma-separated):
+    /// node i's home is made to run on host i. Its peers dial it there, and
+    /// it listens for peers and HTTP on every interface, with the admin API
+    /// off. Copy node<i>/ to host i and start `phalanx-node --home node<i>`.
+    #[arg(long, value_delimiter = ',', value_name = "HOST,...")]
+    pub hosts: Vec<Host>,
     /// Funded accounts (accounts/0.json is the faucet).
     #[arg(long, default_value_t = 8)]
     pub accounts: usize,
@@ -51,6 +63,8 @@ pub struct NetSpec {
     pub validators: usize,
     pub consensus: Consensus,
     pub base_port: u16,
+    /// Empty: every node on 127.0.0.1. Else one host per validator.
+    pub hosts: Vec<Host>,
     pub accounts: usize,
     pub chain_id: String,
     pub quick: bool,
@@ -86,6 +100,50 @@ pub fn ports(base_port: u16, validators: usize) -> anyhow::Result<(Vec<u16>, Vec
     Ok((p2p, api))
 }
 
+/// Where each node is reached and what it binds. On loopback (no hosts):
+/// node i on BASE + 2i and BASE + 2i + 1. With hosts: the k-th node on a
+/// host on BASE + 2k and BASE + 2k + 1, dialed at its host and listening on
+/// every interface.
+pub fn node_addrs(
+    base_port: u16,
+    validators: usize,
+    hosts: &[Host],
+) -> anyhow::Result<Vec<NodeAddrs>> {
+    if hosts.is_empty() {
+        let (p2p, api) = ports(base_port, validators)?;
+        return Ok(p2p
+            .into_iter()
+            .zip(api)
+            .map(|(p, a)| NodeAddrs::loopback(p, a))
+            .collect());
+    }
+    ensure!(
+        hosts.len() == validators,
+        "--hosts names {} hosts for {validators} validators: give one host per validator",
+        hosts.len()
+    );
+    let mut on_host: HashMap<&Host, usize> = HashMap::new();
+    let mut nodes = Vec::with_capacity(validators);
+    for host in hosts {
+        let k = on_host.entry(host).or_insert(0);
+        let (p2p, api) = ports(base_port, *k + 1)?;
+        let (Some(&p2p_port), Some(&api_port)) = (p2p.last(), api.last()) else {
+            bail!("no ports for {host}");
+        };
+        *k += 1;
+        let any: IpAddr = match host {
+            Host::Ip(IpAddr::V6(_)) => Ipv6Addr::UNSPECIFIED.into(),
+            _ => Ipv4Addr::UNSPECIFIED.into(),
+        };
+        nodes.push(NodeAddrs {
+            p2p: host.multiaddr(p2p_port),
+            p2p_listen: Host::Ip(any).multiaddr(p2p_port),
+            api_listen: SocketAddr::new(any, api_port),
+        });
+    }
+    Ok(nodes)
+}
+
 /// Writes a new network to `dir` (which must not hold one).
 pub fn create(dir: &Path, spec: &NetSpec) -> anyhow::Result<()> {
     ensure!(
@@ -105,18 +163,18 @@ pub fn create(dir: &Path, spec: &NetSpec) -> anyhow::Result<()> {
         "{} already holds a network (remove it first, or use `up --fresh`)",
         dir.display()
     );
-    let (p2p_ports, api_ports) = ports(spec.base_port, spec.validators)?;
+    let nodes = node_addrs(spec.base_port, spec.validators, &spec.hosts)?;
+    let mut config = node_config(spec.quick);
+    // The admin API has no authentication: only on loopback.
+    config.testnet.admin_api = spec.hosts.is_empty();
     write_local_net(
         dir,
         &LocalNetSpec {
             chain_id: phalanx_chain::ChainId::new(&spec.chain_id)?,
-            validators: spec.validators,
-            host: "127.0.0.1".into(),
-            p2p_ports,
-            api_ports,
+            nodes,
             accounts: spec.accounts,
             balance: ACCOUNT_BALANCE,
-            config: node_config(spec.quick),
+            config,
         },
     )?;
     Ok(())
@@ -168,20 +226,60 @@ pub fn print_nodes(net: &Network, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How to send from the faucet with the wallet, ready to paste (`--rpc`
+/// added when node 0 is not where the wallet looks by default).
+pub fn print_wallet_commands(net: &Network, out: &mut dyn Write) -> anyhow::Result<()> {
+    let faucet = net.faucet();
+    let to = net
+        .account_files()
+        .get(1)
+        .map(|f| net::address_of(f))
+        .transpose()?
+        .unwrap_or_else(|| "<address>".into());
+    let rpc = net.nodes.first().map(|n| n.rpc()).unwrap_or_default();
+    let rpc_flag = if rpc == phalanx_wallet_default_rpc() {
+        String::new()
+    } else {
+        format!(" --rpc {rpc}")
+    };
+    writeln!(out, "send from the faucet with the wallet:")?;
+    writeln!(
+        out,
+        "  phalanx-wallet import --name faucet {}",
+        faucet.display()
+    )?;
+    writeln!(
+        out,
+        "  phalanx-wallet{rpc_flag} transfer --from faucet --to {to} --amount 10"
+    )?;
+    Ok(())
+}
+
+/// The wallet's default `--rpc`: node 0 of a default local network.
+fn phalanx_wallet_default_rpc() -> String {
+    format!("http://127.0.0.1:{}", DEFAULT_BASE_PORT + 1)
+}
+
 /// Runs `init`.
 pub fn init(args: &InitArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let validators = args.validators.unwrap_or(if args.hosts.is_empty() {
+        4
+    } else {
+        args.hosts.len()
+    });
     create(
         &args.out,
         &NetSpec {
-            validators: args.validators,
+            validators,
             consensus: args.consensus,
             base_port: args.base_port,
+            hosts: args.hosts.clone(),
             accounts: args.accounts,
             chain_id: args.chain_id.clone(),
             quick: args.quick,
         },
     )?;
-    apply_byzantine(&args.out, args.validators, &args.byzantine)?;
+    apply_byzantine(&args.out, validators, &args.byzantine)?;
     let net = Network::open(&args.out)?;
     writeln!(
         out,
@@ -196,10 +294,118 @@ pub fn init(args: &InitArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         net.faucet().display(),
         net::address_of(&net.faucet())?
     )?;
+    if args.hosts.is_empty() {
+        writeln!(
+            out,
+            "start it with: phalanx-testnet up --dir {}",
+            args.out.display()
+        )?;
+        return Ok(());
+    }
+    writeln!(out, "to run it:")?;
     writeln!(
         out,
-        "start it with: phalanx-testnet up --dir {}",
+        "  copy node<i>/ to host i and start it there: phalanx-node --home node<i>"
+    )?;
+    writeln!(
+        out,
+        "  (node<i>/ holds that validator's secret key; accounts/ stays here)"
+    )?;
+    let mut ports: Vec<String> = net
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            let p2p = net::tcp_of_multiaddr(&n.p2p_listen).map(|(_, p)| p);
+            [p2p, Some(n.api.port())]
+        })
+        .flatten()
+        .map(|p| p.to_string())
+        .collect();
+    ports.sort();
+    ports.dedup();
+    writeln!(
+        out,
+        "  nodes listen on every interface: open TCP {} between the hosts (peers) and to \
+         wallets (HTTP)",
+        ports.join(", ")
+    )?;
+    writeln!(
+        out,
+        "  then, from here: phalanx-testnet status --dir {} (and check, load)",
         args.out.display()
     )?;
+    print_wallet_commands(&net, out)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts(list: &str) -> Vec<Host> {
+        list.split(',').map(|h| h.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn loopback_nodes_take_successive_ports() {
+        let nodes = node_addrs(26650, 2, &[]).unwrap();
+        assert_eq!(nodes[0], NodeAddrs::loopback(26650, 26651));
+        assert_eq!(nodes[1], NodeAddrs::loopback(26652, 26653));
+    }
+
+    #[test]
+    fn nodes_on_separate_hosts_share_ports_and_listen_everywhere() {
+        let nodes = node_addrs(26650, 4, &hosts("10.0.0.1,node2.lan,10.0.0.1,fd00::9")).unwrap();
+        let p2p: Vec<&str> = nodes.iter().map(|n| n.p2p.as_str()).collect();
+        assert_eq!(
+            p2p,
+            [
+                "/ip4/10.0.0.1/tcp/26650",
+                "/dns/node2.lan/tcp/26650",
+                // A second node on the same host: the next ports.
+                "/ip4/10.0.0.1/tcp/26652",
+                "/ip6/fd00::9/tcp/26650",
+            ]
+        );
+        assert_eq!(nodes[0].p2p_listen, "/ip4/0.0.0.0/tcp/26650");
+        assert_eq!(nodes[0].api_listen, "0.0.0.0:26651".parse().unwrap());
+        assert_eq!(nodes[2].api_listen, "0.0.0.0:26653".parse().unwrap());
+        assert_eq!(nodes[3].p2p_listen, "/ip6/::/tcp/26650");
+        assert_eq!(nodes[3].api_listen, "[::]:26651".parse().unwrap());
+    }
+
+    #[test]
+    fn one_host_per_validator() {
+        let err = node_addrs(26650, 3, &hosts("a,b")).unwrap_err().to_string();
+        assert!(err.contains("2 hosts for 3 validators"), "{err}");
+    }
+
+    #[test]
+    fn a_hosts_network_reads_back_with_its_hosts_and_no_admin_api() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = NetSpec {
+            validators: 2,
+            consensus: Consensus::Hotstuff,
+            base_port: 30000,
+            hosts: hosts("10.1.2.3,box.example"),
+            accounts: 2,
+            chain_id: "hosts-test".into(),
+            quick: false,
+        };
+        create(dir.path(), &spec).unwrap();
+        let net = Network::open(dir.path()).unwrap();
+        assert_eq!(net.nodes[0].rpc(), "http://10.1.2.3:30001");
+        assert_eq!(net.nodes[1].rpc(), "http://box.example:30001");
+        assert_eq!(net.nodes[1].p2p, "/dns/box.example/tcp/30000");
+        assert_eq!(net.nodes[1].p2p_listen, "/ip4/0.0.0.0/tcp/30000");
+        for i in 0..2 {
+            let home = dir.path().join(format!("node{i}"));
+            let config = Config::load(&home).unwrap();
+            assert!(!config.testnet.admin_api);
+            // A node's home holds no funded account's key.
+            assert!(!home.join("accounts").exists());
+        }
+        let err = super::super::up::check_hosts(&net).unwrap_err().to_string();
+        assert!(err.contains("node 0 runs on 10.1.2.3"), "{err}");
+    }
 }

@@ -11,7 +11,13 @@
 //! command reads the network back from there ([`net::Network`]): ports,
 //! keys and Byzantine roles come from the nodes' own config files, so
 //! editing a config.toml by hand is seen by every command. Node i listens
-//! for peers on `BASE + 2i` and serves HTTP on `BASE + 2i + 1`.
+//! for peers on `BASE + 2i` and serves HTTP on `BASE + 2i + 1`, on
+//! 127.0.0.1. `init --hosts` makes the directories for other machines
+//! instead: node i's genesis address names host i (`/ip4`, `/ip6` or
+//! `/dns`), it binds every interface (the k-th node of a host on
+//! `BASE + 2k`), and its admin API is off; the commands reach its API at
+//! the host of its genesis address. `up` refuses such a network unless
+//! every host is this machine ([`up::check_hosts`]).
 //!
 //! **Processes are tracked in a state file** (`DIR/testnet.json`,
 //! [`state`]) that exists while the network is up: the node binary, each

@@ -6,8 +6,10 @@
 use anyhow::{Context, anyhow, bail};
 use phalanx_chain::ChainId;
 use phalanx_crypto::PublicKey;
-use std::net::{IpAddr, SocketAddr};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 /// Where `up` and the other commands look when `--dir` is not given.
 pub const DEFAULT_DIR: &str = ".phalanx/testnet";
@@ -26,10 +28,15 @@ pub struct NodeInfo {
     pub index: usize,
     /// Its home directory (absolute).
     pub home: PathBuf,
-    /// Its HTTP API.
+    /// Where its HTTP API listens.
     pub api: SocketAddr,
-    /// Its libp2p listen address (a multiaddr).
+    /// The host its API is reached at: `api`'s address, or the host of its
+    /// genesis address when the API listens on every interface.
+    pub rpc_host: Host,
+    /// Its address in genesis (a multiaddr): what its peers dial.
     pub p2p: String,
+    /// What it listens on for peers (a multiaddr).
+    pub p2p_listen: String,
     /// Its node key (the validator key).
     pub key: PublicKey,
     /// `consensus.byzantine` from its config, if set.
@@ -37,14 +44,14 @@ pub struct NodeInfo {
 }
 
 impl NodeInfo {
-    /// `http://<api>`.
+    /// `http://<host>:<port>` of its HTTP API.
     pub fn rpc(&self) -> String {
-        format!("http://{}", self.api)
+        format!("http://{}:{}", self.rpc_host.in_url(), self.api.port())
     }
 
-    /// `http://<api><path>`.
+    /// `http://<host>:<port><path>`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.api)
+        format!("{}{path}", self.rpc())
     }
 
     pub fn log(&self) -> PathBuf {
@@ -63,7 +70,7 @@ impl NodeInfo {
     /// API, each with what it is for.
     pub fn ports(&self) -> Vec<(IpAddr, u16, &'static str)> {
         let mut ports = Vec::new();
-        if let Some((ip, port)) = tcp_of_multiaddr(&self.p2p) {
+        if let Some((ip, port)) = tcp_of_multiaddr(&self.p2p_listen) {
             ports.push((ip, port, "peer-to-peer"));
         }
         ports.push((self.api.ip(), self.api.port(), "HTTP API"));
@@ -77,6 +84,99 @@ pub fn tcp_of_multiaddr(addr: &str) -> Option<(IpAddr, u16)> {
     match parts.as_slice() {
         ["", "ip4" | "ip6", ip, "tcp", port, ..] => Some((ip.parse().ok()?, port.parse().ok()?)),
         _ => None,
+    }
+}
+
+/// The host part of an `/ip4`, `/ip6` or `/dns` multiaddr.
+pub fn host_of_multiaddr(addr: &str) -> Option<Host> {
+    let parts: Vec<&str> = addr.split('/').collect();
+    match parts.as_slice() {
+        ["", "ip4" | "ip6", ip, ..] => Some(Host::Ip(ip.parse().ok()?)),
+        ["", "dns" | "dns4" | "dns6", name, ..] => name.parse().ok(),
+        _ => None,
+    }
+}
+
+/// A machine a node runs on: an IP address or a DNS name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Host {
+    Ip(IpAddr),
+    Name(String),
+}
+
+impl Host {
+    /// Its multiaddr for TCP port `port`.
+    pub fn multiaddr(&self, port: u16) -> String {
+        match self {
+            Host::Ip(IpAddr::V4(a)) => format!("/ip4/{a}/tcp/{port}"),
+            Host::Ip(IpAddr::V6(a)) => format!("/ip6/{a}/tcp/{port}"),
+            Host::Name(n) => format!("/dns/{n}/tcp/{port}"),
+        }
+    }
+
+    /// As it is written in a URL (IPv6 in brackets).
+    pub fn in_url(&self) -> String {
+        match self {
+            Host::Ip(IpAddr::V6(a)) => format!("[{a}]"),
+            Host::Ip(a) => a.to_string(),
+            Host::Name(n) => n.clone(),
+        }
+    }
+
+    /// True if it is this machine: an address it resolves to can be bound
+    /// here (loopback, or one of this machine's interfaces).
+    pub fn is_this_machine(&self) -> bool {
+        let ips: Vec<IpAddr> = match self {
+            Host::Ip(ip) => vec![*ip],
+            Host::Name(n) => match (n.as_str(), 0).to_socket_addrs() {
+                Ok(addrs) => addrs.map(|a| a.ip()).collect(),
+                Err(_) => return false,
+            },
+        };
+        ips.iter()
+            .any(|ip| std::net::UdpSocket::bind((*ip, 0)).is_ok())
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Ip(a) => write!(f, "{a}"),
+            Host::Name(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl FromStr for Host {
+    type Err = String;
+
+    /// An IPv4 or IPv6 address (brackets allowed), or a DNS name (labels of
+    /// letters, digits and inner hyphens, at most 253 characters).
+    fn from_str(s: &str) -> Result<Host, String> {
+        let bare = s
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .unwrap_or(s);
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            if ip.is_unspecified() {
+                return Err(format!(
+                    "{s} is not a host peers can dial (name the machine's address)"
+                ));
+            }
+            return Ok(Host::Ip(ip));
+        }
+        let label_ok = |l: &str| {
+            (1..=63).contains(&l.len())
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        let name = s.strip_suffix('.').unwrap_or(s);
+        if name.len() <= 253 && name.split('.').all(label_ok) {
+            Ok(Host::Name(name.to_ascii_lowercase()))
+        } else {
+            Err(format!("`{s}` is neither an IP address nor a host name"))
+        }
     }
 }
 
@@ -130,25 +230,34 @@ impl Network {
             let loaded = phalanx_node::node::load_home(&home)
                 .with_context(|| format!("reading node {index} in {}", home.display()))?;
             let key = loaded.key.public();
-            let p2p = if loaded.config.p2p.listen.is_empty() {
-                loaded
-                    .genesis
-                    .validators
-                    .iter()
-                    .find(|v| v.public_key == key)
-                    .map(|v| v.address.clone())
-                    .ok_or_else(|| {
-                        anyhow!("node {index}: its key is not a validator in its genesis.toml")
-                    })?
+            let p2p = loaded
+                .genesis
+                .validators
+                .iter()
+                .find(|v| v.public_key == key)
+                .map(|v| v.address.clone())
+                .ok_or_else(|| {
+                    anyhow!("node {index}: its key is not a validator in its genesis.toml")
+                })?;
+            let p2p_listen = if loaded.config.p2p.listen.is_empty() {
+                phalanx_node::node::listen_address_for(&p2p)
             } else {
                 loaded.config.p2p.listen.clone()
+            };
+            let api = loaded.config.api.listen;
+            let rpc_host = if api.ip().is_unspecified() {
+                host_of_multiaddr(&p2p).unwrap_or(Host::Ip(IpAddr::from([127, 0, 0, 1])))
+            } else {
+                Host::Ip(api.ip())
             };
             chain_id.get_or_insert(loaded.genesis.chain_id.clone());
             nodes.push(NodeInfo {
                 index,
                 home,
-                api: loaded.config.api.listen,
+                api,
+                rpc_host,
                 p2p,
+                p2p_listen,
                 key,
                 byzantine: loaded.config.consensus.byzantine.clone(),
             });
@@ -213,5 +322,37 @@ mod tests {
         );
         assert_eq!(tcp_of_multiaddr("/memory/3"), None);
         assert_eq!(tcp_of_multiaddr("/ip4/127.0.0.1/udp/1"), None);
+    }
+
+    #[test]
+    fn hosts_parse_and_format() {
+        let ip: Host = "10.0.0.2".parse().unwrap();
+        assert_eq!(ip.multiaddr(26650), "/ip4/10.0.0.2/tcp/26650");
+        assert_eq!(ip.in_url(), "10.0.0.2");
+        let v6: Host = "[fd00::2]".parse().unwrap();
+        assert_eq!(v6.multiaddr(7), "/ip6/fd00::2/tcp/7");
+        assert_eq!(v6.in_url(), "[fd00::2]");
+        let name: Host = "Node-1.Example.org.".parse().unwrap();
+        assert_eq!(name, Host::Name("node-1.example.org".into()));
+        assert_eq!(name.multiaddr(26650), "/dns/node-1.example.org/tcp/26650");
+        for bad in [
+            "", "a b", "-x", "x-", "a..b", "0.0.0.0", "::", "ex_ample", "héllo",
+        ] {
+            assert!(bad.parse::<Host>().is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            host_of_multiaddr("/dns/node-1.example.org/tcp/1"),
+            Some(name)
+        );
+        assert_eq!(host_of_multiaddr("/ip4/10.0.0.2/tcp/1"), Some(ip));
+        assert_eq!(host_of_multiaddr("/memory/1"), None);
+    }
+
+    #[test]
+    fn loopback_is_this_machine() {
+        assert!(Host::Ip("127.0.0.1".parse().unwrap()).is_this_machine());
+        assert!(Host::Name("localhost".into()).is_this_machine());
+        // TEST-NET-3 (RFC 5737): never an address of this machine.
+        assert!(!Host::Ip("203.0.113.7".parse().unwrap()).is_this_machine());
     }
 }

@@ -67,6 +67,7 @@ pub fn up(args: &UpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     prepare(&dir, args, out)?;
     let net = Network::open(&dir)?;
+    check_hosts(&net)?;
     check_ports(&net)?;
     let binary = process::node_binary()?;
     let rt = super::runtime()?;
@@ -202,6 +203,7 @@ fn prepare(dir: &Path, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result<()>
                 validators,
                 consensus: args.consensus,
                 base_port: args.base_port.unwrap_or(net::DEFAULT_BASE_PORT),
+                hosts: Vec::new(),
                 accounts: args.accounts,
                 chain_id: args.chain_id.clone(),
                 quick: args.quick,
@@ -215,6 +217,25 @@ fn prepare(dir: &Path, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result<()>
     }
     let count = Network::open(dir)?.nodes.len();
     init::apply_byzantine(dir, count, &args.byzantine)
+}
+
+/// Refuses to start a network made for other machines (`init --hosts`),
+/// naming the first node whose host is not this one.
+pub fn check_hosts(net: &Network) -> anyhow::Result<()> {
+    for node in &net.nodes {
+        let Some(host) = net::host_of_multiaddr(&node.p2p) else {
+            continue;
+        };
+        if !host.is_this_machine() {
+            bail!(
+                "node {i} runs on {host}, not on this machine: `up` starts every node here. \
+                 Copy node{i}/ to {host} and start it there with `phalanx-node --home node{i}`; \
+                 `status`, `check` and `load` work from here once the nodes run",
+                i = node.index
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Refuses to start if a port a node needs is taken, naming it.
@@ -409,22 +430,7 @@ fn print_table(net: &Network, procs: &[NodeProc], out: &mut dyn Write) -> anyhow
         faucet.display(),
         net::address_of(&faucet)?
     )?;
-    let to = net
-        .account_files()
-        .get(1)
-        .map(|f| net::address_of(f))
-        .transpose()?
-        .unwrap_or_else(|| "<address>".into());
-    writeln!(out, "send from the faucet with the wallet:")?;
-    writeln!(
-        out,
-        "  phalanx-wallet import --name faucet {}",
-        faucet.display()
-    )?;
-    writeln!(
-        out,
-        "  phalanx-wallet transfer --from faucet --to {to} --amount 10"
-    )?;
+    init::print_wallet_commands(net, out)?;
     writeln!(
         out,
         "node logs: {}/node<i>/node.log (`phalanx-testnet logs I`)",

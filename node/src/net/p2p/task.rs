@@ -177,18 +177,33 @@ fn build_swarm(
     topics: &Topics,
 ) -> Result<Swarm<Behaviour>, P2pError> {
     let behaviour = build_behaviour(config, &identity, topics)?;
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(identity)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| P2pError::Transport(e.to_string()))?
-        .with_behaviour(|_| behaviour)
-        .map_err(|e| P2pError::Transport(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
-        .build();
+    let tcp = || {
+        libp2p::SwarmBuilder::with_existing_identity(identity.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| P2pError::Transport(e.to_string()))
+    };
+    // Peers' `/dns` addresses are resolved on every dial with the system's
+    // resolver settings (so a peer whose address changes is found again).
+    let mut swarm = match tcp()?.with_dns() {
+        Ok(dns) => dns
+            .with_behaviour(|_| behaviour)
+            .map_err(|e| P2pError::Transport(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+            .build(),
+        Err(e) => {
+            tracing::warn!("no DNS resolver ({e}): peers named by /dns addresses cannot be dialed");
+            tcp()?
+                .with_behaviour(|_| behaviour)
+                .map_err(|e| P2pError::Transport(e.to_string()))?
+                .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+                .build()
+        }
+    };
     probe_port(&config.listen)?;
     swarm
         .listen_on(config.listen.clone())

@@ -38,7 +38,7 @@ pub struct InitArgs {
     /// One host per validator (IP addresses or DNS names, comma-separated):
     /// node i's home is made to run on host i. Its peers dial it there, and
     /// it listens for peers and HTTP on every interface, with the admin API
-    /// off. Copy node<i>/ to host i and start `phalanx-node --home node<i>`.
+    /// off. Copy `node<i>/` to host i and start `phalanx-node --home node<i>`.
     #[arg(long, value_delimiter = ',', value_name = "HOST,...")]
     pub hosts: Vec<Host>,
     /// Funded accounts (accounts/0.json is the faucet).

@@ -16,7 +16,7 @@ use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identity, noise, tcp, yamux,
 };
 use phalanx_crypto::{Hash, PublicKey};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
@@ -98,13 +98,66 @@ impl Topics {
 /// Content-addressed message ids: BLAKE3 of the topic (length-prefixed)
 /// and the data, so the same bytes on two channels stay two messages.
 fn message_id(message: &gossipsub::Message) -> MessageId {
-    let topic = message.topic.as_str().as_bytes();
+    content_id(&message.topic, &message.data)
+}
+
+fn content_id(topic: &TopicHash, data: &[u8]) -> MessageId {
+    let topic = topic.as_str().as_bytes();
     let topic_len = (topic.len() as u64).to_le_bytes();
-    MessageId::from(
-        Hash::digest_parts(&[&topic_len, topic, &message.data])
-            .0
-            .to_vec(),
-    )
+    MessageId::from(Hash::digest_parts(&[&topic_len, topic, data]).0.to_vec())
+}
+
+/// Most message ids [`RecentIds`] holds.
+const RECENT_IDS: usize = 65_536;
+
+/// Ids of the gossip messages this node received or published lately, for
+/// as long as gossipsub's duplicate cache keeps them (and at most
+/// [`RECENT_IDS`]). Gossipsub refuses to publish one of those again (it
+/// has been relayed already) and logs a warning each time; consensus
+/// forwards every message it receives, so the node checks here first and
+/// skips the publish quietly.
+struct RecentIds {
+    ids: HashSet<MessageId>,
+    order: VecDeque<(Instant, MessageId)>,
+    keep: Duration,
+}
+
+impl RecentIds {
+    fn new(keep: Duration) -> RecentIds {
+        RecentIds {
+            ids: HashSet::new(),
+            order: VecDeque::new(),
+            keep,
+        }
+    }
+
+    fn insert(&mut self, id: MessageId, now: Instant) {
+        self.expire(now);
+        if self.ids.insert(id.clone()) {
+            self.order.push_back((now, id));
+        }
+        while self.order.len() > RECENT_IDS {
+            if let Some((_, old)) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+    }
+
+    fn contains(&mut self, id: &MessageId, now: Instant) -> bool {
+        self.expire(now);
+        self.ids.contains(id)
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some((at, _)) = self.order.front() {
+            if now.saturating_duration_since(*at) <= self.keep {
+                break;
+            }
+            if let Some((_, old)) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+    }
 }
 
 fn gossip_config(config: &P2pConfig) -> Result<gossipsub::Config, P2pError> {
@@ -261,6 +314,8 @@ pub(super) struct NetTask {
     enforced: HashSet<PeerId>,
     /// Told when the listener is up (or failed), then `None`.
     ready: Option<oneshot::Sender<Result<(), P2pError>>>,
+    /// Gossip messages seen or published lately (not published again).
+    recent: RecentIds,
 }
 
 impl NetTask {
@@ -287,6 +342,7 @@ impl NetTask {
             in_flight: HashMap::new(),
             enforced: HashSet::new(),
             ready: None,
+            recent: RecentIds::new(config.duplicate_cache),
         })
     }
 
@@ -331,14 +387,20 @@ impl NetTask {
             return;
         };
         let size = bytes.len();
-        let result = self
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(topic.hash(), bytes);
+        let topic = topic.hash();
+        let id = content_id(&topic, &bytes);
+        let now = Instant::now();
+        if self.recent.contains(&id, now) {
+            // Received (and relayed by gossipsub) or sent already.
+            return;
+        }
+        let result = self.swarm.behaviour_mut().gossipsub.publish(topic, bytes);
         let mut shared = lock(&self.shared);
         match result {
-            Ok(_) => shared.stats.count_out(channel, size),
+            Ok(_) => {
+                self.recent.insert(id, now);
+                shared.stats.count_out(channel, size);
+            }
             // Already sent (or received) within the duplicate cache: the
             // peers have it.
             Err(gossipsub::PublishError::Duplicate) => {}
@@ -470,6 +532,7 @@ impl NetTask {
                 message_id,
                 message,
             } => {
+                self.recent.insert(message_id.clone(), Instant::now());
                 let verdict = self.on_gossip_message(&propagation_source, message);
                 self.swarm
                     .behaviour_mut()
@@ -655,5 +718,39 @@ impl NetTask {
                 tracing::debug!(%peer, "dial not started: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u32) -> MessageId {
+        MessageId::from(n.to_le_bytes().to_vec())
+    }
+
+    #[test]
+    fn recent_ids_expire_with_the_duplicate_cache_and_stay_bounded() {
+        let start = Instant::now();
+        let mut recent = RecentIds::new(Duration::from_secs(30));
+        recent.insert(id(1), start);
+        assert!(recent.contains(&id(1), start + Duration::from_secs(30)));
+        assert!(!recent.contains(&id(1), start + Duration::from_secs(31)));
+        for n in 0..(RECENT_IDS as u32 + 10) {
+            recent.insert(id(n), start);
+        }
+        assert_eq!(recent.ids.len(), RECENT_IDS);
+        assert_eq!(recent.order.len(), RECENT_IDS);
+        assert!(!recent.contains(&id(0), start));
+        assert!(recent.contains(&id(RECENT_IDS as u32 + 9), start));
+    }
+
+    #[test]
+    fn ids_depend_on_the_topic_and_the_bytes() {
+        let a = TopicHash::from_raw("phalanx/x/consensus/1");
+        let b = TopicHash::from_raw("phalanx/x/transactions/1");
+        assert_eq!(content_id(&a, b"m"), content_id(&a, b"m"));
+        assert_ne!(content_id(&a, b"m"), content_id(&b, b"m"));
+        assert_ne!(content_id(&a, b"m"), content_id(&a, b"n"));
     }
 }

@@ -172,26 +172,30 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(());
     }
-    writeln!(
+    let rows: Vec<Vec<String>> = report
+        .nodes
+        .iter()
+        .map(|n| {
+            let head: Option<String> = n.head_hash.as_ref().map(|h| h.chars().take(12).collect());
+            vec![
+                n.index.to_string(),
+                n.state.to_owned(),
+                opt(n.pid),
+                opt(n.height),
+                opt(head),
+                opt(n.view),
+                opt(n.peers),
+                n.rpc.clone(),
+            ]
+        })
+        .collect();
+    super::write_table(
         out,
-        "{:<5} {:<14} {:<8} {:<7} {:<13} {:<6} {:<6} rpc",
-        "node", "state", "pid", "height", "head", "view", "peers"
+        &[
+            "node", "state", "pid", "height", "head", "view", "peers", "rpc",
+        ],
+        &rows,
     )?;
-    for n in &report.nodes {
-        let head: Option<String> = n.head_hash.as_ref().map(|h| h.chars().take(12).collect());
-        writeln!(
-            out,
-            "{:<5} {:<14} {:<8} {:<7} {:<13} {:<6} {:<6} {}",
-            n.index,
-            n.state,
-            opt(n.pid),
-            opt(n.height),
-            opt(head),
-            opt(n.view),
-            opt(n.peers),
-            n.rpc
-        )?;
-    }
     Ok(())
 }
 

@@ -207,22 +207,20 @@ pub fn apply_byzantine(
 
 /// The network's nodes, one line each (`init`'s output).
 pub fn print_nodes(net: &Network, out: &mut dyn Write) -> anyhow::Result<()> {
-    writeln!(
-        out,
-        "{:<5} {:<22} {:<28} {:<24} home",
-        "node", "role", "p2p", "http"
-    )?;
-    for node in &net.nodes {
-        writeln!(
-            out,
-            "{:<5} {:<22} {:<28} {:<24} {}",
-            node.index,
-            node.role(),
-            node.p2p,
-            node.rpc(),
-            node.home.display()
-        )?;
-    }
+    let rows: Vec<Vec<String>> = net
+        .nodes
+        .iter()
+        .map(|node| {
+            vec![
+                node.index.to_string(),
+                node.role(),
+                node.p2p.clone(),
+                node.rpc(),
+                node.home.display().to_string(),
+            ]
+        })
+        .collect();
+    super::write_table(out, &["node", "role", "p2p", "http", "home"], &rows)?;
     Ok(())
 }
 

@@ -69,6 +69,35 @@ pub struct DirArg {
     pub dir: PathBuf,
 }
 
+/// Writes `header` and `rows` as columns as wide as their widest cell
+/// (two spaces apart; the last column unpadded).
+pub fn write_table(
+    out: &mut dyn std::io::Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+) -> std::io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let width = widths.get(i).copied().unwrap_or(0);
+                line.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
 /// The async runtime the commands run their HTTP requests on.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -102,5 +131,32 @@ impl Signals {
             _ = self.int.recv() => {}
             _ = self.term.recv() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tables_fit_their_widest_cells() {
+        let mut out = Vec::new();
+        super::write_table(
+            &mut out,
+            &["node", "rpc", "pid"],
+            &[
+                vec![
+                    "0".into(),
+                    "http://node-with-a-long-name:26651".into(),
+                    "12".into(),
+                ],
+                vec!["1".into(), "http://b:26651".into(), "-".into()],
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "node  rpc                                 pid\n\
+             0     http://node-with-a-long-name:26651  12\n\
+             1     http://b:26651                      -\n"
+        );
     }
 }

@@ -404,25 +404,24 @@ async fn wait_healthy(
 
 /// The table of nodes, the faucet and a wallet command to paste.
 fn print_table(net: &Network, procs: &[NodeProc], out: &mut dyn Write) -> anyhow::Result<()> {
-    writeln!(
-        out,
-        "{:<5} {:<24} {:<24} {:<28} pid",
-        "node", "role", "rpc", "p2p"
-    )?;
-    for node in &net.nodes {
-        let pid = procs
-            .iter()
-            .find(|p| p.index == node.index)
-            .map_or_else(|| "-".into(), |p| p.pid.to_string());
-        writeln!(
-            out,
-            "{:<5} {:<24} {:<24} {:<28} {pid}",
-            node.index,
-            node.role(),
-            node.rpc(),
-            node.p2p
-        )?;
-    }
+    let rows: Vec<Vec<String>> = net
+        .nodes
+        .iter()
+        .map(|node| {
+            let pid = procs
+                .iter()
+                .find(|p| p.index == node.index)
+                .map_or_else(|| "-".into(), |p| p.pid.to_string());
+            vec![
+                node.index.to_string(),
+                node.role(),
+                node.rpc(),
+                node.p2p.clone(),
+                pid,
+            ]
+        })
+        .collect();
+    super::write_table(out, &["node", "role", "rpc", "p2p", "pid"], &rows)?;
     let faucet = net.faucet();
     writeln!(
         out,

@@ -646,6 +646,96 @@ impl Drop for Nodes {
     }
 }
 
+/// `up` in the foreground, as in the README: it supervises the nodes,
+/// reports one that dies with the tail of its log, `logs --follow` streams
+/// a node's log, and Ctrl-C (SIGINT) stops every node and exits 0.
+#[test]
+fn up_in_the_foreground_reports_a_dead_node_and_stops_all_on_ctrl_c() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use std::io::{BufRead, BufReader};
+
+    let _serial = serial();
+    let net = Net::new();
+    let output = net.path().join("up.out");
+    let stdout = std::fs::File::create(&output).unwrap();
+    let mut up = std::process::Command::new(env!("CARGO_BIN_EXE_phalanx-testnet"))
+        .args([
+            "up",
+            "--quick",
+            "--base-port",
+            &net.base.to_string(),
+            "--dir",
+        ])
+        .arg(net.path())
+        .stdout(stdout.try_clone().unwrap())
+        .stderr(stdout)
+        .spawn()
+        .unwrap();
+    let up_output = || std::fs::read_to_string(&output).unwrap_or_default();
+    net.wait("up to report the network healthy", |_| {
+        up_output().contains("Ctrl-C stops the network")
+    });
+    net.wait("a live status line with every node up", |_| {
+        up_output().contains("nodes up 4/4")
+    });
+
+    // `logs 0 --follow` keeps printing what node 0 logs.
+    let mut follow = std::process::Command::new(env!("CARGO_BIN_EXE_phalanx-testnet"))
+        .args(["logs", "0", "--follow", "--lines", "0", "--dir"])
+        .arg(net.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read on a thread, so that a silent `logs` fails the test, not hangs it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = BufReader::new(follow.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in reader.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut committed = 0;
+    while committed < 3 {
+        let line = rx
+            .recv_timeout(LONG)
+            .expect("logs --follow stopped printing commits");
+        committed += usize::from(line.contains("committed height="));
+    }
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+
+    // A node killed behind the supervisor's back is reported at once.
+    let victim = net.pids()[2];
+    kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
+    net.wait("the supervisor to report node 2's death", |_| {
+        up_output().contains(&format!("node 2 (pid {victim}) killed by signal SIGKILL"))
+    });
+    assert!(up_output().contains("node2/node.log"), "{}", up_output());
+
+    // Ctrl-C: every node stopped, exit 0, no state file left.
+    let pids = net.pids();
+    kill(Pid::from_raw(up.id() as i32), Signal::SIGINT).unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = up.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < LONG, "up did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}\n{}", up_output());
+    assert!(
+        up_output().contains("stopping the nodes"),
+        "{}",
+        up_output()
+    );
+    assert!(pids.iter().all(|p| gone(*p)), "{pids:?}");
+    assert!(State::load(net.path()).unwrap().is_none());
+}
+
 #[test]
 fn up_names_a_port_that_is_taken_and_starts_nothing() {
     let _serial = serial();

@@ -19,9 +19,11 @@
 //!
 //! The file is a hint, not a ledger: a damaged one is ignored with a
 //! warning and rewritten, and nonces then come from the node alone. It is
-//! replaced atomically (write then rename); two wallets writing at the
-//! same instant may lose one entry, which costs at worst a refused
-//! `nonce_pending` transfer, never a wrong one.
+//! replaced atomically (write then rename). Wallets sharing a directory
+//! take turns through [`BookLock`] (an exclusive lock on
+//! `<wallet dir>/pending.lock`, held from reading the book to recording
+//! the new transfer), so transfers started at the same moment from the
+//! same sender still get their own nonces.
 
 use phalanx_chain::{Address, Hash, Nonce};
 use serde::{Deserialize, Serialize};
@@ -55,6 +57,31 @@ pub struct PendingTransfer {
 struct BookFile {
     version: u32,
     transfers: Vec<PendingTransfer>,
+}
+
+/// An exclusive lock on a wallet directory's pending book; released when
+/// dropped, or when the process ends however it ends.
+#[derive(Debug)]
+pub struct BookLock {
+    _file: std::fs::File,
+}
+
+impl BookLock {
+    /// Waits for the lock on `wallet_dir`'s book.
+    pub fn acquire(wallet_dir: &Path) -> Result<BookLock, WalletError> {
+        let path = wallet_dir.join("pending.lock");
+        let io = |source| WalletError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&path).map_err(io)?;
+        file.lock().map_err(io)?;
+        Ok(BookLock { _file: file })
+    }
 }
 
 #[derive(Debug)]

@@ -562,6 +562,47 @@ fn back_to_back_transfers_without_waiting_get_their_own_nonces() {
     assert_eq!(wallet.json(&["balance", "faucet"])["nonce"], 3);
 }
 
+/// Wallets started at the same moment on one wallet directory, all from
+/// the same sender: each waits its turn for the pending book, so each gets
+/// its own nonce and the node accepts every one.
+#[test]
+fn simultaneous_transfers_from_one_wallet_directory_get_their_own_nonces() {
+    const WALLETS: usize = 6;
+    let node = TestNode::start(2, 2);
+    let wallet = Wallet::new(&node.url);
+    wallet.import_seed("faucet", 1);
+    let to = key(4).public().to_string();
+    let children: Vec<std::process::Child> = (0..WALLETS)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_phalanx-wallet"))
+                .env("PHALANX_WALLET_DIR", wallet.wallet_dir())
+                .env("PHALANX_RPC", &node.url)
+                .args(["--json", "transfer", "--from", "faucet", "--to", &to])
+                .args(["--amount", "1", "--no-wait"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut nonces: Vec<u64> = children
+        .into_iter()
+        .map(|child| {
+            let output = child.wait_with_output().unwrap();
+            assert!(output.status.success(), "{}", shown(&output));
+            let sent: Value = serde_json::from_slice(&output.stdout).unwrap();
+            sent["nonce"].as_u64().unwrap()
+        })
+        .collect();
+    nonces.sort_unstable();
+    assert_eq!(nonces, (0..WALLETS as u64).collect::<Vec<_>>());
+    let start = Instant::now();
+    while wallet.json(&["balance", &to])["balance"] != WALLETS as u64 {
+        assert!(start.elapsed() < FINALITY_DEADLINE, "not all final");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn watch_prints_blocks_as_they_are_committed() {
     let node = TestNode::start(2, 2);

@@ -17,7 +17,7 @@ use super::Context;
 use crate::cli::TransferArgs;
 use crate::error::WalletError;
 use crate::output::fields;
-use crate::pending::{PendingBook, PendingTransfer};
+use crate::pending::{BookLock, PendingBook, PendingTransfer};
 use crate::rpc::{Node, TxStatus};
 use indicatif::{ProgressBar, ProgressStyle};
 use phalanx_chain::{Address, Amount, ChainId, Hash, Nonce, Transaction};
@@ -38,6 +38,9 @@ pub async fn transfer(ctx: &Context, args: &TransferArgs) -> Result<(), WalletEr
     let node = ctx.node()?;
 
     let chain_id = chain_id(&node).await?;
+    // Other wallets on this directory wait from here until this transfer
+    // is in the book, so none of them picks the same nonce.
+    let lock = BookLock::acquire(wallet.dir())?;
     let mut book = PendingBook::load(wallet.dir());
     let nonce = choose_nonce(&node, &mut book, chain_id.as_str(), &from).await?;
     let tx = Transaction::sign(
@@ -58,6 +61,7 @@ pub async fn transfer(ctx: &Context, args: &TransferArgs) -> Result<(), WalletEr
         submitted_ms: now_ms(),
     });
     save_or_warn(&book);
+    drop(lock);
 
     let mut outcome = Outcome::pending(&tx, hash);
     if args.no_wait {
@@ -69,6 +73,7 @@ pub async fn transfer(ctx: &Context, args: &TransferArgs) -> Result<(), WalletEr
     let timeout = Duration::from_secs(args.timeout);
     let done = wait_final(&node, &hash, timeout, ctx.out.json).await?;
     // Final: this nonce and every one below it are used.
+    let _lock = BookLock::acquire(wallet.dir())?;
     let mut book = PendingBook::load(wallet.dir());
     book.forget(&hash);
     if let Some(next) = nonce.next() {

@@ -34,6 +34,14 @@ pub trait Ledger {
         true
     }
 
+    /// True if any transaction is waiting to go into a block. A leader with
+    /// none waits [`crate::hotstuff::Config::empty_block_delay_ms`] rather
+    /// than the batch delay before proposing an empty block. The default
+    /// says yes (never idle).
+    fn has_pending_transactions(&self) -> bool {
+        true
+    }
+
     /// A committed block, for peers that are catching up.
     fn committed_block(&self, hash: &Hash) -> Option<Block>;
 }

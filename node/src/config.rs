@@ -157,8 +157,13 @@ pub struct ConsensusSection {
     /// Transactions per block, at most.
     pub batch_size: usize,
     /// How long a leader waits for a full batch before proposing what it
-    /// has (an idle chain makes one empty block per this delay).
+    /// has.
     pub max_batch_delay_ms: u64,
+    /// How long a leader with no transaction at all waits before proposing
+    /// an empty block (an idle chain makes about one block per this delay);
+    /// a transaction arriving cuts the wait to `max_batch_delay_ms`. At or
+    /// below `max_batch_delay_ms`: no difference.
+    pub empty_block_delay_ms: u64,
     /// A view's first timeout; it doubles per failed view up to the max.
     pub base_timeout_ms: u64,
     pub max_timeout_ms: u64,
@@ -174,6 +179,7 @@ impl Default for ConsensusSection {
         ConsensusSection {
             batch_size: 1_000,
             max_batch_delay_ms: 250,
+            empty_block_delay_ms: 1_000,
             base_timeout_ms: 2_000,
             max_timeout_ms: 30_000,
             forward: true,
@@ -271,11 +277,22 @@ impl Config {
                 "must be at least consensus.base_timeout_ms".into(),
             ));
         }
-        if self.consensus.max_batch_delay_ms.saturating_mul(2) > self.consensus.base_timeout_ms {
-            return Err(invalid(
+        for (field, delay) in [
+            (
                 "consensus.max_batch_delay_ms",
-                "must be at most half of consensus.base_timeout_ms".into(),
-            ));
+                self.consensus.max_batch_delay_ms,
+            ),
+            (
+                "consensus.empty_block_delay_ms",
+                self.consensus.empty_block_delay_ms,
+            ),
+        ] {
+            if delay.saturating_mul(2) > self.consensus.base_timeout_ms {
+                return Err(invalid(
+                    field,
+                    "must be at most half of consensus.base_timeout_ms".into(),
+                ));
+            }
         }
         if self.sync.batch_blocks > crate::driver::MAX_SYNC_BATCH {
             return Err(invalid(
@@ -398,5 +415,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("max_batch_delay_ms"), "{err}");
+        let err = parse("[consensus]\nempty_block_delay_ms = 1001\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("consensus.empty_block_delay_ms"), "{err}");
     }
 }

@@ -129,6 +129,7 @@ pub async fn start(parts: Parts) -> anyhow::Result<RunningNode> {
             forward: config.consensus.forward,
             byzantine,
             max_batch_delay_ms: config.consensus.max_batch_delay_ms,
+            empty_block_delay_ms: config.consensus.empty_block_delay_ms,
             ..ReplicaConfig::default()
         },
         batch_size: config.consensus.batch_size,

@@ -87,6 +87,7 @@ impl TestNode {
         config.consensus.base_timeout_ms = 1_000;
         config.consensus.max_timeout_ms = 4_000;
         config.consensus.max_batch_delay_ms = 100;
+        config.consensus.empty_block_delay_ms = 400;
         let nodes = runtime.block_on(async {
             let mut nodes = Vec::new();
             for i in 0..running {

@@ -48,7 +48,12 @@
 //!   otherwise it proposes when `Input::TransactionsAvailable` finds the
 //!   ledger ready, or when the delay runs out, whichever comes first. An
 //!   idle network thus makes one empty block per delay instead of one per
-//!   round trip.
+//!   round trip. With `Config::empty_block_delay_ms` above the batch delay,
+//!   a leader whose pool is empty (`Ledger::has_pending_transactions`)
+//!   waits that longer delay instead, and a transaction arriving brings
+//!   the proposal forward to the batch delay from then: an idle chain
+//!   grows slowly (less disk, fewer messages) without slowing the first
+//!   transaction down.
 //! - **Catch-up.** A proposal whose parent is unknown is buffered (bounded)
 //!   while the parent is fetched by hash, with up to 15 ancestors, from the
 //!   proposal's author; committed blocks come from the caller's ledger.

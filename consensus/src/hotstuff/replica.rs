@@ -40,6 +40,15 @@ pub struct Config {
     /// commit), then propose whatever there is. 0 proposes at once. Keep it
     /// well below `base_timeout_ms`.
     pub max_batch_delay_ms: u64,
+    /// As leader with no transaction waiting at all
+    /// ([`Ledger::has_pending_transactions`]), wait up to this long instead
+    /// of `max_batch_delay_ms` before proposing an empty block: an idle
+    /// chain grows by about one block per this delay. A transaction that
+    /// arrives meanwhile ([`Input::TransactionsAvailable`]) brings the
+    /// proposal forward to `max_batch_delay_ms` from then. At or below
+    /// `max_batch_delay_ms` it changes nothing. Keep it well below
+    /// `base_timeout_ms`.
+    pub empty_block_delay_ms: u64,
 }
 
 impl Default for Config {
@@ -53,6 +62,7 @@ impl Default for Config {
             forward: true,
             byzantine: None,
             max_batch_delay_ms: 0,
+            empty_block_delay_ms: 0,
         }
     }
 }
@@ -177,8 +187,9 @@ pub struct Replica {
     buffered: BTreeMap<Hash, Vec<Verified<SignedMessage>>>,
     /// Blocks asked for and not yet received, with the view of the ask.
     requested: HashMap<Hash, View>,
-    /// The last view whose propose timer was armed.
+    /// The last view whose propose timer was armed, and when it is due.
     propose_timer_armed: View,
+    propose_timer_at: TimeMs,
     /// Set while a proposal is being made (see `propose_now`).
     proposing: bool,
     out: Vec<Effect>,
@@ -227,6 +238,7 @@ impl Replica {
             buffered: BTreeMap::new(),
             requested: HashMap::new(),
             propose_timer_armed: View(0),
+            propose_timer_at: 0,
             proposing: false,
             out: Vec::new(),
         }
@@ -728,22 +740,32 @@ impl Replica {
 
     // ----- proposing -----
 
-    /// Proposes if the ledger is ready or the batch delay is 0; otherwise
-    /// (the first time in a view) arms the view's propose timer.
+    /// Proposes if the ledger is ready or there is no delay to wait;
+    /// otherwise arms the view's propose timer (the batch delay, or the
+    /// empty-block delay when no transaction waits), or brings it forward
+    /// if it is due later than that.
     fn propose(&mut self, ledger: &mut dyn Ledger) {
         let view = self.view;
         if self.committee.leader(view) != self.me || self.safety.last_proposed_view >= view {
             return;
         }
-        let delay = self.config.max_batch_delay_ms;
+        let batch = self.config.max_batch_delay_ms;
+        let empty = self.config.empty_block_delay_ms;
+        let delay = if empty > batch && !ledger.has_pending_transactions() {
+            empty
+        } else {
+            batch
+        };
         if delay > 0 {
             let parent = self.blocks.get(&self.safety.high_qc.block);
             if !parent.is_some_and(|p| ledger.ready_to_propose(p)) {
-                if self.propose_timer_armed < view {
+                let at = self.now.saturating_add(delay);
+                if self.propose_timer_armed < view || at < self.propose_timer_at {
                     self.propose_timer_armed = view;
+                    self.propose_timer_at = at;
                     self.out.push(Effect::ArmTimer {
                         timer: Timer::Propose(view),
-                        at: self.now.saturating_add(delay),
+                        at,
                     });
                 }
                 return;

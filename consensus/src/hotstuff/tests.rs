@@ -17,6 +17,8 @@ struct EmptyLedger {
     refuse: bool,
     /// What `ready_to_propose` answers (`None`: the default, always).
     ready: Option<bool>,
+    /// What `has_pending_transactions` answers (`None`: the default, yes).
+    pending: Option<bool>,
 }
 
 fn empty_child(parent: &Block, proposer: Address, ts: u64, justification: Justification) -> Block {
@@ -55,6 +57,10 @@ impl Ledger for EmptyLedger {
 
     fn ready_to_propose(&self, _parent: &Block) -> bool {
         self.ready.unwrap_or(true)
+    }
+
+    fn has_pending_transactions(&self) -> bool {
+        self.pending.unwrap_or(true)
     }
 
     fn committed_block(&self, _hash: &Hash) -> Option<Block> {
@@ -309,7 +315,7 @@ fn no_vote_for_a_block_the_ledger_refuses() {
         10,
         &mut EmptyLedger {
             refuse: true,
-            ready: None,
+            ..EmptyLedger::default()
         },
     );
     assert!(votes_sent(&effects).is_empty());
@@ -1043,6 +1049,68 @@ fn a_leader_waits_for_a_batch_at_most_the_batch_delay() {
     let _ = r.handle(Input::Start { recovered: None }, 0, &mut idle);
     let effects = r.handle(Input::Timer(Timer::Propose(View(1))), 200, &mut idle);
     assert_eq!(proposals(&effects), 1);
+}
+
+/// With nothing in the pool, a leader waits the longer empty-block delay;
+/// a transaction arriving brings the proposal forward to the batch delay
+/// from then, and never pushes it later.
+#[test]
+fn an_idle_leader_waits_the_empty_block_delay_until_transactions_come() {
+    let f = fixture(4);
+    let propose_timers = |effects: &[Effect]| -> Vec<u64> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::ArmTimer {
+                    timer: Timer::Propose(View(1)),
+                    at,
+                } => Some(*at),
+                _ => None,
+            })
+            .collect()
+    };
+    let config = Config {
+        max_batch_delay_ms: 200,
+        empty_block_delay_ms: 900,
+        ..Config::default()
+    };
+    let mut r = f.replica(1, config.clone());
+    let mut idle = EmptyLedger {
+        ready: Some(false),
+        pending: Some(false),
+        ..EmptyLedger::default()
+    };
+    let effects = r.handle(Input::Start { recovered: None }, 0, &mut idle);
+    assert_eq!(propose_timers(&effects), [900]);
+    // A transaction at 100: due at 300 now.
+    let mut waiting = EmptyLedger {
+        ready: Some(false),
+        pending: Some(true),
+        ..EmptyLedger::default()
+    };
+    let effects = r.handle(Input::TransactionsAvailable, 100, &mut waiting);
+    assert_eq!(propose_timers(&effects), [300]);
+    // More at 250: 450 would be later, so the timer stays at 300.
+    let effects = r.handle(Input::TransactionsAvailable, 250, &mut waiting);
+    assert!(propose_timers(&effects).is_empty(), "{effects:#?}");
+    // Its timer proposes.
+    let effects = r.handle(Input::Timer(Timer::Propose(View(1))), 300, &mut waiting);
+    assert!(
+        effects.iter().any(
+            |e| matches!(e, Effect::Broadcast(m) if matches!(m.payload, Payload::Proposal(_)))
+        )
+    );
+
+    // An empty-block delay at or below the batch delay changes nothing.
+    let mut r = f.replica(
+        1,
+        Config {
+            empty_block_delay_ms: 100,
+            ..config
+        },
+    );
+    let effects = r.handle(Input::Start { recovered: None }, 0, &mut idle);
+    assert_eq!(propose_timers(&effects), [200]);
 }
 
 /// Leaving a view cancels its timers (the caller need not keep them).

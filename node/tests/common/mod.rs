@@ -59,12 +59,15 @@ pub fn test_chain(validators: usize, accounts: usize) -> TestChain {
     }
 }
 
-/// A config for quick tests: short timeouts, small batch delay.
+/// A config for quick tests: short timeouts, small batch delay, no longer
+/// wait for empty blocks.
 pub fn quick_config() -> Config {
     let mut config = Config::default();
     config.consensus.base_timeout_ms = 1_000;
     config.consensus.max_timeout_ms = 4_000;
     config.consensus.max_batch_delay_ms = 50;
+    // Idle chains as fast as busy ones: the tests wait for heights.
+    config.consensus.empty_block_delay_ms = 0;
     config.sync.status_interval_ms = 500;
     config
 }

@@ -78,6 +78,7 @@ pub fn node_config(quick: bool) -> Config {
         config.consensus.base_timeout_ms = 1_000;
         config.consensus.max_timeout_ms = 4_000;
         config.consensus.max_batch_delay_ms = 100;
+        config.consensus.empty_block_delay_ms = 300;
         config.sync.status_interval_ms = 500;
         config.p2p.reconnect_max_ms = 2_000;
     }

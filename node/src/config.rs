@@ -161,8 +161,9 @@ pub struct ConsensusSection {
     pub max_batch_delay_ms: u64,
     /// How long a leader with no transaction at all waits before proposing
     /// an empty block (an idle chain makes about one block per this delay);
-    /// a transaction arriving cuts the wait to `max_batch_delay_ms`. At or
-    /// below `max_batch_delay_ms`: no difference.
+    /// a transaction arriving cuts the wait to `max_batch_delay_ms` (counted
+    /// from when the leader began to wait). At or below
+    /// `max_batch_delay_ms`: no difference.
     pub empty_block_delay_ms: u64,
     /// A view's first timeout; it doubles per failed view up to the max.
     pub base_timeout_ms: u64,

@@ -51,8 +51,9 @@
 //!   round trip. With `Config::empty_block_delay_ms` above the batch delay,
 //!   a leader whose pool is empty (`Ledger::has_pending_transactions`)
 //!   waits that longer delay instead, and a transaction arriving brings
-//!   the proposal forward to the batch delay from then: an idle chain
-//!   grows slowly (less disk, fewer messages) without slowing the first
+//!   the proposal forward to the batch delay counted from when the leader
+//!   began to wait (at once if that has passed): an idle chain grows
+//!   slowly (less disk, fewer messages) without slowing the first
 //!   transaction down.
 //! - **Catch-up.** A proposal whose parent is unknown is buffered (bounded)
 //!   while the parent is fetched by hash, with up to 15 ancestors, from the

@@ -45,7 +45,8 @@ pub struct Config {
     /// of `max_batch_delay_ms` before proposing an empty block: an idle
     /// chain grows by about one block per this delay. A transaction that
     /// arrives meanwhile ([`Input::TransactionsAvailable`]) brings the
-    /// proposal forward to `max_batch_delay_ms` from then. At or below
+    /// proposal forward to `max_batch_delay_ms` after the wait began (at
+    /// once if that has passed). At or below
     /// `max_batch_delay_ms` it changes nothing. Keep it well below
     /// `base_timeout_ms`.
     pub empty_block_delay_ms: u64,
@@ -187,8 +188,10 @@ pub struct Replica {
     buffered: BTreeMap<Hash, Vec<Verified<SignedMessage>>>,
     /// Blocks asked for and not yet received, with the view of the ask.
     requested: HashMap<Hash, View>,
-    /// The last view whose propose timer was armed, and when it is due.
+    /// The last view whose propose timer was armed, when the leader began
+    /// to wait in it, and when the timer is due.
     propose_timer_armed: View,
+    propose_wait_from: TimeMs,
     propose_timer_at: TimeMs,
     /// Set while a proposal is being made (see `propose_now`).
     proposing: bool,
@@ -238,6 +241,7 @@ impl Replica {
             buffered: BTreeMap::new(),
             requested: HashMap::new(),
             propose_timer_armed: View(0),
+            propose_wait_from: 0,
             propose_timer_at: 0,
             proposing: false,
             out: Vec::new(),
@@ -740,10 +744,11 @@ impl Replica {
 
     // ----- proposing -----
 
-    /// Proposes if the ledger is ready or there is no delay to wait;
-    /// otherwise arms the view's propose timer (the batch delay, or the
-    /// empty-block delay when no transaction waits), or brings it forward
-    /// if it is due later than that.
+    /// Proposes if the ledger is ready, or there is no delay to wait, or
+    /// the leader has waited it out already; otherwise arms the view's
+    /// propose timer (the batch delay, or the empty-block delay when no
+    /// transaction waits, counted from when the leader began to wait), or
+    /// brings it forward if it is due later than that.
     fn propose(&mut self, ledger: &mut dyn Ledger) {
         let view = self.view;
         if self.committee.leader(view) != self.me || self.safety.last_proposed_view >= view {
@@ -759,16 +764,23 @@ impl Replica {
         if delay > 0 {
             let parent = self.blocks.get(&self.safety.high_qc.block);
             if !parent.is_some_and(|p| ledger.ready_to_propose(p)) {
-                let at = self.now.saturating_add(delay);
-                if self.propose_timer_armed < view || at < self.propose_timer_at {
+                if self.propose_timer_armed < view {
                     self.propose_timer_armed = view;
-                    self.propose_timer_at = at;
-                    self.out.push(Effect::ArmTimer {
-                        timer: Timer::Propose(view),
-                        at,
-                    });
+                    self.propose_wait_from = self.now;
+                    self.propose_timer_at = TimeMs::MAX;
                 }
-                return;
+                // Delays count from when the leader began to wait.
+                let at = self.propose_wait_from.saturating_add(delay);
+                if at > self.now {
+                    if at < self.propose_timer_at {
+                        self.propose_timer_at = at;
+                        self.out.push(Effect::ArmTimer {
+                            timer: Timer::Propose(view),
+                            at,
+                        });
+                    }
+                    return;
+                }
             }
         }
         self.propose_now(ledger);

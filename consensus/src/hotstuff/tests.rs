@@ -1053,7 +1053,7 @@ fn a_leader_waits_for_a_batch_at_most_the_batch_delay() {
 
 /// With nothing in the pool, a leader waits the longer empty-block delay;
 /// a transaction arriving brings the proposal forward to the batch delay
-/// from then, and never pushes it later.
+/// counted from when the leader began to wait (at once if that is past).
 #[test]
 fn an_idle_leader_waits_the_empty_block_delay_until_transactions_come() {
     let f = fixture(4);
@@ -1080,26 +1080,34 @@ fn an_idle_leader_waits_the_empty_block_delay_until_transactions_come() {
         pending: Some(false),
         ..EmptyLedger::default()
     };
+    let proposed = |effects: &[Effect]| {
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Broadcast(m) if matches!(m.payload, Payload::Proposal(_))))
+    };
     let effects = r.handle(Input::Start { recovered: None }, 0, &mut idle);
     assert_eq!(propose_timers(&effects), [900]);
-    // A transaction at 100: due at 300 now.
+    // A transaction at 100: due at the batch delay from the start, 200.
     let mut waiting = EmptyLedger {
         ready: Some(false),
         pending: Some(true),
         ..EmptyLedger::default()
     };
     let effects = r.handle(Input::TransactionsAvailable, 100, &mut waiting);
-    assert_eq!(propose_timers(&effects), [300]);
-    // More at 250: 450 would be later, so the timer stays at 300.
-    let effects = r.handle(Input::TransactionsAvailable, 250, &mut waiting);
-    assert!(propose_timers(&effects).is_empty(), "{effects:#?}");
+    assert_eq!(propose_timers(&effects), [200]);
+    assert!(!proposed(&effects));
+    // More at 150: no new timer.
+    let effects = r.handle(Input::TransactionsAvailable, 150, &mut waiting);
+    assert!(effects.is_empty(), "{effects:#?}");
     // Its timer proposes.
-    let effects = r.handle(Input::Timer(Timer::Propose(View(1))), 300, &mut waiting);
-    assert!(
-        effects.iter().any(
-            |e| matches!(e, Effect::Broadcast(m) if matches!(m.payload, Payload::Proposal(_)))
-        )
-    );
+    let effects = r.handle(Input::Timer(Timer::Propose(View(1))), 200, &mut waiting);
+    assert!(proposed(&effects));
+
+    // A transaction after the batch delay has passed: proposed at once.
+    let mut r = f.replica(1, config.clone());
+    let _ = r.handle(Input::Start { recovered: None }, 0, &mut idle);
+    let effects = r.handle(Input::TransactionsAvailable, 500, &mut waiting);
+    assert!(proposed(&effects), "{effects:#?}");
 
     // An empty-block delay at or below the batch delay changes nothing.
     let mut r = f.replica(

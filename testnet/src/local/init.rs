@@ -8,7 +8,7 @@ use super::net::{
 };
 use crate::cli::Consensus;
 use crate::sim::scenario::ByzantineSpec;
-use anyhow::{Context, anyhow, bail, ensure};
+use anyhow::{Context, anyhow, ensure};
 use phalanx_node::config::{CONFIG_FILE, Config};
 use phalanx_node::home::{LocalNetSpec, NodeAddrs, write_local_net};
 use std::collections::HashMap;
@@ -87,18 +87,27 @@ pub fn node_config(quick: bool) -> Config {
 
 /// Node i's peer-to-peer and HTTP ports.
 pub fn ports(base_port: u16, validators: usize) -> anyhow::Result<(Vec<u16>, Vec<u16>)> {
-    let port = |offset: usize| -> anyhow::Result<u16> {
-        u16::try_from(usize::from(base_port) + offset).map_err(|_| {
-            anyhow!("--base-port {base_port} leaves no room for {validators} nodes' ports")
-        })
-    };
     let mut p2p = Vec::with_capacity(validators);
     let mut api = Vec::with_capacity(validators);
     for i in 0..validators {
-        p2p.push(port(2 * i)?);
-        api.push(port(2 * i + 1)?);
+        let (p, a) = port_pair(base_port, i)?;
+        p2p.push(p);
+        api.push(a);
     }
     Ok((p2p, api))
+}
+
+/// The i-th pair of ports from `base_port`: BASE + 2i and BASE + 2i + 1.
+fn port_pair(base_port: u16, i: usize) -> anyhow::Result<(u16, u16)> {
+    let port = |offset: usize| -> anyhow::Result<u16> {
+        u16::try_from(usize::from(base_port) + offset).map_err(|_| {
+            anyhow!(
+                "--base-port {base_port} leaves no room for {} nodes' ports",
+                i + 1
+            )
+        })
+    };
+    Ok((port(2 * i)?, port(2 * i + 1)?))
 }
 
 /// Where each node is reached and what it binds. On loopback (no hosts):
@@ -127,10 +136,7 @@ pub fn node_addrs(
     let mut nodes = Vec::with_capacity(validators);
     for host in hosts {
         let k = on_host.entry(host).or_insert(0);
-        let (p2p, api) = ports(base_port, *k + 1)?;
-        let (Some(&p2p_port), Some(&api_port)) = (p2p.last(), api.last()) else {
-            bail!("no ports for {host}");
-        };
+        let (p2p_port, api_port) = port_pair(base_port, *k)?;
         *k += 1;
         let any: IpAddr = match host {
             Host::Ip(IpAddr::V6(_)) => Ipv6Addr::UNSPECIFIED.into(),

@@ -17,6 +17,7 @@ use super::net::NodeInfo;
 use anyhow::{Context, anyhow, bail};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
+use std::borrow::BorrowMut;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -187,6 +188,20 @@ impl NodeProc {
         probe(self.pid, &self.home)
     }
 
+    /// True once it has exited: reaped, a zombie, or no such pid. Unlike
+    /// [`probe`](Self::probe), this does not go by the command line, which
+    /// the kernel empties part way through an exit, before the process has
+    /// closed its files (and so before sled's lock on its store is free).
+    pub fn exited(&mut self) -> bool {
+        if let Some(child) = &mut self.child {
+            return !matches!(child.try_wait(), Ok(None));
+        }
+        if !Path::new("/proc/self").exists() {
+            return signal::kill(to_pid(self.pid), None).is_err();
+        }
+        matches!(state_of(self.pid), None | Some('Z' | 'X'))
+    }
+
     /// How it ended, if it is our child and has exited.
     pub fn exit_status(&mut self) -> Option<String> {
         let status = self.child.as_mut()?.try_wait().ok()??;
@@ -210,29 +225,34 @@ impl NodeProc {
 /// can act on it), up to `grace` for all to exit, then SIGKILL for the
 /// rest. Returns the indices of the nodes that needed SIGKILL.
 pub fn stop_all(procs: &mut [NodeProc], grace: Duration) -> Vec<usize> {
-    for p in procs.iter_mut() {
-        if p.probe() != Probe::Gone {
-            let _ = send(p.pid, Signal::SIGTERM);
-            let _ = send(p.pid, Signal::SIGCONT);
-        }
+    // Only what is a node now: a stale pid that another program has
+    // taken since is left alone.
+    let mut live: Vec<&mut NodeProc> = procs
+        .iter_mut()
+        .filter_map(|p| (p.probe() != Probe::Gone).then_some(p))
+        .collect();
+    for p in &live {
+        let _ = send(p.pid, Signal::SIGTERM);
+        let _ = send(p.pid, Signal::SIGCONT);
     }
-    wait_gone(procs, grace);
+    wait_gone(&mut live, grace);
     let mut killed = Vec::new();
-    for p in procs.iter_mut() {
-        if p.probe() != Probe::Gone {
+    for p in &mut live {
+        if !p.exited() {
             let _ = send(p.pid, Signal::SIGKILL);
             killed.push(p.index);
         }
     }
-    wait_gone(procs, Duration::from_secs(5));
+    wait_gone(&mut live, Duration::from_secs(5));
     killed
 }
 
-/// Waits up to `limit` until every process is gone; true if they are.
-pub fn wait_gone(procs: &mut [NodeProc], limit: Duration) -> bool {
+/// Waits up to `limit` until every process has exited; true if they have.
+/// The pids must have been probed as nodes before they were signalled.
+pub fn wait_gone<P: BorrowMut<NodeProc>>(procs: &mut [P], limit: Duration) -> bool {
     let start = Instant::now();
     loop {
-        if procs.iter_mut().all(|p| p.probe() == Probe::Gone) {
+        if procs.iter_mut().all(|p| p.borrow_mut().exited()) {
             return true;
         }
         if start.elapsed() >= limit {
@@ -296,6 +316,24 @@ mod tests {
             Probe::Gone
         );
         assert!(is_supervisor(std::process::id()) == cfg!(not(target_os = "linux")));
+    }
+
+    #[test]
+    fn a_signalled_process_counts_as_gone_once_it_has_exited() {
+        // Not our child as far as `NodeProc` knows, as with a detached node.
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let mut procs = [NodeProc {
+            index: 0,
+            pid: child.id(),
+            home: PathBuf::from("/nowhere"),
+            child: None,
+        }];
+        assert!(!procs[0].exited());
+        assert!(!wait_gone(&mut procs, Duration::ZERO));
+        send(child.id(), Signal::SIGKILL).unwrap();
+        assert!(wait_gone(&mut procs, Duration::from_secs(10)));
+        assert!(matches!(state_of(child.id()), Some('Z') | None));
+        child.wait().unwrap();
     }
 
     #[test]

@@ -467,9 +467,16 @@ fn up_transfer_kill_restart_partition_heal_load_check_down() {
     // Blocks certified before the cut may still commit: let them.
     std::thread::sleep(Duration::from_secs(3));
     let stalled = net.transfer(0, 3, 10);
-    let heights = net.heights();
+    // A node may still fetch committed blocks from its side's other node
+    // (node 2 was paused a moment ago); no node may go past the highest.
+    let highest = |n: &Net| n.heights().into_iter().flatten().max();
+    let before = highest(&net);
     std::thread::sleep(Duration::from_secs(4));
-    assert_eq!(net.heights(), heights, "a 2/2 partition cannot commit");
+    let after = highest(&net);
+    assert!(
+        after <= before,
+        "a 2/2 partition committed: {before:?} -> {after:?}"
+    );
     assert!(network.nodes.iter().all(|n| !net.is_final(n, &stalled)));
 
     // Heal: finality comes back with nothing new sent, the stalled

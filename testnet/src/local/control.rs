@@ -369,6 +369,14 @@ pub fn pause_or_resume(args: &NodeArgs, pause: bool, out: &mut dyn Write) -> any
             bail!("node {} is paused already", node.index);
         }
         process::send(pid, Signal::SIGSTOP)?;
+        // The signal is delivered asynchronously: say "paused" only once
+        // the kernel shows every thread stopped.
+        if !process::wait_probe(pid, &node.home, Probe::Paused, Duration::from_secs(5)) {
+            bail!(
+                "node {} (pid {pid}) has not stopped after SIGSTOP",
+                node.index
+            );
+        }
         writeln!(
             out,
             "paused node {} (pid {pid}): it answers nothing until `phalanx-testnet resume {}`",
@@ -379,6 +387,12 @@ pub fn pause_or_resume(args: &NodeArgs, pause: bool, out: &mut dyn Write) -> any
             bail!("node {} is not paused", node.index);
         }
         process::send(pid, Signal::SIGCONT)?;
+        if !process::wait_probe(pid, &node.home, Probe::Running, Duration::from_secs(5)) {
+            bail!(
+                "node {} (pid {pid}) has not resumed after SIGCONT",
+                node.index
+            );
+        }
         writeln!(out, "resumed node {} (pid {pid})", node.index)?;
     }
     Ok(())

@@ -250,9 +250,20 @@ pub fn stop_all(procs: &mut [NodeProc], grace: Duration) -> Vec<usize> {
 /// Waits up to `limit` until every process has exited; true if they have.
 /// The pids must have been probed as nodes before they were signalled.
 pub fn wait_gone<P: BorrowMut<NodeProc>>(procs: &mut [P], limit: Duration) -> bool {
+    poll_until(limit, || procs.iter_mut().all(|p| p.borrow_mut().exited()))
+}
+
+/// Waits up to `limit` until `pid`, the node of `home`, probes as
+/// `want`; true if it does.
+pub fn wait_probe(pid: u32, home: &Path, want: Probe, limit: Duration) -> bool {
+    poll_until(limit, || probe(pid, home) == want)
+}
+
+/// Polls `done` every [`POLL`] for up to `limit`; true once it holds.
+fn poll_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     loop {
-        if procs.iter_mut().all(|p| p.borrow_mut().exited()) {
+        if done() {
             return true;
         }
         if start.elapsed() >= limit {

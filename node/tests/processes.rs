@@ -298,7 +298,12 @@ async fn four_processes_commit_survive_crashes_and_never_disagree() {
         height(&client, &cluster, 0).await.unwrap(),
         height(&client, &cluster, 1).await.unwrap(),
     ];
-    assert_eq!(before, after, "two of four validators cannot commit");
+    // Node 1 may still fetch a block node 0 committed before the kill;
+    // neither may go past the highest commit.
+    assert!(
+        after.iter().max() <= before.iter().max(),
+        "two of four validators committed: {before:?} -> {after:?}"
+    );
     assert!(!finalized(&client, &cluster, 0, &stalled).await);
     assert_agreement(&client, &cluster, &[0, 1]).await;
 

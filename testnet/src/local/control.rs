@@ -118,15 +118,27 @@ fn live_pid(node: &NodeInfo, state: Option<&State>) -> Option<(u32, Probe)> {
 /// Gathers `status`.
 pub async fn gather_status(net: &Network, client: &Client) -> anyhow::Result<StatusReport> {
     let state = State::load(&net.dir)?;
-    let statuses: Vec<anyhow::Result<Status>> =
-        futures::future::join_all(net.nodes.iter().map(|n| client.status(n))).await;
+    let procs: Vec<_> = net
+        .nodes
+        .iter()
+        .map(|n| live_pid(n, state.as_ref()))
+        .collect();
+    // A paused node is not asked: the kernel accepts the connection and
+    // nothing ever answers, so the query would only run into its timeout.
+    let statuses: Vec<Option<Status>> =
+        futures::future::join_all(net.nodes.iter().zip(&procs).map(|(n, proc)| async move {
+            match proc {
+                Some((_, Probe::Paused)) => None,
+                _ => client.status(n).await.ok(),
+            }
+        }))
+        .await;
     let nodes = net
         .nodes
         .iter()
         .zip(statuses)
-        .map(|(node, status)| {
-            let proc = live_pid(node, state.as_ref());
-            let status = status.ok();
+        .zip(procs)
+        .map(|((node, status), proc)| {
             let state = match (&status, proc) {
                 (Some(_), _) => "up",
                 (None, Some((_, Probe::Paused))) => "paused",

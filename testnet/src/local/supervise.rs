@@ -9,7 +9,7 @@
 //! [`PLAIN_EVERY`].
 
 use super::Signals;
-use super::client::{Client, Status};
+use super::client::Client;
 use super::net::Network;
 use super::process::{NodeProc, Probe};
 use super::state::State;
@@ -112,7 +112,15 @@ pub async fn supervise(
                 }
             }
         }
-        let line = poll(client, net, &mut tps).await;
+        let paused: Vec<usize> = procs
+            .iter_mut()
+            .filter_map(|p| (p.probe() == Probe::Paused).then_some(p.index))
+            .collect();
+        // Ctrl-C is not held up by a node that is slow to answer.
+        let line = tokio::select! {
+            () = signals.recv() => break,
+            line = poll(client, net, &paused, &mut tps) => line,
+        };
         if line.height > best_height {
             best_height = line.height;
             height_seen = Instant::now();
@@ -177,14 +185,17 @@ fn follow_restarts(procs: &mut Vec<NodeProc>, state: &State, net: &Network) {
     }
 }
 
-/// One round of `/status` and `/metrics` across the nodes.
-async fn poll(client: &Client, net: &Network, tps: &mut TpsMeter) -> Line {
-    let statuses: Vec<anyhow::Result<Status>> =
-        futures::future::join_all(net.nodes.iter().map(|n| client.status(n))).await;
-    let counters =
-        futures::future::join_all(net.nodes.iter().map(|n| client.committed_txs(n))).await;
+/// One round of `/status` and `/metrics` across the nodes but the
+/// `paused` ones (which would only run the requests into their timeout,
+/// and hold up Ctrl-C meanwhile).
+async fn poll(client: &Client, net: &Network, paused: &[usize], tps: &mut TpsMeter) -> Line {
+    let asked = || net.nodes.iter().filter(|n| !paused.contains(&n.index));
+    let (statuses, counters) = futures::join!(
+        futures::future::join_all(asked().map(|n| client.status(n))),
+        futures::future::join_all(asked().map(|n| client.committed_txs(n))),
+    );
     let now = Instant::now();
-    for (node, counter) in net.nodes.iter().zip(counters) {
+    for (node, counter) in asked().zip(counters) {
         if let Ok(value) = counter {
             tps.record(node.index, now, value);
         }

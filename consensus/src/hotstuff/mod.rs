@@ -17,8 +17,11 @@
 //!   [`crate::Ledger`] has validated the block against its parent's state,
 //!   and only if the **safety rule** holds: the block extends the locked
 //!   block, or its parent QC's view is higher than the locked QC's. Votes go
-//!   to the leader of `v + 1`. n - f votes for one block in one view form a
-//!   QC; a QC for view `v` moves a replica to view `v + 1`.
+//!   to the leader of `v + 1`. A replica still in `v` a quarter of a base
+//!   timeout later re-sends its vote to every validator (and again each
+//!   quarter), so a QC forms even when that leader is down. n - f votes for
+//!   one block in one view form a QC, wherever they are gathered; a QC for
+//!   view `v` moves a replica to view `v + 1`.
 //! - **Lock (two-chain).** On a block `b*` whose QC certifies `b''`, whose
 //!   own QC certifies `b'`: the lock moves up to that QC for `b'` if its view
 //!   is higher than the locked QC's.
@@ -57,7 +60,10 @@
 //!   transaction down.
 //! - **Catch-up.** A proposal whose parent is unknown is buffered (bounded)
 //!   while the parent is fetched by hash, with up to 15 ancestors, from the
-//!   proposal's author; committed blocks come from the caller's ledger.
+//!   proposal's author. Each time the view timer fires, every block still
+//!   missing is asked for again, from the other validators in turn (the
+//!   request or the answer may have been lost, or the author may be down).
+//!   Committed blocks come from the caller's ledger.
 //!
 //! # Safety data, and the order of effects
 //!

@@ -187,7 +187,10 @@ pub struct Replica {
     /// Proposals waiting for their parent block, by the parent's hash.
     buffered: BTreeMap<Hash, Vec<Verified<SignedMessage>>>,
     /// Blocks asked for and not yet received, with the view of the ask.
-    requested: HashMap<Hash, View>,
+    requested: BTreeMap<Hash, View>,
+    /// How many times the view timer has asked again for missing blocks
+    /// (which validator it asks turns with it).
+    sync_retries: u64,
     /// The last view whose propose timer was armed, when the leader began
     /// to wait in it, and when the timer is due.
     propose_timer_armed: View,
@@ -239,7 +242,8 @@ impl Replica {
             latest_timeouts: BTreeMap::new(),
             seen: BTreeMap::new(),
             buffered: BTreeMap::new(),
-            requested: HashMap::new(),
+            requested: BTreeMap::new(),
+            sync_retries: 0,
             propose_timer_armed: View(0),
             propose_wait_from: 0,
             propose_timer_at: 0,
@@ -358,6 +362,7 @@ impl Replica {
             self.timeouts_in_row = self.timeouts_in_row.saturating_add(1);
         }
         self.local_timeout(view);
+        self.retry_requests();
         self.out.push(Effect::ArmTimer {
             timer: Timer::View(view),
             at: self.now.saturating_add(self.config.base_timeout_ms),
@@ -531,6 +536,32 @@ impl Replica {
         cert.block == self.root || View(cert.view) > root_view
     }
 
+    /// Asks again for every block still missing, each from the next other
+    /// validator in turn: the request or its answer may have been lost, or
+    /// the validator asked may be down, and a proposal that waits for the
+    /// block can get no vote from this replica until it comes.
+    fn retry_requests(&mut self) {
+        let others: Vec<ValidatorIndex> =
+            self.committee.members().filter(|v| *v != self.me).collect();
+        let count = others.len() as u64;
+        if count == 0 {
+            return;
+        }
+        let view = self.view;
+        for (i, (hash, asked)) in self.requested.iter_mut().enumerate() {
+            let turn = self.sync_retries.wrapping_add(i as u64) % count;
+            let Some(&to) = usize::try_from(turn).ok().and_then(|t| others.get(t)) else {
+                continue;
+            };
+            *asked = view;
+            self.out.push(Effect::SendSync {
+                to,
+                message: SyncMessage::Request { hash: *hash },
+            });
+        }
+        self.sync_retries = self.sync_retries.wrapping_add(1);
+    }
+
     /// Asks `from` for a block (at most once per view per block).
     fn request(&mut self, hash: Hash, from: ValidatorIndex) {
         if from == self.me || self.requested.get(&hash).is_some_and(|v| *v >= self.view) {
@@ -601,7 +632,11 @@ impl Replica {
         });
     }
 
-    /// Re-sends the (already signed) vote of `view` while still in it.
+    /// Re-sends the (already signed) vote of `view` while still in it, to
+    /// every validator: the next leader may be down, and then whoever
+    /// gathers a quorum of votes forms the QC and moves on a quarter of a
+    /// base timeout later, instead of timing the view out. (A vote is sent
+    /// to the next leader alone the first time, as HotStuff has it.)
     fn resend_vote(&mut self, view: View) {
         let timed_out = self
             .safety
@@ -610,7 +645,7 @@ impl Replica {
             .is_some_and(|t| t.view() == view);
         let vote = self.safety.last_vote.clone().filter(|v| v.view() == view);
         if let (Some(vote), true, false) = (vote, self.view == view, timed_out) {
-            self.send_vote(vote, view);
+            self.out.push(Effect::Broadcast(vote));
             self.arm_vote_resend(view);
         }
     }

@@ -885,6 +885,46 @@ fn a_replica_that_missed_blocks_fetches_them_and_votes() {
     );
 }
 
+/// A block asked for and never received (a lost request or answer, or a
+/// peer that went down) is asked for again each time the view timer fires,
+/// from the other validators in turn.
+#[test]
+fn a_missing_block_is_asked_for_again_from_the_others_in_turn() {
+    let f = fixture(4);
+    let (mut r, _) = f.started(0);
+    let mut ledger = EmptyLedger::default();
+    let blocks = chain(&f, &[1, 2, 3]);
+    let b2 = block_of(&blocks[1]).hash();
+    let asked_for_b2 = |effects: &[Effect]| -> Vec<ValidatorIndex> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::SendSync {
+                    to,
+                    message: SyncMessage::Request { hash },
+                } if *hash == b2 => Some(*to),
+                _ => None,
+            })
+            .collect()
+    };
+    let effects = r.handle(f.verified(blocks[2].clone()), 30, &mut ledger);
+    assert_eq!(asked_for_b2(&effects), [ValidatorIndex(3)]);
+    assert_eq!(r.view(), View(3));
+    let mut asked = Vec::new();
+    for (i, at) in [1_030, 2_030, 3_030].into_iter().enumerate() {
+        let effects = r.handle(Input::Timer(Timer::View(View(3))), at, &mut ledger);
+        let to = asked_for_b2(&effects);
+        assert_eq!(to.len(), 1, "timer {i}: {effects:#?}");
+        asked.extend(to);
+    }
+    asked.sort();
+    assert_eq!(
+        asked,
+        [ValidatorIndex(1), ValidatorIndex(2), ValidatorIndex(3)],
+        "each other validator once"
+    );
+}
+
 mod properties {
     use super::*;
     use proptest::prelude::*;
@@ -1119,6 +1159,37 @@ fn an_idle_leader_waits_the_empty_block_delay_until_transactions_come() {
     );
     let effects = r.handle(Input::Start { recovered: None }, 0, &mut idle);
     assert_eq!(propose_timers(&effects), [200]);
+}
+
+/// A vote the next leader does not answer is re-sent to every validator,
+/// and a replica that is not that leader forms the QC from such votes and
+/// moves on, without the view timing out.
+#[test]
+fn an_unanswered_vote_goes_to_everyone_and_any_replica_forms_the_qc() {
+    let f = fixture(4);
+    let (mut r, _) = f.started(0);
+    let mut ledger = EmptyLedger::default();
+    let g = genesis_qc(&f.committee);
+    let proposal = f.proposal(1, &f.genesis, g, None, 5);
+    let block = block_of(&proposal).hash();
+    let effects = r.handle(f.verified(proposal), 10, &mut ledger);
+    assert_eq!(votes_sent(&effects).len(), 1, "the first vote goes to one");
+    let leader_of_2 = f.committee.leader(View(2));
+    assert_ne!(leader_of_2, ValidatorIndex(0));
+    let effects = r.handle(Input::Timer(Timer::ResendVote(View(1))), 510, &mut ledger);
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::Broadcast(m) if m.author == ValidatorIndex(0)
+                && matches!(m.payload, Payload::Vote(v) if v.block == block)
+        )),
+        "{effects:#?}"
+    );
+    assert_eq!(r.view(), View(1));
+    for voter in [1, 3] {
+        let _ = r.handle(f.verified(f.vote(voter, 1, block)), 520, &mut ledger);
+    }
+    assert_eq!(r.view(), View(2), "three votes are a QC wherever they meet");
 }
 
 /// Leaving a view cancels its timers (the caller need not keep them).

@@ -60,9 +60,10 @@
 //!   transaction down.
 //! - **Catch-up.** A proposal whose parent is unknown is buffered (bounded)
 //!   while the parent is fetched by hash, with up to 15 ancestors, from the
-//!   proposal's author. Each time the view timer fires, every block still
-//!   missing is asked for again, from the other validators in turn (the
-//!   request or the answer may have been lost, or the author may be down).
+//!   proposal's author. Each time the view timer fires, every parent a
+//!   buffered proposal still waits for is asked for again, from the other
+//!   validators in turn (the request or the answer may have been lost, or
+//!   the author may be down).
 //!   Committed blocks come from the caller's ledger.
 //!
 //! # Safety data, and the order of effects

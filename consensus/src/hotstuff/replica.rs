@@ -187,7 +187,7 @@ pub struct Replica {
     /// Proposals waiting for their parent block, by the parent's hash.
     buffered: BTreeMap<Hash, Vec<Verified<SignedMessage>>>,
     /// Blocks asked for and not yet received, with the view of the ask.
-    requested: BTreeMap<Hash, View>,
+    requested: HashMap<Hash, View>,
     /// How many times the view timer has asked again for missing blocks
     /// (which validator it asks turns with it).
     sync_retries: u64,
@@ -242,7 +242,7 @@ impl Replica {
             latest_timeouts: BTreeMap::new(),
             seen: BTreeMap::new(),
             buffered: BTreeMap::new(),
-            requested: BTreeMap::new(),
+            requested: HashMap::new(),
             sync_retries: 0,
             propose_timer_armed: View(0),
             propose_wait_from: 0,
@@ -536,10 +536,12 @@ impl Replica {
         cert.block == self.root || View(cert.view) > root_view
     }
 
-    /// Asks again for every block still missing, each from the next other
-    /// validator in turn: the request or its answer may have been lost, or
-    /// the validator asked may be down, and a proposal that waits for the
-    /// block can get no vote from this replica until it comes.
+    /// Asks again for every block a buffered proposal still waits for
+    /// (with its ancestors), each from the next other validator in turn:
+    /// the request or its answer may have been lost, or the validator asked
+    /// may be down, and this replica cannot vote until the block comes.
+    /// Only waited-for blocks: a request whose block was since committed
+    /// through the ledger is not asked again and again.
     fn retry_requests(&mut self) {
         let others: Vec<ValidatorIndex> =
             self.committee.members().filter(|v| *v != self.me).collect();
@@ -547,16 +549,21 @@ impl Replica {
         if count == 0 {
             return;
         }
-        let view = self.view;
-        for (i, (hash, asked)) in self.requested.iter_mut().enumerate() {
+        let missing: Vec<Hash> = self
+            .buffered
+            .keys()
+            .filter(|hash| !self.blocks.contains_key(*hash))
+            .copied()
+            .collect();
+        for (i, hash) in missing.into_iter().enumerate() {
             let turn = self.sync_retries.wrapping_add(i as u64) % count;
             let Some(&to) = usize::try_from(turn).ok().and_then(|t| others.get(t)) else {
                 continue;
             };
-            *asked = view;
+            self.requested.insert(hash, self.view);
             self.out.push(Effect::SendSync {
                 to,
-                message: SyncMessage::Request { hash: *hash },
+                message: SyncMessage::Request { hash },
             });
         }
         self.sync_retries = self.sync_retries.wrapping_add(1);

@@ -15,6 +15,7 @@
 //! store and transaction pool.
 
 use crate::block::{Block, BlockHeader, Justification};
+use crate::error::BlockError;
 use crate::execute::{BlockBuilder, ExecutionError, StateChanges, StateView, execute_block};
 use crate::state::{Account, StateAccumulator};
 use crate::store::{Head, Store, StoreError};
@@ -79,6 +80,33 @@ pub enum CommitError {
     Store(#[from] StoreError),
 }
 
+/// Why a block could not be built or validated speculatively, by
+/// consequence: an invalid block is refused, an unavailable state may come
+/// later (a missing ancestor), a storage fault stops the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum SpeculativeError {
+    /// The block (or an uncommitted ancestor it builds on) breaks a rule.
+    #[error(transparent)]
+    Invalid(#[from] BlockError),
+    /// The state after `parent` cannot be computed here: an ancestor
+    /// between it and the committed head is missing, or it does not extend
+    /// the committed head at all.
+    #[error("the state after block {parent} is not available here")]
+    StateUnavailable { parent: Hash },
+    /// Reading the committed state failed.
+    #[error("reading the committed state failed: {0}")]
+    Storage(#[from] StoreError),
+}
+
+impl From<ExecutionError> for SpeculativeError {
+    fn from(e: ExecutionError) -> Self {
+        match e {
+            ExecutionError::Invalid(b) => SpeculativeError::Invalid(b),
+            ExecutionError::Storage(s) => SpeculativeError::Storage(s),
+        }
+    }
+}
+
 /// Speculative states of uncommitted blocks (see the module docs).
 #[derive(Debug)]
 pub struct Speculative {
@@ -139,7 +167,7 @@ impl Speculative {
 
     /// Builds a block on `parent` from the transactions `pick` chooses
     /// given the state after `parent` (those that do not apply are left
-    /// out). `None` if the parent's state cannot be computed.
+    /// out).
     pub fn build<S, F>(
         &mut self,
         store: &S,
@@ -148,17 +176,20 @@ impl Speculative {
         timestamp_ms: u64,
         justification: Justification,
         pick: F,
-    ) -> Option<Block>
+    ) -> Result<Block, SpeculativeError>
     where
         S: Store + ?Sized,
         F: FnOnce(&dyn StateView) -> Vec<Transaction>,
     {
         self.remember(parent);
-        if !self.ensure_state(store, parent) {
-            return None;
-        }
+        self.ensure_state(store, parent)?;
         let head = head_of(store)?;
-        let (view, acc) = self.state_after(store, &head, parent.hash())?;
+        let unavailable = SpeculativeError::StateUnavailable {
+            parent: parent.hash(),
+        };
+        let (view, acc) = self
+            .state_after(store, &head, parent.hash())
+            .ok_or(unavailable)?;
         let candidates = pick(&view);
         let mut builder =
             BlockBuilder::new(self.chain_id.clone(), &parent.header, &view, &acc, proposer);
@@ -169,24 +200,22 @@ impl Speculative {
         let (block, changes) = builder.finish(timestamp_ms, justification);
         drop(view);
         self.record(&block, changes);
-        Some(block)
+        Ok(block)
     }
 
-    /// True if `block` applies on top of `parent` (whose state is computed
-    /// first if need be).
+    /// Checks that `block` applies on top of `parent` (whose state is
+    /// computed first if need be).
     pub fn validate<S: Store + ?Sized>(
         &mut self,
         store: &S,
         parent: &Block,
         block: &Block,
-    ) -> bool {
+    ) -> Result<(), SpeculativeError> {
         if self.states.contains_key(&block.hash()) {
-            return true;
+            return Ok(());
         }
         self.remember(parent);
-        if !self.ensure_state(store, parent) {
-            return false;
-        }
+        self.ensure_state(store, parent)?;
         self.execute(store, block)
     }
 
@@ -200,7 +229,7 @@ impl Speculative {
         block: &Block,
         finalized: Height,
     ) -> Result<StateChanges, CommitError> {
-        let head = head_of(store).ok_or(CommitError::NoHead)?;
+        let head = store.head()?.ok_or(CommitError::NoHead)?;
         let hash = block.hash();
         if block.header.parent != head.hash {
             return Err(CommitError::NotOnHead {
@@ -261,9 +290,14 @@ impl Speculative {
 
     /// Makes sure the state after `block` is known, executing it (and any
     /// remembered ancestors without state) if needed.
-    fn ensure_state<S: Store + ?Sized>(&mut self, store: &S, block: &Block) -> bool {
-        let Some(head) = head_of(store) else {
-            return false;
+    fn ensure_state<S: Store + ?Sized>(
+        &mut self,
+        store: &S,
+        block: &Block,
+    ) -> Result<(), SpeculativeError> {
+        let head = head_of(store)?;
+        let unavailable = SpeculativeError::StateUnavailable {
+            parent: block.hash(),
         };
         let mut missing = Vec::new();
         let mut cursor = block.clone();
@@ -273,30 +307,33 @@ impl Speculative {
                 break;
             }
             if cursor.header.height <= head.height() {
-                return false;
+                return Err(unavailable);
             }
             let parent = cursor.header.parent;
             missing.push(cursor);
             match self.known.get(&parent) {
                 Some(b) => cursor = b.clone(),
                 None if parent == head.hash || self.states.contains_key(&parent) => break,
-                None => return false,
+                None => return Err(unavailable),
             }
         }
         while let Some(b) = missing.pop() {
-            if !self.execute(store, &b) {
-                return false;
-            }
+            self.execute(store, &b)?;
         }
-        true
+        Ok(())
     }
 
     /// Executes `block` on its parent's (known) state and records its own.
-    fn execute<S: Store + ?Sized>(&mut self, store: &S, block: &Block) -> bool {
-        let Some(head) = head_of(store) else {
-            return false;
-        };
+    fn execute<S: Store + ?Sized>(
+        &mut self,
+        store: &S,
+        block: &Block,
+    ) -> Result<(), SpeculativeError> {
+        let head = head_of(store)?;
         let parent_hash = block.header.parent;
+        let unavailable = SpeculativeError::StateUnavailable {
+            parent: parent_hash,
+        };
         let parent_header = if let Some(b) = self.known.get(&parent_hash) {
             b.header.clone()
         } else if let Some(s) = self.states.get(&parent_hash) {
@@ -304,20 +341,16 @@ impl Speculative {
         } else if head.hash == parent_hash {
             head.header.clone()
         } else {
-            return false;
+            return Err(unavailable);
         };
-        let Some((view, acc)) = self.state_after(store, &head, parent_hash) else {
-            return false;
-        };
+        let (view, acc) = self
+            .state_after(store, &head, parent_hash)
+            .ok_or(unavailable)?;
         let result = execute_block(&self.chain_id, &parent_header, &view, &acc, block);
         drop(view);
-        match result {
-            Ok(changes) => {
-                self.record(block, changes);
-                true
-            }
-            Err(_) => false,
-        }
+        let changes = result?;
+        self.record(block, changes);
+        Ok(())
     }
 
     fn remember(&mut self, block: &Block) {
@@ -342,6 +375,8 @@ impl Speculative {
     }
 }
 
-fn head_of<S: Store + ?Sized>(store: &S) -> Option<Head> {
-    store.head().ok().flatten()
+/// The committed head; a store without one has not been initialized,
+/// which is a fault of the caller's store, not of any block.
+fn head_of<S: Store + ?Sized>(store: &S) -> Result<Head, SpeculativeError> {
+    store.head()?.ok_or(SpeculativeError::Storage(StoreError::NoHead))
 }

@@ -1,6 +1,59 @@
-//! What a protocol asks of its caller about blocks.
+//! What a protocol asks of its caller about blocks, and how the caller
+//! answers when it cannot.
 
-use phalanx_chain::{Address, Block, Hash, Justification};
+use phalanx_chain::speculative::SpeculativeError;
+use phalanx_chain::{Address, Block, BlockError, Hash, Justification, StoreError};
+
+/// Why the ledger could not build or accept a block, by consequence
+/// (STYLE.md, section 5).
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The block breaks a rule: never vote for it.
+    #[error("invalid block: {0}")]
+    Invalid(#[from] InvalidBlock),
+    /// The state the block builds on is not available here yet (an
+    /// ancestor is missing): not now, maybe later.
+    #[error("the state after block {parent} is not available here")]
+    Unavailable { parent: Hash },
+    /// The node itself failed: stop rather than decide from bad state.
+    #[error(transparent)]
+    Fault(#[from] LocalFault),
+}
+
+/// A rule a block breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidBlock {
+    /// Its header or transactions do not apply on its parent.
+    #[error(transparent)]
+    Execution(#[from] BlockError),
+    /// Its timestamp is too far ahead of this node's clock.
+    #[error(
+        "timestamp {timestamp_ms} ms is more than {max_drift_ms} ms ahead of the local clock ({now_ms} ms)"
+    )]
+    FromTheFuture {
+        timestamp_ms: u64,
+        now_ms: u64,
+        max_drift_ms: u64,
+    },
+}
+
+/// A failure of the node itself, not of anything it was sent. A protocol
+/// that meets one stops deciding; the node halts consensus.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalFault {
+    #[error("storage failed: {0}")]
+    Storage(#[from] StoreError),
+}
+
+impl From<SpeculativeError> for LedgerError {
+    fn from(e: SpeculativeError) -> Self {
+        match e {
+            SpeculativeError::Invalid(b) => LedgerError::Invalid(InvalidBlock::Execution(b)),
+            SpeculativeError::StateUnavailable { parent } => LedgerError::Unavailable { parent },
+            SpeculativeError::Storage(s) => LedgerError::Fault(LocalFault::Storage(s)),
+        }
+    }
+}
 
 /// The caller's side of block handling. The protocol decides *which*
 /// blocks to propose, vote for and commit; the ledger decides what a block
@@ -9,39 +62,42 @@ use phalanx_chain::{Address, Block, Hash, Justification};
 pub trait Ledger {
     /// Builds a block on `parent` (a block the protocol holds, committed or
     /// not) with transactions from the caller's pool, carrying
-    /// `justification`, proposed by `proposer` at `timestamp_ms`. Returns
-    /// `None` if the parent's state is not available.
+    /// `justification`, proposed by `proposer` at `timestamp_ms`.
     fn build_block(
         &mut self,
         parent: &Block,
         proposer: Address,
         timestamp_ms: u64,
         justification: Justification,
-    ) -> Option<Block>;
+    ) -> Result<Block, LedgerError>;
 
-    /// True if `block`'s transactions apply on top of `parent` and its
+    /// Checks that `block`'s transactions apply on top of `parent` and its
     /// header (height, parent hash, transaction and state roots, timestamp)
     /// is right. A replica never votes for a block this has not accepted.
-    fn validate_block(&mut self, parent: &Block, block: &Block) -> bool;
+    fn validate_block(&mut self, parent: &Block, block: &Block) -> Result<(), LedgerError>;
 
-    /// True if a block built on `parent` now would be worth proposing
-    /// without waiting for more transactions: a full batch is waiting, or
-    /// blocks above the last committed one carry transactions that need
-    /// more blocks on top to commit. Only asked when the protocol is
-    /// configured to wait for batches; the default never waits.
-    fn ready_to_propose(&self, parent: &Block) -> bool {
-        let _ = parent;
+    /// True if a full batch of transactions is waiting: a leader that
+    /// waits for batches proposes at once. The default never waits.
+    fn batch_ready(&self) -> bool {
         true
     }
 
     /// True if any transaction is waiting to go into a block. A leader with
-    /// none waits [`crate::hotstuff::Config::empty_block_delay_ms`] rather
-    /// than the batch delay before proposing an empty block. The default
+    /// none may wait longer before proposing an empty block. The default
     /// says yes (never idle).
     fn has_pending_transactions(&self) -> bool {
         true
     }
 
-    /// A committed block, for peers that are catching up.
+    /// A block that reached the protocol outside `build_block` and
+    /// `validate_block` (a catch-up response), which a later block may
+    /// build on: the ledger remembers it so that it can compute its state
+    /// when a descendant needs it. The default forgets it.
+    fn observe_block(&mut self, block: &Block) {
+        let _ = block;
+    }
+
+    /// A committed block (or one the caller kept on disk for peers that
+    /// are catching up).
     fn committed_block(&self, hash: &Hash) -> Option<Block>;
 }

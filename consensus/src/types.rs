@@ -1,5 +1,6 @@
 //! Small types shared by the protocols.
 
+use phalanx_chain::ConsensusKind;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -50,17 +51,29 @@ pub enum Byzantine {
     /// Corrupts the signatures on everything it sends.
     InvalidSignature,
     /// As leader, proposes on an old quorum certificate instead of its
-    /// highest.
+    /// highest (HotStuff).
     StaleQc,
+    /// As primary, never sends the pre-prepare of every third height it
+    /// assigns, though it goes on building on it (PBFT).
+    SkipHeight,
+    /// As primary, sends the pre-prepares of each pair of heights in the
+    /// wrong order, the higher first (PBFT).
+    Reorder,
+    /// As primary, sends its pre-prepares to only 2f of the other
+    /// replicas, withholding them from the last f (PBFT).
+    Withhold,
 }
 
 impl Byzantine {
-    pub const ALL: [Byzantine; 5] = [
+    pub const ALL: [Byzantine; 8] = [
         Byzantine::Silent,
         Byzantine::Equivocate,
         Byzantine::DoubleVote,
         Byzantine::InvalidSignature,
         Byzantine::StaleQc,
+        Byzantine::SkipHeight,
+        Byzantine::Reorder,
+        Byzantine::Withhold,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +83,19 @@ impl Byzantine {
             Byzantine::DoubleVote => "double-vote",
             Byzantine::InvalidSignature => "invalid-signature",
             Byzantine::StaleQc => "stale-qc",
+            Byzantine::SkipHeight => "skip-height",
+            Byzantine::Reorder => "reorder",
+            Byzantine::Withhold => "withhold",
+        }
+    }
+
+    /// The behaviours `protocol`'s replicas have, in the order the
+    /// simulator's random faults rotate through them.
+    pub fn of(protocol: ConsensusKind) -> &'static [Byzantine] {
+        match protocol {
+            ConsensusKind::Hotstuff => &crate::hotstuff::BEHAVIOURS,
+            ConsensusKind::Pbft => &crate::pbft::BEHAVIOURS,
+            ConsensusKind::Pow => &[],
         }
     }
 }

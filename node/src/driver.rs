@@ -553,7 +553,7 @@ impl Driver {
                     MessageError::Decode(_) | MessageError::MalformedBlock => {
                         ("undecodable", Misbehaviour::Malformed)
                     }
-                    MessageError::UnknownAuthor { .. } => {
+                    MessageError::UnknownAuthor { .. } | MessageError::SenderNotAMember => {
                         ("not_a_member", Misbehaviour::NotAMember)
                     }
                     MessageError::BadSignature { .. } | MessageError::BadCertificate { .. } => {

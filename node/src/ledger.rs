@@ -6,7 +6,7 @@
 use crate::shared::NodeState;
 use phalanx_chain::speculative::{CommitError, DEFAULT_MAX_SPECULATIVE_BLOCKS, Speculative};
 use phalanx_chain::{Address, Block, Hash, Justification, StateChanges, Store};
-use phalanx_consensus::Ledger;
+use phalanx_consensus::{InvalidBlock, Ledger, LedgerError};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -118,25 +118,6 @@ impl NodeLedger {
     pub fn reset(&mut self) {
         self.speculative.clear();
     }
-
-    /// True if `block` or an ancestor of it above the committed head
-    /// carries transactions.
-    fn uncommitted_transactions(&self, block: &Block) -> bool {
-        let Ok(Some(head)) = self.store().head() else {
-            return false;
-        };
-        let mut cursor = Some(block);
-        while let Some(b) = cursor {
-            if b.header.height <= head.height() {
-                return false;
-            }
-            if !b.transactions.is_empty() {
-                return true;
-            }
-            cursor = self.speculative.block(&b.header.parent);
-        }
-        false
-    }
 }
 
 impl Ledger for NodeLedger {
@@ -146,7 +127,7 @@ impl Ledger for NodeLedger {
         proposer: Address,
         timestamp_ms: u64,
         justification: Justification,
-    ) -> Option<Block> {
+    ) -> Result<Block, LedgerError> {
         let store = Arc::clone(&self.state.store);
         let state = Arc::clone(&self.state);
         let batch = self.batch_size;
@@ -164,29 +145,36 @@ impl Ledger for NodeLedger {
             },
         )?;
         self.persist_pending(&block);
-        Some(block)
+        Ok(block)
     }
 
-    fn validate_block(&mut self, parent: &Block, block: &Block) -> bool {
-        if block.header.timestamp_ms > crate::driver::now_ms().saturating_add(MAX_CLOCK_DRIFT_MS) {
+    fn validate_block(&mut self, parent: &Block, block: &Block) -> Result<(), LedgerError> {
+        let now_ms = crate::driver::now_ms();
+        if block.header.timestamp_ms > now_ms.saturating_add(MAX_CLOCK_DRIFT_MS) {
             tracing::warn!(
                 height = %block.header.height,
                 timestamp_ms = block.header.timestamp_ms,
                 "refusing a block from the future"
             );
-            return false;
+            return Err(LedgerError::Invalid(InvalidBlock::FromTheFuture {
+                timestamp_ms: block.header.timestamp_ms,
+                now_ms,
+                max_drift_ms: MAX_CLOCK_DRIFT_MS,
+            }));
         }
         let store = Arc::clone(&self.state.store);
-        let valid = self.speculative.validate(&*store, parent, block);
-        if valid {
-            self.persist_pending(block);
-        }
-        valid
+        self.speculative.validate(&*store, parent, block)?;
+        self.persist_pending(block);
+        Ok(())
     }
 
-    fn ready_to_propose(&self, parent: &Block) -> bool {
+    fn batch_ready(&self) -> bool {
         let pending = self.state.mempool.lock().map(|m| m.len()).unwrap_or(0);
-        pending >= self.batch_size || self.uncommitted_transactions(parent)
+        pending >= self.batch_size
+    }
+
+    fn observe_block(&mut self, block: &Block) {
+        self.observe(block);
     }
 
     fn has_pending_transactions(&self) -> bool {

@@ -90,6 +90,8 @@ pub enum StoreError {
     FinalizedBeyondHead { requested: Height, head: Height },
     #[error("finalized height cannot go back from {current} to {requested}")]
     FinalizedWentBack { current: Height, requested: Height },
+    #[error("the store has no head: genesis was never committed to it")]
+    NoHead,
 }
 
 impl StoreError {

@@ -14,6 +14,7 @@
 //! timeout signature that certificates collect, and a forwarded message keeps
 //! its author's signature.
 
+use crate::certificate::{CertError, check_signers};
 use crate::committee::Committee;
 use crate::types::View;
 use phalanx_chain::block::MAX_BLOCK_BYTES;
@@ -23,7 +24,6 @@ use phalanx_chain::{
 };
 use phalanx_crypto::{Domain, Keypair, Signature, SigningBytes};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 
 /// A quorum certificate.
 pub type QuorumCert = BftCertificate;
@@ -86,28 +86,8 @@ pub struct SignedMessage {
     pub signature: Signature,
 }
 
-/// Catch-up traffic between replicas. Unsigned: a block is asked for by
-/// hash and checked against it, so a response can't smuggle in anything
-/// the requester did not already have a certified reference to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SyncMessage {
-    /// Send me the block with this hash and up to `MAX_SYNC_BLOCKS - 1` of
-    /// its ancestors.
-    Request { hash: Hash },
-    /// Blocks, each the parent of the one before.
-    Response {
-        #[serde(deserialize_with = "encoding::bounded_vec::<_, _, MAX_SYNC_BLOCKS>")]
-        blocks: Vec<Block>,
-    },
-}
-
-/// Blocks in one sync response.
-pub const MAX_SYNC_BLOCKS: usize = 16;
-
 /// The largest encoded consensus message: a full block and a full TC.
 pub const MAX_MESSAGE_BYTES: usize = MAX_BLOCK_BYTES + 2 * MAX_VALIDATORS * 80 + 4096;
-/// The largest encoded sync message.
-pub const MAX_SYNC_BYTES: usize = MAX_SYNC_BLOCKS * MAX_BLOCK_BYTES + 64;
 
 /// A message whose size, encoding, author, signature and embedded
 /// certificates have been checked against the committee. Only
@@ -149,23 +129,8 @@ pub enum MessageError {
     MalformedBlock,
     #[error("certificate for view {view}: {reason}")]
     BadCertificate { view: View, reason: CertError },
-}
-
-/// What is wrong with a QC or TC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum CertError {
-    #[error("{got} distinct signers, a quorum is {quorum}")]
-    TooFewSigners { got: usize, quorum: usize },
-    #[error("validator {0} signed twice")]
-    DuplicateSigner(ValidatorIndex),
-    #[error("validator {0} is not in the committee")]
-    UnknownSigner(ValidatorIndex),
-    #[error("signature of validator {0} does not verify")]
-    BadSignature(ValidatorIndex),
-    #[error("its high QC is not the highest one its signers reported")]
-    WrongHighQc,
-    #[error("a timeout may only carry a TC for an earlier view")]
-    NotEarlier,
+    #[error("catch-up traffic from a peer that is not a validator")]
+    SenderNotAMember,
 }
 
 pub(crate) fn vote_bytes(committee: &Committee, view: View, block: &Hash) -> SigningBytes {
@@ -336,7 +301,8 @@ pub fn verify_qc(committee: &Committee, qc: &QuorumCert) -> Result<(), MessageEr
     }
     let bad = |reason| MessageError::BadCertificate { view, reason };
     let message = vote_bytes(committee, view, &qc.block);
-    check_signers(committee, qc.signatures.iter().map(|s| s.validator)).map_err(bad)?;
+    check_signers(committee, qc.signatures.iter().map(|s| s.validator), committee.quorum())
+        .map_err(bad)?;
     for ValidatorSignature {
         validator,
         signature,
@@ -371,7 +337,8 @@ pub fn verify_tc(committee: &Committee, tc: &TimeoutCert) -> Result<(), MessageE
         view: tc.view,
         reason,
     };
-    check_signers(committee, tc.signatures.iter().map(|s| s.validator)).map_err(bad)?;
+    check_signers(committee, tc.signatures.iter().map(|s| s.validator), committee.quorum())
+        .map_err(bad)?;
     let highest = tc.signatures.iter().map(|s| s.high_qc_view).max();
     if highest != Some(View(tc.high_qc.view)) {
         return Err(bad(CertError::WrongHighQc));
@@ -387,31 +354,4 @@ pub fn verify_tc(committee: &Committee, tc: &TimeoutCert) -> Result<(), MessageE
         .map_err(|_| bad(CertError::BadSignature(s.validator)))?;
     }
     verify_qc(committee, &tc.high_qc)
-}
-
-fn check_signers(
-    committee: &Committee,
-    signers: impl Iterator<Item = ValidatorIndex>,
-) -> Result<(), CertError> {
-    let mut seen = BTreeSet::new();
-    for signer in signers {
-        if committee.key(signer).is_none() {
-            return Err(CertError::UnknownSigner(signer));
-        }
-        if !seen.insert(signer) {
-            return Err(CertError::DuplicateSigner(signer));
-        }
-    }
-    if seen.len() < committee.quorum() {
-        return Err(CertError::TooFewSigners {
-            got: seen.len(),
-            quorum: committee.quorum(),
-        });
-    }
-    Ok(())
-}
-
-/// Decodes a sync message (size-limited).
-pub fn decode_sync(bytes: &[u8]) -> Result<SyncMessage, DecodeError> {
-    encoding::decode(bytes, MAX_SYNC_BYTES)
 }

@@ -94,13 +94,16 @@
 
 mod messages;
 mod replica;
+mod seam;
 #[cfg(test)]
 mod tests;
 
+pub use crate::catchup::{MAX_SYNC_BLOCKS, MAX_SYNC_BYTES, SyncMessage, decode_sync};
+pub use crate::certificate::CertError;
 pub use messages::{
-    CertError, MAX_MESSAGE_BYTES, MAX_SYNC_BLOCKS, MAX_SYNC_BYTES, MessageError, Payload, Proposal,
-    QuorumCert, SignedMessage, SyncMessage, Timeout, TimeoutCert, TimeoutSignature, Verified, Vote,
-    block_view, decode_sync, genesis_qc, parent_cert, sign, signing_bytes, verify_decoded,
-    verify_message, verify_qc, verify_tc,
+    MAX_MESSAGE_BYTES, MessageError, Payload, Proposal, QuorumCert, SignedMessage, Timeout,
+    TimeoutCert, TimeoutSignature, Verified, Vote, block_view, genesis_qc, parent_cert, sign,
+    signing_bytes, verify_decoded, verify_message, verify_qc, verify_tc,
 };
 pub use replica::{Config, Effect, Evidence, Input, Replica, SafetyData, Timer};
+pub use seam::{BEHAVIOURS, HotStuff, Message};

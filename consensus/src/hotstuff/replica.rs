@@ -1,12 +1,12 @@
 //! The HotStuff replica: one state machine per validator.
 
 use super::messages::{
-    MAX_SYNC_BLOCKS, Payload, Proposal, QuorumCert, SignedMessage, SyncMessage, Timeout,
-    TimeoutCert, TimeoutSignature, Verified, Vote, block_view, genesis_qc, parent_cert, sign,
-    verify_qc,
+    Payload, Proposal, QuorumCert, SignedMessage, Timeout, TimeoutCert, TimeoutSignature, Verified,
+    Vote, block_view, genesis_qc, parent_cert, sign, verify_qc,
 };
+use crate::catchup::{self, SyncMessage};
 use crate::committee::Committee;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, LedgerError, LocalFault};
 use crate::types::{Byzantine, TimeMs, View};
 use phalanx_chain::ValidatorSignature;
 use phalanx_chain::{Address, BftCertificate, Block, Hash, Height, Justification, ValidatorIndex};
@@ -198,6 +198,9 @@ pub struct Replica {
     propose_timer_at: TimeMs,
     /// Set while a proposal is being made (see `propose_now`).
     proposing: bool,
+    /// A failure of the node itself met while handling an input: the
+    /// replica decides nothing more (see [`Replica::take_fault`]).
+    fault: Option<LocalFault>,
     out: Vec<Effect>,
 }
 
@@ -248,6 +251,7 @@ impl Replica {
             propose_wait_from: 0,
             propose_timer_at: 0,
             proposing: false,
+            fault: None,
             out: Vec::new(),
         }
     }
@@ -257,6 +261,9 @@ impl Replica {
     /// durable (written and flushed) before carrying out the effects after
     /// it; otherwise a restart may sign a conflicting vote.
     pub fn handle(&mut self, input: Input, now: TimeMs, ledger: &mut dyn Ledger) -> Vec<Effect> {
+        if self.fault.is_some() {
+            return Vec::new();
+        }
         self.now = self.now.max(now);
         match input {
             Input::Start { recovered } => self.start(recovered, ledger),
@@ -276,6 +283,38 @@ impl Replica {
 
     pub fn view(&self) -> View {
         self.view
+    }
+
+    /// A failure of the node itself (its storage) met while handling the
+    /// last input. After one the replica ignores every input: the caller
+    /// must stop rather than let it decide from a state it cannot read.
+    pub fn take_fault(&mut self) -> Option<LocalFault> {
+        self.fault.take()
+    }
+
+    /// True once a local fault has stopped the replica.
+    pub fn faulted(&self) -> bool {
+        self.fault.is_some()
+    }
+
+    /// True if the timed-out view's timeout was signed (the replica gave
+    /// up on its current view).
+    pub fn timed_out(&self) -> bool {
+        self.safety
+            .last_timeout
+            .as_ref()
+            .is_some_and(|t| t.view() == self.view)
+    }
+
+    /// Records a failure of the node itself; see [`Replica::take_fault`].
+    fn local_fault(&mut self, error: LedgerError) -> bool {
+        match error {
+            LedgerError::Fault(fault) => {
+                self.fault = Some(fault);
+                true
+            }
+            LedgerError::Invalid(_) | LedgerError::Unavailable { .. } => false,
+        }
     }
 
     pub fn me(&self) -> ValidatorIndex {
@@ -610,7 +649,8 @@ impl Replica {
         let Some(parent) = self.blocks.get(&block.header.parent) else {
             return;
         };
-        if !ledger.validate_block(parent, block) {
+        if let Err(e) = ledger.validate_block(parent, block) {
+            self.local_fault(e);
             return;
         }
         let hash = block.hash();
@@ -805,7 +845,10 @@ impl Replica {
         };
         if delay > 0 {
             let parent = self.blocks.get(&self.safety.high_qc.block);
-            if !parent.is_some_and(|p| ledger.ready_to_propose(p)) {
+            let ready = parent.is_some_and(|p| {
+                ledger.batch_ready() || self.uncommitted_transactions(p)
+            });
+            if !ready {
                 if self.propose_timer_armed < view {
                     self.propose_timer_armed = view;
                     self.propose_wait_from = self.now;
@@ -866,9 +909,12 @@ impl Replica {
             view: view.0,
             parent_cert: parent_qc.clone(),
         };
-        let Some(block) = ledger.build_block(&parent, self.address(), self.now, justification)
-        else {
-            return;
+        let block = match ledger.build_block(&parent, self.address(), self.now, justification) {
+            Ok(block) => block,
+            Err(e) => {
+                self.local_fault(e);
+                return;
+            }
         };
         let timeout_cert = if View(parent_qc.view).next() == view {
             None
@@ -901,9 +947,12 @@ impl Replica {
     ) {
         let justification = proposal.block.header.justification.clone();
         let timestamp = proposal.block.header.timestamp_ms.saturating_add(1);
-        let Some(block) = ledger.build_block(parent, self.address(), timestamp, justification)
-        else {
-            return;
+        let block = match ledger.build_block(parent, self.address(), timestamp, justification) {
+            Ok(block) => block,
+            Err(e) => {
+                self.local_fault(e);
+                return;
+            }
         };
         let second = self.sign(Payload::Proposal(Box::new(Proposal {
             block,
@@ -936,6 +985,23 @@ impl Replica {
     }
 
     // ----- the block tree -----
+
+    /// True if `block` or an uncommitted ancestor of it carries
+    /// transactions: they commit only once three more blocks follow, so a
+    /// leader proposes without waiting for a batch.
+    fn uncommitted_transactions(&self, block: &Block) -> bool {
+        let mut cursor = Some(block);
+        while let Some(b) = cursor {
+            if b.hash() == self.root {
+                return false;
+            }
+            if !b.transactions.is_empty() {
+                return true;
+            }
+            cursor = self.blocks.get(&b.header.parent);
+        }
+        false
+    }
 
     /// True if `block` is `ancestor` or descends from it through blocks held.
     fn extends(&self, block: &Block, ancestor: &Hash) -> bool {
@@ -1067,23 +1133,12 @@ impl Replica {
     fn on_sync(&mut self, from: ValidatorIndex, message: SyncMessage, ledger: &mut dyn Ledger) {
         match message {
             SyncMessage::Request { hash } => {
-                let mut blocks = Vec::new();
-                let mut cursor = hash;
-                while blocks.len() < MAX_SYNC_BLOCKS {
-                    let block = match self.blocks.get(&cursor) {
-                        Some(b) => b.clone(),
-                        None => match ledger.committed_block(&cursor) {
-                            Some(b) => b,
-                            None => break,
-                        },
-                    };
-                    let at_genesis = block.header.height == Height(0);
-                    cursor = block.header.parent;
-                    blocks.push(block);
-                    if at_genesis {
-                        break;
-                    }
-                }
+                let blocks = catchup::ancestors(hash, |h| {
+                    self.blocks
+                        .get(h)
+                        .cloned()
+                        .or_else(|| ledger.committed_block(h))
+                });
                 if !blocks.is_empty() {
                     self.out.push(Effect::SendSync {
                         to: from,
@@ -1091,7 +1146,15 @@ impl Replica {
                     });
                 }
             }
-            SyncMessage::Response { blocks } => self.on_sync_blocks(from, blocks, ledger),
+            SyncMessage::Response { blocks } => {
+                // The replica may adopt these blocks without asking the
+                // ledger; the ledger sees them too, so it can execute them
+                // when a child needs their state.
+                for block in &blocks {
+                    ledger.observe_block(block);
+                }
+                self.on_sync_blocks(from, blocks, ledger)
+            }
         }
     }
 

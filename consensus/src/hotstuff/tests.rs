@@ -2,7 +2,7 @@
 //! and commit rules, persistence order, restarts and evidence.
 
 use super::*;
-use crate::{Byzantine, Committee, Ledger, View};
+use crate::{Byzantine, Committee, InvalidBlock, Ledger, LedgerError, View};
 use phalanx_chain::genesis::GenesisValidator;
 use phalanx_chain::{
     Address, BftCertificate, Block, BlockHeader, ChainId, ConsensusKind, Genesis, Hash, Height,
@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, VecDeque};
 #[derive(Default)]
 struct EmptyLedger {
     refuse: bool,
-    /// What `ready_to_propose` answers (`None`: the default, always).
+    /// What `batch_ready` answers (`None`: the default, always).
     ready: Option<bool>,
     /// What `has_pending_transactions` answers (`None`: the default, yes).
     pending: Option<bool>,
@@ -43,19 +43,29 @@ impl Ledger for EmptyLedger {
         proposer: Address,
         ts: u64,
         j: Justification,
-    ) -> Option<Block> {
-        Some(empty_child(parent, proposer, ts, j))
+    ) -> Result<Block, LedgerError> {
+        Ok(empty_child(parent, proposer, ts, j))
     }
 
-    fn validate_block(&mut self, parent: &Block, block: &Block) -> bool {
-        !self.refuse
+    fn validate_block(&mut self, parent: &Block, block: &Block) -> Result<(), LedgerError> {
+        let valid = !self.refuse
             && block.header.parent == parent.hash()
             && block.header.height.0 == parent.header.height.0 + 1
             && block.transactions.is_empty()
-            && block.header.state_root == parent.header.state_root
+            && block.header.state_root == parent.header.state_root;
+        if valid {
+            Ok(())
+        } else {
+            Err(LedgerError::Invalid(InvalidBlock::Execution(
+                phalanx_chain::BlockError::WrongParent {
+                    expected: parent.hash(),
+                    got: block.header.parent,
+                },
+            )))
+        }
     }
 
-    fn ready_to_propose(&self, _parent: &Block) -> bool {
+    fn batch_ready(&self) -> bool {
         self.ready.unwrap_or(true)
     }
 

@@ -63,7 +63,7 @@ pub struct HotStuff {
 fn rejection(error: &MessageError) -> Rejected {
     Rejected(match error {
         MessageError::Decode(_) => "undecodable",
-        MessageError::UnknownAuthor { .. } => "unknown-author",
+        MessageError::UnknownAuthor { .. } | MessageError::SenderNotAMember => "unknown-author",
         MessageError::BadSignature { .. } => "bad-signature",
         MessageError::NotLeader { .. } => "not-leader",
         MessageError::MalformedBlock => "malformed-block",

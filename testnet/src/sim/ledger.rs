@@ -9,7 +9,7 @@ use phalanx_chain::{
     Address, Block, ChainId, Genesis, Hash, Head, Justification, MemStore, Nonce, Store,
     StoreError, Transaction,
 };
-use phalanx_consensus::Ledger;
+use phalanx_consensus::{Ledger, LedgerError};
 use std::collections::BTreeMap;
 
 /// Transactions a replica's mempool holds, at most.
@@ -149,20 +149,26 @@ impl Ledger for SimLedger {
         proposer: Address,
         timestamp_ms: u64,
         justification: Justification,
-    ) -> Option<Block> {
+    ) -> Result<Block, LedgerError> {
         let mempool = &self.mempool;
-        self.speculative.build(
+        let block = self.speculative.build(
             &self.store,
             parent,
             proposer,
             timestamp_ms,
             justification,
             |view| pick_transactions(mempool, view),
-        )
+        )?;
+        Ok(block)
     }
 
-    fn validate_block(&mut self, parent: &Block, block: &Block) -> bool {
-        self.speculative.validate(&self.store, parent, block)
+    fn validate_block(&mut self, parent: &Block, block: &Block) -> Result<(), LedgerError> {
+        self.speculative.validate(&self.store, parent, block)?;
+        Ok(())
+    }
+
+    fn observe_block(&mut self, block: &Block) {
+        self.speculative.observe(&self.store, block);
     }
 
     fn committed_block(&self, hash: &Hash) -> Option<Block> {
@@ -243,10 +249,13 @@ mod tests {
         assert_eq!(b2.transactions.len(), 1);
         // A validator that never saw b1 executes it on the way to b2.
         validator.observe_block(&b1);
-        assert!(validator.validate_block(&b1, &b2));
+        validator.validate_block(&b1, &b2).unwrap();
         let mut tampered = b2.clone();
         tampered.header.state_root = Hash::ZERO;
-        assert!(!validator.validate_block(&b1, &tampered));
+        assert!(matches!(
+            validator.validate_block(&b1, &tampered),
+            Err(LedgerError::Invalid(_))
+        ));
         assert!(
             validator.commit(&b2).is_err(),
             "b2 does not extend the head"

@@ -71,6 +71,22 @@ pub trait Ledger {
         justification: Justification,
     ) -> Result<Block, LedgerError>;
 
+    /// Builds a block on `parent` with no transactions (PBFT's null
+    /// requests). The default says the state is not available: a ledger
+    /// that serves PBFT must build one.
+    fn build_empty_block(
+        &mut self,
+        parent: &Block,
+        proposer: Address,
+        timestamp_ms: u64,
+        justification: Justification,
+    ) -> Result<Block, LedgerError> {
+        let _ = (proposer, timestamp_ms, justification);
+        Err(LedgerError::Unavailable {
+            parent: parent.hash(),
+        })
+    }
+
     /// Checks that `block`'s transactions apply on top of `parent` and its
     /// header (height, parent hash, transaction and state roots, timestamp)
     /// is right. A replica never votes for a block this has not accepted.

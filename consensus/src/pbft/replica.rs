@@ -1,0 +1,544 @@
+//! The PBFT replica: its state, inputs and effects, start-up and restart,
+//! timers, signing and persistence. The normal case, view changes,
+//! proposing and catch-up are in their own files.
+
+use super::collect::{Checkpoints, ViewChanges};
+use super::log::Log;
+use super::messages::{
+    Certified, CheckpointCert, SignedMessage, Verified, genesis_cert, genesis_checkpoint, sign,
+};
+use super::messages::{Checkpoint, Payload};
+use super::select::Plan;
+use crate::catchup::SyncMessage;
+use crate::committee::Committee;
+use crate::ledger::{Ledger, LedgerError, LocalFault};
+use crate::types::{Byzantine, TimeMs, View};
+use phalanx_chain::{Address, BftCertificate, Block, Hash, Height, ValidatorIndex};
+use phalanx_crypto::Keypair;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+
+/// Content ids of messages remembered, to handle (and forward) each once.
+const SEEN_ENTRIES: usize = 16_384;
+/// Blocks asked for at once, at most.
+pub(super) const MAX_OUTSTANDING_REQUESTS: usize = 256;
+/// Pre-prepares kept while they wait for their parent's, or for their
+/// view to start, at most.
+pub(super) const MAX_WAITING: usize = 64;
+/// Blocks held above the executed head, at most: a replica further behind
+/// than this catches up through the node's block sync instead.
+pub const MAX_HELD_BLOCKS: usize = 1_024;
+
+/// Tunables, each with a bound.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The first view timeout: a view that executes nothing for this long
+    /// is changed.
+    pub base_timeout_ms: u64,
+    /// The longest the timeout grows to, doubling with each view change in
+    /// a row that made no progress.
+    pub max_timeout_ms: u64,
+    /// A checkpoint every this many heights (K).
+    pub checkpoint_interval: u64,
+    /// Heights accepted above the stable checkpoint (L): the high
+    /// watermark is the low one plus this.
+    pub watermark_window: u64,
+    /// Heights the primary keeps in flight (pre-prepared, not executed).
+    pub max_in_flight: u64,
+    /// Re-broadcast every new valid message once.
+    pub forward: bool,
+    /// Misbehave on purpose (simulations and test networks only).
+    pub byzantine: Option<Byzantine>,
+    /// As primary, wait up to this long for a full batch (0: at once).
+    pub max_batch_delay_ms: u64,
+    /// As primary with an empty pool and nothing in flight, wait this long
+    /// before an empty block (a heartbeat that shows the primary is alive).
+    pub empty_block_delay_ms: u64,
+    /// Negative control (simulations only): ignore prepared certificates in
+    /// view changes. Breaks safety on purpose.
+    pub unsafe_view_change: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            base_timeout_ms: 1_000,
+            max_timeout_ms: 30_000,
+            checkpoint_interval: 16,
+            watermark_window: 32,
+            max_in_flight: 4,
+            forward: true,
+            byzantine: None,
+            max_batch_delay_ms: 0,
+            empty_block_delay_ms: 0,
+            unsafe_view_change: false,
+        }
+    }
+}
+
+/// What this replica signed at one height, in the latest view it signed
+/// anything there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sent {
+    pub view: View,
+    /// The block pre-prepared (as primary).
+    pub preprepare: Option<Hash>,
+    pub prepare: Option<Hash>,
+    pub commit: Option<Hash>,
+}
+
+/// What a replica must not forget across a crash. Persisted before any
+/// message that depends on it leaves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SafetyData {
+    /// The current view (the target view while changing views).
+    pub view: View,
+    /// True while waiting for the new view `view` to start.
+    pub view_changing: bool,
+    /// Per height above the stable checkpoint: what was signed there, so a
+    /// restarted replica never signs a second, different PRE-PREPARE,
+    /// PREPARE or COMMIT for one view and height.
+    pub sent: BTreeMap<Height, Sent>,
+    /// The P-set: per height above the stable checkpoint, the certificate
+    /// of the highest view (prepared, or final) that a view change carries.
+    pub certified: BTreeMap<Height, Certified>,
+    /// The stable checkpoint.
+    pub stable: CheckpointCert,
+    /// The last view change signed (re-sent, never re-made, for its view).
+    pub last_view_change: Option<SignedMessage>,
+    /// The plan of the current view, from its new view: what must be
+    /// re-proposed where.
+    pub plan: Option<(View, Plan)>,
+    /// The last view this replica made a new view for, as its primary.
+    pub new_view_sent: Option<View>,
+}
+
+/// A timer the replica asks its caller to arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Timer {
+    /// No progress in this view for the timeout: change views.
+    View(View),
+    /// Waiting for the new view of this view: try the next one.
+    ViewChange(View),
+    /// A primary waiting for a batch proposes anyway.
+    Propose(View),
+}
+
+/// What the replica is told.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// The first input: safety data read back from storage, if any.
+    Start {
+        recovered: Option<Box<SafetyData>>,
+    },
+    Message(Verified<SignedMessage>),
+    Sync {
+        from: ValidatorIndex,
+        message: SyncMessage,
+    },
+    Timer(Timer),
+    TransactionsAvailable,
+}
+
+/// Proof that a validator signed two conflicting messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evidence {
+    /// Two pre-prepares for one view and height with different blocks.
+    ConflictingPrePrepares {
+        first: SignedMessage,
+        second: SignedMessage,
+    },
+    /// Two prepares, or two commits, for one view and height that differ.
+    ConflictingVotes {
+        first: SignedMessage,
+        second: SignedMessage,
+    },
+}
+
+/// What the caller must do, in order.
+#[must_use]
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// Write and flush before carrying out any later effect.
+    PersistSafety(Box<SafetyData>),
+    Send {
+        to: ValidatorIndex,
+        message: SignedMessage,
+    },
+    Broadcast(SignedMessage),
+    SendSync {
+        to: ValidatorIndex,
+        message: SyncMessage,
+    },
+    /// A final block, executed in height order.
+    Commit(Block),
+    ArmTimer {
+        timer: Timer,
+        at: TimeMs,
+    },
+    CancelTimer(Timer),
+    Evidence(Evidence),
+}
+
+/// Normal operation, or waiting for a new view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    Normal,
+    ViewChange,
+}
+
+/// A primary's wait for a batch: since when, and the timer armed.
+#[derive(Debug, Default)]
+pub(super) struct ProposeWait {
+    pub(super) height: Height,
+    pub(super) since: TimeMs,
+    pub(super) timer_at: Option<TimeMs>,
+}
+
+/// A PBFT replica. Feed it inputs with [`Replica::handle`].
+#[derive(Debug)]
+pub struct Replica {
+    pub(super) committee: Committee,
+    pub(super) me: ValidatorIndex,
+    pub(super) key: Keypair,
+    pub(super) config: Config,
+    pub(super) now: TimeMs,
+    pub(super) started: bool,
+    pub(super) view: View,
+    pub(super) mode: Mode,
+    pub(super) safety: SafetyData,
+    /// Safety data changed since it was last persisted.
+    pub(super) dirty: bool,
+    /// The last executed (final) block.
+    pub(super) head: Block,
+    pub(super) log: Log,
+    pub(super) checkpoints: Checkpoints,
+    /// This replica's own latest checkpoint, re-sent until it is stable.
+    pub(super) own_checkpoint: Option<SignedMessage>,
+    pub(super) view_changes: ViewChanges,
+    /// The new view that started the current view, for replicas that
+    /// missed it; and who was sent it already.
+    pub(super) new_view: Option<SignedMessage>,
+    pub(super) new_view_sent_to: BTreeSet<ValidatorIndex>,
+    /// Who was sent our view change again, for the target view.
+    pub(super) view_change_sent_to: BTreeSet<ValidatorIndex>,
+    /// The newest commit certificate known, which a proposal carries.
+    pub(super) last_commit: BftCertificate,
+    /// Pre-prepares waiting for their parent's pre-prepare or their view.
+    pub(super) waiting: Vec<Verified<SignedMessage>>,
+    /// Blocks asked for and not yet received, with the view of the ask.
+    pub(super) requested: HashMap<Hash, View>,
+    pub(super) sync_retries: u64,
+    seen: HashSet<Hash>,
+    seen_order: VecDeque<Hash>,
+    /// View changes in a row that did not lead to progress.
+    pub(super) timeouts_in_row: u32,
+    pub(super) propose_wait: ProposeWait,
+    pub(super) fault: Option<LocalFault>,
+    pub(super) out: Vec<Effect>,
+}
+
+impl Replica {
+    /// A replica for validator `me`, whose last executed block (genesis on a
+    /// new chain) is `committed`.
+    pub fn new(
+        committee: Committee,
+        me: ValidatorIndex,
+        key: Keypair,
+        config: Config,
+        committed: Block,
+    ) -> Replica {
+        let stable = genesis_checkpoint(&committee, &committed);
+        Replica {
+            last_commit: genesis_cert(&committee),
+            committee,
+            me,
+            key,
+            config,
+            now: 0,
+            started: false,
+            view: View(0),
+            mode: Mode::Normal,
+            safety: SafetyData {
+                view: View(0),
+                view_changing: false,
+                sent: BTreeMap::new(),
+                certified: BTreeMap::new(),
+                stable,
+                last_view_change: None,
+                plan: None,
+                new_view_sent: None,
+            },
+            dirty: false,
+            head: committed,
+            log: Log::new(MAX_HELD_BLOCKS),
+            checkpoints: Checkpoints::default(),
+            own_checkpoint: None,
+            view_changes: ViewChanges::default(),
+            new_view: None,
+            new_view_sent_to: BTreeSet::new(),
+            view_change_sent_to: BTreeSet::new(),
+            waiting: Vec::new(),
+            requested: HashMap::new(),
+            sync_retries: 0,
+            seen: HashSet::new(),
+            seen_order: VecDeque::new(),
+            timeouts_in_row: 0,
+            propose_wait: ProposeWait::default(),
+            fault: None,
+            out: Vec::new(),
+        }
+    }
+
+    /// Handles one input at time `now` and returns the effects to carry
+    /// out, in order. Callers must make every [`Effect::PersistSafety`]
+    /// durable (written and flushed) before carrying out the effects after
+    /// it; otherwise a restart may sign a conflicting message.
+    pub fn handle(&mut self, input: Input, now: TimeMs, ledger: &mut dyn Ledger) -> Vec<Effect> {
+        if self.fault.is_some() {
+            return Vec::new();
+        }
+        self.now = self.now.max(now);
+        match input {
+            Input::Start { recovered } => self.start(recovered, ledger),
+            Input::Message(message) if self.started => self.on_message(message, ledger),
+            Input::Sync { from, message } if self.started => self.on_sync(from, message, ledger),
+            Input::Timer(timer) if self.started => self.on_timer(timer, ledger),
+            Input::TransactionsAvailable if self.started => self.propose(ledger),
+            _ => {}
+        }
+        if self.dirty {
+            self.persist();
+        }
+        let effects = std::mem::take(&mut self.out);
+        self.misbehave(effects)
+    }
+
+    pub fn view(&self) -> View {
+        self.view
+    }
+
+    pub fn me(&self) -> ValidatorIndex {
+        self.me
+    }
+
+    pub fn safety(&self) -> &SafetyData {
+        &self.safety
+    }
+
+    pub fn committee(&self) -> &Committee {
+        &self.committee
+    }
+
+    /// The last executed block.
+    pub fn head(&self) -> &Block {
+        &self.head
+    }
+
+    /// True while waiting for a new view.
+    pub fn changing_view(&self) -> bool {
+        self.mode == Mode::ViewChange
+    }
+
+    /// A failure of the node itself met while handling the last input;
+    /// after one the replica ignores every input.
+    pub fn take_fault(&mut self) -> Option<LocalFault> {
+        self.fault.take()
+    }
+
+    pub fn faulted(&self) -> bool {
+        self.fault.is_some()
+    }
+
+    /// Records a failure of the node itself; true if `error` was one.
+    pub(super) fn local_fault(&mut self, error: LedgerError) -> bool {
+        match error {
+            LedgerError::Fault(fault) => {
+                self.fault = Some(fault);
+                true
+            }
+            LedgerError::Invalid(_) | LedgerError::Unavailable { .. } => false,
+        }
+    }
+
+    pub(super) fn executed(&self) -> Height {
+        self.head.header.height
+    }
+
+    /// The low watermark: the stable checkpoint's height.
+    pub(super) fn low(&self) -> Height {
+        self.safety.stable.checkpoint.height
+    }
+
+    /// The high watermark.
+    pub(super) fn high(&self) -> Height {
+        Height(self.low().0.saturating_add(self.config.watermark_window))
+    }
+
+    pub(super) fn primary(&self, view: View) -> ValidatorIndex {
+        self.committee.leader(view)
+    }
+
+    pub(super) fn address(&self) -> Address {
+        self.key.public().into()
+    }
+
+    fn start(&mut self, recovered: Option<Box<SafetyData>>, ledger: &mut dyn Ledger) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        if let Some(safety) = recovered {
+            self.restore(*safety);
+        }
+        match self.mode {
+            Mode::Normal => {
+                self.arm_view_timer();
+                self.propose(ledger);
+            }
+            Mode::ViewChange => {
+                let target = self.view;
+                self.view_change_to(target, true);
+            }
+        }
+        self.execute(ledger);
+    }
+
+    /// Takes back what a crash kept: the view, what was signed, the
+    /// P-set, the stable checkpoint and the current view's plan.
+    fn restore(&mut self, safety: SafetyData) {
+        self.view = safety.view;
+        self.mode = if safety.view_changing {
+            Mode::ViewChange
+        } else {
+            Mode::Normal
+        };
+        let stable = safety.stable.checkpoint;
+        if stable.height > self.executed() {
+            self.log.set_final(stable.height, stable.block, None);
+        }
+        self.safety = safety;
+    }
+
+    // ----- timers -----
+
+    pub(super) fn timeout_ms(&self) -> u64 {
+        let factor = 1u64 << self.timeouts_in_row.min(20);
+        self.config
+            .base_timeout_ms
+            .saturating_mul(factor)
+            .min(self.config.max_timeout_ms)
+    }
+
+    /// (Re)arms the current view's progress timer.
+    pub(super) fn arm_view_timer(&mut self) {
+        self.out.push(Effect::ArmTimer {
+            timer: Timer::View(self.view),
+            at: self.now.saturating_add(self.timeout_ms()),
+        });
+    }
+
+    fn on_timer(&mut self, timer: Timer, ledger: &mut dyn Ledger) {
+        match timer {
+            Timer::View(view) if view == self.view && self.mode == Mode::Normal => {
+                self.resend_checkpoint();
+                self.retry_requests();
+                self.view_change_to(view.next(), false);
+            }
+            Timer::ViewChange(view) if view == self.view && self.mode == Mode::ViewChange => {
+                self.resend_checkpoint();
+                self.retry_requests();
+                self.view_change_to(view.next(), false);
+            }
+            Timer::Propose(view) if view == self.view => {
+                self.propose_wait.timer_at = None;
+                self.propose(ledger);
+            }
+            _ => {}
+        }
+    }
+
+    // ----- signing, persistence, forwarding -----
+
+    pub(super) fn sign(&self, payload: Payload) -> SignedMessage {
+        sign(&self.committee, &self.key, self.me, payload)
+    }
+
+    pub(super) fn persist(&mut self) {
+        self.dirty = false;
+        self.out
+            .push(Effect::PersistSafety(Box::new(self.safety.clone())));
+    }
+
+    /// Sends (to one, or with `None` to all) a message this replica
+    /// signed, persisting the safety data it depends on first.
+    pub(super) fn send_own(&mut self, to: Option<ValidatorIndex>, message: SignedMessage) {
+        if self.dirty {
+            self.persist();
+        }
+        match to {
+            Some(to) if to == self.me => {}
+            Some(to) => self.out.push(Effect::Send { to, message }),
+            None => self.out.push(Effect::Broadcast(message)),
+        }
+    }
+
+    /// True the first time a message's content is seen (bounded memory).
+    pub(super) fn first_time(&mut self, id: Hash) -> bool {
+        if !self.seen.insert(id) {
+            return false;
+        }
+        self.seen_order.push_back(id);
+        if self.seen_order.len() > SEEN_ENTRIES
+            && let Some(old) = self.seen_order.pop_front()
+        {
+            self.seen.remove(&old);
+        }
+        true
+    }
+
+    /// A new checkpoint of ours (after executing a multiple of K).
+    pub(super) fn make_checkpoint(&mut self) {
+        let height = self.executed();
+        let interval = self.config.checkpoint_interval.max(1);
+        if height.0 == 0 || !height.0.is_multiple_of(interval) {
+            return;
+        }
+        let checkpoint = Checkpoint {
+            height,
+            block: self.head.hash(),
+            state_root: self.head.header.state_root,
+        };
+        let message = self.sign(Payload::Checkpoint(checkpoint));
+        self.own_checkpoint = Some(message.clone());
+        self.first_time(message.id());
+        self.send_own(None, message.clone());
+        self.on_checkpoint(message);
+    }
+
+    /// Re-sends our latest checkpoint while it is not stable yet (it may
+    /// have been lost, and the window cannot move until it is).
+    fn resend_checkpoint(&mut self) {
+        let Some(message) = self.own_checkpoint.clone() else {
+            return;
+        };
+        if let Payload::Checkpoint(c) = &message.payload
+            && c.height > self.low()
+        {
+            self.send_to_others(&message);
+        }
+    }
+
+    /// Sends one of our messages again to each other replica directly (a
+    /// gossip layer may refuse to publish the same bytes twice).
+    pub(super) fn send_to_others(&mut self, message: &SignedMessage) {
+        let others: Vec<ValidatorIndex> =
+            self.committee.members().filter(|v| *v != self.me).collect();
+        for to in others {
+            self.out.push(Effect::Send {
+                to,
+                message: message.clone(),
+            });
+        }
+    }
+}

@@ -1,0 +1,835 @@
+//! Unit tests of the PBFT replica: the normal case and its pipelining,
+//! rule C, persistence order and restarts, evidence, checkpoints and the
+//! window, view changes (silence, a block committed at one replica only,
+//! a forged plan, back-off, joining), catch-up and the Byzantine primaries.
+
+use super::messages::{self, Payload, PrePrepare, SignedMessage, Vote, preprepare_vote, sign};
+use super::select::{Plan, select};
+use super::*;
+use crate::{Byzantine, Committee, InvalidBlock, Ledger, LedgerError, View};
+use phalanx_chain::genesis::GenesisValidator;
+use phalanx_chain::{
+    Address, Block, BlockHeader, ChainId, ConsensusKind, Genesis, Hash, Height, Justification,
+    ValidatorIndex, merkle,
+};
+use phalanx_crypto::Keypair;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// Blocks without transactions: the state root carries over.
+#[derive(Default)]
+struct EmptyLedger {
+    committed: HashMap<Hash, Block>,
+}
+
+fn empty_child(parent: &Block, proposer: Address, ts: u64, justification: Justification) -> Block {
+    Block {
+        header: BlockHeader {
+            height: Height(parent.header.height.0 + 1),
+            parent: parent.hash(),
+            tx_root: merkle::root(&[]),
+            state_root: parent.header.state_root,
+            timestamp_ms: ts.max(parent.header.timestamp_ms),
+            proposer,
+            justification,
+        },
+        transactions: vec![],
+    }
+}
+
+impl Ledger for EmptyLedger {
+    fn build_block(
+        &mut self,
+        parent: &Block,
+        proposer: Address,
+        ts: u64,
+        j: Justification,
+    ) -> Result<Block, LedgerError> {
+        Ok(empty_child(parent, proposer, ts, j))
+    }
+
+    fn build_empty_block(
+        &mut self,
+        parent: &Block,
+        proposer: Address,
+        ts: u64,
+        j: Justification,
+    ) -> Result<Block, LedgerError> {
+        Ok(empty_child(parent, proposer, ts, j))
+    }
+
+    fn validate_block(&mut self, parent: &Block, block: &Block) -> Result<(), LedgerError> {
+        let valid = block.header.parent == parent.hash()
+            && block.header.height.0 == parent.header.height.0 + 1
+            && block.transactions.is_empty()
+            && block.header.state_root == parent.header.state_root;
+        if valid {
+            Ok(())
+        } else {
+            Err(LedgerError::Invalid(InvalidBlock::Execution(
+                phalanx_chain::BlockError::WrongParent {
+                    expected: parent.hash(),
+                    got: block.header.parent,
+                },
+            )))
+        }
+    }
+
+    fn committed_block(&self, hash: &Hash) -> Option<Block> {
+        self.committed.get(hash).cloned()
+    }
+}
+
+struct Fixture {
+    keys: Vec<Keypair>,
+    committee: Committee,
+    genesis: Block,
+}
+
+fn fixture(n: usize) -> Fixture {
+    let keys: Vec<Keypair> = (0..n)
+        .map(|i| Keypair::from_seed(&[i as u8 + 40; 32]))
+        .collect();
+    let genesis = Genesis {
+        chain_id: ChainId::new("pbft-test").unwrap(),
+        consensus: ConsensusKind::Pbft,
+        genesis_time_ms: 0,
+        validators: keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| GenesisValidator {
+                public_key: k.public(),
+                address: format!("/ip4/127.0.0.1/tcp/{}", 9000 + i),
+            })
+            .collect(),
+        pow: None,
+        accounts: vec![],
+    };
+    Fixture {
+        committee: Committee::from_genesis(&genesis).unwrap(),
+        genesis: genesis.block(),
+        keys,
+    }
+}
+
+impl Fixture {
+    fn replica(&self, i: usize, config: Config) -> Replica {
+        Replica::new(
+            self.committee.clone(),
+            ValidatorIndex(i as u16),
+            self.keys[i].clone(),
+            config,
+            self.genesis.clone(),
+        )
+    }
+
+    fn sign(&self, who: usize, payload: Payload) -> SignedMessage {
+        sign(
+            &self.committee,
+            &self.keys[who],
+            ValidatorIndex(who as u16),
+            payload,
+        )
+    }
+
+    fn verified(&self, m: SignedMessage) -> Input {
+        Input::Message(verify_decoded(m, &self.committee).unwrap())
+    }
+
+    /// A pre-prepare by the primary of `view` of an empty block on `parent`.
+    fn preprepare(&self, view: u64, parent: &Block, ts: u64) -> SignedMessage {
+        let primary = self.committee.leader(View(view));
+        let key = &self.keys[usize::from(primary.0)];
+        let block = empty_child(
+            parent,
+            key.public().into(),
+            ts,
+            Justification::Bft {
+                view,
+                parent_cert: messages::genesis_cert(&self.committee),
+            },
+        );
+        self.sign(
+            usize::from(primary.0),
+            Payload::PrePrepare(Box::new(PrePrepare {
+                view: View(view),
+                block,
+            })),
+        )
+    }
+}
+
+fn block_of(m: &SignedMessage) -> Block {
+    match &m.payload {
+        Payload::PrePrepare(p) => p.block.clone(),
+        other => panic!("not a pre-prepare: {other:?}"),
+    }
+}
+
+fn vote_of(m: &SignedMessage) -> Vote {
+    match &m.payload {
+        Payload::PrePrepare(p) => preprepare_vote(p),
+        Payload::Prepare(v) | Payload::Commit(v) => *v,
+        other => panic!("not a vote: {other:?}"),
+    }
+}
+
+fn sent(effects: &[Effect]) -> Vec<SignedMessage> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Broadcast(m) | Effect::Send { message: m, .. } => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn of_kind(effects: &[Effect], kind: &str, author: usize) -> Vec<SignedMessage> {
+    sent(effects)
+        .into_iter()
+        .filter(|m| m.kind() == kind && usize::from(m.author.0) == author)
+        .collect()
+}
+
+fn describe(input: &Input) -> String {
+    match input {
+        Input::Message(m) => {
+            let m = m.get();
+            let bytes = m.encode();
+            <Pbft as crate::Protocol>::describe(crate::Channel::Consensus, &bytes)
+        }
+        Input::Sync { from, message } => format!("sync from {from}: {message:?}")
+            .chars()
+            .take(100)
+            .collect(),
+        other => format!("{other:?}").chars().take(100).collect(),
+    }
+}
+
+fn quiet() -> Config {
+    Config {
+        forward: false,
+        ..Config::default()
+    }
+}
+
+/// (from, to, message) -> deliver?
+type Link = Box<dyn Fn(usize, usize, &SignedMessage) -> bool>;
+
+/// n replicas wired together synchronously: every message is delivered in
+/// order, timers fire when the test advances the clock, and `drop` decides
+/// which copies are lost.
+struct Net {
+    f: Fixture,
+    replicas: Vec<Replica>,
+    ledgers: Vec<EmptyLedger>,
+    up: Vec<bool>,
+    queue: VecDeque<(usize, Input)>,
+    timers: Vec<BTreeMap<Timer, u64>>,
+    persisted: Vec<Option<SafetyData>>,
+    committed: Vec<Vec<Block>>,
+    evidence: Vec<Evidence>,
+    now: u64,
+    link: Link,
+}
+
+impl Net {
+    fn new(n: usize, config: impl Fn(usize) -> Config) -> Net {
+        let f = fixture(n);
+        let replicas = (0..n).map(|i| f.replica(i, config(i))).collect();
+        let mut net = Net {
+            replicas,
+            ledgers: (0..n).map(|_| EmptyLedger::default()).collect(),
+            up: vec![true; n],
+            queue: VecDeque::new(),
+            timers: vec![BTreeMap::new(); n],
+            persisted: vec![None; n],
+            committed: vec![Vec::new(); n],
+            evidence: Vec::new(),
+            now: 0,
+            link: Box::new(|_, _, _| true),
+            f,
+        };
+        for i in 0..n {
+            net.queue.push_back((i, Input::Start { recovered: None }));
+        }
+        net
+    }
+
+    fn n(&self) -> usize {
+        self.replicas.len()
+    }
+
+    fn apply(&mut self, from: usize, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::PersistSafety(s) => self.persisted[from] = Some(*s),
+                Effect::Send { to, message } => self.route(from, usize::from(to.0), message),
+                Effect::Broadcast(message) => {
+                    for to in (0..self.n()).filter(|t| *t != from) {
+                        self.route(from, to, message.clone());
+                    }
+                }
+                Effect::SendSync { to, message } => {
+                    let from_index = ValidatorIndex(from as u16);
+                    self.queue.push_back((
+                        usize::from(to.0),
+                        Input::Sync {
+                            from: from_index,
+                            message,
+                        },
+                    ));
+                }
+                Effect::Commit(block) => {
+                    self.ledgers[from]
+                        .committed
+                        .insert(block.hash(), block.clone());
+                    self.committed[from].push(block);
+                }
+                Effect::ArmTimer { timer, at } => {
+                    self.timers[from].insert(timer, at);
+                }
+                Effect::CancelTimer(timer) => {
+                    self.timers[from].remove(&timer);
+                }
+                Effect::Evidence(e) => self.evidence.push(e),
+            }
+        }
+    }
+
+    fn route(&mut self, from: usize, to: usize, message: SignedMessage) {
+        if (self.link)(from, to, &message) {
+            let input = match verify_decoded(message, &self.f.committee) {
+                Ok(m) => Input::Message(m),
+                Err(_) => return,
+            };
+            self.queue.push_back((to, input));
+        }
+    }
+
+    /// Delivers until nothing is left in flight (or `steps` deliveries).
+    fn settle(&mut self, steps: usize) {
+        for _ in 0..steps {
+            let Some((to, input)) = self.queue.pop_front() else {
+                return;
+            };
+            if !self.up[to] {
+                continue;
+            }
+            if std::env::var_os("PBFT_TRACE").is_some() {
+                eprintln!("{:>6} -> {to}: {}", self.now, describe(&input));
+            }
+            let effects = self.replicas[to].handle(input, self.now, &mut self.ledgers[to]);
+            self.apply(to, effects);
+        }
+    }
+
+    /// Moves the clock to the next armed timer and fires every timer due.
+    fn tick(&mut self) {
+        let next = (0..self.n())
+            .filter(|i| self.up[*i])
+            .filter_map(|i| self.timers[i].values().min().copied())
+            .min();
+        let Some(at) = next else {
+            return;
+        };
+        self.now = self.now.max(at);
+        for i in 0..self.n() {
+            if !self.up[i] {
+                continue;
+            }
+            let due: Vec<Timer> = self.timers[i]
+                .iter()
+                .filter(|(_, t)| **t <= self.now)
+                .map(|(t, _)| *t)
+                .collect();
+            for timer in due {
+                self.timers[i].remove(&timer);
+                self.queue.push_back((i, Input::Timer(timer)));
+            }
+        }
+    }
+
+    /// Runs until every live replica committed `height`, or gives up.
+    fn run_until(&mut self, height: u64, rounds: usize) -> bool {
+        for _ in 0..rounds {
+            self.settle(2_000);
+            let done = (0..self.n())
+                .filter(|i| self.up[*i])
+                .all(|i| self.height(i) >= height);
+            if done {
+                return true;
+            }
+            self.tick();
+        }
+        false
+    }
+
+    fn height(&self, i: usize) -> u64 {
+        self.committed[i].last().map_or(0, |b| b.header.height.0)
+    }
+
+    /// No two replicas committed different blocks at one height, and each
+    /// committed a chain.
+    fn assert_agreement(&self) {
+        let mut by_height: BTreeMap<u64, Hash> = BTreeMap::new();
+        for (i, log) in self.committed.iter().enumerate() {
+            let mut parent = self.f.genesis.hash();
+            for b in log {
+                assert_eq!(b.header.parent, parent, "replica {i} committed a gap");
+                parent = b.hash();
+                let h = b.header.height.0;
+                let first = *by_height.entry(h).or_insert(b.hash());
+                assert_eq!(first, b.hash(), "replicas disagree at height {h}");
+            }
+        }
+    }
+
+    fn restart(&mut self, i: usize) {
+        let head = self.committed[i]
+            .last()
+            .cloned()
+            .unwrap_or_else(|| self.f.genesis.clone());
+        let config = self.replicas[i].config.clone();
+        self.replicas[i] = Replica::new(
+            self.f.committee.clone(),
+            ValidatorIndex(i as u16),
+            self.f.keys[i].clone(),
+            config,
+            head,
+        );
+        self.timers[i].clear();
+        self.up[i] = true;
+        let recovered = self.persisted[i].clone().map(Box::new);
+        self.queue.push_back((i, Input::Start { recovered }));
+    }
+}
+
+#[test]
+fn four_replicas_commit_a_chain_with_heights_in_flight() {
+    let mut net = Net::new(4, |_| quiet());
+    assert!(
+        net.run_until(20, 200),
+        "heights {:?}",
+        (0..4).map(|i| net.height(i)).collect::<Vec<_>>()
+    );
+    net.assert_agreement();
+    assert!(net.evidence.is_empty(), "{:?}", net.evidence);
+}
+
+#[test]
+fn the_primary_keeps_max_in_flight_heights_proposed() {
+    let f = fixture(4);
+    let mut primary = f.replica(0, quiet());
+    let effects = primary.handle(
+        Input::Start { recovered: None },
+        0,
+        &mut EmptyLedger::default(),
+    );
+    let proposals = of_kind(&effects, "pre-prepare", 0);
+    let heights: Vec<u64> = proposals.iter().map(|m| vote_of(m).height.0).collect();
+    assert_eq!(heights, [1, 2, 3, 4]);
+    // Each extends the one before.
+    for pair in proposals.windows(2) {
+        assert_eq!(block_of(&pair[1]).header.parent, block_of(&pair[0]).hash());
+    }
+    // The persisted record of what was pre-prepared comes before any of them.
+    let persist = effects
+        .iter()
+        .position(|e| matches!(e, Effect::PersistSafety(_)))
+        .unwrap();
+    let first_send = effects
+        .iter()
+        .position(|e| matches!(e, Effect::Broadcast(_)))
+        .unwrap();
+    assert!(persist < first_send);
+}
+
+#[test]
+fn a_backup_persists_then_prepares_and_never_prepares_a_conflicting_block() {
+    let f = fixture(4);
+    let mut ledger = EmptyLedger::default();
+    let mut backup = f.replica(1, quiet());
+    let _ = backup.handle(Input::Start { recovered: None }, 0, &mut ledger);
+    let x = f.preprepare(0, &f.genesis, 10);
+    let effects = backup.handle(f.verified(x.clone()), 1, &mut ledger);
+    let prepares = of_kind(&effects, "prepare", 1);
+    assert_eq!(prepares.len(), 1);
+    assert_eq!(vote_of(&prepares[0]).block, block_of(&x).hash());
+    let persist = effects
+        .iter()
+        .position(|e| matches!(e, Effect::PersistSafety(_)))
+        .unwrap();
+    let send = effects
+        .iter()
+        .position(|e| matches!(e, Effect::Broadcast(_)))
+        .unwrap();
+    assert!(persist < send, "persist before the prepare leaves");
+    let Some(Effect::PersistSafety(safety)) = effects.get(persist).cloned() else {
+        unreachable!()
+    };
+    // A restart with that safety data, and a conflicting pre-prepare for
+    // the same view and height (an equivocating primary): no prepare.
+    let mut restarted = f.replica(1, quiet());
+    let _ = restarted.handle(
+        Input::Start {
+            recovered: Some(safety),
+        },
+        2,
+        &mut ledger,
+    );
+    let y = f.preprepare(0, &f.genesis, 11);
+    let effects = restarted.handle(f.verified(y), 3, &mut ledger);
+    assert!(of_kind(&effects, "prepare", 1).is_empty());
+    // The same block again: the same prepare, byte for byte.
+    let mut again = f.replica(1, quiet());
+    let safety = restarted.safety().clone();
+    let _ = again.handle(
+        Input::Start {
+            recovered: Some(Box::new(safety)),
+        },
+        4,
+        &mut ledger,
+    );
+    let effects = again.handle(f.verified(x), 5, &mut ledger);
+    assert_eq!(of_kind(&effects, "prepare", 1), prepares);
+}
+
+#[test]
+fn conflicting_pre_prepares_and_votes_are_evidence() {
+    let f = fixture(4);
+    let mut ledger = EmptyLedger::default();
+    let mut backup = f.replica(1, quiet());
+    let _ = backup.handle(Input::Start { recovered: None }, 0, &mut ledger);
+    let x = f.preprepare(0, &f.genesis, 10);
+    let y = f.preprepare(0, &f.genesis, 11);
+    let _ = backup.handle(f.verified(x.clone()), 1, &mut ledger);
+    let effects = backup.handle(f.verified(y), 2, &mut ledger);
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Evidence(Evidence::ConflictingPrePrepares { .. })))
+    );
+    let vote = preprepare_vote(match &x.payload {
+        Payload::PrePrepare(p) => p,
+        _ => unreachable!(),
+    });
+    let a = f.sign(2, Payload::Prepare(vote));
+    let b = f.sign(
+        2,
+        Payload::Prepare(Vote {
+            block: Hash::digest(b"other"),
+            ..vote
+        }),
+    );
+    let _ = backup.handle(f.verified(a), 3, &mut ledger);
+    let effects = backup.handle(f.verified(b), 4, &mut ledger);
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Evidence(Evidence::ConflictingVotes { .. })))
+    );
+}
+
+#[test]
+fn a_replica_commits_a_height_only_once_every_height_below_is_prepared() {
+    let f = fixture(4);
+    let mut ledger = EmptyLedger::default();
+    let mut backup = f.replica(1, quiet());
+    let _ = backup.handle(Input::Start { recovered: None }, 0, &mut ledger);
+    let p1 = f.preprepare(0, &f.genesis, 10);
+    let b1 = block_of(&p1);
+    let p2 = f.preprepare(0, &b1, 20);
+    let _ = backup.handle(f.verified(p1.clone()), 1, &mut ledger);
+    let _ = backup.handle(f.verified(p2.clone()), 2, &mut ledger);
+    // Height 2 prepared (two other prepares), height 1 not yet.
+    let v2 = vote_of(&p2);
+    let v1 = vote_of(&p1);
+    let mut out = Vec::new();
+    for who in [2, 3] {
+        out.extend(backup.handle(
+            f.verified(f.sign(who, Payload::Prepare(v2))),
+            3,
+            &mut ledger,
+        ));
+    }
+    assert!(
+        of_kind(&out, "commit", 1).is_empty(),
+        "no commit for 2 before 1"
+    );
+    let mut out = Vec::new();
+    for who in [2, 3] {
+        out.extend(backup.handle(
+            f.verified(f.sign(who, Payload::Prepare(v1))),
+            4,
+            &mut ledger,
+        ));
+    }
+    let commits: Vec<u64> = of_kind(&out, "commit", 1)
+        .iter()
+        .map(|m| vote_of(m).height.0)
+        .collect();
+    assert_eq!(commits, [1, 2]);
+}
+
+#[test]
+fn a_silent_primary_is_replaced_by_a_view_change() {
+    let mut net = Net::new(4, |i| Config {
+        byzantine: (i == 0).then_some(Byzantine::Silent),
+        ..quiet()
+    });
+    net.up[0] = false;
+    assert!(
+        net.run_until(5, 400),
+        "heights {:?}",
+        (1..4).map(|i| net.height(i)).collect::<Vec<_>>()
+    );
+    net.assert_agreement();
+    for i in 1..4 {
+        assert!(net.replicas[i].view() >= View(1));
+    }
+}
+
+/// Block 1 is committed by replica 1 only (the others' commits are lost),
+/// then the primary goes silent: the new view must re-propose block 1, and
+/// everyone commits that block at height 1.
+#[test]
+fn a_block_committed_at_one_replica_survives_the_view_change() {
+    let mut net = Net::new(4, |_| Config {
+        max_in_flight: 1,
+        ..quiet()
+    });
+    net.link = Box::new(|_, to, m| !(m.kind() == "commit" && to != 1));
+    net.settle(10_000);
+    assert_eq!(net.height(1), 1);
+    assert_eq!(net.height(2), 0);
+    let block1 = net.committed[1][0].clone();
+    // The primary dies; commits flow again.
+    net.up[0] = false;
+    net.link = Box::new(|_, _, _| true);
+    assert!(net.run_until(3, 400));
+    net.assert_agreement();
+    for i in 1..4 {
+        assert_eq!(net.committed[i][0], block1, "replica {i}");
+    }
+}
+
+#[test]
+fn a_new_view_whose_plan_is_not_the_one_its_view_changes_give_is_refused() {
+    let mut net = Net::new(4, |_| Config {
+        max_in_flight: 1,
+        ..quiet()
+    });
+    // Only prepares and pre-prepares: height 1 prepares, never commits.
+    net.link = Box::new(|_, _, m| m.kind() != "commit");
+    net.settle(10_000);
+    net.up[0] = false;
+    // Time out everywhere: view changes to view 1 gather at replica 1.
+    let mut view_changes = Vec::new();
+    net.link = Box::new(|_, _, _| true);
+    net.tick();
+    let inputs: Vec<(usize, Input)> = net.queue.drain(..).collect();
+    for (to, input) in inputs {
+        let effects = net.replicas[to].handle(input, net.now, &mut net.ledgers[to]);
+        view_changes.extend(of_kind(&effects, "view-change", to));
+    }
+    let vcs: Vec<SignedMessage> = view_changes.into_iter().take(3).collect();
+    assert_eq!(vcs.len(), 3);
+    let real = select(vcs.iter().filter_map(super::collect::as_view_change), false).unwrap();
+    assert_eq!(real.reproposals.len(), 1, "height 1 was prepared");
+    let forged = Plan {
+        reproposals: Vec::new(),
+        ..real
+    };
+    let nv = net.f.sign(
+        1,
+        Payload::NewView(Box::new(NewView {
+            view: View(1),
+            view_changes: vcs,
+            plan: forged,
+        })),
+    );
+    let mut lone = net.f.replica(2, quiet());
+    let mut ledger = EmptyLedger::default();
+    let _ = lone.handle(Input::Start { recovered: None }, 0, &mut ledger);
+    let _ = lone.handle(net.f.verified(nv), 1, &mut ledger);
+    assert_eq!(lone.view(), View(0), "the forged new view was refused");
+}
+
+#[test]
+fn checkpoints_become_stable_and_move_the_window() {
+    let mut net = Net::new(4, |_| Config {
+        checkpoint_interval: 4,
+        watermark_window: 8,
+        ..quiet()
+    });
+    assert!(net.run_until(30, 400));
+    net.assert_agreement();
+    for r in &net.replicas {
+        let low = r.safety().stable.checkpoint.height.0;
+        assert!(low >= 24, "stable checkpoint at {low}");
+        assert!(r.safety().sent.keys().all(|h| h.0 > low));
+        assert!(r.safety().certified.keys().all(|h| h.0 > low));
+        messages::verify_checkpoint(&net.f.committee, &r.safety().stable).unwrap();
+    }
+}
+
+#[test]
+fn view_change_timeouts_double_while_no_view_makes_progress() {
+    let f = fixture(4);
+    let mut ledger = EmptyLedger::default();
+    let mut r = f.replica(
+        1,
+        Config {
+            base_timeout_ms: 100,
+            max_timeout_ms: 10_000,
+            ..quiet()
+        },
+    );
+    let effects = r.handle(Input::Start { recovered: None }, 0, &mut ledger);
+    let mut at = armed(&effects, Timer::View(View(0))).unwrap();
+    assert_eq!(at, 100);
+    let mut timer = Timer::View(View(0));
+    let mut gaps = Vec::new();
+    for v in 1..5 {
+        let effects = r.handle(Input::Timer(timer), at, &mut ledger);
+        timer = Timer::ViewChange(View(v));
+        let next = armed(&effects, timer).unwrap();
+        gaps.push(next - at);
+        at = next;
+    }
+    assert_eq!(gaps, [200, 400, 800, 1600]);
+}
+
+fn armed(effects: &[Effect], timer: Timer) -> Option<u64> {
+    effects.iter().find_map(|e| match e {
+        Effect::ArmTimer { timer: t, at } if *t == timer => Some(*at),
+        _ => None,
+    })
+}
+
+#[test]
+fn f_plus_one_view_changes_for_later_views_make_a_replica_join() {
+    let f = fixture(4);
+    let mut ledger = EmptyLedger::default();
+    let mut r = f.replica(3, quiet());
+    let _ = r.handle(Input::Start { recovered: None }, 0, &mut ledger);
+    let vc = |who: usize, view: u64| {
+        f.sign(
+            who,
+            Payload::ViewChange(Box::new(ViewChange {
+                view: View(view),
+                checkpoint: messages::genesis_checkpoint(&f.committee, &f.genesis),
+                certified: vec![],
+            })),
+        )
+    };
+    let effects = r.handle(f.verified(vc(1, 5)), 1, &mut ledger);
+    assert!(
+        of_kind(&effects, "view-change", 3).is_empty(),
+        "one is not enough"
+    );
+    let effects = r.handle(f.verified(vc(2, 3)), 2, &mut ledger);
+    let mine = of_kind(&effects, "view-change", 3);
+    assert_eq!(mine.len(), 1);
+    assert_eq!(messages::message_view(&mine[0]), View(3));
+}
+
+#[test]
+fn a_replica_that_missed_blocks_fetches_and_commits_them() {
+    let mut net = Net::new(4, |_| quiet());
+    // Replica 3 hears nothing for the first 8 heights.
+    net.link = Box::new(|_, to, _| to != 3);
+    assert!(!net.run_until(8, 3) || net.height(3) == 0);
+    net.settle(50_000);
+    let before = net.height(3);
+    net.link = Box::new(|_, _, _| true);
+    assert!(net.run_until(before + 12, 400));
+    net.assert_agreement();
+}
+
+#[test]
+fn byzantine_primaries_do_not_break_agreement_or_stop_progress() {
+    for behaviour in [
+        Byzantine::Equivocate,
+        Byzantine::DoubleVote,
+        Byzantine::InvalidSignature,
+        Byzantine::SkipHeight,
+        Byzantine::Reorder,
+        Byzantine::Withhold,
+    ] {
+        for forward in [true, false] {
+            let mut net = Net::new(4, |i| Config {
+                byzantine: (i == 0).then_some(behaviour),
+                forward,
+                ..Config::default()
+            });
+            let ok = net.run_until(12, 600);
+            net.assert_agreement();
+            assert!(
+                ok,
+                "{behaviour} (forward {forward}): heights {:?}",
+                (0..4).map(|i| net.height(i)).collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_restarted_replica_rejoins_and_never_signs_conflicting_votes() {
+    let mut net = Net::new(4, |_| quiet());
+    assert!(net.run_until(6, 200));
+    net.up[2] = false;
+    assert!(net.run_until(10, 200));
+    net.restart(2);
+    assert!(net.run_until(16, 400));
+    net.assert_agreement();
+}
+
+#[test]
+fn select_re_proposes_the_linked_prefix_of_the_highest_views() {
+    let f = fixture(4);
+    let checkpoint = messages::genesis_checkpoint(&f.committee, &f.genesis);
+    let g = f.genesis.hash();
+    let vote = |view: u64, height: u64, block: &[u8], parent: Hash| Vote {
+        view: View(view),
+        height: Height(height),
+        block: Hash::digest(block),
+        parent,
+    };
+    let a1 = vote(1, 1, b"a1", g);
+    let a2 = vote(1, 2, b"a2", a1.block);
+    let b2 = vote(2, 2, b"b2", a1.block);
+    let c3 = vote(1, 3, b"c3", a2.block);
+    let d5 = vote(2, 5, b"d5", Hash::digest(b"d4"));
+    let certified = |votes: &[Vote]| {
+        votes
+            .iter()
+            .map(|v| {
+                Certified::Committed(CommitCert {
+                    vote: *v,
+                    commits: vec![],
+                })
+            })
+            .collect()
+    };
+    let vcs = [
+        ViewChange {
+            view: View(3),
+            checkpoint: checkpoint.clone(),
+            certified: certified(&[a1, a2, c3]),
+        },
+        ViewChange {
+            view: View(3),
+            checkpoint: checkpoint.clone(),
+            certified: certified(&[b2, d5]),
+        },
+    ];
+    let plan = select(vcs.iter(), false).unwrap();
+    // Height 2: view 2 beats view 1; height 3 builds on a2, not b2: stop.
+    assert_eq!(plan.reproposals, [a1, b2]);
+    assert_eq!(plan.fill_to, Height(5));
+    assert_eq!(plan.end(), Height(5));
+    let ignored = select(vcs.iter(), true).unwrap();
+    assert!(ignored.reproposals.is_empty());
+    assert_eq!(ignored.end(), Height(0));
+}

@@ -22,7 +22,7 @@ impl Replica {
         if !self.first_time(m.id()) || !self.relevant(m) {
             return;
         }
-        if self.config.forward && m.author != self.me {
+        if self.config.forward && m.author != self.me && !self.settled_view_change(m) {
             self.out.push(Effect::Broadcast(m.clone()));
         }
         self.nudge_if_behind(m);
@@ -68,11 +68,19 @@ impl Replica {
                 c.height > self.low()
                     && c.height.0 <= self.executed().0.saturating_add(MAX_HELD_BLOCKS as u64)
             }
-            // Older view changes get our new view in answer; see
-            // `on_view_change`.
-            Payload::ViewChange(_) => true,
+            // Older view changes get our new view in answer (see
+            // `on_view_change`), but are not forwarded.
+            Payload::ViewChange(_) => !future,
             Payload::NewView(_) => !future && view >= self.view,
         }
+    }
+
+    /// A view change for a view we are already in (or past): only its
+    /// author needs an answer, nobody else needs it.
+    fn settled_view_change(&self, m: &SignedMessage) -> bool {
+        let view = message_view(m);
+        matches!(m.payload, Payload::ViewChange(_))
+            && (view < self.view || (view == self.view && self.mode == Mode::Normal))
     }
 
     /// While waiting for a new view, a message of that view (or later)

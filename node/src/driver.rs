@@ -20,8 +20,8 @@
 //! then verified by `verify_message` (size, decoding, committee membership,
 //! signature, embedded certificates) before the replica sees them; a peer
 //! that sends invalid ones is reported to the network. Transactions go to
-//! the ingest task ([`ingest_transactions`]), which verifies them in
-//! batches and admits them to the mempool.
+//! the ingest task ([`crate::ingest`]), which verifies them in batches and
+//! admits them to the mempool.
 //!
 //! # Block sync
 //! Every `sync.status_interval_ms` the node asks a peer for its committed
@@ -38,11 +38,10 @@
 //! persisted safety data) and rejoins consensus.
 
 use crate::ledger::NodeLedger;
-use crate::mempool::Mempool;
 use crate::net::{Channel, Gossip, Inbound, Misbehaviour};
 use crate::shared::{BlockEvent, NodeState};
 use phalanx_chain::encoding;
-use phalanx_chain::{Block, Hash, Height, Transaction, ValidatorIndex};
+use phalanx_chain::{Block, Hash, Height, ValidatorIndex};
 use phalanx_consensus::hotstuff::{
     Config as ReplicaConfig, Effect, Input, MAX_MESSAGE_BYTES, MessageError, Payload, Replica,
     SafetyData, SyncMessage, Timer, block_view, decode_sync, parent_cert, verify_message,
@@ -70,10 +69,6 @@ pub const SYNC_LAG: u64 = 8;
 const DEDUP_ENTRIES: usize = 32_768;
 /// Pending timers, at most (old views' timers are dropped first).
 const MAX_TIMERS: usize = 4_096;
-/// Transactions handed to the ingest task and not yet taken, at most.
-pub const INGEST_QUEUE: usize = 16_384;
-/// Transactions verified in one batch, at most.
-const INGEST_BATCH: usize = 1_024;
 /// Bytes of blocks in one sync response, at most (under a network message).
 const MAX_SYNC_RESPONSE_BYTES: usize = 3 * 1024 * 1024;
 
@@ -852,56 +847,5 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-/// The transaction ingest task: decodes transactions from peers, verifies
-/// their signatures in batches (outside the mempool lock) and admits them;
-/// wakes the driver when any were new. A peer whose transactions do not
-/// decode or verify is reported.
-pub async fn ingest_transactions(
-    state: Arc<NodeState>,
-    mut queue: mpsc::Receiver<(PublicKey, Vec<u8>)>,
-    txs_available: Arc<Notify>,
-) {
-    while let Some(first) = queue.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < INGEST_BATCH {
-            match queue.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
-            }
-        }
-        let mut decoded: Vec<(PublicKey, Transaction)> = Vec::with_capacity(batch.len());
-        for (from, bytes) in batch {
-            match encoding::decode::<Transaction>(&bytes, phalanx_chain::tx::MAX_TX_BYTES) {
-                Ok(tx) => decoded.push((from, tx)),
-                Err(_) => {
-                    state.metrics.dropped("undecodable");
-                    state.net.report(&from, Misbehaviour::Malformed);
-                }
-            }
-        }
-        let txs: Vec<Transaction> = decoded.iter().map(|(_, tx)| tx.clone()).collect();
-        let verdicts = tokio::task::spawn_blocking(move || Mempool::verify_batch(&txs))
-            .await
-            .unwrap_or_default();
-        let mut admitted = 0usize;
-        if let Ok(mut pool) = state.mempool.lock() {
-            for ((from, tx), valid) in decoded.into_iter().zip(verdicts) {
-                if !valid {
-                    state.metrics.dropped("bad_signature");
-                    state.net.report(&from, Misbehaviour::BadSignature);
-                    continue;
-                }
-                if pool.admit_verified(tx, &*state.store).is_ok() {
-                    admitted += 1;
-                }
-            }
-            state.metrics.set_mempool(pool.len(), pool.bytes());
-        }
-        if admitted > 0 {
-            txs_available.notify_one();
-        }
     }
 }

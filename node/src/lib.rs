@@ -6,6 +6,7 @@
 //! - [`ledger`]: block building and validation on uncommitted state.
 //! - [`driver`]: runs the consensus state machine and carries out its
 //!   effects; block sync.
+//! - [`ingest`]: verifies gossiped transactions into the mempool.
 //! - [`api`]: the HTTP API; [`metrics`]: Prometheus metrics.
 //! - [`node`]: puts them together.
 
@@ -13,6 +14,7 @@ pub mod api;
 pub mod config;
 pub mod driver;
 pub mod home;
+pub mod ingest;
 pub mod ledger;
 pub mod mempool;
 pub mod metrics;

@@ -3,7 +3,8 @@
 
 use crate::api::{self, ApiConfig};
 use crate::config::{self, Config};
-use crate::driver::{self, Driver, DriverConfig, INGEST_QUEUE};
+use crate::driver::{Driver, DriverConfig};
+use crate::ingest::{self, INGEST_QUEUE};
 use crate::mempool::{Mempool, MempoolConfig};
 use crate::metrics::Metrics;
 use crate::net::p2p::{Multiaddr, P2p, P2pConfig};
@@ -140,7 +141,7 @@ pub async fn start(parts: Parts) -> anyhow::Result<RunningNode> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (ingest_tx, ingest_rx) = mpsc::channel(INGEST_QUEUE);
     let mut others = Vec::new();
-    others.push(tokio::spawn(driver::ingest_transactions(
+    others.push(tokio::spawn(ingest::ingest_transactions(
         Arc::clone(&state),
         ingest_rx,
         Arc::clone(&txs_available),

@@ -324,10 +324,10 @@ impl Config {
                 "must be at least consensus.checkpoint_interval".into(),
             ));
         }
-        if self.sync.batch_blocks > crate::driver::MAX_SYNC_BATCH {
+        if self.sync.batch_blocks > crate::sync::MAX_SYNC_BATCH {
             return Err(invalid(
                 "sync.batch_blocks",
-                format!("at most {}", crate::driver::MAX_SYNC_BATCH),
+                format!("at most {}", crate::sync::MAX_SYNC_BATCH),
             ));
         }
         if self.p2p.reconnect_max_ms < self.p2p.reconnect_min_ms {

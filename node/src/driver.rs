@@ -496,6 +496,7 @@ impl<P: Protocol> Driver<P> {
             .map_or(Height(0), |h| h.height());
         if let Ok(mut live) = self.state.status.write() {
             live.view = view;
+            live.phase = status.map(|s| s.phase);
             live.syncing = syncing;
             live.sync_target = (best_seen > head).then_some(best_seen);
         }

@@ -5,7 +5,7 @@
 //! key file and its data directory.
 
 use phalanx_chain::Genesis;
-use phalanx_consensus::Byzantine;
+use phalanx_consensus::{Byzantine, Tuning};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -170,9 +170,20 @@ pub struct ConsensusSection {
     pub max_timeout_ms: u64,
     /// Relay every new valid consensus message once.
     pub forward: bool,
-    /// Test networks only: misbehave on purpose (`silent`, `equivocate`,
-    /// `double-vote`, `invalid-signature`, `stale-qc`).
+    /// Test networks only: misbehave on purpose, with one of the genesis
+    /// protocol's behaviours (HotStuff: `silent`, `equivocate`,
+    /// `double-vote`, `invalid-signature`, `stale-qc`; PBFT also
+    /// `skip-height`, `reorder`, `withhold` instead of `stale-qc`).
     pub byzantine: Option<String>,
+    /// PBFT: a checkpoint every this many heights.
+    pub checkpoint_interval: u64,
+    /// PBFT: heights accepted above the last stable checkpoint (the high
+    /// watermark is the low one plus this); at least
+    /// `checkpoint_interval`, or no checkpoint could ever become stable.
+    pub watermark_window: u64,
+    /// PBFT: heights a primary keeps in flight (proposed, not yet
+    /// committed), at most.
+    pub max_in_flight: u64,
 }
 
 impl Default for ConsensusSection {
@@ -185,6 +196,9 @@ impl Default for ConsensusSection {
             max_timeout_ms: 30_000,
             forward: true,
             byzantine: None,
+            checkpoint_interval: 16,
+            watermark_window: 32,
+            max_in_flight: 4,
         }
     }
 }
@@ -248,7 +262,7 @@ impl Config {
             key,
             message,
         };
-        let positive: [(&'static str, u64); 11] = [
+        let positive: [(&'static str, u64); 14] = [
             ("p2p.inbound_queue", self.p2p.inbound_queue as u64),
             ("p2p.outbound_queue", self.p2p.outbound_queue as u64),
             ("p2p.max_message_bytes", self.p2p.max_message_bytes as u64),
@@ -258,6 +272,15 @@ impl Config {
             ("mempool.max_bytes", self.mempool.max_bytes as u64),
             ("consensus.batch_size", self.consensus.batch_size as u64),
             ("consensus.base_timeout_ms", self.consensus.base_timeout_ms),
+            (
+                "consensus.checkpoint_interval",
+                self.consensus.checkpoint_interval,
+            ),
+            (
+                "consensus.watermark_window",
+                self.consensus.watermark_window,
+            ),
+            ("consensus.max_in_flight", self.consensus.max_in_flight),
             ("sync.batch_blocks", u64::from(self.sync.batch_blocks)),
             ("sync.request_timeout_ms", self.sync.request_timeout_ms),
         ];
@@ -295,10 +318,16 @@ impl Config {
                 ));
             }
         }
-        if self.sync.batch_blocks > crate::driver::MAX_SYNC_BATCH {
+        if self.consensus.watermark_window < self.consensus.checkpoint_interval {
+            return Err(invalid(
+                "consensus.watermark_window",
+                "must be at least consensus.checkpoint_interval".into(),
+            ));
+        }
+        if self.sync.batch_blocks > crate::sync::MAX_SYNC_BATCH {
             return Err(invalid(
                 "sync.batch_blocks",
-                format!("at most {}", crate::driver::MAX_SYNC_BATCH),
+                format!("at most {}", crate::sync::MAX_SYNC_BATCH),
             ));
         }
         if self.p2p.reconnect_max_ms < self.p2p.reconnect_min_ms {
@@ -326,6 +355,24 @@ impl Config {
 
     pub fn base_timeout(&self) -> Duration {
         Duration::from_millis(self.consensus.base_timeout_ms)
+    }
+
+    /// How the protocol is tuned: `[consensus]`, with the Byzantine
+    /// behaviour parsed.
+    pub fn tuning(&self) -> Result<Tuning, String> {
+        let c = &self.consensus;
+        Ok(Tuning {
+            base_timeout_ms: c.base_timeout_ms,
+            max_timeout_ms: c.max_timeout_ms,
+            forward: c.forward,
+            byzantine: self.byzantine()?,
+            max_batch_delay_ms: c.max_batch_delay_ms,
+            empty_block_delay_ms: c.empty_block_delay_ms,
+            checkpoint_interval: c.checkpoint_interval,
+            watermark_window: c.watermark_window,
+            max_in_flight: c.max_in_flight,
+            unsafe_view_change: false,
+        })
     }
 }
 
@@ -420,5 +467,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("consensus.empty_block_delay_ms"), "{err}");
+        let err = parse("[consensus]\nmax_in_flight = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("consensus.max_in_flight"), "{err}");
+        let err = parse("[consensus]\ncheckpoint_interval = 40\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("consensus.watermark_window"), "{err}");
+    }
+
+    #[test]
+    fn the_tuning_carries_every_consensus_setting() {
+        let config = parse(
+            "[consensus]\nbase_timeout_ms = 3000\nmax_timeout_ms = 9000\nforward = false\n\
+             byzantine = \"stale-qc\"\nmax_batch_delay_ms = 10\nempty_block_delay_ms = 20\n\
+             checkpoint_interval = 8\nwatermark_window = 24\nmax_in_flight = 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.tuning().unwrap(),
+            Tuning {
+                base_timeout_ms: 3_000,
+                max_timeout_ms: 9_000,
+                forward: false,
+                byzantine: Some(Byzantine::StaleQc),
+                max_batch_delay_ms: 10,
+                empty_block_delay_ms: 20,
+                checkpoint_interval: 8,
+                watermark_window: 24,
+                max_in_flight: 2,
+                unsafe_view_change: false,
+            }
+        );
+        let defaults = Config::default().tuning().unwrap();
+        assert_eq!(
+            (
+                defaults.checkpoint_interval,
+                defaults.watermark_window,
+                defaults.max_in_flight
+            ),
+            (16, 32, 4)
+        );
     }
 }

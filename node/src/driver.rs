@@ -1,81 +1,66 @@
-//! The driver: runs the HotStuff state machine on one task and carries out
-//! its effects in order, and keeps the node in step with its peers (block
-//! sync).
+//! The driver: runs a consensus protocol (any [`Protocol`]) on one task,
+//! carries out its effects in order, verifies what peers send before the
+//! protocol sees it, and hands block sync ([`crate::sync`]) its traffic.
+//! It names no protocol's types: everything it must know about one (how
+//! bytes are verified, message kinds, the safety data's key, what proves
+//! fetched blocks final) the protocol answers through the seam.
 //!
 //! # Effects
-//! - `PersistSafety`: written to sled and flushed *before* the next effect,
-//!   so a message that depends on it never leaves before it is durable.
-//! - `Send`/`Broadcast`/`SendSync`: handed to the network (bounded queues;
-//!   a full queue drops the message and counts it, the protocol's re-sends
-//!   and timeouts recover).
-//! - `Commit`: the block is executed (or its validated state reused),
-//!   stored with its state changes in one atomic batch and flushed; its
-//!   transactions leave the mempool; subscribers get a [`BlockEvent`].
+//! - `Persist`: written to sled under [`Protocol::SAFETY_KEY`] and flushed
+//!   *before* the next effect, so a message that depends on it never leaves
+//!   before it is durable.
+//! - `Send`/`Broadcast`: handed to the network (bounded queues; a full
+//!   queue drops the message and counts it, the protocol's re-sends and
+//!   timeouts recover). Consensus messages are published on the gossip
+//!   channel; catch-up traffic goes directly to validators on the sync
+//!   channel, framed with [`SYNC_TAG_PROTOCOL`].
+//! - `Extend`: the block is executed (or its validated state reused),
+//!   stored with its state changes in one atomic batch and flushed, final
+//!   at once or not; its transactions leave the mempool; subscribers get a
+//!   [`BlockEvent`]. `Finalize` raises the stored finalized height.
+//! - `Revert`: no store rolls back yet, so consensus halts.
+//! - `RequestWork`: no miner yet; ignored.
 //! - `ArmTimer`/`CancelTimer`: kept in a map (bounded) and fired from the
 //!   task's loop.
 //! - `Evidence`: logged and counted.
 //!
+//! A local fault (a [`Fault`] from the protocol, a failed write, a block
+//! that conflicts with a stored final one) halts consensus: the protocol
+//! gets no more inputs, and the node goes on serving what it has.
+//!
 //! # Inbound
 //! Consensus bytes are deduplicated (a bounded cache of content hashes),
-//! then verified by `verify_message` (size, decoding, committee membership,
-//! signature, embedded certificates) before the replica sees them; a peer
-//! that sends invalid ones is reported to the network. Transactions go to
-//! the ingest task ([`ingest_transactions`]), which verifies them in
-//! batches and admits them to the mempool.
-//!
-//! # Block sync
-//! Every `sync.status_interval_ms` the node asks a peer for its committed
-//! height. If a peer is more than [`SYNC_LAG`] blocks ahead, the node stops
-//! feeding consensus and fetches committed blocks by height, in batches.
-//! Every block must link to the previous one and carry a quorum
-//! certificate over its parent that verifies against the committee; a
-//! block is applied only once it is *proved* committed, by a three-chain
-//! in the fetched blocks (it and its next two blocks in consecutive views,
-//! and a fourth block carrying the QC of the third), the rule the replica
-//! itself commits by. The few blocks at the tip that no fetched three-chain
-//! covers are left to the replica's own catch-up. When a batch proves
-//! nothing new the node restarts its replica on the new head (with its
-//! persisted safety data) and rejoins consensus.
+//! then verified by [`Protocol::verify`] (size, decoding, committee
+//! membership, signatures, embedded certificates) before the protocol sees
+//! them; a peer that sends invalid ones is reported to the network, by
+//! the kind of rejection. Transactions go to the ingest task
+//! ([`crate::ingest`]). Sync traffic is the protocol's catch-up or block
+//! sync's, by its first byte.
 
 use crate::ledger::NodeLedger;
-use crate::mempool::Mempool;
-use crate::net::{Channel, Gossip, Inbound, Misbehaviour};
+use crate::net::{self, Gossip, Inbound, Misbehaviour};
 use crate::shared::{BlockEvent, NodeState};
-use phalanx_chain::encoding;
-use phalanx_chain::{Block, Hash, Height, Transaction, ValidatorIndex};
-use phalanx_consensus::hotstuff::{
-    Config as ReplicaConfig, Effect, Input, MAX_MESSAGE_BYTES, MessageError, Payload, Replica,
-    SafetyData, SyncMessage, Timer, block_view, decode_sync, parent_cert, verify_message,
-    verify_qc,
+use crate::sync::{
+    Applied, BlockSync, Frame, NodeSync, SYNC_TAG_PROTOCOL, SyncAction, SyncConfig, frame, unframe,
 };
-use phalanx_consensus::{Committee, View};
+use phalanx_chain::speculative::CommitError;
+use phalanx_chain::{Block, ExecutionError, Hash, Height, StoreError, ValidatorIndex};
+use phalanx_consensus::{
+    Channel, Committee, Effect, Evidence, Input, Origin, Outgoing, Protocol, RejectReason, Setup,
+    SetupError, Tuning,
+};
 use phalanx_crypto::{Keypair, PublicKey};
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
-/// The store key of the replica's safety data.
-pub const SAFETY_KEY: &[u8] = b"hotstuff/safety";
-/// Safety data: two certificates and two messages, each within a message.
-const MAX_SAFETY_BYTES: usize = 4 * MAX_MESSAGE_BYTES;
-/// Most blocks one sync request may ask for.
-pub const MAX_SYNC_BATCH: u32 = 256;
-/// A peer this many blocks ahead makes the node sync instead of relying on
-/// the replica's catch-up.
-pub const SYNC_LAG: u64 = 8;
 /// Content hashes of consensus messages remembered, to process each once.
 const DEDUP_ENTRIES: usize = 32_768;
-/// Pending timers, at most (old views' timers are dropped first).
+/// Pending timers, at most (the lowest timers, old views', are dropped
+/// first).
 const MAX_TIMERS: usize = 4_096;
-/// Transactions handed to the ingest task and not yet taken, at most.
-pub const INGEST_QUEUE: usize = 16_384;
-/// Transactions verified in one batch, at most.
-const INGEST_BATCH: usize = 1_024;
-/// Bytes of blocks in one sync response, at most (under a network message).
-const MAX_SYNC_RESPONSE_BYTES: usize = 3 * 1024 * 1024;
 
 /// Milliseconds since the Unix epoch (the protocol's clock).
 pub fn now_ms() -> u64 {
@@ -85,78 +70,42 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Node-level sync messages (committed blocks by height).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum NodeSync {
-    /// What is your committed height?
-    StatusRequest,
-    Status {
-        height: Height,
-    },
-    /// Committed blocks from `from`, at most `count`.
-    BlocksRequest {
-        from: Height,
-        count: u32,
-    },
-    Blocks {
-        #[serde(deserialize_with = "encoding::bounded_vec::<_, _, 256>")]
-        blocks: Vec<Block>,
-    },
-}
-
-/// The first byte of a [`Channel::Sync`] message.
-const SYNC_TAG_REPLICA: u8 = 0;
-const SYNC_TAG_NODE: u8 = 1;
-
-fn encode_sync(tag: u8, body: Vec<u8>) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(body.len() + 1);
-    bytes.push(tag);
-    bytes.extend_from_slice(&body);
-    bytes
-}
-
 /// How the driver is set up.
 #[derive(Debug, Clone)]
 pub struct DriverConfig {
-    pub replica: ReplicaConfig,
+    pub tuning: Tuning,
     pub batch_size: usize,
-    pub sync_batch: u32,
-    pub sync_timeout: Duration,
+    pub sync: SyncConfig,
     pub status_interval: Duration,
 }
 
-/// What the driver is doing about sync.
-#[derive(Debug, Default)]
-struct SyncState {
-    /// Fetching blocks from this peer, until this deadline.
-    fetching: Option<(PublicKey, Instant)>,
-    /// The highest committed height a peer reported.
-    best_seen: Height,
-    /// Round-robin cursor over peers to ask for status.
-    next_peer: usize,
-}
-
-/// The consensus task.
-pub struct Driver {
+/// The consensus task for protocol `P`.
+pub struct Driver<P: Protocol> {
     state: Arc<NodeState>,
+    context: P::Context,
+    /// The genesis validators, to map peers to indices and back.
     committee: Committee,
-    key: Keypair,
-    config: DriverConfig,
     me: Option<ValidatorIndex>,
-    replica: Option<Replica>,
+    /// How to (re)create the protocol instance; `None` for a node that is
+    /// not a validator.
+    setup: Option<Setup>,
+    protocol: Option<P>,
     ledger: NodeLedger,
-    timers: BTreeMap<Timer, u64>,
+    timers: BTreeMap<P::Timer, u64>,
     seen: HashSet<Hash>,
     seen_order: VecDeque<Hash>,
-    sync: SyncState,
+    sync: BlockSync<P>,
     ingest: mpsc::Sender<(PublicKey, Vec<u8>)>,
+    /// How often block sync asks a peer for its height.
+    status_interval: Duration,
     halted: bool,
 }
 
-impl std::fmt::Debug for Driver {
+impl<P: Protocol> std::fmt::Debug for Driver<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver")
             .field("me", &self.me)
+            .field("halted", &self.halted)
             .finish_non_exhaustive()
     }
 }
@@ -165,81 +114,86 @@ impl std::fmt::Debug for Driver {
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
     #[error("store: {0}")]
-    Store(#[from] phalanx_chain::StoreError),
-    #[error("stored safety data does not decode: {0}")]
-    Safety(String),
+    Store(#[from] StoreError),
     #[error("the store has no head block")]
     NoHead,
+    #[error("{0}")]
+    Setup(#[from] SetupError),
 }
 
-impl Driver {
+impl<P: Protocol> Driver<P> {
     /// A driver for the node keyed `key` (a validator if the committee
     /// holds the key). `ingest` is where it hands inbound transactions.
+    /// Fails if the protocol cannot run this chain or this key's setup
+    /// (a Byzantine behaviour it does not have, for instance).
     pub fn new(
         state: Arc<NodeState>,
         committee: Committee,
         key: Keypair,
         config: DriverConfig,
         ingest: mpsc::Sender<(PublicKey, Vec<u8>)>,
-    ) -> Driver {
+    ) -> Result<Driver<P>, DriverError> {
+        let context = P::context(&state.genesis, None)?;
         let me = committee.index_of(&key.public());
-        let ledger = NodeLedger::new(Arc::clone(&state), config.batch_size);
-        Driver {
-            state,
-            committee,
+        let setup = Setup {
             key,
-            config,
+            tuning: config.tuning.clone(),
+        };
+        let head = head_block(&state)?;
+        let (setup, protocol) = match P::new(&context, setup.clone(), head) {
+            Ok(protocol) => (Some(setup), Some(protocol)),
+            Err(SetupError::NotAValidator) => (None, None),
+            Err(e) => return Err(e.into()),
+        };
+        let ledger = NodeLedger::new(Arc::clone(&state), config.batch_size);
+        let sync = BlockSync::new(context.clone(), Arc::clone(&state.store), config.sync);
+        Ok(Driver {
+            state,
+            context,
+            committee,
             me,
-            replica: None,
+            setup,
+            protocol,
             ledger,
             timers: BTreeMap::new(),
             seen: HashSet::new(),
             seen_order: VecDeque::new(),
-            sync: SyncState::default(),
+            sync,
             ingest,
+            status_interval: config.status_interval,
             halted: false,
-        }
+        })
     }
 
     fn net(&self) -> &dyn Gossip {
         &*self.state.net
     }
 
-    fn head_block(&self) -> Result<Block, DriverError> {
-        let head = self.state.store.head()?.ok_or(DriverError::NoHead)?;
-        self.state
-            .store
-            .block(&head.hash)?
-            .ok_or(DriverError::NoHead)
-    }
-
-    /// (Re)starts the replica on the store's head with the persisted
-    /// safety data.
-    fn start_replica(&mut self) -> Result<(), DriverError> {
-        let Some(me) = self.me else {
-            return Ok(());
-        };
-        let head = self.head_block()?;
-        let recovered = match self.state.store.safety_data(SAFETY_KEY)? {
-            Some(bytes) => Some(Box::new(
-                encoding::decode::<SafetyData>(&bytes, MAX_SAFETY_BYTES)
-                    .map_err(|e| DriverError::Safety(e.to_string()))?,
-            )),
-            None => None,
-        };
+    /// Starts the protocol instance (if this node runs one) with its
+    /// persisted safety data.
+    fn start(&mut self, protocol: Option<P>) -> Result<(), DriverError> {
         self.timers.clear();
         self.ledger.reset();
-        let mut replica = Replica::new(
-            self.committee.clone(),
-            me,
-            self.key.clone(),
-            self.config.replica.clone(),
-            head,
-        );
-        let effects = replica.handle(Input::Start { recovered }, now_ms(), &mut self.ledger);
-        self.replica = Some(replica);
-        self.apply(effects);
+        self.protocol = protocol;
+        if self.protocol.is_none() {
+            return Ok(());
+        }
+        let recovered = self.state.store.safety_data(P::SAFETY_KEY)?;
+        self.feed(Input::Start { recovered });
         Ok(())
+    }
+
+    /// A new protocol instance on the store's head (after block sync).
+    fn restart(&mut self) -> Result<(), DriverError> {
+        let protocol = match &self.setup {
+            Some(setup) => Some(P::new(
+                &self.context,
+                setup.clone(),
+                head_block(&self.state)?,
+            )?),
+            None => None,
+        };
+        self.start(protocol)
     }
 
     /// Runs until `shutdown` turns true.
@@ -249,9 +203,10 @@ impl Driver {
         txs_available: Arc<Notify>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), DriverError> {
-        self.start_replica()?;
+        let protocol = self.protocol.take();
+        self.start(protocol)?;
         self.publish_status();
-        let mut status_tick = tokio::time::interval(self.config.status_interval);
+        let mut status_tick = tokio::time::interval(self.status_interval);
         status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next_timer = self.next_timer_instant();
@@ -282,18 +237,26 @@ impl Driver {
         Ok(())
     }
 
-    // ----- feeding the replica -----
+    // ----- feeding the protocol -----
 
-    fn feed(&mut self, input: Input) {
-        if self.halted || self.sync.fetching.is_some() {
+    fn feed(&mut self, input: Input<P::Message, P::Timer>) {
+        if self.halted || self.sync.is_fetching() {
             return;
         }
-        let Some(replica) = self.replica.as_mut() else {
+        let Some(protocol) = self.protocol.as_mut() else {
             return;
         };
-        let effects = replica.handle(input, now_ms(), &mut self.ledger);
-        self.apply(effects);
+        match protocol.handle(input, now_ms(), &mut self.ledger) {
+            Ok(effects) => self.apply(effects),
+            Err(fault) => self.halt(format_args!("consensus failed: {fault}")),
+        }
         self.publish_status();
+    }
+
+    /// Stops feeding the protocol, for good.
+    fn halt(&mut self, why: std::fmt::Arguments<'_>) {
+        tracing::error!("{why}; halting consensus");
+        self.halted = true;
     }
 
     fn next_timer_instant(&self) -> Option<Instant> {
@@ -304,7 +267,7 @@ impl Driver {
 
     fn fire_timers(&mut self) {
         let now = now_ms();
-        let due: Vec<Timer> = self
+        let due: Vec<P::Timer> = self
             .timers
             .iter()
             .filter(|(_, at)| **at <= now)
@@ -318,83 +281,101 @@ impl Driver {
 
     // ----- effects -----
 
-    fn apply(&mut self, effects: Vec<Effect>) {
+    /// Carries out `effects` in order; stops at the first that halts
+    /// consensus.
+    fn apply(&mut self, effects: Vec<Effect<P::Timer>>) {
         for effect in effects {
+            if self.halted {
+                return;
+            }
             match effect {
-                Effect::PersistSafety(safety) => {
+                Effect::Persist(bytes) => {
                     // Written and flushed before any later effect.
-                    if let Err(e) = self
-                        .state
-                        .store
-                        .put_safety_data(SAFETY_KEY, &encoding::encode(&safety))
-                    {
-                        tracing::error!("persisting safety data failed: {e}; halting consensus");
-                        self.halted = true;
-                        return;
+                    if let Err(e) = self.state.store.put_safety_data(P::SAFETY_KEY, &bytes) {
+                        self.halt(format_args!("persisting safety data failed: {e}"));
                     }
                 }
-                Effect::Send { to, message } => {
-                    let Some(key) = self.committee.key(to).copied() else {
-                        continue;
-                    };
-                    let bytes = message.encode();
-                    let kind = kind_of(&message.payload);
-                    let forwarded = Some(message.author) != self.me;
-                    self.state
-                        .metrics
-                        .message_out("consensus", kind, bytes.len(), forwarded);
-                    if let Err(e) = self.net().send(&key, Channel::Consensus, bytes) {
-                        tracing::debug!("send to {to} failed: {e}");
-                        self.state.metrics.dropped("outbound_full");
-                    }
-                }
-                Effect::Broadcast(message) => {
-                    let bytes = message.encode();
-                    let kind = kind_of(&message.payload);
-                    let forwarded = Some(message.author) != self.me;
-                    self.state
-                        .metrics
-                        .message_out("consensus", kind, bytes.len(), forwarded);
-                    // Our own copy must not come back as new.
-                    let first_time = self.remember(Hash::digest(&bytes));
-                    if !first_time && !forwarded {
-                        // A re-send of our own message (a timeout repeated
-                        // while a view is stuck). Gossip ids are content
-                        // hashes and gossipsub refuses to publish the same
-                        // bytes twice, so re-sends go to each validator
-                        // directly.
-                        self.send_to_all(&bytes);
-                    } else if let Err(e) = self.net().publish(Channel::Consensus, bytes) {
-                        tracing::debug!("broadcast failed: {e}");
-                        self.state.metrics.dropped("outbound_full");
-                    }
-                }
-                Effect::SendSync { to, message } => {
-                    let Some(key) = self.committee.key(to).copied() else {
-                        continue;
-                    };
-                    let bytes = encode_sync(SYNC_TAG_REPLICA, encoding::encode(&message));
-                    self.state
-                        .metrics
-                        .message_out("sync", "catch_up", bytes.len(), false);
-                    if self.net().send(&key, Channel::Sync, bytes).is_err() {
-                        self.state.metrics.dropped("outbound_full");
-                    }
-                }
-                Effect::Commit(block) => self.commit(&block),
+                Effect::Send { to, message } => self.send(to, message),
+                Effect::Broadcast(message) => self.broadcast(message),
+                Effect::Extend { block, finalized } => self.extend(&block, finalized),
+                Effect::Finalize(height) => self.finalize(height),
+                Effect::Revert { ancestor } => self.halt(format_args!(
+                    "consensus asked to revert the chain to block {ancestor}, \
+                     but no store supports rolling back yet"
+                )),
                 Effect::ArmTimer { timer, at } => self.arm(timer, at),
                 Effect::CancelTimer(timer) => {
                     self.timers.remove(&timer);
                 }
-                Effect::Evidence(evidence) => {
-                    tracing::warn!(?evidence, "evidence of Byzantine behaviour");
-                    self.state.metrics.dropped("evidence");
+                Effect::RequestWork(work) => {
+                    tracing::debug!(parent = %work.parent, "consensus asked for mining work; this node has no miner yet");
                 }
+                Effect::Evidence(evidence) => self.on_evidence(&evidence),
             }
         }
     }
 
-    fn send_to_all(&self, bytes: &[u8]) {
+    fn on_evidence(&self, evidence: &Evidence) {
+        tracing::warn!(
+            kind = evidence.kind,
+            culprit = %evidence.culprit,
+            first = %P::describe(Channel::Consensus, &evidence.first),
+            second = %P::describe(Channel::Consensus, &evidence.second),
+            "evidence of Byzantine behaviour"
+        );
+        self.state.metrics.dropped("evidence");
+    }
+
+    /// The network channel and bytes an outgoing message travels as.
+    fn wire(message: &Outgoing) -> (net::Channel, Vec<u8>) {
+        match message.channel {
+            Channel::Consensus => (net::Channel::Consensus, message.bytes.clone()),
+            Channel::Sync => (net::Channel::Sync, frame(SYNC_TAG_PROTOCOL, &message.bytes)),
+        }
+    }
+
+    fn count_out(&self, channel: net::Channel, message: &Outgoing, bytes: usize) {
+        let forwarded = message.origin == Origin::Forwarded;
+        self.state
+            .metrics
+            .message_out(channel.name(), message.kind, bytes, forwarded);
+    }
+
+    fn send(&self, to: ValidatorIndex, message: Outgoing) {
+        let Some(key) = self.committee.key(to).copied() else {
+            return;
+        };
+        let (channel, bytes) = Self::wire(&message);
+        self.count_out(channel, &message, bytes.len());
+        if let Err(e) = self.net().send(&key, channel, bytes) {
+            tracing::debug!("send to {to} failed: {e}");
+            self.state.metrics.dropped("outbound_full");
+        }
+    }
+
+    fn broadcast(&mut self, message: Outgoing) {
+        let (channel, bytes) = Self::wire(&message);
+        self.count_out(channel, &message, bytes.len());
+        if channel == net::Channel::Sync {
+            // The sync channel is direct only.
+            self.send_to_all(channel, &bytes);
+            return;
+        }
+        // Our own copy must not come back as new.
+        let first_time = self.remember(Hash::digest(&bytes));
+        if !first_time && message.origin != Origin::Forwarded {
+            // A re-send of our own message (a timeout repeated while a
+            // view is stuck). Gossip ids are content hashes and gossipsub
+            // refuses to publish the same bytes twice, so re-sends go to
+            // each validator directly.
+            self.send_to_all(channel, &bytes);
+        } else if let Err(e) = self.net().publish(channel, bytes) {
+            tracing::debug!("broadcast failed: {e}");
+            self.state.metrics.dropped("outbound_full");
+        }
+    }
+
+    fn send_to_all(&self, channel: net::Channel, bytes: &[u8]) {
         for validator in self.committee.members() {
             if Some(validator) == self.me {
                 continue;
@@ -402,17 +383,13 @@ impl Driver {
             let Some(key) = self.committee.key(validator) else {
                 continue;
             };
-            if self
-                .net()
-                .send(key, Channel::Consensus, bytes.to_vec())
-                .is_err()
-            {
+            if self.net().send(key, channel, bytes.to_vec()).is_err() {
                 self.state.metrics.dropped("outbound_full");
             }
         }
     }
 
-    fn arm(&mut self, timer: Timer, at: u64) {
+    fn arm(&mut self, timer: P::Timer, at: u64) {
         if self.timers.len() >= MAX_TIMERS {
             // Drop the oldest views' timers: they can no longer matter.
             let keep = MAX_TIMERS / 2;
@@ -425,33 +402,58 @@ impl Driver {
         self.timers.insert(timer, at);
     }
 
-    fn commit(&mut self, block: &Block) {
+    /// Appends `block` to the chain: final at once (BFT), or not yet (the
+    /// finalized height stays where it is).
+    fn extend(&mut self, block: &Block, finalized: bool) {
         let height = block.header.height;
         let hash = block.hash();
         match self.state.store.block_hash_at(height) {
             Ok(Some(existing)) if existing == hash => return,
             Ok(Some(existing)) => {
-                tracing::error!(
-                    %height, %hash, %existing,
-                    "consensus committed a block that conflicts with the stored one: \
-                     more than f validators are faulty; halting consensus"
-                );
-                self.halted = true;
+                let cause = if finalized {
+                    "more than f validators are faulty"
+                } else {
+                    "the protocol did not revert it first"
+                };
+                self.halt(format_args!(
+                    "consensus extended the chain at height {height} with block {hash}, which \
+                     conflicts with the stored {existing}: {cause}"
+                ));
                 return;
             }
             _ => {}
         }
-        match self.ledger.commit(block) {
-            Ok(_) => self.after_commit(block),
-            Err(e) => {
-                tracing::error!(%height, %hash, "committing failed: {e}; halting consensus");
-                self.halted = true;
+        let final_height = if finalized {
+            height
+        } else {
+            match self.state.store.finalized_height() {
+                Ok(h) => h.unwrap_or(Height::GENESIS),
+                Err(e) => {
+                    self.halt(format_args!("reading the finalized height failed: {e}"));
+                    return;
+                }
             }
+        };
+        match self.ledger.commit(block, final_height) {
+            Ok(_) => self.after_commit(block, final_height),
+            Err(e) => self.halt(format_args!(
+                "storing block {hash} at height {height} failed: {e}"
+            )),
         }
     }
 
-    /// Mempool, metrics, events and status after a block was stored.
-    fn after_commit(&mut self, block: &Block) {
+    fn finalize(&mut self, height: Height) {
+        match self.state.store.set_finalized_height(height) {
+            Ok(()) => self.state.metrics.set_finalized_height(height.0),
+            Err(e) => self.halt(format_args!(
+                "raising the finalized height to {height} failed: {e}"
+            )),
+        }
+    }
+
+    /// Mempool, metrics, events and status after a block was stored, with
+    /// the chain final up to `finalized`.
+    fn after_commit(&mut self, block: &Block, finalized: Height) {
         let height = block.header.height;
         let hash = block.hash();
         let store = Arc::clone(&self.state.store);
@@ -461,7 +463,7 @@ impl Driver {
         }
         let metrics = &self.state.metrics;
         metrics.set_height(height.0);
-        metrics.set_finalized_height(height.0);
+        metrics.set_finalized_height(finalized.0);
         metrics.add_committed_txs(block.transactions.len() as u64);
         let age_ms = now_ms().saturating_sub(block.header.timestamp_ms);
         metrics.observe_commit_latency(age_ms as f64 / 1_000.0);
@@ -478,19 +480,25 @@ impl Driver {
     }
 
     fn publish_status(&self) {
-        let view = self.replica.as_ref().map_or(0, |r| r.view().0);
-        self.state.metrics.set_view(view);
-        if let Ok(mut status) = self.state.status.write() {
-            status.view = view;
-            status.syncing = self.sync.fetching.is_some();
-            let head = self
-                .state
-                .store
-                .head()
-                .ok()
-                .flatten()
-                .map_or(Height(0), |h| h.height());
-            status.sync_target = (self.sync.best_seen > head).then_some(self.sync.best_seen);
+        let status = self.protocol.as_ref().map(P::status);
+        let view = status.map_or(0, |s| s.view);
+        let syncing = self.sync.is_fetching();
+        let best_seen = self.sync.best_seen();
+        let metrics = &self.state.metrics;
+        metrics.set_view(view);
+        metrics.set_sync(syncing.then_some(best_seen.0), syncing);
+        let head = self
+            .state
+            .store
+            .head()
+            .ok()
+            .flatten()
+            .map_or(Height(0), |h| h.height());
+        if let Ok(mut live) = self.state.status.write() {
+            live.view = view;
+            live.phase = status.map(|s| s.phase);
+            live.syncing = syncing;
+            live.sync_target = (best_seen > head).then_some(best_seen);
         }
     }
 
@@ -516,8 +524,14 @@ impl Driver {
             bytes,
         } = message;
         match channel {
-            Channel::Consensus => self.on_consensus(from, bytes),
-            Channel::Transactions => {
+            net::Channel::Consensus => {
+                if !self.remember(Hash::digest(&bytes)) {
+                    self.state.metrics.dropped("duplicate");
+                    return;
+                }
+                self.on_protocol_bytes(from, Channel::Consensus, &bytes, bytes.len());
+            }
+            net::Channel::Transactions => {
                 self.state
                     .metrics
                     .message_in("transactions", "transaction", bytes.len());
@@ -525,89 +539,54 @@ impl Driver {
                     self.state.metrics.dropped("ingest_full");
                 }
             }
-            Channel::Sync => self.on_sync(from, bytes),
+            net::Channel::Sync => self.on_sync(from, &bytes),
         }
     }
 
-    fn on_consensus(&mut self, from: PublicKey, bytes: Vec<u8>) {
-        if !self.remember(Hash::digest(&bytes)) {
-            self.state.metrics.dropped("duplicate");
-            return;
-        }
-        match verify_message(&bytes, &self.committee) {
+    /// Verifies bytes for the protocol and feeds it what passes; `size` is
+    /// the message's size on the wire.
+    fn on_protocol_bytes(&mut self, from: PublicKey, channel: Channel, bytes: &[u8], size: usize) {
+        let sender = self.committee.index_of(&from);
+        match P::verify(&self.context, sender, channel, bytes) {
             Ok(message) => {
-                let kind = kind_of(&message.get().payload);
                 self.state
                     .metrics
-                    .message_in("consensus", kind, bytes.len());
-                if let Payload::Proposal(p) = &message.get().payload {
-                    self.sync.best_seen = self
-                        .sync
-                        .best_seen
-                        .max(Height(p.block.header.height.0.saturating_sub(3)));
+                    .message_in(wire_name(channel), P::message_kind(&message), size);
+                if let Some(height) = P::finalized_height_hint(&message) {
+                    self.sync.saw_final(height);
                 }
                 self.feed(Input::Message(message));
             }
             Err(e) => {
-                let (reason, why) = match &e {
-                    MessageError::Decode(_) | MessageError::MalformedBlock => {
-                        ("undecodable", Misbehaviour::Malformed)
-                    }
-                    MessageError::UnknownAuthor { .. } | MessageError::SenderNotAMember => {
-                        ("not_a_member", Misbehaviour::NotAMember)
-                    }
-                    MessageError::BadSignature { .. } | MessageError::BadCertificate { .. } => {
-                        ("bad_signature", Misbehaviour::BadSignature)
-                    }
-                    MessageError::NotLeader { .. } => ("not_leader", Misbehaviour::Malformed),
-                };
-                tracing::debug!("dropped a consensus message from {from}: {e}");
-                self.state.metrics.dropped(reason);
-                self.net().report(&from, why);
+                let reason = P::reject_reason(&e);
+                tracing::debug!("dropped a {channel:?} message from {from}: {e}");
+                self.state.metrics.dropped(reason.label());
+                self.net().report(&from, misbehaviour(reason));
             }
         }
     }
 
-    fn on_sync(&mut self, from: PublicKey, bytes: Vec<u8>) {
-        let Some((tag, body)) = bytes.split_first() else {
-            self.net().report(&from, Misbehaviour::Malformed);
-            return;
-        };
-        match *tag {
-            SYNC_TAG_REPLICA => {
-                self.state
-                    .metrics
-                    .message_in("sync", "catch_up", bytes.len());
-                let Ok(message) = decode_sync(body) else {
-                    self.state.metrics.dropped("undecodable");
-                    self.net().report(&from, Misbehaviour::Malformed);
-                    return;
-                };
-                let Some(index) = self.committee.index_of(&from) else {
-                    self.state.metrics.dropped("not_a_member");
-                    return;
-                };
-                if let SyncMessage::Response { blocks } = &message {
-                    for block in blocks {
-                        self.ledger.observe(block);
-                    }
-                }
-                self.feed(Input::Sync {
-                    from: index,
-                    message,
-                });
+    fn on_sync(&mut self, from: PublicKey, bytes: &[u8]) {
+        match unframe(bytes) {
+            Some(Frame::Protocol(body)) => {
+                self.on_protocol_bytes(from, Channel::Sync, body, bytes.len());
             }
-            SYNC_TAG_NODE => {
+            Some(Frame::Node(body)) => {
                 self.state.metrics.message_in("sync", "blocks", bytes.len());
-                match encoding::decode::<NodeSync>(body, crate::net::MAX_NETWORK_MESSAGE_BYTES) {
-                    Ok(message) => self.on_node_sync(from, message),
+                match NodeSync::decode(body) {
+                    Ok(message) => {
+                        let peers = self.live_peers();
+                        let actions = self.sync.on_message(from, message, Instant::now(), &peers);
+                        self.carry_out(actions);
+                        self.publish_status();
+                    }
                     Err(_) => {
                         self.state.metrics.dropped("undecodable");
                         self.net().report(&from, Misbehaviour::Malformed);
                     }
                 }
             }
-            _ => {
+            None => {
                 self.state.metrics.dropped("undecodable");
                 self.net().report(&from, Misbehaviour::Malformed);
             }
@@ -615,92 +594,6 @@ impl Driver {
     }
 
     // ----- block sync -----
-
-    fn head_height(&self) -> Height {
-        self.state
-            .store
-            .head()
-            .ok()
-            .flatten()
-            .map_or(Height(0), |h| h.height())
-    }
-
-    fn send_node_sync(&self, to: &PublicKey, message: &NodeSync) {
-        let bytes = encode_sync(SYNC_TAG_NODE, encoding::encode(message));
-        self.state
-            .metrics
-            .message_out("sync", "blocks", bytes.len(), false);
-        if self.net().send(to, Channel::Sync, bytes).is_err() {
-            self.state.metrics.dropped("outbound_full");
-        }
-    }
-
-    /// Asks the next peer for its height; gives up on a stalled fetch.
-    fn on_status_tick(&mut self) {
-        if let Some((peer, deadline)) = self.sync.fetching
-            && Instant::now() >= deadline
-        {
-            tracing::info!("sync request to {peer} timed out");
-            self.sync.fetching = None;
-            self.start_fetch();
-        }
-        let peers = self.live_peers();
-        self.state.metrics.set_peers(peers.len());
-        if peers.is_empty() {
-            return;
-        }
-        let i = self.sync.next_peer % peers.len();
-        self.sync.next_peer = self.sync.next_peer.wrapping_add(1);
-        if let Some(peer) = peers.get(i) {
-            self.send_node_sync(peer, &NodeSync::StatusRequest);
-        }
-        self.publish_status();
-    }
-
-    fn on_node_sync(&mut self, from: PublicKey, message: NodeSync) {
-        match message {
-            NodeSync::StatusRequest => {
-                let height = self.head_height();
-                self.send_node_sync(&from, &NodeSync::Status { height });
-            }
-            NodeSync::Status { height } => {
-                self.sync.best_seen = self.sync.best_seen.max(height);
-                if self.sync.fetching.is_none() && height.0 > self.head_height().0 + SYNC_LAG {
-                    self.fetch_from(from);
-                }
-                self.publish_status();
-            }
-            NodeSync::BlocksRequest { from: start, count } => {
-                let blocks = self.committed_blocks(start, count.min(MAX_SYNC_BATCH));
-                self.send_node_sync(&from, &NodeSync::Blocks { blocks });
-            }
-            NodeSync::Blocks { blocks } => {
-                if self.sync.fetching.map(|(peer, _)| peer) != Some(from) {
-                    return;
-                }
-                self.on_blocks(from, blocks);
-            }
-        }
-    }
-
-    /// Committed blocks from `start`, up to `count` and the response's
-    /// byte budget.
-    fn committed_blocks(&self, start: Height, count: u32) -> Vec<Block> {
-        let mut blocks = Vec::new();
-        let mut bytes = 0usize;
-        for i in 0..u64::from(count) {
-            let height = Height(start.0.saturating_add(i));
-            let Ok(Some(block)) = self.state.store.block_at(height) else {
-                break;
-            };
-            bytes = bytes.saturating_add(encoding::encode(&block).len());
-            if bytes > MAX_SYNC_RESPONSE_BYTES && !blocks.is_empty() {
-                break;
-            }
-            blocks.push(block);
-        }
-        blocks
-    }
 
     /// Connected peers that are not banned.
     fn live_peers(&self) -> Vec<PublicKey> {
@@ -712,140 +605,102 @@ impl Driver {
             .collect()
     }
 
-    fn start_fetch(&mut self) {
+    fn on_status_tick(&mut self) {
         let peers = self.live_peers();
-        let i = self.sync.next_peer % peers.len().max(1);
-        if let Some(peer) = peers.get(i).copied() {
-            self.fetch_from(peer);
-        } else {
-            self.finish_sync();
-        }
-    }
-
-    fn fetch_from(&mut self, peer: PublicKey) {
-        let from = Height(self.head_height().0.saturating_add(1));
-        if self.sync.fetching.is_none() {
-            tracing::info!(
-                from = %from, target = %self.sync.best_seen, "behind peers: syncing committed blocks"
-            );
-        }
-        self.sync.fetching = Some((peer, Instant::now() + self.config.sync_timeout));
-        self.state
-            .metrics
-            .set_sync(Some(self.sync.best_seen.0), true);
-        self.send_node_sync(
-            &peer,
-            &NodeSync::BlocksRequest {
-                from,
-                count: self.config.sync_batch,
-            },
-        );
+        self.state.metrics.set_peers(peers.len());
+        let actions = self.sync.on_tick(Instant::now(), &peers);
+        self.carry_out(actions);
         self.publish_status();
     }
 
-    fn on_blocks(&mut self, from: PublicKey, blocks: Vec<Block>) {
-        let proved = match self.provably_committed(&blocks) {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!("invalid sync response from {from}: {e}");
-                self.net().report(&from, Misbehaviour::BadSignature);
-                self.sync.fetching = None;
-                self.start_fetch();
-                return;
+    /// Carries out what block sync asked for, in order.
+    fn carry_out(&mut self, actions: Vec<SyncAction>) {
+        for action in actions {
+            match action {
+                SyncAction::Send(to, message) => self.send_node_sync(&to, &message),
+                SyncAction::Apply { from, blocks } => {
+                    let applied = self.apply_synced(&blocks);
+                    let next = self.sync.applied(from, applied, Instant::now());
+                    self.carry_out(next);
+                }
+                SyncAction::Report(peer, why) => self.net().report(&peer, why),
+                SyncAction::Rejoin => {
+                    if let Err(e) = self.restart() {
+                        self.halt(format_args!("restarting consensus after sync failed: {e}"));
+                    }
+                }
             }
-        };
-        let mut applied = 0usize;
-        for block in blocks.iter().take(proved) {
-            match self.ledger.commit(block) {
+        }
+    }
+
+    fn send_node_sync(&self, to: &PublicKey, message: &NodeSync) {
+        let bytes = message.encode();
+        self.state
+            .metrics
+            .message_out("sync", message.kind(), bytes.len(), false);
+        if self.net().send(to, net::Channel::Sync, bytes).is_err() {
+            self.state.metrics.dropped("outbound_full");
+        }
+    }
+
+    /// Stores blocks that block sync proved final, in order, up to the
+    /// first that does not apply.
+    fn apply_synced(&mut self, blocks: &[Block]) -> Applied {
+        let mut applied = Applied::default();
+        for block in blocks {
+            match self.ledger.commit(block, block.header.height) {
                 Ok(_) => {
-                    self.after_commit(block);
-                    applied += 1;
+                    self.after_commit(block, block.header.height);
+                    applied.count += 1;
+                }
+                Err(e) if is_local(&e) => {
+                    self.halt(format_args!("storing a synced block failed: {e}"));
+                    break;
                 }
                 Err(e) => {
                     tracing::warn!("a synced block does not apply: {e}");
-                    self.net().report(&from, Misbehaviour::Malformed);
+                    applied.rejected = true;
                     break;
                 }
             }
         }
-        let head = self.head_height();
-        tracing::info!(applied, head = %head, target = %self.sync.best_seen, "sync progress");
-        if applied > 0 && self.sync.best_seen.0 > head.0 + SYNC_LAG {
-            self.fetch_from(from);
-        } else {
-            self.finish_sync();
-        }
-    }
-
-    fn finish_sync(&mut self) {
-        let was = self.sync.fetching.take().is_some();
-        self.state.metrics.set_sync(None, false);
-        if was {
-            tracing::info!(head = %self.head_height(), "sync done; rejoining consensus");
-            if let Err(e) = self.start_replica() {
-                tracing::error!("restarting consensus after sync failed: {e}");
-                self.halted = true;
-            }
-        }
-        self.publish_status();
-    }
-
-    /// How many of `blocks` (which must start right above our head) are
-    /// proved committed by a three-chain among them; an error if any block
-    /// does not link or its certificate does not verify.
-    fn provably_committed(&self, blocks: &[Block]) -> Result<usize, String> {
-        let head = self
-            .state
-            .store
-            .head()
-            .map_err(|e| e.to_string())?
-            .ok_or("no head")?;
-        let mut parent = head.hash;
-        let mut height = head.height();
-        let mut views = Vec::with_capacity(blocks.len());
-        for block in blocks {
-            let hash = block.hash();
-            if block.header.parent != parent || block.header.height.0 != height.0 + 1 {
-                return Err(format!("block {hash} does not extend {parent}"));
-            }
-            let cert = parent_cert(block).ok_or("a block without a BFT certificate")?;
-            let view = block_view(block).ok_or("a block without a view")?;
-            if cert.block != parent || View(cert.view) >= view {
-                return Err(format!(
-                    "block {hash} carries a certificate for another block"
-                ));
-            }
-            verify_qc(&self.committee, cert).map_err(|e| e.to_string())?;
-            views.push((view, View(cert.view)));
-            parent = hash;
-            height = block.header.height;
-        }
-        // Block i is committed if blocks i+1 and i+2 follow it in
-        // consecutive views and block i+3 certifies block i+2.
-        let mut proved = 0;
-        for i in 0..blocks.len() {
-            let (Some((v0, _)), Some((v1, c1)), Some((v2, c2)), Some((_, c3))) = (
-                views.get(i),
-                views.get(i + 1),
-                views.get(i + 2),
-                views.get(i + 3),
-            ) else {
-                break;
-            };
-            if *c1 == *v0 && *c2 == *v1 && v1.0 == v0.0 + 1 && v2.0 == v1.0 + 1 && *c3 == *v2 {
-                proved = i + 1;
-            }
-        }
-        Ok(proved)
+        applied
     }
 }
 
-fn kind_of(payload: &Payload) -> &'static str {
-    match payload {
-        Payload::Proposal(_) => "proposal",
-        Payload::Vote(_) => "vote",
-        Payload::Timeout(_) => "timeout",
+/// The store's head block.
+fn head_block(state: &NodeState) -> Result<Block, DriverError> {
+    let head = state.store.head()?.ok_or(DriverError::NoHead)?;
+    state.store.block(&head.hash)?.ok_or(DriverError::NoHead)
+}
+
+/// The metrics name of the network channel a protocol channel travels on.
+fn wire_name(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Consensus => net::Channel::Consensus.name(),
+        Channel::Sync => net::Channel::Sync.name(),
     }
+}
+
+/// How a rejection counts against the peer that sent it.
+pub fn misbehaviour(reason: RejectReason) -> Misbehaviour {
+    match reason {
+        RejectReason::Undecodable | RejectReason::Malformed | RejectReason::NotLeader => {
+            Misbehaviour::Malformed
+        }
+        RejectReason::NotAMember => Misbehaviour::NotAMember,
+        RejectReason::BadSignature | RejectReason::BadCertificate => Misbehaviour::BadSignature,
+    }
+}
+
+/// True if committing failed because of this node, not the block.
+fn is_local(error: &CommitError) -> bool {
+    matches!(
+        error,
+        CommitError::Store(_)
+            | CommitError::NoHead
+            | CommitError::Execution(ExecutionError::Storage(_))
+    )
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -855,53 +710,21 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// The transaction ingest task: decodes transactions from peers, verifies
-/// their signatures in batches (outside the mempool lock) and admits them;
-/// wakes the driver when any were new. A peer whose transactions do not
-/// decode or verify is reported.
-pub async fn ingest_transactions(
-    state: Arc<NodeState>,
-    mut queue: mpsc::Receiver<(PublicKey, Vec<u8>)>,
-    txs_available: Arc<Notify>,
-) {
-    while let Some(first) = queue.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < INGEST_BATCH {
-            match queue.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
-            }
-        }
-        let mut decoded: Vec<(PublicKey, Transaction)> = Vec::with_capacity(batch.len());
-        for (from, bytes) in batch {
-            match encoding::decode::<Transaction>(&bytes, phalanx_chain::tx::MAX_TX_BYTES) {
-                Ok(tx) => decoded.push((from, tx)),
-                Err(_) => {
-                    state.metrics.dropped("undecodable");
-                    state.net.report(&from, Misbehaviour::Malformed);
-                }
-            }
-        }
-        let txs: Vec<Transaction> = decoded.iter().map(|(_, tx)| tx.clone()).collect();
-        let verdicts = tokio::task::spawn_blocking(move || Mempool::verify_batch(&txs))
-            .await
-            .unwrap_or_default();
-        let mut admitted = 0usize;
-        if let Ok(mut pool) = state.mempool.lock() {
-            for ((from, tx), valid) in decoded.into_iter().zip(verdicts) {
-                if !valid {
-                    state.metrics.dropped("bad_signature");
-                    state.net.report(&from, Misbehaviour::BadSignature);
-                    continue;
-                }
-                if pool.admit_verified(tx, &*state.store).is_ok() {
-                    admitted += 1;
-                }
-            }
-            state.metrics.set_mempool(pool.len(), pool.bytes());
-        }
-        if admitted > 0 {
-            txs_available.notify_one();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejections_count_against_the_peer_by_kind() {
+        for (reason, why) in [
+            (RejectReason::Undecodable, Misbehaviour::Malformed),
+            (RejectReason::Malformed, Misbehaviour::Malformed),
+            (RejectReason::NotLeader, Misbehaviour::Malformed),
+            (RejectReason::NotAMember, Misbehaviour::NotAMember),
+            (RejectReason::BadSignature, Misbehaviour::BadSignature),
+            (RejectReason::BadCertificate, Misbehaviour::BadSignature),
+        ] {
+            assert_eq!(misbehaviour(reason), why, "{reason}");
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::shared::NodeState;
 use phalanx_chain::speculative::{CommitError, DEFAULT_MAX_SPECULATIVE_BLOCKS, Speculative};
-use phalanx_chain::{Address, Block, Hash, Justification, StateChanges, Store};
+use phalanx_chain::{Address, Block, Hash, Height, Justification, StateChanges, Store};
 use phalanx_consensus::{InvalidBlock, Ledger, LedgerError};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -58,10 +58,10 @@ impl NodeLedger {
 
     /// Keeps an uncommitted block on disk (see [`PENDING_SLOTS`]).
     fn persist_pending(&self, block: &Block) {
-        let Some(view) = phalanx_consensus::hotstuff::block_view(block) else {
+        let Justification::Bft { view, .. } = block.header.justification else {
             return;
         };
-        let slot = view.0 % PENDING_SLOTS;
+        let slot = view % PENDING_SLOTS;
         let bytes = phalanx_chain::encoding::encode(block);
         if let Err(e) = self.store().put_safety_data(&pending_key(slot), &bytes) {
             tracing::warn!("keeping an uncommitted block on disk failed: {e}");
@@ -101,10 +101,15 @@ impl NodeLedger {
     }
 
     /// Executes (or reuses the validated state of) `block` on the head and
-    /// commits it: stored atomically and flushed.
-    pub fn commit(&mut self, block: &Block) -> Result<StateChanges, CommitError> {
+    /// commits it with the chain final up to `finalized`: stored
+    /// atomically and flushed.
+    pub fn commit(
+        &mut self,
+        block: &Block,
+        finalized: Height,
+    ) -> Result<StateChanges, CommitError> {
         let store = Arc::clone(&self.state.store);
-        self.speculative.commit(&*store, block, block.header.height)
+        self.speculative.commit(&*store, block, finalized)
     }
 
     /// Remembers a block that arrived through catch-up, so its state can be

@@ -4,8 +4,10 @@
 //! - [`net`]: the [`net::Gossip`] trait, over libp2p or in memory.
 //! - [`mempool`]: transactions waiting for a block, bounded.
 //! - [`ledger`]: block building and validation on uncommitted state.
-//! - [`driver`]: runs the consensus state machine and carries out its
-//!   effects; block sync.
+//! - [`driver`]: runs the consensus protocol (through the seam
+//!   `phalanx_consensus::Protocol`) and carries out its effects.
+//! - [`sync`]: block sync, the driver's component for catching up.
+//! - [`ingest`]: verifies gossiped transactions into the mempool.
 //! - [`api`]: the HTTP API; [`metrics`]: Prometheus metrics.
 //! - [`node`]: puts them together.
 
@@ -13,9 +15,11 @@ pub mod api;
 pub mod config;
 pub mod driver;
 pub mod home;
+pub mod ingest;
 pub mod ledger;
 pub mod mempool;
 pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod shared;
+pub mod sync;

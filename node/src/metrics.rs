@@ -8,9 +8,11 @@
 //! protocol's own message complexity stays visible apart from the
 //! forwarding that makes delivery robust (docs: DESIGN.md, step 4).
 //!
-//! Label values come from the node's own code (channel and kind names,
-//! drop reasons, route templates), never from a peer or a client, so the
-//! number of series is bounded.
+//! Label values come from the node's own code and its protocol (channel
+//! and kind names, drop reasons, route templates), never from a peer or a
+//! client, so the number of series is bounded. They are snake_case: a
+//! protocol's kebab-case names (`catch-up`, `not-a-member`) are written
+//! with underscores (`catch_up`, `not_a_member`).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -75,6 +77,11 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
     }
+}
+
+/// A label value in snake_case (see the module docs).
+fn label(name: &str) -> String {
+    name.replace('-', "_")
 }
 
 /// A gauge value from a `u64` (saturating at `i64::MAX`).
@@ -235,8 +242,8 @@ impl Metrics {
     /// A message of `bytes` received on `channel`, of kind `kind`.
     pub fn message_in(&self, channel: &str, kind: &str, bytes: usize) {
         let labels = MessageLabels {
-            channel: channel.to_owned(),
-            kind: kind.to_owned(),
+            channel: label(channel),
+            kind: label(kind),
         };
         self.messages_in.get_or_create(&labels).inc();
         self.bytes_in
@@ -248,8 +255,8 @@ impl Metrics {
     /// forwarded copy of another's.
     pub fn message_out(&self, channel: &str, kind: &str, bytes: usize, forwarded: bool) {
         let labels = SentLabels {
-            channel: channel.to_owned(),
-            kind: kind.to_owned(),
+            channel: label(channel),
+            kind: label(kind),
             origin: if forwarded { "forwarded" } else { "authored" },
         };
         self.messages_out.get_or_create(&labels).inc();
@@ -261,7 +268,7 @@ impl Metrics {
     /// Something was dropped (a malformed message, a full queue, ...).
     pub fn dropped(&self, reason: &str) {
         let labels = ReasonLabels {
-            reason: reason.to_owned(),
+            reason: label(reason),
         };
         self.dropped.get_or_create(&labels).inc();
     }
@@ -312,6 +319,8 @@ mod tests {
         m.message_out("consensus", "vote", 120, true);
         m.message_out("consensus", "vote", 100, true);
         m.dropped("malformed");
+        m.dropped("not-a-member");
+        m.message_out("sync", "catch-up", 10, false);
         m.set_sync(Some(12), true);
         m.http_request("/status", 200);
         let text = m.render();
@@ -330,6 +339,8 @@ mod tests {
             "phalanx_messages_sent_total{channel=\"consensus\",kind=\"vote\",origin=\"forwarded\"} 2",
             "phalanx_messages_sent_bytes_total{channel=\"consensus\",kind=\"vote\",origin=\"forwarded\"} 220",
             "phalanx_dropped_total{reason=\"malformed\"} 1",
+            "phalanx_dropped_total{reason=\"not_a_member\"} 1",
+            "phalanx_messages_sent_total{channel=\"sync\",kind=\"catch_up\",origin=\"authored\"} 1",
             "phalanx_syncing 1",
             "phalanx_sync_target_height 12",
             "phalanx_http_requests_total{route=\"/status\",status=\"200\"} 1",

@@ -3,19 +3,23 @@
 
 use crate::api::{self, ApiConfig};
 use crate::config::{self, Config};
-use crate::driver::{self, Driver, DriverConfig, INGEST_QUEUE};
+use crate::driver::{Driver, DriverConfig};
+use crate::ingest::{self, INGEST_QUEUE};
 use crate::mempool::{Mempool, MempoolConfig};
 use crate::metrics::Metrics;
 use crate::net::p2p::{Multiaddr, P2p, P2pConfig};
 use crate::net::{Gossip, Inbound};
 use crate::shared::{EVENT_BUFFER, LiveStatus, NodeState};
+use crate::sync::SyncConfig;
 use anyhow::{Context, anyhow, bail};
-use phalanx_chain::{Genesis, SledStore, Store};
-use phalanx_consensus::Committee;
-use phalanx_consensus::hotstuff::Config as ReplicaConfig;
-use phalanx_crypto::Keypair;
+use phalanx_chain::{ConsensusKind, Genesis, SledStore, Store};
+use phalanx_consensus::hotstuff::HotStuff;
+use phalanx_consensus::{Committee, Protocol};
+use phalanx_crypto::{Keypair, PublicKey};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -82,6 +86,7 @@ pub async fn start(parts: Parts) -> anyhow::Result<RunningNode> {
         inbound,
         api,
     } = parts;
+    let start_driver = driver_for(genesis.consensus)?;
     let committee = Committee::from_genesis(&genesis).context("the genesis committee")?;
     let head = store
         .init_genesis(&genesis)
@@ -113,37 +118,44 @@ pub async fn start(parts: Parts) -> anyhow::Result<RunningNode> {
     state.metrics.set_height(head.height().0);
     tracing::info!(
         chain_id = %genesis.chain_id,
+        consensus = %genesis.consensus,
         validator = ?validator,
         height = %head.height(),
         key = %key.public(),
         "node starting"
     );
-    let byzantine = config.byzantine().map_err(|e| anyhow!(e))?;
-    if let Some(b) = byzantine {
+    let tuning = config.tuning().map_err(|e| anyhow!(e))?;
+    if let Some(b) = tuning.byzantine {
         tracing::warn!("this node is Byzantine on purpose: {b}");
     }
     let driver_config = DriverConfig {
-        replica: ReplicaConfig {
-            base_timeout_ms: config.consensus.base_timeout_ms,
-            max_timeout_ms: config.consensus.max_timeout_ms,
-            forward: config.consensus.forward,
-            byzantine,
-            max_batch_delay_ms: config.consensus.max_batch_delay_ms,
-            empty_block_delay_ms: config.consensus.empty_block_delay_ms,
-            ..ReplicaConfig::default()
-        },
+        tuning,
         batch_size: config.consensus.batch_size,
-        sync_batch: config.sync.batch_blocks,
-        sync_timeout: Duration::from_millis(config.sync.request_timeout_ms),
+        sync: SyncConfig {
+            batch_blocks: config.sync.batch_blocks,
+            request_timeout: Duration::from_millis(config.sync.request_timeout_ms),
+        },
         status_interval: Duration::from_millis(config.sync.status_interval_ms.max(100)),
     };
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (ingest_tx, ingest_rx) = mpsc::channel(INGEST_QUEUE);
+    // Set up before any task runs: a protocol that refuses this key or
+    // config stops start-up.
+    let driver = start_driver(DriverParts {
+        state: Arc::clone(&state),
+        committee,
+        key,
+        config: driver_config,
+        ingest: ingest_tx,
+        inbound,
+        txs_available: Arc::clone(&txs_available),
+        shutdown: shutdown_rx.clone(),
+    })?;
     let mut others = Vec::new();
-    others.push(tokio::spawn(driver::ingest_transactions(
+    others.push(tokio::spawn(ingest::ingest_transactions(
         Arc::clone(&state),
         ingest_rx,
-        Arc::clone(&txs_available),
+        txs_available,
     )));
     let mut api_addr = None;
     if let Some(listener) = api {
@@ -155,7 +167,7 @@ pub async fn start(parts: Parts) -> anyhow::Result<RunningNode> {
             max_event_subscribers: config.api.max_event_subscribers,
             admin_api: config.testnet.admin_api,
         };
-        let mut stop = shutdown_rx.clone();
+        let mut stop = shutdown_rx;
         let api_state = Arc::clone(&state);
         others.push(tokio::spawn(async move {
             let signal = async move {
@@ -166,12 +178,7 @@ pub async fn start(parts: Parts) -> anyhow::Result<RunningNode> {
             }
         }));
     }
-    let driver = Driver::new(Arc::clone(&state), committee, key, driver_config, ingest_tx);
-    let driver = tokio::spawn(async move {
-        if let Err(e) = driver.run(inbound, txs_available, shutdown_rx).await {
-            tracing::error!("consensus stopped: {e}");
-        }
-    });
+    let driver = tokio::spawn(driver);
     Ok(RunningNode {
         state,
         api_addr,
@@ -179,6 +186,77 @@ pub async fn start(parts: Parts) -> anyhow::Result<RunningNode> {
         driver,
         others,
     })
+}
+
+/// What the driver task is started with.
+struct DriverParts {
+    state: Arc<NodeState>,
+    committee: Committee,
+    key: Keypair,
+    config: DriverConfig,
+    ingest: mpsc::Sender<(PublicKey, Vec<u8>)>,
+    inbound: mpsc::Receiver<Inbound>,
+    txs_available: Arc<Notify>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// The driver task, set up and ready to spawn.
+type DriverTask = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Sets up the driver of one protocol.
+type StartDriver = fn(DriverParts) -> anyhow::Result<DriverTask>;
+
+/// Refuses a genesis whose protocol this node does not run yet.
+pub fn check_protocol(kind: ConsensusKind) -> anyhow::Result<()> {
+    driver_for(kind).map(|_| ())
+}
+
+/// What starts the driver for the genesis's protocol.
+fn driver_for(kind: ConsensusKind) -> anyhow::Result<StartDriver> {
+    starter(kind).ok_or_else(|| {
+        let built: Vec<String> = [
+            ConsensusKind::Pbft,
+            ConsensusKind::Hotstuff,
+            ConsensusKind::Pow,
+        ]
+        .into_iter()
+        .filter(|k| starter(*k).is_some())
+        .map(|k| k.to_string())
+        .collect();
+        anyhow!(
+            "genesis consensus = \"{kind}\" is not built yet: this node runs {}",
+            built.join(", ")
+        )
+    })
+}
+
+/// The one place in the node that names a protocol: a protocol is added
+/// by giving its kind a line here.
+fn starter(kind: ConsensusKind) -> Option<StartDriver> {
+    match kind {
+        ConsensusKind::Hotstuff => Some(start_driver::<HotStuff>),
+        ConsensusKind::Pbft | ConsensusKind::Pow => None,
+    }
+}
+
+fn start_driver<P: Protocol + 'static>(parts: DriverParts) -> anyhow::Result<DriverTask> {
+    let DriverParts {
+        state,
+        committee,
+        key,
+        config,
+        ingest,
+        inbound,
+        txs_available,
+        shutdown,
+    } = parts;
+    let driver = Driver::<P>::new(state, committee, key, config, ingest)
+        .with_context(|| format!("starting {} consensus", P::KIND))?;
+    Ok(Box::pin(async move {
+        if let Err(e) = driver.run(inbound, txs_available, shutdown).await {
+            tracing::error!("consensus stopped: {e}");
+        }
+    }))
 }
 
 /// Everything `phalanx-node --home DIR` needs, loaded and checked.
@@ -235,6 +313,7 @@ pub async fn run_home(home_dir: &Path) -> anyhow::Result<()> {
         genesis,
         key,
     } = load_home(home_dir)?;
+    check_protocol(genesis.consensus)?;
     let data = home_dir.join(&config.node.data_dir);
     let store = SledStore::open(&data)
         .with_context(|| format!("opening the database in {}", data.display()))?;
@@ -357,5 +436,17 @@ mod tests {
             "/ip4/10.0.0.2/tcp/26650"
         );
         assert_eq!(listen_address_for("/memory/3"), "/memory/3");
+    }
+
+    #[test]
+    fn only_hotstuff_runs_so_far() {
+        assert!(check_protocol(ConsensusKind::Hotstuff).is_ok());
+        for kind in [ConsensusKind::Pbft, ConsensusKind::Pow] {
+            let err = check_protocol(kind).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!("genesis consensus = \"{kind}\" is not built yet: this node runs hotstuff")
+            );
+        }
     }
 }

@@ -29,6 +29,10 @@ pub struct BlockEvent {
 pub struct LiveStatus {
     /// The consensus view the node is in.
     pub view: u64,
+    /// What the protocol is doing in that view (`normal`, `timed-out`,
+    /// ...); `None` when the node runs no protocol instance (it is not a
+    /// validator).
+    pub phase: Option<&'static str>,
     /// True while the node is fetching committed blocks from peers.
     pub syncing: bool,
     /// The highest committed height a peer has shown us, if above ours.

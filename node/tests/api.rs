@@ -157,6 +157,7 @@ async fn start(options: Options) -> TestNode {
         mempool: Mutex::new(Mempool::new(options.mempool, chain_id())),
         status: RwLock::new(LiveStatus {
             view: 3,
+            phase: Some("normal"),
             syncing: false,
             sync_target: None,
         }),
@@ -355,7 +356,8 @@ async fn every_endpoint_answers_as_documented() {
         status.1,
         json!({
             "chain_id": CHAIN, "consensus": "hotstuff", "validator": 0, "height": 0,
-            "head_hash": genesis_hash, "finalized_height": 0, "view": 3, "peers": 1,
+            "head_hash": genesis_hash, "finalized_height": 0, "view": 3, "phase": "normal",
+            "peers": 1,
             "mempool_size": 0, "mempool_bytes": 0, "syncing": false, "sync_target": null
         })
     );

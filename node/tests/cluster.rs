@@ -269,3 +269,52 @@ async fn the_whole_network_restarts_and_the_chain_moves_on() {
         node.stop().await;
     }
 }
+
+/// A node whose key is not in the committee runs no protocol instance
+/// (its status has no phase) and follows the chain through block sync
+/// alone; the validators report their phase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_follows_the_chain_through_block_sync() {
+    init_logs();
+    let chain = test_chain(4, 1);
+    let net = MemoryNet::new();
+    let nodes = start_memory_nodes(&chain, &net).await;
+    let observer_key = phalanx_crypto::Keypair::from_seed(&[55; 32]);
+    let (gossip, inbound) = net.join(observer_key.public(), 8_192);
+    let store: std::sync::Arc<dyn phalanx_chain::Store> =
+        std::sync::Arc::new(phalanx_chain::MemStore::new());
+    let observer = phalanx_node::node::start(phalanx_node::node::Parts {
+        config: quick_config(),
+        genesis: chain.genesis.clone(),
+        key: observer_key,
+        store: store.clone(),
+        net: std::sync::Arc::new(gossip),
+        inbound,
+        api: None,
+    })
+    .await
+    .unwrap();
+    wait_for(
+        "the observer to sync 20 blocks",
+        Duration::from_secs(120),
+        || head_of(&*store).0 >= 20,
+    )
+    .await;
+    assert_eq!(observer.state.validator, None);
+    assert_eq!(observer.state.live().phase, None);
+    let phase = nodes[0].state.live().phase;
+    assert!(matches!(phase, Some("normal" | "timed-out")), "{phase:?}");
+    let observed = head_of(&*store).0;
+    for h in 0..=observed {
+        let height = phalanx_chain::Height(h);
+        assert_eq!(
+            store.block_hash_at(height).unwrap(),
+            nodes[0].state.store.block_hash_at(height).unwrap(),
+            "height {h}"
+        );
+    }
+    observer.stop().await;
+    for node in nodes {
+        node.stop().await;
+    }
+}

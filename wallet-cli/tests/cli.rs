@@ -361,8 +361,24 @@ fn a_transfer_waits_for_finality_and_the_chain_can_be_inspected() {
     let status = wallet.json(&["status"]);
     assert_eq!(status["chain_id"], CHAIN);
     assert_eq!(status["consensus"], "hotstuff");
+    assert!(status["view"].is_u64(), "{status}");
+    assert!(status["phase"].is_string(), "{status}");
     let text = wallet.ok(&["status"]);
     assert!(text.contains(&node.url) && text.contains(CHAIN), "{text}");
+    let line = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key).filter(|rest| rest.starts_with(' ')))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {key} line in {text}"))
+            .to_owned()
+    };
+    assert_eq!(line("consensus"), "hotstuff");
+    assert!(line("view").parse::<u64>().is_ok(), "{text}");
+    // A validator runs the protocol: its phase is never null (-).
+    assert!(
+        ["normal", "timed-out"].contains(&line("phase").as_str()),
+        "{text}"
+    );
 
     let balance = wallet.json(&["balance", "faucet"]);
     assert_eq!(balance["balance"], FAUCET_BALANCE);

@@ -58,6 +58,7 @@ pub async fn status(State(api): State<Api>) -> Result<Json<StatusView>, ApiError
         head_hash: head.map(|h| h.hash),
         finalized_height,
         view: live.view,
+        phase: live.phase,
         peers,
         mempool_size,
         mempool_bytes,

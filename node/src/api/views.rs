@@ -21,6 +21,9 @@ pub struct StatusView {
     pub head_hash: Option<Hash>,
     pub finalized_height: Option<Height>,
     pub view: u64,
+    /// What the protocol is doing in that view; null if this node runs no
+    /// protocol instance.
+    pub phase: Option<&'static str>,
     /// Connected peers.
     pub peers: usize,
     pub mempool_size: usize,

@@ -127,6 +127,7 @@ pub async fn status(ctx: &Context) -> Result<(), WalletError> {
             ("finalized", field("/finalized_height")),
             ("head", field("/head_hash")),
             ("view", field("/view")),
+            ("phase", field("/phase")),
             ("validator", field("/validator")),
             ("peers", field("/peers")),
             (

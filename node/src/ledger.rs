@@ -15,11 +15,19 @@ use std::sync::Arc;
 /// message).
 pub const MAX_PROPOSAL_TX_BYTES: usize = 2 * 1024 * 1024;
 
-/// Uncommitted blocks kept on disk, one slot per view modulo this, so that
-/// after every node restarts the blocks the latest quorum certificates point
-/// at can still be served to the next leader (they are in no committed
-/// chain yet, and otherwise only in memory).
-const PENDING_SLOTS: u64 = 32;
+/// Uncommitted blocks kept on disk, so that after every node restarts the
+/// blocks the latest certificates point at (a HotStuff QC, a PBFT prepared
+/// certificate in a view change) can still be served to the next leader:
+/// they are in no committed chain yet, and otherwise only in memory. One
+/// slot per (view modulo 32, height modulo 8): a HotStuff view makes one
+/// block, a PBFT view several consecutive heights.
+const VIEW_SLOTS: u64 = 32;
+const HEIGHT_SLOTS: u64 = 8;
+const PENDING_SLOTS: u64 = VIEW_SLOTS * HEIGHT_SLOTS;
+
+fn pending_slot(view: u64, height: Height) -> u64 {
+    (view % VIEW_SLOTS) * HEIGHT_SLOTS + height.0 % HEIGHT_SLOTS
+}
 
 fn pending_key(slot: u64) -> Vec<u8> {
     let mut key = b"pending-block/".to_vec();
@@ -61,7 +69,7 @@ impl NodeLedger {
         let Justification::Bft { view, .. } = block.header.justification else {
             return;
         };
-        let slot = view % PENDING_SLOTS;
+        let slot = pending_slot(view, block.header.height);
         let bytes = phalanx_chain::encoding::encode(block);
         if let Err(e) = self.store().put_safety_data(&pending_key(slot), &bytes) {
             tracing::warn!("keeping an uncommitted block on disk failed: {e}");
@@ -148,6 +156,27 @@ impl Ledger for NodeLedger {
                 Ok(pool) => pool.select(view, batch, MAX_PROPOSAL_TX_BYTES),
                 Err(_) => Vec::new(),
             },
+        )?;
+        self.persist_pending(&block);
+        Ok(block)
+    }
+
+    fn build_empty_block(
+        &mut self,
+        parent: &Block,
+        proposer: Address,
+        timestamp_ms: u64,
+        justification: Justification,
+    ) -> Result<Block, LedgerError> {
+        let store = Arc::clone(&self.state.store);
+        let timestamp_ms = timestamp_ms.max(parent.header.timestamp_ms);
+        let block = self.speculative.build(
+            &*store,
+            parent,
+            proposer,
+            timestamp_ms,
+            justification,
+            |_| Vec::new(),
         )?;
         self.persist_pending(&block);
         Ok(block)

@@ -14,6 +14,7 @@ use crate::sync::SyncConfig;
 use anyhow::{Context, anyhow, bail};
 use phalanx_chain::{ConsensusKind, Genesis, SledStore, Store};
 use phalanx_consensus::hotstuff::HotStuff;
+use phalanx_consensus::pbft::Pbft;
 use phalanx_consensus::{Committee, Protocol};
 use phalanx_crypto::{Keypair, PublicKey};
 use std::future::Future;
@@ -235,7 +236,8 @@ fn driver_for(kind: ConsensusKind) -> anyhow::Result<StartDriver> {
 fn starter(kind: ConsensusKind) -> Option<StartDriver> {
     match kind {
         ConsensusKind::Hotstuff => Some(start_driver::<HotStuff>),
-        ConsensusKind::Pbft | ConsensusKind::Pow => None,
+        ConsensusKind::Pbft => Some(start_driver::<Pbft>),
+        ConsensusKind::Pow => None,
     }
 }
 
@@ -439,14 +441,13 @@ mod tests {
     }
 
     #[test]
-    fn only_hotstuff_runs_so_far() {
+    fn hotstuff_and_pbft_run_proof_of_work_not_yet() {
         assert!(check_protocol(ConsensusKind::Hotstuff).is_ok());
-        for kind in [ConsensusKind::Pbft, ConsensusKind::Pow] {
-            let err = check_protocol(kind).unwrap_err().to_string();
-            assert_eq!(
-                err,
-                format!("genesis consensus = \"{kind}\" is not built yet: this node runs hotstuff")
-            );
-        }
+        assert!(check_protocol(ConsensusKind::Pbft).is_ok());
+        let err = check_protocol(ConsensusKind::Pow).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "genesis consensus = \"pow\" is not built yet: this node runs pbft, hotstuff"
+        );
     }
 }

@@ -5,20 +5,21 @@
 mod common;
 
 use common::*;
-use phalanx_chain::{Address, Nonce};
+use phalanx_chain::{Address, ConsensusKind, Nonce};
 use phalanx_node::net::memory::MemoryNet;
 use std::time::Duration;
 
 const ACCOUNTS: usize = 40;
 const PER_ACCOUNT: u64 = 25;
 
+for_each_protocol!(four_nodes_commit_a_thousand_transactions_posted_over_http);
+
 /// 1,000 transfers posted over HTTP, spread over the four nodes, are all
 /// committed, and the four nodes end with the same head hash and state
 /// root.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn four_nodes_commit_a_thousand_transactions_posted_over_http() {
+async fn four_nodes_commit_a_thousand_transactions_posted_over_http(kind: ConsensusKind) {
     init_logs();
-    let chain = test_chain(4, ACCOUNTS);
+    let chain = test_chain_of(kind, 4, ACCOUNTS);
     let net = MemoryNet::new();
     let nodes = start_memory_nodes(&chain, &net).await;
     let client = http();
@@ -104,14 +105,16 @@ async fn four_nodes_commit_a_thousand_transactions_posted_over_http() {
     }
 }
 
+for_each_protocol!(a_node_that_was_down_syncs_and_rejoins);
+
 /// A node that was down while the others committed many blocks catches
 /// up through block sync (every block's certificate verified, applied only
-/// once a three-chain proves it committed) and then follows consensus
+/// once the blocks prove it final: a HotStuff three-chain, a PBFT commit
+/// certificate carried by a later block) and then follows consensus
 /// again; no two nodes ever store different blocks at one height.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_that_was_down_syncs_and_rejoins() {
+async fn a_node_that_was_down_syncs_and_rejoins(kind: ConsensusKind) {
     init_logs();
-    let chain = test_chain(4, 1);
+    let chain = test_chain_of(kind, 4, 1);
     let net = MemoryNet::new();
     let mut nodes = start_memory_nodes(&chain, &net).await;
     let stores: Vec<_> = nodes.iter().map(|n| n.state.store.clone()).collect();
@@ -151,15 +154,16 @@ async fn a_node_that_was_down_syncs_and_rejoins() {
     }
 }
 
+for_each_protocol!(garbage_from_a_stranger_is_dropped_and_reported);
+
 /// A stranger (not in the committee) floods the nodes with undecodable
 /// consensus bytes, forged transactions and junk sync requests, and 200
 /// bad HTTP requests hit the APIs: each is dropped (and the stranger
 /// reported to the network, which bans repeat offenders), and the committee
 /// keeps committing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_from_a_stranger_is_dropped_and_reported() {
+async fn garbage_from_a_stranger_is_dropped_and_reported(kind: ConsensusKind) {
     init_logs();
-    let chain = test_chain(4, 2);
+    let chain = test_chain_of(kind, 4, 2);
     let net = MemoryNet::new();
     let nodes = start_memory_nodes(&chain, &net).await;
     let stranger = phalanx_crypto::Keypair::from_seed(&[77; 32]);
@@ -212,11 +216,12 @@ async fn garbage_from_a_stranger_is_dropped_and_reported() {
     }
 }
 
+for_each_protocol!(a_single_validator_commits_transfers);
+
 /// One validator is a whole committee: transfers posted to it commit.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_single_validator_commits_transfers() {
+async fn a_single_validator_commits_transfers(kind: ConsensusKind) {
     init_logs();
-    let chain = test_chain(1, 2);
+    let chain = test_chain_of(kind, 1, 2);
     let net = MemoryNet::new();
     let nodes = start_memory_nodes(&chain, &net).await;
     let client = http();
@@ -237,13 +242,14 @@ async fn a_single_validator_commits_transfers() {
     }
 }
 
+for_each_protocol!(the_whole_network_restarts_and_the_chain_moves_on);
+
 /// Every node stops and starts again on its store: the blocks the latest
 /// quorum certificates point at were never committed, so they come from
 /// the nodes' on-disk copies of uncommitted blocks, and the chain moves on.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_whole_network_restarts_and_the_chain_moves_on() {
+async fn the_whole_network_restarts_and_the_chain_moves_on(kind: ConsensusKind) {
     init_logs();
-    let chain = test_chain(4, 1);
+    let chain = test_chain_of(kind, 4, 1);
     let net = MemoryNet::new();
     let nodes = start_memory_nodes(&chain, &net).await;
     let stores: Vec<_> = nodes.iter().map(|n| n.state.store.clone()).collect();
@@ -270,13 +276,14 @@ async fn the_whole_network_restarts_and_the_chain_moves_on() {
     }
 }
 
+for_each_protocol!(an_observer_follows_the_chain_through_block_sync);
+
 /// A node whose key is not in the committee runs no protocol instance
 /// (its status has no phase) and follows the chain through block sync
 /// alone; the validators report their phase.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_observer_follows_the_chain_through_block_sync() {
+async fn an_observer_follows_the_chain_through_block_sync(kind: ConsensusKind) {
     init_logs();
-    let chain = test_chain(4, 1);
+    let chain = test_chain_of(kind, 4, 1);
     let net = MemoryNet::new();
     let nodes = start_memory_nodes(&chain, &net).await;
     let observer_key = phalanx_crypto::Keypair::from_seed(&[55; 32]);
@@ -303,7 +310,10 @@ async fn an_observer_follows_the_chain_through_block_sync() {
     assert_eq!(observer.state.validator, None);
     assert_eq!(observer.state.live().phase, None);
     let phase = nodes[0].state.live().phase;
-    assert!(matches!(phase, Some("normal" | "timed-out")), "{phase:?}");
+    assert!(
+        matches!(phase, Some("normal" | "timed-out" | "view-change")),
+        "{phase:?}"
+    );
     let observed = head_of(&*store).0;
     for h in 0..=observed {
         let height = phalanx_chain::Height(h);

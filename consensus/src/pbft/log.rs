@@ -148,9 +148,11 @@ impl Log {
         if slot.prepared.as_ref().is_some_and(|p| p.vote.view >= view) {
             return None;
         }
-        let signers = slot.prepares.get(vote)?;
-        let prepares: Vec<ValidatorSignature> = signers
-            .iter()
+        let prepares: Vec<ValidatorSignature> = slot
+            .prepares
+            .get(vote)
+            .into_iter()
+            .flatten()
             .filter(|(v, _)| **v != primary)
             .map(|(v, s)| ValidatorSignature {
                 validator: *v,

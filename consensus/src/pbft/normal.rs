@@ -372,7 +372,7 @@ impl Replica {
 
     /// On becoming prepared at `height` in the current view: keep the
     /// certificate for view changes, and commit what may be committed.
-    fn check_prepared(&mut self, view: View, height: Height) {
+    pub(super) fn check_prepared(&mut self, view: View, height: Height) {
         if view != self.view || self.mode != Mode::Normal {
             return;
         }
@@ -432,24 +432,32 @@ impl Replica {
     /// Executes final blocks in height order, from the head up, fetching
     /// any block of the chain not held yet.
     pub(super) fn execute(&mut self, ledger: &mut dyn Ledger) {
-        let before = self.executed();
-        while let Some((height, hash)) = self.log.lowest_final_above(self.executed()) {
-            let depth = height.0 - self.executed().0;
-            match self.log.chain_to(hash, self.head.hash(), depth) {
-                Ok(chain) => {
-                    for block in chain {
-                        self.execute_block(block);
+        if self.executing {
+            return;
+        }
+        self.executing = true;
+        loop {
+            let before = self.executed();
+            while let Some((height, hash)) = self.log.lowest_final_above(self.executed()) {
+                let depth = height.0 - self.executed().0;
+                match self.log.chain_to(hash, self.head.hash(), depth) {
+                    Ok(chain) => {
+                        for block in chain {
+                            self.execute_block(block);
+                        }
+                    }
+                    Err(missing) => {
+                        self.request(missing, None);
+                        break;
                     }
                 }
-                Err(missing) => {
-                    self.request(missing, None);
-                    break;
-                }
             }
-        }
-        if self.executed() > before {
+            if self.executed() == before {
+                break;
+            }
             self.after_progress(ledger);
         }
+        self.executing = false;
     }
 
     fn execute_block(&mut self, block: Block) {

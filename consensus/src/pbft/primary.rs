@@ -26,6 +26,7 @@ impl Replica {
             return;
         }
         while self.fault.is_none() && self.propose_fresh(ledger) {}
+        self.execute(ledger);
     }
 
     /// True if this primary signed pre-prepares in its view that it no
@@ -101,6 +102,13 @@ impl Replica {
         if next > self.high() || in_flight >= self.config.max_in_flight.max(1) {
             return false;
         }
+        if self.proposed_now >= self.config.max_in_flight.max(1) {
+            self.out.push(Effect::ArmTimer {
+                timer: Timer::Propose(self.view),
+                at: self.now,
+            });
+            return false;
+        }
         if !self.ready_to_propose(next, in_flight, ledger) {
             return false;
         }
@@ -108,6 +116,7 @@ impl Replica {
             return false;
         };
         self.preprepare(block, true);
+        self.proposed_now += 1;
         true
     }
 
@@ -206,6 +215,7 @@ impl Replica {
         }
         if height > self.executed() {
             self.log.accept(vote, message, p.block);
+            self.check_prepared(view, height);
         }
     }
 

@@ -234,6 +234,12 @@ pub struct Replica {
     /// View changes in a row that did not lead to progress.
     pub(super) timeouts_in_row: u32,
     pub(super) propose_wait: ProposeWait,
+    /// New blocks proposed while handling the current input. A committee
+    /// of one commits each at once and could propose without end: past
+    /// `max_in_flight` the rest waits for a propose timer due at once.
+    pub(super) proposed_now: u64,
+    /// Set while executing final blocks (proposing may make more final).
+    pub(super) executing: bool,
     pub(super) fault: Option<LocalFault>,
     pub(super) out: Vec<Effect>,
 }
@@ -285,6 +291,8 @@ impl Replica {
             seen_order: VecDeque::new(),
             timeouts_in_row: 0,
             propose_wait: ProposeWait::default(),
+            proposed_now: 0,
+            executing: false,
             fault: None,
             out: Vec::new(),
         }
@@ -299,6 +307,7 @@ impl Replica {
             return Vec::new();
         }
         self.now = self.now.max(now);
+        self.proposed_now = 0;
         match input {
             Input::Start { recovered } => self.start(recovered, ledger),
             Input::Message(message) if self.started => self.on_message(message, ledger),

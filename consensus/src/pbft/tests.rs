@@ -833,3 +833,10 @@ fn select_re_proposes_the_linked_prefix_of_the_highest_views() {
     assert!(ignored.reproposals.is_empty());
     assert_eq!(ignored.end(), Height(0));
 }
+
+#[test]
+fn a_committee_of_one_commits_without_recursing() {
+    let mut net = Net::new(1, |_| quiet());
+    assert!(net.run_until(50, 200));
+    net.assert_agreement();
+}

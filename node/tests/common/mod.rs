@@ -25,6 +25,11 @@ pub struct TestChain {
 }
 
 pub fn test_chain(validators: usize, accounts: usize) -> TestChain {
+    test_chain_of(ConsensusKind::Hotstuff, validators, accounts)
+}
+
+/// A chain of `kind` with `validators` and funded `accounts`.
+pub fn test_chain_of(kind: ConsensusKind, validators: usize, accounts: usize) -> TestChain {
     let validators: Vec<Keypair> = (0..validators)
         .map(|i| Keypair::from_seed(&[i as u8 + 1; 32]))
         .collect();
@@ -33,7 +38,7 @@ pub fn test_chain(validators: usize, accounts: usize) -> TestChain {
         .collect();
     let genesis = Genesis {
         chain_id: ChainId::new("node-test").unwrap(),
-        consensus: ConsensusKind::Hotstuff,
+        consensus: kind,
         genesis_time_ms: 0,
         validators: validators
             .iter()
@@ -139,6 +144,25 @@ pub async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> boo
 pub fn head_of(store: &dyn Store) -> (u64, phalanx_chain::Hash) {
     let head = store.head().unwrap().unwrap();
     (head.height().0, head.hash)
+}
+
+/// Runs an async test body once per committee protocol, as two tests
+/// `NAME::hotstuff` and `NAME::pbft`.
+#[macro_export]
+macro_rules! for_each_protocol {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn hotstuff() {
+                super::$name(phalanx_chain::ConsensusKind::Hotstuff).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn pbft() {
+                super::$name(phalanx_chain::ConsensusKind::Pbft).await
+            }
+        }
+    };
 }
 
 /// Logs to the test's output when RUST_LOG is set.

@@ -10,7 +10,8 @@ use crate::sim::scenario::{
     ByzantineSpec, Crash, DelayRange, Partition, defaults, parse_duration_ms,
 };
 use crate::sim::{Batch, RunReport, Scenario, SimError, Summary};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::builder::TypedValueParser;
+use clap::{Parser, Subcommand};
 use phalanx_chain::{ConsensusKind, ValidatorIndex};
 use std::io::Write;
 use std::process::ExitCode;
@@ -83,22 +84,11 @@ pub struct SignArgs {
     pub chain_id: String,
 }
 
-/// The consensus protocols, as `--consensus` names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Consensus {
-    Hotstuff,
-    Pbft,
-    Pow,
-}
-
-impl From<Consensus> for ConsensusKind {
-    fn from(c: Consensus) -> ConsensusKind {
-        match c {
-            Consensus::Hotstuff => ConsensusKind::Hotstuff,
-            Consensus::Pbft => ConsensusKind::Pbft,
-            Consensus::Pow => ConsensusKind::Pow,
-        }
-    }
+/// `--consensus`: a protocol by its genesis name (the names are listed in
+/// `--help`).
+pub fn consensus_kind() -> impl TypedValueParser<Value = ConsensusKind> {
+    clap::builder::PossibleValuesParser::new(ConsensusKind::ALL.map(ConsensusKind::name))
+        .try_map(|name| name.parse::<ConsensusKind>())
 }
 
 fn duration(text: &str) -> Result<u64, String> {
@@ -132,8 +122,8 @@ fn indices(text: &str) -> Result<Vec<ValidatorIndex>, String> {
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
     /// The protocol to simulate (only hotstuff is built so far).
-    #[arg(long, value_enum, default_value = "hotstuff")]
-    pub consensus: Consensus,
+    #[arg(long, default_value = "hotstuff", value_parser = consensus_kind())]
+    pub consensus: ConsensusKind,
     /// Committee size n; f = floor((n - 1) / 3).
     #[arg(long, default_value_t = defaults::VALIDATORS)]
     pub validators: usize,
@@ -214,7 +204,7 @@ impl SimArgs {
     /// The scenario these flags describe (checked against the committee).
     pub fn scenario(&self) -> Result<Scenario, SimError> {
         let mut s = Scenario::new(self.validators);
-        s.consensus = self.consensus.into();
+        s.consensus = self.consensus;
         for spec in &self.byzantine {
             s.add_byzantine(spec)?;
         }
@@ -496,5 +486,40 @@ mod tests {
             .batch()
             .unwrap_err();
         assert!(pbft.to_string().contains("not built yet"), "{pbft}");
+    }
+
+    #[test]
+    fn consensus_is_named_as_in_genesis_and_listed_in_help() {
+        assert_eq!(
+            parse(&["--consensus", "pbft"]).unwrap().consensus,
+            ConsensusKind::Pbft
+        );
+        let unknown = parse(&["--consensus", "tendermint"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("[possible values: pbft, hotstuff, pow]"),
+            "{unknown}"
+        );
+        let mut cli = <Cli as clap::CommandFactory>::command();
+        for command in ["sim", "init", "up"] {
+            let help = cli
+                .find_subcommand_mut(command)
+                .unwrap()
+                .render_help()
+                .to_string();
+            assert!(
+                help.contains("possible values: pbft, hotstuff, pow"),
+                "{command}: {help}"
+            );
+        }
+        let init = Cli::try_parse_from(["phalanx-testnet", "init", "--consensus", "pbft"]).unwrap();
+        assert!(matches!(
+            init.command,
+            Command::Init(InitArgs {
+                consensus: ConsensusKind::Pbft,
+                ..
+            })
+        ));
     }
 }

@@ -228,9 +228,6 @@ impl SimArgs {
 
     pub fn batch(&self) -> Result<Batch, SimError> {
         let scenario = self.scenario()?;
-        if scenario.consensus != ConsensusKind::Hotstuff {
-            return Err(SimError::NotBuilt(scenario.consensus));
-        }
         let mut batch = Batch::new(scenario, self.seed_start, self.seeds);
         batch.random_faults = self.random_faults;
         batch.recheck_every = self.recheck_every;
@@ -481,11 +478,13 @@ mod tests {
             out_of_range.contains("replica 9 does not exist"),
             "{out_of_range}"
         );
-        let pbft = parse(&["--consensus", "pbft"])
+        let pow = parse(&["--consensus", "pow", "--seeds", "1"])
             .unwrap()
             .batch()
+            .unwrap()
+            .run(|_| {})
             .unwrap_err();
-        assert!(pbft.to_string().contains("not built yet"), "{pbft}");
+        assert!(pow.to_string().contains("not built yet"), "{pow}");
     }
 
     #[test]

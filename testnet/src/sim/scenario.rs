@@ -7,7 +7,7 @@
 
 use super::rng::Rng;
 use phalanx_chain::{ConsensusKind, ValidatorIndex};
-use phalanx_consensus::Byzantine;
+use phalanx_consensus::{Byzantine, Tuning};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
@@ -345,6 +345,21 @@ impl Scenario {
         }
     }
 
+    /// How the replicas of validator `me` are tuned: the scenario's
+    /// timeouts and forwarding, its Byzantine behaviour if it has one, and
+    /// no batching delays (a leader proposes at once).
+    pub fn tuning(&self, me: ValidatorIndex) -> Tuning {
+        Tuning {
+            base_timeout_ms: self.base_timeout_ms,
+            max_timeout_ms: self.max_timeout_ms,
+            forward: self.forward,
+            byzantine: self.byzantine.get(&me).copied(),
+            max_batch_delay_ms: 0,
+            empty_block_delay_ms: 0,
+            ..Tuning::default()
+        }
+    }
+
     /// f = floor((n - 1) / 3).
     pub fn max_faulty(&self) -> usize {
         self.validators.saturating_sub(1) / 3
@@ -563,8 +578,9 @@ impl Scenario {
 
     /// This scenario with a fault schedule drawn from `seed` in place of its
     /// own Byzantine replicas, twins, loss, duplication, partitions and
-    /// crashes: exactly f faulty validators whose behaviours (the five
-    /// Byzantine ones, and twins) rotate with the seed, light loss and
+    /// crashes: exactly f faulty validators whose behaviours (the
+    /// protocol's Byzantine ones, [`Byzantine::of`], and twins) rotate with
+    /// the seed, light loss and
     /// duplication, and (each with probability 1/2) one partition and one
     /// crash with restart, all over by a few seconds in.
     pub fn with_random_faults(&self, seed: u64) -> Scenario {
@@ -576,8 +592,8 @@ impl Scenario {
         shuffle(&mut order, &mut rng);
         s.byzantine = BTreeMap::new();
         s.twins = BTreeSet::new();
+        let behaviours = Byzantine::of(s.consensus);
         for (k, index) in order.iter().take(f).enumerate() {
-            let behaviours = Byzantine::ALL;
             let at = (seed as usize).wrapping_add(k) % (behaviours.len() + 1);
             match behaviours.get(at) {
                 Some(b) => {

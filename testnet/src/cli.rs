@@ -133,14 +133,27 @@ pub struct SimArgs {
     /// The first seed.
     #[arg(long, default_value_t = 0)]
     pub seed_start: u64,
-    /// REPLICA[,REPLICA...]:BEHAVIOUR, behaviour one of silent,
-    /// equivocate, double-vote, invalid-signature, stale-qc (repeatable).
+    /// REPLICA[,REPLICA...]:BEHAVIOUR (repeatable). Both protocols have
+    /// silent, equivocate, double-vote and invalid-signature; hotstuff also
+    /// stale-qc; pbft also skip-height, reorder and withhold.
     #[arg(long, value_name = "SPEC")]
     pub byzantine: Vec<ByzantineSpec>,
     /// Negative control: every replica counts this many signers as a
     /// quorum instead of n - f (a broken protocol the checkers must catch).
     #[arg(long, value_name = "SIGNERS")]
     pub unsafe_quorum: Option<usize>,
+    /// Negative control: every PBFT replica ignores prepared certificates
+    /// in view changes, a broken protocol the checkers must catch (pbft
+    /// only).
+    #[arg(long)]
+    pub unsafe_view_change: bool,
+    /// PBFT: a checkpoint every this many heights (the watermark window is
+    /// twice this).
+    #[arg(long, value_name = "HEIGHTS", default_value_t = defaults::CHECKPOINT_INTERVAL)]
+    pub checkpoint_interval: u64,
+    /// PBFT: heights a primary keeps in flight (proposed, not committed).
+    #[arg(long, value_name = "HEIGHTS", default_value_t = defaults::MAX_IN_FLIGHT)]
+    pub max_in_flight: u64,
     /// Validators that run twice with one key (two-faced Byzantine, as in
     /// Twins); the copies are replicas n, n+1, ... in index order, for
     /// --partition and --crash.
@@ -209,6 +222,9 @@ impl SimArgs {
             s.add_byzantine(spec)?;
         }
         s.unsafe_quorum = self.unsafe_quorum;
+        s.unsafe_view_change = self.unsafe_view_change;
+        s.checkpoint_interval = self.checkpoint_interval;
+        s.max_in_flight = self.max_in_flight;
         s.twins = self.twins.iter().flatten().copied().collect();
         s.loss = self.loss;
         s.dup = self.dup;
@@ -458,6 +474,40 @@ mod tests {
     }
 
     #[test]
+    fn pbft_scenarios_print_as_flags_that_parse_back() {
+        let a = parse(&[
+            "--consensus",
+            "pbft",
+            "--byzantine",
+            "1:withhold",
+            "--unsafe-view-change",
+            "--checkpoint-interval",
+            "8",
+            "--max-in-flight",
+            "2",
+        ])
+        .unwrap();
+        let s = a.scenario().unwrap();
+        assert!(s.unsafe_view_change);
+        let printed = s.to_args();
+        for flag in [
+            "--unsafe-view-change",
+            "--checkpoint-interval",
+            "--max-in-flight",
+        ] {
+            assert!(printed.iter().any(|a| a == flag), "{printed:?}");
+        }
+        let strs: Vec<&str> = printed.iter().map(String::as_str).collect();
+        assert_eq!(parse(&strs).unwrap().scenario().unwrap(), s);
+        // Defaults are not printed.
+        let plain = parse(&["--consensus", "pbft"]).unwrap().scenario().unwrap();
+        assert_eq!(
+            plain.to_args(),
+            ["--consensus", "pbft", "--validators", "4"]
+        );
+    }
+
+    #[test]
     fn errors_are_clear() {
         let bad_partition = parse(&["--partition", "0,1/2,3@2s"])
             .unwrap_err()
@@ -485,6 +535,24 @@ mod tests {
             .run(|_| {})
             .unwrap_err();
         assert!(pow.to_string().contains("not built yet"), "{pow}");
+        let unsafe_hotstuff = parse(&["--unsafe-view-change"])
+            .unwrap()
+            .scenario()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unsafe_hotstuff.contains("does not apply to hotstuff"),
+            "{unsafe_hotstuff}"
+        );
+        let withhold = parse(&["--byzantine", "1:withhold"])
+            .unwrap()
+            .scenario()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            withhold.contains("hotstuff replicas have no behaviour withhold"),
+            "{withhold}"
+        );
     }
 
     #[test]

@@ -650,3 +650,177 @@ fn describe_effect<P: Protocol>(effect: &Effect<P::Timer>) -> String {
         Effect::Evidence(e) => format!("evidence {} by {}", e.kind, e.culprit),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phalanx_chain::{ConsensusKind, Genesis, Height, StoreError};
+    use phalanx_consensus::{
+        Ledger, LocalFault, Origin, ProofError, RejectReason, SetupError, Status,
+    };
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Calls of `Scripted::verify` on this thread.
+        static VERIFIED: Cell<usize> = const { Cell::new(0) };
+    }
+
+    #[derive(Debug, Clone, thiserror::Error)]
+    #[error("never refused")]
+    struct Never;
+
+    /// Asks for proof of work's effects at start.
+    const POW_EFFECTS: u8 = 0;
+    /// Arms a timer and broadcasts at start; faults when the timer fires.
+    const FAULT_ON_TIMER: u8 = 1;
+    /// Broadcasts the same bytes on both channels at start.
+    const BROADCAST_BOTH: u8 = 2;
+
+    /// A protocol that follows a script (`PLAN`), to see the world carry
+    /// out what protocols may ask of it.
+    #[derive(Debug)]
+    struct Scripted<const PLAN: u8>;
+
+    fn message(channel: Channel) -> Outgoing {
+        Outgoing {
+            channel,
+            origin: Origin::Authored,
+            kind: "scripted",
+            bytes: vec![7],
+        }
+    }
+
+    impl<const PLAN: u8> Protocol for Scripted<PLAN> {
+        type Context = ();
+        type Message = Channel;
+        type Timer = ();
+        type Rejection = Never;
+
+        const KIND: ConsensusKind = ConsensusKind::Hotstuff;
+        const SAFETY_KEY: &'static [u8] = b"scripted/safety";
+
+        fn context(_: &Genesis, _: Option<usize>) -> Result<(), SetupError> {
+            Ok(())
+        }
+
+        fn new(_: &(), _: Setup, _: Block) -> Result<Self, SetupError> {
+            Ok(Scripted)
+        }
+
+        fn verify(
+            _: &(),
+            _: Option<ValidatorIndex>,
+            channel: Channel,
+            _: &[u8],
+        ) -> Result<Channel, Never> {
+            VERIFIED.with(|v| v.set(v.get() + 1));
+            Ok(channel)
+        }
+
+        fn reject_reason(_: &Never) -> RejectReason {
+            RejectReason::Undecodable
+        }
+
+        fn message_kind(_: &Channel) -> &'static str {
+            "scripted"
+        }
+
+        fn handle(
+            &mut self,
+            input: Input<Channel, ()>,
+            _: TimeMs,
+            _: &mut dyn Ledger,
+        ) -> Result<Vec<Effect<()>>, Fault> {
+            Ok(match (PLAN, input) {
+                (POW_EFFECTS, Input::Start { .. }) => vec![
+                    Effect::Finalize(Height(1)),
+                    Effect::Revert {
+                        ancestor: Hash::ZERO,
+                    },
+                ],
+                (FAULT_ON_TIMER, Input::Start { .. }) => vec![
+                    Effect::ArmTimer { timer: (), at: 0 },
+                    Effect::Broadcast(message(Channel::Consensus)),
+                ],
+                (FAULT_ON_TIMER, Input::Timer(())) => {
+                    return Err(Fault::Local(LocalFault::Storage(StoreError::NoHead)));
+                }
+                (BROADCAST_BOTH, Input::Start { .. }) => vec![
+                    Effect::Broadcast(message(Channel::Consensus)),
+                    Effect::Broadcast(message(Channel::Sync)),
+                ],
+                _ => Vec::new(),
+            })
+        }
+
+        fn status(&self) -> Status {
+            Status {
+                view: 0,
+                phase: "scripted",
+            }
+        }
+
+        fn prove_final(_: &(), _: &Block, _: &[Block]) -> Result<usize, ProofError> {
+            Ok(0)
+        }
+
+        fn check_finalized(
+            _: &(),
+            _: &Block,
+            _: &dyn Fn(&Hash) -> Option<Block>,
+        ) -> Result<(), ProofError> {
+            Ok(())
+        }
+
+        fn check_evidence(_: &(), _: &Evidence) -> bool {
+            false
+        }
+    }
+
+    /// A short run of four replicas of `P`.
+    fn run<P: Protocol>(verify_cache: bool) -> RunReport {
+        let mut s = Scenario::new(4);
+        s.duration_ms = 1_000;
+        s.liveness_bound_ms = 1_000;
+        s.verify_cache = verify_cache;
+        VERIFIED.with(|v| v.set(0));
+        World::<P>::new(&s, 1).unwrap().run()
+    }
+
+    #[test]
+    fn proof_of_work_effects_fail_the_run_as_setup() {
+        let report = run::<Scripted<POW_EFFECTS>>(true);
+        assert_eq!(report.count(CheckerKind::Setup), 8);
+        let detail = &report.violations[0].detail;
+        assert_eq!(
+            detail,
+            "replica 0 asked to finalize up to height 1, but the simulator does not run proof \
+             of work yet"
+        );
+    }
+
+    #[test]
+    fn a_replica_that_faults_is_fed_nothing_more() {
+        let report = run::<Scripted<FAULT_ON_TIMER>>(true);
+        assert_eq!(report.count(CheckerKind::Setup), 4);
+        let detail = &report.violations[0].detail;
+        assert!(
+            detail.starts_with("replica 0 stopped: storage failed"),
+            "{detail}"
+        );
+        // Every replica halted at 0 ms, before any copy of the broadcasts
+        // (sent at 0 ms, 5 to 50 ms on the way) reached it.
+        assert_eq!((report.delivered, report.dropped_down), (0, 12));
+    }
+
+    #[test]
+    fn consensus_bytes_are_verified_once_and_catch_up_bytes_every_time() {
+        let report = run::<Scripted<BROADCAST_BOTH>>(true);
+        assert_eq!(report.delivered, 24);
+        assert_eq!(VERIFIED.with(Cell::get), 1 + 12);
+        run::<Scripted<BROADCAST_BOTH>>(false);
+        assert_eq!(VERIFIED.with(Cell::get), 24);
+        let authored = report.traffic.get(&Origin::Authored).copied();
+        assert_eq!(authored.map(|t| (t.messages, t.bytes)), Some((24, 24)));
+    }
+}

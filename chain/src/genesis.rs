@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
+use std::str::FromStr;
 
 /// A genesis file longer than this is refused unread.
 pub const GENESIS_MAX_BYTES: u64 = 16 * 1024 * 1024;
@@ -49,18 +50,54 @@ pub enum ConsensusKind {
 }
 
 impl ConsensusKind {
+    /// Every kind, in the order command lines list them.
+    pub const ALL: [ConsensusKind; 3] = [
+        ConsensusKind::Pbft,
+        ConsensusKind::Hotstuff,
+        ConsensusKind::Pow,
+    ];
+
     pub fn is_bft(self) -> bool {
         matches!(self, ConsensusKind::Pbft | ConsensusKind::Hotstuff)
+    }
+
+    /// Its name in genesis files and on command lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConsensusKind::Pbft => "pbft",
+            ConsensusKind::Hotstuff => "hotstuff",
+            ConsensusKind::Pow => "pow",
+        }
     }
 }
 
 impl fmt::Display for ConsensusKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ConsensusKind::Pbft => "pbft",
-            ConsensusKind::Hotstuff => "hotstuff",
-            ConsensusKind::Pow => "pow",
-        })
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is no [`ConsensusKind`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown consensus {given:?}; expected one of {}", kind_names())]
+pub struct UnknownConsensus {
+    pub given: String,
+}
+
+fn kind_names() -> String {
+    ConsensusKind::ALL.map(ConsensusKind::name).join(", ")
+}
+
+impl FromStr for ConsensusKind {
+    type Err = UnknownConsensus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ConsensusKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| UnknownConsensus {
+                given: s.to_owned(),
+            })
     }
 }
 
@@ -434,5 +471,25 @@ balance = 5
         let g = Genesis::from_toml(&text).unwrap();
         assert_eq!(g.pow.as_ref().map(|p| p.confirmations), Some(6));
         assert_eq!(g.initial_accounts().len(), 1);
+    }
+
+    #[test]
+    fn consensus_kinds_parse_by_the_names_they_print() {
+        for kind in ConsensusKind::ALL {
+            assert_eq!(kind.to_string().parse::<ConsensusKind>(), Ok(kind));
+            let toml = format!("\"{kind}\"");
+            let via_serde: ConsensusKind = toml::from_str(&format!("k = {toml}"))
+                .map(|t: std::collections::BTreeMap<String, ConsensusKind>| t["k"])
+                .unwrap();
+            assert_eq!(via_serde, kind);
+        }
+        let err = "tendermint"
+            .parse::<ConsensusKind>()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "unknown consensus \"tendermint\"; expected one of pbft, hotstuff, pow"
+        );
     }
 }

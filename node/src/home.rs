@@ -39,6 +39,8 @@ impl NodeAddrs {
 #[derive(Debug, Clone)]
 pub struct LocalNetSpec {
     pub chain_id: ChainId,
+    /// The genesis `consensus` (a BFT kind: every node is a validator).
+    pub consensus: ConsensusKind,
     /// One entry per validator.
     pub nodes: Vec<NodeAddrs>,
     /// Funded accounts (their keys are written to `accounts/`).
@@ -70,7 +72,7 @@ pub fn write_local_net(dir: &Path, spec: &LocalNetSpec) -> anyhow::Result<LocalN
         .collect::<Result<Vec<_>, _>>()?;
     let genesis = Genesis {
         chain_id: spec.chain_id.clone(),
-        consensus: ConsensusKind::Hotstuff,
+        consensus: spec.consensus,
         genesis_time_ms: crate::driver::now_ms(),
         validators: validator_keys
             .iter()

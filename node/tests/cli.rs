@@ -7,7 +7,7 @@ mod common;
 
 use assert_cmd::Command;
 use common::quick_config;
-use phalanx_chain::ChainId;
+use phalanx_chain::{ChainId, ConsensusKind};
 use phalanx_node::home::{LocalNetSpec, NodeAddrs, write_local_net};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -25,6 +25,7 @@ fn one_node(dir: &Path, chain: &str) -> std::path::PathBuf {
         dir,
         &LocalNetSpec {
             chain_id: ChainId::new(chain).unwrap(),
+            consensus: ConsensusKind::Hotstuff,
             nodes: vec![NodeAddrs::loopback(ports[0], ports[1])],
             accounts: 1,
             balance: 100,

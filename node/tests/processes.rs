@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use phalanx_chain::{Address, Amount, ChainId, Nonce, Transaction};
+use phalanx_chain::{Address, Amount, ChainId, ConsensusKind, Nonce, Transaction};
 use phalanx_node::home::{LocalNet, LocalNetSpec, NodeAddrs, write_local_net};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -42,6 +42,7 @@ impl Cluster {
             dir,
             &LocalNetSpec {
                 chain_id: ChainId::new("process-test").unwrap(),
+                consensus: ConsensusKind::Hotstuff,
                 nodes: (0..validators)
                     .map(|i| NodeAddrs::loopback(ports[i], ports[validators + i]))
                     .collect(),

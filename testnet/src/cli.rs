@@ -10,7 +10,8 @@ use crate::sim::scenario::{
     ByzantineSpec, Crash, DelayRange, Partition, defaults, parse_duration_ms,
 };
 use crate::sim::{Batch, RunReport, Scenario, SimError, Summary};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::builder::TypedValueParser;
+use clap::{Parser, Subcommand};
 use phalanx_chain::{ConsensusKind, ValidatorIndex};
 use std::io::Write;
 use std::process::ExitCode;
@@ -83,22 +84,11 @@ pub struct SignArgs {
     pub chain_id: String,
 }
 
-/// The consensus protocols, as `--consensus` names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Consensus {
-    Hotstuff,
-    Pbft,
-    Pow,
-}
-
-impl From<Consensus> for ConsensusKind {
-    fn from(c: Consensus) -> ConsensusKind {
-        match c {
-            Consensus::Hotstuff => ConsensusKind::Hotstuff,
-            Consensus::Pbft => ConsensusKind::Pbft,
-            Consensus::Pow => ConsensusKind::Pow,
-        }
-    }
+/// `--consensus`: a protocol by its genesis name (the names are listed in
+/// `--help`).
+pub fn consensus_kind() -> impl TypedValueParser<Value = ConsensusKind> {
+    clap::builder::PossibleValuesParser::new(ConsensusKind::ALL.map(ConsensusKind::name))
+        .try_map(|name| name.parse::<ConsensusKind>())
 }
 
 fn duration(text: &str) -> Result<u64, String> {
@@ -132,8 +122,8 @@ fn indices(text: &str) -> Result<Vec<ValidatorIndex>, String> {
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
     /// The protocol to simulate (only hotstuff is built so far).
-    #[arg(long, value_enum, default_value = "hotstuff")]
-    pub consensus: Consensus,
+    #[arg(long, default_value = "hotstuff", value_parser = consensus_kind())]
+    pub consensus: ConsensusKind,
     /// Committee size n; f = floor((n - 1) / 3).
     #[arg(long, default_value_t = defaults::VALIDATORS)]
     pub validators: usize,
@@ -143,14 +133,27 @@ pub struct SimArgs {
     /// The first seed.
     #[arg(long, default_value_t = 0)]
     pub seed_start: u64,
-    /// REPLICA[,REPLICA...]:BEHAVIOUR, behaviour one of silent,
-    /// equivocate, double-vote, invalid-signature, stale-qc (repeatable).
+    /// REPLICA[,REPLICA...]:BEHAVIOUR (repeatable). Both protocols have
+    /// silent, equivocate, double-vote and invalid-signature; hotstuff also
+    /// stale-qc; pbft also skip-height, reorder and withhold.
     #[arg(long, value_name = "SPEC")]
     pub byzantine: Vec<ByzantineSpec>,
     /// Negative control: every replica counts this many signers as a
     /// quorum instead of n - f (a broken protocol the checkers must catch).
     #[arg(long, value_name = "SIGNERS")]
     pub unsafe_quorum: Option<usize>,
+    /// Negative control: every PBFT replica ignores prepared certificates
+    /// in view changes, a broken protocol the checkers must catch (pbft
+    /// only).
+    #[arg(long)]
+    pub unsafe_view_change: bool,
+    /// PBFT: a checkpoint every this many heights (the watermark window is
+    /// twice this).
+    #[arg(long, value_name = "HEIGHTS", default_value_t = defaults::CHECKPOINT_INTERVAL)]
+    pub checkpoint_interval: u64,
+    /// PBFT: heights a primary keeps in flight (proposed, not committed).
+    #[arg(long, value_name = "HEIGHTS", default_value_t = defaults::MAX_IN_FLIGHT)]
+    pub max_in_flight: u64,
     /// Validators that run twice with one key (two-faced Byzantine, as in
     /// Twins); the copies are replicas n, n+1, ... in index order, for
     /// --partition and --crash.
@@ -214,11 +217,14 @@ impl SimArgs {
     /// The scenario these flags describe (checked against the committee).
     pub fn scenario(&self) -> Result<Scenario, SimError> {
         let mut s = Scenario::new(self.validators);
-        s.consensus = self.consensus.into();
+        s.consensus = self.consensus;
         for spec in &self.byzantine {
             s.add_byzantine(spec)?;
         }
         s.unsafe_quorum = self.unsafe_quorum;
+        s.unsafe_view_change = self.unsafe_view_change;
+        s.checkpoint_interval = self.checkpoint_interval;
+        s.max_in_flight = self.max_in_flight;
         s.twins = self.twins.iter().flatten().copied().collect();
         s.loss = self.loss;
         s.dup = self.dup;
@@ -238,9 +244,6 @@ impl SimArgs {
 
     pub fn batch(&self) -> Result<Batch, SimError> {
         let scenario = self.scenario()?;
-        if scenario.consensus != ConsensusKind::Hotstuff {
-            return Err(SimError::NotBuilt(scenario.consensus));
-        }
         let mut batch = Batch::new(scenario, self.seed_start, self.seeds);
         batch.random_faults = self.random_faults;
         batch.recheck_every = self.recheck_every;
@@ -471,6 +474,40 @@ mod tests {
     }
 
     #[test]
+    fn pbft_scenarios_print_as_flags_that_parse_back() {
+        let a = parse(&[
+            "--consensus",
+            "pbft",
+            "--byzantine",
+            "1:withhold",
+            "--unsafe-view-change",
+            "--checkpoint-interval",
+            "8",
+            "--max-in-flight",
+            "2",
+        ])
+        .unwrap();
+        let s = a.scenario().unwrap();
+        assert!(s.unsafe_view_change);
+        let printed = s.to_args();
+        for flag in [
+            "--unsafe-view-change",
+            "--checkpoint-interval",
+            "--max-in-flight",
+        ] {
+            assert!(printed.iter().any(|a| a == flag), "{printed:?}");
+        }
+        let strs: Vec<&str> = printed.iter().map(String::as_str).collect();
+        assert_eq!(parse(&strs).unwrap().scenario().unwrap(), s);
+        // Defaults are not printed.
+        let plain = parse(&["--consensus", "pbft"]).unwrap().scenario().unwrap();
+        assert_eq!(
+            plain.to_args(),
+            ["--consensus", "pbft", "--validators", "4"]
+        );
+    }
+
+    #[test]
     fn errors_are_clear() {
         let bad_partition = parse(&["--partition", "0,1/2,3@2s"])
             .unwrap_err()
@@ -491,10 +528,65 @@ mod tests {
             out_of_range.contains("replica 9 does not exist"),
             "{out_of_range}"
         );
-        let pbft = parse(&["--consensus", "pbft"])
+        let pow = parse(&["--consensus", "pow", "--seeds", "1"])
             .unwrap()
             .batch()
+            .unwrap()
+            .run(|_| {})
             .unwrap_err();
-        assert!(pbft.to_string().contains("not built yet"), "{pbft}");
+        assert!(pow.to_string().contains("not built yet"), "{pow}");
+        let unsafe_hotstuff = parse(&["--unsafe-view-change"])
+            .unwrap()
+            .scenario()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unsafe_hotstuff.contains("does not apply to hotstuff"),
+            "{unsafe_hotstuff}"
+        );
+        let withhold = parse(&["--byzantine", "1:withhold"])
+            .unwrap()
+            .scenario()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            withhold.contains("hotstuff replicas have no behaviour withhold"),
+            "{withhold}"
+        );
+    }
+
+    #[test]
+    fn consensus_is_named_as_in_genesis_and_listed_in_help() {
+        assert_eq!(
+            parse(&["--consensus", "pbft"]).unwrap().consensus,
+            ConsensusKind::Pbft
+        );
+        let unknown = parse(&["--consensus", "tendermint"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("[possible values: pbft, hotstuff, pow]"),
+            "{unknown}"
+        );
+        let mut cli = <Cli as clap::CommandFactory>::command();
+        for command in ["sim", "init", "up"] {
+            let help = cli
+                .find_subcommand_mut(command)
+                .unwrap()
+                .render_help()
+                .to_string();
+            assert!(
+                help.contains("possible values: pbft, hotstuff, pow"),
+                "{command}: {help}"
+            );
+        }
+        let init = Cli::try_parse_from(["phalanx-testnet", "init", "--consensus", "pbft"]).unwrap();
+        assert!(matches!(
+            init.command,
+            Command::Init(InitArgs {
+                consensus: ConsensusKind::Pbft,
+                ..
+            })
+        ));
     }
 }

@@ -109,6 +109,13 @@ fn bad_input_is_refused_clearly() {
         "{}",
         text(&out.stderr)
     );
+    let out = sim(&["--byzantine", "2:skip-height"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("hotstuff replicas have no behaviour skip-height"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = sim(&["--validators", "4", "--byzantine", "7:silent"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(

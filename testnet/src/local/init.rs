@@ -6,9 +6,10 @@
 use super::net::{
     self, DEFAULT_BASE_PORT, DEFAULT_DIR, Host, MAX_ACCOUNTS, MAX_VALIDATORS, Network,
 };
-use crate::cli::Consensus;
 use crate::sim::scenario::ByzantineSpec;
 use anyhow::{Context, anyhow, ensure};
+use phalanx_chain::ConsensusKind;
+use phalanx_consensus::Byzantine;
 use phalanx_node::config::{CONFIG_FILE, Config};
 use phalanx_node::home::{LocalNetSpec, NodeAddrs, write_local_net};
 use std::collections::HashMap;
@@ -25,9 +26,9 @@ pub struct InitArgs {
     /// How many validators (default: 4, or one per `--hosts` entry).
     #[arg(long)]
     pub validators: Option<usize>,
-    /// The protocol (only hotstuff runs in nodes so far).
-    #[arg(long, value_enum, default_value = "hotstuff")]
-    pub consensus: Consensus,
+    /// The protocol the validators run (pow does not run in nodes yet).
+    #[arg(long, default_value = "hotstuff", value_parser = crate::cli::consensus_kind())]
+    pub consensus: ConsensusKind,
     /// Where to write node0/, node1/, ... and accounts/.
     #[arg(long, visible_alias = "dir", default_value = DEFAULT_DIR)]
     pub out: std::path::PathBuf,
@@ -48,8 +49,9 @@ pub struct InitArgs {
     #[arg(long, default_value = "phalanx-local")]
     pub chain_id: String,
     /// INDEX[,INDEX...]:BEHAVIOUR: sets consensus.byzantine in those
-    /// nodes' config.toml (silent, equivocate, double-vote,
-    /// invalid-signature, stale-qc; repeatable).
+    /// nodes' config.toml (repeatable). Both protocols have silent,
+    /// equivocate, double-vote and invalid-signature; hotstuff also
+    /// stale-qc; pbft also skip-height, reorder and withhold.
     #[arg(long, value_name = "SPEC")]
     pub byzantine: Vec<ByzantineSpec>,
     /// Short timeouts and batch delay (for tests).
@@ -61,7 +63,7 @@ pub struct InitArgs {
 #[derive(Debug, Clone)]
 pub struct NetSpec {
     pub validators: usize,
-    pub consensus: Consensus,
+    pub consensus: ConsensusKind,
     pub base_port: u16,
     /// Empty: every node on 127.0.0.1. Else one host per validator.
     pub hosts: Vec<Host>,
@@ -154,8 +156,9 @@ pub fn node_addrs(
 /// Writes a new network to `dir` (which must not hold one).
 pub fn create(dir: &Path, spec: &NetSpec) -> anyhow::Result<()> {
     ensure!(
-        spec.consensus == Consensus::Hotstuff,
-        "only hotstuff runs in nodes so far"
+        spec.consensus.is_bft(),
+        "--consensus {}: proof of work does not run in nodes yet; use hotstuff or pbft",
+        spec.consensus
     );
     ensure!(
         (1..=MAX_VALIDATORS).contains(&spec.validators),
@@ -178,6 +181,7 @@ pub fn create(dir: &Path, spec: &NetSpec) -> anyhow::Result<()> {
         dir,
         &LocalNetSpec {
             chain_id: phalanx_chain::ChainId::new(&spec.chain_id)?,
+            consensus: spec.consensus,
             nodes,
             accounts: spec.accounts,
             balance: ACCOUNT_BALANCE,
@@ -187,21 +191,47 @@ pub fn create(dir: &Path, spec: &NetSpec) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sets `consensus.byzantine` in the config of every node the specs name.
-pub fn apply_byzantine(
-    dir: &Path,
+/// Refuses specs that name a node the network lacks, or a behaviour its
+/// protocol's validators do not have.
+pub fn check_byzantine(
+    consensus: ConsensusKind,
     validators: usize,
     specs: &[ByzantineSpec],
 ) -> anyhow::Result<()> {
+    let known = Byzantine::of(consensus);
     for spec in specs {
+        let behaviour = spec.behaviour;
+        ensure!(
+            known.contains(&behaviour),
+            "--byzantine {behaviour}: {consensus} validators have no such behaviour; they have {}",
+            known
+                .iter()
+                .map(|b| b.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         for index in &spec.replicas {
             let i = usize::from(index.0);
             ensure!(
                 i < validators,
-                "--byzantine {i}:{}: node {i} does not exist (the network has {validators})",
-                spec.behaviour.name()
+                "--byzantine {i}:{behaviour}: node {i} does not exist (the network has {validators})"
             );
-            let home = dir.join(format!("node{i}"));
+        }
+    }
+    Ok(())
+}
+
+/// Sets `consensus.byzantine` in the config of every node the specs name.
+pub fn apply_byzantine(
+    dir: &Path,
+    consensus: ConsensusKind,
+    validators: usize,
+    specs: &[ByzantineSpec],
+) -> anyhow::Result<()> {
+    check_byzantine(consensus, validators, specs)?;
+    for spec in specs {
+        for index in &spec.replicas {
+            let home = dir.join(format!("node{}", index.0));
             let mut config = Config::load(&home)?;
             config.consensus.byzantine = Some(spec.behaviour.name().to_owned());
             let path = home.join(CONFIG_FILE);
@@ -272,6 +302,7 @@ pub fn init(args: &InitArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     } else {
         args.hosts.len()
     });
+    check_byzantine(args.consensus, validators, &args.byzantine)?;
     create(
         &args.out,
         &NetSpec {
@@ -284,7 +315,7 @@ pub fn init(args: &InitArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             quick: args.quick,
         },
     )?;
-    apply_byzantine(&args.out, validators, &args.byzantine)?;
+    apply_byzantine(&args.out, args.consensus, validators, &args.byzantine)?;
     let net = Network::open(&args.out)?;
     writeln!(
         out,
@@ -390,7 +421,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spec = NetSpec {
             validators: 2,
-            consensus: Consensus::Hotstuff,
+            consensus: ConsensusKind::Hotstuff,
             base_port: 30000,
             hosts: hosts("10.1.2.3,box.example"),
             accounts: 2,
@@ -412,5 +443,53 @@ mod tests {
         }
         let err = super::super::up::check_hosts(&net).unwrap_err().to_string();
         assert!(err.contains("node 0 runs on 10.1.2.3"), "{err}");
+    }
+
+    #[test]
+    fn pbft_networks_are_made_and_pow_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = NetSpec {
+            validators: 2,
+            consensus: ConsensusKind::Pbft,
+            base_port: 30100,
+            hosts: Vec::new(),
+            accounts: 1,
+            chain_id: "pbft-test".into(),
+            quick: false,
+        };
+        create(dir.path(), &spec).unwrap();
+        assert_eq!(
+            Network::open(dir.path()).unwrap().consensus,
+            ConsensusKind::Pbft
+        );
+        let pow = tempfile::tempdir().unwrap();
+        let spec = NetSpec {
+            consensus: ConsensusKind::Pow,
+            ..spec
+        };
+        let err = create(pow.path(), &spec).unwrap_err().to_string();
+        assert!(
+            err.contains("proof of work does not run in nodes yet"),
+            "{err}"
+        );
+        assert!(!net::exists(pow.path()));
+    }
+
+    #[test]
+    fn byzantine_behaviours_must_be_the_protocols_own() {
+        let spec = |text: &str| -> ByzantineSpec { text.parse().unwrap() };
+        check_byzantine(ConsensusKind::Hotstuff, 4, &[spec("1:stale-qc")]).unwrap();
+        check_byzantine(ConsensusKind::Pbft, 4, &[spec("0,3:withhold")]).unwrap();
+        let err = check_byzantine(ConsensusKind::Pbft, 4, &[spec("1:stale-qc")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pbft validators have no such behaviour; they have silent,"),
+            "{err}"
+        );
+        let err = check_byzantine(ConsensusKind::Pbft, 4, &[spec("5:withhold")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("node 5 does not exist"), "{err}");
     }
 }

@@ -4,7 +4,7 @@
 //! a directory made by an earlier one.
 
 use anyhow::{Context, anyhow, bail};
-use phalanx_chain::ChainId;
+use phalanx_chain::{ChainId, ConsensusKind};
 use phalanx_crypto::PublicKey;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -186,6 +186,8 @@ pub struct Network {
     /// The directory (absolute).
     pub dir: PathBuf,
     pub chain_id: ChainId,
+    /// The protocol its genesis names.
+    pub consensus: ConsensusKind,
     pub nodes: Vec<NodeInfo>,
 }
 
@@ -221,7 +223,7 @@ impl Network {
             .canonicalize()
             .with_context(|| format!("resolving {}", dir.display()))?;
         let mut nodes = Vec::new();
-        let mut chain_id = None;
+        let mut chain = None;
         for index in 0..MAX_VALIDATORS {
             let home = dir.join(format!("node{index}"));
             if !home.is_dir() {
@@ -250,7 +252,7 @@ impl Network {
             } else {
                 Host::Ip(api.ip())
             };
-            chain_id.get_or_insert(loaded.genesis.chain_id.clone());
+            chain.get_or_insert((loaded.genesis.chain_id.clone(), loaded.genesis.consensus));
             nodes.push(NodeInfo {
                 index,
                 home,
@@ -262,10 +264,12 @@ impl Network {
                 byzantine: loaded.config.consensus.byzantine.clone(),
             });
         }
-        let chain_id = chain_id.ok_or_else(|| anyhow!("{} has no node0/", dir.display()))?;
+        let (chain_id, consensus) =
+            chain.ok_or_else(|| anyhow!("{} has no node0/", dir.display()))?;
         Ok(Network {
             dir,
             chain_id,
+            consensus,
             nodes,
         })
     }

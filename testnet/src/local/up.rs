@@ -9,10 +9,10 @@ use super::net::{self, DEFAULT_DIR, Network};
 use super::process::{self, NodeProc, Probe};
 use super::state::State;
 use super::{Signals, supervise};
-use crate::cli::Consensus;
 use crate::sim::scenario::ByzantineSpec;
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use phalanx_chain::ConsensusKind;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -23,9 +23,10 @@ pub struct UpArgs {
     /// Validators of a new network [default: 4].
     #[arg(long)]
     pub validators: Option<usize>,
-    /// The protocol (only hotstuff runs in nodes so far).
-    #[arg(long, value_enum, default_value = "hotstuff")]
-    pub consensus: Consensus,
+    /// The protocol of a new network (pow does not run in nodes yet)
+    /// [default: hotstuff].
+    #[arg(long, value_parser = crate::cli::consensus_kind())]
+    pub consensus: Option<ConsensusKind>,
     /// The network's directory (created if it holds no network).
     #[arg(long, default_value = DEFAULT_DIR)]
     pub dir: PathBuf,
@@ -34,8 +35,10 @@ pub struct UpArgs {
     #[arg(long)]
     pub base_port: Option<u16>,
     /// INDEX[,INDEX...]:BEHAVIOUR: sets consensus.byzantine in those
-    /// nodes' config.toml (silent, equivocate, double-vote,
-    /// invalid-signature, stale-qc; repeatable; kept for later runs).
+    /// nodes' config.toml (repeatable; kept for later runs). Both
+    /// protocols have silent, equivocate, double-vote and
+    /// invalid-signature; hotstuff also stale-qc; pbft also skip-height,
+    /// reorder and withhold.
     #[arg(long, value_name = "SPEC")]
     pub byzantine: Vec<ByzantineSpec>,
     /// Return once the network is healthy and leave it running.
@@ -171,37 +174,17 @@ pub fn wipe(dir: &Path) -> anyhow::Result<()> {
 /// Creates the network if `dir` holds none, else checks that the flags
 /// agree with it; then applies `--byzantine`.
 fn prepare(dir: &Path, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let validators = args.validators.unwrap_or(4);
     if net::exists(dir) {
-        let net = Network::open(dir)?;
-        if args.validators.is_some_and(|v| v != net.nodes.len()) {
-            bail!(
-                "{} holds a {}-validator network; add --fresh to replace it with {validators}",
-                dir.display(),
-                net.nodes.len()
-            );
-        }
-        let base = net
-            .nodes
-            .first()
-            .and_then(|n| net::tcp_of_multiaddr(&n.p2p))
-            .map(|(_, port)| port);
-        if let Some(wanted) = args.base_port
-            && base != Some(wanted)
-        {
-            bail!(
-                "{} holds a network on other ports (node 0's peer port is {}); add --fresh to \
-                 replace it",
-                dir.display(),
-                base.map_or_else(|| "not a TCP port".into(), |p| p.to_string())
-            );
-        }
+        check_flags_agree(&Network::open(dir)?, args)?;
     } else {
+        let validators = args.validators.unwrap_or(4);
+        let consensus = args.consensus.unwrap_or(ConsensusKind::Hotstuff);
+        init::check_byzantine(consensus, validators, &args.byzantine)?;
         init::create(
             dir,
             &NetSpec {
                 validators,
-                consensus: args.consensus,
+                consensus,
                 base_port: args.base_port.unwrap_or(net::DEFAULT_BASE_PORT),
                 hosts: Vec::new(),
                 accounts: args.accounts,
@@ -211,12 +194,48 @@ fn prepare(dir: &Path, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result<()>
         )?;
         writeln!(
             out,
-            "created a {validators}-validator network in {}",
+            "created a {validators}-validator {consensus} network in {}",
             dir.display()
         )?;
     }
-    let count = Network::open(dir)?.nodes.len();
-    init::apply_byzantine(dir, count, &args.byzantine)
+    let net = Network::open(dir)?;
+    init::apply_byzantine(dir, net.consensus, net.nodes.len(), &args.byzantine)
+}
+
+/// Refuses flags that describe another network than the one in `net.dir`.
+fn check_flags_agree(net: &Network, args: &UpArgs) -> anyhow::Result<()> {
+    let dir = net.dir.display();
+    if let Some(wanted) = args.validators
+        && wanted != net.nodes.len()
+    {
+        bail!(
+            "{dir} holds a {}-validator network; add --fresh to replace it with {wanted}",
+            net.nodes.len()
+        );
+    }
+    if let Some(wanted) = args.consensus
+        && wanted != net.consensus
+    {
+        bail!(
+            "{dir} holds a {} network; add --fresh to replace it with a {wanted} one",
+            net.consensus
+        );
+    }
+    let base = net
+        .nodes
+        .first()
+        .and_then(|n| net::tcp_of_multiaddr(&n.p2p))
+        .map(|(_, port)| port);
+    if let Some(wanted) = args.base_port
+        && base != Some(wanted)
+    {
+        bail!(
+            "{dir} holds a network on other ports (node 0's peer port is {}); add --fresh to \
+             replace it",
+            base.map_or_else(|| "not a TCP port".into(), |p| p.to_string())
+        );
+    }
+    Ok(())
 }
 
 /// Refuses to start a network made for other machines (`init --hosts`),

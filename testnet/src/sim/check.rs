@@ -6,7 +6,6 @@
 //! lock, is still held to agreement and integrity. Replicas are numbered as
 //! in the scenario (validators, then twins).
 
-use super::protocol::EvidenceReport;
 use super::report::{CheckerKind, Violation};
 use super::scenario::{Scenario, TimeMs, format_duration_ms};
 use phalanx_chain::{Block, Hash, ValidatorIndex};
@@ -14,6 +13,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Violations kept verbatim per run (all are counted).
 const KEPT_VIOLATIONS: usize = 8;
+
+/// A replica's claim that `culprit` misbehaved, and whether the proof it
+/// carries checks out ([`phalanx_consensus::Protocol::check_evidence`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceReport {
+    pub kind: &'static str,
+    pub culprit: ValidatorIndex,
+    pub proof_checks: bool,
+}
 
 /// One entry of a replica's commit log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,7 +23,7 @@ pub fn validator_key(index: usize) -> Keypair {
     key("validator", index)
 }
 
-/// A HotStuff genesis for `validators` validators and the client's
+/// A `consensus` genesis for `validators` validators and the client's
 /// accounts; block 0's timestamp is virtual time 0.
 pub fn genesis(consensus: ConsensusKind, validators: usize) -> Result<Genesis, String> {
     let chain_id = ChainId::new(CHAIN_ID).map_err(|e| e.to_string())?;

@@ -9,11 +9,41 @@
 //! its last safety data and its committed blocks. A simulated client
 //! submits signed transfers to every replica's mempool; each replica builds
 //! and validates blocks with the real ledger code over an in-memory store.
-//! Messages travel as bytes and are verified by the receiver exactly as a
-//! node would (`verify_message`), so corrupted signatures are filtered
-//! where they would be in production.
 //!
-//! Faulty validators are the replica's own Byzantine behaviours (silent,
+//! # The seam
+//!
+//! The simulator drives protocols through the consensus crate's seam,
+//! [`phalanx_consensus::Protocol`], exactly as the node's driver does, and
+//! names none of a protocol's message, timer, safety or error types: the
+//! world is generic over `P: Protocol`, and [`run_once`] holds the one
+//! dispatch from the scenario's [`ConsensusKind`] to a protocol type.
+//!
+//! - A replica is `P::new` with its key and a [`Tuning`] drawn from the
+//!   scenario ([`Scenario::tuning`]), on its store's head block, then
+//!   [`Input::Start`] with the safety data its store holds under
+//!   `P::SAFETY_KEY` (none on a fresh start).
+//! - Messages travel as bytes on a [`Channel`] and become the protocol's
+//!   messages only through `P::verify` at the receiver, as in a node, so
+//!   corrupted signatures are filtered where they would be in production;
+//!   refused bytes are counted by [`RejectReason`] label. Consensus bytes
+//!   verify the same whoever forwards them, so their results are cached by
+//!   hash for the run ([`Scenario::verify_cache`]); catch-up bytes, which
+//!   depend on their sender, are verified every time.
+//! - Timers fire as [`Input::Timer`]; stale armings are ignored.
+//! - Effects are carried out in order: `Persist` writes to the replica's
+//!   store before any later effect; `Send` and `Broadcast` put copies on
+//!   links, counted by [`Origin`] (authored, forwarded, catch-up); `Extend`
+//!   with a final block commits it, after `P::check_finalized` checks its
+//!   certificate against the replica's store; `Evidence` is judged by
+//!   `P::check_evidence`. Proof of work's effects (a block not yet final,
+//!   `Finalize`, `Revert`, `RequestWork`) are not simulated yet and fail
+//!   the run as a setup violation, as does a [`Fault`], after which the
+//!   replica is fed nothing more.
+//!
+//! # Faults
+//!
+//! Faulty validators are the protocol's own Byzantine behaviours
+//! ([`Byzantine::of`](phalanx_consensus::Byzantine::of); HotStuff: silent,
 //! equivocate, double-vote, invalid-signature, stale-qc) and *twins*: a
 //! validator run as two replicas with one key, each honest towards the
 //! replicas it reaches, so that it signs conflicting proposals and votes
@@ -25,12 +55,14 @@
 //! makes every replica accept fewer signers than n - f as a quorum
 //! ([`Scenario::unsafe_quorum`]).
 //!
+//! # Checkers
+//!
 //! Every run is checked for:
 //! - **agreement**: no two honest replicas commit different blocks at one
 //!   height, over the whole run;
 //! - **integrity**: every committed block links to the replica's previous
-//!   one, carries a certificate over its parent that verifies, and
-//!   executes on the committed state;
+//!   one, carries a certificate that verifies, and executes on the
+//!   committed state;
 //! - **liveness**: if at most f replicas are faulty (Byzantine, or down at
 //!   the end), every honest replica that is up commits a block within the
 //!   scenario's bound after the last partition heals or crashed replica
@@ -40,22 +72,26 @@
 //! - **determinism**: running a seed again gives the same commit log hash
 //!   (checked for a share of the seeds, see [`Batch::recheck_every`]).
 //!
-//! The simulator drives protocols through the [`Protocol`] trait; HotStuff
-//! is the one implemented. [`Batch`] runs many seeds (on several threads;
-//! each seed's outcome is independent of the others and of scheduling) and
-//! sums them into a [`Summary`].
+//! HotStuff is the protocol built so far. [`Batch`] runs many seeds (on
+//! several threads; each seed's outcome is independent of the others and
+//! of scheduling) and sums them into a [`Summary`].
+//!
+//! [`Tuning`]: phalanx_consensus::Tuning
+//! [`Input::Start`]: phalanx_consensus::Input::Start
+//! [`Input::Timer`]: phalanx_consensus::Input::Timer
+//! [`Channel`]: phalanx_consensus::Channel
+//! [`Origin`]: phalanx_consensus::Origin
+//! [`RejectReason`]: phalanx_consensus::RejectReason
+//! [`Fault`]: phalanx_consensus::Fault
 
 pub mod check;
 pub mod client;
-pub mod hotstuff;
 pub mod ledger;
-pub mod protocol;
 pub mod report;
 pub mod rng;
 pub mod scenario;
 mod world;
 
-pub use protocol::Protocol;
 pub use report::{CheckerKind, RunReport, Summary, Violation};
 pub use scenario::{Scenario, ScenarioError};
 
@@ -75,22 +111,16 @@ pub enum SimError {
     Setup(String),
 }
 
-/// Runs one seed of `scenario`.
+/// Runs one seed of `scenario`: the simulator's one dispatch from the
+/// scenario's protocol to the type that implements it.
 pub fn run_once(scenario: &Scenario, seed: u64) -> Result<RunReport, SimError> {
     scenario.validate()?;
     match scenario.consensus {
-        ConsensusKind::Hotstuff => run_protocol::<hotstuff::HotStuff>(scenario, seed),
+        ConsensusKind::Hotstuff => {
+            Ok(World::<phalanx_consensus::hotstuff::HotStuff>::new(scenario, seed)?.run())
+        }
         other => Err(SimError::NotBuilt(other)),
     }
-}
-
-fn run_protocol<P: Protocol>(scenario: &Scenario, seed: u64) -> Result<RunReport, SimError> {
-    let world = World::<P>::new(scenario, seed).map_err(SimError::Setup)?;
-    let (mut report, checker) = world.run();
-    let (violations, counts) = checker.into_violations();
-    report.violations = violations;
-    report.violation_counts = counts;
-    Ok(report)
 }
 
 /// Runs one seed, and if `recheck` runs it again and reports a determinism

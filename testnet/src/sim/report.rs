@@ -1,6 +1,6 @@
 //! What one run found, and the summary over many.
 
-use super::protocol::Origin;
+use phalanx_consensus::Origin;
 use phalanx_crypto::Hash;
 use serde::Serialize;
 use std::collections::BTreeMap;

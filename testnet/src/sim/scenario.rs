@@ -7,7 +7,7 @@
 
 use super::rng::Rng;
 use phalanx_chain::{ConsensusKind, ValidatorIndex};
-use phalanx_consensus::Byzantine;
+use phalanx_consensus::{Byzantine, Tuning};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
@@ -34,6 +34,20 @@ pub enum ScenarioError {
     NoValidators,
     #[error("{what} must be positive")]
     Zero { what: &'static str },
+    #[error(
+        "replica {index}: {protocol} replicas have no behaviour {behaviour}; they have {expected}"
+    )]
+    UnknownBehaviour {
+        index: u16,
+        behaviour: Byzantine,
+        protocol: ConsensusKind,
+        expected: String,
+    },
+    #[error(
+        "--unsafe-view-change makes PBFT replicas ignore prepared certificates in view changes; \
+         it does not apply to {protocol}"
+    )]
+    UnsafeViewChangeNeedsPbft { protocol: ConsensusKind },
 }
 
 fn spec_error(spec: &str, expected: &str, problem: impl fmt::Display) -> ScenarioError {
@@ -280,6 +294,10 @@ pub struct Scenario {
     /// quorum (`Committee::with_unsafe_quorum`), so the checkers can be
     /// shown to catch a broken protocol.
     pub unsafe_quorum: Option<usize>,
+    /// Negative control (PBFT only): every replica ignores prepared
+    /// certificates in view changes ([`Tuning::unsafe_view_change`]), a
+    /// broken protocol whose agreement violations the checkers must catch.
+    pub unsafe_view_change: bool,
     /// Validators that run two copies of themselves with one key, each
     /// behaving honestly towards the replicas it can reach: a two-faced
     /// Byzantine validator, as in Twins (Bano et al., 2020). The copy of
@@ -304,6 +322,11 @@ pub struct Scenario {
     /// result for identical copies (same bytes, same answer); a speed-up
     /// that changes no outcome.
     pub verify_cache: bool,
+    /// PBFT: a checkpoint every this many heights (the watermark window is
+    /// twice this, the paper's example).
+    pub checkpoint_interval: u64,
+    /// PBFT: heights a primary keeps in flight (proposed, not committed).
+    pub max_in_flight: u64,
 }
 
 /// Defaults, as the command line documents them.
@@ -316,6 +339,10 @@ pub mod defaults {
     pub const BASE_TIMEOUT_MS: u64 = 1_000;
     pub const MAX_TIMEOUT_MS: u64 = 8_000;
     pub const TX_INTERVAL_MS: u64 = 100;
+    /// As [`Tuning::default`](phalanx_consensus::Tuning) has it.
+    pub const CHECKPOINT_INTERVAL: u64 = 16;
+    /// As [`Tuning::default`](phalanx_consensus::Tuning) has it.
+    pub const MAX_IN_FLIGHT: u64 = 4;
 }
 
 impl Scenario {
@@ -326,6 +353,7 @@ impl Scenario {
             validators,
             byzantine: BTreeMap::new(),
             unsafe_quorum: None,
+            unsafe_view_change: false,
             twins: BTreeSet::new(),
             delay: DelayRange {
                 min_ms: defaults::DELAY_MIN_MS,
@@ -342,6 +370,26 @@ impl Scenario {
             tx_interval_ms: defaults::TX_INTERVAL_MS,
             forward: true,
             verify_cache: true,
+            checkpoint_interval: defaults::CHECKPOINT_INTERVAL,
+            max_in_flight: defaults::MAX_IN_FLIGHT,
+        }
+    }
+
+    /// How the replicas of validator `me` are tuned: the scenario's
+    /// timeouts, forwarding and PBFT settings, its Byzantine behaviour if
+    /// it has one, and no batching delays (a leader proposes at once).
+    pub fn tuning(&self, me: ValidatorIndex) -> Tuning {
+        Tuning {
+            base_timeout_ms: self.base_timeout_ms,
+            max_timeout_ms: self.max_timeout_ms,
+            forward: self.forward,
+            byzantine: self.byzantine.get(&me).copied(),
+            max_batch_delay_ms: 0,
+            empty_block_delay_ms: 0,
+            checkpoint_interval: self.checkpoint_interval,
+            watermark_window: self.checkpoint_interval.saturating_mul(2),
+            max_in_flight: self.max_in_flight,
+            unsafe_view_change: self.unsafe_view_change,
         }
     }
 
@@ -380,11 +428,14 @@ impl Scenario {
         Ok(())
     }
 
-    /// Checks every index, probability and window against the committee.
+    /// Checks every index, probability and window against the committee,
+    /// and every Byzantine behaviour and negative control against the
+    /// protocol.
     pub fn validate(&self) -> Result<(), ScenarioError> {
         if self.validators == 0 {
             return Err(ScenarioError::NoValidators);
         }
+        self.validate_protocol()?;
         let in_range = |index: ValidatorIndex, count: usize| {
             if usize::from(index.0) < count {
                 Ok(())
@@ -411,6 +462,8 @@ impl Scenario {
             ("--max-timeout", self.max_timeout_ms),
             ("--tx-interval", self.tx_interval_ms),
             ("--liveness-bound", self.liveness_bound_ms),
+            ("--checkpoint-interval", self.checkpoint_interval),
+            ("--max-in-flight", self.max_in_flight),
         ] {
             if value == 0 {
                 return Err(ScenarioError::Zero { what });
@@ -429,6 +482,31 @@ impl Scenario {
             }
         }
         self.validate_crashes(known)
+    }
+
+    /// Refuses a behaviour the protocol's replicas do not have, and a
+    /// negative control for another protocol.
+    fn validate_protocol(&self) -> Result<(), ScenarioError> {
+        let known = Byzantine::of(self.consensus);
+        if let Some((index, behaviour)) = self.byzantine.iter().find(|(_, b)| !known.contains(b)) {
+            let names: Vec<&str> = known.iter().map(|b| b.name()).collect();
+            return Err(ScenarioError::UnknownBehaviour {
+                index: index.0,
+                behaviour: *behaviour,
+                protocol: self.consensus,
+                expected: if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                },
+            });
+        }
+        if self.unsafe_view_change && self.consensus != ConsensusKind::Pbft {
+            return Err(ScenarioError::UnsafeViewChangeNeedsPbft {
+                protocol: self.consensus,
+            });
+        }
+        Ok(())
     }
 
     fn validate_crashes(
@@ -552,6 +630,22 @@ impl Scenario {
                 flag(name, format_duration_ms(value));
             }
         }
+        let pbft = [
+            (
+                "--checkpoint-interval",
+                self.checkpoint_interval,
+                d.checkpoint_interval,
+            ),
+            ("--max-in-flight", self.max_in_flight, d.max_in_flight),
+        ];
+        for (name, value, default) in pbft {
+            if value != default {
+                flag(name, value.to_string());
+            }
+        }
+        if self.unsafe_view_change {
+            args.push("--unsafe-view-change".to_owned());
+        }
         if !self.forward {
             args.push("--no-forward".to_owned());
         }
@@ -563,8 +657,9 @@ impl Scenario {
 
     /// This scenario with a fault schedule drawn from `seed` in place of its
     /// own Byzantine replicas, twins, loss, duplication, partitions and
-    /// crashes: exactly f faulty validators whose behaviours (the five
-    /// Byzantine ones, and twins) rotate with the seed, light loss and
+    /// crashes: exactly f faulty validators whose behaviours (the
+    /// protocol's Byzantine ones, [`Byzantine::of`], and twins) rotate with
+    /// the seed, light loss and
     /// duplication, and (each with probability 1/2) one partition and one
     /// crash with restart, all over by a few seconds in.
     pub fn with_random_faults(&self, seed: u64) -> Scenario {
@@ -576,8 +671,8 @@ impl Scenario {
         shuffle(&mut order, &mut rng);
         s.byzantine = BTreeMap::new();
         s.twins = BTreeSet::new();
+        let behaviours = Byzantine::of(s.consensus);
         for (k, index) in order.iter().take(f).enumerate() {
-            let behaviours = Byzantine::ALL;
             let at = (seed as usize).wrapping_add(k) % (behaviours.len() + 1);
             match behaviours.get(at) {
                 Some(b) => {
@@ -768,5 +863,99 @@ mod tests {
             assert_eq!(s, Scenario::new(7).with_random_faults(seed));
             assert!(s.down_at_end().is_empty());
         }
+    }
+
+    #[test]
+    fn behaviours_and_negative_controls_must_be_the_protocols_own() {
+        let with = |consensus: ConsensusKind, spec: &str| {
+            let mut s = Scenario::new(4);
+            s.consensus = consensus;
+            s.add_byzantine(&spec.parse().unwrap()).unwrap();
+            s.validate()
+        };
+        with(ConsensusKind::Hotstuff, "1:stale-qc").unwrap();
+        with(ConsensusKind::Pbft, "1,2:withhold").unwrap();
+        let err = with(ConsensusKind::Hotstuff, "2:skip-height")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "replica 2: hotstuff replicas have no behaviour skip-height; they have silent, \
+             equivocate, double-vote, invalid-signature, stale-qc"
+        );
+        let err = with(ConsensusKind::Pbft, "1:stale-qc").unwrap_err();
+        assert!(matches!(
+            err,
+            ScenarioError::UnknownBehaviour { index: 1, .. }
+        ));
+        let err = with(ConsensusKind::Pow, "0:silent")
+            .unwrap_err()
+            .to_string();
+        assert!(err.ends_with("they have none"), "{err}");
+
+        let mut s = Scenario::new(4);
+        s.unsafe_view_change = true;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("does not apply to hotstuff"), "{err}");
+        s.consensus = ConsensusKind::Pbft;
+        s.validate().unwrap();
+        assert!(s.tuning(ValidatorIndex(0)).unsafe_view_change);
+    }
+
+    #[test]
+    fn random_faults_rotate_through_the_protocols_behaviours() {
+        // HotStuff's rotation is the one the simulator had before PBFT's
+        // behaviours existed, so its schedules (and figures) are unchanged.
+        assert_eq!(
+            Byzantine::of(ConsensusKind::Hotstuff),
+            [
+                Byzantine::Silent,
+                Byzantine::Equivocate,
+                Byzantine::DoubleVote,
+                Byzantine::InvalidSignature,
+                Byzantine::StaleQc,
+            ]
+        );
+        for consensus in [ConsensusKind::Hotstuff, ConsensusKind::Pbft] {
+            let mut base = Scenario::new(4);
+            base.consensus = consensus;
+            let mut seen = BTreeSet::new();
+            let mut twinned = false;
+            for seed in 0..100 {
+                let s = base.with_random_faults(seed);
+                s.validate().unwrap();
+                seen.extend(s.byzantine.values().map(|b| b.name()));
+                twinned |= !s.twins.is_empty();
+            }
+            let all: BTreeSet<&str> = Byzantine::of(consensus).iter().map(|b| b.name()).collect();
+            assert_eq!(seen, all, "{consensus}");
+            assert!(twinned, "{consensus}");
+        }
+    }
+
+    #[test]
+    fn pbft_settings_default_to_the_protocols_and_reach_its_tuning() {
+        let defaults = Tuning::default();
+        let mut s = Scenario::new(4);
+        let t = s.tuning(ValidatorIndex(0));
+        assert_eq!(
+            (t.checkpoint_interval, t.watermark_window, t.max_in_flight),
+            (
+                defaults.checkpoint_interval,
+                defaults.watermark_window,
+                defaults.max_in_flight
+            )
+        );
+        assert_eq!((t.max_batch_delay_ms, t.empty_block_delay_ms), (0, 0));
+        s.checkpoint_interval = 50;
+        s.max_in_flight = 0;
+        assert!(matches!(
+            s.validate(),
+            Err(ScenarioError::Zero {
+                what: "--max-in-flight"
+            })
+        ));
+        let t = s.tuning(ValidatorIndex(0));
+        assert_eq!((t.checkpoint_interval, t.watermark_window), (50, 100));
     }
 }

@@ -6,28 +6,47 @@
 //! pure function of its scenario and seed. Every random choice (delays,
 //! loss, duplication, the client's transfers) comes from seeded streams.
 //!
-//! A replica's actions are carried out in order. `Persist` writes to the
-//! replica's store at once, before any later action: a crash (which falls
+//! The world drives each replica through the consensus seam
+//! ([`Protocol`]) and names none of a protocol's own types. Bytes that
+//! reach a replica become the protocol's message through
+//! [`Protocol::verify`] (or are counted as rejected, by
+//! [`RejectReason`](phalanx_consensus::RejectReason)), and the effects
+//! the protocol returns are carried out in order. `Persist` writes to the
+//! replica's store at once, before any later effect: a crash (which falls
 //! between events) therefore always finds the safety data of every message
 //! already sent. A crashed replica loses its protocol state, mempool,
 //! speculative states and armed timers, and messages that reach it while
 //! down are dropped; it restarts from its store's head block and its last
-//! persisted safety data.
+//! persisted safety data ([`Input::Start`]). A replica whose protocol
+//! stops with a [`Fault`] is fed nothing more until it restarts.
 
-use super::check::Checker;
+use super::SimError;
+use super::check::{Checker, EvidenceReport};
 use super::client::{self, Client};
 use super::ledger::SimLedger;
-use super::protocol::{Action, Channel, NodeSetup, Outgoing, Protocol};
 use super::report::{CheckerKind, RunReport};
 use super::rng::Rng;
 use super::scenario::{Scenario, TimeMs};
-use phalanx_chain::{Genesis, Hash, Store, ValidatorIndex};
+use phalanx_chain::{Block, Hash, Store, ValidatorIndex};
+use phalanx_consensus::{
+    Channel, Effect, Evidence, Fault, Input, Outgoing, Protocol, Setup, Tuning,
+};
+use phalanx_crypto::Keypair;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::rc::Rc;
 
 /// Certificate checks remembered per run, at most.
 const MAX_CACHED_CERTIFICATES: usize = 16_384;
+/// Verification results remembered per run, at most.
+const MAX_CACHED_VERIFICATIONS: usize = 65_536;
+
+/// What [`Protocol::verify`] answered for consensus bytes, by the BLAKE3
+/// hash of the bytes.
+type VerifyCache<P> = HashMap<Hash, Result<<P as Protocol>::Message, <P as Protocol>::Rejection>>;
+
+/// A protocol instance just started, and what it asks for first.
+type Started<P> = (P, Vec<Effect<<P as Protocol>::Timer>>);
 
 #[derive(Debug)]
 enum Event<T> {
@@ -78,9 +97,13 @@ impl<T> Ord for Scheduled<T> {
 
 #[derive(Debug)]
 struct Node<P: Protocol> {
-    setup: NodeSetup,
+    /// The validator it runs as (a twin runs as its original).
+    me: ValidatorIndex,
+    key: Keypair,
+    tuning: Tuning,
     up: bool,
     incarnation: u32,
+    /// `None` while down, or after its protocol stopped with a fault.
     replica: Option<P>,
     ledger: SimLedger,
     /// The current arming of each timer; older armings are stale.
@@ -91,7 +114,9 @@ struct Node<P: Protocol> {
 #[derive(Debug)]
 pub struct World<P: Protocol> {
     scenario: Scenario,
-    shared: P::Shared,
+    context: P::Context,
+    /// Consensus bytes verified before (see [`Scenario::verify_cache`]).
+    verified: Option<VerifyCache<P>>,
     nodes: Vec<Node<P>>,
     queue: BinaryHeap<Scheduled<P::Timer>>,
     seq: u64,
@@ -105,24 +130,29 @@ pub struct World<P: Protocol> {
     /// Certificate checks of committed blocks, by block hash (every replica
     /// commits the same blocks; the answer depends on the block alone).
     certificates: HashMap<Hash, Result<(), String>>,
-    /// Print every event and action to stderr (`PHALANX_SIM_TRACE=1`).
+    /// Print every event and effect to stderr (`PHALANX_SIM_TRACE=1`).
     trace: bool,
 }
 
 impl<P: Protocol> World<P> {
-    /// Sets up a run; fails only if the scenario cannot make a chain.
-    pub fn new(scenario: &Scenario, seed: u64) -> Result<World<P>, String> {
-        let genesis = client::genesis(scenario.consensus, scenario.validators)?;
-        let shared = P::shared(&genesis, scenario.verify_cache, scenario.unsafe_quorum)?;
+    /// Sets up a run; fails only if the scenario cannot make a chain or
+    /// the protocol refuses it.
+    pub fn new(scenario: &Scenario, seed: u64) -> Result<World<P>, SimError> {
+        let genesis =
+            client::genesis(scenario.consensus, scenario.validators).map_err(SimError::Setup)?;
+        let context = P::context(&genesis, scenario.unsafe_quorum)
+            .map_err(|e| SimError::Setup(e.to_string()))?;
         let nodes = (0..scenario.replicas())
             .map(|i| Self::node(scenario, &genesis, i))
-            .collect::<Result<Vec<_>, _>>()?;
-        let validators = nodes.iter().map(|n| n.setup.me).collect();
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(SimError::Setup)?;
+        let validators = nodes.iter().map(|n| n.me).collect();
         let faulty = scenario.faulty_validators();
         let checker = Checker::new(validators, faulty, genesis.block().hash());
         Ok(World {
             scenario: scenario.clone(),
-            shared,
+            context,
+            verified: scenario.verify_cache.then(HashMap::new),
             nodes,
             queue: BinaryHeap::new(),
             seq: 0,
@@ -142,20 +172,18 @@ impl<P: Protocol> World<P> {
     }
 
     /// Replica `i`: validator `i`, or for `i >= n` a twin.
-    fn node(scenario: &Scenario, genesis: &Genesis, i: usize) -> Result<Node<P>, String> {
+    fn node(
+        scenario: &Scenario,
+        genesis: &phalanx_chain::Genesis,
+        i: usize,
+    ) -> Result<Node<P>, String> {
         let me = scenario
             .validator_of(i)
             .ok_or_else(|| format!("replica {i} runs as no validator"))?;
-        let setup = NodeSetup {
+        Ok(Node {
             me,
             key: client::validator_key(usize::from(me.0)),
-            byzantine: scenario.byzantine.get(&me).copied(),
-            base_timeout_ms: scenario.base_timeout_ms,
-            max_timeout_ms: scenario.max_timeout_ms,
-            forward: scenario.forward,
-        };
-        Ok(Node {
-            setup,
+            tuning: scenario.tuning(me),
             up: false,
             incarnation: 0,
             replica: None,
@@ -179,8 +207,9 @@ impl<P: Protocol> World<P> {
         });
     }
 
-    /// Runs to the end and checks liveness.
-    pub fn run(mut self) -> (RunReport, Checker) {
+    /// Runs to the end, checks liveness, and reports what the checkers
+    /// found.
+    pub fn run(mut self) -> RunReport {
         for i in 0..self.nodes.len() {
             self.boot(ValidatorIndex(i as u16));
         }
@@ -202,7 +231,7 @@ impl<P: Protocol> World<P> {
         self.finish()
     }
 
-    fn finish(mut self) -> (RunReport, Checker) {
+    fn finish(mut self) -> RunReport {
         let up: Vec<bool> = self.nodes.iter().map(|n| n.up).collect();
         self.checker.check_liveness(&self.scenario, &up);
         self.report.recovery_ms = self.checker.recovery_ms(&self.scenario, &up);
@@ -211,10 +240,13 @@ impl<P: Protocol> World<P> {
         self.report.committed_height = self.checker.committed_height();
         self.report.max_view = (0..self.nodes.len())
             .filter(|i| self.checker.is_honest(ValidatorIndex(*i as u16)))
-            .filter_map(|i| self.nodes.get(i)?.replica.as_ref().map(P::view))
+            .filter_map(|i| self.nodes.get(i)?.replica.as_ref().map(|r| r.status().view))
             .max()
             .unwrap_or(0);
-        (self.report, self.checker)
+        let (violations, counts) = self.checker.into_violations();
+        self.report.violations = violations;
+        self.report.violation_counts = counts;
+        self.report
     }
 
     fn step(&mut self, event: Event<P::Timer>) {
@@ -253,34 +285,83 @@ impl<P: Protocol> World<P> {
             return;
         }
         self.log(|| format!("{to} <- {from}: {}", P::describe(channel, bytes)));
-        let now = self.now;
-        let Some(sender) = self.nodes.get(usize::from(from.0)).map(|n| n.setup.me) else {
+        let Some(sender) = self.nodes.get(usize::from(from.0)).map(|n| n.me) else {
             return;
         };
-        let Some(node) = self.nodes.get_mut(usize::from(to.0)) else {
+        let Some(node) = self.nodes.get(usize::from(to.0)) else {
             return;
         };
-        let Some(replica) = node.replica.as_mut().filter(|_| node.up) else {
+        if !node.up || node.replica.is_none() {
             self.report.dropped_down += 1;
             return;
-        };
+        }
         self.report.delivered += 1;
-        match replica.deliver(
-            &mut self.shared,
-            sender,
-            channel,
-            bytes,
-            now,
-            &mut node.ledger,
-        ) {
-            Ok(actions) => self.apply(to, actions),
-            Err(rejected) => *self.report.rejected.entry(rejected.0).or_default() += 1,
+        match self.verify(sender, channel, bytes) {
+            Ok(message) => self.handle(to, Input::Message(message)),
+            Err(rejection) => {
+                let reason = P::reject_reason(&rejection).label();
+                *self.report.rejected.entry(reason).or_default() += 1;
+            }
         }
     }
 
-    fn fire(&mut self, index: ValidatorIndex, incarnation: u32, timer: P::Timer, generation: u64) {
+    /// [`Protocol::verify`], answered from the cache for consensus bytes
+    /// seen before: a consensus message carries its author, so whether it
+    /// verifies depends on its bytes alone, whoever passed it on. Catch-up
+    /// traffic is verified every time (it depends on its sender).
+    fn verify(
+        &mut self,
+        sender: ValidatorIndex,
+        channel: Channel,
+        bytes: &[u8],
+    ) -> Result<P::Message, P::Rejection> {
+        let cache = match (&mut self.verified, channel) {
+            (Some(cache), Channel::Consensus) => cache,
+            _ => return P::verify(&self.context, Some(sender), channel, bytes),
+        };
+        let key = Hash::digest(bytes);
+        if let Some(result) = cache.get(&key) {
+            return result.clone();
+        }
+        let result = P::verify(&self.context, Some(sender), channel, bytes);
+        if cache.len() >= MAX_CACHED_VERIFICATIONS {
+            cache.clear();
+        }
+        cache.insert(key, result.clone());
+        result
+    }
+
+    /// Hands `input` to replica `index`'s protocol and carries out what it
+    /// answers. A fault stops the replica.
+    fn handle(&mut self, index: ValidatorIndex, input: Input<P::Message, P::Timer>) {
         let now = self.now;
         let Some(node) = self.nodes.get_mut(usize::from(index.0)) else {
+            return;
+        };
+        let Some(replica) = node.replica.as_mut() else {
+            return;
+        };
+        match replica.handle(input, now, &mut node.ledger) {
+            Ok(effects) => self.apply(index, effects),
+            Err(fault) => self.halt(index, &fault),
+        }
+    }
+
+    /// The protocol said it cannot go on deciding safely: it is fed
+    /// nothing more (until the replica restarts), and the run fails, since
+    /// the simulator's stores never fail.
+    fn halt(&mut self, index: ValidatorIndex, fault: &Fault) {
+        self.log(|| format!("{index} halts: {fault}"));
+        if let Some(node) = self.node_mut(index) {
+            node.replica = None;
+            node.timers.clear();
+        }
+        let detail = format!("replica {index} stopped: {fault}");
+        self.checker.violation(CheckerKind::Setup, detail);
+    }
+
+    fn fire(&mut self, index: ValidatorIndex, incarnation: u32, timer: P::Timer, generation: u64) {
+        let Some(node) = self.node_mut(index) else {
             return;
         };
         if !node.up || node.incarnation != incarnation {
@@ -290,14 +371,8 @@ impl<P: Protocol> World<P> {
             return;
         }
         node.timers.remove(&timer);
-        if self.trace {
-            eprintln!("{now:>7} {index} timer {timer:?}");
-        }
-        let Some(replica) = node.replica.as_mut() else {
-            return;
-        };
-        let actions = replica.fire(&mut self.shared, timer, now, &mut node.ledger);
-        self.apply(index, actions);
+        self.log(|| format!("{index} timer {timer:?}"));
+        self.handle(index, Input::Timer(timer));
     }
 
     fn client_tick(&mut self) {
@@ -330,27 +405,14 @@ impl<P: Protocol> World<P> {
         let Some(node) = self.nodes.get_mut(usize::from(index.0)) else {
             return;
         };
-        let recovered = node.ledger.store().safety_data(P::SAFETY_KEY);
-        let booted = match (node.ledger.head_block(), recovered) {
-            (Ok(head), Ok(recovered)) => P::boot(
-                &mut self.shared,
-                &node.setup,
-                head,
-                recovered.as_deref(),
-                now,
-                &mut node.ledger,
-            ),
-            (Err(e), _) => Err(e),
-            (_, Err(e)) => Err(e.to_string()),
-        };
-        match booted {
-            Ok((replica, actions)) => {
+        match Self::start(&self.context, node, now) {
+            Ok((replica, effects)) => {
                 if self.trace {
-                    eprintln!("{now:>7} {index} starts at view {}", replica.view());
+                    eprintln!("{now:>7} {index} starts at view {}", replica.status().view);
                 }
                 node.replica = Some(replica);
                 node.up = true;
-                self.apply(index, actions);
+                self.apply(index, effects);
             }
             Err(e) => self.checker.violation(
                 CheckerKind::Setup,
@@ -359,26 +421,55 @@ impl<P: Protocol> World<P> {
         }
     }
 
-    /// Carries out a replica's actions in order.
-    fn apply(&mut self, index: ValidatorIndex, actions: Vec<Action<P::Timer>>) {
-        for action in actions {
-            if self.trace {
-                self.log(|| format!("{index} -> {}", describe_action::<P>(&action)));
-            }
-            match action {
-                Action::Persist(bytes) => self.persist(index, &bytes),
-                Action::Send { to, message } => self.send(index, Some(to), &message),
-                Action::Broadcast(message) => self.send(index, None, &message),
-                Action::Commit(block) => self.commit(index, &block),
-                Action::ArmTimer { timer, at } => self.arm(index, timer, at),
-                Action::CancelTimer(timer) => {
+    /// A new protocol instance for `node` and what it asks for first.
+    fn start(context: &P::Context, node: &mut Node<P>, now: TimeMs) -> Result<Started<P>, String> {
+        let recovered = node
+            .ledger
+            .store()
+            .safety_data(P::SAFETY_KEY)
+            .map_err(|e| e.to_string())?;
+        let head = node.ledger.head_block()?;
+        let setup = Setup {
+            key: node.key.clone(),
+            tuning: node.tuning.clone(),
+        };
+        let mut replica = P::new(context, setup, head).map_err(|e| e.to_string())?;
+        let effects = replica
+            .handle(Input::Start { recovered }, now, &mut node.ledger)
+            .map_err(|e| e.to_string())?;
+        Ok((replica, effects))
+    }
+
+    /// Carries out a replica's effects in order.
+    fn apply(&mut self, index: ValidatorIndex, effects: Vec<Effect<P::Timer>>) {
+        for effect in effects {
+            self.log(|| format!("{index} -> {}", describe_effect::<P>(&effect)));
+            match effect {
+                Effect::Persist(bytes) => self.persist(index, &bytes),
+                Effect::Send { to, message } => self.send(index, Some(to), &message),
+                Effect::Broadcast(message) => self.send(index, None, &message),
+                Effect::Extend {
+                    block,
+                    finalized: true,
+                } => self.commit(index, &block),
+                Effect::ArmTimer { timer, at } => self.arm(index, timer, at),
+                Effect::CancelTimer(timer) => {
                     if let Some(node) = self.node_mut(index) {
                         node.timers.remove(&timer);
                     }
                 }
-                Action::Evidence(evidence) => {
-                    *self.report.evidence.entry(evidence.kind).or_default() += 1;
-                    self.checker.on_evidence(index, &evidence);
+                Effect::Evidence(evidence) => self.evidence(index, &evidence),
+                unsupported @ (Effect::Extend {
+                    finalized: false, ..
+                }
+                | Effect::Finalize(_)
+                | Effect::Revert { .. }
+                | Effect::RequestWork(_)) => {
+                    let detail = format!(
+                        "replica {index} asked to {}, but the simulator does not run proof of work yet",
+                        describe_effect::<P>(&unsupported)
+                    );
+                    self.checker.violation(CheckerKind::Setup, detail);
                 }
             }
         }
@@ -387,13 +478,13 @@ impl<P: Protocol> World<P> {
     /// Sends to every replica of validator `to` (both copies of a twin), or
     /// with `None` to every replica of every other validator.
     fn send(&mut self, index: ValidatorIndex, to: Option<ValidatorIndex>, message: &Outgoing) {
-        let Some(me) = self.nodes.get(usize::from(index.0)).map(|n| n.setup.me) else {
+        let Some(me) = self.nodes.get(usize::from(index.0)).map(|n| n.me) else {
             return;
         };
         let bytes: Rc<[u8]> = message.bytes.as_slice().into();
         let targets: Vec<ValidatorIndex> = (0..self.nodes.len())
             .filter(|i| {
-                let v = self.nodes.get(*i).map(|n| n.setup.me);
+                let v = self.nodes.get(*i).map(|n| n.me);
                 v != Some(me) && to.is_none_or(|to| v == Some(to))
             })
             .map(|i| ValidatorIndex(i as u16))
@@ -433,21 +524,40 @@ impl<P: Protocol> World<P> {
         );
     }
 
-    fn commit(&mut self, index: ValidatorIndex, block: &phalanx_chain::Block) {
+    /// Counts evidence and has the checker judge whether it proves what it
+    /// claims, about whom.
+    fn evidence(&mut self, index: ValidatorIndex, evidence: &Evidence) {
+        *self.report.evidence.entry(evidence.kind).or_default() += 1;
+        let report = EvidenceReport {
+            kind: evidence.kind,
+            culprit: evidence.culprit,
+            proof_checks: P::check_evidence(&self.context, evidence),
+        };
+        self.checker.on_evidence(index, &report);
+    }
+
+    /// A block final at replica `index`: its certificate is checked
+    /// ([`Protocol::check_finalized`], against the blocks the replica
+    /// finalized before it), then the replica's ledger executes and stores
+    /// it.
+    fn commit(&mut self, index: ValidatorIndex, block: &Block) {
         let hash = block.hash();
+        let Some(node) = self.nodes.get_mut(usize::from(index.0)) else {
+            return;
+        };
         let certificate = match self.certificates.get(&hash) {
             Some(known) => known.clone(),
             None => {
-                let checked = P::check_certificate(&self.shared, block);
+                let store = node.ledger.store();
+                let lookup = |h: &Hash| store.block(h).ok().flatten();
+                let checked =
+                    P::check_finalized(&self.context, block, &lookup).map_err(|e| e.to_string());
                 if self.certificates.len() >= MAX_CACHED_CERTIFICATES {
                     self.certificates.clear();
                 }
                 self.certificates.insert(hash, checked.clone());
                 checked
             }
-        };
-        let Some(node) = self.nodes.get_mut(usize::from(index.0)) else {
-            return;
         };
         let applied = node.ledger.commit(block);
         if self.checker.is_honest(index) {
@@ -506,28 +616,211 @@ impl<P: Protocol> World<P> {
     }
 }
 
-fn describe_action<P: Protocol>(action: &Action<P::Timer>) -> String {
-    match action {
-        Action::Persist(bytes) => format!("persist {} bytes", bytes.len()),
-        Action::Send { to, message } => {
+/// One line for a trace (and for a setup violation).
+fn describe_effect<P: Protocol>(effect: &Effect<P::Timer>) -> String {
+    let block_line =
+        |block: &Block| format!("height {} block {}", block.header.height, block.hash());
+    match effect {
+        Effect::Persist(bytes) => format!("persist {} bytes", bytes.len()),
+        Effect::Send { to, message } => {
             format!(
                 "send to {to}: {}",
                 P::describe(message.channel, &message.bytes)
             )
         }
-        Action::Broadcast(message) => {
+        Effect::Broadcast(message) => {
             format!(
                 "broadcast: {}",
                 P::describe(message.channel, &message.bytes)
             )
         }
-        Action::Commit(block) => format!(
-            "commit height {} block {}",
-            block.header.height,
-            block.hash()
-        ),
-        Action::ArmTimer { timer, at } => format!("arm {timer:?} at {at}"),
-        Action::CancelTimer(timer) => format!("cancel {timer:?}"),
-        Action::Evidence(e) => format!("evidence {} by {}", e.kind, e.culprit),
+        Effect::Extend {
+            block,
+            finalized: true,
+        } => format!("commit {}", block_line(block)),
+        Effect::Extend {
+            block,
+            finalized: false,
+        } => format!("extend the chain with {} (not final)", block_line(block)),
+        Effect::Finalize(height) => format!("finalize up to height {height}"),
+        Effect::Revert { ancestor } => format!("revert to {ancestor}"),
+        Effect::ArmTimer { timer, at } => format!("arm {timer:?} at {at}"),
+        Effect::CancelTimer(timer) => format!("cancel {timer:?}"),
+        Effect::RequestWork(work) => format!("mine on {}", work.parent),
+        Effect::Evidence(e) => format!("evidence {} by {}", e.kind, e.culprit),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phalanx_chain::{ConsensusKind, Genesis, Height, StoreError};
+    use phalanx_consensus::{
+        Ledger, LocalFault, Origin, ProofError, RejectReason, SetupError, Status,
+    };
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Calls of `Scripted::verify` on this thread.
+        static VERIFIED: Cell<usize> = const { Cell::new(0) };
+    }
+
+    #[derive(Debug, Clone, thiserror::Error)]
+    #[error("never refused")]
+    struct Never;
+
+    /// Asks for proof of work's effects at start.
+    const POW_EFFECTS: u8 = 0;
+    /// Arms a timer and broadcasts at start; faults when the timer fires.
+    const FAULT_ON_TIMER: u8 = 1;
+    /// Broadcasts the same bytes on both channels at start.
+    const BROADCAST_BOTH: u8 = 2;
+
+    /// A protocol that follows a script (`PLAN`), to see the world carry
+    /// out what protocols may ask of it.
+    #[derive(Debug)]
+    struct Scripted<const PLAN: u8>;
+
+    fn message(channel: Channel) -> Outgoing {
+        Outgoing {
+            channel,
+            origin: Origin::Authored,
+            kind: "scripted",
+            bytes: vec![7],
+        }
+    }
+
+    impl<const PLAN: u8> Protocol for Scripted<PLAN> {
+        type Context = ();
+        type Message = Channel;
+        type Timer = ();
+        type Rejection = Never;
+
+        const KIND: ConsensusKind = ConsensusKind::Hotstuff;
+        const SAFETY_KEY: &'static [u8] = b"scripted/safety";
+
+        fn context(_: &Genesis, _: Option<usize>) -> Result<(), SetupError> {
+            Ok(())
+        }
+
+        fn new(_: &(), _: Setup, _: Block) -> Result<Self, SetupError> {
+            Ok(Scripted)
+        }
+
+        fn verify(
+            _: &(),
+            _: Option<ValidatorIndex>,
+            channel: Channel,
+            _: &[u8],
+        ) -> Result<Channel, Never> {
+            VERIFIED.with(|v| v.set(v.get() + 1));
+            Ok(channel)
+        }
+
+        fn reject_reason(_: &Never) -> RejectReason {
+            RejectReason::Undecodable
+        }
+
+        fn message_kind(_: &Channel) -> &'static str {
+            "scripted"
+        }
+
+        fn handle(
+            &mut self,
+            input: Input<Channel, ()>,
+            _: TimeMs,
+            _: &mut dyn Ledger,
+        ) -> Result<Vec<Effect<()>>, Fault> {
+            Ok(match (PLAN, input) {
+                (POW_EFFECTS, Input::Start { .. }) => vec![
+                    Effect::Finalize(Height(1)),
+                    Effect::Revert {
+                        ancestor: Hash::ZERO,
+                    },
+                ],
+                (FAULT_ON_TIMER, Input::Start { .. }) => vec![
+                    Effect::ArmTimer { timer: (), at: 0 },
+                    Effect::Broadcast(message(Channel::Consensus)),
+                ],
+                (FAULT_ON_TIMER, Input::Timer(())) => {
+                    return Err(Fault::Local(LocalFault::Storage(StoreError::NoHead)));
+                }
+                (BROADCAST_BOTH, Input::Start { .. }) => vec![
+                    Effect::Broadcast(message(Channel::Consensus)),
+                    Effect::Broadcast(message(Channel::Sync)),
+                ],
+                _ => Vec::new(),
+            })
+        }
+
+        fn status(&self) -> Status {
+            Status {
+                view: 0,
+                phase: "scripted",
+            }
+        }
+
+        fn prove_final(_: &(), _: &Block, _: &[Block]) -> Result<usize, ProofError> {
+            Ok(0)
+        }
+
+        fn check_finalized(
+            _: &(),
+            _: &Block,
+            _: &dyn Fn(&Hash) -> Option<Block>,
+        ) -> Result<(), ProofError> {
+            Ok(())
+        }
+
+        fn check_evidence(_: &(), _: &Evidence) -> bool {
+            false
+        }
+    }
+
+    /// A short run of four replicas of `P`.
+    fn run<P: Protocol>(verify_cache: bool) -> RunReport {
+        let mut s = Scenario::new(4);
+        s.duration_ms = 1_000;
+        s.liveness_bound_ms = 1_000;
+        s.verify_cache = verify_cache;
+        VERIFIED.with(|v| v.set(0));
+        World::<P>::new(&s, 1).unwrap().run()
+    }
+
+    #[test]
+    fn proof_of_work_effects_fail_the_run_as_setup() {
+        let report = run::<Scripted<POW_EFFECTS>>(true);
+        assert_eq!(report.count(CheckerKind::Setup), 8);
+        let detail = &report.violations[0].detail;
+        assert_eq!(
+            detail,
+            "replica 0 asked to finalize up to height 1, but the simulator does not run proof \
+             of work yet"
+        );
+    }
+
+    #[test]
+    fn a_replica_that_faults_is_fed_nothing_more() {
+        let report = run::<Scripted<FAULT_ON_TIMER>>(true);
+        assert_eq!(report.count(CheckerKind::Setup), 4);
+        let detail = &report.violations[0].detail;
+        assert!(
+            detail.starts_with("replica 0 stopped: storage failed"),
+            "{detail}"
+        );
+        // Every replica halted at 0 ms, before any copy of the broadcasts
+        // (sent at 0 ms, 5 to 50 ms on the way) reached it.
+        assert_eq!((report.delivered, report.dropped_down), (0, 12));
+    }
+
+    #[test]
+    fn consensus_bytes_are_verified_once_and_catch_up_bytes_every_time() {
+        let report = run::<Scripted<BROADCAST_BOTH>>(true);
+        assert_eq!(report.delivered, 24);
+        assert_eq!(VERIFIED.with(Cell::get), 1 + 12);
+        run::<Scripted<BROADCAST_BOTH>>(false);
+        assert_eq!(VERIFIED.with(Cell::get), 24);
+        let authored = report.traffic.get(&Origin::Authored).copied();
+        assert_eq!(authored.map(|t| (t.messages, t.bytes)), Some((24, 24)));
     }
 }

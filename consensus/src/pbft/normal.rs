@@ -302,9 +302,10 @@ impl Replica {
     // ----- prepares and commits -----
 
     /// Signs and sends a PREPARE or COMMIT for `vote`, unless this replica
-    /// already signed a different one for its view and height (or signed
-    /// at that height in a later view): never two conflicting votes, even
-    /// across a crash (`sent` is persisted before the vote leaves).
+    /// already signed one for its view and height (the same one went out
+    /// already; a different one must never), or signed at that height in a
+    /// later view: never two conflicting votes, even across a crash (`sent`
+    /// is persisted before the vote leaves).
     pub(super) fn send_vote(&mut self, phase: Phase, vote: Vote) {
         let sent = self.safety.sent.entry(vote.height).or_default();
         if sent.view > vote.view {
@@ -320,14 +321,11 @@ impl Replica {
             Phase::Prepare => &mut sent.prepare,
             Phase::Commit => &mut sent.commit,
         };
-        match slot {
-            Some(block) if *block != vote.block => return,
-            Some(_) => {}
-            None => {
-                *slot = Some(vote.block);
-                self.dirty = true;
-            }
+        if slot.is_some() {
+            return;
         }
+        *slot = Some(vote.block);
+        self.dirty = true;
         let payload = match phase {
             Phase::Prepare => Payload::Prepare(vote),
             Phase::Commit => Payload::Commit(vote),

@@ -115,24 +115,30 @@ impl Replica {
         let Some(block) = self.build(next, ledger, false) else {
             return false;
         };
+        // The pool's transactions are all in blocks in flight already: an
+        // empty block would order nothing.
+        if block.transactions.is_empty() && in_flight > 0 {
+            return false;
+        }
         self.preprepare(block, true);
         self.proposed_now += 1;
         true
     }
 
-    /// With batching on: propose at once if a batch is ready; otherwise
-    /// wait the batch delay (or, with an empty pool, the empty-block delay,
-    /// and only when nothing is in flight: an idle primary sends one empty
-    /// block per delay as a heartbeat), counted from when the wait began.
+    /// An empty pool and a block in flight: nothing to propose (an empty
+    /// block only serves as the heartbeat of an idle primary). Otherwise,
+    /// with batching on, propose at once if a batch is ready, else wait the
+    /// batch delay (with an empty pool, the empty-block delay), counted from
+    /// when the wait began.
     fn ready_to_propose(&mut self, next: Height, in_flight: u64, ledger: &dyn Ledger) -> bool {
         let batch = self.config.max_batch_delay_ms;
         let empty = self.config.empty_block_delay_ms;
-        if batch == 0 && empty == 0 {
-            return true;
-        }
         let idle = !ledger.has_pending_transactions();
         if idle && in_flight > 0 {
             return false;
+        }
+        if batch == 0 && empty == 0 {
+            return true;
         }
         if ledger.batch_ready() {
             return true;

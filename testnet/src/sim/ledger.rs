@@ -162,6 +162,24 @@ impl Ledger for SimLedger {
         Ok(block)
     }
 
+    fn build_empty_block(
+        &mut self,
+        parent: &Block,
+        proposer: Address,
+        timestamp_ms: u64,
+        justification: Justification,
+    ) -> Result<Block, LedgerError> {
+        let block = self.speculative.build(
+            &self.store,
+            parent,
+            proposer,
+            timestamp_ms,
+            justification,
+            |_| Vec::new(),
+        )?;
+        Ok(block)
+    }
+
     fn validate_block(&mut self, parent: &Block, block: &Block) -> Result<(), LedgerError> {
         self.speculative.validate(&self.store, parent, block)?;
         Ok(())
@@ -169,6 +187,12 @@ impl Ledger for SimLedger {
 
     fn observe_block(&mut self, block: &Block) {
         self.speculative.observe(&self.store, block);
+    }
+
+    /// Whether any transfer waits (HotStuff in the simulator proposes at
+    /// once whatever this says; PBFT keeps no empty block in flight).
+    fn has_pending_transactions(&self) -> bool {
+        !self.mempool.is_empty()
     }
 
     fn committed_block(&self, hash: &Hash) -> Option<Block> {

@@ -378,5 +378,7 @@ impl Speculative {
 /// The committed head; a store without one has not been initialized,
 /// which is a fault of the caller's store, not of any block.
 fn head_of<S: Store + ?Sized>(store: &S) -> Result<Head, SpeculativeError> {
-    store.head()?.ok_or(SpeculativeError::Storage(StoreError::NoHead))
+    store
+        .head()?
+        .ok_or(SpeculativeError::Storage(StoreError::NoHead))
 }

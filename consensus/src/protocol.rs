@@ -163,15 +163,23 @@ pub enum Effect<T> {
     Broadcast(Outgoing),
     /// Append `block` to the chain; its parent is the current head. A BFT
     /// protocol's blocks are `finalized` as they are appended.
-    Extend { block: Box<Block>, finalized: bool },
+    Extend {
+        block: Box<Block>,
+        finalized: bool,
+    },
     /// Blocks up to `height` on the current chain are final.
     Finalize(Height),
     /// Roll the chain back to `ancestor` (a proof-of-work reorganization);
     /// never below the finalized height.
-    Revert { ancestor: Hash },
+    Revert {
+        ancestor: Hash,
+    },
     /// Deliver [`Input::Timer`] at `at`, replacing an earlier arming of
     /// the same timer.
-    ArmTimer { timer: T, at: TimeMs },
+    ArmTimer {
+        timer: T,
+        at: TimeMs,
+    },
     /// A timer armed earlier is no longer needed.
     CancelTimer(T),
     /// Start (or restart) mining; stop any work in progress.

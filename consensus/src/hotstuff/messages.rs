@@ -301,8 +301,12 @@ pub fn verify_qc(committee: &Committee, qc: &QuorumCert) -> Result<(), MessageEr
     }
     let bad = |reason| MessageError::BadCertificate { view, reason };
     let message = vote_bytes(committee, view, &qc.block);
-    check_signers(committee, qc.signatures.iter().map(|s| s.validator), committee.quorum())
-        .map_err(bad)?;
+    check_signers(
+        committee,
+        qc.signatures.iter().map(|s| s.validator),
+        committee.quorum(),
+    )
+    .map_err(bad)?;
     for ValidatorSignature {
         validator,
         signature,
@@ -337,8 +341,12 @@ pub fn verify_tc(committee: &Committee, tc: &TimeoutCert) -> Result<(), MessageE
         view: tc.view,
         reason,
     };
-    check_signers(committee, tc.signatures.iter().map(|s| s.validator), committee.quorum())
-        .map_err(bad)?;
+    check_signers(
+        committee,
+        tc.signatures.iter().map(|s| s.validator),
+        committee.quorum(),
+    )
+    .map_err(bad)?;
     let highest = tc.signatures.iter().map(|s| s.high_qc_view).max();
     if highest != Some(View(tc.high_qc.view)) {
         return Err(bad(CertError::WrongHighQc));

@@ -845,9 +845,8 @@ impl Replica {
         };
         if delay > 0 {
             let parent = self.blocks.get(&self.safety.high_qc.block);
-            let ready = parent.is_some_and(|p| {
-                ledger.batch_ready() || self.uncommitted_transactions(p)
-            });
+            let ready =
+                parent.is_some_and(|p| ledger.batch_ready() || self.uncommitted_transactions(p));
             if !ready {
                 if self.propose_timer_armed < view {
                     self.propose_timer_armed = view;

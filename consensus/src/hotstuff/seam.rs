@@ -216,9 +216,7 @@ impl Protocol for HotStuff {
                 }
             }
             Input::Message(Message::Consensus(m)) => ReplicaInput::Message(m),
-            Input::Message(Message::Sync { from, message }) => {
-                ReplicaInput::Sync { from, message }
-            }
+            Input::Message(Message::Sync { from, message }) => ReplicaInput::Sync { from, message },
             Input::Timer(timer) => ReplicaInput::Timer(timer),
             Input::TransactionsAvailable => ReplicaInput::TransactionsAvailable,
             Input::Mined(_) => return Ok(Vec::new()),

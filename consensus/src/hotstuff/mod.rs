@@ -92,18 +92,24 @@
 //! - Justified-view checks (QC or TC for `v - 1`) keep a Byzantine leader
 //!   from burning future views; they affect liveness only.
 
+mod config;
+mod io;
 mod messages;
 mod replica;
+mod safety;
 mod seam;
 #[cfg(test)]
 mod tests;
 
 pub use crate::catchup::{MAX_SYNC_BLOCKS, MAX_SYNC_BYTES, SyncMessage, decode_sync};
 pub use crate::certificate::CertError;
+pub use config::Config;
+pub use io::{Effect, Evidence, Input, Timer};
 pub use messages::{
     MAX_MESSAGE_BYTES, MessageError, Payload, Proposal, QuorumCert, SignedMessage, Timeout,
     TimeoutCert, TimeoutSignature, Verified, Vote, block_view, genesis_qc, parent_cert, sign,
     signing_bytes, verify_decoded, verify_message, verify_qc, verify_tc,
 };
-pub use replica::{Config, Effect, Evidence, Input, Replica, SafetyData, Timer};
+pub use replica::Replica;
+pub use safety::SafetyData;
 pub use seam::{BEHAVIOURS, HotStuff, Message};

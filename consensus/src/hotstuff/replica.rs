@@ -1,9 +1,12 @@
 //! The HotStuff replica: one state machine per validator.
 
+use super::config::Config;
+use super::io::{Effect, Evidence, Input, Timer};
 use super::messages::{
     Payload, Proposal, QuorumCert, SignedMessage, Timeout, TimeoutCert, TimeoutSignature, Verified,
     Vote, block_view, genesis_qc, parent_cert, sign, verify_qc,
 };
+use super::safety::SafetyData;
 use crate::catchup::{self, SyncMessage};
 use crate::committee::Committee;
 use crate::ledger::{Ledger, LedgerError, LocalFault};
@@ -11,151 +14,10 @@ use crate::types::{Byzantine, TimeMs, View};
 use phalanx_chain::ValidatorSignature;
 use phalanx_chain::{Address, BftCertificate, Block, Hash, Height, Justification, ValidatorIndex};
 use phalanx_crypto::{Keypair, Signature};
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Blocks asked for at once, at most.
 const MAX_OUTSTANDING_REQUESTS: usize = 256;
-
-/// Tunables, each with a bound.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// The first timeout of a view.
-    pub base_timeout_ms: u64,
-    /// The longest a view's timer may grow to with back-off.
-    pub max_timeout_ms: u64,
-    /// Uncommitted blocks kept at most.
-    pub max_pending_blocks: usize,
-    /// Proposals waiting for their parent, at most.
-    pub max_buffered_proposals: usize,
-    /// Messages for views further ahead of ours than this are dropped.
-    pub future_view_window: u64,
-    /// Re-broadcast every new valid message once.
-    pub forward: bool,
-    /// Misbehave on purpose (simulations and test networks only).
-    pub byzantine: Option<Byzantine>,
-    /// As leader, wait up to this long after entering a view for the
-    /// ledger to be ready to propose ([`Ledger::ready_to_propose`]: a full
-    /// batch, or uncommitted transactions that need more blocks on top to
-    /// commit), then propose whatever there is. 0 proposes at once. Keep it
-    /// well below `base_timeout_ms`.
-    pub max_batch_delay_ms: u64,
-    /// As leader with no transaction waiting at all
-    /// ([`Ledger::has_pending_transactions`]), wait up to this long instead
-    /// of `max_batch_delay_ms` before proposing an empty block: an idle
-    /// chain grows by about one block per this delay. A transaction that
-    /// arrives meanwhile ([`Input::TransactionsAvailable`]) brings the
-    /// proposal forward to `max_batch_delay_ms` after the wait began (at
-    /// once if that has passed). At or below
-    /// `max_batch_delay_ms` it changes nothing. Keep it well below
-    /// `base_timeout_ms`.
-    pub empty_block_delay_ms: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            base_timeout_ms: 1_000,
-            max_timeout_ms: 30_000,
-            max_pending_blocks: 1_024,
-            max_buffered_proposals: 64,
-            future_view_window: 100,
-            forward: true,
-            byzantine: None,
-            max_batch_delay_ms: 0,
-            empty_block_delay_ms: 0,
-        }
-    }
-}
-
-/// What a replica must not forget across a crash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SafetyData {
-    /// No vote (or timeout) is ever signed for a view at or below this.
-    pub last_voted_view: View,
-    pub locked_qc: QuorumCert,
-    pub high_qc: QuorumCert,
-    /// No proposal is ever signed for a view at or below this.
-    pub last_proposed_view: View,
-    /// The last vote signed, re-sent if asked to vote in its view again.
-    pub last_vote: Option<SignedMessage>,
-    /// The last timeout signed, re-sent while its view is stuck.
-    pub last_timeout: Option<SignedMessage>,
-}
-
-/// A timer the replica asks its caller to arm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Timer {
-    /// The pacemaker's timer for a view.
-    View(View),
-    /// Re-send this view's vote to the next leader while no QC has come
-    /// (a vote goes to one replica only, so a lost copy would cost the view).
-    ResendVote(View),
-    /// A leader waiting for a batch stops waiting and proposes (see
-    /// [`Config::max_batch_delay_ms`]).
-    Propose(View),
-}
-
-/// What the replica is told.
-#[derive(Debug, Clone)]
-pub enum Input {
-    /// The first input: safety data read back from storage, if any.
-    Start { recovered: Option<Box<SafetyData>> },
-    /// A consensus message from the network (see `verify_message`).
-    Message(Verified<SignedMessage>),
-    /// Catch-up traffic from a peer.
-    Sync {
-        from: ValidatorIndex,
-        message: SyncMessage,
-    },
-    /// A timer armed earlier fired.
-    Timer(Timer),
-    /// New transactions reached the caller's pool: a leader waiting for a
-    /// batch checks again whether to propose.
-    TransactionsAvailable,
-}
-
-/// Proof that a validator signed two conflicting messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Evidence {
-    /// Two different proposals for one view by its leader.
-    ConflictingProposals {
-        first: SignedMessage,
-        second: SignedMessage,
-    },
-    /// Two votes by one validator in one view for different blocks.
-    ConflictingVotes {
-        first: SignedMessage,
-        second: SignedMessage,
-    },
-}
-
-/// What the caller must do, in order.
-#[must_use]
-#[derive(Debug, Clone)]
-pub enum Effect {
-    /// Write and flush before carrying out any later effect.
-    PersistSafety(SafetyData),
-    Send {
-        to: ValidatorIndex,
-        message: SignedMessage,
-    },
-    Broadcast(SignedMessage),
-    SendSync {
-        to: ValidatorIndex,
-        message: SyncMessage,
-    },
-    /// A committed block; commits come in height order.
-    Commit(Block),
-    /// Deliver `Input::Timer(timer)` at `at` (replacing an earlier arming).
-    /// A timer armed earlier is no longer needed (its view is over).
-    CancelTimer(Timer),
-    ArmTimer {
-        timer: Timer,
-        at: TimeMs,
-    },
-    Evidence(Evidence),
-}
 
 /// A HotStuff replica. Feed it inputs with [`Replica::handle`].
 #[derive(Debug)]

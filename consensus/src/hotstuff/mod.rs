@@ -92,6 +92,8 @@
 //! - Justified-view checks (QC or TC for `v - 1`) keep a Byzantine leader
 //!   from burning future views; they affect liveness only.
 
+mod block_tree;
+mod catch_up;
 mod config;
 mod io;
 mod messages;

@@ -1,23 +1,22 @@
 //! The HotStuff replica: one state machine per validator.
 
+use super::block_tree::BlockTree;
+use super::catch_up::CatchUp;
 use super::config::Config;
 use super::io::{Effect, Evidence, Input, Timer};
 use super::messages::{
     Payload, Proposal, QuorumCert, SignedMessage, Timeout, TimeoutCert, TimeoutSignature, Verified,
-    Vote, block_view, genesis_qc, parent_cert, sign, verify_qc,
+    Vote, block_view, genesis_qc, parent_cert, sign,
 };
 use super::safety::SafetyData;
-use crate::catchup::{self, SyncMessage};
+use crate::catchup::SyncMessage;
 use crate::committee::Committee;
 use crate::ledger::{Ledger, LedgerError, LocalFault};
 use crate::types::{Byzantine, TimeMs, View};
 use phalanx_chain::ValidatorSignature;
-use phalanx_chain::{Address, BftCertificate, Block, Hash, Height, Justification, ValidatorIndex};
+use phalanx_chain::{Address, BftCertificate, Block, Hash, Justification, ValidatorIndex};
 use phalanx_crypto::{Keypair, Signature};
-use std::collections::{BTreeMap, HashMap, HashSet};
-
-/// Blocks asked for at once, at most.
-const MAX_OUTSTANDING_REQUESTS: usize = 256;
+use std::collections::{BTreeMap, HashSet};
 
 /// A HotStuff replica. Feed it inputs with [`Replica::handle`].
 #[derive(Debug)]
@@ -33,9 +32,7 @@ pub struct Replica {
     /// Views in a row that ended without a QC (for back-off).
     timeouts_in_row: u32,
     high_tc: Option<TimeoutCert>,
-    /// Uncommitted blocks, plus the last committed one (the root).
-    blocks: HashMap<Hash, Block>,
-    root: Hash,
+    tree: BlockTree,
     /// Each view's first proposal, to catch equivocation.
     proposals: BTreeMap<View, SignedMessage>,
     /// Each validator's first vote in each view, to catch double votes.
@@ -46,13 +43,7 @@ pub struct Replica {
     latest_timeouts: BTreeMap<ValidatorIndex, View>,
     /// Content ids of messages already handled, by view.
     seen: BTreeMap<View, HashSet<Hash>>,
-    /// Proposals waiting for their parent block, by the parent's hash.
-    buffered: BTreeMap<Hash, Vec<Verified<SignedMessage>>>,
-    /// Blocks asked for and not yet received, with the view of the ask.
-    requested: HashMap<Hash, View>,
-    /// How many times the view timer has asked again for missing blocks
-    /// (which validator it asks turns with it).
-    sync_retries: u64,
+    catch_up: CatchUp,
     /// The last view whose propose timer was armed, when the leader began
     /// to wait in it, and when the timer is due.
     propose_timer_armed: View,
@@ -77,10 +68,9 @@ impl Replica {
         committed: Block,
     ) -> Replica {
         let genesis = genesis_qc(&committee);
-        let root = committed.hash();
-        let mut blocks = HashMap::new();
-        blocks.insert(root, committed);
         Replica {
+            tree: BlockTree::new(committed, config.max_pending_blocks),
+            catch_up: CatchUp::new(config.max_buffered_proposals),
             committee,
             me,
             key,
@@ -98,17 +88,12 @@ impl Replica {
             },
             timeouts_in_row: 0,
             high_tc: None,
-            blocks,
-            root,
             proposals: BTreeMap::new(),
             first_votes: BTreeMap::new(),
             votes: BTreeMap::new(),
             timeouts: BTreeMap::new(),
             latest_timeouts: BTreeMap::new(),
             seen: BTreeMap::new(),
-            buffered: BTreeMap::new(),
-            requested: HashMap::new(),
-            sync_retries: 0,
             propose_timer_armed: View(0),
             propose_wait_from: 0,
             propose_timer_at: 0,
@@ -193,7 +178,7 @@ impl Replica {
 
     /// The last committed block's hash.
     pub fn committed(&self) -> Hash {
-        self.root
+        self.tree.root()
     }
 
     fn start(&mut self, recovered: Option<Box<SafetyData>>, ledger: &mut dyn Ledger) {
@@ -263,7 +248,10 @@ impl Replica {
             self.timeouts_in_row = self.timeouts_in_row.saturating_add(1);
         }
         self.local_timeout(view);
-        self.retry_requests();
+        let requests = self
+            .catch_up
+            .retry(&self.committee, self.me, view, &self.tree);
+        self.out.extend(requests);
         self.out.push(Effect::ArmTimer {
             timer: Timer::View(view),
             at: self.now.saturating_add(self.config.base_timeout_ms),
@@ -397,96 +385,21 @@ impl Replica {
         }
         let signed = message.get().clone();
         self.process_certificates(&signed, ledger);
-        if !self.blocks.contains_key(&block.header.parent) {
-            self.buffer(message);
+        if !self.tree.contains(&block.header.parent) {
+            let request = self
+                .catch_up
+                .buffer(message, &self.tree, self.me, self.view);
+            self.out.extend(request);
             return;
         }
         self.insert_block(block.clone(), ledger);
         self.maybe_vote(proposal, ledger);
     }
 
-    /// Keeps a proposal until its parent arrives, and asks for the parent.
-    fn buffer(&mut self, message: Verified<SignedMessage>) {
-        let Payload::Proposal(proposal) = &message.get().payload else {
-            return;
-        };
-        let parent = proposal.block.header.parent;
-        let author = message.get().author;
-        let Some(cert) = parent_cert(&proposal.block) else {
-            return;
-        };
-        if !self.could_extend_root(cert) {
-            return;
-        }
-        let buffered: usize = self.buffered.values().map(Vec::len).sum();
-        if buffered >= self.config.max_buffered_proposals {
-            return;
-        }
-        self.buffered.entry(parent).or_default().push(message);
-        self.request(parent, author);
-    }
-
-    /// A certified block that is not the root and not after it in view can
-    /// never extend the committed chain: don't fetch it.
-    fn could_extend_root(&self, cert: &QuorumCert) -> bool {
-        let root_view = self
-            .blocks
-            .get(&self.root)
-            .and_then(block_view)
-            .unwrap_or_default();
-        cert.block == self.root || View(cert.view) > root_view
-    }
-
-    /// Asks again for every block a buffered proposal still waits for
-    /// (with its ancestors), each from the next other validator in turn:
-    /// the request or its answer may have been lost, or the validator asked
-    /// may be down, and this replica cannot vote until the block comes.
-    /// Only waited-for blocks: a request whose block was since committed
-    /// through the ledger is not asked again and again.
-    fn retry_requests(&mut self) {
-        let others: Vec<ValidatorIndex> =
-            self.committee.members().filter(|v| *v != self.me).collect();
-        let count = others.len() as u64;
-        if count == 0 {
-            return;
-        }
-        let missing: Vec<Hash> = self
-            .buffered
-            .keys()
-            .filter(|hash| !self.blocks.contains_key(*hash))
-            .copied()
-            .collect();
-        for (i, hash) in missing.into_iter().enumerate() {
-            let turn = self.sync_retries.wrapping_add(i as u64) % count;
-            let Some(&to) = usize::try_from(turn).ok().and_then(|t| others.get(t)) else {
-                continue;
-            };
-            self.requested.insert(hash, self.view);
-            self.out.push(Effect::SendSync {
-                to,
-                message: SyncMessage::Request { hash },
-            });
-        }
-        self.sync_retries = self.sync_retries.wrapping_add(1);
-    }
-
-    /// Asks `from` for a block (at most once per view per block).
+    /// Asks `from` for a block, unless it was asked for in this view.
     fn request(&mut self, hash: Hash, from: ValidatorIndex) {
-        if from == self.me || self.requested.get(&hash).is_some_and(|v| *v >= self.view) {
-            return;
-        }
-        if self.requested.len() >= MAX_OUTSTANDING_REQUESTS {
-            let horizon = View(self.view.0.saturating_sub(4));
-            self.requested.retain(|_, asked| *asked >= horizon);
-            if self.requested.len() >= MAX_OUTSTANDING_REQUESTS {
-                return;
-            }
-        }
-        self.requested.insert(hash, self.view);
-        self.out.push(Effect::SendSync {
-            to: from,
-            message: SyncMessage::Request { hash },
-        });
+        let request = self.catch_up.request(hash, from, self.me, self.view);
+        self.out.extend(request);
     }
 
     fn maybe_vote(&mut self, proposal: &Proposal, ledger: &mut dyn Ledger) {
@@ -503,12 +416,12 @@ impl Replica {
                 .as_ref()
                 .is_some_and(|tc| tc.view.next() == view && cert.view >= tc.high_qc.view);
         // HotStuff's safety rule: extend the lock, or show a newer QC.
-        let safe = self.extends(block, &self.safety.locked_qc.block)
+        let safe = self.tree.extends(block, &self.safety.locked_qc.block)
             || cert.view > self.safety.locked_qc.view;
         if !(justified && safe) {
             return;
         }
-        let Some(parent) = self.blocks.get(&block.header.parent) else {
+        let Some(parent) = self.tree.get(&block.header.parent) else {
             return;
         };
         if let Err(e) = ledger.validate_block(parent, block) {
@@ -706,9 +619,9 @@ impl Replica {
             batch
         };
         if delay > 0 {
-            let parent = self.blocks.get(&self.safety.high_qc.block);
-            let ready =
-                parent.is_some_and(|p| ledger.batch_ready() || self.uncommitted_transactions(p));
+            let parent = self.tree.get(&self.safety.high_qc.block);
+            let ready = parent
+                .is_some_and(|p| ledger.batch_ready() || self.tree.uncommitted_transactions(p));
             if !ready {
                 if self.propose_timer_armed < view {
                     self.propose_timer_armed = view;
@@ -759,8 +672,8 @@ impl Replica {
             Some(Byzantine::StaleQc) => self.stale_qc(),
             _ => self.safety.high_qc.clone(),
         };
-        let Some(parent) = self.blocks.get(&parent_qc.block).cloned() else {
-            if self.could_extend_root(&parent_qc) {
+        let Some(parent) = self.tree.get(&parent_qc.block).cloned() else {
+            if self.tree.could_extend_root(&parent_qc) {
                 let proposer = self.committee.leader(View(parent_qc.view));
                 self.request(parent_qc.block, proposer);
             }
@@ -838,7 +751,7 @@ impl Replica {
 
     /// The QC the highest QC's block was built on: old but valid.
     fn stale_qc(&self) -> QuorumCert {
-        self.blocks
+        self.tree
             .get(&self.safety.high_qc.block)
             .and_then(parent_cert)
             .cloned()
@@ -847,132 +760,37 @@ impl Replica {
 
     // ----- the block tree -----
 
-    /// True if `block` or an uncommitted ancestor of it carries
-    /// transactions: they commit only once three more blocks follow, so a
-    /// leader proposes without waiting for a batch.
-    fn uncommitted_transactions(&self, block: &Block) -> bool {
-        let mut cursor = Some(block);
-        while let Some(b) = cursor {
-            if b.hash() == self.root {
-                return false;
-            }
-            if !b.transactions.is_empty() {
-                return true;
-            }
-            cursor = self.blocks.get(&b.header.parent);
-        }
-        false
-    }
-
-    /// True if `block` is `ancestor` or descends from it through blocks held.
-    fn extends(&self, block: &Block, ancestor: &Hash) -> bool {
-        let mut hash = block.hash();
-        let mut header = &block.header;
-        loop {
-            if hash == *ancestor {
-                return true;
-            }
-            if hash == self.root || header.height == Height(0) {
-                return false;
-            }
-            hash = header.parent;
-            match self.blocks.get(&hash) {
-                Some(b) => header = &b.header,
-                None => return false,
-            }
-        }
-    }
-
+    /// Adds a block to the tree, applies chained HotStuff's update to it,
+    /// and handles the proposals that waited for it.
     fn insert_block(&mut self, block: Block, ledger: &mut dyn Ledger) {
-        let hash = block.hash();
-        if self.blocks.contains_key(&hash)
-            || !self.blocks.contains_key(&block.header.parent)
-            || self.blocks.len() >= self.config.max_pending_blocks
+        let Some(hash) = self.tree.insert(block.clone()) else {
+            return;
+        };
+        self.catch_up.forget_request(&hash);
+        self.update(&block);
+        for message in self.catch_up.take_waiting(&hash) {
+            self.on_proposal(message, ledger);
+        }
+    }
+
+    /// Chained HotStuff's update on a new block `b*`: raise the highest QC,
+    /// move the lock, commit.
+    fn update(&mut self, b_star: &Block) {
+        let update = self.tree.chain_update(b_star);
+        if let Some(qc) = update.high_qc
+            && qc.view > self.safety.high_qc.view
         {
-            return;
+            self.safety.high_qc = qc;
         }
-        self.requested.remove(&hash);
-        self.blocks.insert(hash, block.clone());
-        self.update(&block, ledger);
-        if let Some(waiting) = self.buffered.remove(&hash) {
-            for message in waiting {
-                self.on_proposal(message, ledger);
-            }
+        if let Some(qc) = update.lock
+            && qc.view > self.safety.locked_qc.view
+        {
+            self.safety.locked_qc = qc;
         }
-    }
-
-    /// Chained HotStuff's update on a new block `b*`: move the lock, commit.
-    fn update(&mut self, b_star: &Block, ledger: &mut dyn Ledger) {
-        let Some(qc_b2) = parent_cert(b_star).cloned() else {
-            return;
-        };
-        if qc_b2.view > self.safety.high_qc.view {
-            self.safety.high_qc = qc_b2.clone();
+        if let Some(hash) = update.commit {
+            let committed = self.tree.commit(hash);
+            self.out.extend(committed.into_iter().map(Effect::Commit));
         }
-        let Some(b2) = self.blocks.get(&qc_b2.block).cloned() else {
-            return;
-        };
-        let Some(qc_b1) = parent_cert(&b2).cloned() else {
-            return;
-        };
-        if qc_b1.view > self.safety.locked_qc.view {
-            self.safety.locked_qc = qc_b1.clone();
-        }
-        let Some(b1) = self.blocks.get(&qc_b1.block).cloned() else {
-            return;
-        };
-        let Some(qc_b) = parent_cert(&b1) else {
-            return;
-        };
-        let consecutive = qc_b2.view == qc_b1.view + 1 && qc_b1.view == qc_b.view + 1;
-        let target = qc_b.block;
-        if consecutive && self.blocks.contains_key(&target) {
-            self.commit(target, ledger);
-        }
-    }
-
-    /// Commits `hash` and its uncommitted ancestors, in height order.
-    fn commit(&mut self, hash: Hash, _ledger: &mut dyn Ledger) {
-        let root_height = self.blocks.get(&self.root).map(|b| b.header.height);
-        let mut chain = Vec::new();
-        let mut cursor = hash;
-        while cursor != self.root {
-            let Some(block) = self.blocks.get(&cursor) else {
-                return;
-            };
-            if Some(block.header.height) <= root_height {
-                // Not a descendant of the root: a conflicting commit would
-                // break safety. It cannot happen with at most f faults;
-                // refuse rather than diverge.
-                return;
-            }
-            chain.push(block.clone());
-            cursor = block.header.parent;
-        }
-        for block in chain.into_iter().rev() {
-            self.out.push(Effect::Commit(block));
-        }
-        self.root = hash;
-        self.prune_blocks();
-    }
-
-    /// Drops blocks that no longer extend the committed root.
-    fn prune_blocks(&mut self) {
-        let root_height = self
-            .blocks
-            .get(&self.root)
-            .map(|b| b.header.height)
-            .unwrap_or_default();
-        let keep: HashSet<Hash> = self
-            .blocks
-            .iter()
-            .filter(|(hash, block)| {
-                **hash == self.root
-                    || (block.header.height > root_height && self.extends(block, &self.root))
-            })
-            .map(|(hash, _)| *hash)
-            .collect();
-        self.blocks.retain(|hash, _| keep.contains(hash));
     }
 
     /// Forgets per-view bookkeeping far behind the current view.
@@ -983,10 +801,7 @@ impl Replica {
         self.votes = self.votes.split_off(&(keep_from, Hash::ZERO));
         self.timeouts = self.timeouts.split_off(&keep_from);
         self.seen = self.seen.split_off(&keep_from);
-        self.buffered.retain(|_, waiting| {
-            waiting.retain(|m| m.get().view() >= keep_from);
-            !waiting.is_empty()
-        });
+        self.catch_up.prune_below(keep_from);
     }
 
     // ----- catch-up -----
@@ -994,12 +809,7 @@ impl Replica {
     fn on_sync(&mut self, from: ValidatorIndex, message: SyncMessage, ledger: &mut dyn Ledger) {
         match message {
             SyncMessage::Request { hash } => {
-                let blocks = catchup::ancestors(hash, |h| {
-                    self.blocks
-                        .get(h)
-                        .cloned()
-                        .or_else(|| ledger.committed_block(h))
-                });
+                let blocks = self.tree.ancestors(hash, ledger);
                 if !blocks.is_empty() {
                     self.out.push(Effect::SendSync {
                         to: from,
@@ -1019,44 +829,28 @@ impl Replica {
         }
     }
 
-    /// Accepts blocks that were asked for by hash (or are parents of those),
-    /// whose parent certificate checks out, and connects them to the tree.
+    /// Connects the blocks of an answer that were asked for to the tree
+    /// (see [`CatchUp::accept`]); the first one whose parent is still
+    /// missing has that parent asked for from the same peer.
     fn on_sync_blocks(
         &mut self,
         from: ValidatorIndex,
         blocks: Vec<Block>,
         ledger: &mut dyn Ledger,
     ) {
-        let mut wanted: HashSet<Hash> = self.requested.keys().copied().collect();
-        let mut accepted = Vec::new();
-        for block in blocks {
-            let hash = block.hash();
-            if !wanted.contains(&hash) || self.blocks.contains_key(&hash) {
-                continue;
-            }
-            let Some(cert) = parent_cert(&block) else {
-                continue;
-            };
-            if cert.block != block.header.parent || verify_qc(&self.committee, cert).is_err() {
-                continue;
-            }
-            wanted.insert(block.header.parent);
-            accepted.push(block);
-        }
-        // Deepest first, so each block's parent is in place before it.
-        accepted.sort_by_key(|b| b.header.height);
+        let accepted = self.catch_up.accept(blocks, &self.tree, &self.committee);
         let mut missing_parent = None;
         for block in accepted {
             let hash = block.hash();
-            if self.blocks.contains_key(&block.header.parent) {
+            if self.tree.contains(&block.header.parent) {
                 self.insert_block(block, ledger);
             } else if missing_parent.is_none() {
                 missing_parent = Some(block.header.parent);
             }
-            self.requested.remove(&hash);
+            self.catch_up.forget_request(&hash);
         }
         if let Some(parent) = missing_parent {
-            self.requested.remove(&parent);
+            self.catch_up.forget_request(&parent);
             self.request(parent, from);
         }
         if self.committee.leader(self.view) == self.me {

@@ -95,13 +95,16 @@
 mod block_tree;
 mod catch_up;
 mod config;
+mod intake;
 mod io;
 mod messages;
+mod pacemaker;
 mod replica;
 mod safety;
 mod seam;
 #[cfg(test)]
 mod tests;
+mod votes;
 
 pub use crate::catchup::{MAX_SYNC_BLOCKS, MAX_SYNC_BYTES, SyncMessage, decode_sync};
 pub use crate::certificate::CertError;

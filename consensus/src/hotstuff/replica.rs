@@ -1,22 +1,37 @@
 //! The HotStuff replica: one state machine per validator.
+//!
+//! [`Replica`] is the core. It takes each input, asks its components what
+//! follows, and emits the effects in order. None of them calls it back:
+//!
+//! - [`SafetyRules`]: the safety data; whether a vote may be signed.
+//! - [`Pacemaker`]: the view, view timers and back-off, timeouts and TCs.
+//! - [`BlockTree`]: the blocks held and the three-chain commit walk.
+//! - [`VoteCollector`]: first proposals and votes (evidence), QCs.
+//! - [`CatchUp`]: proposals waiting for a parent, block requests.
+//!
+//! A QC or TC moves the pacemaker to a new view, where the leader proposes
+//! and its own proposal comes back as a message it votes for: the core's
+//! handlers recurse through one another, and the effects come out in the
+//! order the steps are taken.
 
 use super::block_tree::BlockTree;
 use super::catch_up::CatchUp;
 use super::config::Config;
-use super::io::{Effect, Evidence, Input, Timer};
+use super::intake::{Admission, Intake, PAST_VIEWS_KEPT};
+use super::io::{Effect, Input, Timer};
 use super::messages::{
-    Payload, Proposal, QuorumCert, SignedMessage, Timeout, TimeoutCert, TimeoutSignature, Verified,
-    Vote, block_view, genesis_qc, parent_cert, sign,
+    Payload, Proposal, QuorumCert, SignedMessage, TimeoutCert, Verified, Vote, block_view,
+    genesis_qc, parent_cert, sign,
 };
-use super::safety::SafetyData;
+use super::pacemaker::Pacemaker;
+use super::safety::{SafetyData, SafetyRules};
+use super::votes::VoteCollector;
 use crate::catchup::SyncMessage;
 use crate::committee::Committee;
 use crate::ledger::{Ledger, LedgerError, LocalFault};
 use crate::types::{Byzantine, TimeMs, View};
-use phalanx_chain::ValidatorSignature;
-use phalanx_chain::{Address, BftCertificate, Block, Hash, Justification, ValidatorIndex};
-use phalanx_crypto::{Keypair, Signature};
-use std::collections::{BTreeMap, HashSet};
+use phalanx_chain::{Address, Block, Hash, Justification, ValidatorIndex};
+use phalanx_crypto::Keypair;
 
 /// A HotStuff replica. Feed it inputs with [`Replica::handle`].
 #[derive(Debug)]
@@ -27,23 +42,12 @@ pub struct Replica {
     config: Config,
     now: TimeMs,
     started: bool,
-    view: View,
-    safety: SafetyData,
-    /// Views in a row that ended without a QC (for back-off).
-    timeouts_in_row: u32,
-    high_tc: Option<TimeoutCert>,
+    rules: SafetyRules,
+    pacemaker: Pacemaker,
     tree: BlockTree,
-    /// Each view's first proposal, to catch equivocation.
-    proposals: BTreeMap<View, SignedMessage>,
-    /// Each validator's first vote in each view, to catch double votes.
-    first_votes: BTreeMap<(View, ValidatorIndex), SignedMessage>,
-    votes: BTreeMap<(View, Hash), BTreeMap<ValidatorIndex, Signature>>,
-    timeouts: BTreeMap<View, BTreeMap<ValidatorIndex, (QuorumCert, Signature)>>,
-    /// Each validator's highest timeout view.
-    latest_timeouts: BTreeMap<ValidatorIndex, View>,
-    /// Content ids of messages already handled, by view.
-    seen: BTreeMap<View, HashSet<Hash>>,
+    votes: VoteCollector,
     catch_up: CatchUp,
+    intake: Intake,
     /// The last view whose propose timer was armed, when the leader began
     /// to wait in it, and when the timer is due.
     propose_timer_armed: View,
@@ -67,33 +71,19 @@ impl Replica {
         config: Config,
         committed: Block,
     ) -> Replica {
-        let genesis = genesis_qc(&committee);
         Replica {
+            rules: SafetyRules::new(genesis_qc(&committee)),
+            pacemaker: Pacemaker::new(&config, &committee),
             tree: BlockTree::new(committed, config.max_pending_blocks),
+            votes: VoteCollector::new(committee.quorum()),
             catch_up: CatchUp::new(config.max_buffered_proposals),
+            intake: Intake::new(&config, me),
             committee,
             me,
             key,
             config,
             now: 0,
             started: false,
-            view: View(0),
-            safety: SafetyData {
-                last_voted_view: View(0),
-                locked_qc: genesis.clone(),
-                high_qc: genesis,
-                last_proposed_view: View(0),
-                last_vote: None,
-                last_timeout: None,
-            },
-            timeouts_in_row: 0,
-            high_tc: None,
-            proposals: BTreeMap::new(),
-            first_votes: BTreeMap::new(),
-            votes: BTreeMap::new(),
-            timeouts: BTreeMap::new(),
-            latest_timeouts: BTreeMap::new(),
-            seen: BTreeMap::new(),
             propose_timer_armed: View(0),
             propose_wait_from: 0,
             propose_timer_at: 0,
@@ -112,13 +102,14 @@ impl Replica {
             return Vec::new();
         }
         self.now = self.now.max(now);
+        let view = self.pacemaker.view();
         match input {
             Input::Start { recovered } => self.start(recovered, ledger),
             Input::Message(message) if self.started => self.on_message(message, ledger),
             Input::Sync { from, message } if self.started => self.on_sync(from, message, ledger),
-            Input::Timer(Timer::View(view)) if self.started => self.on_view_timer(view),
-            Input::Timer(Timer::ResendVote(view)) if self.started => self.resend_vote(view),
-            Input::Timer(Timer::Propose(view)) if self.started && view == self.view => {
+            Input::Timer(Timer::View(v)) if self.started => self.on_view_timer(v),
+            Input::Timer(Timer::ResendVote(v)) if self.started => self.resend_vote(v),
+            Input::Timer(Timer::Propose(v)) if self.started && v == view => {
                 self.propose_now(ledger)
             }
             Input::TransactionsAvailable if self.started => self.propose(ledger),
@@ -129,7 +120,7 @@ impl Replica {
     }
 
     pub fn view(&self) -> View {
-        self.view
+        self.pacemaker.view()
     }
 
     /// A failure of the node itself (its storage) met while handling the
@@ -144,24 +135,10 @@ impl Replica {
         self.fault.is_some()
     }
 
-    /// True if the timed-out view's timeout was signed (the replica gave
-    /// up on its current view).
+    /// True if the replica signed a timeout for its current view (it gave
+    /// up on the view).
     pub fn timed_out(&self) -> bool {
-        self.safety
-            .last_timeout
-            .as_ref()
-            .is_some_and(|t| t.view() == self.view)
-    }
-
-    /// Records a failure of the node itself; see [`Replica::take_fault`].
-    fn local_fault(&mut self, error: LedgerError) -> bool {
-        match error {
-            LedgerError::Fault(fault) => {
-                self.fault = Some(fault);
-                true
-            }
-            LedgerError::Invalid(_) | LedgerError::Unavailable { .. } => false,
-        }
+        self.rules.timeout_in(self.pacemaker.view()).is_some()
     }
 
     pub fn me(&self) -> ValidatorIndex {
@@ -169,7 +146,7 @@ impl Replica {
     }
 
     pub fn safety(&self) -> &SafetyData {
-        &self.safety
+        self.rules.data()
     }
 
     pub fn committee(&self) -> &Committee {
@@ -187,121 +164,74 @@ impl Replica {
         }
         self.started = true;
         if let Some(safety) = recovered {
-            self.safety = *safety;
+            self.rules.recover(*safety);
         }
-        let resume = View(self.safety.high_qc.view)
-            .next()
-            .max(self.safety.last_voted_view)
-            .max(View(1));
-        self.enter_view(resume, ledger);
+        self.enter_view(self.rules.resume_view(), ledger);
     }
 
-    // ----- views and the pacemaker -----
-
-    fn timeout_ms(&self) -> u64 {
-        let factor = 1u64 << self.timeouts_in_row.min(20);
-        self.config
-            .base_timeout_ms
-            .saturating_mul(factor)
-            .min(self.config.max_timeout_ms)
-    }
+    // ----- views -----
 
     fn enter_view(&mut self, view: View, ledger: &mut dyn Ledger) {
-        if view <= self.view {
+        let Some(timers) = self.pacemaker.enter(view, self.now) else {
             return;
-        }
-        let old = self.view;
-        if old > View(0) {
-            for timer in [
-                Timer::View(old),
-                Timer::ResendVote(old),
-                Timer::Propose(old),
-            ] {
-                self.out.push(Effect::CancelTimer(timer));
-            }
-        }
-        self.view = view;
-        self.out.push(Effect::ArmTimer {
-            timer: Timer::View(view),
-            at: self.now.saturating_add(self.timeout_ms()),
-        });
-        self.prune_below(view);
+        };
+        self.out.extend(timers);
+        // Per-view bookkeeping far behind the new view is of no more use.
+        let keep_from = View(view.0.saturating_sub(PAST_VIEWS_KEPT));
+        self.votes.prune_below(keep_from);
+        self.intake.prune_below(keep_from);
+        self.catch_up.prune_below(keep_from);
         if self.committee.leader(view) == self.me {
             self.propose(ledger);
         }
     }
 
-    /// The view's timer: the first time, give up on the view (and wait
-    /// longer for the next one); after that, re-send the timeout every base
-    /// period, so that a heal is noticed within one base period however long
-    /// the back-off has grown.
+    /// The view's timer: give up on the view (or, already given up, say so
+    /// again) and ask again for the blocks buffered proposals wait for.
     fn on_view_timer(&mut self, view: View) {
-        if view != self.view {
+        let first = self.rules.timeout_in(view).is_none();
+        let Some(rearm) = self.pacemaker.on_view_timer(view, first, self.now) else {
             return;
-        }
-        let first = self
-            .safety
-            .last_timeout
-            .as_ref()
-            .is_none_or(|t| t.view() != view);
-        if first {
-            self.timeouts_in_row = self.timeouts_in_row.saturating_add(1);
-        }
+        };
         self.local_timeout(view);
         let requests = self
             .catch_up
             .retry(&self.committee, self.me, view, &self.tree);
         self.out.extend(requests);
-        self.out.push(Effect::ArmTimer {
-            timer: Timer::View(view),
-            at: self.now.saturating_add(self.config.base_timeout_ms),
-        });
+        self.out.push(rearm);
     }
 
     /// Signs (once) and broadcasts a timeout for `view`; no more votes in it.
     fn local_timeout(&mut self, view: View) {
-        let high_tc = self.high_tc.clone().filter(|tc| tc.view < view);
-        let message = match &self.safety.last_timeout {
-            Some(m) if m.view() == view => with_high_tc(m.clone(), high_tc),
-            _ => {
-                let timeout = Timeout {
-                    view,
-                    high_qc: self.safety.high_qc.clone(),
-                    high_tc,
-                };
-                let message = self.sign(Payload::Timeout(Box::new(timeout)));
-                self.safety.last_voted_view = self.safety.last_voted_view.max(view);
-                self.safety.last_timeout = Some(message.clone());
-                self.persist();
-                message
-            }
-        };
+        let high_tc = self.pacemaker.high_tc_before(view);
+        let (committee, key, me) = (&self.committee, &self.key, self.me);
+        let (message, signed) = self
+            .rules
+            .timeout(view, high_tc, |p| sign(committee, key, me, p));
+        if signed {
+            self.persist();
+        }
         self.out.push(Effect::Broadcast(message.clone()));
         // Votes in this view went to the next view's leader alone. If it
         // failed, the QC they make would be lost, and with round-robin
         // leaders and one faulty validator in four, no three-chain could
         // ever complete. Re-sending the same signed vote to everyone lets
         // any replica form that QC and carry it past the faulty leader.
-        if let Some(vote) = self.safety.last_vote.clone().filter(|v| v.view() == view) {
+        if let Some(vote) = self.rules.vote_in(view).cloned() {
             self.out.push(Effect::Broadcast(vote));
         }
-        self.record_timeout(&message);
+        self.pacemaker.record_timeout(&message);
     }
 
     fn process_qc(&mut self, qc: &QuorumCert, ledger: &mut dyn Ledger) {
-        if qc.view > self.safety.high_qc.view {
-            self.safety.high_qc = qc.clone();
-        }
-        if View(qc.view) >= self.view {
-            self.timeouts_in_row = 0;
-            self.enter_view(View(qc.view).next(), ledger);
+        self.rules.observe_qc(qc);
+        if let Some(next) = self.pacemaker.on_qc(View(qc.view)) {
+            self.enter_view(next, ledger);
         }
     }
 
     fn process_tc(&mut self, tc: &TimeoutCert, ledger: &mut dyn Ledger) {
-        if self.high_tc.as_ref().is_none_or(|h| tc.view > h.view) {
-            self.high_tc = Some(tc.clone());
-        }
+        self.pacemaker.observe_tc(tc);
         self.process_qc(&tc.high_qc, ledger);
         self.enter_view(tc.view.next(), ledger);
     }
@@ -310,24 +240,19 @@ impl Replica {
 
     fn on_message(&mut self, message: Verified<SignedMessage>, ledger: &mut dyn Ledger) {
         let m = message.get();
-        let view = m.view();
-        if view.0.saturating_add(2) < self.view.0 {
-            return;
-        }
-        if view.0 > self.view.0.saturating_add(self.config.future_view_window) {
-            // Too far ahead to keep: learn from its certificates (which may
-            // bring this replica up to date) and who timed out where.
-            self.process_certificates(m, ledger);
-            if let Payload::Timeout(t) = &m.payload {
-                self.note_latest_timeout(m.author, t.view, ledger);
+        match self.intake.admit(m, self.pacemaker.view()) {
+            Admission::Drop => return,
+            Admission::FarAhead => {
+                // Its certificates may bring this replica up to date, and
+                // its timeout counts towards joining a later view.
+                self.process_certificates(m, ledger);
+                if let Payload::Timeout(t) = &m.payload {
+                    self.join_timeouts(m.author, t.view, ledger);
+                }
+                return;
             }
-            return;
-        }
-        if !self.seen.entry(view).or_default().insert(m.id()) {
-            return;
-        }
-        if self.config.forward && m.author != self.me {
-            self.out.push(Effect::Broadcast(m.clone()));
+            Admission::New { forward: true } => self.out.push(Effect::Broadcast(m.clone())),
+            Admission::New { forward: false } => {}
         }
         match &m.payload {
             Payload::Proposal(_) => self.on_proposal(message, ledger),
@@ -364,61 +289,31 @@ impl Replica {
         let Payload::Proposal(proposal) = &message.get().payload else {
             return;
         };
-        let block = &proposal.block;
-        let Some(view) = block_view(block) else {
+        let Some(view) = block_view(&proposal.block) else {
             return;
         };
-        let hash = block.hash();
-        match self.proposals.get(&view) {
-            Some(first) if proposal_hash(first) != Some(hash) => {
-                let evidence = Evidence::ConflictingProposals {
-                    first: first.clone(),
-                    second: message.get().clone(),
-                };
-                self.out.push(Effect::Evidence(evidence));
-                return;
-            }
-            Some(_) => {}
-            None => {
-                self.proposals.insert(view, message.get().clone());
-            }
+        if let Err(evidence) = self.votes.check_proposal(view, message.get()) {
+            self.out.push(Effect::Evidence(*evidence));
+            return;
         }
-        let signed = message.get().clone();
-        self.process_certificates(&signed, ledger);
-        if !self.tree.contains(&block.header.parent) {
-            let request = self
-                .catch_up
-                .buffer(message, &self.tree, self.me, self.view);
+        self.process_certificates(message.get(), ledger);
+        if !self.tree.contains(&proposal.block.header.parent) {
+            let view = self.pacemaker.view();
+            let request = self.catch_up.buffer(message, &self.tree, self.me, view);
             self.out.extend(request);
             return;
         }
-        self.insert_block(block.clone(), ledger);
+        self.insert_block(proposal.block.clone(), ledger);
         self.maybe_vote(proposal, ledger);
     }
 
-    /// Asks `from` for a block, unless it was asked for in this view.
-    fn request(&mut self, hash: Hash, from: ValidatorIndex) {
-        let request = self.catch_up.request(hash, from, self.me, self.view);
-        self.out.extend(request);
-    }
-
+    /// Votes for `proposal` if the safety rules and the ledger allow it.
+    /// The vote is persisted before it is sent: otherwise a restart could
+    /// sign a conflicting one.
     fn maybe_vote(&mut self, proposal: &Proposal, ledger: &mut dyn Ledger) {
+        let view = self.pacemaker.view();
         let block = &proposal.block;
-        let (Some(view), Some(cert)) = (block_view(block), parent_cert(block)) else {
-            return;
-        };
-        if view != self.view || view <= self.safety.last_voted_view {
-            return;
-        }
-        let justified = View(cert.view).next() == view
-            || proposal
-                .timeout_cert
-                .as_ref()
-                .is_some_and(|tc| tc.view.next() == view && cert.view >= tc.high_qc.view);
-        // HotStuff's safety rule: extend the lock, or show a newer QC.
-        let safe = self.tree.extends(block, &self.safety.locked_qc.block)
-            || cert.view > self.safety.locked_qc.view;
-        if !(justified && safe) {
+        if !self.rules.may_vote(proposal, view, &self.tree) {
             return;
         }
         let Some(parent) = self.tree.get(&block.header.parent) else {
@@ -428,30 +323,24 @@ impl Replica {
             self.local_fault(e);
             return;
         }
-        let hash = block.hash();
-        let vote = Vote { view, block: hash };
+        let vote = Vote {
+            view,
+            block: block.hash(),
+        };
         let message = self.sign(Payload::Vote(vote));
-        self.safety.last_voted_view = view;
-        self.safety.last_vote = Some(message.clone());
+        self.rules.voted(message.clone());
         self.persist();
         self.send_vote(message.clone(), view);
-        self.arm_vote_resend(view);
+        let resend = self.pacemaker.vote_resend_timer(view, self.now);
+        self.out.push(resend);
         if self.config.byzantine == Some(Byzantine::DoubleVote) {
             let other = self.sign(Payload::Vote(Vote {
                 view,
-                block: Hash::digest(hash.as_bytes()),
+                block: Hash::digest(vote.block.as_bytes()),
             }));
             self.send_vote(other, view);
         }
         self.on_vote(message, vote, ledger);
-    }
-
-    fn arm_vote_resend(&mut self, view: View) {
-        let period = (self.config.base_timeout_ms / 4).max(1);
-        self.out.push(Effect::ArmTimer {
-            timer: Timer::ResendVote(view),
-            at: self.now.saturating_add(period),
-        });
     }
 
     /// Re-sends the (already signed) vote of `view` while still in it, to
@@ -460,16 +349,15 @@ impl Replica {
     /// base timeout later, instead of timing the view out. (A vote is sent
     /// to the next leader alone the first time, as HotStuff has it.)
     fn resend_vote(&mut self, view: View) {
-        let timed_out = self
-            .safety
-            .last_timeout
-            .as_ref()
-            .is_some_and(|t| t.view() == view);
-        let vote = self.safety.last_vote.clone().filter(|v| v.view() == view);
-        if let (Some(vote), true, false) = (vote, self.view == view, timed_out) {
-            self.out.push(Effect::Broadcast(vote));
-            self.arm_vote_resend(view);
+        if self.pacemaker.view() != view || self.rules.timeout_in(view).is_some() {
+            return;
         }
+        let Some(vote) = self.rules.vote_in(view).cloned() else {
+            return;
+        };
+        self.out.push(Effect::Broadcast(vote));
+        let resend = self.pacemaker.vote_resend_timer(view, self.now);
+        self.out.push(resend);
     }
 
     fn send_vote(&mut self, message: SignedMessage, view: View) {
@@ -480,137 +368,62 @@ impl Replica {
     }
 
     fn on_vote(&mut self, message: SignedMessage, vote: Vote, ledger: &mut dyn Ledger) {
-        if vote.view.next() < self.view {
+        if vote.view.next() < self.pacemaker.view() {
             return;
         }
-        match self.first_votes.get(&(vote.view, message.author)) {
-            Some(first) if first.payload != message.payload => {
-                let evidence = Evidence::ConflictingVotes {
-                    first: first.clone(),
-                    second: message,
-                };
-                self.out.push(Effect::Evidence(evidence));
-                return;
-            }
-            Some(_) => {}
-            None => {
-                self.first_votes
-                    .insert((vote.view, message.author), message.clone());
-            }
+        match self.votes.add(message, vote) {
+            Err(evidence) => self.out.push(Effect::Evidence(*evidence)),
+            Ok(Some(qc)) => self.process_qc(&qc, ledger),
+            Ok(None) => {}
         }
-        let signers = self.votes.entry((vote.view, vote.block)).or_default();
-        signers.insert(message.author, message.signature);
-        if signers.len() != self.committee.quorum() {
-            return;
-        }
-        let qc = BftCertificate {
-            view: vote.view.0,
-            block: vote.block,
-            signatures: signers
-                .iter()
-                .map(|(v, s)| ValidatorSignature {
-                    validator: *v,
-                    signature: *s,
-                })
-                .collect(),
-        };
-        self.process_qc(&qc, ledger);
     }
 
     fn on_timeout(&mut self, message: SignedMessage, ledger: &mut dyn Ledger) {
-        let Payload::Timeout(timeout) = &message.payload else {
-            return;
-        };
-        let view = timeout.view;
+        let view = message.view();
         self.process_certificates(&message, ledger);
-        if view >= self.view {
-            self.record_timeout(&message);
+        if view >= self.pacemaker.view() {
+            self.pacemaker.record_timeout(&message);
         }
-        self.note_latest_timeout(message.author, view, ledger);
-        self.maybe_form_tc(view, ledger);
+        self.join_timeouts(message.author, view, ledger);
+        self.form_tc(view, ledger);
     }
 
-    /// Tracks each validator's highest timeout. When f + 1 validators (so
-    /// at least one honest) have timed out in view `v` or later, with `v` at
-    /// or beyond ours, this replica times out in `v` too: views
-    /// resynchronize after a partition heals, and a TC forms as soon as
-    /// n - f replicas are there.
-    fn note_latest_timeout(&mut self, author: ValidatorIndex, view: View, ledger: &mut dyn Ledger) {
-        let latest = self.latest_timeouts.entry(author).or_default();
-        *latest = (*latest).max(view);
-        let mut views: Vec<View> = self.latest_timeouts.values().copied().collect();
-        views.sort_unstable_by(|a, b| b.cmp(a));
-        let Some(&join) = views.get(self.committee.validity_threshold() - 1) else {
+    /// Times out in the view f + 1 validators have timed out in (or
+    /// beyond), if it is not behind ours and we have not already.
+    fn join_timeouts(&mut self, author: ValidatorIndex, view: View, ledger: &mut dyn Ledger) {
+        let Some(join) = self.pacemaker.note_latest_timeout(author, view) else {
             return;
         };
-        let timed_out = self
-            .safety
-            .last_timeout
-            .as_ref()
-            .is_some_and(|t| t.view() >= join);
-        if join >= self.view && !timed_out {
-            self.enter_view(join, ledger);
-            if self.view == join {
-                self.local_timeout(join);
-                self.maybe_form_tc(join, ledger);
-            }
+        if self.rules.timed_out_since(join) {
+            return;
+        }
+        self.enter_view(join, ledger);
+        if self.pacemaker.view() == join {
+            self.local_timeout(join);
+            self.form_tc(join, ledger);
         }
     }
 
-    /// Keeps a timeout's signature and high QC for a TC of its view.
-    fn record_timeout(&mut self, message: &SignedMessage) {
-        let Payload::Timeout(timeout) = &message.payload else {
-            return;
-        };
-        self.timeouts
-            .entry(timeout.view)
-            .or_default()
-            .entry(message.author)
-            .or_insert_with(|| (timeout.high_qc.clone(), message.signature));
-    }
-
-    fn maybe_form_tc(&mut self, view: View, ledger: &mut dyn Ledger) {
-        let Some(entry) = self.timeouts.get(&view) else {
-            return;
-        };
-        if entry.len() < self.committee.quorum() || view < self.view {
-            return;
+    fn form_tc(&mut self, view: View, ledger: &mut dyn Ledger) {
+        if let Some(tc) = self.pacemaker.form_tc(view) {
+            self.process_tc(&tc, ledger);
         }
-        let Some(high_qc) = entry
-            .values()
-            .map(|(qc, _)| qc)
-            .max_by_key(|qc| qc.view)
-            .cloned()
-        else {
-            return;
-        };
-        let tc = TimeoutCert {
-            view,
-            high_qc,
-            signatures: entry
-                .iter()
-                .map(|(validator, (qc, signature))| TimeoutSignature {
-                    validator: *validator,
-                    high_qc_view: View(qc.view),
-                    signature: *signature,
-                })
-                .collect(),
-        };
-        self.process_tc(&tc, ledger);
     }
 
     // ----- proposing -----
 
-    /// Proposes if the ledger is ready, or there is no delay to wait, or
-    /// the leader has waited it out already; otherwise arms the view's
-    /// propose timer (the batch delay, or the empty-block delay when no
-    /// transaction waits, counted from when the leader began to wait), or
-    /// brings it forward if it is due later than that.
+    /// True if this replica leads the current view and has not proposed
+    /// in it.
+    fn may_propose(&self) -> bool {
+        let view = self.pacemaker.view();
+        self.committee.leader(view) == self.me && self.rules.may_propose(view)
+    }
+
     fn propose(&mut self, ledger: &mut dyn Ledger) {
-        let view = self.view;
-        if self.committee.leader(view) != self.me || self.safety.last_proposed_view >= view {
+        if !self.may_propose() {
             return;
         }
+        let view = self.pacemaker.view();
         let batch = self.config.max_batch_delay_ms;
         let empty = self.config.empty_block_delay_ms;
         let delay = if empty > batch && !ledger.has_pending_transactions() {
@@ -619,7 +432,7 @@ impl Replica {
             batch
         };
         if delay > 0 {
-            let parent = self.tree.get(&self.safety.high_qc.block);
+            let parent = self.tree.get(&self.rules.high_qc().block);
             let ready = parent
                 .is_some_and(|p| ledger.batch_ready() || self.tree.uncommitted_transactions(p));
             if !ready {
@@ -650,13 +463,12 @@ impl Replica {
     /// a QC) would recurse without end; such a nested proposal is deferred
     /// to a propose timer due at once instead.
     fn propose_now(&mut self, ledger: &mut dyn Ledger) {
-        let view = self.view;
-        if self.committee.leader(view) != self.me || self.safety.last_proposed_view >= view {
+        if !self.may_propose() {
             return;
         }
         if self.proposing {
             self.out.push(Effect::ArmTimer {
-                timer: Timer::Propose(view),
+                timer: Timer::Propose(self.pacemaker.view()),
                 at: self.now,
             });
             return;
@@ -667,10 +479,10 @@ impl Replica {
     }
 
     fn propose_in_view(&mut self, ledger: &mut dyn Ledger) {
-        let view = self.view;
+        let view = self.pacemaker.view();
         let parent_qc = match self.config.byzantine {
             Some(Byzantine::StaleQc) => self.stale_qc(),
-            _ => self.safety.high_qc.clone(),
+            _ => self.rules.high_qc().clone(),
         };
         let Some(parent) = self.tree.get(&parent_qc.block).cloned() else {
             if self.tree.could_extend_root(&parent_qc) {
@@ -693,9 +505,9 @@ impl Replica {
         let timeout_cert = if View(parent_qc.view).next() == view {
             None
         } else {
-            self.high_tc.clone().filter(|tc| tc.view.next() == view)
+            self.pacemaker.tc_ending_view_before(view)
         };
-        self.safety.last_proposed_view = view;
+        self.rules.proposed(view);
         self.persist();
         let proposal = Proposal {
             block,
@@ -745,14 +557,10 @@ impl Replica {
         }
     }
 
-    fn address(&self) -> Address {
-        self.key.public().into()
-    }
-
     /// The QC the highest QC's block was built on: old but valid.
     fn stale_qc(&self) -> QuorumCert {
         self.tree
-            .get(&self.safety.high_qc.block)
+            .get(&self.rules.high_qc().block)
             .and_then(parent_cert)
             .cloned()
             .unwrap_or_else(|| genesis_qc(&self.committee))
@@ -777,31 +585,16 @@ impl Replica {
     /// move the lock, commit.
     fn update(&mut self, b_star: &Block) {
         let update = self.tree.chain_update(b_star);
-        if let Some(qc) = update.high_qc
-            && qc.view > self.safety.high_qc.view
-        {
-            self.safety.high_qc = qc;
+        if let Some(qc) = &update.high_qc {
+            self.rules.observe_qc(qc);
         }
-        if let Some(qc) = update.lock
-            && qc.view > self.safety.locked_qc.view
-        {
-            self.safety.locked_qc = qc;
+        if let Some(qc) = &update.lock {
+            self.rules.observe_lock(qc);
         }
         if let Some(hash) = update.commit {
             let committed = self.tree.commit(hash);
             self.out.extend(committed.into_iter().map(Effect::Commit));
         }
-    }
-
-    /// Forgets per-view bookkeeping far behind the current view.
-    fn prune_below(&mut self, view: View) {
-        let keep_from = View(view.0.saturating_sub(2));
-        self.proposals = self.proposals.split_off(&keep_from);
-        self.first_votes = self.first_votes.split_off(&(keep_from, ValidatorIndex(0)));
-        self.votes = self.votes.split_off(&(keep_from, Hash::ZERO));
-        self.timeouts = self.timeouts.split_off(&keep_from);
-        self.seen = self.seen.split_off(&keep_from);
-        self.catch_up.prune_below(keep_from);
     }
 
     // ----- catch-up -----
@@ -853,19 +646,41 @@ impl Replica {
             self.catch_up.forget_request(&parent);
             self.request(parent, from);
         }
-        if self.committee.leader(self.view) == self.me {
+        if self.committee.leader(self.pacemaker.view()) == self.me {
             self.propose(ledger);
         }
     }
 
-    // ----- signing, persistence, misbehaviour -----
+    /// Asks `from` for a block, unless it was asked for in this view.
+    fn request(&mut self, hash: Hash, from: ValidatorIndex) {
+        let view = self.pacemaker.view();
+        let request = self.catch_up.request(hash, from, self.me, view);
+        self.out.extend(request);
+    }
+
+    // ----- signing, persistence, faults -----
 
     fn sign(&self, payload: Payload) -> SignedMessage {
         sign(&self.committee, &self.key, self.me, payload)
     }
 
+    fn address(&self) -> Address {
+        self.key.public().into()
+    }
+
     fn persist(&mut self) {
-        self.out.push(Effect::PersistSafety(self.safety.clone()));
+        self.out
+            .push(Effect::PersistSafety(self.rules.data().clone()));
+    }
+
+    /// Records a failure of the node itself; see [`Replica::take_fault`].
+    /// An invalid block or a missing state is not one: the block is just
+    /// not voted for or built.
+    fn local_fault(&mut self, error: LedgerError) {
+        match error {
+            LedgerError::Fault(fault) => self.fault = Some(fault),
+            LedgerError::Invalid(_) | LedgerError::Unavailable { .. } => {}
+        }
     }
 
     /// Applies a Byzantine behaviour to the outgoing effects.
@@ -898,23 +713,7 @@ impl Replica {
     }
 }
 
-/// Attaches (or refreshes) the unsigned highest-TC field of a timeout; the
-/// signature covers only the view and the high QC's view, so it still holds.
-fn with_high_tc(mut message: SignedMessage, high_tc: Option<TimeoutCert>) -> SignedMessage {
-    if let Payload::Timeout(timeout) = &mut message.payload {
-        timeout.high_tc = high_tc;
-    }
-    message
-}
-
 fn corrupt(mut message: SignedMessage) -> SignedMessage {
     message.signature.0[0] ^= 0x01;
     message
-}
-
-fn proposal_hash(message: &SignedMessage) -> Option<Hash> {
-    match &message.payload {
-        Payload::Proposal(p) => Some(p.block.hash()),
-        _ => None,
-    }
 }

@@ -91,14 +91,28 @@
 //!   have voted for the other.
 //! - Justified-view checks (QC or TC for `v - 1`) keep a Byzantine leader
 //!   from burning future views; they affect liveness only.
+//!
+//! # Layout
+//!
+//! [`Replica`] (`replica.rs`) is the core: it takes inputs, asks its
+//! components and emits effects. The components never call it back: the
+//! safety rules (`safety.rs`), the pacemaker (`pacemaker.rs`), the block
+//! tree and its three-chain walk (`block_tree.rs`), the vote collector
+//! (`votes.rs`), catch-up bookkeeping (`catch_up.rs`), the leader's
+//! pacing and building (`proposer.rs`), message intake and forwarding
+//! (`intake.rs`), and Byzantine behaviours for simulations
+//! (`byzantine.rs`). `messages.rs` holds the messages and their checks,
+//! `seam.rs` puts the replica on the protocol seam.
 
 mod block_tree;
+mod byzantine;
 mod catch_up;
 mod config;
 mod intake;
 mod io;
 mod messages;
 mod pacemaker;
+mod proposer;
 mod replica;
 mod safety;
 mod seam;

@@ -8,6 +8,8 @@
 //! - [`BlockTree`]: the blocks held and the three-chain commit walk.
 //! - [`VoteCollector`]: first proposals and votes (evidence), QCs.
 //! - [`CatchUp`]: proposals waiting for a parent, block requests.
+//! - [`Proposer`]: when a leader proposes (batching), and what.
+//! - [`Misbehaviour`]: Byzantine behaviours, for simulations.
 //!
 //! A QC or TC moves the pacemaker to a new view, where the leader proposes
 //! and its own proposal comes back as a message it votes for: the core's
@@ -15,6 +17,7 @@
 //! order the steps are taken.
 
 use super::block_tree::BlockTree;
+use super::byzantine::Misbehaviour;
 use super::catch_up::CatchUp;
 use super::config::Config;
 use super::intake::{Admission, Intake, PAST_VIEWS_KEPT};
@@ -24,13 +27,14 @@ use super::messages::{
     genesis_qc, parent_cert, sign,
 };
 use super::pacemaker::Pacemaker;
+use super::proposer::{self, Pace, Proposer};
 use super::safety::{SafetyData, SafetyRules};
 use super::votes::VoteCollector;
 use crate::catchup::SyncMessage;
 use crate::committee::Committee;
 use crate::ledger::{Ledger, LedgerError, LocalFault};
-use crate::types::{Byzantine, TimeMs, View};
-use phalanx_chain::{Address, Block, Hash, Justification, ValidatorIndex};
+use crate::types::{TimeMs, View};
+use phalanx_chain::{Address, Block, Hash, ValidatorIndex};
 use phalanx_crypto::Keypair;
 
 /// A HotStuff replica. Feed it inputs with [`Replica::handle`].
@@ -39,7 +43,6 @@ pub struct Replica {
     committee: Committee,
     me: ValidatorIndex,
     key: Keypair,
-    config: Config,
     now: TimeMs,
     started: bool,
     rules: SafetyRules,
@@ -47,14 +50,9 @@ pub struct Replica {
     tree: BlockTree,
     votes: VoteCollector,
     catch_up: CatchUp,
+    proposer: Proposer,
+    byzantine: Misbehaviour,
     intake: Intake,
-    /// The last view whose propose timer was armed, when the leader began
-    /// to wait in it, and when the timer is due.
-    propose_timer_armed: View,
-    propose_wait_from: TimeMs,
-    propose_timer_at: TimeMs,
-    /// Set while a proposal is being made (see `propose_now`).
-    proposing: bool,
     /// A failure of the node itself met while handling an input: the
     /// replica decides nothing more (see [`Replica::take_fault`]).
     fault: Option<LocalFault>,
@@ -77,17 +75,14 @@ impl Replica {
             tree: BlockTree::new(committed, config.max_pending_blocks),
             votes: VoteCollector::new(committee.quorum()),
             catch_up: CatchUp::new(config.max_buffered_proposals),
+            proposer: Proposer::new(&config),
+            byzantine: Misbehaviour::new(config.byzantine),
             intake: Intake::new(&config, me),
             committee,
             me,
             key,
-            config,
             now: 0,
             started: false,
-            propose_timer_armed: View(0),
-            propose_wait_from: 0,
-            propose_timer_at: 0,
-            proposing: false,
             fault: None,
             out: Vec::new(),
         }
@@ -116,7 +111,7 @@ impl Replica {
             _ => {}
         }
         let effects = std::mem::take(&mut self.out);
-        self.misbehave(effects)
+        self.byzantine.filter(effects, &self.committee, self.me)
     }
 
     pub fn view(&self) -> View {
@@ -333,12 +328,12 @@ impl Replica {
         self.send_vote(message.clone(), view);
         let resend = self.pacemaker.vote_resend_timer(view, self.now);
         self.out.push(resend);
-        if self.config.byzantine == Some(Byzantine::DoubleVote) {
-            let other = self.sign(Payload::Vote(Vote {
-                view,
-                block: Hash::digest(vote.block.as_bytes()),
-            }));
-            self.send_vote(other, view);
+        let (committee, key, me) = (&self.committee, &self.key, self.me);
+        if let Some(second) = self
+            .byzantine
+            .second_vote(vote, |p| sign(committee, key, me, p))
+        {
+            self.send_vote(second, view);
         }
         self.on_vote(message, vote, ledger);
     }
@@ -419,71 +414,52 @@ impl Replica {
         self.committee.leader(view) == self.me && self.rules.may_propose(view)
     }
 
+    /// Proposes now, or waits for a batch (see [`Proposer::pace`]).
     fn propose(&mut self, ledger: &mut dyn Ledger) {
         if !self.may_propose() {
             return;
         }
-        let view = self.pacemaker.view();
-        let batch = self.config.max_batch_delay_ms;
-        let empty = self.config.empty_block_delay_ms;
-        let delay = if empty > batch && !ledger.has_pending_transactions() {
-            empty
-        } else {
-            batch
-        };
-        if delay > 0 {
-            let parent = self.tree.get(&self.rules.high_qc().block);
-            let ready = parent
-                .is_some_and(|p| ledger.batch_ready() || self.tree.uncommitted_transactions(p));
-            if !ready {
-                if self.propose_timer_armed < view {
-                    self.propose_timer_armed = view;
-                    self.propose_wait_from = self.now;
-                    self.propose_timer_at = TimeMs::MAX;
-                }
-                // Delays count from when the leader began to wait.
-                let at = self.propose_wait_from.saturating_add(delay);
-                if at > self.now {
-                    if at < self.propose_timer_at {
-                        self.propose_timer_at = at;
-                        self.out.push(Effect::ArmTimer {
-                            timer: Timer::Propose(view),
-                            at,
-                        });
-                    }
-                    return;
-                }
-            }
+        let (view, high_qc) = (self.pacemaker.view(), self.rules.high_qc());
+        let pace = self
+            .proposer
+            .pace(view, self.now, ledger, &self.tree, high_qc);
+        match pace {
+            Pace::Now => self.propose_now(ledger),
+            Pace::Wait => {}
+            Pace::WaitUntil(at) => self.out.push(Effect::ArmTimer {
+                timer: Timer::Propose(view),
+                at,
+            }),
         }
-        self.propose_now(ledger);
     }
 
-    /// Proposes for the current view. A proposal that leads straight to the
-    /// next view in which we lead again (a committee of one: our own vote is
-    /// a QC) would recurse without end; such a nested proposal is deferred
-    /// to a propose timer due at once instead.
+    /// Proposes for the current view, unless a proposal is being made
+    /// already (see [`Proposer::begin`]).
     fn propose_now(&mut self, ledger: &mut dyn Ledger) {
         if !self.may_propose() {
             return;
         }
-        if self.proposing {
+        if !self.proposer.begin() {
+            // Nested in our own proposal (a committee of one): propose
+            // from a timer due at once instead.
             self.out.push(Effect::ArmTimer {
                 timer: Timer::Propose(self.pacemaker.view()),
                 at: self.now,
             });
             return;
         }
-        self.proposing = true;
         self.propose_in_view(ledger);
-        self.proposing = false;
+        self.proposer.end();
     }
 
+    /// Builds, persists, signs and broadcasts the proposal, then handles
+    /// it as a message of its own (and so votes for it). A parent block
+    /// not held is asked for from its proposer instead.
     fn propose_in_view(&mut self, ledger: &mut dyn Ledger) {
         let view = self.pacemaker.view();
-        let parent_qc = match self.config.byzantine {
-            Some(Byzantine::StaleQc) => self.stale_qc(),
-            _ => self.rules.high_qc().clone(),
-        };
+        let parent_qc = self
+            .byzantine
+            .parent_qc(self.rules.high_qc(), &self.tree, &self.committee);
         let Some(parent) = self.tree.get(&parent_qc.block).cloned() else {
             if self.tree.could_extend_root(&parent_qc) {
                 let proposer = self.committee.leader(View(parent_qc.view));
@@ -491,79 +467,36 @@ impl Replica {
             }
             return;
         };
-        let justification = Justification::Bft {
-            view: view.0,
-            parent_cert: parent_qc.clone(),
-        };
-        let block = match ledger.build_block(&parent, self.address(), self.now, justification) {
-            Ok(block) => block,
+        let address = self.address();
+        let built = proposer::build(
+            view,
+            &parent,
+            &parent_qc,
+            &self.pacemaker,
+            ledger,
+            address,
+            self.now,
+        );
+        let proposal = match built {
+            Ok(proposal) => proposal,
             Err(e) => {
                 self.local_fault(e);
                 return;
             }
-        };
-        let timeout_cert = if View(parent_qc.view).next() == view {
-            None
-        } else {
-            self.pacemaker.tc_ending_view_before(view)
         };
         self.rules.proposed(view);
         self.persist();
-        let proposal = Proposal {
-            block,
-            timeout_cert,
-        };
-        let message = self.sign(Payload::Proposal(Box::new(proposal.clone())));
-        if self.config.byzantine == Some(Byzantine::Equivocate) {
-            self.equivocate(&parent, &message, proposal, ledger);
-        } else {
-            self.out.push(Effect::Broadcast(message.clone()));
+        let message = self.sign(Payload::Proposal(Box::new(proposal)));
+        let (committee, key, me) = (&self.committee, &self.key, self.me);
+        let sign_twin = |p| sign(committee, key, me, p);
+        match self
+            .byzantine
+            .twin_proposal(&parent, &message, ledger, address, sign_twin)
+        {
+            Ok(()) => self.out.push(Effect::Broadcast(message.clone())),
+            Err(e) => self.local_fault(e),
         }
         self.on_message(Verified::own(message), ledger);
-    }
-
-    /// Byzantine: a second block for the same view (another timestamp), one
-    /// version to each half of the committee.
-    fn equivocate(
-        &mut self,
-        parent: &Block,
-        first: &SignedMessage,
-        proposal: Proposal,
-        ledger: &mut dyn Ledger,
-    ) {
-        let justification = proposal.block.header.justification.clone();
-        let timestamp = proposal.block.header.timestamp_ms.saturating_add(1);
-        let block = match ledger.build_block(parent, self.address(), timestamp, justification) {
-            Ok(block) => block,
-            Err(e) => {
-                self.local_fault(e);
-                return;
-            }
-        };
-        let second = self.sign(Payload::Proposal(Box::new(Proposal {
-            block,
-            timeout_cert: proposal.timeout_cert,
-        })));
-        let members: Vec<ValidatorIndex> =
-            self.committee.members().filter(|v| *v != self.me).collect();
-        let half = members.len() / 2;
-        for (i, to) in members.into_iter().enumerate() {
-            let message = if i < half {
-                first.clone()
-            } else {
-                second.clone()
-            };
-            self.out.push(Effect::Send { to, message });
-        }
-    }
-
-    /// The QC the highest QC's block was built on: old but valid.
-    fn stale_qc(&self) -> QuorumCert {
-        self.tree
-            .get(&self.rules.high_qc().block)
-            .and_then(parent_cert)
-            .cloned()
-            .unwrap_or_else(|| genesis_qc(&self.committee))
     }
 
     // ----- the block tree -----
@@ -682,38 +615,4 @@ impl Replica {
             LedgerError::Invalid(_) | LedgerError::Unavailable { .. } => {}
         }
     }
-
-    /// Applies a Byzantine behaviour to the outgoing effects.
-    fn misbehave(&self, effects: Vec<Effect>) -> Vec<Effect> {
-        match self.config.byzantine {
-            Some(Byzantine::Silent) => effects
-                .into_iter()
-                .filter(|e| {
-                    !matches!(
-                        e,
-                        Effect::Send { .. } | Effect::Broadcast(_) | Effect::SendSync { .. }
-                    )
-                })
-                .collect(),
-            Some(Byzantine::InvalidSignature) => effects
-                .into_iter()
-                .map(|e| match e {
-                    Effect::Send { to, message } if message.author == self.me => Effect::Send {
-                        to,
-                        message: corrupt(message),
-                    },
-                    Effect::Broadcast(message) if message.author == self.me => {
-                        Effect::Broadcast(corrupt(message))
-                    }
-                    other => other,
-                })
-                .collect(),
-            _ => effects,
-        }
-    }
-}
-
-fn corrupt(mut message: SignedMessage) -> SignedMessage {
-    message.signature.0[0] ^= 0x01;
-    message
 }

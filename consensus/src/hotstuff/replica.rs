@@ -153,6 +153,8 @@ impl Replica {
         self.tree.root()
     }
 
+    /// Takes back the recovered safety data, if any, and enters the view
+    /// to resume in (see [`SafetyRules::resume_view`]).
     fn start(&mut self, recovered: Option<Box<SafetyData>>, ledger: &mut dyn Ledger) {
         if self.started {
             return;
@@ -166,6 +168,8 @@ impl Replica {
 
     // ----- views -----
 
+    /// Moves to `view` if it is ahead; its leader proposes (or starts
+    /// waiting for a batch).
     fn enter_view(&mut self, view: View, ledger: &mut dyn Ledger) {
         let Some(timers) = self.pacemaker.enter(view, self.now) else {
             return;
@@ -218,6 +222,8 @@ impl Replica {
         self.pacemaker.record_timeout(&message);
     }
 
+    /// A QC, formed here or carried by a message: it may raise the highest
+    /// QC, and one for the current view or later ends that view.
     fn process_qc(&mut self, qc: &QuorumCert, ledger: &mut dyn Ledger) {
         self.rules.observe_qc(qc);
         if let Some(next) = self.pacemaker.on_qc(View(qc.view)) {
@@ -225,6 +231,8 @@ impl Replica {
         }
     }
 
+    /// A TC for view `v`, formed here or carried by a message: its QC
+    /// counts as any other, and it moves everyone to `v + 1`.
     fn process_tc(&mut self, tc: &TimeoutCert, ledger: &mut dyn Ledger) {
         self.pacemaker.observe_tc(tc);
         self.process_qc(&tc.high_qc, ledger);
@@ -233,6 +241,8 @@ impl Replica {
 
     // ----- messages -----
 
+    /// A consensus message from the network, or one of our own: admitted
+    /// (and forwarded) by the intake, then handled by kind.
     fn on_message(&mut self, message: Verified<SignedMessage>, ledger: &mut dyn Ledger) {
         let m = message.get();
         match self.intake.admit(m, self.pacemaker.view()) {
@@ -280,6 +290,9 @@ impl Replica {
         }
     }
 
+    /// A proposal: evidence if it conflicts with the first one of its
+    /// view; otherwise its certificates count, and its block joins the tree
+    /// and may get a vote, or waits for its parent to be fetched.
     fn on_proposal(&mut self, message: Verified<SignedMessage>, ledger: &mut dyn Ledger) {
         let Payload::Proposal(proposal) = &message.get().payload else {
             return;
@@ -355,6 +368,8 @@ impl Replica {
         self.out.push(resend);
     }
 
+    /// Sends a vote of `view` to the leader of the next view, who gathers
+    /// the QC; nothing to send if that is us (our vote is counted here).
     fn send_vote(&mut self, message: SignedMessage, view: View) {
         let to = self.committee.leader(view.next());
         if to != self.me {
@@ -362,6 +377,8 @@ impl Replica {
         }
     }
 
+    /// A vote, ours or another's, for the current view or the one before
+    /// (a vote for `v` is gathered in `v + 1`): evidence, or maybe a QC.
     fn on_vote(&mut self, message: SignedMessage, vote: Vote, ledger: &mut dyn Ledger) {
         if vote.view.next() < self.pacemaker.view() {
             return;
@@ -373,6 +390,8 @@ impl Replica {
         }
     }
 
+    /// A timeout from the network: its certificates count, it is kept
+    /// towards a TC of its view, and it may make us join that view.
     fn on_timeout(&mut self, message: SignedMessage, ledger: &mut dyn Ledger) {
         let view = message.view();
         self.process_certificates(&message, ledger);
@@ -399,6 +418,7 @@ impl Replica {
         }
     }
 
+    /// Forms a TC for `view` if n - f timeouts for it are held.
     fn form_tc(&mut self, view: View, ledger: &mut dyn Ledger) {
         if let Some(tc) = self.pacemaker.form_tc(view) {
             self.process_tc(&tc, ledger);
@@ -532,6 +552,8 @@ impl Replica {
 
     // ----- catch-up -----
 
+    /// Catch-up traffic: a request is answered from the tree and the
+    /// ledger; an answer's blocks are connected to the tree.
     fn on_sync(&mut self, from: ValidatorIndex, message: SyncMessage, ledger: &mut dyn Ledger) {
         match message {
             SyncMessage::Request { hash } => {

@@ -91,19 +91,44 @@
 //!   have voted for the other.
 //! - Justified-view checks (QC or TC for `v - 1`) keep a Byzantine leader
 //!   from burning future views; they affect liveness only.
+//!
+//! # Layout
+//!
+//! [`Replica`] (`replica.rs`) is the core: it takes inputs, asks its
+//! components and emits effects. The components never call it back: the
+//! safety rules (`safety.rs`), the pacemaker (`pacemaker.rs`), the block
+//! tree and its three-chain walk (`block_tree.rs`), the vote collector
+//! (`votes.rs`), catch-up bookkeeping (`catch_up.rs`), the leader's
+//! pacing and building (`proposer.rs`), message intake and forwarding
+//! (`intake.rs`), and Byzantine behaviours for simulations
+//! (`byzantine.rs`). `messages.rs` holds the messages and their checks,
+//! `seam.rs` puts the replica on the protocol seam.
 
+mod block_tree;
+mod byzantine;
+mod catch_up;
+mod config;
+mod intake;
+mod io;
 mod messages;
+mod pacemaker;
+mod proposer;
 mod replica;
+mod safety;
 mod seam;
 #[cfg(test)]
 mod tests;
+mod votes;
 
 pub use crate::catchup::{MAX_SYNC_BLOCKS, MAX_SYNC_BYTES, SyncMessage, decode_sync};
 pub use crate::certificate::CertError;
+pub use config::Config;
+pub use io::{Effect, Evidence, Input, Timer};
 pub use messages::{
     MAX_MESSAGE_BYTES, MessageError, Payload, Proposal, QuorumCert, SignedMessage, Timeout,
     TimeoutCert, TimeoutSignature, Verified, Vote, block_view, genesis_qc, parent_cert, sign,
     signing_bytes, verify_decoded, verify_message, verify_qc, verify_tc,
 };
-pub use replica::{Config, Effect, Evidence, Input, Replica, SafetyData, Timer};
+pub use replica::Replica;
+pub use safety::SafetyData;
 pub use seam::{BEHAVIOURS, HotStuff, Message};

@@ -1,161 +1,41 @@
 //! The HotStuff replica: one state machine per validator.
+//!
+//! [`Replica`] is the core. It takes each input, asks its components what
+//! follows, and emits the effects in order. None of them calls it back:
+//!
+//! - [`SafetyRules`]: the safety data; whether a vote may be signed.
+//! - [`Pacemaker`]: the view, view timers and back-off, timeouts and TCs.
+//! - [`BlockTree`]: the blocks held and the three-chain commit walk.
+//! - [`VoteCollector`]: first proposals and votes (evidence), QCs.
+//! - [`CatchUp`]: proposals waiting for a parent, block requests.
+//! - [`Proposer`]: when a leader proposes (batching), and what.
+//! - [`Misbehaviour`]: Byzantine behaviours, for simulations.
+//!
+//! A QC or TC moves the pacemaker to a new view, where the leader proposes
+//! and its own proposal comes back as a message it votes for: the core's
+//! handlers recurse through one another, and the effects come out in the
+//! order the steps are taken.
 
+use super::block_tree::BlockTree;
+use super::byzantine::Misbehaviour;
+use super::catch_up::CatchUp;
+use super::config::Config;
+use super::intake::{Admission, Intake, PAST_VIEWS_KEPT};
+use super::io::{Effect, Input, Timer};
 use super::messages::{
-    Payload, Proposal, QuorumCert, SignedMessage, Timeout, TimeoutCert, TimeoutSignature, Verified,
-    Vote, block_view, genesis_qc, parent_cert, sign, verify_qc,
+    Payload, Proposal, QuorumCert, SignedMessage, TimeoutCert, Verified, Vote, block_view,
+    genesis_qc, parent_cert, sign,
 };
-use crate::catchup::{self, SyncMessage};
+use super::pacemaker::Pacemaker;
+use super::proposer::{self, Pace, Proposer};
+use super::safety::{SafetyData, SafetyRules};
+use super::votes::VoteCollector;
+use crate::catchup::SyncMessage;
 use crate::committee::Committee;
 use crate::ledger::{Ledger, LedgerError, LocalFault};
-use crate::types::{Byzantine, TimeMs, View};
-use phalanx_chain::ValidatorSignature;
-use phalanx_chain::{Address, BftCertificate, Block, Hash, Height, Justification, ValidatorIndex};
-use phalanx_crypto::{Keypair, Signature};
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
-
-/// Blocks asked for at once, at most.
-const MAX_OUTSTANDING_REQUESTS: usize = 256;
-
-/// Tunables, each with a bound.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// The first timeout of a view.
-    pub base_timeout_ms: u64,
-    /// The longest a view's timer may grow to with back-off.
-    pub max_timeout_ms: u64,
-    /// Uncommitted blocks kept at most.
-    pub max_pending_blocks: usize,
-    /// Proposals waiting for their parent, at most.
-    pub max_buffered_proposals: usize,
-    /// Messages for views further ahead of ours than this are dropped.
-    pub future_view_window: u64,
-    /// Re-broadcast every new valid message once.
-    pub forward: bool,
-    /// Misbehave on purpose (simulations and test networks only).
-    pub byzantine: Option<Byzantine>,
-    /// As leader, wait up to this long after entering a view for the
-    /// ledger to be ready to propose ([`Ledger::ready_to_propose`]: a full
-    /// batch, or uncommitted transactions that need more blocks on top to
-    /// commit), then propose whatever there is. 0 proposes at once. Keep it
-    /// well below `base_timeout_ms`.
-    pub max_batch_delay_ms: u64,
-    /// As leader with no transaction waiting at all
-    /// ([`Ledger::has_pending_transactions`]), wait up to this long instead
-    /// of `max_batch_delay_ms` before proposing an empty block: an idle
-    /// chain grows by about one block per this delay. A transaction that
-    /// arrives meanwhile ([`Input::TransactionsAvailable`]) brings the
-    /// proposal forward to `max_batch_delay_ms` after the wait began (at
-    /// once if that has passed). At or below
-    /// `max_batch_delay_ms` it changes nothing. Keep it well below
-    /// `base_timeout_ms`.
-    pub empty_block_delay_ms: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            base_timeout_ms: 1_000,
-            max_timeout_ms: 30_000,
-            max_pending_blocks: 1_024,
-            max_buffered_proposals: 64,
-            future_view_window: 100,
-            forward: true,
-            byzantine: None,
-            max_batch_delay_ms: 0,
-            empty_block_delay_ms: 0,
-        }
-    }
-}
-
-/// What a replica must not forget across a crash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SafetyData {
-    /// No vote (or timeout) is ever signed for a view at or below this.
-    pub last_voted_view: View,
-    pub locked_qc: QuorumCert,
-    pub high_qc: QuorumCert,
-    /// No proposal is ever signed for a view at or below this.
-    pub last_proposed_view: View,
-    /// The last vote signed, re-sent if asked to vote in its view again.
-    pub last_vote: Option<SignedMessage>,
-    /// The last timeout signed, re-sent while its view is stuck.
-    pub last_timeout: Option<SignedMessage>,
-}
-
-/// A timer the replica asks its caller to arm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Timer {
-    /// The pacemaker's timer for a view.
-    View(View),
-    /// Re-send this view's vote to the next leader while no QC has come
-    /// (a vote goes to one replica only, so a lost copy would cost the view).
-    ResendVote(View),
-    /// A leader waiting for a batch stops waiting and proposes (see
-    /// [`Config::max_batch_delay_ms`]).
-    Propose(View),
-}
-
-/// What the replica is told.
-#[derive(Debug, Clone)]
-pub enum Input {
-    /// The first input: safety data read back from storage, if any.
-    Start { recovered: Option<Box<SafetyData>> },
-    /// A consensus message from the network (see `verify_message`).
-    Message(Verified<SignedMessage>),
-    /// Catch-up traffic from a peer.
-    Sync {
-        from: ValidatorIndex,
-        message: SyncMessage,
-    },
-    /// A timer armed earlier fired.
-    Timer(Timer),
-    /// New transactions reached the caller's pool: a leader waiting for a
-    /// batch checks again whether to propose.
-    TransactionsAvailable,
-}
-
-/// Proof that a validator signed two conflicting messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Evidence {
-    /// Two different proposals for one view by its leader.
-    ConflictingProposals {
-        first: SignedMessage,
-        second: SignedMessage,
-    },
-    /// Two votes by one validator in one view for different blocks.
-    ConflictingVotes {
-        first: SignedMessage,
-        second: SignedMessage,
-    },
-}
-
-/// What the caller must do, in order.
-#[must_use]
-#[derive(Debug, Clone)]
-pub enum Effect {
-    /// Write and flush before carrying out any later effect.
-    PersistSafety(SafetyData),
-    Send {
-        to: ValidatorIndex,
-        message: SignedMessage,
-    },
-    Broadcast(SignedMessage),
-    SendSync {
-        to: ValidatorIndex,
-        message: SyncMessage,
-    },
-    /// A committed block; commits come in height order.
-    Commit(Block),
-    /// Deliver `Input::Timer(timer)` at `at` (replacing an earlier arming).
-    /// A timer armed earlier is no longer needed (its view is over).
-    CancelTimer(Timer),
-    ArmTimer {
-        timer: Timer,
-        at: TimeMs,
-    },
-    Evidence(Evidence),
-}
+use crate::types::{TimeMs, View};
+use phalanx_chain::{Address, Block, Hash, ValidatorIndex};
+use phalanx_crypto::Keypair;
 
 /// A HotStuff replica. Feed it inputs with [`Replica::handle`].
 #[derive(Debug)]
@@ -163,41 +43,16 @@ pub struct Replica {
     committee: Committee,
     me: ValidatorIndex,
     key: Keypair,
-    config: Config,
     now: TimeMs,
     started: bool,
-    view: View,
-    safety: SafetyData,
-    /// Views in a row that ended without a QC (for back-off).
-    timeouts_in_row: u32,
-    high_tc: Option<TimeoutCert>,
-    /// Uncommitted blocks, plus the last committed one (the root).
-    blocks: HashMap<Hash, Block>,
-    root: Hash,
-    /// Each view's first proposal, to catch equivocation.
-    proposals: BTreeMap<View, SignedMessage>,
-    /// Each validator's first vote in each view, to catch double votes.
-    first_votes: BTreeMap<(View, ValidatorIndex), SignedMessage>,
-    votes: BTreeMap<(View, Hash), BTreeMap<ValidatorIndex, Signature>>,
-    timeouts: BTreeMap<View, BTreeMap<ValidatorIndex, (QuorumCert, Signature)>>,
-    /// Each validator's highest timeout view.
-    latest_timeouts: BTreeMap<ValidatorIndex, View>,
-    /// Content ids of messages already handled, by view.
-    seen: BTreeMap<View, HashSet<Hash>>,
-    /// Proposals waiting for their parent block, by the parent's hash.
-    buffered: BTreeMap<Hash, Vec<Verified<SignedMessage>>>,
-    /// Blocks asked for and not yet received, with the view of the ask.
-    requested: HashMap<Hash, View>,
-    /// How many times the view timer has asked again for missing blocks
-    /// (which validator it asks turns with it).
-    sync_retries: u64,
-    /// The last view whose propose timer was armed, when the leader began
-    /// to wait in it, and when the timer is due.
-    propose_timer_armed: View,
-    propose_wait_from: TimeMs,
-    propose_timer_at: TimeMs,
-    /// Set while a proposal is being made (see `propose_now`).
-    proposing: bool,
+    rules: SafetyRules,
+    pacemaker: Pacemaker,
+    tree: BlockTree,
+    votes: VoteCollector,
+    catch_up: CatchUp,
+    proposer: Proposer,
+    byzantine: Misbehaviour,
+    intake: Intake,
     /// A failure of the node itself met while handling an input: the
     /// replica decides nothing more (see [`Replica::take_fault`]).
     fault: Option<LocalFault>,
@@ -214,43 +69,20 @@ impl Replica {
         config: Config,
         committed: Block,
     ) -> Replica {
-        let genesis = genesis_qc(&committee);
-        let root = committed.hash();
-        let mut blocks = HashMap::new();
-        blocks.insert(root, committed);
         Replica {
+            rules: SafetyRules::new(genesis_qc(&committee)),
+            pacemaker: Pacemaker::new(&config, &committee),
+            tree: BlockTree::new(committed, config.max_pending_blocks),
+            votes: VoteCollector::new(committee.quorum()),
+            catch_up: CatchUp::new(config.max_buffered_proposals),
+            proposer: Proposer::new(&config),
+            byzantine: Misbehaviour::new(config.byzantine),
+            intake: Intake::new(&config, me),
             committee,
             me,
             key,
-            config,
             now: 0,
             started: false,
-            view: View(0),
-            safety: SafetyData {
-                last_voted_view: View(0),
-                locked_qc: genesis.clone(),
-                high_qc: genesis,
-                last_proposed_view: View(0),
-                last_vote: None,
-                last_timeout: None,
-            },
-            timeouts_in_row: 0,
-            high_tc: None,
-            blocks,
-            root,
-            proposals: BTreeMap::new(),
-            first_votes: BTreeMap::new(),
-            votes: BTreeMap::new(),
-            timeouts: BTreeMap::new(),
-            latest_timeouts: BTreeMap::new(),
-            seen: BTreeMap::new(),
-            buffered: BTreeMap::new(),
-            requested: HashMap::new(),
-            sync_retries: 0,
-            propose_timer_armed: View(0),
-            propose_wait_from: 0,
-            propose_timer_at: 0,
-            proposing: false,
             fault: None,
             out: Vec::new(),
         }
@@ -265,24 +97,25 @@ impl Replica {
             return Vec::new();
         }
         self.now = self.now.max(now);
+        let view = self.pacemaker.view();
         match input {
             Input::Start { recovered } => self.start(recovered, ledger),
             Input::Message(message) if self.started => self.on_message(message, ledger),
             Input::Sync { from, message } if self.started => self.on_sync(from, message, ledger),
-            Input::Timer(Timer::View(view)) if self.started => self.on_view_timer(view),
-            Input::Timer(Timer::ResendVote(view)) if self.started => self.resend_vote(view),
-            Input::Timer(Timer::Propose(view)) if self.started && view == self.view => {
+            Input::Timer(Timer::View(v)) if self.started => self.on_view_timer(v),
+            Input::Timer(Timer::ResendVote(v)) if self.started => self.resend_vote(v),
+            Input::Timer(Timer::Propose(v)) if self.started && v == view => {
                 self.propose_now(ledger)
             }
             Input::TransactionsAvailable if self.started => self.propose(ledger),
             _ => {}
         }
         let effects = std::mem::take(&mut self.out);
-        self.misbehave(effects)
+        self.byzantine.filter(effects, &self.committee, self.me)
     }
 
     pub fn view(&self) -> View {
-        self.view
+        self.pacemaker.view()
     }
 
     /// A failure of the node itself (its storage) met while handling the
@@ -297,24 +130,10 @@ impl Replica {
         self.fault.is_some()
     }
 
-    /// True if the timed-out view's timeout was signed (the replica gave
-    /// up on its current view).
+    /// True if the replica signed a timeout for its current view (it gave
+    /// up on the view).
     pub fn timed_out(&self) -> bool {
-        self.safety
-            .last_timeout
-            .as_ref()
-            .is_some_and(|t| t.view() == self.view)
-    }
-
-    /// Records a failure of the node itself; see [`Replica::take_fault`].
-    fn local_fault(&mut self, error: LedgerError) -> bool {
-        match error {
-            LedgerError::Fault(fault) => {
-                self.fault = Some(fault);
-                true
-            }
-            LedgerError::Invalid(_) | LedgerError::Unavailable { .. } => false,
-        }
+        self.rules.timeout_in(self.pacemaker.view()).is_some()
     }
 
     pub fn me(&self) -> ValidatorIndex {
@@ -322,7 +141,7 @@ impl Replica {
     }
 
     pub fn safety(&self) -> &SafetyData {
-        &self.safety
+        self.rules.data()
     }
 
     pub fn committee(&self) -> &Committee {
@@ -331,153 +150,114 @@ impl Replica {
 
     /// The last committed block's hash.
     pub fn committed(&self) -> Hash {
-        self.root
+        self.tree.root()
     }
 
+    /// Takes back the recovered safety data, if any, and enters the view
+    /// to resume in (see [`SafetyRules::resume_view`]).
     fn start(&mut self, recovered: Option<Box<SafetyData>>, ledger: &mut dyn Ledger) {
         if self.started {
             return;
         }
         self.started = true;
         if let Some(safety) = recovered {
-            self.safety = *safety;
+            self.rules.recover(*safety);
         }
-        let resume = View(self.safety.high_qc.view)
-            .next()
-            .max(self.safety.last_voted_view)
-            .max(View(1));
-        self.enter_view(resume, ledger);
+        self.enter_view(self.rules.resume_view(), ledger);
     }
 
-    // ----- views and the pacemaker -----
+    // ----- views -----
 
-    fn timeout_ms(&self) -> u64 {
-        let factor = 1u64 << self.timeouts_in_row.min(20);
-        self.config
-            .base_timeout_ms
-            .saturating_mul(factor)
-            .min(self.config.max_timeout_ms)
-    }
-
+    /// Moves to `view` if it is ahead; its leader proposes (or starts
+    /// waiting for a batch).
     fn enter_view(&mut self, view: View, ledger: &mut dyn Ledger) {
-        if view <= self.view {
+        let Some(timers) = self.pacemaker.enter(view, self.now) else {
             return;
-        }
-        let old = self.view;
-        if old > View(0) {
-            for timer in [
-                Timer::View(old),
-                Timer::ResendVote(old),
-                Timer::Propose(old),
-            ] {
-                self.out.push(Effect::CancelTimer(timer));
-            }
-        }
-        self.view = view;
-        self.out.push(Effect::ArmTimer {
-            timer: Timer::View(view),
-            at: self.now.saturating_add(self.timeout_ms()),
-        });
-        self.prune_below(view);
+        };
+        self.out.extend(timers);
+        // Per-view bookkeeping far behind the new view is of no more use.
+        let keep_from = View(view.0.saturating_sub(PAST_VIEWS_KEPT));
+        self.votes.prune_below(keep_from);
+        self.intake.prune_below(keep_from);
+        self.catch_up.prune_below(keep_from);
         if self.committee.leader(view) == self.me {
             self.propose(ledger);
         }
     }
 
-    /// The view's timer: the first time, give up on the view (and wait
-    /// longer for the next one); after that, re-send the timeout every base
-    /// period, so that a heal is noticed within one base period however long
-    /// the back-off has grown.
+    /// The view's timer: give up on the view (or, already given up, say so
+    /// again) and ask again for the blocks buffered proposals wait for.
     fn on_view_timer(&mut self, view: View) {
-        if view != self.view {
+        let first = self.rules.timeout_in(view).is_none();
+        let Some(rearm) = self.pacemaker.on_view_timer(view, first, self.now) else {
             return;
-        }
-        let first = self
-            .safety
-            .last_timeout
-            .as_ref()
-            .is_none_or(|t| t.view() != view);
-        if first {
-            self.timeouts_in_row = self.timeouts_in_row.saturating_add(1);
-        }
+        };
         self.local_timeout(view);
-        self.retry_requests();
-        self.out.push(Effect::ArmTimer {
-            timer: Timer::View(view),
-            at: self.now.saturating_add(self.config.base_timeout_ms),
-        });
+        let requests = self
+            .catch_up
+            .retry(&self.committee, self.me, view, &self.tree);
+        self.out.extend(requests);
+        self.out.push(rearm);
     }
 
     /// Signs (once) and broadcasts a timeout for `view`; no more votes in it.
     fn local_timeout(&mut self, view: View) {
-        let high_tc = self.high_tc.clone().filter(|tc| tc.view < view);
-        let message = match &self.safety.last_timeout {
-            Some(m) if m.view() == view => with_high_tc(m.clone(), high_tc),
-            _ => {
-                let timeout = Timeout {
-                    view,
-                    high_qc: self.safety.high_qc.clone(),
-                    high_tc,
-                };
-                let message = self.sign(Payload::Timeout(Box::new(timeout)));
-                self.safety.last_voted_view = self.safety.last_voted_view.max(view);
-                self.safety.last_timeout = Some(message.clone());
-                self.persist();
-                message
-            }
-        };
+        let high_tc = self.pacemaker.high_tc_before(view);
+        let (committee, key, me) = (&self.committee, &self.key, self.me);
+        let (message, signed) = self
+            .rules
+            .timeout(view, high_tc, |p| sign(committee, key, me, p));
+        if signed {
+            self.persist();
+        }
         self.out.push(Effect::Broadcast(message.clone()));
         // Votes in this view went to the next view's leader alone. If it
         // failed, the QC they make would be lost, and with round-robin
         // leaders and one faulty validator in four, no three-chain could
         // ever complete. Re-sending the same signed vote to everyone lets
         // any replica form that QC and carry it past the faulty leader.
-        if let Some(vote) = self.safety.last_vote.clone().filter(|v| v.view() == view) {
+        if let Some(vote) = self.rules.vote_in(view).cloned() {
             self.out.push(Effect::Broadcast(vote));
         }
-        self.record_timeout(&message);
+        self.pacemaker.record_timeout(&message);
     }
 
+    /// A QC, formed here or carried by a message: it may raise the highest
+    /// QC, and one for the current view or later ends that view.
     fn process_qc(&mut self, qc: &QuorumCert, ledger: &mut dyn Ledger) {
-        if qc.view > self.safety.high_qc.view {
-            self.safety.high_qc = qc.clone();
-        }
-        if View(qc.view) >= self.view {
-            self.timeouts_in_row = 0;
-            self.enter_view(View(qc.view).next(), ledger);
+        self.rules.observe_qc(qc);
+        if let Some(next) = self.pacemaker.on_qc(View(qc.view)) {
+            self.enter_view(next, ledger);
         }
     }
 
+    /// A TC for view `v`, formed here or carried by a message: its QC
+    /// counts as any other, and it moves everyone to `v + 1`.
     fn process_tc(&mut self, tc: &TimeoutCert, ledger: &mut dyn Ledger) {
-        if self.high_tc.as_ref().is_none_or(|h| tc.view > h.view) {
-            self.high_tc = Some(tc.clone());
-        }
+        self.pacemaker.observe_tc(tc);
         self.process_qc(&tc.high_qc, ledger);
         self.enter_view(tc.view.next(), ledger);
     }
 
     // ----- messages -----
 
+    /// A consensus message from the network, or one of our own: admitted
+    /// (and forwarded) by the intake, then handled by kind.
     fn on_message(&mut self, message: Verified<SignedMessage>, ledger: &mut dyn Ledger) {
         let m = message.get();
-        let view = m.view();
-        if view.0.saturating_add(2) < self.view.0 {
-            return;
-        }
-        if view.0 > self.view.0.saturating_add(self.config.future_view_window) {
-            // Too far ahead to keep: learn from its certificates (which may
-            // bring this replica up to date) and who timed out where.
-            self.process_certificates(m, ledger);
-            if let Payload::Timeout(t) = &m.payload {
-                self.note_latest_timeout(m.author, t.view, ledger);
+        match self.intake.admit(m, self.pacemaker.view()) {
+            Admission::Drop => return,
+            Admission::FarAhead => {
+                // Its certificates may bring this replica up to date, and
+                // its timeout counts towards joining a later view.
+                self.process_certificates(m, ledger);
+                if let Payload::Timeout(t) = &m.payload {
+                    self.join_timeouts(m.author, t.view, ledger);
+                }
+                return;
             }
-            return;
-        }
-        if !self.seen.entry(view).or_default().insert(m.id()) {
-            return;
-        }
-        if self.config.forward && m.author != self.me {
-            self.out.push(Effect::Broadcast(m.clone()));
+            Admission::New { forward: true } => self.out.push(Effect::Broadcast(m.clone())),
+            Admission::New { forward: false } => {}
         }
         match &m.payload {
             Payload::Proposal(_) => self.on_proposal(message, ledger),
@@ -510,173 +290,65 @@ impl Replica {
         }
     }
 
+    /// A proposal: evidence if it conflicts with the first one of its
+    /// view; otherwise its certificates count, and its block joins the tree
+    /// and may get a vote, or waits for its parent to be fetched.
     fn on_proposal(&mut self, message: Verified<SignedMessage>, ledger: &mut dyn Ledger) {
         let Payload::Proposal(proposal) = &message.get().payload else {
             return;
         };
-        let block = &proposal.block;
-        let Some(view) = block_view(block) else {
+        let Some(view) = block_view(&proposal.block) else {
             return;
         };
-        let hash = block.hash();
-        match self.proposals.get(&view) {
-            Some(first) if proposal_hash(first) != Some(hash) => {
-                let evidence = Evidence::ConflictingProposals {
-                    first: first.clone(),
-                    second: message.get().clone(),
-                };
-                self.out.push(Effect::Evidence(evidence));
-                return;
-            }
-            Some(_) => {}
-            None => {
-                self.proposals.insert(view, message.get().clone());
-            }
-        }
-        let signed = message.get().clone();
-        self.process_certificates(&signed, ledger);
-        if !self.blocks.contains_key(&block.header.parent) {
-            self.buffer(message);
+        if let Err(evidence) = self.votes.check_proposal(view, message.get()) {
+            self.out.push(Effect::Evidence(*evidence));
             return;
         }
-        self.insert_block(block.clone(), ledger);
+        self.process_certificates(message.get(), ledger);
+        if !self.tree.contains(&proposal.block.header.parent) {
+            let view = self.pacemaker.view();
+            let request = self.catch_up.buffer(message, &self.tree, self.me, view);
+            self.out.extend(request);
+            return;
+        }
+        self.insert_block(proposal.block.clone(), ledger);
         self.maybe_vote(proposal, ledger);
     }
 
-    /// Keeps a proposal until its parent arrives, and asks for the parent.
-    fn buffer(&mut self, message: Verified<SignedMessage>) {
-        let Payload::Proposal(proposal) = &message.get().payload else {
-            return;
-        };
-        let parent = proposal.block.header.parent;
-        let author = message.get().author;
-        let Some(cert) = parent_cert(&proposal.block) else {
-            return;
-        };
-        if !self.could_extend_root(cert) {
-            return;
-        }
-        let buffered: usize = self.buffered.values().map(Vec::len).sum();
-        if buffered >= self.config.max_buffered_proposals {
-            return;
-        }
-        self.buffered.entry(parent).or_default().push(message);
-        self.request(parent, author);
-    }
-
-    /// A certified block that is not the root and not after it in view can
-    /// never extend the committed chain: don't fetch it.
-    fn could_extend_root(&self, cert: &QuorumCert) -> bool {
-        let root_view = self
-            .blocks
-            .get(&self.root)
-            .and_then(block_view)
-            .unwrap_or_default();
-        cert.block == self.root || View(cert.view) > root_view
-    }
-
-    /// Asks again for every block a buffered proposal still waits for
-    /// (with its ancestors), each from the next other validator in turn:
-    /// the request or its answer may have been lost, or the validator asked
-    /// may be down, and this replica cannot vote until the block comes.
-    /// Only waited-for blocks: a request whose block was since committed
-    /// through the ledger is not asked again and again.
-    fn retry_requests(&mut self) {
-        let others: Vec<ValidatorIndex> =
-            self.committee.members().filter(|v| *v != self.me).collect();
-        let count = others.len() as u64;
-        if count == 0 {
-            return;
-        }
-        let missing: Vec<Hash> = self
-            .buffered
-            .keys()
-            .filter(|hash| !self.blocks.contains_key(*hash))
-            .copied()
-            .collect();
-        for (i, hash) in missing.into_iter().enumerate() {
-            let turn = self.sync_retries.wrapping_add(i as u64) % count;
-            let Some(&to) = usize::try_from(turn).ok().and_then(|t| others.get(t)) else {
-                continue;
-            };
-            self.requested.insert(hash, self.view);
-            self.out.push(Effect::SendSync {
-                to,
-                message: SyncMessage::Request { hash },
-            });
-        }
-        self.sync_retries = self.sync_retries.wrapping_add(1);
-    }
-
-    /// Asks `from` for a block (at most once per view per block).
-    fn request(&mut self, hash: Hash, from: ValidatorIndex) {
-        if from == self.me || self.requested.get(&hash).is_some_and(|v| *v >= self.view) {
-            return;
-        }
-        if self.requested.len() >= MAX_OUTSTANDING_REQUESTS {
-            let horizon = View(self.view.0.saturating_sub(4));
-            self.requested.retain(|_, asked| *asked >= horizon);
-            if self.requested.len() >= MAX_OUTSTANDING_REQUESTS {
-                return;
-            }
-        }
-        self.requested.insert(hash, self.view);
-        self.out.push(Effect::SendSync {
-            to: from,
-            message: SyncMessage::Request { hash },
-        });
-    }
-
+    /// Votes for `proposal` if the safety rules and the ledger allow it.
+    /// The vote is persisted before it is sent: otherwise a restart could
+    /// sign a conflicting one.
     fn maybe_vote(&mut self, proposal: &Proposal, ledger: &mut dyn Ledger) {
+        let view = self.pacemaker.view();
         let block = &proposal.block;
-        let (Some(view), Some(cert)) = (block_view(block), parent_cert(block)) else {
-            return;
-        };
-        if view != self.view || view <= self.safety.last_voted_view {
+        if !self.rules.may_vote(proposal, view, &self.tree) {
             return;
         }
-        let justified = View(cert.view).next() == view
-            || proposal
-                .timeout_cert
-                .as_ref()
-                .is_some_and(|tc| tc.view.next() == view && cert.view >= tc.high_qc.view);
-        // HotStuff's safety rule: extend the lock, or show a newer QC.
-        let safe = self.extends(block, &self.safety.locked_qc.block)
-            || cert.view > self.safety.locked_qc.view;
-        if !(justified && safe) {
-            return;
-        }
-        let Some(parent) = self.blocks.get(&block.header.parent) else {
+        let Some(parent) = self.tree.get(&block.header.parent) else {
             return;
         };
         if let Err(e) = ledger.validate_block(parent, block) {
             self.local_fault(e);
             return;
         }
-        let hash = block.hash();
-        let vote = Vote { view, block: hash };
+        let vote = Vote {
+            view,
+            block: block.hash(),
+        };
         let message = self.sign(Payload::Vote(vote));
-        self.safety.last_voted_view = view;
-        self.safety.last_vote = Some(message.clone());
+        self.rules.voted(message.clone());
         self.persist();
         self.send_vote(message.clone(), view);
-        self.arm_vote_resend(view);
-        if self.config.byzantine == Some(Byzantine::DoubleVote) {
-            let other = self.sign(Payload::Vote(Vote {
-                view,
-                block: Hash::digest(hash.as_bytes()),
-            }));
-            self.send_vote(other, view);
+        let resend = self.pacemaker.vote_resend_timer(view, self.now);
+        self.out.push(resend);
+        let (committee, key, me) = (&self.committee, &self.key, self.me);
+        if let Some(second) = self
+            .byzantine
+            .second_vote(vote, |p| sign(committee, key, me, p))
+        {
+            self.send_vote(second, view);
         }
         self.on_vote(message, vote, ledger);
-    }
-
-    fn arm_vote_resend(&mut self, view: View) {
-        let period = (self.config.base_timeout_ms / 4).max(1);
-        self.out.push(Effect::ArmTimer {
-            timer: Timer::ResendVote(view),
-            at: self.now.saturating_add(period),
-        });
     }
 
     /// Re-sends the (already signed) vote of `view` while still in it, to
@@ -685,18 +357,19 @@ impl Replica {
     /// base timeout later, instead of timing the view out. (A vote is sent
     /// to the next leader alone the first time, as HotStuff has it.)
     fn resend_vote(&mut self, view: View) {
-        let timed_out = self
-            .safety
-            .last_timeout
-            .as_ref()
-            .is_some_and(|t| t.view() == view);
-        let vote = self.safety.last_vote.clone().filter(|v| v.view() == view);
-        if let (Some(vote), true, false) = (vote, self.view == view, timed_out) {
-            self.out.push(Effect::Broadcast(vote));
-            self.arm_vote_resend(view);
+        if self.pacemaker.view() != view || self.rules.timeout_in(view).is_some() {
+            return;
         }
+        let Some(vote) = self.rules.vote_in(view).cloned() else {
+            return;
+        };
+        self.out.push(Effect::Broadcast(vote));
+        let resend = self.pacemaker.vote_resend_timer(view, self.now);
+        self.out.push(resend);
     }
 
+    /// Sends a vote of `view` to the leader of the next view, who gathers
+    /// the QC; nothing to send if that is us (our vote is counted here).
     fn send_vote(&mut self, message: SignedMessage, view: View) {
         let to = self.committee.leader(view.next());
         if to != self.me {
@@ -704,440 +377,187 @@ impl Replica {
         }
     }
 
+    /// A vote, ours or another's, for the current view or the one before
+    /// (a vote for `v` is gathered in `v + 1`): evidence, or maybe a QC.
     fn on_vote(&mut self, message: SignedMessage, vote: Vote, ledger: &mut dyn Ledger) {
-        if vote.view.next() < self.view {
+        if vote.view.next() < self.pacemaker.view() {
             return;
         }
-        match self.first_votes.get(&(vote.view, message.author)) {
-            Some(first) if first.payload != message.payload => {
-                let evidence = Evidence::ConflictingVotes {
-                    first: first.clone(),
-                    second: message,
-                };
-                self.out.push(Effect::Evidence(evidence));
-                return;
-            }
-            Some(_) => {}
-            None => {
-                self.first_votes
-                    .insert((vote.view, message.author), message.clone());
-            }
+        match self.votes.add(message, vote) {
+            Err(evidence) => self.out.push(Effect::Evidence(*evidence)),
+            Ok(Some(qc)) => self.process_qc(&qc, ledger),
+            Ok(None) => {}
         }
-        let signers = self.votes.entry((vote.view, vote.block)).or_default();
-        signers.insert(message.author, message.signature);
-        if signers.len() != self.committee.quorum() {
-            return;
-        }
-        let qc = BftCertificate {
-            view: vote.view.0,
-            block: vote.block,
-            signatures: signers
-                .iter()
-                .map(|(v, s)| ValidatorSignature {
-                    validator: *v,
-                    signature: *s,
-                })
-                .collect(),
-        };
-        self.process_qc(&qc, ledger);
     }
 
+    /// A timeout from the network: its certificates count, it is kept
+    /// towards a TC of its view, and it may make us join that view.
     fn on_timeout(&mut self, message: SignedMessage, ledger: &mut dyn Ledger) {
-        let Payload::Timeout(timeout) = &message.payload else {
-            return;
-        };
-        let view = timeout.view;
+        let view = message.view();
         self.process_certificates(&message, ledger);
-        if view >= self.view {
-            self.record_timeout(&message);
+        if view >= self.pacemaker.view() {
+            self.pacemaker.record_timeout(&message);
         }
-        self.note_latest_timeout(message.author, view, ledger);
-        self.maybe_form_tc(view, ledger);
+        self.join_timeouts(message.author, view, ledger);
+        self.form_tc(view, ledger);
     }
 
-    /// Tracks each validator's highest timeout. When f + 1 validators (so
-    /// at least one honest) have timed out in view `v` or later, with `v` at
-    /// or beyond ours, this replica times out in `v` too: views
-    /// resynchronize after a partition heals, and a TC forms as soon as
-    /// n - f replicas are there.
-    fn note_latest_timeout(&mut self, author: ValidatorIndex, view: View, ledger: &mut dyn Ledger) {
-        let latest = self.latest_timeouts.entry(author).or_default();
-        *latest = (*latest).max(view);
-        let mut views: Vec<View> = self.latest_timeouts.values().copied().collect();
-        views.sort_unstable_by(|a, b| b.cmp(a));
-        let Some(&join) = views.get(self.committee.validity_threshold() - 1) else {
+    /// Times out in the view f + 1 validators have timed out in (or
+    /// beyond), if it is not behind ours and we have not already.
+    fn join_timeouts(&mut self, author: ValidatorIndex, view: View, ledger: &mut dyn Ledger) {
+        let Some(join) = self.pacemaker.note_latest_timeout(author, view) else {
             return;
         };
-        let timed_out = self
-            .safety
-            .last_timeout
-            .as_ref()
-            .is_some_and(|t| t.view() >= join);
-        if join >= self.view && !timed_out {
-            self.enter_view(join, ledger);
-            if self.view == join {
-                self.local_timeout(join);
-                self.maybe_form_tc(join, ledger);
-            }
+        if self.rules.timed_out_since(join) {
+            return;
+        }
+        self.enter_view(join, ledger);
+        if self.pacemaker.view() == join {
+            self.local_timeout(join);
+            self.form_tc(join, ledger);
         }
     }
 
-    /// Keeps a timeout's signature and high QC for a TC of its view.
-    fn record_timeout(&mut self, message: &SignedMessage) {
-        let Payload::Timeout(timeout) = &message.payload else {
-            return;
-        };
-        self.timeouts
-            .entry(timeout.view)
-            .or_default()
-            .entry(message.author)
-            .or_insert_with(|| (timeout.high_qc.clone(), message.signature));
-    }
-
-    fn maybe_form_tc(&mut self, view: View, ledger: &mut dyn Ledger) {
-        let Some(entry) = self.timeouts.get(&view) else {
-            return;
-        };
-        if entry.len() < self.committee.quorum() || view < self.view {
-            return;
+    /// Forms a TC for `view` if n - f timeouts for it are held.
+    fn form_tc(&mut self, view: View, ledger: &mut dyn Ledger) {
+        if let Some(tc) = self.pacemaker.form_tc(view) {
+            self.process_tc(&tc, ledger);
         }
-        let Some(high_qc) = entry
-            .values()
-            .map(|(qc, _)| qc)
-            .max_by_key(|qc| qc.view)
-            .cloned()
-        else {
-            return;
-        };
-        let tc = TimeoutCert {
-            view,
-            high_qc,
-            signatures: entry
-                .iter()
-                .map(|(validator, (qc, signature))| TimeoutSignature {
-                    validator: *validator,
-                    high_qc_view: View(qc.view),
-                    signature: *signature,
-                })
-                .collect(),
-        };
-        self.process_tc(&tc, ledger);
     }
 
     // ----- proposing -----
 
-    /// Proposes if the ledger is ready, or there is no delay to wait, or
-    /// the leader has waited it out already; otherwise arms the view's
-    /// propose timer (the batch delay, or the empty-block delay when no
-    /// transaction waits, counted from when the leader began to wait), or
-    /// brings it forward if it is due later than that.
-    fn propose(&mut self, ledger: &mut dyn Ledger) {
-        let view = self.view;
-        if self.committee.leader(view) != self.me || self.safety.last_proposed_view >= view {
-            return;
-        }
-        let batch = self.config.max_batch_delay_ms;
-        let empty = self.config.empty_block_delay_ms;
-        let delay = if empty > batch && !ledger.has_pending_transactions() {
-            empty
-        } else {
-            batch
-        };
-        if delay > 0 {
-            let parent = self.blocks.get(&self.safety.high_qc.block);
-            let ready =
-                parent.is_some_and(|p| ledger.batch_ready() || self.uncommitted_transactions(p));
-            if !ready {
-                if self.propose_timer_armed < view {
-                    self.propose_timer_armed = view;
-                    self.propose_wait_from = self.now;
-                    self.propose_timer_at = TimeMs::MAX;
-                }
-                // Delays count from when the leader began to wait.
-                let at = self.propose_wait_from.saturating_add(delay);
-                if at > self.now {
-                    if at < self.propose_timer_at {
-                        self.propose_timer_at = at;
-                        self.out.push(Effect::ArmTimer {
-                            timer: Timer::Propose(view),
-                            at,
-                        });
-                    }
-                    return;
-                }
-            }
-        }
-        self.propose_now(ledger);
+    /// True if this replica leads the current view and has not proposed
+    /// in it.
+    fn may_propose(&self) -> bool {
+        let view = self.pacemaker.view();
+        self.committee.leader(view) == self.me && self.rules.may_propose(view)
     }
 
-    /// Proposes for the current view. A proposal that leads straight to the
-    /// next view in which we lead again (a committee of one: our own vote is
-    /// a QC) would recurse without end; such a nested proposal is deferred
-    /// to a propose timer due at once instead.
-    fn propose_now(&mut self, ledger: &mut dyn Ledger) {
-        let view = self.view;
-        if self.committee.leader(view) != self.me || self.safety.last_proposed_view >= view {
+    /// Proposes now, or waits for a batch (see [`Proposer::pace`]).
+    fn propose(&mut self, ledger: &mut dyn Ledger) {
+        if !self.may_propose() {
             return;
         }
-        if self.proposing {
-            self.out.push(Effect::ArmTimer {
+        let (view, high_qc) = (self.pacemaker.view(), self.rules.high_qc());
+        let pace = self
+            .proposer
+            .pace(view, self.now, ledger, &self.tree, high_qc);
+        match pace {
+            Pace::Now => self.propose_now(ledger),
+            Pace::Wait => {}
+            Pace::WaitUntil(at) => self.out.push(Effect::ArmTimer {
                 timer: Timer::Propose(view),
+                at,
+            }),
+        }
+    }
+
+    /// Proposes for the current view, unless a proposal is being made
+    /// already (see [`Proposer::begin`]).
+    fn propose_now(&mut self, ledger: &mut dyn Ledger) {
+        if !self.may_propose() {
+            return;
+        }
+        if !self.proposer.begin() {
+            // Nested in our own proposal (a committee of one): propose
+            // from a timer due at once instead.
+            self.out.push(Effect::ArmTimer {
+                timer: Timer::Propose(self.pacemaker.view()),
                 at: self.now,
             });
             return;
         }
-        self.proposing = true;
         self.propose_in_view(ledger);
-        self.proposing = false;
+        self.proposer.end();
     }
 
+    /// Builds, persists, signs and broadcasts the proposal, then handles
+    /// it as a message of its own (and so votes for it). A parent block
+    /// not held is asked for from its proposer instead.
     fn propose_in_view(&mut self, ledger: &mut dyn Ledger) {
-        let view = self.view;
-        let parent_qc = match self.config.byzantine {
-            Some(Byzantine::StaleQc) => self.stale_qc(),
-            _ => self.safety.high_qc.clone(),
-        };
-        let Some(parent) = self.blocks.get(&parent_qc.block).cloned() else {
-            if self.could_extend_root(&parent_qc) {
+        let view = self.pacemaker.view();
+        let parent_qc = self
+            .byzantine
+            .parent_qc(self.rules.high_qc(), &self.tree, &self.committee);
+        let Some(parent) = self.tree.get(&parent_qc.block).cloned() else {
+            if self.tree.could_extend_root(&parent_qc) {
                 let proposer = self.committee.leader(View(parent_qc.view));
                 self.request(parent_qc.block, proposer);
             }
             return;
         };
-        let justification = Justification::Bft {
-            view: view.0,
-            parent_cert: parent_qc.clone(),
-        };
-        let block = match ledger.build_block(&parent, self.address(), self.now, justification) {
-            Ok(block) => block,
+        let address = self.address();
+        let built = proposer::build(
+            view,
+            &parent,
+            &parent_qc,
+            &self.pacemaker,
+            ledger,
+            address,
+            self.now,
+        );
+        let proposal = match built {
+            Ok(proposal) => proposal,
             Err(e) => {
                 self.local_fault(e);
                 return;
             }
         };
-        let timeout_cert = if View(parent_qc.view).next() == view {
-            None
-        } else {
-            self.high_tc.clone().filter(|tc| tc.view.next() == view)
-        };
-        self.safety.last_proposed_view = view;
+        self.rules.proposed(view);
         self.persist();
-        let proposal = Proposal {
-            block,
-            timeout_cert,
-        };
-        let message = self.sign(Payload::Proposal(Box::new(proposal.clone())));
-        if self.config.byzantine == Some(Byzantine::Equivocate) {
-            self.equivocate(&parent, &message, proposal, ledger);
-        } else {
-            self.out.push(Effect::Broadcast(message.clone()));
+        let message = self.sign(Payload::Proposal(Box::new(proposal)));
+        let (committee, key, me) = (&self.committee, &self.key, self.me);
+        let sign_twin = |p| sign(committee, key, me, p);
+        match self
+            .byzantine
+            .twin_proposal(&parent, &message, ledger, address, sign_twin)
+        {
+            Ok(()) => self.out.push(Effect::Broadcast(message.clone())),
+            Err(e) => self.local_fault(e),
         }
         self.on_message(Verified::own(message), ledger);
     }
 
-    /// Byzantine: a second block for the same view (another timestamp), one
-    /// version to each half of the committee.
-    fn equivocate(
-        &mut self,
-        parent: &Block,
-        first: &SignedMessage,
-        proposal: Proposal,
-        ledger: &mut dyn Ledger,
-    ) {
-        let justification = proposal.block.header.justification.clone();
-        let timestamp = proposal.block.header.timestamp_ms.saturating_add(1);
-        let block = match ledger.build_block(parent, self.address(), timestamp, justification) {
-            Ok(block) => block,
-            Err(e) => {
-                self.local_fault(e);
-                return;
-            }
-        };
-        let second = self.sign(Payload::Proposal(Box::new(Proposal {
-            block,
-            timeout_cert: proposal.timeout_cert,
-        })));
-        let members: Vec<ValidatorIndex> =
-            self.committee.members().filter(|v| *v != self.me).collect();
-        let half = members.len() / 2;
-        for (i, to) in members.into_iter().enumerate() {
-            let message = if i < half {
-                first.clone()
-            } else {
-                second.clone()
-            };
-            self.out.push(Effect::Send { to, message });
-        }
-    }
-
-    fn address(&self) -> Address {
-        self.key.public().into()
-    }
-
-    /// The QC the highest QC's block was built on: old but valid.
-    fn stale_qc(&self) -> QuorumCert {
-        self.blocks
-            .get(&self.safety.high_qc.block)
-            .and_then(parent_cert)
-            .cloned()
-            .unwrap_or_else(|| genesis_qc(&self.committee))
-    }
-
     // ----- the block tree -----
 
-    /// True if `block` or an uncommitted ancestor of it carries
-    /// transactions: they commit only once three more blocks follow, so a
-    /// leader proposes without waiting for a batch.
-    fn uncommitted_transactions(&self, block: &Block) -> bool {
-        let mut cursor = Some(block);
-        while let Some(b) = cursor {
-            if b.hash() == self.root {
-                return false;
-            }
-            if !b.transactions.is_empty() {
-                return true;
-            }
-            cursor = self.blocks.get(&b.header.parent);
-        }
-        false
-    }
-
-    /// True if `block` is `ancestor` or descends from it through blocks held.
-    fn extends(&self, block: &Block, ancestor: &Hash) -> bool {
-        let mut hash = block.hash();
-        let mut header = &block.header;
-        loop {
-            if hash == *ancestor {
-                return true;
-            }
-            if hash == self.root || header.height == Height(0) {
-                return false;
-            }
-            hash = header.parent;
-            match self.blocks.get(&hash) {
-                Some(b) => header = &b.header,
-                None => return false,
-            }
-        }
-    }
-
+    /// Adds a block to the tree, applies chained HotStuff's update to it,
+    /// and handles the proposals that waited for it.
     fn insert_block(&mut self, block: Block, ledger: &mut dyn Ledger) {
-        let hash = block.hash();
-        if self.blocks.contains_key(&hash)
-            || !self.blocks.contains_key(&block.header.parent)
-            || self.blocks.len() >= self.config.max_pending_blocks
-        {
+        let Some(hash) = self.tree.insert(block.clone()) else {
             return;
-        }
-        self.requested.remove(&hash);
-        self.blocks.insert(hash, block.clone());
-        self.update(&block, ledger);
-        if let Some(waiting) = self.buffered.remove(&hash) {
-            for message in waiting {
-                self.on_proposal(message, ledger);
-            }
+        };
+        self.catch_up.forget_request(&hash);
+        self.update(&block);
+        for message in self.catch_up.take_waiting(&hash) {
+            self.on_proposal(message, ledger);
         }
     }
 
-    /// Chained HotStuff's update on a new block `b*`: move the lock, commit.
-    fn update(&mut self, b_star: &Block, ledger: &mut dyn Ledger) {
-        let Some(qc_b2) = parent_cert(b_star).cloned() else {
-            return;
-        };
-        if qc_b2.view > self.safety.high_qc.view {
-            self.safety.high_qc = qc_b2.clone();
+    /// Chained HotStuff's update on a new block `b*`: raise the highest QC,
+    /// move the lock, commit.
+    fn update(&mut self, b_star: &Block) {
+        let update = self.tree.chain_update(b_star);
+        if let Some(qc) = &update.high_qc {
+            self.rules.observe_qc(qc);
         }
-        let Some(b2) = self.blocks.get(&qc_b2.block).cloned() else {
-            return;
-        };
-        let Some(qc_b1) = parent_cert(&b2).cloned() else {
-            return;
-        };
-        if qc_b1.view > self.safety.locked_qc.view {
-            self.safety.locked_qc = qc_b1.clone();
+        if let Some(qc) = &update.lock {
+            self.rules.observe_lock(qc);
         }
-        let Some(b1) = self.blocks.get(&qc_b1.block).cloned() else {
-            return;
-        };
-        let Some(qc_b) = parent_cert(&b1) else {
-            return;
-        };
-        let consecutive = qc_b2.view == qc_b1.view + 1 && qc_b1.view == qc_b.view + 1;
-        let target = qc_b.block;
-        if consecutive && self.blocks.contains_key(&target) {
-            self.commit(target, ledger);
+        if let Some(hash) = update.commit {
+            let committed = self.tree.commit(hash);
+            self.out.extend(committed.into_iter().map(Effect::Commit));
         }
-    }
-
-    /// Commits `hash` and its uncommitted ancestors, in height order.
-    fn commit(&mut self, hash: Hash, _ledger: &mut dyn Ledger) {
-        let root_height = self.blocks.get(&self.root).map(|b| b.header.height);
-        let mut chain = Vec::new();
-        let mut cursor = hash;
-        while cursor != self.root {
-            let Some(block) = self.blocks.get(&cursor) else {
-                return;
-            };
-            if Some(block.header.height) <= root_height {
-                // Not a descendant of the root: a conflicting commit would
-                // break safety. It cannot happen with at most f faults;
-                // refuse rather than diverge.
-                return;
-            }
-            chain.push(block.clone());
-            cursor = block.header.parent;
-        }
-        for block in chain.into_iter().rev() {
-            self.out.push(Effect::Commit(block));
-        }
-        self.root = hash;
-        self.prune_blocks();
-    }
-
-    /// Drops blocks that no longer extend the committed root.
-    fn prune_blocks(&mut self) {
-        let root_height = self
-            .blocks
-            .get(&self.root)
-            .map(|b| b.header.height)
-            .unwrap_or_default();
-        let keep: HashSet<Hash> = self
-            .blocks
-            .iter()
-            .filter(|(hash, block)| {
-                **hash == self.root
-                    || (block.header.height > root_height && self.extends(block, &self.root))
-            })
-            .map(|(hash, _)| *hash)
-            .collect();
-        self.blocks.retain(|hash, _| keep.contains(hash));
-    }
-
-    /// Forgets per-view bookkeeping far behind the current view.
-    fn prune_below(&mut self, view: View) {
-        let keep_from = View(view.0.saturating_sub(2));
-        self.proposals = self.proposals.split_off(&keep_from);
-        self.first_votes = self.first_votes.split_off(&(keep_from, ValidatorIndex(0)));
-        self.votes = self.votes.split_off(&(keep_from, Hash::ZERO));
-        self.timeouts = self.timeouts.split_off(&keep_from);
-        self.seen = self.seen.split_off(&keep_from);
-        self.buffered.retain(|_, waiting| {
-            waiting.retain(|m| m.get().view() >= keep_from);
-            !waiting.is_empty()
-        });
     }
 
     // ----- catch-up -----
 
+    /// Catch-up traffic: a request is answered from the tree and the
+    /// ledger; an answer's blocks are connected to the tree.
     fn on_sync(&mut self, from: ValidatorIndex, message: SyncMessage, ledger: &mut dyn Ledger) {
         match message {
             SyncMessage::Request { hash } => {
-                let blocks = catchup::ancestors(hash, |h| {
-                    self.blocks
-                        .get(h)
-                        .cloned()
-                        .or_else(|| ledger.committed_block(h))
-                });
+                let blocks = self.tree.ancestors(hash, ledger);
                 if !blocks.is_empty() {
                     self.out.push(Effect::SendSync {
                         to: from,
@@ -1157,108 +577,64 @@ impl Replica {
         }
     }
 
-    /// Accepts blocks that were asked for by hash (or are parents of those),
-    /// whose parent certificate checks out, and connects them to the tree.
+    /// Connects the blocks of an answer that were asked for to the tree
+    /// (see [`CatchUp::accept`]); the first one whose parent is still
+    /// missing has that parent asked for from the same peer.
     fn on_sync_blocks(
         &mut self,
         from: ValidatorIndex,
         blocks: Vec<Block>,
         ledger: &mut dyn Ledger,
     ) {
-        let mut wanted: HashSet<Hash> = self.requested.keys().copied().collect();
-        let mut accepted = Vec::new();
-        for block in blocks {
-            let hash = block.hash();
-            if !wanted.contains(&hash) || self.blocks.contains_key(&hash) {
-                continue;
-            }
-            let Some(cert) = parent_cert(&block) else {
-                continue;
-            };
-            if cert.block != block.header.parent || verify_qc(&self.committee, cert).is_err() {
-                continue;
-            }
-            wanted.insert(block.header.parent);
-            accepted.push(block);
-        }
-        // Deepest first, so each block's parent is in place before it.
-        accepted.sort_by_key(|b| b.header.height);
+        let accepted = self.catch_up.accept(blocks, &self.tree, &self.committee);
         let mut missing_parent = None;
         for block in accepted {
             let hash = block.hash();
-            if self.blocks.contains_key(&block.header.parent) {
+            if self.tree.contains(&block.header.parent) {
                 self.insert_block(block, ledger);
             } else if missing_parent.is_none() {
                 missing_parent = Some(block.header.parent);
             }
-            self.requested.remove(&hash);
+            self.catch_up.forget_request(&hash);
         }
         if let Some(parent) = missing_parent {
-            self.requested.remove(&parent);
+            self.catch_up.forget_request(&parent);
             self.request(parent, from);
         }
-        if self.committee.leader(self.view) == self.me {
+        if self.committee.leader(self.pacemaker.view()) == self.me {
             self.propose(ledger);
         }
     }
 
-    // ----- signing, persistence, misbehaviour -----
+    /// Asks `from` for a block, unless it was asked for in this view.
+    fn request(&mut self, hash: Hash, from: ValidatorIndex) {
+        let view = self.pacemaker.view();
+        let request = self.catch_up.request(hash, from, self.me, view);
+        self.out.extend(request);
+    }
+
+    // ----- signing, persistence, faults -----
 
     fn sign(&self, payload: Payload) -> SignedMessage {
         sign(&self.committee, &self.key, self.me, payload)
     }
 
+    fn address(&self) -> Address {
+        self.key.public().into()
+    }
+
     fn persist(&mut self) {
-        self.out.push(Effect::PersistSafety(self.safety.clone()));
+        self.out
+            .push(Effect::PersistSafety(self.rules.data().clone()));
     }
 
-    /// Applies a Byzantine behaviour to the outgoing effects.
-    fn misbehave(&self, effects: Vec<Effect>) -> Vec<Effect> {
-        match self.config.byzantine {
-            Some(Byzantine::Silent) => effects
-                .into_iter()
-                .filter(|e| {
-                    !matches!(
-                        e,
-                        Effect::Send { .. } | Effect::Broadcast(_) | Effect::SendSync { .. }
-                    )
-                })
-                .collect(),
-            Some(Byzantine::InvalidSignature) => effects
-                .into_iter()
-                .map(|e| match e {
-                    Effect::Send { to, message } if message.author == self.me => Effect::Send {
-                        to,
-                        message: corrupt(message),
-                    },
-                    Effect::Broadcast(message) if message.author == self.me => {
-                        Effect::Broadcast(corrupt(message))
-                    }
-                    other => other,
-                })
-                .collect(),
-            _ => effects,
+    /// Records a failure of the node itself; see [`Replica::take_fault`].
+    /// An invalid block or a missing state is not one: the block is just
+    /// not voted for or built.
+    fn local_fault(&mut self, error: LedgerError) {
+        match error {
+            LedgerError::Fault(fault) => self.fault = Some(fault),
+            LedgerError::Invalid(_) | LedgerError::Unavailable { .. } => {}
         }
-    }
-}
-
-/// Attaches (or refreshes) the unsigned highest-TC field of a timeout; the
-/// signature covers only the view and the high QC's view, so it still holds.
-fn with_high_tc(mut message: SignedMessage, high_tc: Option<TimeoutCert>) -> SignedMessage {
-    if let Payload::Timeout(timeout) = &mut message.payload {
-        timeout.high_tc = high_tc;
-    }
-    message
-}
-
-fn corrupt(mut message: SignedMessage) -> SignedMessage {
-    message.signature.0[0] ^= 0x01;
-    message
-}
-
-fn proposal_hash(message: &SignedMessage) -> Option<Hash> {
-    match &message.payload {
-        Payload::Proposal(p) => Some(p.block.hash()),
-        _ => None,
     }
 }

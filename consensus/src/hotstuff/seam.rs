@@ -6,8 +6,8 @@ use super::messages::{
     MAX_MESSAGE_BYTES, MessageError, Payload, SignedMessage, Verified, block_view, parent_cert,
     verify_decoded, verify_message, verify_qc,
 };
-use super::replica::{Config, Effect as ReplicaEffect, Evidence as ReplicaEvidence};
-use super::replica::{Input as ReplicaInput, Replica, SafetyData, Timer};
+use super::{Config, Effect as ReplicaEffect, Evidence as ReplicaEvidence};
+use super::{Input as ReplicaInput, Replica, SafetyData, Timer};
 use crate::catchup::{self, SyncMessage, decode_sync, short};
 use crate::committee::Committee;
 use crate::ledger::Ledger;

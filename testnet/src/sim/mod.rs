@@ -119,7 +119,9 @@ pub fn run_once(scenario: &Scenario, seed: u64) -> Result<RunReport, SimError> {
         ConsensusKind::Hotstuff => {
             Ok(World::<phalanx_consensus::hotstuff::HotStuff>::new(scenario, seed)?.run())
         }
-        ConsensusKind::Pbft => Ok(World::<phalanx_consensus::pbft::Pbft>::new(scenario, seed)?.run()),
+        ConsensusKind::Pbft => {
+            Ok(World::<phalanx_consensus::pbft::Pbft>::new(scenario, seed)?.run())
+        }
         other => Err(SimError::NotBuilt(other)),
     }
 }

@@ -350,7 +350,10 @@ fn malformed(kind: &'static str, reason: &'static str) -> MessageError {
 /// The block a pre-prepare carries: a BFT block whose proposer is the
 /// primary of the view it was first proposed in (an earlier view for a
 /// re-proposal), carrying a commit certificate of some ancestor (or the
-/// genesis certificate) whose signer set is well formed.
+/// genesis certificate) whose signer set is well formed. The
+/// certificate's view says when that ancestor was committed, which may be
+/// a later view than the block's (a primary that has not yet noticed a
+/// view change executes blocks committed in the new view).
 fn check_preprepare(
     committee: &Committee,
     author: ValidatorIndex,
@@ -381,12 +384,6 @@ fn check_preprepare(
         return Err(malformed(
             KIND,
             "the block's proposer is not the primary of its view",
-        ));
-    }
-    if View(parent_cert.view) > proposed_in {
-        return Err(malformed(
-            KIND,
-            "the block carries a certificate from a later view than its own",
         ));
     }
     if !is_genesis_cert(committee, parent_cert) {

@@ -57,8 +57,11 @@ impl Replica {
         let future = view.0 > self.view.0.saturating_add(FUTURE_VIEWS);
         let in_window = |h: Height| h > self.low() && h > self.executed() && h <= self.high();
         match &m.payload {
+            // A pre-prepare of an executed height may be a new view's
+            // re-proposal that others need our votes for.
             Payload::PrePrepare(p) => {
-                !future && view >= self.view && in_window(p.block.header.height)
+                let h = p.block.header.height;
+                !future && view >= self.view && h > self.low() && h <= self.high()
             }
             Payload::Prepare(v) => !future && view >= self.view && in_window(v.height),
             Payload::Commit(v) => !future && view.next() >= self.view && in_window(v.height),
@@ -128,7 +131,11 @@ impl Replica {
             self.wait(message);
             return false;
         }
-        if p.view < self.view || height <= self.executed() || height > self.high() {
+        if p.view < self.view || height > self.high() {
+            return false;
+        }
+        if height <= self.executed() {
+            self.vouch_for_executed(vote, ledger);
             return false;
         }
         if let Some((accepted, first)) = self.log.accepted(p.view, height) {
@@ -163,6 +170,27 @@ impl Replica {
         }
         self.check_prepared(vote.view, height);
         true
+    }
+
+    /// A new view re-proposes a block this replica executed already: it
+    /// prepares and commits it again in the new view (without executing it
+    /// again), for the replicas that have not executed it yet and need n - f
+    /// votes. Only the very block it executed at that height.
+    fn vouch_for_executed(&mut self, vote: Vote, ledger: &dyn Ledger) {
+        let executed = if vote.block == self.head.hash() {
+            Some(self.head.header.height)
+        } else {
+            ledger
+                .committed_block(&vote.block)
+                .map(|b| b.header.height)
+        };
+        if executed != Some(vote.height) {
+            return;
+        }
+        if self.primary(vote.view) != self.me {
+            self.send_vote(Phase::Prepare, vote);
+        }
+        self.send_vote(Phase::Commit, vote);
     }
 
     /// Keeps a pre-prepare that cannot be accepted yet (bounded).

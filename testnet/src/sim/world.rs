@@ -299,6 +299,9 @@ impl<P: Protocol> World<P> {
         match self.verify(sender, channel, bytes) {
             Ok(message) => self.handle(to, Input::Message(message)),
             Err(rejection) => {
+                if std::env::var_os("PHALANX_SIM_TRACE").is_some() {
+                    eprintln!("rejected: {rejection}");
+                }
                 let reason = P::reject_reason(&rejection).label();
                 *self.report.rejected.entry(reason).or_default() += 1;
             }

@@ -11,7 +11,7 @@ use super::messages::{CommitCert, PreparedCert, SignedMessage, Vote};
 use crate::types::View;
 use phalanx_chain::{Block, Hash, Height, ValidatorIndex, ValidatorSignature};
 use phalanx_crypto::Signature;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Signatures gathered for one vote.
 type Signers = BTreeMap<ValidatorIndex, Signature>;
@@ -51,10 +51,17 @@ pub enum Recorded {
     Conflict(Box<SignedMessage>),
 }
 
+/// Commit votes of executed heights remembered, to recognize their
+/// signatures when a later block's header carries them as a certificate.
+const REMEMBERED_COMMITS: usize = 64;
+
 /// The log (see the module docs).
 #[derive(Debug)]
 pub struct Log {
     slots: BTreeMap<Height, Slot>,
+    /// The commit signatures of recently executed heights, per vote (each
+    /// verified when its message arrived).
+    executed_commits: VecDeque<(Vote, Signers)>,
     /// Blocks above the executed head, by hash.
     blocks: HashMap<Hash, Block>,
     max_blocks: usize,
@@ -64,6 +71,7 @@ impl Log {
     pub fn new(max_blocks: usize) -> Log {
         Log {
             slots: BTreeMap::new(),
+            executed_commits: VecDeque::new(),
             blocks: HashMap::new(),
             max_blocks: max_blocks.max(1),
         }
@@ -253,8 +261,36 @@ impl Log {
     /// Forgets everything at or below `height` (executed, or below the
     /// stable checkpoint).
     pub fn prune_to(&mut self, height: Height) {
-        self.slots = self.slots.split_off(&Height(height.0.saturating_add(1)));
+        let kept = self.slots.split_off(&Height(height.0.saturating_add(1)));
+        let pruned = std::mem::replace(&mut self.slots, kept);
+        for slot in pruned.into_values() {
+            for (vote, signers) in slot.commits {
+                self.executed_commits.push_back((vote, signers));
+            }
+        }
+        while self.executed_commits.len() > REMEMBERED_COMMITS {
+            self.executed_commits.pop_front();
+        }
         self.blocks.retain(|_, b| b.header.height > height);
+    }
+
+    /// True if `signature` is `validator`'s commit for `vote` as it arrived
+    /// (already verified): a certificate made of such needs no check again.
+    pub fn knows_commit(
+        &self,
+        vote: &Vote,
+        validator: ValidatorIndex,
+        signature: &Signature,
+    ) -> bool {
+        let matches = |signers: &Signers| signers.get(&validator) == Some(signature);
+        self.slots
+            .get(&vote.height)
+            .and_then(|s| s.commits.get(vote))
+            .is_some_and(matches)
+            || self
+                .executed_commits
+                .iter()
+                .any(|(v, signers)| v == vote && matches(signers))
     }
 
     /// Forgets accepted pre-prepares and votes of views before `view`

@@ -470,6 +470,16 @@ pub fn verify_prepared(committee: &Committee, cert: &PreparedCert) -> Result<(),
 
 /// A commit certificate: a quorum of distinct commits.
 pub fn verify_commit(committee: &Committee, cert: &CommitCert) -> Result<(), MessageError> {
+    verify_commit_except(committee, cert, |_| false)
+}
+
+/// [`verify_commit`], not checking again the signatures `known` says were
+/// verified already (as the commit messages they came in).
+pub fn verify_commit_except(
+    committee: &Committee,
+    cert: &CommitCert,
+    known: impl Fn(&ValidatorSignature) -> bool,
+) -> Result<(), MessageError> {
     let bad = |reason| cert_error(&cert.vote, reason);
     check_signers(
         committee,
@@ -477,12 +487,9 @@ pub fn verify_commit(committee: &Committee, cert: &CommitCert) -> Result<(), Mes
         committee.quorum(),
     )
     .map_err(bad)?;
-    verify_signatures(
-        committee,
-        &commit_bytes(committee, &cert.vote),
-        &cert.commits,
-    )
-    .map_err(bad)
+    let unknown: Vec<ValidatorSignature> =
+        cert.commits.iter().filter(|s| !known(s)).cloned().collect();
+    verify_signatures(committee, &commit_bytes(committee, &cert.vote), &unknown).map_err(bad)
 }
 
 /// A block header's commit certificate, given the certified block's

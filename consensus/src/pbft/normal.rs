@@ -4,7 +4,7 @@
 use super::log::{Phase, Recorded};
 use super::messages::{
     Certified, CheckpointCert, CommitCert, Payload, SignedMessage, Verified, Vote, is_genesis_cert,
-    message_view, preprepare_vote, verify_header_cert,
+    message_view, preprepare_vote, verify_commit_except,
 };
 use super::replica::{Effect, Evidence, MAX_HELD_BLOCKS, MAX_WAITING, Mode, Replica, Sent};
 use super::select::PlanSlot;
@@ -180,9 +180,7 @@ impl Replica {
         let executed = if vote.block == self.head.hash() {
             Some(self.head.header.height)
         } else {
-            ledger
-                .committed_block(&vote.block)
-                .map(|b| b.header.height)
+            ledger.committed_block(&vote.block).map(|b| b.header.height)
         };
         if executed != Some(vote.height) {
             return;
@@ -262,16 +260,23 @@ impl Replica {
         if is_genesis_cert(&self.committee, parent_cert) {
             return true;
         }
-        match self.find_ancestor(block, &parent_cert.block, ledger) {
-            Some(certified) => verify_header_cert(
-                &self.committee,
-                parent_cert,
-                certified.header.height,
-                certified.header.parent,
-            )
-            .is_ok(),
-            None => false,
-        }
+        let Some(certified) = self.find_ancestor(block, &parent_cert.block, ledger) else {
+            return false;
+        };
+        let cert = CommitCert {
+            vote: Vote {
+                view: View(parent_cert.view),
+                height: certified.header.height,
+                block: parent_cert.block,
+                parent: certified.header.parent,
+            },
+            commits: parent_cert.signatures.clone(),
+        };
+        // Most of its signatures came in as commit messages, checked then.
+        verify_commit_except(&self.committee, &cert, |s| {
+            self.log.knows_commit(&cert.vote, s.validator, &s.signature)
+        })
+        .is_ok()
     }
 
     /// The ancestor of `block` with hash `target`, if this replica holds

@@ -16,7 +16,7 @@ use crate::types::{Byzantine, TimeMs, View};
 use phalanx_chain::{Address, BftCertificate, Block, Hash, Height, ValidatorIndex};
 use phalanx_crypto::Keypair;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 /// Content ids of messages remembered, to handle (and forward) each once.
 const SEEN_ENTRIES: usize = 16_384;
@@ -226,8 +226,10 @@ pub struct Replica {
     pub(super) last_commit: BftCertificate,
     /// Pre-prepares waiting for their parent's pre-prepare or their view.
     pub(super) waiting: Vec<Verified<SignedMessage>>,
-    /// Blocks asked for and not yet received, with the view of the ask.
-    pub(super) requested: HashMap<Hash, View>,
+    /// Blocks asked for and not yet received, with the view of the ask
+    /// (ordered: retries go out in a fixed order, as a deterministic
+    /// simulation needs).
+    pub(super) requested: BTreeMap<Hash, View>,
     pub(super) sync_retries: u64,
     seen: HashSet<Hash>,
     seen_order: VecDeque<Hash>,
@@ -285,7 +287,7 @@ impl Replica {
             new_view_sent_to: BTreeSet::new(),
             view_change_sent_to: BTreeSet::new(),
             waiting: Vec::new(),
-            requested: HashMap::new(),
+            requested: BTreeMap::new(),
             sync_retries: 0,
             seen: HashSet::new(),
             seen_order: VecDeque::new(),

@@ -15,10 +15,32 @@ use phalanx_chain::{
 use phalanx_crypto::Keypair;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-/// Blocks without transactions: the state root carries over.
+/// Blocks whose state root carries over. `busy`: the pool always has
+/// work, and each block built carries one (unchecked) transfer, so that a
+/// primary fills its pipeline; otherwise blocks are empty.
 #[derive(Default)]
 struct EmptyLedger {
     committed: HashMap<Hash, Block>,
+    busy: bool,
+}
+
+fn busy() -> EmptyLedger {
+    EmptyLedger {
+        busy: true,
+        ..EmptyLedger::default()
+    }
+}
+
+fn a_transfer(nonce: u64) -> phalanx_chain::Transaction {
+    let key = Keypair::from_seed(&[7; 32]);
+    phalanx_chain::Transaction::sign(
+        &key,
+        ChainId::new("pbft-test").unwrap(),
+        Address::from(key.public()),
+        phalanx_chain::Amount(1),
+        phalanx_chain::Amount(0),
+        phalanx_chain::Nonce(nonce),
+    )
 }
 
 fn empty_child(parent: &Block, proposer: Address, ts: u64, justification: Justification) -> Block {
@@ -44,7 +66,16 @@ impl Ledger for EmptyLedger {
         ts: u64,
         j: Justification,
     ) -> Result<Block, LedgerError> {
-        Ok(empty_child(parent, proposer, ts, j))
+        let mut block = empty_child(parent, proposer, ts, j);
+        if self.busy {
+            block.transactions.push(a_transfer(block.header.height.0));
+            block.header.tx_root = block.compute_tx_root();
+        }
+        Ok(block)
+    }
+
+    fn has_pending_transactions(&self) -> bool {
+        self.busy
     }
 
     fn build_empty_block(
@@ -60,7 +91,7 @@ impl Ledger for EmptyLedger {
     fn validate_block(&mut self, parent: &Block, block: &Block) -> Result<(), LedgerError> {
         let valid = block.header.parent == parent.hash()
             && block.header.height.0 == parent.header.height.0 + 1
-            && block.transactions.is_empty()
+            && block.header.tx_root == block.compute_tx_root()
             && block.header.state_root == parent.header.state_root;
         if valid {
             Ok(())
@@ -238,7 +269,7 @@ impl Net {
         let replicas = (0..n).map(|i| f.replica(i, config(i))).collect();
         let mut net = Net {
             replicas,
-            ledgers: (0..n).map(|_| EmptyLedger::default()).collect(),
+            ledgers: (0..n).map(|_| busy()).collect(),
             up: vec![true; n],
             queue: VecDeque::new(),
             timers: vec![BTreeMap::new(); n],
@@ -423,7 +454,7 @@ fn the_primary_keeps_max_in_flight_heights_proposed() {
     let effects = primary.handle(
         Input::Start { recovered: None },
         0,
-        &mut EmptyLedger::default(),
+        &mut busy(),
     );
     let proposals = of_kind(&effects, "pre-prepare", 0);
     let heights: Vec<u64> = proposals.iter().map(|m| vote_of(m).height.0).collect();
@@ -480,7 +511,7 @@ fn a_backup_persists_then_prepares_and_never_prepares_a_conflicting_block() {
     let y = f.preprepare(0, &f.genesis, 11);
     let effects = restarted.handle(f.verified(y), 3, &mut ledger);
     assert!(of_kind(&effects, "prepare", 1).is_empty());
-    // The same block again: the same prepare, byte for byte.
+    // The same block again: its prepare went out already, once.
     let mut again = f.replica(1, quiet());
     let safety = restarted.safety().clone();
     let _ = again.handle(
@@ -491,7 +522,7 @@ fn a_backup_persists_then_prepares_and_never_prepares_a_conflicting_block() {
         &mut ledger,
     );
     let effects = again.handle(f.verified(x), 5, &mut ledger);
-    assert_eq!(of_kind(&effects, "prepare", 1), prepares);
+    assert!(of_kind(&effects, "prepare", 1).is_empty());
 }
 
 #[test]

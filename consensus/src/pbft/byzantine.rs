@@ -36,7 +36,10 @@ impl Replica {
                 .collect(),
             Some(Byzantine::SkipHeight) => effects
                 .into_iter()
-                .filter(|e| !matches!(e, Effect::Broadcast(m) if self.skipped(m)))
+                .filter(|e| {
+                    !matches!(e, Effect::Broadcast(m) | Effect::Send { message: m, .. }
+                        if self.skipped(m))
+                })
                 .collect(),
             Some(Byzantine::Reorder) => self.reorder(effects),
             Some(Byzantine::Withhold) => self.withhold(effects),
@@ -93,6 +96,10 @@ impl Replica {
                         });
                     }
                 }
+                Effect::Send { to, message }
+                    if message.author == self.me
+                        && matches!(message.payload, Payload::PrePrepare(_))
+                        && !others.iter().take(reach).any(|o| *o == to) => {}
                 other => out.push(other),
             }
         }

@@ -366,6 +366,9 @@ impl Replica {
         let message = self.sign(payload);
         self.first_time(message.id());
         self.send_own(None, message.clone());
+        if vote.view == self.view {
+            self.keep_for_resend(vote.height, message.clone());
+        }
         if self.config.byzantine == Some(crate::Byzantine::DoubleVote) {
             self.double_vote(phase, vote);
         }

@@ -215,6 +215,7 @@ impl Replica {
         };
         let message = self.sign(Payload::PrePrepare(Box::new(p.clone())));
         self.first_time(message.id());
+        self.keep_for_resend(height, message.clone());
         match second {
             Some(other) => self.equivocate(message.clone(), other),
             None => self.send_own(None, message.clone()),

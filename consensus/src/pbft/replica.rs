@@ -122,6 +122,9 @@ pub enum Timer {
     ViewChange(View),
     /// A primary waiting for a batch proposes anyway.
     Propose(View),
+    /// Heights of this view still not executed: send our own pre-prepares
+    /// and votes for them again (a lost copy would otherwise cost a view).
+    Resend(View),
 }
 
 /// What the replica is told.
@@ -242,6 +245,10 @@ pub struct Replica {
     pub(super) proposed_now: u64,
     /// Set while executing final blocks (proposing may make more final).
     pub(super) executing: bool,
+    /// Our own pre-prepares and votes of the current view, per height not
+    /// executed yet, re-sent while the height waits (see [`Timer::Resend`]).
+    pub(super) own_messages: BTreeMap<Height, (TimeMs, Vec<SignedMessage>)>,
+    pub(super) resend_armed: bool,
     pub(super) fault: Option<LocalFault>,
     pub(super) out: Vec<Effect>,
 }
@@ -295,6 +302,8 @@ impl Replica {
             propose_wait: ProposeWait::default(),
             proposed_now: 0,
             executing: false,
+            own_messages: BTreeMap::new(),
+            resend_armed: false,
             fault: None,
             out: Vec::new(),
         }
@@ -465,6 +474,10 @@ impl Replica {
                 self.propose_wait.timer_at = None;
                 self.propose(ledger);
             }
+            Timer::Resend(view) if view == self.view && self.mode == Mode::Normal => {
+                self.resend_armed = false;
+                self.resend_own();
+            }
             _ => {}
         }
     }
@@ -492,6 +505,67 @@ impl Replica {
             Some(to) => self.out.push(Effect::Send { to, message }),
             None => self.out.push(Effect::Broadcast(message)),
         }
+    }
+
+    /// Keeps one of our messages of the current view at `height` for
+    /// re-sending until the height is executed, and arms the re-send timer.
+    pub(super) fn keep_for_resend(&mut self, height: Height, message: SignedMessage) {
+        if height <= self.executed() {
+            return;
+        }
+        let now = self.now;
+        let entry = self
+            .own_messages
+            .entry(height)
+            .or_insert_with(|| (now, Vec::new()));
+        entry.1.push(message);
+        self.arm_resend();
+    }
+
+    fn resend_period(&self) -> u64 {
+        (self.config.base_timeout_ms / 4).max(1)
+    }
+
+    /// Arms the re-send timer for when the oldest waiting height has waited
+    /// a re-send period.
+    fn arm_resend(&mut self) {
+        if self.resend_armed {
+            return;
+        }
+        let Some(oldest) = self.own_messages.values().map(|(since, _)| *since).min() else {
+            return;
+        };
+        self.resend_armed = true;
+        self.out.push(Effect::ArmTimer {
+            timer: Timer::Resend(self.view),
+            at: oldest.max(self.now).saturating_add(self.resend_period()),
+        });
+    }
+
+    /// Sends our messages for heights that have waited a re-send period
+    /// again, to each replica directly (a gossip layer may refuse the same
+    /// bytes twice).
+    fn resend_own(&mut self) {
+        let executed = self.executed();
+        self.own_messages = self.own_messages.split_off(&Height(executed.0 + 1));
+        let due = self.now.saturating_sub(self.resend_period());
+        let mut messages = Vec::new();
+        for (since, kept) in self.own_messages.values_mut() {
+            if *since <= due {
+                messages.extend(kept.iter().cloned());
+                *since = self.now;
+            }
+        }
+        for message in &messages {
+            self.send_to_others(message);
+        }
+        self.arm_resend();
+    }
+
+    /// Forgets what was kept for re-sending (a new view).
+    pub(super) fn forget_own_messages(&mut self) {
+        self.own_messages.clear();
+        self.resend_armed = false;
     }
 
     /// True the first time a message's content is seen (bounded memory).

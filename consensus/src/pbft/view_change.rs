@@ -32,9 +32,11 @@ impl Replica {
                 Timer::View(self.view),
                 Timer::ViewChange(self.view),
                 Timer::Propose(self.view),
+                Timer::Resend(self.view),
             ] {
                 self.out.push(Effect::CancelTimer(timer));
             }
+            self.forget_own_messages();
             self.timeouts_in_row = self.timeouts_in_row.saturating_add(1);
             self.mode = Mode::ViewChange;
             self.view = target;
@@ -176,9 +178,11 @@ impl Replica {
             Timer::View(self.view),
             Timer::ViewChange(self.view),
             Timer::Propose(self.view),
+            Timer::Resend(self.view),
         ] {
             self.out.push(Effect::CancelTimer(timer));
         }
+        self.forget_own_messages();
         self.view = view;
         self.mode = Mode::Normal;
         self.safety.view = view;

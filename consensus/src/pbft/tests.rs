@@ -655,13 +655,17 @@ fn a_new_view_whose_plan_is_not_the_one_its_view_changes_give_is_refused() {
     net.settle(10_000);
     net.up[0] = false;
     // Time out everywhere: view changes to view 1 gather at replica 1.
+    // (Every message is dropped from here on; only timers run.)
     let mut view_changes = Vec::new();
-    net.link = Box::new(|_, _, _| true);
-    net.tick();
-    let inputs: Vec<(usize, Input)> = net.queue.drain(..).collect();
-    for (to, input) in inputs {
-        let effects = net.replicas[to].handle(input, net.now, &mut net.ledgers[to]);
-        view_changes.extend(of_kind(&effects, "view-change", to));
+    net.link = Box::new(|_, _, _| false);
+    while view_changes.len() < 3 {
+        net.tick();
+        let inputs: Vec<(usize, Input)> = net.queue.drain(..).collect();
+        for (to, input) in inputs {
+            let effects = net.replicas[to].handle(input, net.now, &mut net.ledgers[to]);
+            view_changes.extend(of_kind(&effects, "view-change", to));
+            net.apply(to, effects);
+        }
     }
     let vcs: Vec<SignedMessage> = view_changes.into_iter().take(3).collect();
     assert_eq!(vcs.len(), 3);
@@ -768,13 +772,24 @@ fn f_plus_one_view_changes_for_later_views_make_a_replica_join() {
 #[test]
 fn a_replica_that_missed_blocks_fetches_and_commits_them() {
     let mut net = Net::new(4, |_| quiet());
-    // Replica 3 hears nothing for the first 8 heights.
+    // Replica 3 hears nothing while the others commit 40 blocks (more than
+    // two checkpoint intervals: it catches up from a stable checkpoint).
     net.link = Box::new(|_, to, _| to != 3);
-    assert!(!net.run_until(8, 3) || net.height(3) == 0);
-    net.settle(50_000);
-    let before = net.height(3);
+    while net.height(0) < 40 {
+        net.settle(100);
+        if net.queue.is_empty() {
+            net.tick();
+        }
+    }
+    assert_eq!(net.height(3), 0);
     net.link = Box::new(|_, _, _| true);
-    assert!(net.run_until(before + 12, 400));
+    let target = net.height(0) + 12;
+    let ok = net.run_until(target, 400);
+    assert!(
+        ok,
+        "heights {:?}",
+        (0..4).map(|i| net.height(i)).collect::<Vec<_>>()
+    );
     net.assert_agreement();
 }
 

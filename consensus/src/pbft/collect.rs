@@ -105,6 +105,12 @@ impl ViewChanges {
         Some(own.into_iter().chain(others).take(quorum).collect())
     }
 
+    /// How many distinct replicas asked for `view` or a later one (each of
+    /// them has left the views before).
+    pub fn support(&self, view: View) -> usize {
+        self.latest.values().filter(|v| **v >= view).count()
+    }
+
     /// Forgets view changes for views before `view`.
     pub fn prune_below(&mut self, view: View) {
         self.by_view = self.by_view.split_off(&view);

@@ -225,6 +225,8 @@ pub struct Replica {
     pub(super) new_view_sent_to: BTreeSet<ValidatorIndex>,
     /// Who was sent our view change again, for the target view.
     pub(super) view_change_sent_to: BTreeSet<ValidatorIndex>,
+    /// When n - f view changes for the target view were first held.
+    pub(super) view_change_quorum_at: Option<TimeMs>,
     /// The newest commit certificate known, which a proposal carries.
     pub(super) last_commit: BftCertificate,
     /// Pre-prepares waiting for their parent's pre-prepare or their view.
@@ -293,6 +295,7 @@ impl Replica {
             new_view: None,
             new_view_sent_to: BTreeSet::new(),
             view_change_sent_to: BTreeSet::new(),
+            view_change_quorum_at: None,
             waiting: Vec::new(),
             requested: BTreeMap::new(),
             sync_retries: 0,
@@ -468,7 +471,7 @@ impl Replica {
             Timer::ViewChange(view) if view == self.view && self.mode == Mode::ViewChange => {
                 self.resend_checkpoint();
                 self.retry_requests();
-                self.view_change_to(view.next(), false);
+                self.on_view_change_timer();
             }
             Timer::Propose(view) if view == self.view => {
                 self.propose_wait.timer_at = None;

@@ -451,11 +451,7 @@ fn four_replicas_commit_a_chain_with_heights_in_flight() {
 fn the_primary_keeps_max_in_flight_heights_proposed() {
     let f = fixture(4);
     let mut primary = f.replica(0, quiet());
-    let effects = primary.handle(
-        Input::Start { recovered: None },
-        0,
-        &mut busy(),
-    );
+    let effects = primary.handle(Input::Start { recovered: None }, 0, &mut busy());
     let proposals = of_kind(&effects, "pre-prepare", 0);
     let heights: Vec<u64> = proposals.iter().map(|m| vote_of(m).height.0).collect();
     assert_eq!(heights, [1, 2, 3, 4]);
@@ -710,29 +706,59 @@ fn checkpoints_become_stable_and_move_the_window() {
 
 #[test]
 fn view_change_timeouts_double_while_no_view_makes_progress() {
-    let f = fixture(4);
+    // Seven replicas, so that replica 0 is the primary of none of views
+    // 1 to 5.
+    let f = fixture(7);
     let mut ledger = EmptyLedger::default();
     let mut r = f.replica(
-        1,
+        0,
         Config {
             base_timeout_ms: 100,
             max_timeout_ms: 10_000,
             ..quiet()
         },
     );
+    let vc = |who: usize, view: u64| {
+        f.verified(f.sign(
+            who,
+            Payload::ViewChange(Box::new(ViewChange {
+                view: View(view),
+                checkpoint: messages::genesis_checkpoint(&f.committee, &f.genesis),
+                certified: vec![],
+            })),
+        ))
+    };
     let effects = r.handle(Input::Start { recovered: None }, 0, &mut ledger);
-    let mut at = armed(&effects, Timer::View(View(0))).unwrap();
-    assert_eq!(at, 100);
     let mut timer = Timer::View(View(0));
-    let mut gaps = Vec::new();
-    for v in 1..5 {
-        let effects = r.handle(Input::Timer(timer), at, &mut ledger);
-        timer = Timer::ViewChange(View(v));
-        let next = armed(&effects, timer).unwrap();
-        gaps.push(next - at);
-        at = next;
+    let mut at = armed(&effects, timer).unwrap();
+    assert_eq!(at, 100);
+    // Each time the replica asks for a view, four others ask for it too (a
+    // quorum: the wait starts) and no new view comes; the timer fires as
+    // armed (re-sending the view change every base timeout meanwhile)
+    // until the replica asks for the next view.
+    let mut moves = Vec::new();
+    let mut target = 0;
+    while moves.len() < 4 {
+        let mut effects = r.handle(Input::Timer(timer), at, &mut ledger);
+        if r.view().0 > target {
+            target = r.view().0;
+            moves.push(at);
+            for who in [2, 3, 4, 5] {
+                effects.extend(r.handle(vc(who, target), at, &mut ledger));
+            }
+        }
+        timer = Timer::ViewChange(View(target));
+        at = effects
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                Effect::ArmTimer { timer: t, at } if *t == timer => Some(*at),
+                _ => None,
+            })
+            .unwrap();
     }
-    assert_eq!(gaps, [200, 400, 800, 1600]);
+    let gaps: Vec<u64> = moves.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(gaps, [200, 400, 800]);
 }
 
 fn armed(effects: &[Effect], timer: Timer) -> Option<u64> {

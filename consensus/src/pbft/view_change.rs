@@ -44,6 +44,7 @@ impl Replica {
             self.safety.view_changing = true;
             self.dirty = true;
             self.view_change_sent_to.clear();
+            self.view_change_quorum_at = None;
         } else if !again {
             return;
         }
@@ -59,10 +60,52 @@ impl Replica {
         self.first_time(message.id());
         self.view_changes.record(target, message.clone());
         self.send_own(None, message);
+        self.arm_view_change_timer();
+    }
+
+    /// PBFT 4.5.2: the wait for a new view starts only once n - f replicas
+    /// (this one among them) asked for it or a later one, so that a
+    /// replica that gave up on a view early does not give up on the next
+    /// one before the others even ask for it. Meanwhile the timer re-sends
+    /// our view change every base timeout: a lost copy, or a new primary
+    /// that restarted and forgot the ones it had, would keep the new view
+    /// from ever forming.
+    pub(super) fn arm_view_change_timer(&mut self) {
+        let target = self.view;
+        if self.view_change_quorum_at.is_none()
+            && self.view_changes.support(target) >= self.committee.quorum()
+        {
+            self.view_change_quorum_at = Some(self.now);
+        }
+        let resend = self.now.saturating_add(self.config.base_timeout_ms.max(1));
+        let at = match self.view_change_quorum_at {
+            Some(since) => since.saturating_add(self.timeout_ms()).min(resend),
+            None => resend,
+        };
         self.out.push(Effect::ArmTimer {
             timer: Timer::ViewChange(target),
-            at: self.now.saturating_add(self.timeout_ms()),
+            at,
         });
+    }
+
+    /// The view change timer: give up on the target view if the new view
+    /// has not come a timeout after n - f asked for it; otherwise send our
+    /// view change again and wait on.
+    pub(super) fn on_view_change_timer(&mut self) {
+        let target = self.view;
+        let expired = self
+            .view_change_quorum_at
+            .is_some_and(|since| self.now >= since.saturating_add(self.timeout_ms()));
+        if expired {
+            self.view_change_to(target.next(), false);
+            return;
+        }
+        if let Some(message) = self.safety.last_view_change.clone()
+            && message_view(&message) == target
+        {
+            self.send_to_others(&message);
+        }
+        self.arm_view_change_timer();
     }
 
     /// Our view change for `target`: the stable checkpoint and the P-set
@@ -100,6 +143,12 @@ impl Replica {
             return;
         }
         self.view_changes.record(target, message);
+        if self.mode == Mode::ViewChange
+            && target >= self.view
+            && self.view_change_quorum_at.is_none()
+        {
+            self.arm_view_change_timer();
+        }
         let join = self
             .view_changes
             .join_view(self.committee.validity_threshold());

@@ -34,7 +34,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn new(dir: &Path, validators: usize) -> Cluster {
+    fn new(dir: &Path, validators: usize, consensus: ConsensusKind) -> Cluster {
         let ports = free_ports(2 * validators);
         let mut config = quick_config();
         config.consensus.base_timeout_ms = 1_000;
@@ -42,7 +42,7 @@ impl Cluster {
             dir,
             &LocalNetSpec {
                 chain_id: ChainId::new("process-test").unwrap(),
-                consensus: ConsensusKind::Hotstuff,
+                consensus,
                 nodes: (0..validators)
                     .map(|i| NodeAddrs::loopback(ports[i], ports[validators + i]))
                     .collect(),
@@ -210,10 +210,11 @@ async fn assert_agreement(client: &reqwest::Client, cluster: &Cluster, nodes: &[
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn four_processes_commit_survive_crashes_and_never_disagree() {
+for_each_protocol!(four_processes_commit_survive_crashes_and_never_disagree);
+
+async fn four_processes_commit_survive_crashes_and_never_disagree(kind: ConsensusKind) {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = Cluster::new(dir.path(), 4);
+    let mut cluster = Cluster::new(dir.path(), 4, kind);
     let client = http();
     let all = [0, 1, 2, 3];
     let long = Duration::from_secs(120);
@@ -322,13 +323,14 @@ async fn four_processes_commit_survive_crashes_and_never_disagree() {
     assert_agreement(&client, &cluster, &all).await;
 }
 
+for_each_protocol!(sigkill_at_random_moments_never_loses_blocks_or_signs_conflicting_votes);
+
 /// Votes signed by a validator that was SIGKILLed at random moments and
 /// restarted never conflict with its earlier ones (honest nodes would log
 /// the pair as evidence), no committed block is lost, and all nodes agree.
 /// The kill schedule is random: the test prints its seed and replays it
 /// from `PHALANX_SEED`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_at_random_moments_never_loses_blocks_or_signs_conflicting_votes() {
+async fn sigkill_at_random_moments_never_loses_blocks_or_signs_conflicting_votes(kind: ConsensusKind) {
     let seed = std::env::var("PHALANX_SEED")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
@@ -347,7 +349,7 @@ async fn sigkill_at_random_moments_never_loses_blocks_or_signs_conflicting_votes
         rng
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = Cluster::new(dir.path(), 4);
+    let mut cluster = Cluster::new(dir.path(), 4, kind);
     let client = http();
     let all = [0, 1, 2, 3];
     let long = Duration::from_secs(120);

@@ -330,7 +330,9 @@ for_each_protocol!(sigkill_at_random_moments_never_loses_blocks_or_signs_conflic
 /// the pair as evidence), no committed block is lost, and all nodes agree.
 /// The kill schedule is random: the test prints its seed and replays it
 /// from `PHALANX_SEED`.
-async fn sigkill_at_random_moments_never_loses_blocks_or_signs_conflicting_votes(kind: ConsensusKind) {
+async fn sigkill_at_random_moments_never_loses_blocks_or_signs_conflicting_votes(
+    kind: ConsensusKind,
+) {
     let seed = std::env::var("PHALANX_SEED")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())

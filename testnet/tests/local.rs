@@ -314,9 +314,20 @@ fn gone(pid: u32) -> bool {
 
 #[test]
 fn up_transfer_kill_restart_partition_heal_load_check_down() {
+    the_tour("hotstuff");
+}
+
+#[test]
+fn the_same_tour_with_pbft() {
+    the_tour("pbft");
+}
+
+/// The README's tour of a local network, for one protocol.
+fn the_tour(consensus: &str) {
     let _serial = serial();
     let net = Net::new();
-    let out = net.up(&[]);
+    let out = net.up(&["--consensus", consensus]);
+    assert!(out.contains(consensus), "{out}");
     // The table, the faucet and a wallet command to paste.
     assert!(
         out.contains(&format!("http://127.0.0.1:{}", net.base + 1)),
@@ -524,20 +535,36 @@ fn up_transfer_kill_restart_partition_heal_load_check_down() {
 
 #[test]
 fn an_equivocating_validator_does_not_stop_finality_or_break_agreement() {
+    equivocation("hotstuff", 3);
+}
+
+/// PBFT stays in view 0 while nothing fails, so the equivocator is the
+/// first primary.
+#[test]
+fn an_equivocating_pbft_primary_does_not_stop_finality_or_break_agreement() {
+    equivocation("pbft", 0);
+}
+
+fn equivocation(consensus: &str, byzantine: usize) {
     let _serial = serial();
     let net = Net::new();
-    let out = net.up(&["--byzantine", "3:equivocate"]);
+    let spec = format!("{byzantine}:equivocate");
+    let out = net.up(&["--consensus", consensus, "--byzantine", &spec]);
     assert!(out.contains("byzantine (equivocate)"), "{out}");
-    let config = std::fs::read_to_string(net.path().join("node3/config.toml")).unwrap();
+    let config =
+        std::fs::read_to_string(net.path().join(format!("node{byzantine}/config.toml"))).unwrap();
     assert!(config.contains("byzantine = \"equivocate\""), "{config}");
-    // Enough transfers, one after another, for node 3 to lead some views.
+    let honest: Vec<usize> = (0..4).filter(|i| *i != byzantine).collect();
+    // Enough transfers, one after another, for the equivocator to lead
+    // some views (HotStuff rotates leaders every view).
     for nonce in 0..6 {
-        let hash = net.transfer((nonce % 3) as usize, nonce, 5);
-        net.wait_final(&hash, &[0, 1, 2]);
+        let hash = net.transfer(honest[(nonce % 3) as usize], nonce, 5);
+        net.wait_final(&hash, &honest);
     }
     // It did equivocate: an honest node holds the two proposals.
-    net.wait("evidence of node 3's equivocation", |n| {
-        std::fs::read_to_string(n.path().join("node0/node.log"))
+    let log = format!("node{}/node.log", honest[0]);
+    net.wait("evidence of the equivocation", |n| {
+        std::fs::read_to_string(n.path().join(&log))
             .unwrap()
             .contains("evidence of Byzantine behaviour")
     });

@@ -456,12 +456,17 @@ fn the_tour(consensus: &str) {
         assert!(node["height"].as_u64().unwrap() > 0);
         assert_eq!(node["head_hash"].as_str().unwrap().len(), 64);
         assert!(node["view"].as_u64().is_some());
+        assert!(node["phase"].as_str().is_some(), "{status}");
         assert_eq!(
             node["rpc"],
             format!("http://127.0.0.1:{}", net.base + 2 * i as u16 + 1)
         );
     }
     assert_eq!(status["running"], true);
+    assert_eq!(status["consensus"], consensus);
+    let table = net.ok(&["status"]);
+    assert!(table.contains(&format!("{consensus} network")), "{table}");
+    assert!(table.contains("phase"), "{table}");
 
     // Pause and resume: a paused node answers nothing, then catches up.
     net.ok(&["pause", "2"]);

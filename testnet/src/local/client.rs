@@ -20,6 +20,10 @@ pub struct Status {
     pub head_hash: Option<String>,
     pub finalized_height: Option<u64>,
     pub view: u64,
+    /// What the protocol does in that view (`normal`, `timed-out`,
+    /// `view-change`); absent from nodes that run no protocol instance.
+    #[serde(default)]
+    pub phase: Option<String>,
     pub peers: usize,
     pub mempool_size: usize,
     pub syncing: bool,

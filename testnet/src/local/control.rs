@@ -90,6 +90,7 @@ pub struct NodeReport {
     pub head_hash: Option<String>,
     pub finalized_height: Option<u64>,
     pub view: Option<u64>,
+    pub phase: Option<String>,
     pub peers: Option<usize>,
     pub syncing: Option<bool>,
     pub mempool_size: Option<usize>,
@@ -100,6 +101,8 @@ pub struct NodeReport {
 pub struct StatusReport {
     pub dir: String,
     pub chain_id: String,
+    /// The genesis protocol.
+    pub consensus: String,
     /// True while the state file says the network is up.
     pub running: bool,
     pub nodes: Vec<NodeReport>,
@@ -157,6 +160,7 @@ pub async fn gather_status(net: &Network, client: &Client) -> anyhow::Result<Sta
                 head_hash: status.as_ref().and_then(|s| s.head_hash.clone()),
                 finalized_height: status.as_ref().and_then(|s| s.finalized_height),
                 view: status.as_ref().map(|s| s.view),
+                phase: status.as_ref().and_then(|s| s.phase.clone()),
                 peers: status.as_ref().map(|s| s.peers),
                 syncing: status.as_ref().map(|s| s.syncing),
                 mempool_size: status.as_ref().map(|s| s.mempool_size),
@@ -166,6 +170,7 @@ pub async fn gather_status(net: &Network, client: &Client) -> anyhow::Result<Sta
     Ok(StatusReport {
         dir: net.dir.display().to_string(),
         chain_id: net.chain_id.to_string(),
+        consensus: net.consensus.to_string(),
         running: state.is_some(),
         nodes,
     })
@@ -196,15 +201,21 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 opt(n.height),
                 opt(head),
                 opt(n.view),
+                opt(n.phase.clone()),
                 opt(n.peers),
                 n.rpc.clone(),
             ]
         })
         .collect();
+    writeln!(
+        out,
+        "{} network {} in {}",
+        report.consensus, report.chain_id, report.dir
+    )?;
     super::write_table(
         out,
         &[
-            "node", "state", "pid", "height", "head", "view", "peers", "rpc",
+            "node", "state", "pid", "height", "head", "view", "phase", "peers", "rpc",
         ],
         &rows,
     )?;

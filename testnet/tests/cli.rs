@@ -102,7 +102,7 @@ fn bad_input_is_refused_clearly() {
         "{}",
         text(&out.stderr)
     );
-    let out = sim(&["--consensus", "pbft"]);
+    let out = sim(&["--consensus", "pow"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("not built yet"),

@@ -102,7 +102,7 @@ use world::World;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SimError {
     #[error(
-        "--consensus {0} is not built yet: the simulator runs hotstuff only for now (PBFT and proof of work plug in later)"
+        "--consensus {0} is not built yet: the simulator runs hotstuff and pbft (proof of work plugs in next)"
     )]
     NotBuilt(ConsensusKind),
     #[error("invalid scenario: {0}")]

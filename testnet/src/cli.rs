@@ -121,7 +121,7 @@ fn indices(text: &str) -> Result<Vec<ValidatorIndex>, String> {
 /// `phalanx-testnet sim`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
-    /// The protocol to simulate (only hotstuff is built so far).
+    /// The protocol to simulate (hotstuff or pbft; pow is not built yet).
     #[arg(long, default_value = "hotstuff", value_parser = consensus_kind())]
     pub consensus: ConsensusKind,
     /// Committee size n; f = floor((n - 1) / 3).

@@ -2,7 +2,8 @@
 //! of signatures can be wrong, and the signer-set check.
 
 use crate::committee::Committee;
-use phalanx_chain::{Hash, ValidatorIndex};
+use phalanx_chain::{Hash, ValidatorIndex, ValidatorSignature};
+use phalanx_crypto::SigningBytes;
 use std::collections::BTreeSet;
 
 /// What is wrong with a certificate (a quorum of signatures).
@@ -45,6 +46,23 @@ pub fn check_signers(
             got: seen.len(),
             quorum: needed,
         });
+    }
+    Ok(())
+}
+
+/// Checks each signature of a certificate over `bytes` against its
+/// signer's key.
+pub fn verify_signatures(
+    committee: &Committee,
+    bytes: &SigningBytes,
+    signatures: &[ValidatorSignature],
+) -> Result<(), CertError> {
+    for s in signatures {
+        let key = committee
+            .key(s.validator)
+            .ok_or(CertError::UnknownSigner(s.validator))?;
+        key.verify(bytes, &s.signature)
+            .map_err(|_| CertError::BadSignature(s.validator))?;
     }
     Ok(())
 }

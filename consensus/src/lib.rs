@@ -17,6 +17,7 @@
 //!   to propose, validate one before voting, read committed ones).
 //! - [`catchup`]: fetching blocks by hash between replicas.
 
+pub mod bft;
 pub mod catchup;
 pub mod certificate;
 mod committee;
@@ -28,6 +29,8 @@ pub mod protocol;
 #[cfg(test)]
 #[path = "../../chain/src/test_seed.rs"]
 mod test_seed;
+#[cfg(test)]
+mod test_support;
 mod types;
 
 pub use committee::{Committee, CommitteeError};

@@ -108,6 +108,36 @@ impl NodeLedger {
         self.read_pending(slot).filter(|b| b.hash() == *hash)
     }
 
+    /// A block on `parent`, with transactions from the mempool if
+    /// `with_transactions`, kept on disk until it commits.
+    fn build(
+        &mut self,
+        parent: &Block,
+        proposer: Address,
+        timestamp_ms: u64,
+        justification: Justification,
+        with_transactions: bool,
+    ) -> Result<Block, LedgerError> {
+        let store = Arc::clone(&self.state.store);
+        let state = Arc::clone(&self.state);
+        let batch = self.batch_size;
+        // A block's timestamp never goes below its parent's.
+        let timestamp_ms = timestamp_ms.max(parent.header.timestamp_ms);
+        let block = self.speculative.build(
+            &*store,
+            parent,
+            proposer,
+            timestamp_ms,
+            justification,
+            |view| match state.mempool.lock() {
+                Ok(pool) if with_transactions => pool.select(view, batch, MAX_PROPOSAL_TX_BYTES),
+                _ => Vec::new(),
+            },
+        )?;
+        self.persist_pending(&block);
+        Ok(block)
+    }
+
     /// Executes (or reuses the validated state of) `block` on the head and
     /// commits it with the chain final up to `finalized`: stored
     /// atomically and flushed.
@@ -141,24 +171,7 @@ impl Ledger for NodeLedger {
         timestamp_ms: u64,
         justification: Justification,
     ) -> Result<Block, LedgerError> {
-        let store = Arc::clone(&self.state.store);
-        let state = Arc::clone(&self.state);
-        let batch = self.batch_size;
-        // A block's timestamp never goes below its parent's.
-        let timestamp_ms = timestamp_ms.max(parent.header.timestamp_ms);
-        let block = self.speculative.build(
-            &*store,
-            parent,
-            proposer,
-            timestamp_ms,
-            justification,
-            |view| match state.mempool.lock() {
-                Ok(pool) => pool.select(view, batch, MAX_PROPOSAL_TX_BYTES),
-                Err(_) => Vec::new(),
-            },
-        )?;
-        self.persist_pending(&block);
-        Ok(block)
+        self.build(parent, proposer, timestamp_ms, justification, true)
     }
 
     fn build_empty_block(
@@ -168,18 +181,7 @@ impl Ledger for NodeLedger {
         timestamp_ms: u64,
         justification: Justification,
     ) -> Result<Block, LedgerError> {
-        let store = Arc::clone(&self.state.store);
-        let timestamp_ms = timestamp_ms.max(parent.header.timestamp_ms);
-        let block = self.speculative.build(
-            &*store,
-            parent,
-            proposer,
-            timestamp_ms,
-            justification,
-            |_| Vec::new(),
-        )?;
-        self.persist_pending(&block);
-        Ok(block)
+        self.build(parent, proposer, timestamp_ms, justification, false)
     }
 
     fn validate_block(&mut self, parent: &Block, block: &Block) -> Result<(), LedgerError> {

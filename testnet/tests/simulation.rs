@@ -6,53 +6,17 @@
 //! a failure prints the `phalanx-testnet sim` command that replays it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use phalanx_chain::ValidatorIndex;
+mod sim_support;
+
+use phalanx_chain::{ConsensusKind, ValidatorIndex};
 use phalanx_testnet::sim::rng::Rng;
 use phalanx_testnet::sim::scenario::Partition;
-use phalanx_testnet::sim::{Batch, CheckerKind, RunReport, Scenario, run};
+use phalanx_testnet::sim::{CheckerKind, Scenario, run};
+use sim_support::{assert_all_pass, run_mixed};
 use std::collections::BTreeSet;
 
-/// Short runs, long enough for liveness: the pacemaker backs off to at
-/// most 2 s, and every honest replica must commit within 15 s of the last
-/// partition healing or crashed replica restarting (over 500 seeds the
-/// slowest recovery took 12 s). The client sends a transfer every 500 ms.
 fn mixed(validators: usize) -> Scenario {
-    let mut s = Scenario::new(validators);
-    s.duration_ms = 1_000;
-    s.max_timeout_ms = 2_000;
-    s.liveness_bound_ms = 15_000;
-    s.tx_interval_ms = 500;
-    s
-}
-
-/// Runs `seeds` of `base` with a random fault schedule each; returns the
-/// failing runs, each printed with its replay command.
-fn run_mixed(base: Scenario, seeds: std::ops::Range<u64>) -> (Vec<RunReport>, u64) {
-    let mut batch = Batch::new(base, seeds.start, seeds.end - seeds.start);
-    batch.random_faults = true;
-    batch.recheck_every = 10;
-    batch.threads = 2;
-    let mut failed = Vec::new();
-    let summary = batch
-        .run(|report| {
-            if !report.passed() {
-                eprintln!("{}", phalanx_testnet::cli::failure_line(&batch, report));
-                failed.push(report.clone());
-            }
-        })
-        .unwrap();
-    eprint!("{summary}");
-    (failed, summary.committed_blocks)
-}
-
-fn assert_all_pass(failed: &[RunReport], committed: u64) {
-    let seeds: Vec<u64> = failed.iter().map(|r| r.seed).collect();
-    assert!(
-        failed.is_empty(),
-        "{} runs failed their checkers (seeds {seeds:?}); replay commands above",
-        failed.len()
-    );
-    assert!(committed > 0, "nothing was committed at all");
+    sim_support::mixed(ConsensusKind::Hotstuff, validators)
 }
 
 #[test]

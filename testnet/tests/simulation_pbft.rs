@@ -8,54 +8,16 @@
 //! a failure prints the `phalanx-testnet sim` command that replays it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod sim_support;
+
 use phalanx_chain::{ConsensusKind, ValidatorIndex};
 use phalanx_consensus::Byzantine;
-use phalanx_testnet::sim::{Batch, CheckerKind, RunReport, Scenario, run, test_seeds};
+use phalanx_testnet::sim::{CheckerKind, Scenario, run, test_seeds};
+use sim_support::{assert_all_pass, run_mixed};
 use std::collections::BTreeSet;
 
-/// Short runs, long enough for liveness, as for HotStuff: timeouts back off
-/// to at most 2 s, and every honest replica must commit within 15 s of the
-/// last partition healing or crashed replica restarting. The client sends a
-/// transfer every 500 ms.
 fn mixed(validators: usize) -> Scenario {
-    let mut s = Scenario::new(validators);
-    s.consensus = ConsensusKind::Pbft;
-    s.duration_ms = 1_000;
-    s.max_timeout_ms = 2_000;
-    s.liveness_bound_ms = 15_000;
-    s.tx_interval_ms = 500;
-    s
-}
-
-/// Runs `seeds` of `base` with a random fault schedule each (f faulty
-/// validators with PBFT's behaviours or twins, loss, duplication, a
-/// partition, a crash); returns the failing runs and the blocks committed.
-fn run_mixed(base: Scenario, seeds: std::ops::Range<u64>) -> (Vec<RunReport>, u64) {
-    let mut batch = Batch::new(base, seeds.start, seeds.end - seeds.start);
-    batch.random_faults = true;
-    batch.recheck_every = 10;
-    batch.threads = 2;
-    let mut failed = Vec::new();
-    let summary = batch
-        .run(|report| {
-            if !report.passed() {
-                eprintln!("{}", phalanx_testnet::cli::failure_line(&batch, report));
-                failed.push(report.clone());
-            }
-        })
-        .unwrap();
-    eprint!("{summary}");
-    (failed, summary.committed_blocks)
-}
-
-fn assert_all_pass(failed: &[RunReport], committed: u64) {
-    let seeds: Vec<u64> = failed.iter().map(|r| r.seed).collect();
-    assert!(
-        failed.is_empty(),
-        "{} runs failed their checkers (seeds {seeds:?}); replay commands above",
-        failed.len()
-    );
-    assert!(committed > 0, "nothing was committed at all");
+    sim_support::mixed(ConsensusKind::Pbft, validators)
 }
 
 #[test]

@@ -2,9 +2,8 @@
 
 use super::messages::{SignedMessage, Verified};
 use super::safety::SafetyData;
-use crate::catchup::SyncMessage;
-use crate::types::{TimeMs, View};
-use phalanx_chain::{Block, ValidatorIndex};
+use crate::bft::{ReplicaEffect, ReplicaInput};
+use crate::types::View;
 
 /// A timer the replica asks its caller to arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -20,24 +19,11 @@ pub enum Timer {
     Propose(View),
 }
 
-/// What the replica is told.
-#[derive(Debug, Clone)]
-pub enum Input {
-    /// The first input: safety data read back from storage, if any.
-    Start { recovered: Option<Box<SafetyData>> },
-    /// A consensus message from the network (see `verify_message`).
-    Message(Verified<SignedMessage>),
-    /// Catch-up traffic from a peer.
-    Sync {
-        from: ValidatorIndex,
-        message: SyncMessage,
-    },
-    /// A timer armed earlier fired.
-    Timer(Timer),
-    /// New transactions reached the caller's pool: a leader waiting for a
-    /// batch checks again whether to propose.
-    TransactionsAvailable,
-}
+/// What the replica is told (see [`ReplicaInput`]): its safety data at
+/// start-up, verified messages (see `verify_message`), catch-up traffic,
+/// its timers, and new transactions (a leader waiting for a batch checks
+/// again whether to propose).
+pub type Input = ReplicaInput<Verified<SignedMessage>, SafetyData, Timer>;
 
 /// Proof that a validator signed two conflicting messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,29 +40,19 @@ pub enum Evidence {
     },
 }
 
-/// What the caller must do, in order.
-#[must_use]
-#[derive(Debug, Clone)]
-pub enum Effect {
-    /// Write and flush before carrying out any later effect.
-    PersistSafety(SafetyData),
-    Send {
-        to: ValidatorIndex,
-        message: SignedMessage,
-    },
-    Broadcast(SignedMessage),
-    SendSync {
-        to: ValidatorIndex,
-        message: SyncMessage,
-    },
-    /// A committed block; commits come in height order.
-    Commit(Block),
-    /// A timer armed earlier is no longer needed (its view is over).
-    CancelTimer(Timer),
-    /// Deliver `Input::Timer(timer)` at `at` (replacing an earlier arming).
-    ArmTimer {
-        timer: Timer,
-        at: TimeMs,
-    },
-    Evidence(Evidence),
+/// What the caller must do, in order (see [`ReplicaEffect`]); commits come
+/// in height order.
+pub type Effect = ReplicaEffect<SignedMessage, SafetyData, Timer, Evidence>;
+
+impl From<Evidence> for crate::protocol::Evidence {
+    fn from(evidence: Evidence) -> Self {
+        match evidence {
+            Evidence::ConflictingProposals { first, second } => {
+                crate::bft::evidence("conflicting-proposals", &first, &second)
+            }
+            Evidence::ConflictingVotes { first, second } => {
+                crate::bft::evidence("conflicting-votes", &first, &second)
+            }
+        }
+    }
 }

@@ -14,14 +14,12 @@
 //! timeout signature that certificates collect, and a forwarded message keeps
 //! its author's signature.
 
-use crate::certificate::{CertError, check_signers};
+use crate::certificate::{CertError, check_signers, verify_signatures};
 use crate::committee::Committee;
 use crate::types::View;
 use phalanx_chain::block::MAX_BLOCK_BYTES;
 use phalanx_chain::encoding::{self, DecodeError};
-use phalanx_chain::{
-    BftCertificate, Block, Hash, Justification, MAX_VALIDATORS, ValidatorIndex, ValidatorSignature,
-};
+use phalanx_chain::{BftCertificate, Block, Hash, Justification, MAX_VALIDATORS, ValidatorIndex};
 use phalanx_crypto::{Domain, Keypair, Signature, SigningBytes};
 use serde::{Deserialize, Serialize};
 
@@ -180,6 +178,24 @@ pub fn sign(
     }
 }
 
+impl crate::bft::Signed for SignedMessage {
+    fn author(&self) -> ValidatorIndex {
+        self.author
+    }
+
+    fn kind(&self) -> &'static str {
+        match &self.payload {
+            Payload::Proposal(_) => "proposal",
+            Payload::Vote(_) => "vote",
+            Payload::Timeout(_) => "timeout",
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        SignedMessage::encode(self)
+    }
+}
+
 impl SignedMessage {
     pub fn encode(&self) -> Vec<u8> {
         encoding::encode(self)
@@ -307,18 +323,7 @@ pub fn verify_qc(committee: &Committee, qc: &QuorumCert) -> Result<(), MessageEr
         committee.quorum(),
     )
     .map_err(bad)?;
-    for ValidatorSignature {
-        validator,
-        signature,
-    } in &qc.signatures
-    {
-        let key = committee
-            .key(*validator)
-            .ok_or(bad(CertError::UnknownSigner(*validator)))?;
-        key.verify(&message, signature)
-            .map_err(|_| bad(CertError::BadSignature(*validator)))?;
-    }
-    Ok(())
+    verify_signatures(committee, &message, &qc.signatures).map_err(bad)
 }
 
 /// The QC every chain starts from.

@@ -2,11 +2,11 @@
 //! and commit rules, persistence order, restarts and evidence.
 
 use super::*;
+use crate::test_support::empty_child;
 use crate::{Byzantine, Committee, InvalidBlock, Ledger, LedgerError, View};
-use phalanx_chain::genesis::GenesisValidator;
 use phalanx_chain::{
-    Address, BftCertificate, Block, BlockHeader, ChainId, ConsensusKind, Genesis, Hash, Height,
-    Justification, ValidatorIndex, ValidatorSignature, merkle,
+    Address, BftCertificate, Block, ConsensusKind, Hash, Justification, ValidatorIndex,
+    ValidatorSignature,
 };
 use phalanx_crypto::Keypair;
 use std::collections::{BTreeMap, VecDeque};
@@ -19,21 +19,6 @@ struct EmptyLedger {
     ready: Option<bool>,
     /// What `has_pending_transactions` answers (`None`: the default, yes).
     pending: Option<bool>,
-}
-
-fn empty_child(parent: &Block, proposer: Address, ts: u64, justification: Justification) -> Block {
-    Block {
-        header: BlockHeader {
-            height: Height(parent.header.height.0 + 1),
-            parent: parent.hash(),
-            tx_root: merkle::root(&[]),
-            state_root: parent.header.state_root,
-            timestamp_ms: ts.max(parent.header.timestamp_ms),
-            proposer,
-            justification,
-        },
-        transactions: vec![],
-    }
 }
 
 impl Ledger for EmptyLedger {
@@ -85,28 +70,12 @@ struct Fixture {
 }
 
 fn fixture(n: usize) -> Fixture {
-    let keys: Vec<Keypair> = (0..n)
-        .map(|i| Keypair::from_seed(&[i as u8 + 10; 32]))
-        .collect();
-    let genesis = Genesis {
-        chain_id: ChainId::new("hs-test").unwrap(),
-        consensus: ConsensusKind::Hotstuff,
-        genesis_time_ms: 0,
-        validators: keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| GenesisValidator {
-                public_key: k.public(),
-                address: format!("/ip4/127.0.0.1/tcp/{}", 9000 + i),
-            })
-            .collect(),
-        pow: None,
-        accounts: vec![],
-    };
+    let (keys, committee, genesis) =
+        crate::test_support::committee(ConsensusKind::Hotstuff, "hs-test", n, 10);
     Fixture {
-        committee: Committee::from_genesis(&genesis).unwrap(),
-        genesis: genesis.block(),
         keys,
+        committee,
+        genesis,
     }
 }
 

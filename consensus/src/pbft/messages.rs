@@ -16,7 +16,7 @@
 //! chain of re-proposals from view changes (see [`super::select`]). A
 //! forwarded message keeps its author's signature.
 
-use crate::certificate::{CertError, check_signers};
+use crate::certificate::{CertError, check_signers, verify_signatures};
 use crate::committee::Committee;
 use crate::types::View;
 use phalanx_chain::block::MAX_BLOCK_BYTES;
@@ -157,6 +157,20 @@ pub struct SignedMessage {
     pub author: ValidatorIndex,
     pub payload: Payload,
     pub signature: Signature,
+}
+
+impl crate::bft::Signed for SignedMessage {
+    fn author(&self) -> ValidatorIndex {
+        self.author
+    }
+
+    fn kind(&self) -> &'static str {
+        SignedMessage::kind(self)
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        SignedMessage::encode(self)
+    }
 }
 
 impl SignedMessage {
@@ -432,21 +446,6 @@ fn cert_error(vote: &Vote, reason: CertError) -> MessageError {
         view: vote.view,
         reason,
     }
-}
-
-fn verify_signatures(
-    committee: &Committee,
-    bytes: &SigningBytes,
-    signatures: &[ValidatorSignature],
-) -> Result<(), CertError> {
-    for s in signatures {
-        let key = committee
-            .key(s.validator)
-            .ok_or(CertError::UnknownSigner(s.validator))?;
-        key.verify(bytes, &s.signature)
-            .map_err(|_| CertError::BadSignature(s.validator))?;
-    }
-    Ok(())
 }
 
 /// A prepared certificate: the primary's pre-prepare signature and

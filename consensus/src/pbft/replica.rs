@@ -9,7 +9,7 @@ use super::messages::{
 };
 use super::messages::{Checkpoint, Payload};
 use super::select::Plan;
-use crate::catchup::SyncMessage;
+use crate::bft::{ReplicaEffect, ReplicaInput};
 use crate::committee::Committee;
 use crate::ledger::{Ledger, LedgerError, LocalFault};
 use crate::types::{Byzantine, TimeMs, View};
@@ -127,21 +127,8 @@ pub enum Timer {
     Resend(View),
 }
 
-/// What the replica is told.
-#[derive(Debug, Clone)]
-pub enum Input {
-    /// The first input: safety data read back from storage, if any.
-    Start {
-        recovered: Option<Box<SafetyData>>,
-    },
-    Message(Verified<SignedMessage>),
-    Sync {
-        from: ValidatorIndex,
-        message: SyncMessage,
-    },
-    Timer(Timer),
-    TransactionsAvailable,
-}
+/// What the replica is told (see [`ReplicaInput`]).
+pub type Input = ReplicaInput<Verified<SignedMessage>, SafetyData, Timer>;
 
 /// Proof that a validator signed two conflicting messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,29 +145,21 @@ pub enum Evidence {
     },
 }
 
-/// What the caller must do, in order.
-#[must_use]
-#[derive(Debug, Clone)]
-pub enum Effect {
-    /// Write and flush before carrying out any later effect.
-    PersistSafety(Box<SafetyData>),
-    Send {
-        to: ValidatorIndex,
-        message: SignedMessage,
-    },
-    Broadcast(SignedMessage),
-    SendSync {
-        to: ValidatorIndex,
-        message: SyncMessage,
-    },
-    /// A final block, executed in height order.
-    Commit(Block),
-    ArmTimer {
-        timer: Timer,
-        at: TimeMs,
-    },
-    CancelTimer(Timer),
-    Evidence(Evidence),
+/// What the caller must do, in order (see [`ReplicaEffect`]); final blocks
+/// come in height order.
+pub type Effect = ReplicaEffect<SignedMessage, Box<SafetyData>, Timer, Evidence>;
+
+impl From<Evidence> for crate::protocol::Evidence {
+    fn from(evidence: Evidence) -> Self {
+        match evidence {
+            Evidence::ConflictingPrePrepares { first, second } => {
+                crate::bft::evidence("conflicting-pre-prepares", &first, &second)
+            }
+            Evidence::ConflictingVotes { first, second } => {
+                crate::bft::evidence("conflicting-votes", &first, &second)
+            }
+        }
+    }
 }
 
 /// Normal operation, or waiting for a new view.

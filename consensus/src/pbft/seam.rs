@@ -6,14 +6,14 @@ use super::messages::{
     MAX_MESSAGE_BYTES, MessageError, Payload, SignedMessage, Verified, is_genesis_cert,
     message_view, verify_decoded, verify_header_cert, verify_message,
 };
-use super::replica::{Config, Effect as ReplicaEffect, Evidence as ReplicaEvidence};
-use super::replica::{Input as ReplicaInput, Replica, SafetyData, Timer};
-use crate::catchup::{self, SyncMessage, decode_sync, short};
+use super::replica::{Config, Replica, SafetyData, Timer};
+use crate::bft::{self, BftMessage};
+use crate::catchup::{self, short};
 use crate::committee::Committee;
 use crate::ledger::Ledger;
 use crate::protocol::{
-    Channel, Effect, Evidence, Fault, Input, Origin, Outgoing, ProofError, Protocol, RejectReason,
-    Setup, SetupError, Status,
+    Channel, Effect, Evidence, Fault, Input, ProofError, Protocol, RejectReason, Setup, SetupError,
+    Status,
 };
 use crate::types::{Byzantine, TimeMs};
 use phalanx_chain::encoding;
@@ -36,14 +36,7 @@ pub const BEHAVIOURS: [Byzantine; 7] = [
 
 /// A verified PBFT message: a signed consensus message, or catch-up
 /// traffic from a member.
-#[derive(Debug, Clone)]
-pub enum Message {
-    Consensus(Verified<SignedMessage>),
-    Sync {
-        from: ValidatorIndex,
-        message: SyncMessage,
-    },
-}
+pub type Message = BftMessage<Verified<SignedMessage>>;
 
 /// A PBFT replica on the protocol seam.
 #[derive(Debug)]
@@ -56,62 +49,6 @@ impl Pbft {
     /// The replica inside (for tests and inspection).
     pub fn replica(&self) -> &Replica {
         &self.replica
-    }
-
-    fn translate(&self, effect: ReplicaEffect) -> Effect<Timer> {
-        match effect {
-            ReplicaEffect::PersistSafety(safety) => Effect::Persist(encoding::encode(&*safety)),
-            ReplicaEffect::Send { to, message } => Effect::Send {
-                to,
-                message: self.outgoing(&message),
-            },
-            ReplicaEffect::Broadcast(message) => Effect::Broadcast(self.outgoing(&message)),
-            ReplicaEffect::SendSync { to, message } => Effect::Send {
-                to,
-                message: Outgoing {
-                    channel: Channel::Sync,
-                    origin: Origin::Sync,
-                    kind: "catch-up",
-                    bytes: message.encode(),
-                },
-            },
-            ReplicaEffect::Commit(block) => Effect::Extend {
-                block: Box::new(block),
-                finalized: true,
-            },
-            ReplicaEffect::ArmTimer { timer, at } => Effect::ArmTimer { timer, at },
-            ReplicaEffect::CancelTimer(timer) => Effect::CancelTimer(timer),
-            ReplicaEffect::Evidence(evidence) => Effect::Evidence(evidence_of(evidence)),
-        }
-    }
-
-    fn outgoing(&self, message: &SignedMessage) -> Outgoing {
-        let origin = if message.author == self.me {
-            Origin::Authored
-        } else {
-            Origin::Forwarded
-        };
-        Outgoing {
-            channel: Channel::Consensus,
-            origin,
-            kind: message.kind(),
-            bytes: message.encode(),
-        }
-    }
-}
-
-fn evidence_of(evidence: ReplicaEvidence) -> Evidence {
-    let (kind, first, second) = match evidence {
-        ReplicaEvidence::ConflictingPrePrepares { first, second } => {
-            ("conflicting-pre-prepares", first, second)
-        }
-        ReplicaEvidence::ConflictingVotes { first, second } => ("conflicting-votes", first, second),
-    };
-    Evidence {
-        kind,
-        culprit: first.author,
-        first: first.encode(),
-        second: second.encode(),
     }
 }
 
@@ -169,14 +106,13 @@ impl Protocol for Pbft {
         channel: Channel,
         bytes: &[u8],
     ) -> Result<Message, MessageError> {
-        match channel {
-            Channel::Consensus => verify_message(bytes, committee).map(Message::Consensus),
-            Channel::Sync => {
-                let message = decode_sync(bytes)?;
-                let from = sender.ok_or(MessageError::SenderNotAMember)?;
-                Ok(Message::Sync { from, message })
-            }
-        }
+        bft::verify(
+            sender,
+            channel,
+            bytes,
+            |b| verify_message(b, committee),
+            MessageError::SenderNotAMember,
+        )
     }
 
     fn reject_reason(rejection: &MessageError) -> RejectReason {
@@ -193,20 +129,17 @@ impl Protocol for Pbft {
     }
 
     fn message_kind(message: &Message) -> &'static str {
-        match message {
-            Message::Consensus(m) => m.get().kind(),
-            Message::Sync { .. } => "catch-up",
-        }
+        message.kind(|m| m.get().kind())
     }
 
     /// A checkpoint at height h shows its author executed h.
     fn finalized_height_hint(message: &Message) -> Option<Height> {
         match message {
-            Message::Consensus(m) => match &m.get().payload {
+            BftMessage::Consensus(m) => match &m.get().payload {
                 Payload::Checkpoint(c) => Some(c.height),
                 _ => None,
             },
-            Message::Sync { .. } => None,
+            BftMessage::Sync { .. } => None,
         }
     }
 
@@ -216,27 +149,17 @@ impl Protocol for Pbft {
         now: TimeMs,
         ledger: &mut dyn Ledger,
     ) -> Result<Vec<Effect<Timer>>, Fault> {
-        let input = match input {
-            Input::Start { recovered } => {
-                let recovered = recovered
-                    .map(|bytes| encoding::decode::<SafetyData>(&bytes, MAX_SAFETY_BYTES))
-                    .transpose()
-                    .map_err(Fault::CorruptSafetyData)?;
-                ReplicaInput::Start {
-                    recovered: recovered.map(Box::new),
-                }
-            }
-            Input::Message(Message::Consensus(m)) => ReplicaInput::Message(m),
-            Input::Message(Message::Sync { from, message }) => ReplicaInput::Sync { from, message },
-            Input::Timer(timer) => ReplicaInput::Timer(timer),
-            Input::TransactionsAvailable => ReplicaInput::TransactionsAvailable,
-            Input::Mined(_) => return Ok(Vec::new()),
+        let Some(input) = bft::replica_input::<_, SafetyData, _>(input, MAX_SAFETY_BYTES)? else {
+            return Ok(Vec::new());
         };
         let effects = self.replica.handle(input, now, ledger);
         if let Some(fault) = self.replica.take_fault() {
             return Err(Fault::Local(fault));
         }
-        Ok(effects.into_iter().map(|e| self.translate(e)).collect())
+        Ok(effects
+            .into_iter()
+            .map(|e| bft::translate(self.me, e))
+            .collect())
     }
 
     fn status(&self) -> Status {

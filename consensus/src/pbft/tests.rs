@@ -6,11 +6,10 @@
 use super::messages::{self, Payload, PrePrepare, SignedMessage, Vote, preprepare_vote, sign};
 use super::select::{Plan, select};
 use super::*;
+use crate::test_support::empty_child;
 use crate::{Byzantine, Committee, InvalidBlock, Ledger, LedgerError, View};
-use phalanx_chain::genesis::GenesisValidator;
 use phalanx_chain::{
-    Address, Block, BlockHeader, ChainId, ConsensusKind, Genesis, Hash, Height, Justification,
-    ValidatorIndex, merkle,
+    Address, Block, ChainId, ConsensusKind, Hash, Height, Justification, ValidatorIndex,
 };
 use phalanx_crypto::Keypair;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -41,21 +40,6 @@ fn a_transfer(nonce: u64) -> phalanx_chain::Transaction {
         phalanx_chain::Amount(0),
         phalanx_chain::Nonce(nonce),
     )
-}
-
-fn empty_child(parent: &Block, proposer: Address, ts: u64, justification: Justification) -> Block {
-    Block {
-        header: BlockHeader {
-            height: Height(parent.header.height.0 + 1),
-            parent: parent.hash(),
-            tx_root: merkle::root(&[]),
-            state_root: parent.header.state_root,
-            timestamp_ms: ts.max(parent.header.timestamp_ms),
-            proposer,
-            justification,
-        },
-        transactions: vec![],
-    }
 }
 
 impl Ledger for EmptyLedger {
@@ -117,28 +101,12 @@ struct Fixture {
 }
 
 fn fixture(n: usize) -> Fixture {
-    let keys: Vec<Keypair> = (0..n)
-        .map(|i| Keypair::from_seed(&[i as u8 + 40; 32]))
-        .collect();
-    let genesis = Genesis {
-        chain_id: ChainId::new("pbft-test").unwrap(),
-        consensus: ConsensusKind::Pbft,
-        genesis_time_ms: 0,
-        validators: keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| GenesisValidator {
-                public_key: k.public(),
-                address: format!("/ip4/127.0.0.1/tcp/{}", 9000 + i),
-            })
-            .collect(),
-        pow: None,
-        accounts: vec![],
-    };
+    let (keys, committee, genesis) =
+        crate::test_support::committee(ConsensusKind::Pbft, "pbft-test", n, 40);
     Fixture {
-        committee: Committee::from_genesis(&genesis).unwrap(),
-        genesis: genesis.block(),
         keys,
+        committee,
+        genesis,
     }
 }
 

@@ -169,13 +169,14 @@ impl Ledger for SimLedger {
         timestamp_ms: u64,
         justification: Justification,
     ) -> Result<Block, LedgerError> {
+        let no_transactions = BTreeMap::new();
         let block = self.speculative.build(
             &self.store,
             parent,
             proposer,
             timestamp_ms,
             justification,
-            |_| Vec::new(),
+            |view| pick_transactions(&no_transactions, view),
         )?;
         Ok(block)
     }

@@ -1,0 +1,198 @@
+//! What the two committee protocols share on the seam. Their replicas take
+//! the same kinds of input and ask for the same kinds of effect (each with
+//! its own message, safety data, timer and evidence types), their signed
+//! messages travel as bytes with an author, and catch-up traffic comes from
+//! a member. Each protocol's seam uses these to answer the seam's questions
+//! one way.
+
+use crate::catchup::{SyncMessage, decode_sync};
+use crate::protocol::{Channel, Effect, Evidence, Fault, Input, Origin, Outgoing};
+use crate::types::TimeMs;
+use phalanx_chain::encoding::{self, DecodeError};
+use phalanx_chain::{Block, ValidatorIndex};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A message a validator signed, as it travels.
+pub trait Signed {
+    fn author(&self) -> ValidatorIndex;
+    /// Its kind, for metrics.
+    fn kind(&self) -> &'static str;
+    fn encode(&self) -> Vec<u8>;
+}
+
+/// What a committee replica is told: safety data `S` at start-up, verified
+/// messages `M`, catch-up traffic, its timers `T`.
+#[derive(Debug, Clone)]
+pub enum ReplicaInput<M, S, T> {
+    /// The first input: safety data read back from storage, if any.
+    Start { recovered: Option<Box<S>> },
+    /// A consensus message that passed verification.
+    Message(M),
+    /// Catch-up traffic from a member.
+    Sync {
+        from: ValidatorIndex,
+        message: SyncMessage,
+    },
+    /// A timer armed earlier fired.
+    Timer(T),
+    /// New transactions reached the caller's pool.
+    TransactionsAvailable,
+}
+
+/// What a committee replica asks its caller to do, in order: `P` is its
+/// safety data as persisted, `M` its signed messages, `T` its timers, `E`
+/// its evidence.
+#[must_use]
+#[derive(Debug, Clone)]
+pub enum ReplicaEffect<M, P, T, E> {
+    /// Write and flush before carrying out any later effect.
+    PersistSafety(P),
+    Send {
+        to: ValidatorIndex,
+        message: M,
+    },
+    Broadcast(M),
+    SendSync {
+        to: ValidatorIndex,
+        message: SyncMessage,
+    },
+    /// A final block; they come in height order.
+    Commit(Block),
+    /// A timer armed earlier is no longer needed.
+    CancelTimer(T),
+    /// Deliver the timer at `at` (replacing an earlier arming of it).
+    ArmTimer {
+        timer: T,
+        at: TimeMs,
+    },
+    Evidence(E),
+}
+
+/// A verified message of a committee protocol: a signed consensus message
+/// `M`, or catch-up traffic from a member.
+#[derive(Debug, Clone)]
+pub enum BftMessage<M> {
+    Consensus(M),
+    Sync {
+        from: ValidatorIndex,
+        message: SyncMessage,
+    },
+}
+
+impl<M> BftMessage<M> {
+    /// The message's kind, given how to name a consensus message's.
+    pub fn kind(&self, consensus: impl FnOnce(&M) -> &'static str) -> &'static str {
+        match self {
+            BftMessage::Consensus(m) => consensus(m),
+            BftMessage::Sync { .. } => "catch-up",
+        }
+    }
+}
+
+/// Bytes from `sender` on `channel`: consensus bytes through the
+/// protocol's own verification, catch-up bytes decoded and accepted from
+/// members only (`not_member` otherwise).
+pub fn verify<M, E: From<DecodeError>>(
+    sender: Option<ValidatorIndex>,
+    channel: Channel,
+    bytes: &[u8],
+    consensus: impl FnOnce(&[u8]) -> Result<M, E>,
+    not_member: E,
+) -> Result<BftMessage<M>, E> {
+    match channel {
+        Channel::Consensus => consensus(bytes).map(BftMessage::Consensus),
+        Channel::Sync => {
+            let message = decode_sync(bytes)?;
+            let from = sender.ok_or(not_member)?;
+            Ok(BftMessage::Sync { from, message })
+        }
+    }
+}
+
+/// The replica's input for a seam input, decoding recovered safety data
+/// (at most `max_safety_bytes`); `None` for an input committees ignore (a
+/// mined block).
+pub fn replica_input<M, S, T>(
+    input: Input<BftMessage<M>, T>,
+    max_safety_bytes: usize,
+) -> Result<Option<ReplicaInput<M, S, T>>, Fault>
+where
+    S: DeserializeOwned + Serialize,
+{
+    Ok(Some(match input {
+        Input::Start { recovered } => {
+            let recovered = recovered
+                .map(|bytes| encoding::decode::<S>(&bytes, max_safety_bytes))
+                .transpose()
+                .map_err(Fault::CorruptSafetyData)?;
+            ReplicaInput::Start {
+                recovered: recovered.map(Box::new),
+            }
+        }
+        Input::Message(BftMessage::Consensus(m)) => ReplicaInput::Message(m),
+        Input::Message(BftMessage::Sync { from, message }) => ReplicaInput::Sync { from, message },
+        Input::Timer(timer) => ReplicaInput::Timer(timer),
+        Input::TransactionsAvailable => ReplicaInput::TransactionsAvailable,
+        Input::Mined(_) => return Ok(None),
+    }))
+}
+
+/// The seam's effect for a replica's: messages encoded and labelled
+/// (authored by `me`, or forwarded), safety data encoded, a final block as
+/// an extension that is final at once.
+pub fn translate<M, P, T, E>(me: ValidatorIndex, effect: ReplicaEffect<M, P, T, E>) -> Effect<T>
+where
+    M: Signed,
+    P: Serialize,
+    E: Into<Evidence>,
+{
+    match effect {
+        ReplicaEffect::PersistSafety(safety) => Effect::Persist(encoding::encode(&safety)),
+        ReplicaEffect::Send { to, message } => Effect::Send {
+            to,
+            message: outgoing(me, &message),
+        },
+        ReplicaEffect::Broadcast(message) => Effect::Broadcast(outgoing(me, &message)),
+        ReplicaEffect::SendSync { to, message } => Effect::Send {
+            to,
+            message: Outgoing {
+                channel: Channel::Sync,
+                origin: Origin::Sync,
+                kind: "catch-up",
+                bytes: message.encode(),
+            },
+        },
+        ReplicaEffect::Commit(block) => Effect::Extend {
+            block: Box::new(block),
+            finalized: true,
+        },
+        ReplicaEffect::ArmTimer { timer, at } => Effect::ArmTimer { timer, at },
+        ReplicaEffect::CancelTimer(timer) => Effect::CancelTimer(timer),
+        ReplicaEffect::Evidence(evidence) => Effect::Evidence(evidence.into()),
+    }
+}
+
+fn outgoing(me: ValidatorIndex, message: &impl Signed) -> Outgoing {
+    let origin = if message.author() == me {
+        Origin::Authored
+    } else {
+        Origin::Forwarded
+    };
+    Outgoing {
+        channel: Channel::Consensus,
+        origin,
+        kind: message.kind(),
+        bytes: message.encode(),
+    }
+}
+
+/// Evidence of `kind` from two messages of one author.
+pub fn evidence(kind: &'static str, first: &impl Signed, second: &impl Signed) -> Evidence {
+    Evidence {
+        kind,
+        culprit: first.author(),
+        first: first.encode(),
+        second: second.encode(),
+    }
+}

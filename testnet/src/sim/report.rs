@@ -156,6 +156,8 @@ pub struct Summary {
     pub violations: BTreeMap<CheckerKind, u64>,
     /// Blocks committed (the highest honest height, summed over runs).
     pub committed_blocks: u64,
+    /// The highest view any replica reached, summed over runs: about one
+    /// per block for HotStuff, the number of view changes for PBFT.
     pub views: u64,
     pub views_per_commit: Option<f64>,
     pub traffic: BTreeMap<&'static str, Traffic>,
@@ -290,8 +292,10 @@ impl fmt::Display for Summary {
         writeln!(f, "violations: {}", violations.join(", "))?;
         writeln!(
             f,
-            "commits: {} blocks, {} views per commit",
+            "commits: {} blocks; views: {} ({} per commit; HotStuff moves a view per block, \
+             PBFT only on a view change)",
             self.committed_blocks,
+            self.views,
             show(self.views_per_commit)
         )?;
         let per_kind: Vec<String> = self

@@ -8,6 +8,7 @@
 //! - [`execute`]: the rules that decide whether a transaction and a block
 //!   apply, and what they change.
 //! - [`Genesis`]: the TOML file a chain starts from.
+//! - [`pow`]: proof-of-work targets, work, retargeting and timestamps.
 //! - [`encoding`]: postcard with size limits, for storage and the wire.
 //! - [`store`]: durable storage on sled, and an in-memory store for tests
 //!   and the simulator, behind one trait.
@@ -32,6 +33,7 @@ pub mod error;
 pub mod execute;
 pub mod genesis;
 pub mod merkle;
+pub mod pow;
 pub mod speculative;
 pub mod state;
 pub mod store;

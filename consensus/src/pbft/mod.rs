@@ -59,7 +59,11 @@
 //!   waiting for a new view moves on to the next view when it expires.
 //!   f + 1 view changes for later views make a replica join the smallest
 //!   (PBFT 4.5.2). A replica that missed a new view gets it from anyone
-//!   already in it, who answers its view change with it.
+//!   already in it, who answers its view change with it. A replica still
+//!   in the normal case of an older view (back from a crash, catching up
+//!   on blocks and so never timing out) asks for the next view as soon as
+//!   f + 1 replicas sent it normal-case messages of later views, and is
+//!   answered the same way.
 //! - **Forwarding.** Every new valid message a replica receives is
 //!   broadcast again once (deduplicated by content), keeping its author's
 //!   signature. It can be switched off to measure the protocol alone.

@@ -89,12 +89,33 @@ impl Replica {
     /// While waiting for a new view, a message of that view (or later)
     /// from a replica shows it started there: send that replica our view
     /// change again, once, so it answers with the new view we missed.
+    ///
+    /// In the normal case of an older view (a replica that was down while
+    /// the others changed views comes back in its old view, and catches
+    /// up on blocks without ever timing out), normal-case messages of
+    /// later views from f + 1 replicas show that at least one honest
+    /// replica entered a later view, so its new view exists: ask for the
+    /// next view at once instead of sitting out the view timer; whoever
+    /// is in a later view answers with its new view. Fewer than f + 1 (the
+    /// Byzantine alone) move nobody.
     fn nudge_if_behind(&mut self, m: &SignedMessage) {
         let normal_case = matches!(
             m.payload,
             Payload::PrePrepare(_) | Payload::Prepare(_) | Payload::Commit(_)
         );
-        if self.mode != Mode::ViewChange || !normal_case || message_view(m) < self.view {
+        if !normal_case {
+            return;
+        }
+        if self.mode == Mode::Normal {
+            if message_view(m) > self.view && m.author != self.me {
+                self.seen_ahead.insert(m.author);
+                if self.seen_ahead.len() >= self.committee.validity_threshold() {
+                    self.view_change_to(self.view.next(), false);
+                }
+            }
+            return;
+        }
+        if message_view(m) < self.view {
             return;
         }
         let Some(vc) = self.safety.last_view_change.clone() else {

@@ -204,6 +204,9 @@ pub struct Replica {
     pub(super) new_view_sent_to: BTreeSet<ValidatorIndex>,
     /// Who was sent our view change again, for the target view.
     pub(super) view_change_sent_to: BTreeSet<ValidatorIndex>,
+    /// In the normal case: who sent normal-case messages of a later view
+    /// than ours (at most n; cleared when our view changes).
+    pub(super) seen_ahead: BTreeSet<ValidatorIndex>,
     /// When n - f view changes for the target view were first held.
     pub(super) view_change_quorum_at: Option<TimeMs>,
     /// The newest commit certificate known, which a proposal carries.
@@ -274,6 +277,7 @@ impl Replica {
             new_view: None,
             new_view_sent_to: BTreeSet::new(),
             view_change_sent_to: BTreeSet::new(),
+            seen_ahead: BTreeSet::new(),
             view_change_quorum_at: None,
             waiting: Vec::new(),
             requested: BTreeMap::new(),

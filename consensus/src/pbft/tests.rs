@@ -764,6 +764,37 @@ fn f_plus_one_view_changes_for_later_views_make_a_replica_join() {
 }
 
 #[test]
+fn normal_case_messages_of_a_later_view_from_f_plus_one_replicas_start_a_view_change() {
+    let f = fixture(4);
+    let mut ledger = EmptyLedger::default();
+    let mut r = f.replica(3, quiet());
+    let _ = r.handle(Input::Start { recovered: None }, 0, &mut ledger);
+    let prepare = |who: usize, height: u64| {
+        f.sign(
+            who,
+            Payload::Prepare(Vote {
+                view: View(5),
+                height: Height(height),
+                block: Hash([height as u8; 32]),
+                parent: Hash([0; 32]),
+            }),
+        )
+    };
+    // One replica (it may be the Byzantine one) moves nobody, however
+    // many messages it sends.
+    for height in 1..4 {
+        let effects = r.handle(f.verified(prepare(1, height)), 1, &mut ledger);
+        assert!(of_kind(&effects, "view-change", 3).is_empty());
+    }
+    assert_eq!(r.view(), View(0));
+    // A second one: at least one honest replica is in a later view.
+    let effects = r.handle(f.verified(prepare(2, 1)), 2, &mut ledger);
+    let mine = of_kind(&effects, "view-change", 3);
+    assert_eq!(mine.len(), 1);
+    assert_eq!(messages::message_view(&mine[0]), View(1));
+}
+
+#[test]
 fn a_replica_that_missed_blocks_fetches_and_commits_them() {
     let mut net = Net::new(4, |_| quiet());
     // Replica 3 hears nothing while the others commit 40 blocks (more than
@@ -822,6 +853,44 @@ fn a_restarted_replica_rejoins_and_never_signs_conflicting_votes() {
     assert!(net.run_until(10, 200));
     net.restart(2);
     assert!(net.run_until(16, 400));
+    net.assert_agreement();
+}
+
+/// The primary of view 0 is down while the others change to view 1; it
+/// comes back in view 0 and catches up on blocks. Messages alone (none of
+/// its timers fire) must bring it into the others' view, where it votes
+/// again: without that it would sit in view 0 until its view timer ran
+/// out, one vote short whenever another replica fails.
+#[test]
+fn a_replica_back_in_an_old_view_joins_the_others_without_its_timer() {
+    let mut net = Net::new(4, |_| quiet());
+    assert!(net.run_until(4, 200));
+    net.up[0] = false;
+    let height = net.height(1);
+    assert!(net.run_until(height + 6, 400));
+    let their_view = net.replicas[1].view();
+    assert!(their_view >= View(1));
+    net.restart(0);
+    let before = net.height(0);
+    net.settle(20_000);
+    assert_eq!(net.replicas[0].view(), their_view);
+    assert!(!net.replicas[0].changing_view());
+    assert!(net.height(0) > before + 4, "replica 0 executes again");
+    // It votes in that view: with a backup other than it down too, the
+    // other three still commit, without any timer firing.
+    let primary = (their_view.0 % 4) as usize;
+    let (down, watch) = match primary {
+        1 => (2, 3),
+        2 => (3, 1),
+        _ => (1, 2),
+    };
+    net.up[down] = false;
+    let height = net.height(watch);
+    net.settle(20_000);
+    assert!(
+        net.height(watch) > height + 4,
+        "replica 0 and two others form quorums"
+    );
     net.assert_agreement();
 }
 

@@ -44,6 +44,7 @@ impl Replica {
             self.safety.view_changing = true;
             self.dirty = true;
             self.view_change_sent_to.clear();
+            self.seen_ahead.clear();
             self.view_change_quorum_at = None;
         } else if !again {
             return;
@@ -242,6 +243,7 @@ impl Replica {
             highest_checkpoint(nv.view_changes.iter().filter_map(as_view_change)).cloned();
         self.new_view = Some(message.clone());
         self.new_view_sent_to.clear();
+        self.seen_ahead.clear();
         self.view_changes.prune_below(view);
         self.log.prune_views_below(View(view.0.saturating_sub(1)));
         self.propose_wait = ProposeWait::default();

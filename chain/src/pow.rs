@@ -531,6 +531,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::test_seed::config())]
+
         #[test]
         fn compact_forms_round_trip(bits in any::<u32>()) {
             // Every form that decodes to a canonical target re-encodes to

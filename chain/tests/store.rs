@@ -310,3 +310,201 @@ fn sled_store_detects_a_corrupt_database_on_open() {
     let err = SledStore::open(&path).unwrap_err();
     assert!(err.to_string().contains("corrupt"), "{err}");
 }
+
+/// Commits `blocks` transfers blocks on the head, each final only up to
+/// `finalized`; returns them.
+fn grow(
+    store: &dyn Store,
+    k: &[phalanx_crypto::Keypair],
+    blocks: &[Vec<(usize, usize, u64)>],
+    finalized: Height,
+) -> Vec<phalanx_chain::Block> {
+    let proposer = k[k.len() - 1].public().into();
+    let mut out = Vec::new();
+    for transfers in blocks {
+        // Transfers from one sender in one block take successive nonces.
+        let mut nonces = std::collections::BTreeMap::new();
+        let txs = transfers
+            .iter()
+            .map(|&(from, to, amount)| {
+                let address = k[from].public().into();
+                let nonce = nonces
+                    .entry(from)
+                    .or_insert_with(|| store.account(&address).unwrap().nonce.0);
+                let tx = transfer(&k[from], &k[to], amount, 1, *nonce);
+                *nonce += 1;
+                tx
+            })
+            .collect();
+        let (block, changes) = next_block(store, proposer, txs);
+        store.commit_block(&block, &changes, finalized).unwrap();
+        out.push(block);
+    }
+    out
+}
+
+/// Every account of `k`, and the state root.
+fn snapshot(store: &dyn Store, k: &[phalanx_crypto::Keypair]) -> (Vec<Account>, Hash) {
+    let accounts = k
+        .iter()
+        .map(|key| store.account(&key.public().into()).unwrap())
+        .collect();
+    (accounts, store.accumulator().unwrap().root())
+}
+
+#[test]
+fn a_revert_restores_the_ancestor_state_and_indexes_and_keeps_the_blocks() {
+    each_store(|new_store| {
+        let store = new_store();
+        let k = keys(5);
+        store.init_genesis(&genesis(&k, 1000)).unwrap();
+        let base = grow(
+            &*store,
+            &k,
+            &[vec![(0, 1, 10)], vec![(1, 2, 5), (1, 3, 1)]],
+            Height(1),
+        );
+        let after_base = snapshot(&*store, &k);
+        let branch = grow(
+            &*store,
+            &k,
+            &[vec![(0, 2, 7), (0, 3, 700)], vec![(3, 0, 300)]],
+            Height(1),
+        );
+        assert_ne!(snapshot(&*store, &k), after_base);
+
+        let removed = store.revert_to(&base[1].hash()).unwrap();
+        assert_eq!(removed, vec![branch[1].clone(), branch[0].clone()]);
+        let head = store.head().unwrap().unwrap();
+        assert_eq!((head.height(), head.hash), (Height(2), base[1].hash()));
+        assert_eq!(snapshot(&*store, &k), after_base);
+        assert_eq!(after_base.1, base[1].header.state_root);
+        assert_eq!(store.block_hash_at(Height(3)).unwrap(), None);
+        for tx in branch.iter().flat_map(|b| &b.transactions) {
+            assert_eq!(store.tx_location(&tx.hash()).unwrap(), None);
+        }
+        assert_eq!(
+            store.block(&branch[0].hash()).unwrap(),
+            Some(branch[0].clone()),
+            "reverted blocks stay readable by hash"
+        );
+        // The other branch commits on the ancestor, and can be reverted too.
+        let other = grow(&*store, &k, &[vec![(2, 4, 3)]], Height(1));
+        assert_eq!(store.block_at(Height(3)).unwrap(), Some(other[0].clone()));
+        assert_eq!(store.revert_to(&base[1].hash()).unwrap(), other);
+        assert_eq!(
+            store.revert_to(&base[1].hash()).unwrap(),
+            vec![],
+            "to the head"
+        );
+        assert_eq!(snapshot(&*store, &k), after_base);
+    });
+}
+
+#[test]
+fn reverts_refuse_final_blocks_and_blocks_off_the_chain() {
+    each_store(|new_store| {
+        let store = new_store();
+        let k = keys(4);
+        let g = genesis(&k, 1000);
+        store.init_genesis(&g).unwrap();
+        let blocks = grow(
+            &*store,
+            &k,
+            &[vec![(0, 1, 1)], vec![(0, 1, 1)], vec![(0, 1, 1)]],
+            Height(0),
+        );
+        store.set_finalized_height(Height(2)).unwrap();
+        match store.revert_to(&blocks[0].hash()) {
+            Err(StoreError::RevertBelowFinalized {
+                finalized,
+                ancestor,
+            }) => assert_eq!((finalized, ancestor), (Height(2), Height(1))),
+            other => panic!("expected RevertBelowFinalized, got {other:?}"),
+        }
+        let stranger = Hash([7; 32]);
+        assert!(matches!(
+            store.revert_to(&stranger),
+            Err(StoreError::NotOnChain { hash }) if hash == stranger
+        ));
+        // Reverting to the finalized block itself is allowed.
+        assert_eq!(
+            store.revert_to(&blocks[1].hash()).unwrap(),
+            vec![blocks[2].clone()]
+        );
+        // A block off the chain (reverted) is not an ancestor.
+        assert!(matches!(
+            store.revert_to(&blocks[2].hash()),
+            Err(StoreError::NotOnChain { .. })
+        ));
+        // A BFT chain: every block final as it is committed.
+        let bft = new_store();
+        bft.init_genesis(&g).unwrap();
+        let proposer = k[3].public().into();
+        let (block, changes) = next_block(&*bft, proposer, vec![transfer(&k[0], &k[1], 1, 1, 0)]);
+        bft.commit_block(&block, &changes, Height(1)).unwrap();
+        assert!(matches!(
+            bft.revert_to(&block.header.parent),
+            Err(StoreError::RevertBelowFinalized { .. })
+        ));
+    });
+}
+
+#[test]
+fn a_sled_revert_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys(3);
+    let (base, expected) = {
+        let store = SledStore::open(dir.path()).unwrap();
+        store.init_genesis(&genesis(&k, 1000)).unwrap();
+        let base = grow(&store, &k, &[vec![(0, 1, 10)]], Height(0));
+        let expected = snapshot(&store, &k);
+        grow(&store, &k, &[vec![(1, 2, 5)], vec![(0, 2, 5)]], Height(0));
+        store.revert_to(&base[0].hash()).unwrap();
+        (base, expected)
+    };
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.head().unwrap().unwrap().hash, base[0].hash());
+    assert_eq!(snapshot(&store, &k), expected);
+    assert_eq!(store.recompute_state_root().unwrap(), expected.1);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config { cases: 24, ..test_seed::config() })]
+
+    /// Applying branch A and then reorganizing to branch B leaves exactly
+    /// the state of applying B on the common prefix directly.
+    #[test]
+    fn a_reorganization_gives_the_state_of_the_winning_branch_alone(
+        prefix in proptest::collection::vec(block_of_transfers(), 0..3),
+        a in proptest::collection::vec(block_of_transfers(), 1..5),
+        b in proptest::collection::vec(block_of_transfers(), 1..5),
+    ) {
+        let k = keys(4);
+        let g = genesis(&k, 1000);
+        each_store(|new_store| {
+            let reorged = new_store();
+            reorged.init_genesis(&g).unwrap();
+            grow(&*reorged, &k, &prefix, Height(0));
+            let fork = reorged.head().unwrap().unwrap().hash;
+            grow(&*reorged, &k, &a, Height(0));
+            reorged.revert_to(&fork).unwrap();
+            let winner = grow(&*reorged, &k, &b, Height(0));
+
+            let direct = new_store();
+            direct.init_genesis(&g).unwrap();
+            grow(&*direct, &k, &prefix, Height(0));
+            let straight = grow(&*direct, &k, &b, Height(0));
+            assert_eq!(snapshot(&*reorged, &k), snapshot(&*direct, &k));
+            assert_eq!(winner.last().map(|b| b.hash()), straight.last().map(|b| b.hash()));
+            for (x, y) in winner.iter().zip(&straight) {
+                assert_eq!(reorged.block_at(x.header.height).unwrap(), Some(y.clone()));
+            }
+        });
+    }
+}
+
+/// A block's transfers among 4 accounts (small amounts: all apply).
+fn block_of_transfers() -> impl proptest::strategy::Strategy<Value = Vec<(usize, usize, u64)>> {
+    proptest::collection::vec((0usize..4, 0usize..4, 1u64..20), 0..4)
+}

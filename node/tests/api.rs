@@ -894,6 +894,9 @@ impl Store for BrokenStore {
     fn put_safety_data(&self, _: &[u8], _: &[u8]) -> Result<(), phalanx_chain::StoreError> {
         Err(broken())
     }
+    fn revert_to(&self, _: &phalanx_chain::Hash) -> Result<Vec<Block>, phalanx_chain::StoreError> {
+        Err(broken())
+    }
 }
 
 #[tokio::test]

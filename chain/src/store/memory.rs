@@ -1,7 +1,7 @@
 //! An in-memory [`Store`] for tests and the simulator. Never the default
 //! for a node.
 
-use super::{Head, Store, StoreError, TxLocation, check_commit};
+use super::{Head, Store, StoreError, TxLocation, Undo, check_commit, check_revert};
 use crate::block::Block;
 use crate::execute::{StateChanges, StateView};
 use crate::state::{Account, StateAccumulator};
@@ -21,6 +21,7 @@ struct Inner {
     txs: HashMap<Hash, TxLocation>,
     accounts: BTreeMap<Address, Account>,
     safety: BTreeMap<Vec<u8>, Vec<u8>>,
+    undo: BTreeMap<Height, Undo>,
 }
 
 /// A [`Store`] in memory. Cloning the store (with [`MemStore::snapshot`])
@@ -110,6 +111,18 @@ impl Store for MemStore {
             let index = u32::try_from(index).unwrap_or(u32::MAX);
             inner.txs.insert(tx.hash(), TxLocation { height, index });
         }
+        let final_now = inner.finalized.unwrap_or(finalized).max(finalized);
+        if height > final_now {
+            let undo = Undo {
+                accumulator: inner.accumulator.to_bytes().to_vec(),
+                accounts: changes
+                    .accounts
+                    .keys()
+                    .map(|a| (*a, inner.accounts.get(a).copied()))
+                    .collect(),
+            };
+            inner.undo.insert(height, undo);
+        }
         for (address, account) in &changes.accounts {
             if account.is_empty() {
                 inner.accounts.remove(address);
@@ -124,7 +137,8 @@ impl Store for MemStore {
             hash,
             header: block.header.clone(),
         });
-        inner.finalized = Some(inner.finalized.unwrap_or(finalized).max(finalized));
+        inner.finalized = Some(final_now);
+        inner.undo = inner.undo.split_off(&Height(final_now.0.saturating_add(1)));
         Ok(())
     }
 
@@ -132,7 +146,75 @@ impl Store for MemStore {
         let mut inner = self.lock();
         super::check_finalized(inner.head.as_ref(), inner.finalized, height)?;
         inner.finalized = Some(height);
+        inner.undo = inner.undo.split_off(&Height(height.0.saturating_add(1)));
         Ok(())
+    }
+
+    fn revert_to(&self, ancestor: &Hash) -> Result<Vec<Block>, StoreError> {
+        let mut inner = self.lock();
+        let head = inner.head.clone().ok_or(StoreError::NoHead)?;
+        let header = inner.blocks.get(ancestor).map(|b| b.header.clone());
+        let at = header
+            .as_ref()
+            .map(|h| h.height)
+            .filter(|h| inner.heights.get(h) == Some(ancestor));
+        let target = check_revert(ancestor, at, inner.finalized)?;
+        let header = header.ok_or(StoreError::NotOnChain { hash: *ancestor })?;
+        // Check everything first: a missing or corrupt undo record leaves
+        // the store as it was.
+        let mut undone = Vec::new();
+        let mut height = head.header.height;
+        while height > target {
+            let missing = || StoreError::Corrupt {
+                what: format!("no block or undo data at height {height} above the final height"),
+            };
+            let block = inner
+                .heights
+                .get(&height)
+                .and_then(|hash| inner.blocks.get(hash))
+                .ok_or_else(missing)?;
+            let undo = inner.undo.get(&height).ok_or_else(missing)?;
+            undone.push((height, block.clone(), undo.clone()));
+            height = Height(height.0.saturating_sub(1));
+        }
+        let accumulator =
+            match undone.last() {
+                Some((height, _, undo)) => StateAccumulator::from_bytes(&undo.accumulator)
+                    .ok_or_else(|| StoreError::Corrupt {
+                        what: format!("undo accumulator at height {height}"),
+                    })?,
+                None => inner.accumulator.clone(),
+            };
+        if accumulator.root() != header.state_root {
+            return Err(StoreError::Corrupt {
+                what: format!("undo data does not restore block {ancestor}'s state root"),
+            });
+        }
+        let mut removed = Vec::with_capacity(undone.len());
+        for (height, block, undo) in undone {
+            inner.heights.remove(&height);
+            inner.undo.remove(&height);
+            for tx in &block.transactions {
+                inner.txs.remove(&tx.hash());
+            }
+            for (address, account) in undo.accounts {
+                match account {
+                    Some(account) if !account.is_empty() => {
+                        inner.accounts.insert(address, account);
+                    }
+                    _ => {
+                        inner.accounts.remove(&address);
+                    }
+                }
+            }
+            removed.push(block);
+        }
+        inner.accumulator = accumulator;
+        inner.head = Some(Head {
+            hash: *ancestor,
+            header,
+        });
+        Ok(removed)
     }
 
     fn safety_data(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {

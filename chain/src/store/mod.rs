@@ -10,11 +10,18 @@
 //! - **accounts**: address → account (empty accounts are deleted);
 //! - **meta**: genesis hash, head header, finalized height, the state
 //!   accumulator;
-//! - **safety**: a key-value space reserved for consensus safety data.
+//! - **safety**: a key-value space reserved for consensus safety data;
+//! - **undo**: height → what a block not yet final changed (each touched
+//!   account's value before it, and the state accumulator before it), so
+//!   that a proof-of-work reorganization can roll it back.
 //!
 //! [`Store::commit_block`] writes a block, its state changes and its
 //! indexes in one atomic batch, and it returns only after they are durable:
 //! after a crash the store holds either all of a commit or none of it.
+//! [`Store::revert_to`] rolls the chain back to an ancestor the same way,
+//! never below the finalized height. Undo data is written only for blocks
+//! committed above the finalized height and dropped once they are final,
+//! so a BFT chain (final at once) writes none.
 
 mod memory;
 mod sled_store;
@@ -26,8 +33,9 @@ use crate::block::{Block, BlockHeader, Justification};
 use crate::encoding::DecodeError;
 use crate::execute::{StateChanges, StateView};
 use crate::genesis::Genesis;
-use crate::state::StateAccumulator;
-use crate::types::Height;
+use crate::state::{Account, StateAccumulator};
+use crate::types::{Address, Height};
+use crate::{MAX_BLOCK_TXS, state::ACCUMULATOR_BYTES};
 use phalanx_crypto::Hash;
 use serde::{Deserialize, Serialize};
 
@@ -92,6 +100,10 @@ pub enum StoreError {
     FinalizedWentBack { current: Height, requested: Height },
     #[error("the store has no head: genesis was never committed to it")]
     NoHead,
+    #[error("cannot revert to height {ancestor}: blocks up to height {finalized} are final")]
+    RevertBelowFinalized { finalized: Height, ancestor: Height },
+    #[error("cannot revert to block {hash}: it is not on the stored chain")]
+    NotOnChain { hash: Hash },
 }
 
 impl StoreError {
@@ -101,6 +113,19 @@ impl StoreError {
         }
     }
 }
+
+/// What a block not yet final changed, to roll it back: the state
+/// accumulator before it, and each account it touched as it was before
+/// (`None`: the account did not exist).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Undo {
+    pub accumulator: Vec<u8>,
+    pub accounts: Vec<(Address, Option<Account>)>,
+}
+
+/// The largest encoded [`Undo`]: the accumulator, and at most two accounts
+/// per transaction plus the proposer's, each at most 32 + 1 + 20 bytes.
+pub(crate) const MAX_UNDO_BYTES: usize = ACCUMULATOR_BYTES + 8 + (2 * MAX_BLOCK_TXS + 1) * 64;
 
 /// The storage a node needs. See the module docs for what each part holds.
 pub trait Store: StateView + Send + Sync {
@@ -135,6 +160,15 @@ pub trait Store: StateView + Send + Sync {
 
     /// Raises the finalized height (never above the head, never down).
     fn set_finalized_height(&self, height: Height) -> Result<(), StoreError>;
+
+    /// Rolls the chain back to `ancestor`, a block on it at or above the
+    /// finalized height: restores the state as it was after `ancestor`,
+    /// drops the height and transaction indexes of the blocks above it,
+    /// and makes it the head, in one atomic batch; returns once durable,
+    /// with the blocks taken off (highest first). They stay readable by
+    /// hash ([`Store::block`]), so a later reorganization can apply them
+    /// again. Reverting to the head changes nothing.
+    fn revert_to(&self, ancestor: &Hash) -> Result<Vec<Block>, StoreError>;
 
     /// Reads consensus safety data.
     fn safety_data(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
@@ -237,4 +271,24 @@ pub(crate) fn check_finalized(
         return Err(StoreError::FinalizedWentBack { current, requested });
     }
     Ok(())
+}
+
+/// The checks for a revert: `ancestor` (found at `at` on the stored chain,
+/// or not) is at or above the finalized height.
+pub(crate) fn check_revert(
+    ancestor: &Hash,
+    at: Option<Height>,
+    finalized: Option<Height>,
+) -> Result<Height, StoreError> {
+    let Some(height) = at else {
+        return Err(StoreError::NotOnChain { hash: *ancestor });
+    };
+    let finalized = finalized.unwrap_or(Height::GENESIS);
+    if height < finalized {
+        return Err(StoreError::RevertBelowFinalized {
+            finalized,
+            ancestor: height,
+        });
+    }
+    Ok(height)
 }

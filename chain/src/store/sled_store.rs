@@ -1,6 +1,9 @@
 //! The sled [`Store`]: what a node keeps on disk.
 
-use super::{Head, Store, StoreError, TxLocation, check_commit, check_finalized};
+use super::{
+    Head, MAX_UNDO_BYTES, Store, StoreError, TxLocation, Undo, check_commit, check_finalized,
+    check_revert,
+};
 use crate::block::{Block, MAX_HEADER_BYTES};
 use crate::encoding::{self, DecodeError};
 use crate::execute::{StateChanges, StateView};
@@ -30,7 +33,19 @@ pub struct SledStore {
     accounts: sled::Tree,
     meta: sled::Tree,
     safety: sled::Tree,
+    undo: sled::Tree,
 }
+
+/// The trees a commit or a revert writes, inside one sled transaction:
+/// blocks, heights, txs, accounts, meta, undo.
+type Trees<'a> = (
+    &'a TransactionalTree,
+    &'a TransactionalTree,
+    &'a TransactionalTree,
+    &'a TransactionalTree,
+    &'a TransactionalTree,
+    &'a TransactionalTree,
+);
 
 /// Encoded once, outside the transaction (which sled may retry).
 struct PreparedCommit {
@@ -56,6 +71,7 @@ impl SledStore {
             accounts: db.open_tree("accounts")?,
             meta: db.open_tree("meta")?,
             safety: db.open_tree("safety")?,
+            undo: db.open_tree("undo")?,
             db,
         };
         store.check_consistency()?;
@@ -139,19 +155,35 @@ impl SledStore {
         block: &Block,
         changes: &StateChanges,
         finalized: Height,
-        trees: (
-            &TransactionalTree,
-            &TransactionalTree,
-            &TransactionalTree,
-            &TransactionalTree,
-            &TransactionalTree,
-        ),
+        trees: Trees<'_>,
     ) -> Result<(), ConflictableTransactionError<StoreError>> {
-        let (blocks, heights, txs, accounts, meta) = trees;
+        let (blocks, heights, txs, accounts, meta, undo) = trees;
+        let abort = ConflictableTransactionError::Abort;
         blocks.insert(&p.hash.0[..], &p.block[..])?;
         heights.insert(&p.height_key[..], &p.hash.0[..])?;
         for (hash, location) in &p.txs {
             txs.insert(&hash.0[..], &location[..])?;
+        }
+        let current_finalized = match meta.get(META_FINALIZED)? {
+            Some(bytes) => height_from(&bytes).map_err(abort)?,
+            None => Height::GENESIS,
+        };
+        // Not final yet: keep what it overwrites, to roll it back.
+        if block.header.height > finalized.max(current_finalized) {
+            let mut before = Vec::with_capacity(p.accounts.len());
+            for (address, _) in &p.accounts {
+                let account = match accounts.get(address.0)? {
+                    Some(bytes) => Some(decode_stored(&bytes, 32, "account").map_err(abort)?),
+                    None => None,
+                };
+                before.push((*address, account));
+            }
+            let accumulator = meta.get(META_ACCUMULATOR)?.map(|b| b.to_vec());
+            let record = Undo {
+                accumulator: accumulator.unwrap_or_default(),
+                accounts: before,
+            };
+            undo.insert(&p.height_key[..], encoding::encode(&record))?;
         }
         for (address, account) in &p.accounts {
             match account {
@@ -173,15 +205,114 @@ impl SledStore {
         if head.is_none() {
             meta.insert(META_GENESIS, &block.header.parent.0[..])?;
         }
-        let current_finalized = match meta.get(META_FINALIZED)? {
-            Some(bytes) => height_from(&bytes).map_err(ConflictableTransactionError::Abort)?,
-            None => Height::GENESIS,
-        };
         if finalized >= current_finalized {
             meta.insert(META_FINALIZED, &p.finalized[..])?;
         }
         meta.insert(META_ACCUMULATOR, &p.accumulator[..])?;
         meta.insert(META_HEAD, &p.head[..])?;
+        Ok(())
+    }
+}
+
+impl SledStore {
+    /// The revert of [`Store::revert_to`], inside one transaction.
+    fn undo_to(
+        ancestor: &Hash,
+        trees: Trees<'_>,
+    ) -> Result<Vec<Block>, ConflictableTransactionError<StoreError>> {
+        let (blocks, heights, txs, accounts, meta, undo) = trees;
+        let abort = ConflictableTransactionError::Abort;
+        let head: Head = match meta.get(META_HEAD)? {
+            Some(bytes) => decode_stored(&bytes, MAX_HEADER_BYTES + 64, "head").map_err(abort)?,
+            None => return Err(abort(StoreError::NoHead)),
+        };
+        let finalized = match meta.get(META_FINALIZED)? {
+            Some(bytes) => Some(height_from(&bytes).map_err(abort)?),
+            None => None,
+        };
+        let header = match blocks.get(ancestor.0)? {
+            Some(bytes) => Some(
+                Block::decode(&bytes)
+                    .map_err(|e| abort(StoreError::corrupt(format!("block {ancestor}"), e)))?
+                    .header,
+            ),
+            None => None,
+        };
+        let mut at = None;
+        if let Some(header) = &header
+            && heights.get(header.height.0.to_be_bytes())?.as_deref() == Some(&ancestor.0[..])
+        {
+            at = Some(header.height);
+        }
+        let target = check_revert(ancestor, at, finalized).map_err(abort)?;
+        let header = header.ok_or(abort(StoreError::NotOnChain { hash: *ancestor }))?;
+        let mut removed = Vec::new();
+        let mut accumulator = None;
+        let mut height = head.header.height;
+        while height > target {
+            let key = height.0.to_be_bytes();
+            let missing = || {
+                abort(StoreError::Corrupt {
+                    what: format!(
+                        "no block or undo data at height {height} above the final height"
+                    ),
+                })
+            };
+            let hash =
+                hash_from(&heights.get(key)?.ok_or_else(missing)?, "block hash").map_err(abort)?;
+            let block = Block::decode(&blocks.get(hash.0)?.ok_or_else(missing)?)
+                .map_err(|e| abort(StoreError::corrupt(format!("block {hash}"), e)))?;
+            let record: Undo =
+                decode_stored(&undo.get(key)?.ok_or_else(missing)?, MAX_UNDO_BYTES, "undo")
+                    .map_err(abort)?;
+            for tx in &block.transactions {
+                txs.remove(&tx.hash().0[..])?;
+            }
+            for (address, account) in &record.accounts {
+                match account {
+                    Some(account) if !account.is_empty() => {
+                        accounts.insert(&address.0[..], encoding::encode(account))?
+                    }
+                    _ => accounts.remove(&address.0[..])?,
+                };
+            }
+            heights.remove(&key[..])?;
+            undo.remove(&key[..])?;
+            accumulator = Some(record.accumulator);
+            removed.push(block);
+            height = Height(height.0.saturating_sub(1));
+        }
+        if let Some(bytes) = accumulator {
+            let restored = StateAccumulator::from_bytes(&bytes).ok_or_else(|| {
+                abort(StoreError::Corrupt {
+                    what: format!("undo accumulator of {} bytes", bytes.len()),
+                })
+            })?;
+            if restored.root() != header.state_root {
+                return Err(abort(StoreError::Corrupt {
+                    what: format!("undo data does not restore block {ancestor}'s state root"),
+                }));
+            }
+            meta.insert(META_ACCUMULATOR, bytes)?;
+        }
+        meta.insert(
+            META_HEAD,
+            encoding::encode(&Head {
+                hash: *ancestor,
+                header,
+            }),
+        )?;
+        Ok(removed)
+    }
+
+    /// Drops undo records of heights at or below `finalized`: those blocks
+    /// can no longer be rolled back.
+    fn prune_undo(&self, finalized: Height) -> Result<(), StoreError> {
+        let end = finalized.0.saturating_add(1).to_be_bytes();
+        for entry in self.undo.range(..&end[..]) {
+            let (key, _) = entry?;
+            self.undo.remove(key)?;
+        }
         Ok(())
     }
 }
@@ -325,11 +456,15 @@ impl Store for SledStore {
             &self.txs,
             &self.accounts,
             &self.meta,
+            &self.undo,
         )
-            .transaction(|(b, h, t, a, m)| {
-                Self::apply(&prepared, block, changes, finalized, (b, h, t, a, m))
+            .transaction(|(b, h, t, a, m, u)| {
+                Self::apply(&prepared, block, changes, finalized, (b, h, t, a, m, u))
             })
             .map_err(flatten)?;
+        if !self.undo.is_empty() {
+            self.prune_undo(self.finalized_height()?.unwrap_or(Height::GENESIS))?;
+        }
         self.db.flush()?;
         Ok(())
     }
@@ -337,8 +472,24 @@ impl Store for SledStore {
     fn set_finalized_height(&self, height: Height) -> Result<(), StoreError> {
         check_finalized(self.head()?.as_ref(), self.finalized_height()?, height)?;
         self.meta.insert(META_FINALIZED, &height.0.to_be_bytes())?;
+        self.prune_undo(height)?;
         self.db.flush()?;
         Ok(())
+    }
+
+    fn revert_to(&self, ancestor: &Hash) -> Result<Vec<Block>, StoreError> {
+        let removed = (
+            &self.blocks,
+            &self.heights,
+            &self.txs,
+            &self.accounts,
+            &self.meta,
+            &self.undo,
+        )
+            .transaction(|(b, h, t, a, m, u)| Self::undo_to(ancestor, (b, h, t, a, m, u)))
+            .map_err(flatten)?;
+        self.db.flush()?;
+        Ok(removed)
     }
 
     fn safety_data(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {

@@ -305,6 +305,24 @@ impl SledStore {
         Ok(removed)
     }
 
+    /// Runs `body` in one sled transaction over the trees a commit or a
+    /// revert writes (sled may run it more than once).
+    fn transact<T>(
+        &self,
+        body: impl Fn(Trees<'_>) -> Result<T, ConflictableTransactionError<StoreError>>,
+    ) -> Result<T, StoreError> {
+        (
+            &self.blocks,
+            &self.heights,
+            &self.txs,
+            &self.accounts,
+            &self.meta,
+            &self.undo,
+        )
+            .transaction(|(b, h, t, a, m, u)| body((b, h, t, a, m, u)))
+            .map_err(flatten)
+    }
+
     /// Drops undo records of heights at or below `finalized`: those blocks
     /// can no longer be rolled back.
     fn prune_undo(&self, finalized: Height) -> Result<(), StoreError> {
@@ -450,18 +468,7 @@ impl Store for SledStore {
         finalized: Height,
     ) -> Result<(), StoreError> {
         let prepared = Self::prepare(block, changes, finalized);
-        (
-            &self.blocks,
-            &self.heights,
-            &self.txs,
-            &self.accounts,
-            &self.meta,
-            &self.undo,
-        )
-            .transaction(|(b, h, t, a, m, u)| {
-                Self::apply(&prepared, block, changes, finalized, (b, h, t, a, m, u))
-            })
-            .map_err(flatten)?;
+        self.transact(|trees| Self::apply(&prepared, block, changes, finalized, trees))?;
         if !self.undo.is_empty() {
             self.prune_undo(self.finalized_height()?.unwrap_or(Height::GENESIS))?;
         }
@@ -478,16 +485,7 @@ impl Store for SledStore {
     }
 
     fn revert_to(&self, ancestor: &Hash) -> Result<Vec<Block>, StoreError> {
-        let removed = (
-            &self.blocks,
-            &self.heights,
-            &self.txs,
-            &self.accounts,
-            &self.meta,
-            &self.undo,
-        )
-            .transaction(|(b, h, t, a, m, u)| Self::undo_to(ancestor, (b, h, t, a, m, u)))
-            .map_err(flatten)?;
+        let removed = self.transact(|trees| Self::undo_to(ancestor, trees))?;
         self.db.flush()?;
         Ok(removed)
     }

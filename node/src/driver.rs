@@ -18,7 +18,10 @@
 //!   stored with its state changes in one atomic batch and flushed, final
 //!   at once or not; its transactions leave the mempool; subscribers get a
 //!   [`BlockEvent`]. `Finalize` raises the stored finalized height.
-//! - `Revert`: no store rolls back yet, so consensus halts.
+//! - `Revert`: the stores can roll back (`Store::revert_to`), but the
+//!   driver does not yet return the reverted blocks' transactions to the
+//!   mempool or tell subscribers, and no protocol it runs reverts: it
+//!   halts consensus.
 //! - `RequestWork`: no miner yet; ignored.
 //! - `ArmTimer`/`CancelTimer`: kept in a map (bounded) and fired from the
 //!   task's loop.
@@ -301,7 +304,7 @@ impl<P: Protocol> Driver<P> {
                 Effect::Finalize(height) => self.finalize(height),
                 Effect::Revert { ancestor } => self.halt(format_args!(
                     "consensus asked to revert the chain to block {ancestor}, \
-                     but no store supports rolling back yet"
+                     but this node does not carry out reorganizations yet"
                 )),
                 Effect::ArmTimer { timer, at } => self.arm(timer, at),
                 Effect::CancelTimer(timer) => {

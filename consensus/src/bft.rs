@@ -6,6 +6,7 @@
 //! one way.
 
 use crate::catchup::{SyncMessage, decode_sync};
+use crate::ledger::LocalFault;
 use crate::protocol::{Channel, Effect, Evidence, Fault, Input, Origin, Outgoing};
 use crate::types::TimeMs;
 use phalanx_chain::encoding::{self, DecodeError};
@@ -113,7 +114,7 @@ pub fn verify<M, E: From<DecodeError>>(
 /// The replica's input for a seam input, decoding recovered safety data
 /// (at most `max_safety_bytes`); `None` for an input committees ignore (a
 /// mined block).
-pub fn replica_input<M, S, T>(
+fn replica_input<M, S, T>(
     input: Input<BftMessage<M>, T>,
     max_safety_bytes: usize,
 ) -> Result<Option<ReplicaInput<M, S, T>>, Fault>
@@ -138,10 +139,35 @@ where
     }))
 }
 
+/// One seam input through a committee replica: `step` runs the replica on
+/// the decoded input and returns its effects and any local fault it hit;
+/// the effects come back translated for the seam (see [`translate`]).
+pub fn handle<M, S, T, O, P, E>(
+    me: ValidatorIndex,
+    input: Input<BftMessage<M>, T>,
+    max_safety_bytes: usize,
+    step: impl FnOnce(ReplicaInput<M, S, T>) -> (Vec<ReplicaEffect<O, P, T, E>>, Option<LocalFault>),
+) -> Result<Vec<Effect<T>>, Fault>
+where
+    S: DeserializeOwned + Serialize,
+    O: Signed,
+    P: Serialize,
+    E: Into<Evidence>,
+{
+    let Some(input) = replica_input::<M, S, T>(input, max_safety_bytes)? else {
+        return Ok(Vec::new());
+    };
+    let (effects, fault) = step(input);
+    if let Some(fault) = fault {
+        return Err(Fault::Local(fault));
+    }
+    Ok(effects.into_iter().map(|e| translate(me, e)).collect())
+}
+
 /// The seam's effect for a replica's: messages encoded and labelled
 /// (authored by `me`, or forwarded), safety data encoded, a final block as
 /// an extension that is final at once.
-pub fn translate<M, P, T, E>(me: ValidatorIndex, effect: ReplicaEffect<M, P, T, E>) -> Effect<T>
+fn translate<M, P, T, E>(me: ValidatorIndex, effect: ReplicaEffect<M, P, T, E>) -> Effect<T>
 where
     M: Signed,
     P: Serialize,

@@ -2,11 +2,12 @@
 //! answers the seam's questions (verification, message kinds, safety data,
 //! the three-chain that proves fetched blocks final) for it.
 
+use super::io::Input as ReplicaInput;
 use super::messages::{
     MAX_MESSAGE_BYTES, MessageError, Payload, SignedMessage, Verified, block_view, parent_cert,
     verify_decoded, verify_message, verify_qc,
 };
-use super::{Config, Replica, SafetyData, Timer};
+use super::{Config, Replica, Timer};
 use crate::bft::{self, BftMessage, Signed};
 use crate::catchup::{self, short};
 use crate::committee::Committee;
@@ -130,17 +131,11 @@ impl Protocol for HotStuff {
         now: TimeMs,
         ledger: &mut dyn Ledger,
     ) -> Result<Vec<Effect<Timer>>, Fault> {
-        let Some(input) = bft::replica_input::<_, SafetyData, _>(input, MAX_SAFETY_BYTES)? else {
-            return Ok(Vec::new());
-        };
-        let effects = self.replica.handle(input, now, ledger);
-        if let Some(fault) = self.replica.take_fault() {
-            return Err(Fault::Local(fault));
-        }
-        Ok(effects
-            .into_iter()
-            .map(|e| bft::translate(self.me, e))
-            .collect())
+        let replica = &mut self.replica;
+        bft::handle(self.me, input, MAX_SAFETY_BYTES, |input: ReplicaInput| {
+            let effects = replica.handle(input, now, ledger);
+            (effects, replica.take_fault())
+        })
     }
 
     fn status(&self) -> Status {

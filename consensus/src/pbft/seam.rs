@@ -6,7 +6,7 @@ use super::messages::{
     MAX_MESSAGE_BYTES, MessageError, Payload, SignedMessage, Verified, is_genesis_cert,
     message_view, verify_decoded, verify_header_cert, verify_message,
 };
-use super::replica::{Config, Replica, SafetyData, Timer};
+use super::replica::{Config, Input as ReplicaInput, Replica, Timer};
 use crate::bft::{self, BftMessage};
 use crate::catchup::{self, short};
 use crate::committee::Committee;
@@ -149,17 +149,11 @@ impl Protocol for Pbft {
         now: TimeMs,
         ledger: &mut dyn Ledger,
     ) -> Result<Vec<Effect<Timer>>, Fault> {
-        let Some(input) = bft::replica_input::<_, SafetyData, _>(input, MAX_SAFETY_BYTES)? else {
-            return Ok(Vec::new());
-        };
-        let effects = self.replica.handle(input, now, ledger);
-        if let Some(fault) = self.replica.take_fault() {
-            return Err(Fault::Local(fault));
-        }
-        Ok(effects
-            .into_iter()
-            .map(|e| bft::translate(self.me, e))
-            .collect())
+        let replica = &mut self.replica;
+        bft::handle(self.me, input, MAX_SAFETY_BYTES, |input: ReplicaInput| {
+            let effects = replica.handle(input, now, ledger);
+            (effects, replica.take_fault())
+        })
     }
 
     fn status(&self) -> Status {

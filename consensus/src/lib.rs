@@ -21,6 +21,7 @@ pub mod bft;
 pub mod catchup;
 pub mod certificate;
 mod committee;
+pub mod dispatch;
 pub mod hotstuff;
 mod ledger;
 pub mod pbft;

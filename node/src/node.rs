@@ -13,8 +13,7 @@ use crate::shared::{EVENT_BUFFER, LiveStatus, NodeState};
 use crate::sync::SyncConfig;
 use anyhow::{Context, anyhow, bail};
 use phalanx_chain::{ConsensusKind, Genesis, SledStore, Store};
-use phalanx_consensus::hotstuff::HotStuff;
-use phalanx_consensus::pbft::Pbft;
+use phalanx_consensus::dispatch::{self, WithProtocol, with_protocol};
 use phalanx_consensus::{Committee, Protocol};
 use phalanx_crypto::{Keypair, PublicKey};
 use std::future::Future;
@@ -214,16 +213,8 @@ pub fn check_protocol(kind: ConsensusKind) -> anyhow::Result<()> {
 
 /// What starts the driver for the genesis's protocol.
 fn driver_for(kind: ConsensusKind) -> anyhow::Result<StartDriver> {
-    starter(kind).ok_or_else(|| {
-        let built: Vec<String> = [
-            ConsensusKind::Pbft,
-            ConsensusKind::Hotstuff,
-            ConsensusKind::Pow,
-        ]
-        .into_iter()
-        .filter(|k| starter(*k).is_some())
-        .map(|k| k.to_string())
-        .collect();
+    with_protocol(kind, Starter).ok_or_else(|| {
+        let built: Vec<String> = dispatch::built().iter().map(|k| k.to_string()).collect();
         anyhow!(
             "genesis consensus = \"{kind}\" is not built yet: this node runs {}",
             built.join(", ")
@@ -231,13 +222,13 @@ fn driver_for(kind: ConsensusKind) -> anyhow::Result<StartDriver> {
     })
 }
 
-/// The one place in the node that names a protocol: a protocol is added
-/// by giving its kind a line here.
-fn starter(kind: ConsensusKind) -> Option<StartDriver> {
-    match kind {
-        ConsensusKind::Hotstuff => Some(start_driver::<HotStuff>),
-        ConsensusKind::Pbft => Some(start_driver::<Pbft>),
-        ConsensusKind::Pow => None,
+/// The driver of whichever protocol the genesis names.
+struct Starter;
+
+impl WithProtocol for Starter {
+    type Output = StartDriver;
+    fn run<P: Protocol + 'static>(self) -> StartDriver {
+        start_driver::<P>
     }
 }
 

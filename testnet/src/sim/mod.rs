@@ -96,6 +96,8 @@ pub use report::{CheckerKind, RunReport, Summary, Violation};
 pub use scenario::{Scenario, ScenarioError};
 
 use phalanx_chain::ConsensusKind;
+use phalanx_consensus::Protocol;
+use phalanx_consensus::dispatch::{WithProtocol, with_protocol};
 use world::World;
 
 /// Why a simulation could not run at all.
@@ -111,18 +113,23 @@ pub enum SimError {
     Setup(String),
 }
 
-/// Runs one seed of `scenario`: the simulator's one dispatch from the
-/// scenario's protocol to the type that implements it.
+/// Runs one seed of `scenario`, with the protocol it names.
 pub fn run_once(scenario: &Scenario, seed: u64) -> Result<RunReport, SimError> {
     scenario.validate()?;
-    match scenario.consensus {
-        ConsensusKind::Hotstuff => {
-            Ok(World::<phalanx_consensus::hotstuff::HotStuff>::new(scenario, seed)?.run())
-        }
-        ConsensusKind::Pbft => {
-            Ok(World::<phalanx_consensus::pbft::Pbft>::new(scenario, seed)?.run())
-        }
-        other => Err(SimError::NotBuilt(other)),
+    with_protocol(scenario.consensus, OneSeed { scenario, seed })
+        .unwrap_or(Err(SimError::NotBuilt(scenario.consensus)))
+}
+
+/// One seed's run, for whichever protocol.
+struct OneSeed<'a> {
+    scenario: &'a Scenario,
+    seed: u64,
+}
+
+impl WithProtocol for OneSeed<'_> {
+    type Output = Result<RunReport, SimError>;
+    fn run<P: Protocol + 'static>(self) -> Self::Output {
+        Ok(World::<P>::new(self.scenario, self.seed)?.run())
     }
 }
 

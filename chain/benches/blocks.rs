@@ -9,7 +9,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use phalanx_chain::genesis::{GenesisAccount, GenesisValidator};
 use phalanx_chain::{
     Account, Address, Amount, BftCertificate, Block, BlockBuilder, BlockHeader, ChainId,
-    ConsensusKind, Genesis, Hash, Height, Justification, Nonce, SledStore, StateAccumulator,
+    ConsensusKind, Genesis, Hash, Height, Justification, Nonce, Rules, SledStore, StateAccumulator,
     StateChanges, Store, Transaction, ValidatorIndex, ValidatorSignature, execute_block,
 };
 use phalanx_crypto::{Domain, Keypair};
@@ -30,7 +30,7 @@ fn seed(tag: u8, i: usize) -> [u8; 32] {
 }
 
 struct Fixture {
-    chain_id: ChainId,
+    rules: Rules,
     genesis: Genesis,
     parent: BlockHeader,
     state: BTreeMap<Address, Account>,
@@ -77,7 +77,8 @@ fn fixture() -> Fixture {
     let accumulator = StateAccumulator::from_accounts(&state);
     let proposer: Address = validators[0].public().into();
 
-    let mut builder = BlockBuilder::new(chain_id.clone(), &parent, &state, &accumulator, proposer);
+    let mut builder =
+        BlockBuilder::new(Rules::of(&genesis), &parent, &state, &accumulator, proposer);
     for (i, sender) in senders.iter().enumerate() {
         let to = Address(Hash::digest(&(i as u64).to_le_bytes()).0);
         let tx = Transaction::sign(
@@ -114,12 +115,14 @@ fn fixture() -> Fixture {
             signatures,
         },
     };
-    let (block, changes) = builder.finish(GENESIS_TIME_MS + 1_000, justification);
+    let (block, changes) = builder
+        .finish(GENESIS_TIME_MS + 1_000, justification)
+        .unwrap();
     assert_eq!(block.transactions.len(), TXS);
     drop(senders);
 
     Fixture {
-        chain_id,
+        rules: Rules::of(&genesis),
         genesis,
         parent,
         state,
@@ -130,8 +133,7 @@ fn fixture() -> Fixture {
 }
 
 fn execute(c: &mut Criterion, f: &Fixture) {
-    let executed =
-        execute_block(&f.chain_id, &f.parent, &f.state, &f.accumulator, &f.block).unwrap();
+    let executed = execute_block(&f.rules, &f.parent, &f.state, &f.accumulator, &f.block).unwrap();
     assert_eq!(executed, f.changes, "execution must agree with the builder");
 
     let mut group = c.benchmark_group("block_1000_transfers");
@@ -142,7 +144,7 @@ fn execute(c: &mut Criterion, f: &Fixture) {
     group.bench_function("execute_block", |b| {
         b.iter(|| {
             execute_block(
-                black_box(&f.chain_id),
+                black_box(&f.rules),
                 black_box(&f.parent),
                 black_box(&f.state),
                 black_box(&f.accumulator),

@@ -6,8 +6,9 @@
 
 use crate::encoding::{self, DecodeError};
 use crate::merkle;
+use crate::pow::CompactTarget;
 use crate::tx::{MAX_TX_BYTES, Transaction};
-use crate::types::{Address, Height, ValidatorIndex};
+use crate::types::{Address, Amount, Height, ValidatorIndex};
 use crate::{MAX_BLOCK_TXS, MAX_VALIDATORS};
 use phalanx_crypto::{Hash, Signature};
 use serde::{Deserialize, Serialize};
@@ -67,12 +68,19 @@ pub struct ValidatorSignature {
     pub signature: Signature,
 }
 
-/// Proof-of-work fields: SHA-256d of the header's encoding, read as a
-/// big-endian 256-bit number, must have at least `difficulty_bits` leading
-/// zero bits.
+/// Proof-of-work fields. SHA-256d of the header's canonical encoding
+/// (which ends with the nonce), read as a big-endian 256-bit number, must
+/// not exceed `target`; the target must be the one the block's ancestors
+/// give ([`crate::pow::Retarget`]). The miner is the header's `proposer`:
+/// it gets `reward` (at most the genesis `block_reward`) and the block's
+/// fees.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PowSeal {
-    pub difficulty_bits: u32,
+    pub target: CompactTarget,
+    /// New coins the miner claims.
+    pub reward: Amount,
+    /// Last, so that a miner re-encodes only the nonce's bytes
+    /// ([`BlockHeader::mining_prefix`]).
     pub nonce: u64,
 }
 
@@ -102,6 +110,35 @@ impl BlockHeader {
 
     pub fn decode(bytes: &[u8]) -> Result<BlockHeader, DecodeError> {
         encoding::decode(bytes, MAX_HEADER_BYTES)
+    }
+
+    /// The proof-of-work seal, if the header has one.
+    pub fn pow_seal(&self) -> Option<&PowSeal> {
+        match &self.justification {
+            Justification::ProofOfWork(seal) => Some(seal),
+            _ => None,
+        }
+    }
+
+    /// SHA-256d of [`BlockHeader::encode`], the hash proof of work is
+    /// measured on.
+    pub fn pow_hash(&self) -> [u8; 32] {
+        phalanx_crypto::sha256d(&self.encode())
+    }
+
+    /// The header's encoding without its nonce, for a proof-of-work header:
+    /// the canonical encoding is this prefix followed by the nonce as a
+    /// varint ([`encoding::push_varint`]), so a miner encodes the rest once.
+    pub fn mining_prefix(&self) -> Option<Vec<u8>> {
+        let mut zeroed = self.clone();
+        match &mut zeroed.justification {
+            Justification::ProofOfWork(seal) => seal.nonce = 0,
+            _ => return None,
+        }
+        let mut bytes = zeroed.encode();
+        // The nonce 0 is the varint 0x00, the last byte.
+        bytes.pop();
+        Some(bytes)
     }
 }
 
@@ -179,13 +216,29 @@ mod tests {
                 ..base.clone()
             },
             header(Justification::ProofOfWork(PowSeal {
-                difficulty_bits: 1,
+                target: CompactTarget(0x207fffff),
+                reward: Amount(0),
                 nonce: 0,
             })),
         ];
         for v in variants {
             assert_ne!(v.hash(), h, "{v:?}");
         }
+    }
+
+    #[test]
+    fn the_mining_prefix_and_the_nonce_make_the_header_encoding() {
+        for nonce in [0, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
+            let h = header(Justification::ProofOfWork(PowSeal {
+                target: CompactTarget(0x1d00ffff),
+                reward: Amount(50),
+                nonce,
+            }));
+            let mut bytes = h.mining_prefix().unwrap();
+            encoding::push_varint(&mut bytes, nonce);
+            assert_eq!(bytes, h.encode(), "nonce {nonce}");
+        }
+        assert_eq!(header(Justification::Genesis).mining_prefix(), None);
     }
 
     #[test]

@@ -34,6 +34,16 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("ledger types always encode")
 }
 
+/// Appends `value` as postcard encodes a `u64`: LEB128, seven bits a
+/// byte, low bits first, the high bit set on every byte but the last.
+pub fn push_varint(bytes: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        bytes.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    bytes.push(value as u8);
+}
+
 /// Decodes a `T` from exactly `bytes`, refusing input over `limit` bytes
 /// and trailing bytes.
 pub fn decode<T: DeserializeOwned + Serialize>(

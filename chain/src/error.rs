@@ -52,6 +52,14 @@ pub enum BlockError {
     TxRootMismatch { header: Hash, computed: Hash },
     #[error("state root in header is {header}, executing the block gives {computed}")]
     StateRootMismatch { header: Hash, computed: Hash },
+    #[error("block claims a reward of {claimed}, the chain allows at most {allowed}")]
+    RewardTooHigh { claimed: Amount, allowed: Amount },
+    #[error("reward {reward} would overflow miner {miner}'s balance {balance}")]
+    RewardOverflow {
+        miner: Address,
+        balance: Amount,
+        reward: Amount,
+    },
     #[error("transaction {index} ({hash}) does not apply: {error}")]
     Transaction {
         index: usize,

@@ -7,11 +7,15 @@
 //! covers amount + fee. Applying it takes amount + fee from the sender and
 //! increments its nonce, gives amount to the recipient, and gives fee to the
 //! block's proposer. A block applies only if every transaction in it does,
-//! in order; one that doesn't makes the whole block invalid.
+//! in order; one that doesn't makes the whole block invalid. After its
+//! transactions, a proof-of-work block credits its miner (the proposer)
+//! with the reward its seal claims, which may not exceed the chain's
+//! [`Rules::block_reward`].
 
 use crate::MAX_BLOCK_TXS;
 use crate::block::{Block, BlockHeader, Justification};
 use crate::error::{BlockError, TxError};
+use crate::genesis::Genesis;
 use crate::merkle;
 use crate::state::{Account, StateAccumulator};
 use crate::store::StoreError;
@@ -19,6 +23,36 @@ use crate::tx::Transaction;
 use crate::types::{Address, Amount, Height};
 use phalanx_crypto::{ChainId, Hash};
 use std::collections::BTreeMap;
+
+/// The chain-wide rules execution needs besides the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    pub chain_id: ChainId,
+    /// The most new coins a block's miner may claim (proof of work; zero
+    /// for committee chains).
+    pub block_reward: Amount,
+}
+
+impl Rules {
+    /// A chain without block rewards.
+    pub fn new(chain_id: ChainId) -> Rules {
+        Rules {
+            chain_id,
+            block_reward: Amount::ZERO,
+        }
+    }
+
+    /// The rules of `genesis`'s chain.
+    pub fn of(genesis: &Genesis) -> Rules {
+        Rules {
+            chain_id: genesis.chain_id.clone(),
+            block_reward: genesis
+                .pow
+                .as_ref()
+                .map_or(Amount::ZERO, |p| p.block_reward),
+        }
+    }
+}
 
 /// Read access to committed account state.
 pub trait StateView {
@@ -153,6 +187,35 @@ impl<'a, S: StateView + ?Sized> Overlay<'a, S> {
         Ok(())
     }
 
+    /// Credits the reward `header`'s seal claims to its miner.
+    fn reward(&mut self, rules: &Rules, header: &BlockHeader) -> Result<(), ExecutionError> {
+        let claimed = match &header.justification {
+            Justification::ProofOfWork(seal) => seal.reward,
+            _ => return Ok(()),
+        };
+        if claimed > rules.block_reward {
+            return Err(BlockError::RewardTooHigh {
+                claimed,
+                allowed: rules.block_reward,
+            }
+            .into());
+        }
+        if claimed == Amount::ZERO {
+            return Ok(());
+        }
+        let mut miner = self.get(&header.proposer)?;
+        miner.balance = miner
+            .balance
+            .checked_add(claimed)
+            .ok_or(BlockError::RewardOverflow {
+                miner: header.proposer,
+                balance: miner.balance,
+                reward: claimed,
+            })?;
+        self.set(header.proposer, miner);
+        Ok(())
+    }
+
     fn finish(self, mut accumulator: StateAccumulator) -> StateChanges {
         let mut accounts = BTreeMap::new();
         for (address, (before, after)) in self.touched {
@@ -175,7 +238,7 @@ impl<'a, S: StateView + ?Sized> Overlay<'a, S> {
 /// the parent. The block's justification is the consensus protocol's to
 /// check, not this function's.
 pub fn execute_block<S: StateView + ?Sized>(
-    chain_id: &ChainId,
+    rules: &Rules,
     parent: &BlockHeader,
     state: &S,
     accumulator: &StateAccumulator,
@@ -201,12 +264,13 @@ pub fn execute_block<S: StateView + ?Sized>(
     }
     let mut overlay = Overlay::new(state);
     for (index, (tx, hash)) in block.transactions.iter().zip(hashes).enumerate() {
-        match overlay.apply(chain_id, &header.proposer, tx) {
+        match overlay.apply(&rules.chain_id, &header.proposer, tx) {
             Ok(()) => {}
             Err(Ok(error)) => return Err(BlockError::Transaction { index, hash, error }.into()),
             Err(Err(storage)) => return Err(storage.into()),
         }
     }
+    overlay.reward(rules, header)?;
     let changes = overlay.finish(accumulator.clone());
     if changes.state_root != header.state_root {
         return Err(BlockError::StateRootMismatch {
@@ -246,7 +310,7 @@ fn check_links(parent: &BlockHeader, header: &BlockHeader) -> Result<(), BlockEr
 /// Builds a block for a proposer: transactions that apply are kept, ones
 /// that don't are refused with their reason and leave no trace.
 pub struct BlockBuilder<'a, S: StateView + ?Sized> {
-    chain_id: ChainId,
+    rules: Rules,
     parent: &'a BlockHeader,
     proposer: Address,
     overlay: Overlay<'a, S>,
@@ -276,14 +340,14 @@ pub enum BuildError {
 
 impl<'a, S: StateView + ?Sized> BlockBuilder<'a, S> {
     pub fn new(
-        chain_id: ChainId,
+        rules: Rules,
         parent: &'a BlockHeader,
         state: &'a S,
         accumulator: &'a StateAccumulator,
         proposer: Address,
     ) -> Self {
         BlockBuilder {
-            chain_id,
+            rules,
             parent,
             proposer,
             overlay: Overlay::new(state),
@@ -297,7 +361,10 @@ impl<'a, S: StateView + ?Sized> BlockBuilder<'a, S> {
         if self.transactions.len() >= MAX_BLOCK_TXS {
             return Err(BuildError::Full);
         }
-        match self.overlay.apply(&self.chain_id, &self.proposer, &tx) {
+        match self
+            .overlay
+            .apply(&self.rules.chain_id, &self.proposer, &tx)
+        {
             Ok(()) => {
                 self.transactions.push(tx);
                 Ok(())
@@ -316,26 +383,35 @@ impl<'a, S: StateView + ?Sized> BlockBuilder<'a, S> {
     }
 
     /// Seals the block. `timestamp_ms` is raised to the parent's if it is
-    /// earlier, so the block is never invalid for its clock.
-    pub fn finish(self, timestamp_ms: u64, justification: Justification) -> (Block, StateChanges) {
-        let changes = self.overlay.finish(self.accumulator.clone());
-        let hashes: Vec<Hash> = self.transactions.iter().map(Transaction::hash).collect();
-        let header = BlockHeader {
+    /// earlier, so the block is never invalid for its clock. Fails if the
+    /// reward `justification` claims is refused (too high, or it would
+    /// overflow the miner's balance) or reading state fails.
+    pub fn finish(
+        mut self,
+        timestamp_ms: u64,
+        justification: Justification,
+    ) -> Result<(Block, StateChanges), ExecutionError> {
+        let mut header = BlockHeader {
             height: self.parent.height.next().unwrap_or(Height(u64::MAX)),
             parent: self.parent.hash(),
-            tx_root: merkle::root(&hashes),
-            state_root: changes.state_root,
+            tx_root: Hash::ZERO,
+            state_root: Hash::ZERO,
             timestamp_ms: timestamp_ms.max(self.parent.timestamp_ms),
             proposer: self.proposer,
             justification,
         };
-        (
+        self.overlay.reward(&self.rules, &header)?;
+        let changes = self.overlay.finish(self.accumulator.clone());
+        let hashes: Vec<Hash> = self.transactions.iter().map(Transaction::hash).collect();
+        header.tx_root = merkle::root(&hashes);
+        header.state_root = changes.state_root;
+        Ok((
             Block {
                 header,
                 transactions: self.transactions,
             },
             changes,
-        )
+        ))
     }
 }
 

@@ -10,9 +10,13 @@
 //! address = "/ip4/127.0.0.1/tcp/26600"
 //!
 //! [pow]                           # "pow" only
-//! initial_difficulty_bits = 16
-//! target_block_time_ms = 5000
-//! confirmations = 6
+//! initial_target = "1f00ffff"     # compact form (nBits), see `pow`
+//! target_limit = "207fffff"       # the easiest target a retarget may reach
+//! block_interval_ms = 5000        # what the retarget aims at
+//! retarget_window = 30            # blocks it averages over
+//! confirmations = 6               # final at this many blocks on top
+//! block_reward = 50               # new coins per block, plus its fees
+//! max_future_drift_ms = 15000     # how far ahead of a node's clock a block may be
 //!
 //! [[accounts]]
 //! address = "<64 hex>"
@@ -28,6 +32,7 @@
 use crate::MAX_VALIDATORS;
 use crate::block::{Block, BlockHeader, Justification};
 use crate::merkle;
+use crate::pow::{CompactTarget, Retarget, TargetError};
 use crate::state::{Account, StateAccumulator};
 use crate::types::{Address, Amount, Height, Nonce};
 use phalanx_crypto::{ChainId, Hash, PublicKey};
@@ -110,14 +115,42 @@ pub struct GenesisValidator {
     pub address: String,
 }
 
-/// Proof-of-work parameters.
+/// Proof-of-work parameters (see the module docs for the file format).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PowParams {
-    pub initial_difficulty_bits: u32,
-    pub target_block_time_ms: u64,
+    /// The target of block 1 (block 0, the genesis block, counts as having
+    /// it in the first retarget windows).
+    pub initial_target: CompactTarget,
+    /// The easiest target allowed; `initial_target` may not be easier.
+    pub target_limit: CompactTarget,
+    /// The block interval the retarget aims at.
+    pub block_interval_ms: u64,
+    /// Blocks the retarget averages over (1: the target never changes).
+    pub retarget_window: u32,
     /// Blocks on top of a block before it counts as final.
     pub confirmations: u64,
+    /// New coins a block's miner may claim, besides the block's fees.
+    pub block_reward: Amount,
+    /// How far ahead of a node's clock a block's timestamp may be.
+    pub max_future_drift_ms: u64,
+}
+
+/// The most blocks a retarget may average over.
+pub const MAX_RETARGET_WINDOW: u32 = 2_016;
+/// The most confirmations a chain may ask for (undo data is kept for
+/// every block not yet final).
+pub const MAX_CONFIRMATIONS: u64 = 1_000;
+
+impl PowParams {
+    /// The retarget these parameters define.
+    pub fn retarget(&self) -> Result<Retarget, TargetError> {
+        Ok(Retarget {
+            interval_ms: self.block_interval_ms,
+            window: self.retarget_window as usize,
+            limit: self.target_limit.target()?,
+        })
+    }
 }
 
 /// An initial balance.
@@ -174,6 +207,11 @@ pub enum GenesisError {
     BadPow {
         field: &'static str,
         rule: &'static str,
+    },
+    #[error("[pow] {field}: {error}")]
+    BadTarget {
+        field: &'static str,
+        error: TargetError,
     },
     #[error("account {address} is listed twice")]
     DuplicateAccount { address: Address },
@@ -272,17 +310,24 @@ impl Genesis {
                 Err(GenesisError::PowWithoutPow { consensus: kind })
             }
             (Some(p), _) => {
-                if p.initial_difficulty_bits > 255 {
-                    return Err(GenesisError::BadPow {
-                        field: "initial_difficulty_bits",
-                        rule: "at most 255",
-                    });
+                let target = |field, bits: CompactTarget| {
+                    bits.target()
+                        .map_err(|error| GenesisError::BadTarget { field, error })
+                };
+                let initial = target("initial_target", p.initial_target)?;
+                let limit = target("target_limit", p.target_limit)?;
+                let bad = |field, rule| Err(GenesisError::BadPow { field, rule });
+                if initial > limit {
+                    return bad("initial_target", "at most target_limit");
                 }
-                if p.target_block_time_ms == 0 {
-                    return Err(GenesisError::BadPow {
-                        field: "target_block_time_ms",
-                        rule: "positive",
-                    });
+                if p.block_interval_ms == 0 {
+                    return bad("block_interval_ms", "positive");
+                }
+                if p.retarget_window == 0 || p.retarget_window > MAX_RETARGET_WINDOW {
+                    return bad("retarget_window", "between 1 and 2016");
+                }
+                if p.confirmations == 0 || p.confirmations > MAX_CONFIRMATIONS {
+                    return bad("confirmations", "between 1 and 1000");
                 }
                 Ok(())
             }
@@ -337,6 +382,10 @@ impl Genesis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const POW_PARAMS: &str = "initial_target = \"1f00ffff\"\ntarget_limit = \"207fffff\"\n\
+        block_interval_ms = 2000\nretarget_window = 30\nconfirmations = 6\nblock_reward = 50\n\
+        max_future_drift_ms = 15000\n";
 
     fn key(i: u8) -> String {
         phalanx_crypto::Keypair::from_seed(&[i; 32])
@@ -426,11 +475,7 @@ balance = 5
             ),
             (base.replace("hotstuff", "pow"), "no [[validators]]"),
             (base.replace(&key(1), "zz"), "hex"),
-            (
-                base.clone()
-                    + "\n[pow]\ninitial_difficulty_bits = 8\ntarget_block_time_ms = 1000\nconfirmations = 6\n",
-                "no [pow]",
-            ),
+            (base.clone() + "\n[pow]\n" + POW_PARAMS, "no [pow]"),
         ];
         for (text, expected) in cases {
             let err = Genesis::from_toml(&text).unwrap_err().to_string();
@@ -465,12 +510,76 @@ balance = 5
     #[test]
     fn pow_genesis_is_accepted() {
         let text = format!(
-            "chain_id = \"p\"\nconsensus = \"pow\"\n[pow]\ninitial_difficulty_bits = 12\ntarget_block_time_ms = 2000\nconfirmations = 6\n[[accounts]]\naddress = \"{}\"\nbalance = 9\n",
+            "chain_id = \"p\"\nconsensus = \"pow\"\n[pow]\n{POW_PARAMS}[[accounts]]\naddress = \"{}\"\nbalance = 9\n",
             key(5)
         );
         let g = Genesis::from_toml(&text).unwrap();
         assert_eq!(g.pow.as_ref().map(|p| p.confirmations), Some(6));
         assert_eq!(g.initial_accounts().len(), 1);
+        assert_eq!(Genesis::from_toml(&g.to_toml().unwrap()).unwrap(), g);
+    }
+
+    #[test]
+    fn bad_pow_parameters_are_refused_with_the_field_named() {
+        let base = format!("chain_id = \"p\"\nconsensus = \"pow\"\n[pow]\n{POW_PARAMS}");
+        let cases = [
+            (
+                "\"1f00ffff\"",
+                "\"00000000\"",
+                "initial_target: compact target 00000000 is zero",
+            ),
+            (
+                "\"1f00ffff\"",
+                "\"1f80ffff\"",
+                "initial_target: compact target 1f80ffff is negative",
+            ),
+            (
+                "\"1f00ffff\"",
+                "\"1f0000ff\"",
+                "initial_target: compact target 1f0000ff is not canonical",
+            ),
+            (
+                "\"207fffff\"",
+                "\"1e00ffff\"",
+                "initial_target must be at most target_limit",
+            ),
+            ("\"207fffff\"", "\"22ffff\"", "not 8 hex digits"),
+            (
+                "block_interval_ms = 2000",
+                "block_interval_ms = 0",
+                "block_interval_ms must be positive",
+            ),
+            (
+                "retarget_window = 30",
+                "retarget_window = 0",
+                "retarget_window must be between",
+            ),
+            (
+                "retarget_window = 30",
+                "retarget_window = 2017",
+                "retarget_window must be between",
+            ),
+            (
+                "confirmations = 6",
+                "confirmations = 0",
+                "confirmations must be between",
+            ),
+            ("block_reward = 50", "block_reward = -1", "not valid TOML"),
+            (
+                "max_future_drift_ms = 15000\n",
+                "",
+                "missing field `max_future_drift_ms`",
+            ),
+        ];
+        for (from, to, expected) in cases {
+            let text = base.replacen(from, to, 1);
+            assert_ne!(text, base, "{from} not in the base text");
+            let err = Genesis::from_toml(&text).unwrap_err().to_string();
+            assert!(
+                err.contains(expected),
+                "{to}: expected {expected:?} in {err:?}"
+            );
+        }
     }
 
     #[test]

@@ -44,11 +44,11 @@ mod types;
 
 pub use block::{BftCertificate, Block, BlockHeader, Justification, PowSeal, ValidatorSignature};
 pub use error::{BlockError, TxError};
-pub use execute::{BlockBuilder, ExecutionError, StateChanges, StateView, execute_block};
+pub use execute::{BlockBuilder, ExecutionError, Rules, StateChanges, StateView, execute_block};
 pub use genesis::{ConsensusKind, Genesis, GenesisError, UnknownConsensus};
 pub use phalanx_crypto::{ChainId, Hash};
 pub use state::{Account, StateAccumulator};
-pub use store::{Head, MemStore, SledStore, Store, StoreError, TxLocation};
+pub use store::{Head, MemStore, SledStore, Store, StoreError, TxLocation, Undo};
 pub use tx::Transaction;
 pub use types::{Address, AddressError, Amount, Height, Nonce, ValidatorIndex};
 

@@ -16,7 +16,7 @@
 
 use crate::block::{Block, BlockHeader, Justification};
 use crate::error::BlockError;
-use crate::execute::{BlockBuilder, ExecutionError, StateChanges, StateView, execute_block};
+use crate::execute::{BlockBuilder, ExecutionError, Rules, StateChanges, StateView, execute_block};
 use crate::state::{Account, StateAccumulator};
 use crate::store::{Head, Store, StoreError};
 use crate::tx::Transaction;
@@ -35,9 +35,12 @@ struct State {
 }
 
 /// The state after an uncommitted block: its ancestors' changes, newest
-/// first, over the committed store.
+/// first, then (when it forks off a committed block below the head) the
+/// accounts as they were before each block above the fork, lowest first,
+/// over the committed store.
 pub struct Layered<'a, S: ?Sized> {
     layers: Vec<&'a BTreeMap<Address, Account>>,
+    undone: Vec<BTreeMap<Address, Account>>,
     base: &'a S,
 }
 
@@ -51,7 +54,7 @@ impl<S: ?Sized> std::fmt::Debug for Layered<'_, S> {
 
 impl<S: StateView + ?Sized> StateView for Layered<'_, S> {
     fn account(&self, address: &Address) -> Result<Account, StoreError> {
-        for layer in &self.layers {
+        for layer in self.layers.iter().copied().chain(&self.undone) {
             if let Some(account) = layer.get(address) {
                 return Ok(*account);
             }
@@ -110,7 +113,7 @@ impl From<ExecutionError> for SpeculativeError {
 /// Speculative states of uncommitted blocks (see the module docs).
 #[derive(Debug)]
 pub struct Speculative {
-    chain_id: ChainId,
+    rules: Rules,
     max_blocks: usize,
     states: HashMap<Hash, State>,
     known: HashMap<Hash, Block>,
@@ -118,9 +121,9 @@ pub struct Speculative {
 
 impl Speculative {
     /// Nothing known yet; at most `max_blocks` states and as many blocks.
-    pub fn new(chain_id: ChainId, max_blocks: usize) -> Speculative {
+    pub fn new(rules: Rules, max_blocks: usize) -> Speculative {
         Speculative {
-            chain_id,
+            rules,
             max_blocks: max_blocks.max(1),
             states: HashMap::new(),
             known: HashMap::new(),
@@ -128,7 +131,11 @@ impl Speculative {
     }
 
     pub fn chain_id(&self) -> &ChainId {
-        &self.chain_id
+        &self.rules.chain_id
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
     }
 
     /// Forgets everything (a crash).
@@ -146,16 +153,16 @@ impl Speculative {
         self.states.is_empty()
     }
 
-    /// Remembers a block above the head that a later block may build on,
-    /// so its state can be computed when a descendant needs it.
+    /// Remembers a block above the finalized height that a later block may
+    /// build on, so its state can be computed when a descendant needs it.
     pub fn observe<S: Store + ?Sized>(&mut self, store: &S, block: &Block) {
-        let head = store.head().ok().flatten().map(|h| h.height());
-        if head.is_none_or(|h| block.header.height > h) {
+        let finalized = store.finalized_height().ok().flatten();
+        if finalized.is_none_or(|h| block.header.height > h) {
             self.remember(block);
         }
     }
 
-    /// A remembered block above the head.
+    /// A remembered block above the finalized height.
     pub fn block(&self, hash: &Hash) -> Option<&Block> {
         self.known.get(hash)
     }
@@ -192,12 +199,12 @@ impl Speculative {
             .ok_or(unavailable)?;
         let candidates = pick(&view);
         let mut builder =
-            BlockBuilder::new(self.chain_id.clone(), &parent.header, &view, &acc, proposer);
+            BlockBuilder::new(self.rules.clone(), &parent.header, &view, &acc, proposer);
         for tx in candidates {
             // A transaction that does not apply is simply left out.
             let _ = builder.push(tx);
         }
-        let (block, changes) = builder.finish(timestamp_ms, justification);
+        let (block, changes) = builder.finish(timestamp_ms, justification)?;
         drop(view);
         self.record(&block, changes);
         Ok(block)
@@ -221,8 +228,8 @@ impl Speculative {
 
     /// Executes `block` on the store's head (reusing its speculative state
     /// if it has one), commits it with `finalized` as the finalized height,
-    /// and prunes what the commit made useless. Returns the block's
-    /// changes.
+    /// and prunes what can no longer be built on (at or below the
+    /// finalized height). Returns the block's changes.
     pub fn commit<S: Store + ?Sized>(
         &mut self,
         store: &S,
@@ -243,18 +250,25 @@ impl Speculative {
             Some(s) => s.changes,
             None => {
                 let acc = store.accumulator()?;
-                execute_block(&self.chain_id, &head.header, store, &acc, block)?
+                execute_block(&self.rules, &head.header, store, &acc, block)?
             }
         };
         store.commit_block(block, &changes, finalized)?;
-        let height = block.header.height;
-        self.states.retain(|_, s| s.header.height > height);
-        self.known.retain(|_, b| b.header.height > height);
+        let floor = store.finalized_height()?.unwrap_or(finalized);
+        self.prune(floor);
         Ok(changes)
     }
 
-    /// The state after block `hash`: layers down to the head, or `None` if
-    /// the chain of states does not reach it.
+    /// Forgets states and blocks at or below `finalized`: nothing can build
+    /// on them any more.
+    pub fn prune(&mut self, finalized: Height) {
+        self.states.retain(|_, s| s.header.height > finalized);
+        self.known.retain(|_, b| b.header.height > finalized);
+    }
+
+    /// The state after block `hash`: layers down to the head or to a
+    /// committed block below it (see the module docs), or `None` if the
+    /// chain of states reaches neither.
     pub fn state_after<'a, S: Store + ?Sized>(
         &'a self,
         store: &'a S,
@@ -264,17 +278,30 @@ impl Speculative {
         let mut layers = Vec::new();
         let mut accumulator = None;
         let mut cursor = hash;
-        while cursor != head.hash {
-            let s = self.states.get(&cursor)?;
-            if s.header.height <= head.height() {
-                return None;
+        let mut cursor_height = None;
+        let undone = loop {
+            if cursor == head.hash {
+                break Vec::new();
             }
+            if let Some(s) = self.states.get(&cursor) {
+                if accumulator.is_none() {
+                    accumulator = Some(s.changes.accumulator.clone());
+                }
+                layers.push(&s.changes.accounts);
+                cursor = s.header.parent;
+                cursor_height = s.header.height.0.checked_sub(1).map(Height);
+                continue;
+            }
+            let height = match cursor_height {
+                Some(h) => h,
+                None => store.block(&cursor).ok()??.header.height,
+            };
+            let (undone, before) = self.undone_above(store, head, cursor, height)?;
             if accumulator.is_none() {
-                accumulator = Some(s.changes.accumulator.clone());
+                accumulator = before;
             }
-            layers.push(&s.changes.accounts);
-            cursor = s.header.parent;
-        }
+            break undone;
+        };
         let accumulator = match accumulator {
             Some(a) => a,
             None => store.accumulator().ok()?,
@@ -282,10 +309,59 @@ impl Speculative {
         Some((
             Layered {
                 layers,
+                undone,
                 base: store,
             },
             accumulator,
         ))
+    }
+
+    /// For `hash`, a committed block at `height` below the head and at or
+    /// above the finalized height: the accounts as they were before each
+    /// block above it (lowest first), and the accumulator after it. `None`
+    /// if it is no such block or an undo record is missing.
+    #[allow(clippy::type_complexity)]
+    fn undone_above<S: Store + ?Sized>(
+        &self,
+        store: &S,
+        head: &Head,
+        hash: Hash,
+        height: Height,
+    ) -> Option<(Vec<BTreeMap<Address, Account>>, Option<StateAccumulator>)> {
+        if !self.is_committed_below_head(store, head, hash, height) {
+            return None;
+        }
+        let mut undone = Vec::new();
+        let mut accumulator = None;
+        for h in height.0.saturating_add(1)..=head.height().0 {
+            let undo = store.undo(Height(h)).ok()??;
+            if accumulator.is_none() {
+                accumulator = Some(StateAccumulator::from_bytes(&undo.accumulator)?);
+            }
+            undone.push(
+                undo.accounts
+                    .into_iter()
+                    .map(|(a, account)| (a, account.unwrap_or_default()))
+                    .collect(),
+            );
+        }
+        Some((undone, accumulator))
+    }
+
+    /// True if `hash` is the committed block at `height`, below the head
+    /// and at or above the finalized height (so its state can be read back
+    /// through undo records).
+    fn is_committed_below_head<S: Store + ?Sized>(
+        &self,
+        store: &S,
+        head: &Head,
+        hash: Hash,
+        height: Height,
+    ) -> bool {
+        let finalized = store.finalized_height().ok().flatten();
+        height < head.height()
+            && finalized.is_some_and(|f| height >= f)
+            && store.block_hash_at(height).ok().flatten() == Some(hash)
     }
 
     /// Makes sure the state after `block` is known, executing it (and any
@@ -301,19 +377,24 @@ impl Speculative {
         };
         let mut missing = Vec::new();
         let mut cursor = block.clone();
+        let has_base = |this: &Self, hash: Hash, height: Option<Height>| {
+            hash == head.hash
+                || this.states.contains_key(&hash)
+                || height.is_some_and(|h| this.is_committed_below_head(store, &head, hash, h))
+        };
         loop {
             let hash = cursor.hash();
-            if hash == head.hash || self.states.contains_key(&hash) {
+            if has_base(self, hash, Some(cursor.header.height)) {
                 break;
             }
-            if cursor.header.height <= head.height() {
-                return Err(unavailable);
-            }
             let parent = cursor.header.parent;
+            let parent_height = cursor.header.height.0.checked_sub(1).map(Height);
             missing.push(cursor);
+            if has_base(self, parent, parent_height) {
+                break;
+            }
             match self.known.get(&parent) {
                 Some(b) => cursor = b.clone(),
-                None if parent == head.hash || self.states.contains_key(&parent) => break,
                 None => return Err(unavailable),
             }
         }
@@ -340,13 +421,15 @@ impl Speculative {
             s.header.clone()
         } else if head.hash == parent_hash {
             head.header.clone()
+        } else if let Some(b) = store.block(&parent_hash)? {
+            b.header
         } else {
             return Err(unavailable);
         };
         let (view, acc) = self
             .state_after(store, &head, parent_hash)
             .ok_or(unavailable)?;
-        let result = execute_block(&self.chain_id, &parent_header, &view, &acc, block);
+        let result = execute_block(&self.rules, &parent_header, &view, &acc, block);
         drop(view);
         let changes = result?;
         self.record(block, changes);

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 fn builder_error(store: &MemStore, proposer: Address, tx: Transaction) -> TxError {
     let head = header_of(store);
     let acc = store.accumulator().unwrap();
-    let mut builder = BlockBuilder::new(chain_id(), &head, store, &acc, proposer);
+    let mut builder = BlockBuilder::new(rules(), &head, store, &acc, proposer);
     match builder.push(tx) {
         Err(BuildError::Invalid(e)) => e,
         other => panic!("expected an invalid transaction, got {other:?}"),
@@ -127,8 +127,7 @@ fn invalid_blocks_are_refused_with_the_rule_they_break() {
             transfer(&k[1], &k[0], 3, 1, 0),
         ],
     );
-    let run =
-        |block: &phalanx_chain::Block| execute_block(&chain_id(), &parent, &store, &acc, block);
+    let run = |block: &phalanx_chain::Block| execute_block(&rules(), &parent, &store, &acc, block);
     assert_eq!(run(&good).unwrap(), changes);
 
     let invalid = |block: phalanx_chain::Block| match run(&block) {
@@ -256,7 +255,7 @@ proptest! {
             let parent = header_of(&store);
             let acc = store.accumulator().unwrap();
             let proposer: Address = k[parent.height.0 as usize % 6].public().into();
-            let mut builder = BlockBuilder::new(chain_id(), &parent, &store, &acc, proposer);
+            let mut builder = BlockBuilder::new(rules(), &parent, &store, &acc, proposer);
             for (from, to, amount, fee, tamper, end_block) in ops.by_ref() {
                 let from_addr: Address = k[from].public().into();
                 let next = model.get(&from_addr).copied().unwrap_or_default().nonce.0;
@@ -278,9 +277,11 @@ proptest! {
                     break;
                 }
             }
-            let (block, changes) = builder.finish(parent.timestamp_ms + 1, Justification::Genesis);
+            let (block, changes) = builder
+                .finish(parent.timestamp_ms + 1, Justification::Genesis)
+                .unwrap();
             // The validator's path agrees with the builder's.
-            let validated = execute_block(&chain_id(), &parent, &store, &acc, &block).unwrap();
+            let validated = execute_block(&rules(), &parent, &store, &acc, &block).unwrap();
             prop_assert_eq!(&validated, &changes);
             store.commit_block(&block, &changes, block.height()).unwrap();
 

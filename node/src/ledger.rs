@@ -5,7 +5,7 @@
 
 use crate::shared::NodeState;
 use phalanx_chain::speculative::{CommitError, DEFAULT_MAX_SPECULATIVE_BLOCKS, Speculative};
-use phalanx_chain::{Address, Block, Hash, Height, Justification, StateChanges, Store};
+use phalanx_chain::{Address, Block, Hash, Height, Justification, Rules, StateChanges, Store};
 use phalanx_consensus::{InvalidBlock, Ledger, LedgerError};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -51,7 +51,8 @@ pub struct NodeLedger {
 
 impl NodeLedger {
     pub fn new(state: Arc<NodeState>, batch_size: usize) -> NodeLedger {
-        let speculative = Speculative::new(state.chain_id.clone(), DEFAULT_MAX_SPECULATIVE_BLOCKS);
+        let speculative =
+            Speculative::new(Rules::of(&state.genesis), DEFAULT_MAX_SPECULATIVE_BLOCKS);
         NodeLedger {
             state,
             speculative,

@@ -9,7 +9,7 @@ use futures::FutureExt;
 use phalanx_chain::genesis::{GenesisAccount, GenesisValidator};
 use phalanx_chain::{
     Address, Amount, BftCertificate, Block, BlockBuilder, ChainId, ConsensusKind, Genesis,
-    Justification, MemStore, Nonce, StateChanges, Store, Transaction, ValidatorIndex,
+    Justification, MemStore, Nonce, Rules, StateChanges, Store, Transaction, ValidatorIndex,
     ValidatorSignature,
 };
 use phalanx_crypto::{Domain, Keypair, PublicKey};
@@ -235,7 +235,7 @@ impl TestNode {
         let head = self.store.head().unwrap().unwrap();
         let accumulator = self.store.accumulator().unwrap();
         let mut builder = BlockBuilder::new(
-            chain_id(),
+            Rules::new(chain_id()),
             &head.header,
             &*self.store,
             &accumulator,
@@ -259,8 +259,9 @@ impl TestNode {
                 }],
             },
         };
-        let (block, changes): (Block, StateChanges) =
-            builder.finish(head.header.timestamp_ms + 1_000, justification);
+        let (block, changes): (Block, StateChanges) = builder
+            .finish(head.header.timestamp_ms + 1_000, justification)
+            .unwrap();
         let finalized = finalized.map_or(block.height(), phalanx_chain::Height);
         self.store
             .commit_block(&block, &changes, finalized)
@@ -895,6 +896,12 @@ impl Store for BrokenStore {
         Err(broken())
     }
     fn revert_to(&self, _: &phalanx_chain::Hash) -> Result<Vec<Block>, phalanx_chain::StoreError> {
+        Err(broken())
+    }
+    fn undo(
+        &self,
+        _: phalanx_chain::Height,
+    ) -> Result<Option<phalanx_chain::Undo>, phalanx_chain::StoreError> {
         Err(broken())
     }
 }

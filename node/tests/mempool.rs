@@ -14,7 +14,7 @@ mod test_seed;
 
 use phalanx_chain::{
     Account, Address, Amount, Block, BlockBuilder, BlockHeader, ChainId, Hash, Height,
-    Justification, Nonce, StateAccumulator, Transaction, encoding,
+    Justification, Nonce, Rules, StateAccumulator, Transaction, encoding,
 };
 use phalanx_crypto::{Keypair, Signature};
 use phalanx_node::mempool::{Mempool, MempoolConfig};
@@ -179,13 +179,14 @@ fn build(
 ) -> (Block, BTreeMap<Address, Account>) {
     let parent = parent();
     let accumulator = StateAccumulator::from_accounts(state.iter());
-    let mut builder = BlockBuilder::new(chain(), &parent, state, &accumulator, PROPOSER);
+    let mut builder =
+        BlockBuilder::new(Rules::new(chain()), &parent, state, &accumulator, PROPOSER);
     for tx in txs {
         if let Err(e) = builder.push(tx.clone()) {
             panic!("selected transaction does not apply: {e}: {tx:?}");
         }
     }
-    let (block, changes) = builder.finish(1, Justification::Genesis);
+    let (block, changes) = builder.finish(1, Justification::Genesis).unwrap();
     (block, changes.accounts)
 }
 

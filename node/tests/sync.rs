@@ -6,7 +6,7 @@
 use phalanx_chain::genesis::{GenesisAccount, GenesisValidator};
 use phalanx_chain::{
     Address, Amount, BftCertificate, BlockBuilder, ChainId, ConsensusKind, Genesis, Justification,
-    MemStore, StateChanges, ValidatorIndex, ValidatorSignature,
+    MemStore, Rules, StateChanges, ValidatorIndex, ValidatorSignature,
 };
 use phalanx_chain::{Block, Height, Store};
 use phalanx_consensus::Protocol;
@@ -112,13 +112,15 @@ impl Fixture {
                 },
             };
             let builder = BlockBuilder::new(
-                self.genesis.chain_id.clone(),
+                Rules::of(&self.genesis),
                 &parent,
                 &*self.store,
                 &accumulator,
                 Address::from(key.public()),
             );
-            let (block, changes) = builder.finish(parent.timestamp_ms + 1, justification);
+            let (block, changes) = builder
+                .finish(parent.timestamp_ms + 1, justification)
+                .unwrap();
             parent = block.header.clone();
             parent_view = view;
             chain.push((block, changes));

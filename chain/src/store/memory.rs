@@ -150,6 +150,10 @@ impl Store for MemStore {
         Ok(())
     }
 
+    fn undo(&self, height: Height) -> Result<Option<Undo>, StoreError> {
+        Ok(self.lock().undo.get(&height).cloned())
+    }
+
     fn revert_to(&self, ancestor: &Hash) -> Result<Vec<Block>, StoreError> {
         let mut inner = self.lock();
         let head = inner.head.clone().ok_or(StoreError::NoHead)?;

@@ -118,7 +118,7 @@ impl StoreError {
 /// accumulator before it, and each account it touched as it was before
 /// (`None`: the account did not exist).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Undo {
+pub struct Undo {
     pub accumulator: Vec<u8>,
     pub accounts: Vec<(Address, Option<Account>)>,
 }
@@ -169,6 +169,10 @@ pub trait Store: StateView + Send + Sync {
     /// hash ([`Store::block`]), so a later reorganization can apply them
     /// again. Reverting to the head changes nothing.
     fn revert_to(&self, ancestor: &Hash) -> Result<Vec<Block>, StoreError>;
+
+    /// The undo record of the committed block at `height`, if it is above
+    /// the finalized height (only those have one).
+    fn undo(&self, height: Height) -> Result<Option<Undo>, StoreError>;
 
     /// Reads consensus safety data.
     fn safety_data(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;

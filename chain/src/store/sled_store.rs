@@ -484,6 +484,13 @@ impl Store for SledStore {
         Ok(())
     }
 
+    fn undo(&self, height: Height) -> Result<Option<Undo>, StoreError> {
+        match self.undo.get(height.0.to_be_bytes())? {
+            Some(bytes) => Ok(Some(decode_stored(&bytes, MAX_UNDO_BYTES, "undo")?)),
+            None => Ok(None),
+        }
+    }
+
     fn revert_to(&self, ancestor: &Hash) -> Result<Vec<Block>, StoreError> {
         let removed = self.transact(|trees| Self::undo_to(ancestor, trees))?;
         self.db.flush()?;

@@ -9,9 +9,11 @@
 #[path = "../../src/test_seed.rs"]
 pub mod test_seed;
 
+use phalanx_chain::Rules;
 use phalanx_chain::block::BlockHeader;
 use phalanx_chain::execute::BlockBuilder;
 use phalanx_chain::genesis::GenesisAccount;
+use phalanx_chain::pow::CompactTarget;
 use phalanx_chain::{
     Address, Amount, Block, ChainId, ConsensusKind, Genesis, Justification, Nonce, StateChanges,
     Store, Transaction,
@@ -22,6 +24,11 @@ pub const CHAIN: &str = "phalanx-test";
 
 pub fn chain_id() -> ChainId {
     ChainId::new(CHAIN).unwrap()
+}
+
+/// The test chain's execution rules (no block reward).
+pub fn rules() -> Rules {
+    Rules::new(chain_id())
 }
 
 /// `n` keypairs from fixed seeds.
@@ -43,9 +50,13 @@ pub fn genesis(keys: &[Keypair], balance: u64) -> Genesis {
         genesis_time_ms: 1_767_225_600_000,
         validators: vec![],
         pow: Some(phalanx_chain::genesis::PowParams {
-            initial_difficulty_bits: 0,
-            target_block_time_ms: 1000,
+            initial_target: CompactTarget(0x207fffff),
+            target_limit: CompactTarget(0x207fffff),
+            block_interval_ms: 1000,
+            retarget_window: 10,
             confirmations: 1,
+            block_reward: Amount(0),
+            max_future_drift_ms: 15_000,
         }),
         accounts: keys
             .iter()
@@ -76,11 +87,13 @@ pub fn next_block<S: Store + ?Sized>(
 ) -> (Block, StateChanges) {
     let head = store.head().unwrap().expect("store has a head");
     let accumulator = store.accumulator().unwrap();
-    let mut builder = BlockBuilder::new(chain_id(), &head.header, store, &accumulator, proposer);
+    let mut builder = BlockBuilder::new(rules(), &head.header, store, &accumulator, proposer);
     for tx in txs {
         builder.push(tx).unwrap();
     }
-    builder.finish(head.header.timestamp_ms + 1000, Justification::Genesis)
+    builder
+        .finish(head.header.timestamp_ms + 1000, Justification::Genesis)
+        .unwrap()
 }
 
 pub fn header_of<S: Store + ?Sized>(store: &S) -> BlockHeader {

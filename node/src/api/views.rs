@@ -3,6 +3,7 @@
 //! change to a storage encoding does not silently change the API.
 
 use crate::net::PeerInfo;
+use phalanx_chain::pow::CompactTarget;
 use phalanx_chain::{
     Address, Amount, BftCertificate, Block, BlockHeader, ChainId, ConsensusKind, Hash, Height,
     Justification, Nonce, Transaction, ValidatorIndex,
@@ -73,8 +74,11 @@ pub enum JustificationView {
         view: u64,
         parent_cert: BftCertificate,
     },
+    /// A proof-of-work block: its target (compact form), the reward its
+    /// miner claims, and the nonce.
     ProofOfWork {
-        difficulty_bits: u32,
+        target: CompactTarget,
+        reward: Amount,
         nonce: u64,
     },
 }
@@ -152,7 +156,8 @@ impl HeaderView {
                 parent_cert: parent_cert.clone(),
             },
             Justification::ProofOfWork(seal) => JustificationView::ProofOfWork {
-                difficulty_bits: seal.difficulty_bits,
+                target: seal.target,
+                reward: seal.reward,
                 nonce: seal.nonce,
             },
         };
@@ -216,12 +221,13 @@ mod tests {
     #[test]
     fn justifications_are_tagged_by_kind() {
         let pow = HeaderView::of(&header(Justification::ProofOfWork(PowSeal {
-            difficulty_bits: 20,
+            target: CompactTarget(0x1d00ffff),
+            reward: Amount(50),
             nonce: 12_345,
         })));
         assert_eq!(
             serde_json::to_value(&pow.justification).unwrap(),
-            json!({ "kind": "proof_of_work", "difficulty_bits": 20, "nonce": 12345 })
+            json!({ "kind": "proof_of_work", "target": "1d00ffff", "reward": 50, "nonce": 12345 })
         );
         let genesis = HeaderView::of(&header(Justification::Genesis));
         assert_eq!(

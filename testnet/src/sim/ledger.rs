@@ -6,8 +6,8 @@
 use phalanx_chain::execute::StateView;
 use phalanx_chain::speculative::Speculative;
 use phalanx_chain::{
-    Address, Block, ChainId, Genesis, Hash, Head, Justification, MemStore, Nonce, Store,
-    StoreError, Transaction,
+    Address, Block, Genesis, Hash, Head, Justification, MemStore, Nonce, Rules, Store, StoreError,
+    Transaction,
 };
 use phalanx_consensus::{Ledger, LedgerError};
 use std::collections::BTreeMap;
@@ -32,15 +32,15 @@ impl SimLedger {
     pub fn new(genesis: &Genesis) -> Result<SimLedger, StoreError> {
         let store = MemStore::new();
         store.init_genesis(genesis)?;
-        Ok(SimLedger::recover(genesis.chain_id.clone(), store))
+        Ok(SimLedger::recover(Rules::of(genesis), store))
     }
 
     /// The ledger of a replica restarting with what it had stored.
-    pub fn recover(chain_id: ChainId, store: MemStore) -> SimLedger {
+    pub fn recover(rules: Rules, store: MemStore) -> SimLedger {
         SimLedger {
             store,
             mempool: BTreeMap::new(),
-            speculative: Speculative::new(chain_id, MAX_SPECULATIVE_BLOCKS),
+            speculative: Speculative::new(rules, MAX_SPECULATIVE_BLOCKS),
         }
     }
 
@@ -211,7 +211,7 @@ mod tests {
     fn setup() -> (Genesis, Vec<Keypair>) {
         let keys: Vec<Keypair> = (1..=3u8).map(|i| Keypair::from_seed(&[i; 32])).collect();
         let genesis = Genesis {
-            chain_id: ChainId::new("ledger-test").unwrap(),
+            chain_id: phalanx_chain::ChainId::new("ledger-test").unwrap(),
             consensus: ConsensusKind::Hotstuff,
             genesis_time_ms: 0,
             validators: vec![GenesisValidator {

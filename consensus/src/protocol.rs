@@ -41,7 +41,7 @@ use crate::committee::CommitteeError;
 use crate::ledger::{Ledger, LocalFault};
 use crate::types::{Byzantine, TimeMs};
 use phalanx_chain::encoding::DecodeError;
-use phalanx_chain::{Block, ConsensusKind, Genesis, Hash, Height, ValidatorIndex};
+use phalanx_chain::{Address, Block, ConsensusKind, Genesis, Hash, Height, ValidatorIndex};
 use phalanx_crypto::Keypair;
 use std::fmt;
 
@@ -143,7 +143,9 @@ pub struct Evidence {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkRequest {
     pub parent: Hash,
-    /// The block to seal: its header's seal is the miner's to fill in.
+    /// The block to seal. The miner searches the seal's nonce; it may
+    /// raise the header's timestamp to its clock as it goes (nothing else
+    /// in the block depends on it), never beyond the chain's future drift.
     pub template: Box<Block>,
 }
 
@@ -161,6 +163,11 @@ pub enum Effect<T> {
     },
     /// To every other replica.
     Broadcast(Outgoing),
+    /// To the peer whose message is being handled (ignored for any other
+    /// input): proof of work asks the peer that sent it a block for the
+    /// block's missing parent, and answers requests, without knowing who
+    /// its peers are.
+    Reply(Outgoing),
     /// Append `block` to the chain; its parent is the current head. A BFT
     /// protocol's blocks are `finalized` as they are appended.
     Extend {
@@ -230,6 +237,14 @@ pub struct Tuning {
     /// certificates in view changes, a broken protocol whose agreement
     /// violations the simulator must report.
     pub unsafe_view_change: bool,
+    /// Proof of work: mine blocks that pay this address (`None`: validate
+    /// and relay, but do not ask for work).
+    pub miner: Option<Address>,
+    /// Proof of work: between branches of equal work, keep the one seen
+    /// first (Bitcoin Core's rule) instead of the one with the lower hash.
+    /// Which tip wins then depends on arrival order, so the default is the
+    /// hash; the simulator uses this to model Eyal and Sirer's gamma = 0.
+    pub first_seen_ties: bool,
 }
 
 impl Default for Tuning {
@@ -245,6 +260,8 @@ impl Default for Tuning {
             watermark_window: 32,
             max_in_flight: 4,
             unsafe_view_change: false,
+            miner: None,
+            first_seen_ties: false,
         }
     }
 }

@@ -372,6 +372,8 @@ impl Config {
             watermark_window: c.watermark_window,
             max_in_flight: c.max_in_flight,
             unsafe_view_change: false,
+            miner: None,
+            first_seen_ties: false,
         })
     }
 }
@@ -498,6 +500,8 @@ mod tests {
                 watermark_window: 24,
                 max_in_flight: 2,
                 unsafe_view_change: false,
+                miner: None,
+                first_seen_ties: false,
             }
         );
         let defaults = Config::default().tuning().unwrap();

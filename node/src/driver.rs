@@ -102,6 +102,8 @@ pub struct Driver<P: Protocol> {
     /// How often block sync asks a peer for its height.
     status_interval: Duration,
     halted: bool,
+    /// The sender of the message being handled, for [`Effect::Reply`].
+    reply_to: Option<PublicKey>,
 }
 
 impl<P: Protocol> std::fmt::Debug for Driver<P> {
@@ -165,6 +167,7 @@ impl<P: Protocol> Driver<P> {
             ingest,
             status_interval: config.status_interval,
             halted: false,
+            reply_to: None,
         })
     }
 
@@ -300,6 +303,7 @@ impl<P: Protocol> Driver<P> {
                 }
                 Effect::Send { to, message } => self.send(to, message),
                 Effect::Broadcast(message) => self.broadcast(message),
+                Effect::Reply(message) => self.reply(message),
                 Effect::Extend { block, finalized } => self.extend(&block, finalized),
                 Effect::Finalize(height) => self.finalize(height),
                 Effect::Revert { ancestor } => self.halt(format_args!(
@@ -352,6 +356,18 @@ impl<P: Protocol> Driver<P> {
         self.count_out(channel, &message, bytes.len());
         if let Err(e) = self.net().send(&key, channel, bytes) {
             tracing::debug!("send to {to} failed: {e}");
+            self.state.metrics.dropped("outbound_full");
+        }
+    }
+
+    fn reply(&self, message: Outgoing) {
+        let Some(key) = self.reply_to else {
+            return;
+        };
+        let (channel, bytes) = Self::wire(&message);
+        self.count_out(channel, &message, bytes.len());
+        if let Err(e) = self.net().send(&key, channel, bytes) {
+            tracing::debug!("reply to {key} failed: {e}");
             self.state.metrics.dropped("outbound_full");
         }
     }
@@ -558,7 +574,9 @@ impl<P: Protocol> Driver<P> {
                 if let Some(height) = P::finalized_height_hint(&message) {
                     self.sync.saw_final(height);
                 }
+                self.reply_to = Some(from);
                 self.feed(Input::Message(message));
+                self.reply_to = None;
             }
             Err(e) => {
                 let reason = P::reject_reason(&e);

@@ -390,6 +390,8 @@ impl Scenario {
             watermark_window: self.checkpoint_interval.saturating_mul(2),
             max_in_flight: self.max_in_flight,
             unsafe_view_change: self.unsafe_view_change,
+            miner: None,
+            first_seen_ties: false,
         }
     }
 

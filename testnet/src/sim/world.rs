@@ -132,6 +132,8 @@ pub struct World<P: Protocol> {
     certificates: HashMap<Hash, Result<(), String>>,
     /// Print every event and effect to stderr (`PHALANX_SIM_TRACE=1`).
     trace: bool,
+    /// The sender of the message being handled, for [`Effect::Reply`].
+    replying_to: Option<ValidatorIndex>,
 }
 
 impl<P: Protocol> World<P> {
@@ -168,6 +170,7 @@ impl<P: Protocol> World<P> {
             },
             certificates: HashMap::new(),
             trace: std::env::var_os("PHALANX_SIM_TRACE").is_some_and(|v| v != "0"),
+            replying_to: None,
         })
     }
 
@@ -297,7 +300,11 @@ impl<P: Protocol> World<P> {
         }
         self.report.delivered += 1;
         match self.verify(sender, channel, bytes) {
-            Ok(message) => self.handle(to, Input::Message(message)),
+            Ok(message) => {
+                self.replying_to = Some(from);
+                self.handle(to, Input::Message(message));
+                self.replying_to = None;
+            }
             Err(rejection) => {
                 if std::env::var_os("PHALANX_SIM_TRACE").is_some() {
                     eprintln!("rejected: {rejection}");
@@ -451,6 +458,12 @@ impl<P: Protocol> World<P> {
                 Effect::Persist(bytes) => self.persist(index, &bytes),
                 Effect::Send { to, message } => self.send(index, Some(to), &message),
                 Effect::Broadcast(message) => self.send(index, None, &message),
+                Effect::Reply(message) => {
+                    if let Some(to) = self.replying_to {
+                        let bytes: Rc<[u8]> = message.bytes.as_slice().into();
+                        self.transmit(index, to, &message, &bytes);
+                    }
+                }
                 Effect::Extend {
                     block,
                     finalized: true,
@@ -636,6 +649,9 @@ fn describe_effect<P: Protocol>(effect: &Effect<P::Timer>) -> String {
                 "broadcast: {}",
                 P::describe(message.channel, &message.bytes)
             )
+        }
+        Effect::Reply(message) => {
+            format!("reply: {}", P::describe(message.channel, &message.bytes))
         }
         Effect::Extend {
             block,

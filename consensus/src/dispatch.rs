@@ -5,6 +5,7 @@
 
 use crate::hotstuff::HotStuff;
 use crate::pbft::Pbft;
+use crate::pow::Pow;
 use crate::protocol::Protocol;
 use phalanx_chain::ConsensusKind;
 
@@ -20,7 +21,7 @@ pub fn with_protocol<J: WithProtocol>(kind: ConsensusKind, job: J) -> Option<J::
     match kind {
         ConsensusKind::Hotstuff => Some(job.run::<HotStuff>()),
         ConsensusKind::Pbft => Some(job.run::<Pbft>()),
-        ConsensusKind::Pow => None,
+        ConsensusKind::Pow => Some(job.run::<Pow>()),
     }
 }
 
@@ -47,8 +48,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_committee_protocols_are_built_and_proof_of_work_is_not_yet() {
-        assert_eq!(built(), vec![ConsensusKind::Pbft, ConsensusKind::Hotstuff]);
+    fn every_kind_is_built() {
+        assert_eq!(built(), ConsensusKind::ALL.to_vec());
         struct Kind;
         impl WithProtocol for Kind {
             type Output = ConsensusKind;

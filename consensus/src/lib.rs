@@ -13,6 +13,8 @@
 //! - [`Committee`]: the validators, `f`, the quorum and the leader of a view.
 //! - [`hotstuff`]: chained HotStuff with a Jolteon-style pacemaker.
 //! - [`pbft`]: PBFT (Castro & Liskov) over the hash-chained ledger.
+//! - [`pow`]: proof of work (Nakamoto consensus): heaviest chain, reorgs,
+//!   finality at k confirmations.
 //! - [`Ledger`]: what a protocol asks of its caller about blocks (build one
 //!   to propose, validate one before voting, read committed ones).
 //! - [`catchup`]: fetching blocks by hash between replicas.
@@ -25,6 +27,7 @@ pub mod dispatch;
 pub mod hotstuff;
 mod ledger;
 pub mod pbft;
+pub mod pow;
 pub mod protocol;
 /// Seeds for randomized tests (one source, shared with the chain crate).
 #[cfg(test)]

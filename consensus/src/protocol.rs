@@ -289,6 +289,10 @@ pub enum SetupError {
     Committee(#[from] CommitteeError),
     #[error("this key is not a validator of the chain")]
     NotAValidator,
+    #[error("the genesis has no [pow] parameters")]
+    NoPowParams,
+    #[error("the genesis [pow] targets: {0}")]
+    PowTarget(phalanx_chain::pow::TargetError),
     #[error("the genesis says {genesis}, this protocol is {protocol}")]
     WrongKind {
         genesis: ConsensusKind,

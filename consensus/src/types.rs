@@ -62,10 +62,13 @@ pub enum Byzantine {
     /// As primary, sends its pre-prepares to only 2f of the other
     /// replicas, withholding them from the last f (PBFT).
     Withhold,
+    /// Mines on a private branch and publishes it by Eyal and Sirer's
+    /// selfish-mining strategy (proof of work).
+    Selfish,
 }
 
 impl Byzantine {
-    pub const ALL: [Byzantine; 8] = [
+    pub const ALL: [Byzantine; 9] = [
         Byzantine::Silent,
         Byzantine::Equivocate,
         Byzantine::DoubleVote,
@@ -74,6 +77,7 @@ impl Byzantine {
         Byzantine::SkipHeight,
         Byzantine::Reorder,
         Byzantine::Withhold,
+        Byzantine::Selfish,
     ];
 
     pub fn name(self) -> &'static str {
@@ -86,6 +90,7 @@ impl Byzantine {
             Byzantine::SkipHeight => "skip-height",
             Byzantine::Reorder => "reorder",
             Byzantine::Withhold => "withhold",
+            Byzantine::Selfish => "selfish",
         }
     }
 
@@ -95,7 +100,7 @@ impl Byzantine {
         match protocol {
             ConsensusKind::Hotstuff => &crate::hotstuff::BEHAVIOURS,
             ConsensusKind::Pbft => &crate::pbft::BEHAVIOURS,
-            ConsensusKind::Pow => &[],
+            ConsensusKind::Pow => &crate::pow::BEHAVIOURS,
         }
     }
 }

@@ -7,7 +7,8 @@ pub use crate::local::init::InitArgs;
 use crate::local::load::LoadArgs;
 use crate::local::up::UpArgs;
 use crate::sim::scenario::{
-    ByzantineSpec, Crash, DelayRange, Partition, defaults, parse_duration_ms,
+    ByzantineSpec, Crash, DelayRange, Partition, ScenarioError, defaults, parse_duration_ms,
+    parse_hashrate,
 };
 use crate::sim::{Batch, RunReport, Scenario, SimError, Summary};
 use clap::builder::TypedValueParser;
@@ -121,7 +122,7 @@ fn indices(text: &str) -> Result<Vec<ValidatorIndex>, String> {
 /// `phalanx-testnet sim`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
-    /// The protocol to simulate (hotstuff or pbft; pow is not built yet).
+    /// The protocol to simulate: pbft, hotstuff or pow.
     #[arg(long, default_value = "hotstuff", value_parser = consensus_kind())]
     pub consensus: ConsensusKind,
     /// Committee size n; f = floor((n - 1) / 3).
@@ -208,6 +209,20 @@ pub struct SimArgs {
     /// Worker threads (default: the machine's cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Proof of work: the network's mean block interval.
+    #[arg(long, default_value = "2s", value_parser = duration)]
+    pub block_interval: u64,
+    /// Proof of work: confirmations that make a block final.
+    #[arg(long, default_value_t = defaults::CONFIRMATIONS)]
+    pub confirmations: u64,
+    /// Proof of work: REPLICA:PERCENT% of the hash power, e.g. 2:40%
+    /// (repeatable); the others share the rest equally.
+    #[arg(long, value_name = "SPEC", value_parser = parse_hashrate)]
+    pub hashrate: Vec<(ValidatorIndex, u32)>,
+    /// Proof of work: keep the first-seen of two equal tips (Bitcoin
+    /// Core's rule) instead of the lower hash.
+    #[arg(long)]
+    pub first_seen_ties: bool,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -238,6 +253,17 @@ impl SimArgs {
         s.tx_interval_ms = self.tx_interval;
         s.forward = !self.no_forward;
         s.verify_cache = !self.no_verify_cache;
+        s.block_interval_ms = self.block_interval;
+        s.confirmations = self.confirmations;
+        for (index, percent) in &self.hashrate {
+            if s.hashrate.insert(*index, *percent).is_some() {
+                return Err(SimError::Scenario(ScenarioError::Spec(format!(
+                    "--hashrate gives replica {} two shares",
+                    index.0
+                ))));
+            }
+        }
+        s.first_seen_ties = self.first_seen_ties;
         s.validate()?;
         Ok(s)
     }
@@ -474,6 +500,35 @@ mod tests {
     }
 
     #[test]
+    fn pow_scenarios_print_as_flags_that_parse_back() {
+        let a = parse(&[
+            "--consensus",
+            "pow",
+            "--validators",
+            "5",
+            "--byzantine",
+            "0:selfish",
+            "--hashrate",
+            "0:35%",
+            "--hashrate",
+            "3:10%",
+            "--block-interval",
+            "10s",
+            "--confirmations",
+            "12",
+            "--first-seen-ties",
+        ])
+        .unwrap();
+        let s = a.scenario().unwrap();
+        assert_eq!(s.hash_share(ValidatorIndex(0)), 0.35);
+        assert_eq!(s.hash_share(ValidatorIndex(3)), 0.10);
+        assert!((s.hash_share(ValidatorIndex(1)) - 0.55 / 3.0).abs() < 1e-12);
+        let printed = s.to_args();
+        let strs: Vec<&str> = printed.iter().map(String::as_str).collect();
+        assert_eq!(parse(&strs).unwrap().scenario().unwrap(), s);
+    }
+
+    #[test]
     fn pbft_scenarios_print_as_flags_that_parse_back() {
         let a = parse(&[
             "--consensus",
@@ -528,13 +583,34 @@ mod tests {
             out_of_range.contains("replica 9 does not exist"),
             "{out_of_range}"
         );
-        let pow = parse(&["--consensus", "pow", "--seeds", "1"])
-            .unwrap()
-            .batch()
-            .unwrap()
-            .run(|_| {})
-            .unwrap_err();
-        assert!(pow.to_string().contains("not built yet"), "{pow}");
+        let shares = parse(&[
+            "--consensus",
+            "pow",
+            "--hashrate",
+            "0:60%",
+            "--hashrate",
+            "1:50%",
+        ])
+        .unwrap()
+        .scenario()
+        .unwrap_err()
+        .to_string();
+        assert!(shares.contains("add up to 110 %"), "{shares}");
+        let twice = parse(&[
+            "--consensus",
+            "pow",
+            "--hashrate",
+            "0:6%",
+            "--hashrate",
+            "0:5%",
+        ])
+        .unwrap()
+        .scenario()
+        .unwrap_err()
+        .to_string();
+        assert!(twice.contains("replica 0 two shares"), "{twice}");
+        let bad = parse(&["--consensus", "pow", "--hashrate", "0=5"]).unwrap_err();
+        assert!(bad.to_string().contains("REPLICA:PERCENT%"), "{bad}");
         let unsafe_hotstuff = parse(&["--unsafe-view-change"])
             .unwrap()
             .scenario()

@@ -48,6 +48,7 @@
 //! cumulative work (under [`Pow::SAFETY_KEY`](Protocol::SAFETY_KEY)), so a
 //! restart need not sum the work of the whole chain again.
 
+mod selfish;
 pub mod tree;
 
 use crate::catchup::{self, SyncMessage, decode_sync};
@@ -56,6 +57,7 @@ use crate::protocol::{
     Channel, Effect, Evidence, Fault, Input, Origin, Outgoing, ProofError, Protocol, RejectReason,
     Setup, SetupError, Status, Tuning, WorkRequest,
 };
+use crate::types::Byzantine;
 use crate::types::TimeMs;
 use num_bigint::BigUint;
 use phalanx_chain::block::MAX_BLOCK_BYTES;
@@ -67,9 +69,13 @@ use phalanx_chain::pow::{
 use phalanx_chain::{
     Amount, Block, ConsensusKind, Genesis, Hash, Height, Justification, PowSeal, ValidatorIndex,
 };
+use selfish::Selfish;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
 use tree::{BlockTree, Tip, TreeError};
+
+/// The behaviours a proof-of-work node has.
+pub const BEHAVIOURS: [Byzantine; 1] = [Byzantine::Selfish];
 
 /// Blocks kept in the tree (the best chain above the finalized block and
 /// the branches beside it), at most.
@@ -80,6 +86,8 @@ pub const MAX_ORPHANS: usize = 256;
 const MAX_INVALID: usize = 4_096;
 /// Parent requests remembered (not repeated), at most.
 const MAX_REQUESTED: usize = 1_024;
+/// A selfish miner finalizes blocks this deep at the earliest.
+const SELFISH_FINALITY_DEPTH: u64 = 100;
 /// With new transactions waiting, a miner's template is rebuilt at most
 /// this often.
 pub const TEMPLATE_REFRESH_MS: u64 = 1_000;
@@ -227,6 +235,8 @@ pub struct Pow {
     requested_order: VecDeque<Hash>,
     refresh_armed: bool,
     stats: PowStats,
+    /// Set for a selfish miner.
+    selfish: Option<Selfish>,
 }
 
 impl Pow {
@@ -460,6 +470,24 @@ impl Pow {
             if tree.insert(block, &work).is_err() {
                 continue;
             }
+            if let Some(selfish) = self.selfish.as_mut()
+                && let Some(tree) = self.tree.as_ref()
+            {
+                let publish = if source == Source::Mined {
+                    self.stats.mined += 1;
+                    selfish.on_mined(tree, hash)
+                } else {
+                    selfish.on_public(tree, hash)
+                };
+                for block in publish {
+                    let bytes = block.encode();
+                    effects.push(Effect::Broadcast(block_message(Origin::Authored, bytes)));
+                }
+                if let Some(children) = self.orphans.remove(&hash) {
+                    queue.extend(children.into_iter().map(|b| (b, Source::Sync)));
+                }
+                continue;
+            }
             match (source, bytes) {
                 (Source::Mined, Some(bytes)) => {
                     self.stats.mined += 1;
@@ -538,7 +566,13 @@ impl Pow {
         };
         let best = tree.best().hash;
         if best == self.told {
+            if self.selfish.as_mut().is_some_and(Selfish::take_tip_moved) {
+                return self.request_work(now, ledger, effects);
+            }
             return Ok(());
+        }
+        if let Some(s) = self.selfish.as_mut() {
+            s.take_tip_moved();
         }
         let Some(fork) = tree.fork_point(&self.told, &best) else {
             return Ok(());
@@ -555,8 +589,13 @@ impl Pow {
             }
         }
         self.told = best;
-        // Finality: `confirmations` blocks from the tip down.
-        let k = self.context.params.confirmations.max(1);
+        // Finality: `confirmations` blocks from the tip down. A selfish
+        // miner's own long private branch must not finalize it out of the
+        // public chain it races, so it waits much longer.
+        let mut k = self.context.params.confirmations.max(1);
+        if self.selfish.is_some() {
+            k = k.max(SELFISH_FINALITY_DEPTH);
+        }
         let tip_height = tree.best().height();
         let final_height = Height(tip_height.0.saturating_sub(k - 1));
         if final_height > tree.root().height()
@@ -593,7 +632,11 @@ impl Pow {
         let Some(tree) = self.tree.as_ref() else {
             return Ok(());
         };
-        let parent = tree.best();
+        let parent = self
+            .selfish
+            .as_ref()
+            .and_then(|s| s.tip(tree))
+            .unwrap_or_else(|| tree.best());
         let Ok(target) = self.next_target(tree, &parent.hash) else {
             return Ok(());
         };
@@ -702,7 +745,8 @@ impl Protocol for Pow {
     }
 
     fn new(context: &PowContext, setup: Setup, committed: Block) -> Result<Self, SetupError> {
-        crate::check_behaviour(Self::KIND, setup.tuning.byzantine, &[])?;
+        crate::check_behaviour(Self::KIND, setup.tuning.byzantine, &BEHAVIOURS)?;
+        let selfish = (setup.tuning.byzantine == Some(Byzantine::Selfish)).then(Selfish::default);
         Ok(Pow {
             context: context.clone(),
             tuning: setup.tuning,
@@ -717,6 +761,7 @@ impl Protocol for Pow {
             requested_order: VecDeque::new(),
             refresh_armed: false,
             stats: PowStats::default(),
+            selfish,
         })
     }
 

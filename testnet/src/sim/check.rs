@@ -204,7 +204,7 @@ impl Checker {
             return;
         }
         let from = scenario.disruption_end_ms();
-        let until = from.saturating_add(scenario.liveness_bound_ms);
+        let until = from.saturating_add(scenario.liveness_bound());
         for (i, log) in self.logs.clone().iter().enumerate() {
             let honest_and_up =
                 self.is_honest(ValidatorIndex(i as u16)) && up.get(i).copied().unwrap_or(false);

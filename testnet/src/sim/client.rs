@@ -2,7 +2,8 @@
 //! committee and a few funded accounts, and signed transfers among them.
 
 use super::rng::Rng;
-use phalanx_chain::genesis::{GenesisAccount, GenesisValidator};
+use phalanx_chain::genesis::{GenesisAccount, GenesisValidator, PowParams};
+use phalanx_chain::pow::CompactTarget;
 use phalanx_chain::{Address, Amount, ChainId, ConsensusKind, Genesis, Nonce, Transaction};
 use phalanx_crypto::{Hash, Keypair};
 
@@ -12,6 +13,13 @@ pub const CLIENT_ACCOUNTS: usize = 4;
 pub const INITIAL_BALANCE: u64 = 1_000_000_000;
 /// The simulated chain's id.
 pub const CHAIN_ID: &str = "phalanx-sim";
+/// The proof-of-work target of simulations (the easiest there is).
+pub const SIM_TARGET: CompactTarget = CompactTarget(0x207fffff);
+
+/// The address miner `index` is paid at.
+pub fn miner_address(index: usize) -> Address {
+    validator_key(index).public().into()
+}
 
 fn key(kind: &str, index: usize) -> Keypair {
     let seed = Hash::digest_parts(&[b"PHALANX/SIM/", kind.as_bytes(), &index.to_le_bytes()]);
@@ -26,18 +34,43 @@ pub fn validator_key(index: usize) -> Keypair {
 /// A `consensus` genesis for `validators` validators and the client's
 /// accounts; block 0's timestamp is virtual time 0.
 pub fn genesis(consensus: ConsensusKind, validators: usize) -> Result<Genesis, String> {
+    genesis_with(consensus, validators, 2_000, 6)
+}
+
+/// [`genesis`], for proof of work with this block interval and these
+/// confirmations.
+pub fn genesis_with(
+    consensus: ConsensusKind,
+    validators: usize,
+    block_interval_ms: u64,
+    confirmations: u64,
+) -> Result<Genesis, String> {
     let chain_id = ChainId::new(CHAIN_ID).map_err(|e| e.to_string())?;
+    let pow = consensus == ConsensusKind::Pow;
     let genesis = Genesis {
         chain_id,
         consensus,
         genesis_time_ms: 0,
         validators: (0..validators)
+            .filter(|_| !pow)
             .map(|i| GenesisValidator {
                 public_key: validator_key(i).public(),
                 address: format!("/memory/{i}"),
             })
             .collect(),
-        pow: None,
+        pow: pow.then_some(PowParams {
+            // The easiest target, never retargeted: the simulator draws
+            // when each miner finds a block from its own random process
+            // (its share of one block per interval), and sealing one takes
+            // two hashes on average.
+            initial_target: SIM_TARGET,
+            target_limit: SIM_TARGET,
+            block_interval_ms,
+            retarget_window: 1,
+            confirmations,
+            block_reward: Amount(50),
+            max_future_drift_ms: 15_000,
+        }),
         accounts: (0..CLIENT_ACCOUNTS)
             .map(|i| GenesisAccount {
                 address: key("client", i).public().into(),

@@ -6,8 +6,8 @@
 use phalanx_chain::execute::StateView;
 use phalanx_chain::speculative::Speculative;
 use phalanx_chain::{
-    Address, Block, Genesis, Hash, Head, Justification, MemStore, Nonce, Rules, Store, StoreError,
-    Transaction,
+    Address, Block, Genesis, Hash, Head, Height, Justification, MemStore, Nonce, Rules, Store,
+    StoreError, Transaction,
 };
 use phalanx_consensus::{Ledger, LedgerError};
 use std::collections::BTreeMap;
@@ -90,6 +90,60 @@ impl SimLedger {
             .map_err(|e| e.to_string())?;
         self.prune_mempool();
         Ok(())
+    }
+
+    /// Appends `block` (not final yet: proof of work) to the head.
+    pub fn extend(&mut self, block: &Block) -> Result<(), String> {
+        let finalized = self
+            .store
+            .finalized_height()
+            .map_err(|e| e.to_string())?
+            .unwrap_or(Height::GENESIS);
+        self.speculative
+            .commit(&self.store, block, finalized)
+            .map_err(|e| e.to_string())?;
+        self.prune_mempool();
+        Ok(())
+    }
+
+    /// Rolls the chain back to `ancestor`; the transactions of the blocks
+    /// taken off go back to the mempool (those no longer valid are pruned
+    /// when they are found to be). Returns the blocks taken off.
+    pub fn revert(&mut self, ancestor: &Hash) -> Result<Vec<Block>, String> {
+        let removed = self.store.revert_to(ancestor).map_err(|e| e.to_string())?;
+        for block in &removed {
+            for tx in &block.transactions {
+                self.submit(tx.clone());
+            }
+        }
+        self.prune_mempool();
+        Ok(removed)
+    }
+
+    /// Raises the finalized height to `height` (never down); returns the
+    /// blocks that became final, lowest first.
+    pub fn finalize(&mut self, height: Height) -> Result<Vec<Block>, String> {
+        let current = self
+            .store
+            .finalized_height()
+            .map_err(|e| e.to_string())?
+            .unwrap_or(Height::GENESIS);
+        if height <= current {
+            return Ok(Vec::new());
+        }
+        self.store
+            .set_finalized_height(height)
+            .map_err(|e| e.to_string())?;
+        self.speculative.prune(height);
+        let mut blocks = Vec::new();
+        for h in current.0 + 1..=height.0 {
+            match self.store.block_at(Height(h)) {
+                Ok(Some(block)) => blocks.push(block),
+                Ok(None) => return Err(format!("no block at final height {h}")),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(blocks)
     }
 
     /// Drops transactions whose nonce is used.

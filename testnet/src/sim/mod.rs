@@ -35,10 +35,25 @@
 //!   links, counted by [`Origin`] (authored, forwarded, catch-up); `Extend`
 //!   with a final block commits it, after `P::check_finalized` checks its
 //!   certificate against the replica's store; `Evidence` is judged by
-//!   `P::check_evidence`. Proof of work's effects (a block not yet final,
-//!   `Finalize`, `Revert`, `RequestWork`) are not simulated yet and fail
-//!   the run as a setup violation, as does a [`Fault`], after which the
-//!   replica is fed nothing more.
+//!   `P::check_evidence`. A [`Fault`] fails the run as a setup violation,
+//!   after which the replica is fed nothing more.
+//!
+//! # Proof of work
+//!
+//! Mining is a random process per replica: a miner with share s of the
+//! hash power ([`Scenario::hash_share`], `--hashrate`) finds blocks as a
+//! Poisson process of rate s per block interval, so thousands of blocks
+//! run in seconds without hashing. When its turn comes, the block it was
+//! last asked to mine (`RequestWork`) is sealed at the virtual time (the
+//! simulation's target is the easiest there is, so the nonce takes two
+//! hashes on average) and handed back to its protocol, which checks and
+//! publishes it as a node would. Blocks not yet final extend the replica's
+//! store, `Revert` rolls it back (the transactions of the blocks taken off
+//! go back to its pool), and `Finalize` hands the newly final blocks to
+//! the checker as commits, so agreement is checked on final blocks as for
+//! the committees. Reports add the blocks mined, the stale rate, the
+//! reorganizations and their depth, and each miner's share of the final
+//! chain; [`theory`] holds the published figures they are tested against.
 //!
 //! # Faults
 //!
@@ -90,6 +105,7 @@ pub mod ledger;
 pub mod report;
 pub mod rng;
 pub mod scenario;
+pub mod theory;
 mod world;
 
 pub use report::{CheckerKind, RunReport, Summary, Violation};
@@ -103,9 +119,7 @@ use world::World;
 /// Why a simulation could not run at all.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SimError {
-    #[error(
-        "--consensus {0} is not built yet: the simulator runs hotstuff and pbft (proof of work plugs in next)"
-    )]
+    #[error("--consensus {0} is not built into this simulator")]
     NotBuilt(ConsensusKind),
     #[error("invalid scenario: {0}")]
     Scenario(#[from] ScenarioError),

@@ -135,6 +135,16 @@ pub struct RunReport {
     pub recovery_ms: Option<u64>,
     pub end_ms: u64,
     pub events: u64,
+    /// Proof of work: blocks the replicas' miners found.
+    pub mined: u64,
+    /// Proof of work: reorganizations at honest replicas, and the deepest
+    /// (blocks rolled back).
+    pub reorgs: u64,
+    pub max_reorg_depth: u64,
+    /// Proof of work: the blocks of the longest chain at the end of the
+    /// run (genesis excluded), by the miner (replica index) that found
+    /// them: each miner's revenue.
+    pub chain_blocks_by_miner: BTreeMap<u16, u64>,
 }
 
 impl RunReport {
@@ -183,6 +193,15 @@ pub struct Summary {
     pub duplicated: u64,
     pub delivered: u64,
     pub virtual_ms: u64,
+    /// Proof of work: blocks mined, reorganizations at honest replicas and
+    /// the deepest, and the stale rate: the share of mined blocks not on
+    /// the best honest chain when the run ended.
+    pub mined: u64,
+    pub reorgs: u64,
+    pub max_reorg_depth: u64,
+    pub stale_rate: Option<f64>,
+    /// Proof of work: blocks on the best honest chains, by miner.
+    pub chain_blocks_by_miner: BTreeMap<u16, u64>,
     #[serde(skip)]
     latency: Histogram,
     #[serde(skip)]
@@ -221,6 +240,12 @@ impl Summary {
         self.duplicated += run.duplicated;
         self.delivered += run.delivered;
         self.virtual_ms += run.end_ms;
+        self.mined += run.mined;
+        self.reorgs += run.reorgs;
+        self.max_reorg_depth = self.max_reorg_depth.max(run.max_reorg_depth);
+        for (miner, blocks) in &run.chain_blocks_by_miner {
+            *self.chain_blocks_by_miner.entry(*miner).or_default() += blocks;
+        }
         self.latency.merge(&run.commit_latency_ms);
         match run.recovery_ms {
             Some(ms) => self.recovery.record(ms),
@@ -240,6 +265,8 @@ impl Summary {
         self.bytes_per_block = ratio(bytes, self.committed_blocks);
         self.authored_messages_per_block = ratio(authored, self.committed_blocks);
         self.views_per_commit = ratio(self.views, self.committed_blocks);
+        // A proof-of-work replica's view is its best tip's height.
+        self.stale_rate = ratio(self.mined.saturating_sub(self.views), self.mined);
         self.commit_latency_ms_p50 = self.latency.quantile(0.5);
         self.commit_latency_ms_p99 = self.latency.quantile(0.99);
         self.commit_latency_ms_max = self.latency.quantile(1.0);
@@ -326,6 +353,29 @@ impl fmt::Display for Summary {
             show_ms(self.recovery_ms_max),
             self.unrecovered_runs
         )?;
+        if self.mined > 0 {
+            writeln!(
+                f,
+                "proof of work: {} blocks mined, stale rate {}, {} reorganizations at honest \
+                 replicas, deepest {} blocks",
+                self.mined,
+                self.stale_rate
+                    .map_or_else(|| "-".to_owned(), |r| format!("{:.2} %", r * 100.0)),
+                self.reorgs,
+                self.max_reorg_depth
+            )?;
+            let total: u64 = self.chain_blocks_by_miner.values().sum();
+            let shares: Vec<String> = self
+                .chain_blocks_by_miner
+                .iter()
+                .map(|(m, b)| format!("{m}: {:.1} %", *b as f64 * 100.0 / total.max(1) as f64))
+                .collect();
+            writeln!(
+                f,
+                "revenue (share of the best chain's blocks): {}",
+                shares.join(", ")
+            )?;
+        }
         writeln!(f, "evidence: {}", show_counts(&self.evidence))?;
         writeln!(
             f,

@@ -77,6 +77,13 @@ impl Rng {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
+    /// Exponentially distributed with mean `mean` (the wait for the next
+    /// event of a Poisson process).
+    pub fn exponential(&mut self, mean: f64) -> f64 {
+        // 1 - unit() is in (0, 1]: its logarithm is finite.
+        -(1.0 - self.unit()).ln() * mean
+    }
+
     /// True with probability `p` (clamped to `[0, 1]`).
     pub fn chance(&mut self, p: f64) -> bool {
         p > 0.0 && self.unit() < p

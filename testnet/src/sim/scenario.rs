@@ -54,6 +54,23 @@ fn spec_error(spec: &str, expected: &str, problem: impl fmt::Display) -> Scenari
     ScenarioError::Spec(format!("{spec:?}: {problem}; expected {expected}"))
 }
 
+/// Parses a hash-power share, `I:P%` (replica I has P percent).
+pub fn parse_hashrate(text: &str) -> Result<(ValidatorIndex, u32), String> {
+    let expected = "REPLICA:PERCENT%, e.g. 2:40%";
+    let (index, percent) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?}: expected {expected}"))?;
+    let index = index
+        .trim()
+        .parse::<u16>()
+        .map_err(|_| format!("{text:?}: {index:?} is not a replica index; expected {expected}"))?;
+    let percent = percent.trim().trim_end_matches('%');
+    let percent = percent.parse::<u32>().map_err(|_| {
+        format!("{text:?}: {percent:?} is not a whole percentage; expected {expected}")
+    })?;
+    Ok((ValidatorIndex(index), percent))
+}
+
 /// Parses `30s`, `2500ms`, `2m`: a whole number and a unit.
 pub fn parse_duration_ms(text: &str) -> Result<TimeMs, String> {
     let text = text.trim();
@@ -327,6 +344,17 @@ pub struct Scenario {
     pub checkpoint_interval: u64,
     /// PBFT: heights a primary keeps in flight (proposed, not committed).
     pub max_in_flight: u64,
+    /// Proof of work: the whole network finds a block this often on
+    /// average (the genesis `block_interval_ms`).
+    pub block_interval_ms: u64,
+    /// Proof of work: confirmations that make a block final.
+    pub confirmations: u64,
+    /// Proof of work: replicas with a set share of the hash power, in
+    /// percent; the others share the rest equally.
+    pub hashrate: BTreeMap<ValidatorIndex, u32>,
+    /// Proof of work: replicas keep the first-seen of two equal tips
+    /// ([`Tuning::first_seen_ties`]).
+    pub first_seen_ties: bool,
 }
 
 /// Defaults, as the command line documents them.
@@ -343,6 +371,8 @@ pub mod defaults {
     pub const CHECKPOINT_INTERVAL: u64 = 16;
     /// As [`Tuning::default`](phalanx_consensus::Tuning) has it.
     pub const MAX_IN_FLIGHT: u64 = 4;
+    pub const BLOCK_INTERVAL_MS: u64 = 2_000;
+    pub const CONFIRMATIONS: u64 = 6;
 }
 
 impl Scenario {
@@ -372,7 +402,23 @@ impl Scenario {
             verify_cache: true,
             checkpoint_interval: defaults::CHECKPOINT_INTERVAL,
             max_in_flight: defaults::MAX_IN_FLIGHT,
+            block_interval_ms: defaults::BLOCK_INTERVAL_MS,
+            confirmations: defaults::CONFIRMATIONS,
+            hashrate: BTreeMap::new(),
+            first_seen_ties: false,
         }
+    }
+
+    /// Replica `i`'s share of the hash power (0 to 1): its set share, or
+    /// an equal part of what the set shares leave.
+    pub fn hash_share(&self, index: ValidatorIndex) -> f64 {
+        let me = self.validator_of(usize::from(index.0)).unwrap_or(index);
+        if let Some(percent) = self.hashrate.get(&me) {
+            return f64::from(*percent) / 100.0;
+        }
+        let set: u32 = self.hashrate.values().sum();
+        let others = self.validators.saturating_sub(self.hashrate.len()).max(1);
+        f64::from(100u32.saturating_sub(set)) / 100.0 / others as f64
     }
 
     /// How the replicas of validator `me` are tuned: the scenario's
@@ -390,8 +436,9 @@ impl Scenario {
             watermark_window: self.checkpoint_interval.saturating_mul(2),
             max_in_flight: self.max_in_flight,
             unsafe_view_change: self.unsafe_view_change,
-            miner: None,
-            first_seen_ties: false,
+            miner: (self.consensus == ConsensusKind::Pow)
+                .then(|| super::client::miner_address(usize::from(me.0))),
+            first_seen_ties: self.first_seen_ties,
         }
     }
 
@@ -466,10 +513,26 @@ impl Scenario {
             ("--liveness-bound", self.liveness_bound_ms),
             ("--checkpoint-interval", self.checkpoint_interval),
             ("--max-in-flight", self.max_in_flight),
+            ("--block-interval", self.block_interval_ms),
+            ("--confirmations", self.confirmations),
         ] {
             if value == 0 {
                 return Err(ScenarioError::Zero { what });
             }
+        }
+        for index in self.hashrate.keys() {
+            in_range(*index, self.validators)?;
+        }
+        let set: u32 = self.hashrate.values().sum();
+        let everyone_set = self.hashrate.len() >= self.validators;
+        if self.hashrate.values().any(|p| *p == 0 || *p > 100)
+            || set > 100
+            || (everyone_set && set != 100)
+        {
+            return Err(ScenarioError::Spec(format!(
+                "--hashrate shares add up to {set} %: each must be 1 to 100 %, at most 100 % \
+                 in all, and exactly 100 % if every miner has one"
+            )));
         }
         for p in &self.partitions {
             let mut seen = BTreeSet::new();
@@ -554,8 +617,22 @@ impl Scenario {
     pub fn end_ms(&self) -> TimeMs {
         self.duration_ms.max(
             self.disruption_end_ms()
-                .saturating_add(self.liveness_bound_ms),
+                .saturating_add(self.liveness_bound()),
         )
+    }
+
+    /// The liveness bound in force. Proof-of-work blocks come at random:
+    /// finality needs `confirmations` of them, so the bound is at least 30
+    /// block intervals. The chance that an honest network misses it is
+    /// that of fewer than 6 blocks in 30 expected, P(Poisson(30) < 6),
+    /// about 1e-7 per check.
+    pub fn liveness_bound(&self) -> TimeMs {
+        if self.consensus == ConsensusKind::Pow {
+            self.liveness_bound_ms
+                .max(self.block_interval_ms.saturating_mul(30))
+        } else {
+            self.liveness_bound_ms
+        }
     }
 
     /// Replicas that are down when the run ends.
@@ -645,8 +722,23 @@ impl Scenario {
                 flag(name, value.to_string());
             }
         }
+        if self.block_interval_ms != d.block_interval_ms {
+            flag(
+                "--block-interval",
+                format_duration_ms(self.block_interval_ms),
+            );
+        }
+        if self.confirmations != d.confirmations {
+            flag("--confirmations", self.confirmations.to_string());
+        }
+        for (index, percent) in &self.hashrate {
+            flag("--hashrate", format!("{}:{percent}%", index.0));
+        }
         if self.unsafe_view_change {
             args.push("--unsafe-view-change".to_owned());
+        }
+        if self.first_seen_ties {
+            args.push("--first-seen-ties".to_owned());
         }
         if !self.forward {
             args.push("--no-forward".to_owned());
@@ -893,7 +985,8 @@ mod tests {
         let err = with(ConsensusKind::Pow, "0:silent")
             .unwrap_err()
             .to_string();
-        assert!(err.ends_with("they have none"), "{err}");
+        assert!(err.ends_with("they have selfish"), "{err}");
+        with(ConsensusKind::Pow, "0:selfish").unwrap();
 
         let mut s = Scenario::new(4);
         s.unsafe_view_change = true;

@@ -6,8 +6,9 @@ written from the document alone: it shares no code with the Rust crates and
 never runs them. It parses the vectors (section 11.1 of the document) and
 recomputes public keys, signing bytes, Ed25519 signatures, transaction
 hashes, the JSON and binary forms, merkle roots and inclusion proofs, state
-roots, genesis hashes, block 0, block headers, blocks and their hashes, the
-proof-of-work hash, and the effect of executing the example block.
+roots, genesis hashes, block 0, block headers, blocks and their hashes,
+compact targets, the retarget, the proof-of-work hash against its target,
+and the effect of executing the example blocks (block reward included).
 
 Usage:
     pip install cryptography blake3
@@ -40,6 +41,7 @@ except ImportError:  # pragma: no cover
     tomllib = None
 
 U64_MAX = 2**64 - 1
+U32_MAX = 2**32 - 1
 
 # Section 3: the signing kinds, keyed by the names the `domains` vector uses.
 KINDS = {
@@ -55,11 +57,24 @@ KINDS = {
     "PbftCheckpoint": "PBFT-CHECKPOINT",
 }
 CONSENSUS = {"pbft": 0, "hotstuff": 1, "pow": 2}
+# Section 8.2: the [pow] parameters in encoding order; the targets are
+# compact (written as 8 hex digits), the others integers.
+POW_FIELDS = [
+    "initial_target", "target_limit", "block_interval_ms", "retarget_window",
+    "confirmations", "block_reward", "max_future_drift_ms",
+]
+POW_TARGETS = {"initial_target", "target_limit"}
 # The vectors the document must contain.
 REQUIRED = [
     "tx-1", "tx-2", "tx-3", "domains", "domain-1", "merkle-0", "merkle-1", "merkle-2",
-    "state-0", "state-1", "genesis-1", "genesis-2", "block-1", "block-pow", "limits",
+    "state-0", "state-1", "state-2", "genesis-1", "genesis-2", "block-1", "block-pow",
+    "targets", "retarget-1", "limits",
 ]
+# Section 7.5: timestamps the median-time-past rule looks back over.
+MEDIAN_TIME_SPAN = 11
+# Section 8.1: bounds on the [pow] parameters.
+MAX_RETARGET_WINDOW = 2016
+MAX_CONFIRMATIONS = 1000
 
 
 class Mismatch(Exception):
@@ -128,6 +143,81 @@ def u64(text: str) -> int:
     if not re.fullmatch(r"0|[1-9][0-9]*", text) or int(text) > U64_MAX:
         raise Mismatch(f"{text!r} is not a u64")
     return int(text)
+
+
+def u32(text: str) -> int:
+    value = u64(text)
+    if value > U32_MAX:
+        raise Mismatch(f"{text!r} is not a u32")
+    return value
+
+
+# ----------------------------------------------------------- proof of work
+
+
+class Refused(Mismatch):
+    """A compact target that stands for no valid target (section 7.5)."""
+
+
+def compact(text: str) -> int:
+    """A compact target as written in vectors, JSON and TOML: 8 hex digits."""
+    if not re.fullmatch(r"[0-9a-f]{8}", text):
+        raise Mismatch(f"{text!r} is not a compact target (8 lowercase hex digits)")
+    return int(text, 16)
+
+
+def to_compact(target: int) -> int:
+    """Section 7.5: the canonical compact form, rounding down to 3 bytes."""
+    size = (target.bit_length() + 7) // 8
+    if size <= 3:
+        mantissa = target << (8 * (3 - size))
+    else:
+        mantissa = target >> (8 * (size - 3))
+    if mantissa & 0x800000:
+        mantissa >>= 8
+        size += 1
+    return (size << 24) | mantissa
+
+
+def from_compact(bits: int) -> int:
+    """Section 7.5: the target a compact form stands for; Refused if none."""
+    size, mantissa = bits >> 24, bits & 0x7FFFFF
+    if mantissa == 0:
+        raise Refused("zero")
+    if bits & 0x800000:
+        raise Refused("negative")
+    if size <= 3:
+        target = mantissa >> (8 * (3 - size))
+    else:
+        target = mantissa << (8 * (size - 3))
+    if target == 0:
+        raise Refused("zero")
+    if target >= 1 << 256:
+        raise Refused("overflow")
+    canonical = to_compact(target)
+    if canonical != bits:
+        raise Refused(f"not canonical, {canonical:08x}")
+    return target
+
+
+def retarget(window: list, interval_ms: int, size: int, limit: int) -> int:
+    """Section 7.5: the compact target of the block after `window`, a list of
+    (timestamp_ms, compact target), oldest first, ending at the parent."""
+    window = window[-size:]
+    if len(window) == 1:
+        return window[0][1]
+    n = len(window)
+    expected = (n - 1) * interval_ms
+    span = max(window[-1][0] - window[0][0], 0)
+    span = min(max(span, max(expected // 4, 1)), expected * 4)
+    total = sum(from_compact(bits) for _, bits in window)
+    return to_compact(max(min(total * span // (n * expected), limit), 1))
+
+
+def median_time_past(timestamps: list) -> int:
+    """Section 7.5: the median of the last 11 timestamps (all, if fewer)."""
+    last = sorted(timestamps[-MEDIAN_TIME_SPAN:])
+    return last[len(last) // 2]
 
 
 # -------------------------------------------------------------- transactions
@@ -331,8 +421,11 @@ def encode_header(h: dict) -> bytes:
                 raise Mismatch("validator index is a u16")
             out += varint(validator) + signature
     elif j[0] == "pow":
-        _, bits, nonce = j
-        out += varint(2) + varint(bits) + varint(nonce)
+        # Nonce last (section 7.1): miners vary only the trailing varint.
+        _, bits, reward, nonce = j
+        if not 0 <= bits <= U32_MAX:
+            raise Mismatch("a compact target is a u32")
+        out += varint(2) + varint(bits) + varint(reward) + varint(nonce)
     else:
         raise Mismatch(f"unknown justification {j[0]!r}")
     return out
@@ -346,7 +439,7 @@ def encode_genesis(g: dict) -> bytes:
     for public_key, net_address in g["validators"]:
         raw = net_address.encode("utf-8")
         out += public_key + varint(len(raw)) + raw
-    out += option(g["pow"], lambda p: varint(p[0]) + varint(p[1]) + varint(p[2]))
+    out += option(g["pow"], lambda p: b"".join(varint(p[field]) for field in POW_FIELDS))
     accounts = sorted(g["accounts"])
     out += varint(len(accounts))
     for addr, balance in accounts:
@@ -373,6 +466,23 @@ def block0_header(g: dict) -> dict:
         "proposer": bytes(32),
         "justification": ("genesis",),
     }
+
+
+def apply_reward(state: dict, g: dict, header: dict) -> None:
+    """Section 7.5: after its transactions, a proof-of-work block credits its
+    miner (the proposer) the reward it claims, at most block_reward."""
+    j = header["justification"]
+    if j[0] != "pow":
+        return
+    reward = j[2]
+    if g["pow"] is None or reward > g["pow"]["block_reward"]:
+        raise Mismatch(f"reward {reward} above the chain's block_reward")
+    if reward == 0:
+        return
+    balance, nonce = state.get(header["proposer"], (0, 0))
+    if balance + reward > U64_MAX:
+        raise Mismatch("reward overflows the miner's balance")
+    state[header["proposer"]] = (balance + reward, nonce)
 
 
 def apply_tx(state: dict, chain_id: str, proposer: bytes, tx: dict) -> None:
@@ -571,6 +681,20 @@ def check_state(c: Checker, v: Vector) -> dict:
     return {a: s for a, s in accounts.items() if s != (0, 0)}
 
 
+def pow_params_valid(p: dict) -> bool:
+    """Section 8.1: the checks of the [pow] table."""
+    try:
+        initial, limit = from_compact(p["initial_target"]), from_compact(p["target_limit"])
+    except Refused:
+        return False
+    return (
+        initial <= limit
+        and p["block_interval_ms"] > 0
+        and 1 <= p["retarget_window"] <= MAX_RETARGET_WINDOW
+        and 1 <= p["confirmations"] <= MAX_CONFIRMATIONS
+    )
+
+
 def check_genesis(c: Checker, v: Vector) -> dict:
     if v["consensus"] not in CONSENSUS:
         raise Mismatch(f"unknown consensus {v['consensus']!r}")
@@ -583,11 +707,12 @@ def check_genesis(c: Checker, v: Vector) -> dict:
             (fixed_hex(v[f"validator.{i}.public_key"], 32), v[f"validator.{i}.address"])
             for i in v.indices("validator")
         ],
-        "pow": (
-            v.u64("pow.initial_difficulty_bits"),
-            v.u64("pow.target_block_time_ms"),
-            v.u64("pow.confirmations"),
-        ) if pow_keys else None,
+        "pow": {
+            field: compact(v[f"pow.{field}"]) if field in POW_TARGETS
+            else u32(v[f"pow.{field}"]) if field == "retarget_window"
+            else v.u64(f"pow.{field}")
+            for field in POW_FIELDS
+        } if pow_keys else None,
         "accounts": [
             (address(v[f"account.{i}.address"]), v.u64(f"account.{i}.balance"))
             for i in v.indices("account")
@@ -595,6 +720,8 @@ def check_genesis(c: Checker, v: Vector) -> dict:
     }
     c.check(v.name, "pow present iff consensus is pow",
             (g["pow"] is not None) == (g["consensus"] == "pow"))
+    if g["pow"] is not None:
+        c.check(v.name, "pow parameters follow section 8.1", pow_params_valid(g["pow"]))
     c.eq(v, "encoded", encode_genesis(g))
     c.eq(v, "genesis_hash", genesis_hash(g))
     header = block0_header(g)
@@ -620,7 +747,7 @@ def check_block(c: Checker, v: Vector, genesis: dict, txs: dict, states: dict) -
         justification = ("bft", v.u64("bft.view"), v.u64("bft.parent_cert.view"),
                          fixed_hex(v["bft.parent_cert.block"], 32), signatures)
     elif kind == "pow":
-        justification = ("pow", int(v["pow.difficulty_bits"]), v.u64("pow.nonce"))
+        justification = ("pow", compact(v["pow.target"]), v.u64("pow.reward"), v.u64("pow.nonce"))
     else:
         raise Mismatch(f"unknown justification {kind!r}")
     header = {
@@ -637,13 +764,10 @@ def check_block(c: Checker, v: Vector, genesis: dict, txs: dict, states: dict) -
     c.eq(v, "block_hash", b3(encoded))
     block = encoded + varint(len(transactions)) + b"".join(tx_postcard(t) for t in transactions)
     c.eq(v, "encoded_block", block)
-    if kind == "pow":
-        digest = sha256d(encoded)
-        c.eq(v, "pow_hash", digest)
-        zero_bits = 256 - int.from_bytes(digest, "big").bit_length()
-        c.check(v.name, "proof of work meets difficulty_bits", zero_bits >= justification[1])
-    # Section 7.4 against block 0 of its genesis, and section 4.7.
     parent = block0_header(g)
+    if kind == "pow":
+        check_pow(c, v, g, header, parent)
+    # Section 7.4 against block 0 of its genesis, and section 4.7.
     c.check(v.name, "parent is block 0's hash", header["parent"] == b3(encode_header(parent)))
     c.check(v.name, "height is 1", header["height"] == parent["height"] + 1)
     c.check(v.name, "timestamp not before parent's",
@@ -653,12 +777,65 @@ def check_block(c: Checker, v: Vector, genesis: dict, txs: dict, states: dict) -
     state = genesis_state(g)
     for t in transactions:
         apply_tx(state, g["chain_id"], header["proposer"], t)
+    apply_reward(state, g, header)
     state = {a: s for a, s in state.items() if s != (0, 0)}
     c.check(v.name, "state_root is the root after execution",
             header["state_root"] == state_root(state))
     if "state_after" in v:
         c.check(v.name, f"the state after execution is {v['state_after']}",
                 state == states[v["state_after"]])
+
+
+def check_pow(c: Checker, v: Vector, g: dict, header: dict, parent: dict) -> None:
+    """Section 7.5 for a proof-of-work block on top of block 0."""
+    _, bits, reward, _ = header["justification"]
+    p = g["pow"]
+    if p is None:
+        raise Mismatch("a proof-of-work block on a chain without [pow]")
+    digest = sha256d(encode_header(header))
+    c.eq(v, "pow_hash", digest)
+    target = from_compact(bits)
+    c.eq(v, "pow_target", target.to_bytes(32, "big"))
+    c.check(v.name, "pow_hash (big endian) is at most the target",
+            int.from_bytes(digest, "big") <= target)
+    window = [(parent["timestamp_ms"], p["initial_target"])]
+    c.check(v.name, "the target is the one the retarget gives",
+            bits == retarget(window, p["block_interval_ms"], p["retarget_window"],
+                             from_compact(p["target_limit"])))
+    c.check(v.name, "timestamp after the median of its ancestors'",
+            header["timestamp_ms"] > median_time_past([parent["timestamp_ms"]]))
+    c.check(v.name, "reward at most block_reward", reward <= p["block_reward"])
+
+
+def check_targets(c: Checker, v: Vector) -> None:
+    """Each key a compact form, each value its target or why it is refused."""
+    for key in v.fields:
+        if key == "vector":
+            continue
+        try:
+            shown = from_compact(compact(key)).to_bytes(32, "big").hex()
+        except Refused as why:
+            shown = f"refused: {why}"
+        c.eq(v, key, shown)
+    c.eq(v, "1d00ffff", "00000000ffff" + "00" * 26)
+
+
+def check_retarget(c: Checker, v: Vector) -> None:
+    """A chain from block 0, each later target the retarget's."""
+    interval, size = v.u64("block_interval_ms"), u32(v["retarget_window"])
+    limit = from_compact(compact(v["target_limit"]))
+    chain = []
+    for i in v.indices("block"):
+        timestamp = v.u64(f"block.{i}.timestamp_ms")
+        if chain:
+            bits = retarget(chain, interval, size, limit)
+            c.eq(v, f"block.{i}.target", f"{bits:08x}")
+        else:
+            bits = compact(v[f"block.{i}.target"])
+            from_compact(bits)
+        chain.append((timestamp, bits))
+    c.check(v.name, "the chain outgrows the window", len(chain) > size)
+    c.eq(v, "next_target", f"{retarget(chain, interval, size, limit):08x}")
 
 
 def check_limits(c: Checker, v: Vector) -> None:
@@ -684,14 +861,15 @@ def check_toml(c: Checker, name: str, text: str, g: dict) -> None:
         "genesis_time_ms": t.get("genesis_time_ms", 0),
         "validators": [(bytes.fromhex(x["public_key"]), x["address"])
                        for x in t.get("validators", [])],
-        "pow": (
-            t["pow"]["initial_difficulty_bits"],
-            t["pow"]["target_block_time_ms"],
-            t["pow"]["confirmations"],
-        ) if "pow" in t else None,
+        "pow": {
+            field: compact(t["pow"][field]) if field in POW_TARGETS else t["pow"][field]
+            for field in POW_FIELDS
+        } if "pow" in t else None,
         "accounts": [(bytes.fromhex(a["address"]), a["balance"]) for a in t.get("accounts", [])],
     }
     c.check(name, "TOML genesis file has the same fields", parsed == g)
+    if "pow" in t:
+        c.check(name, "[pow] has exactly the section 8.1 fields", sorted(t["pow"]) == sorted(POW_FIELDS))
 
 
 def main() -> int:
@@ -735,6 +913,10 @@ def main() -> int:
             run(v, lambda v=v: check_block(c, v, genesis, txs, states))
         elif prefix == "limits":
             run(v, lambda v=v: check_limits(c, v))
+        elif prefix == "targets":
+            run(v, lambda v=v: check_targets(c, v))
+        elif prefix == "retarget":
+            run(v, lambda v=v: check_retarget(c, v))
         else:
             c.check(v.name, "has a checker", False, "unknown vector kind")
 

@@ -12,12 +12,14 @@
 use phalanx_chain::block::{MAX_BLOCK_BYTES, MAX_HEADER_BYTES};
 use phalanx_chain::encoding::DecodeError;
 use phalanx_chain::genesis::{GenesisAccount, GenesisValidator, PowParams};
+use phalanx_chain::pow::{self, CompactTarget, Retarget, TargetError, WindowBlock};
 use phalanx_chain::state::ACCUMULATOR_BYTES;
 use phalanx_chain::tx::MAX_TX_BYTES;
 use phalanx_chain::{
-    Account, Address, Amount, BftCertificate, Block, BlockHeader, ConsensusKind, Genesis, Height,
-    Justification, MAX_BLOCK_TXS, MAX_VALIDATORS, Nonce, PowSeal, StateAccumulator, Transaction,
-    ValidatorIndex, ValidatorSignature, encoding, execute_block, merkle,
+    Account, Address, Amount, BftCertificate, Block, BlockError, BlockHeader, ConsensusKind,
+    ExecutionError, Genesis, Height, Justification, MAX_BLOCK_TXS, MAX_VALIDATORS, Nonce, PowSeal,
+    Rules, StateAccumulator, Transaction, ValidatorIndex, ValidatorSignature, encoding,
+    execute_block, merkle,
 };
 use phalanx_crypto::{CHAIN_ID_MAX_LEN, ChainId, Domain, Hash, Keypair, sha256d};
 use std::cell::RefCell;
@@ -28,7 +30,7 @@ use std::str::FromStr;
 const DOC: &str = include_str!("../../docs/PROTOCOL.md");
 
 /// The vectors the document must contain.
-const REQUIRED: [&str; 15] = [
+const REQUIRED: [&str; 18] = [
     "tx-1",
     "tx-2",
     "tx-3",
@@ -39,10 +41,13 @@ const REQUIRED: [&str; 15] = [
     "merkle-2",
     "state-0",
     "state-1",
+    "state-2",
     "genesis-1",
     "genesis-2",
     "block-1",
     "block-pow",
+    "targets",
+    "retarget-1",
     "limits",
 ];
 
@@ -426,9 +431,13 @@ fn check_genesis(v: &Vector) -> Check<Genesis> {
         .collect::<Check<Vec<_>>>()?;
     let pow = if v.fields.keys().any(|k| k.starts_with("pow.")) {
         Some(PowParams {
-            initial_difficulty_bits: v.parse("pow.initial_difficulty_bits")?,
-            target_block_time_ms: v.parse("pow.target_block_time_ms")?,
+            initial_target: v.parse("pow.initial_target")?,
+            target_limit: v.parse("pow.target_limit")?,
+            block_interval_ms: v.parse("pow.block_interval_ms")?,
+            retarget_window: v.parse("pow.retarget_window")?,
             confirmations: v.parse("pow.confirmations")?,
+            block_reward: Amount(v.parse("pow.block_reward")?),
+            max_future_drift_ms: v.parse("pow.max_future_drift_ms")?,
         })
     } else {
         None
@@ -532,7 +541,8 @@ fn check_block(
             },
         },
         "pow" => Justification::ProofOfWork(PowSeal {
-            difficulty_bits: v.parse("pow.difficulty_bits")?,
+            target: v.parse("pow.target")?,
+            reward: Amount(v.parse("pow.reward")?),
             nonce: v.parse("pow.nonce")?,
         }),
         other => return Err(format!("{}: unknown justification {other:?}", v.name)),
@@ -561,21 +571,7 @@ fn check_block(
         || format!("{}: block_hash is not BLAKE3(encoded_header)", v.name),
     )?;
     if let Justification::ProofOfWork(seal) = &header.justification {
-        let digest = sha256d(&header.encode());
-        v.expect("pow_hash", hex_of(&digest))?;
-        let mut zero_bits = 0u32;
-        for byte in digest {
-            zero_bits += byte.leading_zeros();
-            if byte != 0 {
-                break;
-            }
-        }
-        ensure(zero_bits >= seal.difficulty_bits, || {
-            format!(
-                "{}: pow_hash has only {zero_bits} leading zero bits",
-                v.name
-            )
-        })?;
+        check_pow(v, genesis, &header, seal)?;
     }
     let block = Block {
         header,
@@ -590,19 +586,34 @@ fn check_block(
     let context = format!("{}: encoded_block", v.name);
     let overlong = overlong_first_varint(&context, &v.bytes("encoded_block")?)?;
     expect_non_canonical(&context, Block::decode(&overlong))?;
-    // Execute it on top of block 0: this checks the parent link, height,
-    // timestamp, tx_root and state_root.
+    // Execute it on top of block 0 under its genesis' rules: this checks
+    // the parent link, height, timestamp, tx_root, the reward and
+    // state_root.
     let block0 = genesis.block();
     let accounts = genesis.initial_accounts();
     let accumulator = StateAccumulator::from_accounts(&accounts);
-    let changes = execute_block(
-        &genesis.chain_id,
-        &block0.header,
-        &accounts,
-        &accumulator,
-        &block,
-    )
-    .map_err(|e| format!("{}: {e}", v.name))?;
+    let rules = Rules::of(genesis);
+    let execute =
+        |block: &Block| execute_block(&rules, &block0.header, &accounts, &accumulator, block);
+    let changes = execute(&block).map_err(|e| format!("{}: {e}", v.name))?;
+    if let Justification::ProofOfWork(seal) = &block.header.justification {
+        // One coin more than the genesis allows makes the block invalid.
+        let mut greedy = block.clone();
+        let claimed = Amount(rules.block_reward.0 + 1);
+        greedy.header.justification = Justification::ProofOfWork(PowSeal {
+            reward: claimed,
+            ..seal.clone()
+        });
+        let refused = execute(&greedy);
+        ensure(
+            matches!(
+                refused,
+                Err(ExecutionError::Invalid(BlockError::RewardTooHigh { claimed: c, allowed }))
+                    if c == claimed && allowed == rules.block_reward
+            ),
+            || format!("{}: a reward above block_reward gave {refused:?}", v.name),
+        )?;
+    }
     if v.has("state_after") {
         let name = v.get("state_after")?;
         let expected = states
@@ -619,6 +630,138 @@ fn check_block(
         })?;
     }
     Ok(())
+}
+
+/// `target` as 32 big-endian bytes, in hex.
+fn target_hex(target: &num_bigint::BigUint) -> String {
+    let bytes = target.to_bytes_be();
+    let mut padded = vec![0u8; 32usize.saturating_sub(bytes.len())];
+    padded.extend_from_slice(&bytes);
+    hex_of(&padded)
+}
+
+/// Section 7.5 for a proof-of-work block on top of block 0: the pow hash
+/// (SHA-256d of the header) meets the seal's target, which is the one the
+/// retarget gives block 1, and the timestamp rules hold.
+fn check_pow(v: &Vector, genesis: &Genesis, header: &BlockHeader, seal: &PowSeal) -> Check {
+    let params = genesis
+        .pow
+        .as_ref()
+        .ok_or_else(|| format!("{}: a proof-of-work block on a BFT chain", v.name))?;
+    let digest = header.pow_hash();
+    v.expect("pow_hash", hex_of(&digest))?;
+    ensure(sha256d(&v.bytes("encoded_header")?) == digest, || {
+        format!("{}: pow_hash is not SHA-256d(encoded_header)", v.name)
+    })?;
+    let target = seal
+        .target
+        .target()
+        .map_err(|e| format!("{}: pow.target: {e}", v.name))?;
+    v.expect("pow_target", target_hex(&target))?;
+    pow::check_work(&digest, seal.target).map_err(|e| format!("{}: {e}", v.name))?;
+    // The encoding ends with the nonce, after a prefix a miner encodes once.
+    let mut mined = header.mining_prefix().ok_or("no mining prefix")?;
+    encoding::push_varint(&mut mined, seal.nonce);
+    ensure(mined == header.encode(), || {
+        format!("{}: the header does not end with its nonce", v.name)
+    })?;
+    let block0 = genesis.block().header;
+    ensure(header.height == Height(1), || {
+        format!("{}: the checks assume block 1", v.name)
+    })?;
+    let retarget = params.retarget().map_err(|e| format!("{}: {e}", v.name))?;
+    let window = [WindowBlock {
+        timestamp_ms: block0.timestamp_ms,
+        target: params.initial_target,
+    }];
+    let expected = retarget
+        .next(&window)
+        .map_err(|e| format!("{}: {e}", v.name))?;
+    ensure(seal.target == expected, || {
+        format!(
+            "{}: pow.target is {}, the retarget gives block 1 {expected}",
+            v.name, seal.target
+        )
+    })?;
+    // A node whose clock reads the block's own timestamp accepts it.
+    pow::check_timestamp(
+        &[block0.timestamp_ms],
+        header.timestamp_ms,
+        header.timestamp_ms,
+        params.max_future_drift_ms,
+    )
+    .map_err(|e| format!("{}: {e}", v.name))
+}
+
+/// The `targets` vector: each compact form and what it decodes to.
+fn check_targets(v: &Vector) -> Check {
+    let mut forms = 0;
+    for key in v.fields.keys().filter(|k| *k != "vector") {
+        unhex(&format!("{}: key {key}", v.name), key)?;
+        let bits: CompactTarget = key
+            .parse()
+            .map_err(|e| format!("{}: key {key}: {e}", v.name))?;
+        let decoded = match bits.target() {
+            Ok(target) => target_hex(&target),
+            Err(TargetError::Zero(_)) => "refused: zero".to_owned(),
+            Err(TargetError::Negative(_)) => "refused: negative".to_owned(),
+            Err(TargetError::Overflow(_)) => "refused: overflow".to_owned(),
+            Err(TargetError::NotCanonical { canonical, .. }) => {
+                format!("refused: not canonical, {canonical}")
+            }
+            Err(e @ TargetError::Syntax(_)) => return Err(format!("{}: {e}", v.name)),
+        };
+        v.expect(key, decoded)?;
+        forms += 1;
+    }
+    ensure(forms > 0, || format!("{}: no targets", v.name))?;
+    // Bitcoin's genesis block, the module doc's vector, must be among them.
+    v.expect(
+        "1d00ffff",
+        "00000000ffff0000000000000000000000000000000000000000000000000000",
+    )
+}
+
+/// A `retarget-N` vector: a chain of blocks from block 0, each with the
+/// target the retarget gives after the blocks before it.
+fn check_retarget(v: &Vector) -> Check {
+    let limit: CompactTarget = v.parse("target_limit")?;
+    let retarget = Retarget {
+        interval_ms: v.parse("block_interval_ms")?,
+        window: v.parse("retarget_window")?,
+        limit: limit
+            .target()
+            .map_err(|e| format!("{}: target_limit: {e}", v.name))?,
+    };
+    let mut chain: Vec<WindowBlock> = Vec::new();
+    for i in v.indices("block")? {
+        let timestamp_ms = v.parse(&format!("block.{i}.timestamp_ms"))?;
+        let key = format!("block.{i}.target");
+        let target: CompactTarget = if chain.is_empty() {
+            let initial: CompactTarget = v.parse(&key)?;
+            initial
+                .target()
+                .map_err(|e| format!("{}: {key}: {e}", v.name))?;
+            initial
+        } else {
+            let next = retarget
+                .next(&chain)
+                .map_err(|e| format!("{}: {e}", v.name))?;
+            v.expect(&key, next)?;
+            next
+        };
+        chain.push(WindowBlock {
+            timestamp_ms,
+            target,
+        });
+    }
+    ensure(chain.len() > retarget.window, || {
+        format!("{}: the chain should outgrow the window", v.name)
+    })?;
+    let next = retarget
+        .next(&chain)
+        .map_err(|e| format!("{}: {e}", v.name))?;
+    v.expect("next_target", next)
 }
 
 fn check_limits(v: &Vector) -> Check {
@@ -681,6 +824,8 @@ fn check_all(text: &str) -> Check {
             "domains" => check_domains(v)?,
             "domain" => check_domain_layout(v)?,
             "limits" => check_limits(v)?,
+            "targets" => check_targets(v)?,
+            "retarget" => check_retarget(v)?,
             "block" => {}
             _ => return Err(format!("vector {:?} has no checker", v.name)),
         }

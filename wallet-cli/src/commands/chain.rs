@@ -82,8 +82,9 @@ fn block_text(block: &Value) -> String {
                 .map_or(0, Vec::len)
         ),
         Some("proof_of_work") => format!(
-            "proof of work, {} bits, nonce {}",
-            field("/header/justification/difficulty_bits"),
+            "proof of work, target {}, reward {}, nonce {}",
+            field("/header/justification/target"),
+            field("/header/justification/reward"),
             field("/header/justification/nonce")
         ),
         Some(kind) => kind.to_owned(),
@@ -141,4 +142,60 @@ pub async fn status(ctx: &Context) -> Result<(), WalletError> {
             ("syncing", sync),
         ])
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn block(justification: Value) -> Value {
+        json!({
+            "hash": "aa",
+            "finalized": false,
+            "header": {
+                "height": 7,
+                "parent": "bb",
+                "state_root": "cc",
+                "timestamp_ms": 1_767_225_601_000u64,
+                "proposer": "dd",
+                "justification": justification,
+            },
+            "tx_count": 0,
+            "transactions": [],
+        })
+    }
+
+    fn justified(text: &str) -> &str {
+        text.lines()
+            .find_map(|l| l.strip_prefix("justified"))
+            .map_or("", str::trim)
+    }
+
+    #[test]
+    fn a_proof_of_work_block_shows_its_target_reward_and_nonce() {
+        let text = block_text(&block(json!({
+            "kind": "proof_of_work",
+            "target": "1d00ffff",
+            "reward": 50,
+            "nonce": 12345,
+        })));
+        assert_eq!(
+            justified(&text),
+            "proof of work, target 1d00ffff, reward 50, nonce 12345"
+        );
+    }
+
+    #[test]
+    fn a_bft_block_shows_its_view_and_certificate() {
+        let text = block_text(&block(json!({
+            "kind": "bft",
+            "view": 4,
+            "parent_cert": { "view": 3, "block": "bb", "signatures": [{}, {}] },
+        })));
+        assert_eq!(
+            justified(&text),
+            "bft, view 4, parent certified in view 3 by 2 validators"
+        );
+    }
 }

@@ -189,13 +189,15 @@ impl fmt::Debug for CompactTarget {
 impl FromStr for CompactTarget {
     type Err = TargetError;
 
-    /// Eight hex digits, with or without `0x`, as Bitcoin prints nBits.
+    /// Exactly eight lowercase hex digits, as Bitcoin prints nBits
+    /// (docs/PROTOCOL.md, section 1: no prefix, no sign, no upper case,
+    /// so that one target has one text form).
     fn from_str(s: &str) -> Result<Self, TargetError> {
-        let digits = s.strip_prefix("0x").unwrap_or(s);
-        if digits.len() != 8 {
+        let lower_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+        if s.len() != 8 || !s.as_bytes().iter().all(lower_hex) {
             return Err(TargetError::Syntax(s.to_owned()));
         }
-        u32::from_str_radix(digits, 16)
+        u32::from_str_radix(s, 16)
             .map(CompactTarget)
             .map_err(|_| TargetError::Syntax(s.to_owned()))
     }
@@ -396,10 +398,20 @@ mod tests {
                 canonical: CompactTarget(0x1d00_ff00),
             })
         );
-        assert!(matches!(
-            "1d00fff".parse::<CompactTarget>(),
-            Err(TargetError::Syntax(_))
-        ));
+        let bad_forms = [
+            "1d00fff",
+            "+1d00fff",
+            "0x1d00ffff",
+            "1D00FFFF",
+            "1d00ffff ",
+            "-1d00fff",
+        ];
+        for bad in bad_forms {
+            assert!(
+                matches!(bad.parse::<CompactTarget>(), Err(TargetError::Syntax(_))),
+                "{bad:?}"
+            );
+        }
         assert!(matches!(
             "zz00ffff".parse::<CompactTarget>(),
             Err(TargetError::Syntax(_))
@@ -422,9 +434,10 @@ mod tests {
         let bits = CompactTarget(0x1d00_ffff);
         assert_eq!(serde_json::to_string(&bits).unwrap(), "\"1d00ffff\"");
         assert_eq!(
-            serde_json::from_str::<CompactTarget>("\"0x1d00ffff\"").unwrap(),
+            serde_json::from_str::<CompactTarget>("\"1d00ffff\"").unwrap(),
             bits
         );
+        assert!(serde_json::from_str::<CompactTarget>("\"0x1d00ffff\"").is_err());
         let wire = crate::encoding::encode(&bits);
         assert_eq!(
             crate::encoding::decode::<CompactTarget>(&wire, 8).unwrap(),

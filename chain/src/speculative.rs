@@ -246,8 +246,11 @@ impl Speculative {
                 head_height: head.height(),
             });
         }
-        let changes = match self.states.remove(&hash) {
-            Some(s) => s.changes,
+        // The state stays (until the finalized height passes it): a state
+        // built on this block must still find it if a reorganization takes
+        // the block off the chain again.
+        let changes = match self.states.get(&hash) {
+            Some(s) => s.changes.clone(),
             None => {
                 let acc = store.accumulator()?;
                 execute_block(&self.rules, &head.header, store, &acc, block)?

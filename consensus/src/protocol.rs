@@ -311,6 +311,20 @@ pub enum SetupError {
 pub enum Fault {
     #[error("stored safety data does not decode: {0}")]
     CorruptSafetyData(DecodeError),
+    /// Proof of work: a valid branch with more work than this node's chain
+    /// forks below a block this node declared final, so the
+    /// confirmations it trusted did not hold (an attacker with more of the
+    /// hash power than they were chosen for). The node keeps its final
+    /// blocks and stops.
+    #[error(
+        "a branch (tip {branch_tip}) with more work than this chain forks at height {fork_height}, \
+         below block {final_height} that was final here: the confirmations did not hold"
+    )]
+    FinalityViolated {
+        final_height: Height,
+        fork_height: Height,
+        branch_tip: Hash,
+    },
     #[error(transparent)]
     Local(#[from] LocalFault),
 }

@@ -65,10 +65,14 @@ pub enum Byzantine {
     /// Mines on a private branch and publishes it by Eyal and Sirer's
     /// selfish-mining strategy (proof of work).
     Selfish,
+    /// Mines a private branch without the latest honest block (its
+    /// payment) and publishes it once the payment is confirmed and the
+    /// branch is longer (proof of work).
+    DoubleSpend,
 }
 
 impl Byzantine {
-    pub const ALL: [Byzantine; 9] = [
+    pub const ALL: [Byzantine; 10] = [
         Byzantine::Silent,
         Byzantine::Equivocate,
         Byzantine::DoubleVote,
@@ -78,6 +82,7 @@ impl Byzantine {
         Byzantine::Reorder,
         Byzantine::Withhold,
         Byzantine::Selfish,
+        Byzantine::DoubleSpend,
     ];
 
     pub fn name(self) -> &'static str {
@@ -91,6 +96,7 @@ impl Byzantine {
             Byzantine::Reorder => "reorder",
             Byzantine::Withhold => "withhold",
             Byzantine::Selfish => "selfish",
+            Byzantine::DoubleSpend => "double-spend",
         }
     }
 

@@ -48,6 +48,7 @@
 //! cumulative work (under [`Pow::SAFETY_KEY`](Protocol::SAFETY_KEY)), so a
 //! restart need not sum the work of the whole chain again.
 
+mod double_spend;
 mod selfish;
 pub mod tree;
 
@@ -59,6 +60,7 @@ use crate::protocol::{
 };
 use crate::types::Byzantine;
 use crate::types::TimeMs;
+use double_spend::DoubleSpend;
 use num_bigint::BigUint;
 use phalanx_chain::block::MAX_BLOCK_BYTES;
 use phalanx_chain::encoding::{self, DecodeError};
@@ -72,10 +74,47 @@ use phalanx_chain::{
 use selfish::Selfish;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
-use tree::{BlockTree, Tip, TreeError};
+use tree::{BlockTree, Entry, Tip, TreeError};
 
 /// The behaviours a proof-of-work node has.
-pub const BEHAVIOURS: [Byzantine; 1] = [Byzantine::Selfish];
+pub const BEHAVIOURS: [Byzantine; 2] = [Byzantine::Selfish, Byzantine::DoubleSpend];
+
+/// A miner that withholds blocks on purpose.
+#[derive(Debug)]
+enum Attacker {
+    Selfish(Selfish),
+    DoubleSpend(DoubleSpend),
+}
+
+impl Attacker {
+    fn tip<'a>(&self, tree: &'a BlockTree) -> Option<&'a Entry> {
+        match self {
+            Attacker::Selfish(s) => s.tip(tree),
+            Attacker::DoubleSpend(d) => d.tip(tree),
+        }
+    }
+
+    fn take_tip_moved(&mut self) -> bool {
+        match self {
+            Attacker::Selfish(s) => s.take_tip_moved(),
+            Attacker::DoubleSpend(d) => d.take_tip_moved(),
+        }
+    }
+
+    fn on_mined(&mut self, tree: &BlockTree, hash: Hash) -> Vec<Block> {
+        match self {
+            Attacker::Selfish(s) => s.on_mined(tree, hash),
+            Attacker::DoubleSpend(d) => d.on_mined(tree, hash),
+        }
+    }
+
+    fn on_public(&mut self, tree: &BlockTree, hash: Hash) -> Vec<Block> {
+        match self {
+            Attacker::Selfish(s) => s.on_public(tree, hash),
+            Attacker::DoubleSpend(d) => d.on_public(tree, hash),
+        }
+    }
+}
 
 /// Blocks kept in the tree (the best chain above the finalized block and
 /// the branches beside it), at most.
@@ -86,8 +125,8 @@ pub const MAX_ORPHANS: usize = 256;
 const MAX_INVALID: usize = 4_096;
 /// Parent requests remembered (not repeated), at most.
 const MAX_REQUESTED: usize = 1_024;
-/// A selfish miner finalizes blocks this deep at the earliest.
-const SELFISH_FINALITY_DEPTH: u64 = 100;
+/// An attacking miner finalizes blocks this deep at the earliest.
+const ATTACKER_FINALITY_DEPTH: u64 = 100;
 /// With new transactions waiting, a miner's template is rebuilt at most
 /// this often.
 pub const TEMPLATE_REFRESH_MS: u64 = 1_000;
@@ -235,8 +274,40 @@ pub struct Pow {
     requested_order: VecDeque<Hash>,
     refresh_armed: bool,
     stats: PowStats,
-    /// Set for a selfish miner.
-    selfish: Option<Selfish>,
+    /// Set for a miner that withholds blocks on purpose.
+    attacker: Option<Attacker>,
+    /// Branches forking below the final block, by tip.
+    conflicts: HashMap<Hash, Conflict>,
+    conflict_order: VecDeque<Hash>,
+}
+
+/// A branch that forks below the final block: where, and its work since.
+#[derive(Debug, Clone)]
+struct Conflict {
+    fork_height: Height,
+    /// Cumulative work of the fork point.
+    fork_work: BigUint,
+    /// Work of the branch above the fork point.
+    work: BigUint,
+}
+
+/// Branch tips below the final block remembered, at most.
+const MAX_CONFLICTS: usize = 1_024;
+
+fn remember_conflict(
+    map: &mut HashMap<Hash, Conflict>,
+    order: &mut VecDeque<Hash>,
+    hash: Hash,
+    conflict: Conflict,
+) {
+    if map.insert(hash, conflict).is_none() {
+        order.push_back(hash);
+    }
+    while order.len() > MAX_CONFLICTS {
+        if let Some(old) = order.pop_front() {
+            map.remove(&old);
+        }
+    }
 }
 
 impl Pow {
@@ -372,7 +443,7 @@ impl Pow {
                 break;
             };
             if history.len() < history_len {
-                history.push(window_block(&self.context, &parent));
+                history.push((parent.hash(), window_block(&self.context, &parent)));
             }
             cursor = parent;
         }
@@ -383,7 +454,7 @@ impl Pow {
             let Some(parent) = ledger.committed_block(&cursor.header.parent) else {
                 break;
             };
-            filled.push(window_block(&self.context, &parent));
+            filled.push((parent.hash(), window_block(&self.context, &parent)));
             cursor = parent;
         }
         if filled.len() > history.len() {
@@ -434,8 +505,29 @@ impl Pow {
             let root_height = tree.root().height();
             let parent = block.header.parent;
             if !tree.contains(&parent) {
+                if let Some(conflict) = self.conflict(tree, &block) {
+                    self.stats.forks_below_final += 1;
+                    let ours = tree.best().work.clone();
+                    let fork_height = conflict.fork_height;
+                    let heavier = conflict.fork_work.clone() + &conflict.work > ours;
+                    remember_conflict(
+                        &mut self.conflicts,
+                        &mut self.conflict_order,
+                        hash,
+                        conflict,
+                    );
+                    if heavier {
+                        return Err(Fault::FinalityViolated {
+                            final_height: root_height,
+                            fork_height,
+                            branch_tip: hash,
+                        });
+                    }
+                    continue;
+                }
                 if block.header.height <= root_height || ledger.committed_block(&parent).is_some() {
-                    // It forks at or below the finalized block.
+                    // Below the final block, from a fork point too deep to
+                    // weigh.
                     if ledger.committed_block(&hash).is_none() {
                         self.stats.forks_below_final += 1;
                     }
@@ -470,14 +562,14 @@ impl Pow {
             if tree.insert(block, &work).is_err() {
                 continue;
             }
-            if let Some(selfish) = self.selfish.as_mut()
+            if let Some(attacker) = self.attacker.as_mut()
                 && let Some(tree) = self.tree.as_ref()
             {
                 let publish = if source == Source::Mined {
                     self.stats.mined += 1;
-                    selfish.on_mined(tree, hash)
+                    attacker.on_mined(tree, hash)
                 } else {
-                    selfish.on_public(tree, hash)
+                    attacker.on_public(tree, hash)
                 };
                 for block in publish {
                     let bytes = block.encode();
@@ -503,6 +595,31 @@ impl Pow {
             }
         }
         Ok(())
+    }
+
+    /// If `block` extends a branch that forks below the final block (or
+    /// starts one from a final block still in the history), that branch
+    /// with `block` on it.
+    fn conflict(&self, tree: &BlockTree, block: &Block) -> Option<Conflict> {
+        let parent = block.header.parent;
+        let work = block_work(block);
+        if let Some(c) = self.conflicts.get(&parent) {
+            return Some(Conflict {
+                fork_height: c.fork_height,
+                fork_work: c.fork_work.clone(),
+                work: &c.work + &work,
+            });
+        }
+        let (fork_height, fork_work) = tree.final_work(&parent)?;
+        if parent == tree.root().hash {
+            // A child of the root is an ordinary block, not a conflict.
+            return None;
+        }
+        Some(Conflict {
+            fork_height,
+            fork_work,
+            work,
+        })
     }
 
     fn add_orphan(&mut self, block: Block, parent: Hash, effects: &mut Vec<Effect<Timer>>) {
@@ -566,12 +683,12 @@ impl Pow {
         };
         let best = tree.best().hash;
         if best == self.told {
-            if self.selfish.as_mut().is_some_and(Selfish::take_tip_moved) {
+            if self.attacker.as_mut().is_some_and(Attacker::take_tip_moved) {
                 return self.request_work(now, ledger, effects);
             }
             return Ok(());
         }
-        if let Some(s) = self.selfish.as_mut() {
+        if let Some(s) = self.attacker.as_mut() {
             s.take_tip_moved();
         }
         let Some(fork) = tree.fork_point(&self.told, &best) else {
@@ -589,12 +706,12 @@ impl Pow {
             }
         }
         self.told = best;
-        // Finality: `confirmations` blocks from the tip down. A selfish
-        // miner's own long private branch must not finalize it out of the
-        // public chain it races, so it waits much longer.
+        // Finality: `confirmations` blocks from the tip down. An
+        // attacker's own long private branch must not finalize it out of
+        // the public chain it races, so it waits much longer.
         let mut k = self.context.params.confirmations.max(1);
-        if self.selfish.is_some() {
-            k = k.max(SELFISH_FINALITY_DEPTH);
+        if self.attacker.is_some() {
+            k = k.max(ATTACKER_FINALITY_DEPTH);
         }
         let tip_height = tree.best().height();
         let final_height = Height(tip_height.0.saturating_sub(k - 1));
@@ -633,7 +750,7 @@ impl Pow {
             return Ok(());
         };
         let parent = self
-            .selfish
+            .attacker
             .as_ref()
             .and_then(|s| s.tip(tree))
             .unwrap_or_else(|| tree.best());
@@ -746,7 +863,13 @@ impl Protocol for Pow {
 
     fn new(context: &PowContext, setup: Setup, committed: Block) -> Result<Self, SetupError> {
         crate::check_behaviour(Self::KIND, setup.tuning.byzantine, &BEHAVIOURS)?;
-        let selfish = (setup.tuning.byzantine == Some(Byzantine::Selfish)).then(Selfish::default);
+        let attacker = match setup.tuning.byzantine {
+            Some(Byzantine::Selfish) => Some(Attacker::Selfish(Selfish::default())),
+            Some(Byzantine::DoubleSpend) => Some(Attacker::DoubleSpend(DoubleSpend::new(
+                context.params.confirmations,
+            ))),
+            _ => None,
+        };
         Ok(Pow {
             context: context.clone(),
             tuning: setup.tuning,
@@ -761,7 +884,9 @@ impl Protocol for Pow {
             requested_order: VecDeque::new(),
             refresh_armed: false,
             stats: PowStats::default(),
-            selfish,
+            attacker,
+            conflicts: HashMap::new(),
+            conflict_order: VecDeque::new(),
         })
     }
 

@@ -66,7 +66,6 @@ impl Selfish {
         }
         let lead_before = lead(self.private_height(tree), self.public_height);
         self.set_tip(hash);
-        self.tip_moved = false;
         self.unpublished.push_back(entry.block.clone());
         self.branch_len += 1;
         if lead_before == 0 && self.branch_len == 2 {

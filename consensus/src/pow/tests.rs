@@ -451,14 +451,37 @@ fn blocks_with_k_confirmations_are_final_and_branches_below_are_ignored() {
         node.ledger.store.finalized_height().unwrap(),
         Some(Height(3))
     );
-    // A longer branch from block 1 forks below the final block: ignored,
-    // and counted.
-    let rival = forge.chain(&main[0], 8, MINER_B);
-    for block in &rival {
+    // A branch from block 1 forks below the final block: never followed,
+    // and counted...
+    let rival = forge.chain(&main[0], 5, MINER_B);
+    for block in &rival[..4] {
         node.receive(block);
     }
     assert_eq!(node.best(), main[4].hash());
-    assert!(node.pow.forks_below_final() > 0);
+    assert_eq!(node.pow.forks_below_final(), 4);
+    // ...until it has more work than the chain: the confirmations did not
+    // hold, and the node stops rather than pretend they did.
+    let message = Pow::verify(&node.context, None, Channel::Consensus, &rival[4].encode()).unwrap();
+    let fault = node
+        .pow
+        .handle(Input::Message(message), NOW, &mut node.ledger)
+        .unwrap_err();
+    match fault {
+        Fault::FinalityViolated {
+            final_height,
+            fork_height,
+            branch_tip,
+        } => {
+            assert_eq!(final_height, Height(3));
+            assert_eq!(fork_height, Height(1));
+            assert_eq!(branch_tip, rival[4].hash());
+        }
+        other => panic!("{other}"),
+    }
+    let mut node = Node::new(&g, None);
+    for block in &main {
+        node.receive(block);
+    }
     // A branch from block 3 (final) is followed when heavier.
     let above = forge.chain(&main[2], 4, MINER_B);
     for block in &above {

@@ -89,8 +89,8 @@ pub struct BlockTree {
     max_blocks: usize,
     /// The target the genesis block counts with.
     genesis_target: CompactTarget,
-    /// The root's ancestors (timestamp, target), oldest first.
-    history: VecDeque<WindowBlock>,
+    /// The root's ancestors (hash, timestamp and target), oldest first.
+    history: VecDeque<(Hash, WindowBlock)>,
 }
 
 impl BlockTree {
@@ -99,13 +99,13 @@ impl BlockTree {
     pub fn new(
         root: Block,
         root_work: BigUint,
-        history: Vec<WindowBlock>,
+        history: Vec<(Hash, WindowBlock)>,
         genesis_target: CompactTarget,
         first_seen_ties: bool,
         max_blocks: usize,
     ) -> BlockTree {
         let hash = root.hash();
-        let mut history: VecDeque<WindowBlock> = history.into();
+        let mut history: VecDeque<(Hash, WindowBlock)> = history.into();
         while history.len() > MAX_HISTORY {
             history.pop_front();
         }
@@ -225,7 +225,7 @@ impl BlockTree {
             }
             cursor = self.entries.get(&entry.block.header.parent);
         }
-        for w in self.history.iter().rev() {
+        for (_, w) in self.history.iter().rev() {
             if out.len() >= n {
                 break;
             }
@@ -302,7 +302,8 @@ impl BlockTree {
         // history.
         for hash in chain.iter().take(chain.len().saturating_sub(1)) {
             if let Some(e) = self.entries.get(hash) {
-                self.history.push_back(e.window_block(self.genesis_target));
+                self.history
+                    .push_back((*hash, e.window_block(self.genesis_target)));
             }
         }
         while self.history.len() > MAX_HISTORY {
@@ -359,6 +360,38 @@ impl BlockTree {
             .collect();
         tips.sort_by(|a, b| b.active.cmp(&a.active).then(b.work.cmp(&a.work)));
         tips
+    }
+
+    /// For the root or one of its ancestors still in the history: its
+    /// height and cumulative work.
+    pub fn final_work(&self, hash: &Hash) -> Option<(Height, BigUint)> {
+        let root = self.root();
+        if *hash == root.hash {
+            return Some((root.height(), root.work.clone()));
+        }
+        let target_work = |w: &WindowBlock| {
+            w.target
+                .target()
+                .map(|t| phalanx_chain::pow::work(&t))
+                .unwrap_or_default()
+        };
+        let mut work = root.work.clone();
+        let mut height = root.height();
+        let mut below = root.window_block(self.genesis_target);
+        for (h, w) in self.history.iter().rev() {
+            // Going down one block takes off the work of the one above.
+            let above = target_work(&below);
+            if work < above {
+                return None;
+            }
+            work -= above;
+            height = Height(height.0.checked_sub(1)?);
+            if h == hash {
+                return Some((height, work));
+            }
+            below = *w;
+        }
+        None
     }
 
     /// The target compact form of a block in the tree.

@@ -357,6 +357,12 @@ pub struct Scenario {
     pub first_seen_ties: bool,
 }
 
+/// Under random faults, each faulty proof-of-work miner has this share of
+/// the hash power (percent): the share its confirmations are chosen for
+/// (an attacker with 10 % catches up from 12 confirmations with
+/// probability about 1e-6).
+pub const RANDOM_ATTACKER_HASH_PERCENT: u32 = 10;
+
 /// Defaults, as the command line documents them.
 pub mod defaults {
     pub const VALIDATORS: usize = 4;
@@ -622,14 +628,19 @@ impl Scenario {
     }
 
     /// The liveness bound in force. Proof-of-work blocks come at random:
-    /// finality needs `confirmations` of them, so the bound is at least 30
-    /// block intervals. The chance that an honest network misses it is
-    /// that of fewer than 6 blocks in 30 expected, P(Poisson(30) < 6),
-    /// about 1e-7 per check.
+    /// finality needs `confirmations` (k) of them, so the bound is at least
+    /// max(30, 2k + 20) block intervals. The chance that an honest network
+    /// misses it is that of fewer than k blocks in that many expected:
+    /// P(Poisson(30) < 6) is about 1e-7, P(Poisson(44) < 12) about 1e-9.
     pub fn liveness_bound(&self) -> TimeMs {
         if self.consensus == ConsensusKind::Pow {
+            let blocks = self
+                .confirmations
+                .saturating_mul(2)
+                .saturating_add(20)
+                .max(30);
             self.liveness_bound_ms
-                .max(self.block_interval_ms.saturating_mul(30))
+                .max(self.block_interval_ms.saturating_mul(blocks))
         } else {
             self.liveness_bound_ms
         }
@@ -766,8 +777,12 @@ impl Scenario {
         s.byzantine = BTreeMap::new();
         s.twins = BTreeSet::new();
         let behaviours = Byzantine::of(s.consensus);
+        let pow = s.consensus == ConsensusKind::Pow;
         for (k, index) in order.iter().take(f).enumerate() {
-            let at = (seed as usize).wrapping_add(k) % (behaviours.len() + 1);
+            // Proof of work has no use for twins (one key mining twice is
+            // just more hash power), only its attackers.
+            let choices = behaviours.len() + usize::from(!pow);
+            let at = (seed as usize).wrapping_add(k) % choices.max(1);
             match behaviours.get(at) {
                 Some(b) => {
                     s.byzantine.insert(*index, *b);
@@ -775,6 +790,9 @@ impl Scenario {
                 None => {
                     s.twins.insert(*index);
                 }
+            }
+            if pow {
+                s.hashrate.insert(*index, RANDOM_ATTACKER_HASH_PERCENT);
             }
         }
         let replicas = s.replicas();

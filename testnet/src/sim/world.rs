@@ -419,7 +419,14 @@ impl<P: Protocol> World<P> {
             node.timers.clear();
         }
         let detail = format!("replica {index} stopped: {fault}");
-        self.checker.violation(CheckerKind::Setup, detail);
+        // A proof-of-work node that finds its final blocks outworked has
+        // seen agreement broken (the network's heaviest chain disagrees
+        // with what it declared final); any other fault is the run's.
+        let kind = match fault {
+            Fault::FinalityViolated { .. } => CheckerKind::Agreement,
+            _ => CheckerKind::Setup,
+        };
+        self.checker.violation(kind, detail);
     }
 
     fn fire(&mut self, index: ValidatorIndex, incarnation: u32, timer: P::Timer, generation: u64) {

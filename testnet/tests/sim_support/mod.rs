@@ -22,6 +22,10 @@ pub fn mixed(consensus: ConsensusKind, validators: usize) -> Scenario {
     s.max_timeout_ms = 2_000;
     s.liveness_bound_ms = 15_000;
     s.tx_interval_ms = 500;
+    // Proof of work: twelve confirmations, what a miner with the random
+    // faults' 10 % of the hash power needs to reverse a final block with
+    // probability about 1e-6 (the exact race, `sim::theory`).
+    s.confirmations = 12;
     s
 }
 

@@ -247,6 +247,11 @@ impl Miner {
         self.shared.config.threads
     }
 
+    /// Its limit, in hashes per second (0: none).
+    pub fn hashrate_limit(&self) -> u64 {
+        self.shared.config.hashrate_limit
+    }
+
     /// Tells the threads to stop, without waiting.
     fn signal_stop(&self) {
         let mut state = lock(&self.shared.state);

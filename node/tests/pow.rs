@@ -1,0 +1,543 @@
+//! The node on a proof-of-work chain, before the real protocol is
+//! registered: two stand-in protocols run through the same seam.
+//!
+//! - [`Script`] does what a controlling peer tells it (extend, finalize,
+//!   revert, ask for work, broadcast, reply), so the driver's handling of
+//!   each effect is checked exactly: non-final blocks, finality, a
+//!   reorganization (mempool, metrics, events, API), a revert below the
+//!   finalized height (a halt), the miner's round trip, and a chain
+//!   without a committee (no sender index, broadcasts to peers).
+//! - [`Toy`] is a minimal heaviest-chain protocol (fixed target, longest
+//!   chain, first seen wins ties, k confirmations) that mines with the
+//!   node's real miner, so three nodes over the in-memory network grow one
+//!   chain and agree on what is final.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use common::{http, init_logs, wait_for};
+use phalanx_chain::genesis::{GenesisAccount, PowParams};
+use phalanx_chain::pow::{CompactTarget, check_work};
+use phalanx_chain::speculative::Speculative;
+use phalanx_chain::{
+    Address, Amount, Block, ChainId, ConsensusKind, Genesis, Hash, Height, Justification, MemStore,
+    Nonce, PowSeal, Rules, Store, Transaction, ValidatorIndex, encoding,
+};
+use phalanx_consensus::protocol::WorkRequest;
+use phalanx_consensus::{
+    Channel, Effect, Evidence, Fault, Input, Ledger, Origin, Outgoing, ProofError, Protocol,
+    RejectReason, Setup, SetupError, Status, TimeMs,
+};
+use phalanx_crypto::Keypair;
+use phalanx_node::config::Config;
+use phalanx_node::net::memory::MemoryNet;
+use phalanx_node::net::{self, Gossip, Inbound};
+use phalanx_node::node::{Parts, RunningNode, start_with};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Generous deadline for anything that could hang; never a timing
+/// assertion.
+const DEADLINE: Duration = Duration::from_secs(60);
+/// Half of all hashes meet it.
+const EASY: CompactTarget = CompactTarget(0x207f_ffff);
+const REWARD: Amount = Amount(50);
+
+fn pow_genesis(accounts: &[Keypair], target: CompactTarget, confirmations: u64) -> Genesis {
+    Genesis {
+        chain_id: ChainId::new("pow-node-test").unwrap(),
+        consensus: ConsensusKind::Pow,
+        genesis_time_ms: 0,
+        validators: Vec::new(),
+        pow: Some(PowParams {
+            initial_target: target,
+            target_limit: EASY,
+            block_interval_ms: 1_000,
+            retarget_window: 1,
+            confirmations,
+            block_reward: REWARD,
+            max_future_drift_ms: 15_000,
+        }),
+        accounts: accounts
+            .iter()
+            .map(|k| GenesisAccount {
+                address: k.public().into(),
+                balance: Amount(1_000_000),
+            })
+            .collect(),
+    }
+}
+
+fn mining_config(hashrate_limit: u64) -> Config {
+    let mut config = common::quick_config();
+    config.mining.enabled = true;
+    config.mining.threads = 1;
+    config.mining.hashrate_limit = hashrate_limit;
+    config
+}
+
+async fn start_pow_node<P: Protocol + 'static>(
+    genesis: &Genesis,
+    config: Config,
+    key: &Keypair,
+    net: &MemoryNet,
+) -> (RunningNode, String) {
+    let (gossip, inbound) = net.join(key.public(), 8_192);
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let node = start_with::<P>(Parts {
+        config,
+        genesis: genesis.clone(),
+        key: key.clone(),
+        store: Arc::new(MemStore::new()),
+        net: Arc::new(gossip),
+        inbound,
+        api: Some(api),
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{}", node.api_addr.unwrap());
+    (node, base)
+}
+
+async fn get(client: &reqwest::Client, url: String) -> (u16, Value) {
+    let response = client.get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+async fn metrics(client: &reqwest::Client, base: &str) -> String {
+    let response = client.get(format!("{base}/metrics")).send().await.unwrap();
+    response.text().await.unwrap()
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+fn head(node: &RunningNode) -> (Height, Hash) {
+    let head = node.state.store.head().unwrap().unwrap();
+    (head.height(), head.hash)
+}
+
+// ----- the scripted protocol -----
+
+/// What the controlling peer tells [`Script`] to do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Command {
+    Extend(Block),
+    Finalize(Height),
+    Revert(Hash),
+    Work(Block),
+    /// Broadcast these bytes on the sync channel (which goes to each peer
+    /// directly).
+    Say(Vec<u8>),
+    /// Answer the sender with these bytes.
+    Echo(Vec<u8>),
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+enum Refused {
+    #[error("not a command")]
+    NotACommand,
+    #[error("a sender index on a chain without a committee: {0}")]
+    HasIndex(ValidatorIndex),
+}
+
+#[derive(Debug)]
+struct Script;
+
+fn outgoing(channel: Channel, kind: &'static str, bytes: Vec<u8>) -> Outgoing {
+    Outgoing {
+        channel,
+        origin: Origin::Authored,
+        kind,
+        bytes,
+    }
+}
+
+impl Protocol for Script {
+    type Context = ();
+    type Message = Command;
+    type Timer = ();
+    type Rejection = Refused;
+    const KIND: ConsensusKind = ConsensusKind::Pow;
+    const SAFETY_KEY: &'static [u8] = b"script";
+
+    fn context(_: &Genesis, _: Option<usize>) -> Result<(), SetupError> {
+        Ok(())
+    }
+
+    fn new(_: &(), _: Setup, _: Block) -> Result<Self, SetupError> {
+        Ok(Script)
+    }
+
+    fn verify(
+        _: &(),
+        sender: Option<ValidatorIndex>,
+        _: Channel,
+        bytes: &[u8],
+    ) -> Result<Command, Refused> {
+        if let Some(index) = sender {
+            return Err(Refused::HasIndex(index));
+        }
+        encoding::decode(bytes, 1 << 22).map_err(|_| Refused::NotACommand)
+    }
+
+    fn reject_reason(_: &Refused) -> RejectReason {
+        RejectReason::Undecodable
+    }
+
+    fn message_kind(_: &Command) -> &'static str {
+        "command"
+    }
+
+    fn handle(
+        &mut self,
+        input: Input<Command, ()>,
+        _: TimeMs,
+        _: &mut dyn Ledger,
+    ) -> Result<Vec<Effect<()>>, Fault> {
+        let extend = |block| Effect::Extend {
+            block,
+            finalized: false,
+        };
+        Ok(match input {
+            Input::Message(Command::Extend(block)) => vec![extend(Box::new(block))],
+            Input::Mined(block) => vec![extend(block)],
+            Input::Message(Command::Finalize(height)) => vec![Effect::Finalize(height)],
+            Input::Message(Command::Revert(ancestor)) => vec![Effect::Revert { ancestor }],
+            Input::Message(Command::Work(template)) => vec![Effect::RequestWork(WorkRequest {
+                parent: template.header.parent,
+                template: Box::new(template),
+            })],
+            Input::Message(Command::Say(bytes)) => {
+                vec![Effect::Broadcast(outgoing(Channel::Sync, "say", bytes))]
+            }
+            Input::Message(Command::Echo(bytes)) => {
+                vec![Effect::Reply(outgoing(Channel::Consensus, "echo", bytes))]
+            }
+            _ => Vec::new(),
+        })
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            view: 0,
+            phase: "scripted",
+        }
+    }
+
+    fn prove_final(_: &(), _: &Block, _: &[Block]) -> Result<usize, ProofError> {
+        Ok(0)
+    }
+
+    fn check_finalized(
+        _: &(),
+        _: &Block,
+        _: &dyn Fn(&Hash) -> Option<Block>,
+    ) -> Result<(), ProofError> {
+        Ok(())
+    }
+
+    fn check_evidence(_: &(), _: &Evidence) -> bool {
+        false
+    }
+}
+
+/// Builds blocks for the script on a store of its own.
+struct Builder {
+    store: MemStore,
+    speculative: Speculative,
+    miner: Address,
+}
+
+impl Builder {
+    fn new(genesis: &Genesis, miner: Address) -> Builder {
+        let store = MemStore::new();
+        store.init_genesis(genesis).unwrap();
+        Builder {
+            store,
+            speculative: Speculative::new(Rules::of(genesis), 1_024),
+            miner,
+        }
+    }
+
+    fn genesis(&self) -> Block {
+        self.store.block_at(Height(0)).unwrap().unwrap()
+    }
+
+    fn block(&mut self, parent: &Block, txs: &[&Transaction]) -> Block {
+        let txs: Vec<Transaction> = txs.iter().map(|t| (*t).clone()).collect();
+        let seal = Justification::ProofOfWork(PowSeal {
+            target: EASY,
+            reward: REWARD,
+            nonce: 0,
+        });
+        let block = self
+            .speculative
+            .build(
+                &self.store,
+                parent,
+                self.miner,
+                parent.header.timestamp_ms + 1,
+                seal,
+                |_| txs.clone(),
+            )
+            .unwrap();
+        assert_eq!(
+            block.transactions.len(),
+            txs.len(),
+            "a transaction did not apply"
+        );
+        block
+    }
+}
+
+fn transfer(from: &Keypair, nonce: u64, chain: &Genesis) -> Transaction {
+    Transaction::sign(
+        from,
+        chain.chain_id.clone(),
+        Address([9; 32]),
+        Amount(10),
+        Amount(1),
+        Nonce(nonce),
+    )
+}
+
+/// The controlling peer.
+struct Controller {
+    gossip: Box<dyn Gossip>,
+    inbound: mpsc::Receiver<Inbound>,
+}
+
+impl Controller {
+    fn tell(&self, command: Command) {
+        let bytes = encoding::encode(&command);
+        self.gossip.publish(net::Channel::Consensus, bytes).unwrap();
+    }
+
+    /// The next message from the node, block sync's aside.
+    async fn heard(&mut self) -> Inbound {
+        loop {
+            let inbound = tokio::time::timeout(DEADLINE, self.inbound.recv())
+                .await
+                .expect("nothing heard within the deadline")
+                .unwrap();
+            let block_sync = inbound.channel == net::Channel::Sync
+                && inbound.bytes.first() == Some(&phalanx_node::sync::SYNC_TAG_NODE);
+            if !block_sync {
+                return inbound;
+            }
+        }
+    }
+}
+
+async fn tx_status(client: &reqwest::Client, base: &str, tx: &Transaction) -> String {
+    let (_, body) = get(client, format!("{base}/txs/{}", tx.hash())).await;
+    body["status"].as_str().unwrap_or("none").to_owned()
+}
+
+async fn wait_for_head(node: &RunningNode, height: u64, hash: Option<Hash>) {
+    wait_for(&format!("head at height {height}"), DEADLINE, || {
+        let (h, hh) = head(node);
+        h == Height(height) && hash.is_none_or(|x| x == hh)
+    })
+    .await;
+}
+
+/// Reads `count` server-sent events as (name, data).
+async fn read_events(response: &mut reqwest::Response, count: usize) -> Vec<(String, Value)> {
+    let mut text = String::new();
+    let mut events = Vec::new();
+    let read = async {
+        while events.len() < count {
+            let chunk = response.chunk().await.unwrap().expect("the stream ended");
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+            while let Some((event, rest)) = text.split_once("\n\n") {
+                let mut name = String::new();
+                let mut data = Value::Null;
+                for line in event.lines() {
+                    if let Some(n) = line.strip_prefix("event: ") {
+                        name = n.to_owned();
+                    } else if let Some(d) = line.strip_prefix("data: ") {
+                        data = serde_json::from_str(d).unwrap();
+                    }
+                }
+                if !name.is_empty() {
+                    events.push((name, data));
+                }
+                text = rest.to_owned();
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, read)
+        .await
+        .expect("events within the deadline");
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_driver_carries_out_proof_of_work_effects() {
+    init_logs();
+    let accounts = [
+        Keypair::from_seed(&[101; 32]),
+        Keypair::from_seed(&[102; 32]),
+    ];
+    let genesis = pow_genesis(&accounts, EASY, 6);
+    let node_key = Keypair::from_seed(&[1; 32]);
+    let miner_address = Address::from(node_key.public());
+    let net = MemoryNet::new();
+    let control_key = Keypair::from_seed(&[2; 32]);
+    let (gossip, inbound) = net.join(control_key.public(), 1_024);
+    let mut control = Controller {
+        gossip: Box::new(gossip),
+        inbound,
+    };
+    // Unlimited: the easy target takes a couple of hashes.
+    let (node, base) = start_pow_node::<Script>(&genesis, mining_config(0), &node_key, &net).await;
+    let client = http();
+    let events_response = client.get(format!("{base}/events")).send().await.unwrap();
+    let mut events = events_response;
+
+    // No committee: no validator index, and every node runs the protocol
+    // (the script refuses messages that come with a sender index).
+    let (_, status) = get(&client, format!("{base}/status")).await;
+    assert_eq!(status["validator"], Value::Null);
+    assert_eq!(status["phase"], "scripted");
+    assert_eq!(status["mining"]["address"], miner_address.to_string());
+    assert_eq!(status["mining"]["working"], false);
+
+    let mut b = Builder::new(&genesis, miner_address);
+    let g = b.genesis();
+    let t = |i: usize, n: u64| transfer(&accounts[i], n, &genesis);
+    let (tx1, tx2, tx3, tx4, tx5) = (t(0, 0), t(0, 1), t(0, 2), t(1, 0), t(1, 1));
+    let a1 = b.block(&g, &[&tx1]);
+    let a2 = b.block(&a1, &[&tx2]);
+    let a3 = b.block(&a2, &[&tx3]);
+    let b2 = b.block(&a1, &[&tx2, &tx4]);
+    let b3 = b.block(&b2, &[&tx5]);
+    let b4 = b.block(&b3, &[]);
+
+    // Blocks that are not final yet, then finality up to height 1.
+    for block in [&a1, &a2, &a3] {
+        control.tell(Command::Extend(block.clone()));
+    }
+    wait_for_head(&node, 3, Some(a3.hash())).await;
+    let (_, status) = get(&client, format!("{base}/status")).await;
+    assert_eq!(status["finalized_height"], 0);
+    assert_eq!(tx_status(&client, &base, &tx2).await, "committed");
+    control.tell(Command::Finalize(Height(1)));
+    wait_for("finality", DEADLINE, || {
+        node.state.store.finalized_height().unwrap() == Some(Height(1))
+    })
+    .await;
+    assert_eq!(tx_status(&client, &base, &tx1).await, "finalized");
+    assert_eq!(tx_status(&client, &base, &tx2).await, "committed");
+    let (_, block2) = get(&client, format!("{base}/blocks/2")).await;
+    assert_eq!(block2["finalized"], false);
+
+    // A reorganization: back to a1; a2's and a3's transactions are
+    // pending again, the orphaned blocks are no longer served.
+    control.tell(Command::Revert(a1.hash()));
+    wait_for_head(&node, 1, Some(a1.hash())).await;
+    assert_eq!(tx_status(&client, &base, &tx2).await, "pending");
+    assert_eq!(tx_status(&client, &base, &tx3).await, "pending");
+    let (code, _) = get(&client, format!("{base}/blocks/2")).await;
+    assert_eq!(code, 404);
+    let (code, body) = get(&client, format!("{base}/blocks/hash/{}", a2.hash())).await;
+    assert_eq!(code, 404, "{body}");
+    let (_, status) = get(&client, format!("{base}/status")).await;
+    assert_eq!(status["height"], 1);
+    assert_eq!(status["head_hash"], a1.hash().to_string());
+    assert_eq!(status["mempool_size"], 2);
+    let text = metrics(&client, &base).await;
+    assert_eq!(metric(&text, "phalanx_reorgs_total"), Some(1.0), "{text}");
+    assert_eq!(metric(&text, "phalanx_orphaned_blocks_total"), Some(2.0));
+    assert_eq!(metric(&text, "phalanx_reorg_depth_sum"), Some(2.0));
+    assert_eq!(metric(&text, "phalanx_reorg_returned_txs_total"), Some(2.0));
+    assert_eq!(metric(&text, "phalanx_height"), Some(1.0));
+
+    // The other branch: its transactions leave the mempool, a3's stays.
+    for block in [&b2, &b3, &b4] {
+        control.tell(Command::Extend(block.clone()));
+    }
+    wait_for_head(&node, 4, Some(b4.hash())).await;
+    assert_eq!(tx_status(&client, &base, &tx2).await, "committed");
+    assert_eq!(tx_status(&client, &base, &tx3).await, "pending");
+    let (_, status) = get(&client, format!("{base}/status")).await;
+    assert_eq!(status["mempool_size"], 1);
+
+    // Work for the miner: it comes back mined and extends the chain.
+    let template = b.block(&b4, &[]);
+    control.tell(Command::Work(template.clone()));
+    wait_for_head(&node, 5, None).await;
+    let mined = node.state.store.block_at(Height(5)).unwrap().unwrap();
+    check_work(&mined.header.pow_hash(), EASY).unwrap();
+    assert_eq!(mined.header.parent, b4.hash());
+    assert_eq!(mined.header.proposer, miner_address);
+    assert!(mined.header.timestamp_ms >= template.header.timestamp_ms);
+    let text = metrics(&client, &base).await;
+    assert_eq!(metric(&text, "phalanx_mined_blocks_total"), Some(1.0));
+    assert!(metric(&text, "phalanx_mining_hashes_total").unwrap() >= 1.0);
+
+    // Broadcasts go to connected peers (no committee to name them), and
+    // replies to the sender.
+    control.tell(Command::Say(b"hello".to_vec()));
+    let said = control.heard().await;
+    assert_eq!(said.from, node_key.public());
+    assert_eq!(said.channel, net::Channel::Sync);
+    assert_eq!(said.bytes, b"\0hello");
+    control.tell(Command::Echo(b"ping".to_vec()));
+    let echoed = control.heard().await;
+    assert_eq!(
+        (echoed.channel, echoed.bytes),
+        (net::Channel::Consensus, b"ping".to_vec())
+    );
+
+    // A revert below the finalized height is a local fault: consensus
+    // halts, says why, and the node goes on serving its chain.
+    control.tell(Command::Revert(g.hash()));
+    wait_for("the halt", DEADLINE, || node.state.live().halted.is_some()).await;
+    let (_, status) = get(&client, format!("{base}/status")).await;
+    let halted = status["halted"].as_str().unwrap();
+    assert!(halted.contains("below the finalized height 1"), "{halted}");
+    assert_eq!(status["height"], 5);
+    assert_eq!(head(&node).0, Height(5));
+
+    // Subscribers saw every step.
+    let seen = read_events(&mut events, 9).await;
+    let summary: Vec<(String, Value)> = seen
+        .iter()
+        .map(|(name, data)| {
+            let key = match name.as_str() {
+                "reorg" => data["ancestor_height"].clone(),
+                _ => data["height"].clone(),
+            };
+            (name.clone(), key)
+        })
+        .collect();
+    let expected: Vec<(String, Value)> = [
+        ("block", 1),
+        ("block", 2),
+        ("block", 3),
+        ("finalized", 1),
+        ("reorg", 1),
+        ("block", 2),
+        ("block", 3),
+        ("block", 4),
+        ("block", 5),
+    ]
+    .iter()
+    .map(|(n, h)| (n.to_string(), Value::from(*h)))
+    .collect();
+    assert_eq!(summary, expected);
+    assert_eq!(
+        seen[4].1["reverted"],
+        serde_json::json!([a3.hash().to_string(), a2.hash().to_string()])
+    );
+    node.stop().await;
+}

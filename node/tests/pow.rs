@@ -35,6 +35,7 @@ use phalanx_node::net::{self, Gossip, Inbound};
 use phalanx_node::node::{Parts, RunningNode, start_with};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -540,4 +541,488 @@ async fn the_driver_carries_out_proof_of_work_effects() {
         serde_json::json!([a3.hash().to_string(), a2.hash().to_string()])
     );
     node.stop().await;
+}
+
+// ----- a minimal heaviest-chain protocol -----
+
+/// The chain's fixed target and confirmations.
+#[derive(Debug, Clone)]
+struct ToyChain {
+    target: CompactTarget,
+    confirmations: u64,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+enum ToyRejection {
+    #[error("not a toy message")]
+    Undecodable,
+    #[error("not enough work, or the wrong target")]
+    Work,
+}
+
+/// What toy nodes say to each other.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum ToyMessage {
+    Block(Box<Block>),
+    /// Send me this block (the parent of one you sent).
+    Want(Hash),
+}
+
+/// Blocks waiting for their parent, at most (a test bound).
+const MAX_ORPHANS: usize = 256;
+
+/// Longest chain at a fixed target, the first seen of two equal ones,
+/// final at `confirmations` blocks on top. A block whose parent it does
+/// not know waits while it asks the peer that sent it for the parent.
+#[derive(Debug)]
+struct Toy {
+    chain_params: ToyChain,
+    miner: Option<Address>,
+    /// Valid blocks above the finalized height, by hash.
+    blocks: HashMap<Hash, Block>,
+    /// Blocks waiting for their parent, by the parent's hash.
+    orphans: HashMap<Hash, Vec<Block>>,
+    /// The chain from the finalized block up: hash by height.
+    chain: BTreeMap<u64, Hash>,
+    head: Block,
+    finalized: u64,
+}
+
+fn toy_out(channel: Channel, origin: Origin, message: &ToyMessage) -> Outgoing {
+    let kind = match message {
+        ToyMessage::Block(_) => "block",
+        ToyMessage::Want(_) => "want",
+    };
+    Outgoing {
+        channel,
+        origin,
+        kind,
+        bytes: encoding::encode(message),
+    }
+}
+
+impl Toy {
+    fn block(&self, hash: &Hash, ledger: &dyn Ledger) -> Option<Block> {
+        self.blocks
+            .get(hash)
+            .cloned()
+            .or_else(|| ledger.committed_block(hash))
+    }
+
+    fn work(&self, now: TimeMs, ledger: &mut dyn Ledger) -> Result<Vec<Effect<()>>, Fault> {
+        let Some(miner) = self.miner else {
+            return Ok(Vec::new());
+        };
+        let seal = Justification::ProofOfWork(PowSeal {
+            target: self.chain_params.target,
+            reward: REWARD,
+            nonce: 0,
+        });
+        match ledger.build_block(&self.head, miner, now, seal) {
+            Ok(template) => Ok(vec![Effect::RequestWork(WorkRequest {
+                parent: self.head.hash(),
+                template: Box::new(template),
+            })]),
+            Err(phalanx_consensus::LedgerError::Fault(fault)) => Err(fault.into()),
+            Err(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// The blocks from `tip` down to (not including) the chain, lowest
+    /// first, and the block they fork from; `None` if they do not link
+    /// above the finalized height.
+    fn branch(&self, tip: &Block, ledger: &dyn Ledger) -> Option<(Vec<Block>, u64, Hash)> {
+        let mut branch = vec![tip.clone()];
+        loop {
+            let lowest = branch.last()?;
+            let parent = lowest.header.parent;
+            let parent_height = lowest.header.height.0.checked_sub(1)?;
+            if self.chain.get(&parent_height) == Some(&parent) {
+                branch.reverse();
+                return Some((branch, parent_height, parent));
+            }
+            if parent_height <= self.finalized {
+                return None;
+            }
+            branch.push(self.block(&parent, ledger)?);
+        }
+    }
+
+    /// Takes `block` and the orphans it unblocks; asks for its parent if
+    /// unknown; asks for new work if the head moved.
+    fn accept(
+        &mut self,
+        block: Block,
+        origin: Origin,
+        now: TimeMs,
+        ledger: &mut dyn Ledger,
+    ) -> Result<Vec<Effect<()>>, Fault> {
+        let head = self.head.hash();
+        let mut effects = Vec::new();
+        let mut queue = vec![(block, origin)];
+        while let Some((block, origin)) = queue.pop() {
+            if let Some(hash) = self.accept_one(block, origin, ledger, &mut effects)?
+                && let Some(children) = self.orphans.remove(&hash)
+            {
+                queue.extend(children.into_iter().map(|b| (b, Origin::Forwarded)));
+            }
+        }
+        if self.head.hash() != head {
+            effects.extend(self.work(now, ledger)?);
+        }
+        Ok(effects)
+    }
+
+    /// Validates one block, relays it and adopts it if it makes the chain
+    /// longer; returns its hash if it was new and valid.
+    fn accept_one(
+        &mut self,
+        block: Block,
+        origin: Origin,
+        ledger: &mut dyn Ledger,
+        effects: &mut Vec<Effect<()>>,
+    ) -> Result<Option<Hash>, Fault> {
+        let hash = block.hash();
+        let height = block.header.height.0;
+        if height <= self.finalized
+            || self.blocks.contains_key(&hash)
+            || self.chain.get(&height) == Some(&hash)
+        {
+            return Ok(None);
+        }
+        let Some(parent) = self.block(&block.header.parent, ledger) else {
+            let want = ToyMessage::Want(block.header.parent);
+            effects.push(Effect::Reply(toy_out(Channel::Sync, Origin::Sync, &want)));
+            if self.orphans.values().map(Vec::len).sum::<usize>() < MAX_ORPHANS {
+                self.orphans
+                    .entry(block.header.parent)
+                    .or_default()
+                    .push(block);
+            }
+            return Ok(None);
+        };
+        match ledger.validate_block(&parent, &block) {
+            Ok(()) => {}
+            Err(phalanx_consensus::LedgerError::Fault(fault)) => return Err(fault.into()),
+            Err(_) => return Ok(None),
+        }
+        self.blocks.insert(hash, block.clone());
+        effects.push(Effect::Broadcast(toy_out(
+            Channel::Consensus,
+            origin,
+            &ToyMessage::Block(Box::new(block.clone())),
+        )));
+        if height > self.head.header.height.0 {
+            self.adopt(block, ledger, effects);
+        }
+        Ok(Some(hash))
+    }
+
+    /// Makes `tip` the head: reverts to the fork, extends with the branch,
+    /// finalizes what has enough blocks on top.
+    fn adopt(&mut self, tip: Block, ledger: &dyn Ledger, effects: &mut Vec<Effect<()>>) {
+        let Some((branch, fork_height, fork)) = self.branch(&tip, ledger) else {
+            return;
+        };
+        if fork != self.head.hash() {
+            effects.push(Effect::Revert { ancestor: fork });
+            self.chain.split_off(&(fork_height + 1));
+        }
+        for b in branch {
+            self.chain.insert(b.header.height.0, b.hash());
+            effects.push(Effect::Extend {
+                block: Box::new(b),
+                finalized: false,
+            });
+        }
+        let height = tip.header.height.0;
+        self.head = tip;
+        let k = self.chain_params.confirmations;
+        if height > self.finalized + k {
+            self.finalized = height - k;
+            effects.push(Effect::Finalize(Height(self.finalized)));
+            let floor = self.finalized;
+            self.chain.retain(|h, _| *h >= floor);
+            self.blocks.retain(|_, b| b.header.height.0 > floor);
+        }
+    }
+}
+
+impl Protocol for Toy {
+    type Context = ToyChain;
+    type Message = ToyMessage;
+    type Timer = ();
+    type Rejection = ToyRejection;
+    const KIND: ConsensusKind = ConsensusKind::Pow;
+    const SAFETY_KEY: &'static [u8] = b"toy-pow";
+
+    fn context(genesis: &Genesis, _: Option<usize>) -> Result<ToyChain, SetupError> {
+        let pow = genesis.pow.as_ref().ok_or(SetupError::NotAValidator)?;
+        Ok(ToyChain {
+            target: pow.initial_target,
+            confirmations: pow.confirmations,
+        })
+    }
+
+    fn new(chain: &ToyChain, setup: Setup, committed: Block) -> Result<Self, SetupError> {
+        Ok(Toy {
+            chain_params: chain.clone(),
+            miner: setup.tuning.miner,
+            blocks: HashMap::new(),
+            orphans: HashMap::new(),
+            chain: BTreeMap::from([(committed.header.height.0, committed.hash())]),
+            finalized: committed.header.height.0,
+            head: committed,
+        })
+    }
+
+    fn verify(
+        chain: &ToyChain,
+        sender: Option<ValidatorIndex>,
+        _: Channel,
+        bytes: &[u8],
+    ) -> Result<ToyMessage, ToyRejection> {
+        assert_eq!(sender, None, "no sender index without a committee");
+        let message: ToyMessage =
+            encoding::decode(bytes, 1 << 22).map_err(|_| ToyRejection::Undecodable)?;
+        if let ToyMessage::Block(block) = &message {
+            let target = block.header.pow_seal().ok_or(ToyRejection::Work)?.target;
+            if target != chain.target || check_work(&block.header.pow_hash(), target).is_err() {
+                return Err(ToyRejection::Work);
+            }
+        }
+        Ok(message)
+    }
+
+    fn reject_reason(rejection: &ToyRejection) -> RejectReason {
+        match rejection {
+            ToyRejection::Undecodable => RejectReason::Undecodable,
+            ToyRejection::Work => RejectReason::Malformed,
+        }
+    }
+
+    fn message_kind(message: &ToyMessage) -> &'static str {
+        match message {
+            ToyMessage::Block(_) => "block",
+            ToyMessage::Want(_) => "want",
+        }
+    }
+
+    fn handle(
+        &mut self,
+        input: Input<ToyMessage, ()>,
+        now: TimeMs,
+        ledger: &mut dyn Ledger,
+    ) -> Result<Vec<Effect<()>>, Fault> {
+        match input {
+            Input::Start { .. } => self.work(now, ledger),
+            Input::Mined(block) => self.accept(*block, Origin::Authored, now, ledger),
+            Input::Message(ToyMessage::Block(block)) => {
+                self.accept(*block, Origin::Forwarded, now, ledger)
+            }
+            Input::Message(ToyMessage::Want(hash)) => Ok(self
+                .block(&hash, ledger)
+                .map(|block| {
+                    let answer = ToyMessage::Block(Box::new(block));
+                    Effect::Reply(toy_out(Channel::Sync, Origin::Sync, &answer))
+                })
+                .into_iter()
+                .collect()),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            view: self.head.header.height.0,
+            phase: if self.miner.is_some() {
+                "mining"
+            } else {
+                "following"
+            },
+        }
+    }
+
+    fn prove_final(_: &ToyChain, _: &Block, _: &[Block]) -> Result<usize, ProofError> {
+        Ok(0)
+    }
+
+    fn check_finalized(
+        _: &ToyChain,
+        _: &Block,
+        _: &dyn Fn(&Hash) -> Option<Block>,
+    ) -> Result<(), ProofError> {
+        Ok(())
+    }
+
+    fn check_evidence(_: &ToyChain, _: &Evidence) -> bool {
+        false
+    }
+}
+
+/// Starts a mining toy node per key on `net`, all joined before any
+/// mines (so every block reaches every node that is not cut off).
+async fn start_toy_nodes(
+    genesis: &Genesis,
+    keys: &[Keypair],
+    net: &MemoryNet,
+    hashrate_limit: u64,
+) -> Vec<RunningNode> {
+    let joined: Vec<_> = keys.iter().map(|k| net.join(k.public(), 8_192)).collect();
+    let mut nodes = Vec::new();
+    for (key, (gossip, inbound)) in keys.iter().zip(joined) {
+        let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let node = start_with::<Toy>(Parts {
+            config: mining_config(hashrate_limit),
+            genesis: genesis.clone(),
+            key: key.clone(),
+            store: Arc::new(MemStore::new()),
+            net: Arc::new(gossip),
+            inbound,
+            api: Some(api),
+        })
+        .await
+        .unwrap();
+        nodes.push(node);
+    }
+    nodes
+}
+
+fn finalized_of(node: &RunningNode) -> u64 {
+    node.state
+        .store
+        .finalized_height()
+        .unwrap()
+        .unwrap_or(Height(0))
+        .0
+}
+
+/// Per node: (mined blocks, reorgs, orphaned blocks), after checking that
+/// it mined, halted nowhere and has no committee.
+async fn check_nodes(nodes: &[RunningNode]) -> Vec<(f64, f64, f64)> {
+    let client = http();
+    let mut counts = Vec::new();
+    for node in nodes {
+        assert_eq!(node.state.live().halted, None);
+        let base = format!("http://{}", node.api_addr.unwrap());
+        let text = metrics(&client, &base).await;
+        assert!(metric(&text, "phalanx_mining_hashes_total").unwrap() > 0.0);
+        let (_, status) = get(&client, format!("{base}/status")).await;
+        assert_eq!(status["validator"], Value::Null);
+        assert_eq!(status["mining"]["threads"], 1);
+        let count = |name| metric(&text, name).unwrap_or(0.0);
+        let c = (
+            count("phalanx_mined_blocks_total"),
+            count("phalanx_reorgs_total"),
+            count("phalanx_orphaned_blocks_total"),
+        );
+        eprintln!(
+            "node: height {}, finalized {}, mined {}, reorgs {}, orphaned {}",
+            status["height"], status["finalized_height"], c.0, c.1, c.2
+        );
+        counts.push(c);
+    }
+    counts
+}
+
+/// Stops the nodes, then checks that their final blocks agree and that
+/// every chain links and carries its work.
+async fn stop_and_check_agreement(nodes: Vec<RunningNode>, target: CompactTarget) {
+    let mut chains = Vec::new();
+    for node in nodes {
+        let store = Arc::clone(&node.state.store);
+        node.stop().await;
+        chains.push(store);
+    }
+    let common = chains
+        .iter()
+        .map(|s| s.finalized_height().unwrap().unwrap().0)
+        .min()
+        .unwrap();
+    for height in 1..=common {
+        let hashes: Vec<Hash> = chains
+            .iter()
+            .map(|s| s.block_hash_at(Height(height)).unwrap().unwrap())
+            .collect();
+        assert!(
+            hashes.iter().all(|h| *h == hashes[0]),
+            "final blocks differ at height {height}: {hashes:?}"
+        );
+    }
+    for store in &chains {
+        let head = store.head().unwrap().unwrap().height().0;
+        for height in 1..=head {
+            let block = store.block_at(Height(height)).unwrap().unwrap();
+            let parent = store.block_hash_at(Height(height - 1)).unwrap().unwrap();
+            assert_eq!(block.header.parent, parent);
+            check_work(&block.header.pow_hash(), target).unwrap();
+        }
+    }
+}
+
+/// One hash in 256 meets it: at 300 hashes a second a node finds about a
+/// block a second, and the in-memory network delivers it in far less.
+const TOY_TARGET: CompactTarget = CompactTarget(0x2001_0000);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_miners_grow_one_chain_and_agree_on_what_is_final() {
+    init_logs();
+    assert!(TOY_TARGET.target().is_ok());
+    let accounts = [Keypair::from_seed(&[101; 32])];
+    let genesis = pow_genesis(&accounts, TOY_TARGET, 4);
+    let keys: Vec<Keypair> = (1..=3).map(|i| Keypair::from_seed(&[i; 32])).collect();
+    let net = MemoryNet::new();
+    let nodes = start_toy_nodes(&genesis, &keys, &net, 300).await;
+    wait_for("8 final blocks on every node", DEADLINE, || {
+        nodes.iter().all(|n| finalized_of(n) >= 8)
+    })
+    .await;
+    let counts = check_nodes(&nodes).await;
+    let mined: f64 = counts.iter().map(|c| c.0).sum();
+    assert!(mined >= 8.0, "{mined} blocks mined in all");
+    stop_and_check_agreement(nodes, TOY_TARGET).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healed_partition_reorganizes_onto_one_chain() {
+    init_logs();
+    let accounts = [Keypair::from_seed(&[101; 32])];
+    // Six confirmations: the branches grow a block or two before the heal.
+    let genesis = pow_genesis(&accounts, TOY_TARGET, 6);
+    let keys: Vec<Keypair> = (1..=3).map(|i| Keypair::from_seed(&[i; 32])).collect();
+    let net = MemoryNet::new();
+    let nodes = start_toy_nodes(&genesis, &keys, &net, 300).await;
+    wait_for("two blocks", DEADLINE, || {
+        nodes.iter().all(|n| head(n).0 >= Height(2))
+    })
+    .await;
+
+    // Node 0 alone against nodes 1 and 2, until each side has a block the
+    // other does not.
+    nodes[0]
+        .state
+        .net
+        .set_blocked(vec![keys[1].public(), keys[2].public()]);
+    let off_chain = |a: &RunningNode, b: &RunningNode| {
+        let (height, hash) = head(a);
+        b.state.store.block_hash_at(height).unwrap() != Some(hash)
+    };
+    wait_for("a fork", DEADLINE, || {
+        off_chain(&nodes[0], &nodes[1]) && off_chain(&nodes[1], &nodes[0])
+    })
+    .await;
+    let fork_top = head(&nodes[0]).0.max(head(&nodes[1]).0).0;
+    nodes[0].state.net.set_blocked(Vec::new());
+
+    // One chain wins; whoever was on the other reverted its blocks.
+    wait_for("finality past the fork on every node", DEADLINE, || {
+        nodes.iter().all(|n| finalized_of(n) >= fork_top + 2)
+    })
+    .await;
+    let counts = check_nodes(&nodes).await;
+    let reorgs: f64 = counts.iter().map(|c| c.1).sum();
+    let orphaned: f64 = counts.iter().map(|c| c.2).sum();
+    assert!(reorgs >= 1.0, "{counts:?}");
+    assert!(orphaned >= 1.0, "{counts:?}");
+    stop_and_check_agreement(nodes, TOY_TARGET).await;
 }

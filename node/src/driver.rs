@@ -894,10 +894,35 @@ impl<P: Protocol> Driver<P> {
     }
 
     /// Stores blocks that block sync proved final, in order, up to the
-    /// first that does not apply.
+    /// first that does not apply. A block the chain already holds (not
+    /// final yet, proof of work) becomes final; one that conflicts with
+    /// a stored block that is not final reverts the chain to its parent
+    /// first.
     fn apply_synced(&mut self, blocks: &[Block]) -> Applied {
         let mut applied = Applied::default();
         for block in blocks {
+            let height = block.header.height;
+            match self.state.store.block_hash_at(height) {
+                Ok(Some(stored)) if stored == block.hash() => {
+                    self.finalize(height);
+                    if self.halted {
+                        break;
+                    }
+                    applied.count += 1;
+                    continue;
+                }
+                Ok(Some(_)) => {
+                    self.revert(block.header.parent);
+                    if self.halted {
+                        break;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.halt(format_args!("reading the chain for block sync failed: {e}"));
+                    break;
+                }
+            }
             match self.ledger.commit(block, block.header.height) {
                 Ok(_) => {
                     self.after_commit(block, block.header.height);

@@ -570,10 +570,14 @@ enum ToyMessage {
 
 /// Blocks waiting for their parent, at most (a test bound).
 const MAX_ORPHANS: usize = 256;
+/// A block further above the head than this is left to block sync
+/// (which starts at `phalanx_node::sync::SYNC_LAG` blocks behind).
+const CATCH_UP_HORIZON: u64 = phalanx_node::sync::SYNC_LAG;
 
 /// Longest chain at a fixed target, the first seen of two equal ones,
 /// final at `confirmations` blocks on top. A block whose parent it does
-/// not know waits while it asks the peer that sent it for the parent.
+/// not know waits while it asks the peer that sent it for the parent
+/// (unless it is far ahead: block sync catches up from there).
 #[derive(Debug)]
 struct Toy {
     chain_params: ToyChain,
@@ -691,6 +695,10 @@ impl Toy {
             return Ok(None);
         }
         let Some(parent) = self.block(&block.header.parent, ledger) else {
+            if height > self.head.header.height.0 + CATCH_UP_HORIZON {
+                // Far ahead: block sync's job, not the protocol's.
+                return Ok(None);
+            }
             let want = ToyMessage::Want(block.header.parent);
             effects.push(Effect::Reply(toy_out(Channel::Sync, Origin::Sync, &want)));
             if self.orphans.values().map(Vec::len).sum::<usize>() < MAX_ORPHANS {
@@ -843,8 +851,27 @@ impl Protocol for Toy {
         }
     }
 
-    fn prove_final(_: &ToyChain, _: &Block, _: &[Block]) -> Result<usize, ProofError> {
-        Ok(0)
+    /// Blocks that link, each with the chain's work, are final with
+    /// `confirmations` of them on top.
+    fn prove_final(chain: &ToyChain, head: &Block, blocks: &[Block]) -> Result<usize, ProofError> {
+        let mut parent = head.hash();
+        for block in blocks {
+            let (height, hash) = (block.header.height, block.hash());
+            if block.header.parent != parent {
+                return Err(ProofError::NotLinked {
+                    height,
+                    hash,
+                    expected_parent: parent,
+                });
+            }
+            let sealed = block.header.pow_seal().map(|s| s.target) == Some(chain.target);
+            if !sealed || check_work(&block.header.pow_hash(), chain.target).is_err() {
+                return Err(ProofError::WrongJustification { height, hash });
+            }
+            parent = hash;
+        }
+        let k = usize::try_from(chain.confirmations).unwrap();
+        Ok(blocks.len().saturating_sub(k))
     }
 
     fn check_finalized(
@@ -1024,5 +1051,58 @@ async fn a_healed_partition_reorganizes_onto_one_chain() {
     let orphaned: f64 = counts.iter().map(|c| c.2).sum();
     assert!(reorgs >= 1.0, "{counts:?}");
     assert!(orphaned >= 1.0, "{counts:?}");
+    stop_and_check_agreement(nodes, TOY_TARGET).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_on_a_losing_branch_syncs_final_blocks_over_it() {
+    init_logs();
+    let accounts = [Keypair::from_seed(&[101; 32])];
+    let genesis = pow_genesis(&accounts, TOY_TARGET, 6);
+    let keys: Vec<Keypair> = (1..=4).map(|i| Keypair::from_seed(&[i; 32])).collect();
+    let net = MemoryNet::new();
+    let mut nodes = start_toy_nodes(&genesis, &keys[..3], &net, 600).await;
+    wait_for("height 16", DEADLINE, || {
+        nodes.iter().all(|n| head(n).0 >= Height(16))
+    })
+    .await;
+
+    // A latecomer mines a branch of its own, cut off from everyone.
+    let late = &keys[3];
+    let (gossip, inbound) = net.join(late.public(), 8_192);
+    gossip.set_blocked(keys[..3].iter().map(Keypair::public).collect());
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let latecomer = start_with::<Toy>(Parts {
+        config: mining_config(300),
+        genesis: genesis.clone(),
+        key: late.clone(),
+        store: Arc::new(MemStore::new()),
+        net: Arc::new(gossip),
+        inbound,
+        api: Some(api),
+    })
+    .await
+    .unwrap();
+    wait_for("a branch of its own", DEADLINE, || {
+        head(&latecomer).0 >= Height(1)
+    })
+    .await;
+    let own = head(&latecomer);
+    latecomer.state.net.set_blocked(Vec::new());
+
+    // Its blocks are not final (six confirmations): block sync fetches
+    // the peers' final blocks from its finalized block (genesis) up, and
+    // the first one reverts its branch.
+    wait_for("the latecomer past its branch", DEADLINE, || {
+        finalized_of(&latecomer) >= 8
+    })
+    .await;
+    let stored = latecomer.state.store.block_hash_at(own.0).unwrap();
+    assert_ne!(stored, Some(own.1), "its own block is off the chain");
+    nodes.push(latecomer);
+    let counts = check_nodes(&nodes).await;
+    assert!(counts[3].1 >= 1.0, "the latecomer reorganized: {counts:?}");
+    // Nobody was blamed for sending a batch that does not link.
+    assert_eq!(net.reports(), Vec::new());
     stop_and_check_agreement(nodes, TOY_TARGET).await;
 }

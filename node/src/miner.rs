@@ -38,8 +38,9 @@
 //!
 //! # Bounds
 //! Found blocks travel to the driver through a bounded channel
-//! ([`MINED_QUEUE`]); a block that finds it full is dropped and logged (the
-//! driver is far behind, and the protocol asks for new work anyway).
+//! ([`MINED_QUEUE`]). A thread reserves a slot before it retires its job;
+//! if there is none (the driver is far behind) it drops that block, waits
+//! a little and searches on, so the work is not lost with it.
 
 use phalanx_chain::encoding::push_varint;
 use phalanx_chain::pow::{CompactTarget, TargetError, check_work};
@@ -60,6 +61,9 @@ pub const MAX_MINER_THREADS: usize = 256;
 const MAX_CHUNK: u64 = 2_048;
 /// A paced thread hashes in chunks of this fraction of a second's share.
 const CHUNKS_PER_SECOND: u64 = 100;
+/// How long a thread that found a block the driver had no room for waits
+/// before searching on.
+const FULL_QUEUE_BACKOFF: Duration = Duration::from_millis(10);
 /// How far a paced thread that fell behind may catch up at once.
 pub const MAX_BURST: Duration = Duration::from_millis(100);
 
@@ -375,39 +379,44 @@ impl Shared {
     }
 
     /// Retires `job`'s generation and hands its block to the driver,
-    /// unless other work replaced it meanwhile.
-    fn deliver(&self, job: &Job, header: BlockHeader) {
+    /// unless other work replaced it meanwhile. Returns false if the
+    /// driver's queue is full: the job is not retired, and the thread
+    /// searches on (a block found later takes the place of this one).
+    fn deliver(&self, job: &Job, header: BlockHeader) -> bool {
         let block = Block {
             header,
             transactions: job.template.transactions.clone(),
         };
         if let Err(error) = check_work(&block.header.pow_hash(), job.bits) {
             tracing::error!(%error, "the miner sealed a block that does not meet its target; dropped");
-            return;
+            return false;
         }
+        let (height, hash) = (block.header.height, block.hash());
+        let permit = match self.found.try_reserve() {
+            Ok(permit) => permit,
+            Err(mpsc::error::TrySendError::Full(())) => {
+                tracing::debug!(%height, %hash, "mined a block, but the driver is not taking them; searching on");
+                return false;
+            }
+            // The driver is gone: the miner is stopping.
+            Err(mpsc::error::TrySendError::Closed(())) => return true,
+        };
         let mut state = lock(&self.state);
         if state.generation != job.generation {
-            return;
+            return true;
         }
         state.generation += 1;
         state.job = None;
         self.generation.store(state.generation, Ordering::Release);
         drop(state);
         self.changed.notify_all();
-        let (height, hash) = (block.header.height, block.hash());
-        let found = Found {
+        self.counters.blocks.inc();
+        tracing::info!(%height, %hash, "mined a block");
+        permit.send(Found {
             generation: job.generation,
             block: Box::new(block),
-        };
-        match self.found.try_send(found) {
-            Ok(()) => {
-                self.counters.blocks.inc();
-                tracing::info!(%height, %hash, "mined a block");
-            }
-            Err(_) => {
-                tracing::warn!(%height, %hash, "mined a block, but the driver is not taking them; dropped")
-            }
-        }
+        });
+        true
     }
 }
 
@@ -503,6 +512,7 @@ fn search(shared: &Shared, job: &Job, index: usize, rate: Option<u64>) {
             nonce = Some(first);
         }
         let mut done = 0;
+        let mut undelivered = false;
         while done < chunk {
             // Every nonce of this header was tried: wait for the clock.
             let Some(n) = nonce else { break };
@@ -511,22 +521,32 @@ fn search(shared: &Shared, job: &Job, index: usize, rate: Option<u64>) {
             push_varint(&mut bytes, n);
             let hash = phalanx_crypto::sha256d(&bytes);
             done += 1;
+            nonce = n.checked_add(stride);
             if hash <= job.target {
-                shared.counters.hashes.inc_by(done);
-                if let Some(seal) = pow_seal_mut(&mut header) {
+                let mut sealed = header.clone();
+                if let Some(seal) = pow_seal_mut(&mut sealed) {
                     seal.nonce = n;
                 }
-                shared.deliver(job, header);
-                return;
+                // Counted before the block can reach anyone.
+                shared.counters.hashes.inc_by(done);
+                if shared.deliver(job, sealed) {
+                    return;
+                }
+                undelivered = true;
+                break;
             }
-            nonce = n.checked_add(stride);
         }
-        shared.counters.hashes.inc_by(done);
-        let wait = match (&mut pacer, nonce) {
+        if !undelivered {
+            shared.counters.hashes.inc_by(done);
+        }
+        let mut wait = match (&mut pacer, nonce) {
             (Some(pacer), Some(_)) => pacer.after(done, Instant::now()),
             (None, Some(_)) => Duration::ZERO,
             (_, None) => Duration::from_millis(1),
         };
+        if undelivered {
+            wait = wait.max(FULL_QUEUE_BACKOFF);
+        }
         if !wait.is_zero() {
             shared.pause(job.generation, wait);
         }
@@ -726,6 +746,33 @@ mod tests {
             miner.submit(bad_target),
             Err(WorkError::BadTarget { .. })
         ));
+        miner.stop();
+    }
+
+    #[tokio::test]
+    async fn a_block_the_driver_has_no_room_for_does_not_end_the_work() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let config = MinerConfig {
+            threads: 1,
+            hashrate_limit: 0,
+            clock: later_clock,
+        };
+        let miner = Miner::start(config, MinerCounters::default(), tx.clone()).unwrap();
+        // The queue is full before any block is found.
+        let filler = Found {
+            generation: 0,
+            block: template(9, EASY).template,
+        };
+        tx.try_send(filler).unwrap();
+        let generation = miner.submit(template(1, EASY)).unwrap();
+        wait_until("blocks found and kept back", || miner.hashes() >= 10).await;
+        assert_eq!(miner.generation(), generation, "the work goes on");
+        assert_eq!(miner.shared.counters.blocks.get(), 0);
+        assert_eq!(next(&mut rx).await.generation, 0);
+        let found = next(&mut rx).await;
+        assert_eq!(found.generation, generation);
+        check_work(&found.block.header.pow_hash(), EASY).unwrap();
+        assert_eq!(miner.shared.counters.blocks.get(), 1);
         miner.stop();
     }
 

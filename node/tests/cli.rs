@@ -101,8 +101,9 @@ fn a_protocol_not_built_yet_or_a_behaviour_it_lacks_is_refused() {
     let text = std::fs::read_to_string(&genesis).unwrap();
     assert!(text.contains("consensus = \"hotstuff\""), "{text}");
     // Proof of work has miners, not validators.
-    let text = "chain_id = \"cli-test\"\nconsensus = \"pow\"\n[pow]\ninitial_difficulty_bits = 8\n\
-         target_block_time_ms = 1000\nconfirmations = 6\n";
+    let text = "chain_id = \"cli-test\"\nconsensus = \"pow\"\n[pow]\ninitial_target = \"1f00ffff\"\n\
+         target_limit = \"207fffff\"\nblock_interval_ms = 1000\nretarget_window = 30\n\
+         confirmations = 6\nblock_reward = 50\nmax_future_drift_ms = 15000\n";
     std::fs::write(&genesis, text).unwrap();
     let out = node().arg("--home").arg(&home).assert().failure();
     let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();

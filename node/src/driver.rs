@@ -22,7 +22,7 @@
 //!   stored with its state changes in one atomic batch and flushed, final
 //!   at once or not; its transactions leave the mempool; subscribers get a
 //!   [`BlockEvent`]. `Finalize` raises the stored finalized height (and
-//!   subscribers get a [`FinalizedEvent`]).
+//!   subscribers get a [`FinalizedEvent`]); at or below it, it is a no-op.
 //! - `Revert` (proof of work): the store rolls back to the ancestor
 //!   (`Store::revert_to`, one flushed batch, never below the finalized
 //!   height); the transactions of the blocks taken off go back through
@@ -575,6 +575,9 @@ impl<P: Protocol> Driver<P> {
         }
     }
 
+    /// Raises the finalized height to `height`. A height at or below the
+    /// stored one is already true and changes nothing (a protocol that
+    /// restarts after block sync finalized further may say it again).
     fn finalize(&mut self, height: Height) {
         let before = match self.state.store.finalized_height() {
             Ok(h) => h,
@@ -583,6 +586,9 @@ impl<P: Protocol> Driver<P> {
                 return;
             }
         };
+        if before.is_some_and(|b| height <= b) {
+            return;
+        }
         if let Err(e) = self.state.store.set_finalized_height(height) {
             self.halt(format_args!(
                 "raising the finalized height to {height} failed: {e}"
@@ -590,9 +596,7 @@ impl<P: Protocol> Driver<P> {
             return;
         }
         self.state.metrics.set_finalized_height(height.0);
-        if before.is_none_or(|b| b < height) {
-            let _ = self.state.events.send(FinalizedEvent { height }.into());
-        }
+        let _ = self.state.events.send(FinalizedEvent { height }.into());
     }
 
     /// Rolls the chain back to `ancestor` (a proof-of-work

@@ -262,23 +262,13 @@ pub fn check_protocol(kind: ConsensusKind) -> anyhow::Result<()> {
 
 /// What starts the driver for the genesis's protocol.
 fn driver_for(kind: ConsensusKind) -> anyhow::Result<StartDriver> {
-    // Proof of work runs in the simulator; the node's miner and
-    // reorganizations are not wired in yet.
-    let runs = |k: ConsensusKind| k.is_bft();
-    runs(kind)
-        .then(|| with_protocol(kind, Starter))
-        .flatten()
-        .ok_or_else(|| {
-            let built: Vec<String> = dispatch::built()
-                .iter()
-                .filter(|k| runs(**k))
-                .map(|k| k.to_string())
-                .collect();
-            anyhow!(
-                "genesis consensus = \"{kind}\" is not built yet: this node runs {}",
-                built.join(", ")
-            )
-        })
+    with_protocol(kind, Starter).ok_or_else(|| {
+        let built: Vec<String> = dispatch::built().iter().map(|k| k.to_string()).collect();
+        anyhow!(
+            "genesis consensus = \"{kind}\" is not built yet: this node runs {}",
+            built.join(", ")
+        )
+    })
 }
 
 /// The driver of whichever protocol the genesis names.
@@ -499,13 +489,30 @@ mod tests {
     }
 
     #[test]
-    fn hotstuff_and_pbft_run_proof_of_work_not_yet() {
-        assert!(check_protocol(ConsensusKind::Hotstuff).is_ok());
-        assert!(check_protocol(ConsensusKind::Pbft).is_ok());
-        let err = check_protocol(ConsensusKind::Pow).unwrap_err().to_string();
-        assert_eq!(
-            err,
-            "genesis consensus = \"pow\" is not built yet: this node runs pbft, hotstuff"
-        );
+    fn every_consensus_kind_runs() {
+        for kind in ConsensusKind::ALL {
+            assert!(check_protocol(kind).is_ok(), "{kind}");
+        }
+    }
+
+    #[test]
+    fn only_committee_chains_have_a_committee() {
+        let key = Keypair::from_seed(&[1; 32]);
+        let mut genesis = Genesis {
+            chain_id: phalanx_chain::ChainId::new("c").unwrap(),
+            consensus: ConsensusKind::Hotstuff,
+            genesis_time_ms: 0,
+            validators: vec![phalanx_chain::genesis::GenesisValidator {
+                public_key: key.public(),
+                address: "/memory/0".into(),
+            }],
+            pow: None,
+            accounts: Vec::new(),
+        };
+        let committee = committee_of(&genesis).unwrap().unwrap();
+        assert_eq!(committee.size(), 1);
+        genesis.consensus = ConsensusKind::Pow;
+        genesis.validators.clear();
+        assert!(committee_of(&genesis).unwrap().is_none());
     }
 }

@@ -1,16 +1,20 @@
-//! The node on a proof-of-work chain, before the real protocol is
-//! registered: two stand-in protocols run through the same seam.
+//! The node on a proof-of-work chain.
 //!
-//! - [`Script`] does what a controlling peer tells it (extend, finalize,
-//!   revert, ask for work, broadcast, reply), so the driver's handling of
-//!   each effect is checked exactly: non-final blocks, finality, a
-//!   reorganization (mempool, metrics, events, API), a revert below the
-//!   finalized height (a halt), the miner's round trip, and a chain
-//!   without a committee (no sender index, broadcasts to peers).
-//! - [`Toy`] is a minimal heaviest-chain protocol (fixed target, longest
-//!   chain, first seen wins ties, k confirmations) that mines with the
-//!   node's real miner, so three nodes over the in-memory network grow one
-//!   chain and agree on what is final.
+//! - [`Script`], a stand-in protocol, does what a controlling peer tells
+//!   it (extend, finalize, revert, ask for work, broadcast, reply), so the
+//!   driver's handling of each effect is checked exactly: non-final
+//!   blocks, finality, a reorganization (mempool, metrics, events, API), a
+//!   revert below the finalized height (a halt), the miner's round trip,
+//!   and a chain without a committee (no sender index, broadcasts to
+//!   peers).
+//! - Live scenarios run three or four mining nodes over the in-memory
+//!   network with the node's real miner, each twice: with [`Toy`], a
+//!   minimal heaviest-chain protocol written here (fixed target, longest
+//!   chain, first seen wins ties, k blocks on top), which pins down what
+//!   the node needs of any such protocol, and with the real
+//!   `phalanx_consensus::pow::Pow`: one chain grows and final blocks
+//!   agree; a healed partition reorganizes onto one chain; a node on a
+//!   losing branch of its own syncs final blocks over it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -438,6 +442,9 @@ async fn the_driver_carries_out_proof_of_work_effects() {
     .await;
     assert_eq!(tx_status(&client, &base, &tx1).await, "finalized");
     assert_eq!(tx_status(&client, &base, &tx2).await, "committed");
+    // A lower height is already final: nothing happens (no halt, no
+    // event).
+    control.tell(Command::Finalize(Height(0)));
     let (_, block2) = get(&client, format!("{base}/blocks/2")).await;
     assert_eq!(block2["finalized"], false);
 
@@ -887,9 +894,9 @@ impl Protocol for Toy {
     }
 }
 
-/// Starts a mining toy node per key on `net`, all joined before any
+/// Starts a mining node running `P` per key on `net`, all joined before any
 /// mines (so every block reaches every node that is not cut off).
-async fn start_toy_nodes(
+async fn start_miners<P: Protocol + 'static>(
     genesis: &Genesis,
     keys: &[Keypair],
     net: &MemoryNet,
@@ -899,7 +906,7 @@ async fn start_toy_nodes(
     let mut nodes = Vec::new();
     for (key, (gossip, inbound)) in keys.iter().zip(joined) {
         let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let node = start_with::<Toy>(Parts {
+        let node = start_with::<P>(Parts {
             config: mining_config(hashrate_limit),
             genesis: genesis.clone(),
             key: key.clone(),
@@ -991,15 +998,35 @@ async fn stop_and_check_agreement(nodes: Vec<RunningNode>, target: CompactTarget
 /// block a second, and the in-memory network delivers it in far less.
 const TOY_TARGET: CompactTarget = CompactTarget(0x2001_0000);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_miners_grow_one_chain_and_agree_on_what_is_final() {
+/// Runs a live scenario with the stand-in protocol and with the real one.
+macro_rules! with_both_protocols {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn toy() {
+                super::$name::<super::Toy>().await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn pow() {
+                super::$name::<phalanx_consensus::pow::Pow>().await
+            }
+        }
+    };
+}
+
+with_both_protocols!(three_miners_grow_one_chain_and_agree_on_what_is_final);
+with_both_protocols!(a_healed_partition_reorganizes_onto_one_chain);
+with_both_protocols!(a_node_on_a_losing_branch_syncs_final_blocks_over_it);
+
+async fn three_miners_grow_one_chain_and_agree_on_what_is_final<P: Protocol + 'static>() {
     init_logs();
     assert!(TOY_TARGET.target().is_ok());
     let accounts = [Keypair::from_seed(&[101; 32])];
     let genesis = pow_genesis(&accounts, TOY_TARGET, 4);
     let keys: Vec<Keypair> = (1..=3).map(|i| Keypair::from_seed(&[i; 32])).collect();
     let net = MemoryNet::new();
-    let nodes = start_toy_nodes(&genesis, &keys, &net, 300).await;
+    let nodes = start_miners::<P>(&genesis, &keys, &net, 300).await;
     wait_for("8 final blocks on every node", DEADLINE, || {
         nodes.iter().all(|n| finalized_of(n) >= 8)
     })
@@ -1010,15 +1037,14 @@ async fn three_miners_grow_one_chain_and_agree_on_what_is_final() {
     stop_and_check_agreement(nodes, TOY_TARGET).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_healed_partition_reorganizes_onto_one_chain() {
+async fn a_healed_partition_reorganizes_onto_one_chain<P: Protocol + 'static>() {
     init_logs();
     let accounts = [Keypair::from_seed(&[101; 32])];
     // Six confirmations: the branches grow a block or two before the heal.
     let genesis = pow_genesis(&accounts, TOY_TARGET, 6);
     let keys: Vec<Keypair> = (1..=3).map(|i| Keypair::from_seed(&[i; 32])).collect();
     let net = MemoryNet::new();
-    let nodes = start_toy_nodes(&genesis, &keys, &net, 300).await;
+    let nodes = start_miners::<P>(&genesis, &keys, &net, 300).await;
     wait_for("two blocks", DEADLINE, || {
         nodes.iter().all(|n| head(n).0 >= Height(2))
     })
@@ -1054,14 +1080,13 @@ async fn a_healed_partition_reorganizes_onto_one_chain() {
     stop_and_check_agreement(nodes, TOY_TARGET).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_on_a_losing_branch_syncs_final_blocks_over_it() {
+async fn a_node_on_a_losing_branch_syncs_final_blocks_over_it<P: Protocol + 'static>() {
     init_logs();
     let accounts = [Keypair::from_seed(&[101; 32])];
     let genesis = pow_genesis(&accounts, TOY_TARGET, 6);
     let keys: Vec<Keypair> = (1..=4).map(|i| Keypair::from_seed(&[i; 32])).collect();
     let net = MemoryNet::new();
-    let mut nodes = start_toy_nodes(&genesis, &keys[..3], &net, 600).await;
+    let mut nodes = start_miners::<P>(&genesis, &keys[..3], &net, 600).await;
     wait_for("height 16", DEADLINE, || {
         nodes.iter().all(|n| head(n).0 >= Height(16))
     })
@@ -1072,7 +1097,7 @@ async fn a_node_on_a_losing_branch_syncs_final_blocks_over_it() {
     let (gossip, inbound) = net.join(late.public(), 8_192);
     gossip.set_blocked(keys[..3].iter().map(Keypair::public).collect());
     let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let latecomer = start_with::<Toy>(Parts {
+    let latecomer = start_with::<P>(Parts {
         config: mining_config(300),
         genesis: genesis.clone(),
         key: late.clone(),

@@ -4,8 +4,10 @@
 //! A node's home directory holds `config.toml`, `genesis.toml`, the node's
 //! key file and its data directory.
 
-use phalanx_chain::Genesis;
+use crate::miner::MAX_MINER_THREADS;
+use phalanx_chain::{Address, ConsensusKind, Genesis};
 use phalanx_consensus::{Byzantine, Tuning};
+use phalanx_crypto::PublicKey;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -48,6 +50,7 @@ pub struct Config {
     pub mempool: MempoolSection,
     pub consensus: ConsensusSection,
     pub sync: SyncSection,
+    pub mining: MiningSection,
     pub testnet: TestnetSection,
 }
 
@@ -225,6 +228,48 @@ impl Default for SyncSection {
     }
 }
 
+/// Proof-of-work chains only: this node's miner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MiningSection {
+    /// Mine blocks. Only a proof-of-work chain can be mined: enabled on
+    /// another chain, start-up stops.
+    pub enabled: bool,
+    /// The address mined blocks pay (64 hex digits). Unset: the node
+    /// key's address.
+    pub address: Option<String>,
+    /// Hashing threads.
+    pub threads: usize,
+    /// Hashes per second for all threads together, at most (0:
+    /// unlimited); at least `threads` when set, one a thread.
+    pub hashrate_limit: u64,
+}
+
+/// The default [`MiningSection::hashrate_limit`]: a small share of one
+/// core, so an enabled miner on a laptop testnet leaves room for the rest.
+pub const DEFAULT_HASHRATE_LIMIT: u64 = 50_000;
+
+impl Default for MiningSection {
+    fn default() -> Self {
+        MiningSection {
+            enabled: false,
+            address: None,
+            threads: 1,
+            hashrate_limit: DEFAULT_HASHRATE_LIMIT,
+        }
+    }
+}
+
+/// What the node mines with: `[mining]` resolved for a chain and a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mining {
+    /// The address mined blocks pay.
+    pub address: Address,
+    pub threads: usize,
+    /// Hashes per second, at most (0: unlimited).
+    pub hashrate_limit: u64,
+}
+
 /// Test networks only.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -338,10 +383,89 @@ impl Config {
         }
         self.byzantine()
             .map_err(|message| invalid("consensus.byzantine", message))?;
+        self.check_mining(path)?;
         for peer in &self.p2p.peers {
             parse_peer(peer).map_err(|message| invalid("p2p.peers", message))?;
         }
         Ok(())
+    }
+
+    fn check_mining(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        let m = &self.mining;
+        if !(1..=MAX_MINER_THREADS).contains(&m.threads) {
+            return Err(invalid(
+                "mining.threads",
+                format!("must be from 1 to {MAX_MINER_THREADS}"),
+            ));
+        }
+        if m.hashrate_limit != 0 && m.hashrate_limit < m.threads as u64 {
+            return Err(invalid(
+                "mining.hashrate_limit",
+                format!(
+                    "{} hashes per second cannot be shared by {} threads: use 0 (unlimited) \
+                     or at least mining.threads",
+                    m.hashrate_limit, m.threads
+                ),
+            ));
+        }
+        self.mining_address()
+            .map_err(|message| invalid("mining.address", message))?;
+        Ok(())
+    }
+
+    /// The configured mining address, if one is set.
+    fn mining_address(&self) -> Result<Option<Address>, String> {
+        self.mining
+            .address
+            .as_deref()
+            .map(|text| text.parse::<Address>().map_err(|e| e.to_string()))
+            .transpose()
+    }
+
+    /// What this node mines with on a chain of `consensus`, keyed
+    /// `node_key`: `None` unless `[mining] enabled`; an error if mining is
+    /// enabled on a chain that is not mined.
+    pub fn mining(
+        &self,
+        consensus: ConsensusKind,
+        node_key: &PublicKey,
+    ) -> Result<Option<Mining>, String> {
+        if !self.mining.enabled {
+            return Ok(None);
+        }
+        if consensus != ConsensusKind::Pow {
+            return Err(format!(
+                "mining.enabled: the genesis says consensus = \"{consensus}\", which is not \
+                 mined; only a \"pow\" chain is"
+            ));
+        }
+        let address = self
+            .mining_address()
+            .map_err(|message| format!("mining.address: {message}"))?
+            .unwrap_or_else(|| Address::from(*node_key));
+        Ok(Some(Mining {
+            address,
+            threads: self.mining.threads,
+            hashrate_limit: self.mining.hashrate_limit,
+        }))
+    }
+
+    /// How the protocol is tuned on a chain of `consensus` for the node
+    /// keyed `node_key`: [`Config::tuning`], with the miner's address
+    /// when `[mining]` is enabled.
+    pub fn tuning_for(
+        &self,
+        consensus: ConsensusKind,
+        node_key: &PublicKey,
+    ) -> Result<Tuning, String> {
+        let mut tuning = self.tuning()?;
+        tuning.miner = self.mining(consensus, node_key)?.map(|m| m.address);
+        Ok(tuning)
     }
 
     /// The configured Byzantine behaviour, if any.
@@ -358,7 +482,7 @@ impl Config {
     }
 
     /// How the protocol is tuned: `[consensus]`, with the Byzantine
-    /// behaviour parsed.
+    /// behaviour parsed (no miner: see [`Config::tuning_for`]).
     pub fn tuning(&self) -> Result<Tuning, String> {
         let c = &self.consensus;
         Ok(Tuning {
@@ -477,6 +601,75 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("consensus.watermark_window"), "{err}");
+    }
+
+    #[test]
+    fn mining_settings_are_checked_and_named() {
+        for (text, key) in [
+            ("[mining]\nthreads = 0\n", "mining.threads"),
+            ("[mining]\nthreads = 257\n", "mining.threads"),
+            (
+                "[mining]\nthreads = 4\nhashrate_limit = 3\n",
+                "mining.hashrate_limit",
+            ),
+            ("[mining]\naddress = \"xyz\"\n", "mining.address"),
+            ("[mining]\naddress = \"00\"\n", "mining.address"),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{text:?}: {err}");
+        }
+        let err = parse("[mining]\nenable = true\n").unwrap_err().to_string();
+        assert!(err.contains("enable"), "{err}");
+        let ok = parse("[mining]\nthreads = 4\nhashrate_limit = 0\n").unwrap();
+        assert_eq!(ok.mining.hashrate_limit, 0);
+        let defaults = Config::default().mining;
+        assert_eq!(
+            (defaults.enabled, defaults.address, defaults.threads),
+            (false, None, 1)
+        );
+        assert_eq!(defaults.hashrate_limit, DEFAULT_HASHRATE_LIMIT);
+    }
+
+    #[test]
+    fn the_miner_pays_the_configured_address_or_the_node_key() {
+        let node_key = phalanx_crypto::Keypair::from_seed(&[9; 32]).public();
+        let other = Address([7; 32]);
+        let off = parse("").unwrap();
+        assert_eq!(off.mining(ConsensusKind::Pow, &node_key), Ok(None));
+        assert_eq!(
+            off.tuning_for(ConsensusKind::Pow, &node_key).unwrap().miner,
+            None
+        );
+
+        let on = parse("[mining]\nenabled = true\nthreads = 2\nhashrate_limit = 10\n").unwrap();
+        assert_eq!(
+            on.mining(ConsensusKind::Pow, &node_key),
+            Ok(Some(Mining {
+                address: Address::from(node_key),
+                threads: 2,
+                hashrate_limit: 10,
+            }))
+        );
+        let paid = parse(&format!(
+            "[mining]\nenabled = true\naddress = \"{other}\"\n"
+        ))
+        .unwrap();
+        let tuning = paid.tuning_for(ConsensusKind::Pow, &node_key).unwrap();
+        assert_eq!(tuning.miner, Some(other));
+        assert_eq!(
+            Tuning {
+                miner: None,
+                ..tuning
+            },
+            paid.tuning().unwrap()
+        );
+
+        for kind in [ConsensusKind::Hotstuff, ConsensusKind::Pbft] {
+            let err = on.mining(kind, &node_key).unwrap_err();
+            assert!(err.starts_with("mining.enabled:"), "{err}");
+            assert!(err.contains(&kind.to_string()), "{err}");
+            assert!(on.tuning_for(kind, &node_key).is_err());
+        }
     }
 
     #[test]

@@ -13,41 +13,56 @@
 //!   queue drops the message and counts it, the protocol's re-sends and
 //!   timeouts recover). Consensus messages are published on the gossip
 //!   channel; catch-up traffic goes directly to validators on the sync
-//!   channel, framed with [`SYNC_TAG_PROTOCOL`].
+//!   channel, framed with [`SYNC_TAG_PROTOCOL`]. On a chain without a
+//!   committee (proof of work) there are no validators to send to: the
+//!   direct copies of a broadcast go to every connected peer, and `Send`
+//!   is ignored.
+//! - `Reply`: to the peer whose message is being handled.
 //! - `Extend`: the block is executed (or its validated state reused),
 //!   stored with its state changes in one atomic batch and flushed, final
 //!   at once or not; its transactions leave the mempool; subscribers get a
-//!   [`BlockEvent`]. `Finalize` raises the stored finalized height.
-//! - `Revert`: the stores can roll back (`Store::revert_to`), but the
-//!   driver does not yet return the reverted blocks' transactions to the
-//!   mempool or tell subscribers, and no protocol it runs reverts: it
-//!   halts consensus.
-//! - `RequestWork`: no miner yet; ignored.
+//!   [`BlockEvent`]. `Finalize` raises the stored finalized height (and
+//!   subscribers get a [`FinalizedEvent`]); at or below it, it is a no-op.
+//! - `Revert` (proof of work): the store rolls back to the ancestor
+//!   (`Store::revert_to`, one flushed batch, never below the finalized
+//!   height); the transactions of the blocks taken off go back through
+//!   the mempool's admission against the new head; metrics count the
+//!   reorganization, its depth and the orphaned blocks; subscribers get a
+//!   [`ReorgEvent`]. A revert below the finalized height is a local
+//!   fault: consensus halts.
+//! - `RequestWork` (proof of work): handed to the miner
+//!   ([`crate::miner`]), which drops the work in progress; its block comes
+//!   back as [`Input::Mined`], unless newer work was asked for meanwhile.
+//!   A node that does not mine ignores it.
 //! - `ArmTimer`/`CancelTimer`: kept in a map (bounded) and fired from the
 //!   task's loop.
 //! - `Evidence`: logged and counted.
 //!
 //! A local fault (a [`Fault`] from the protocol, a failed write, a block
-//! that conflicts with a stored final one) halts consensus: the protocol
-//! gets no more inputs, and the node goes on serving what it has.
+//! that conflicts with a stored final one, a revert below the finalized
+//! height) halts consensus: the protocol gets no more inputs, the miner
+//! stops, `/status` says why, and the node goes on serving what it has.
 //!
 //! # Inbound
 //! Consensus bytes are deduplicated (a bounded cache of content hashes),
 //! then verified by [`Protocol::verify`] (size, decoding, committee
-//! membership, signatures, embedded certificates) before the protocol sees
-//! them; a peer that sends invalid ones is reported to the network, by
+//! membership, signatures, embedded certificates; the sender's validator
+//! index, or none for a peer outside the committee and on a chain without
+//! one) before the protocol sees them; a peer that sends invalid ones is reported to the network, by
 //! the kind of rejection. Transactions go to the ingest task
 //! ([`crate::ingest`]). Sync traffic is the protocol's catch-up or block
 //! sync's, by its first byte.
 
 use crate::ledger::NodeLedger;
+use crate::miner::{Found, MINED_QUEUE, Miner, MinerConfig, RateMeter};
 use crate::net::{self, Gossip, Inbound, Misbehaviour};
-use crate::shared::{BlockEvent, NodeState};
+use crate::shared::{BlockEvent, FinalizedEvent, MiningStatus, NodeState, ReorgEvent};
 use crate::sync::{
     Applied, BlockSync, Frame, NodeSync, SYNC_TAG_PROTOCOL, SyncAction, SyncConfig, frame, unframe,
 };
 use phalanx_chain::speculative::CommitError;
 use phalanx_chain::{Block, ExecutionError, Hash, Height, StoreError, ValidatorIndex};
+use phalanx_consensus::protocol::WorkRequest;
 use phalanx_consensus::{
     Channel, Committee, Effect, Evidence, Input, Origin, Outgoing, Protocol, RejectReason, Setup,
     SetupError, Tuning,
@@ -80,17 +95,24 @@ pub struct DriverConfig {
     pub batch_size: usize,
     pub sync: SyncConfig,
     pub status_interval: Duration,
+    /// Run a miner for the protocol's work requests (proof of work, with
+    /// `tuning.miner` set); `None`: no miner.
+    pub mining: Option<MinerConfig>,
 }
 
 /// The consensus task for protocol `P`.
 pub struct Driver<P: Protocol> {
     state: Arc<NodeState>,
     context: P::Context,
-    /// The genesis validators, to map peers to indices and back.
-    committee: Committee,
+    /// The genesis validators, to map peers to indices and back; `None`
+    /// on a chain without a committee (proof of work), whose peers are
+    /// anonymous: messages reach the protocol with no sender index, and
+    /// "every other replica" means every connected peer.
+    committee: Option<Committee>,
     me: Option<ValidatorIndex>,
     /// How to (re)create the protocol instance; `None` for a node that is
-    /// not a validator.
+    /// not a validator (on a chain without a committee every node runs
+    /// the protocol).
     setup: Option<Setup>,
     protocol: Option<P>,
     ledger: NodeLedger,
@@ -104,6 +126,17 @@ pub struct Driver<P: Protocol> {
     halted: bool,
     /// The sender of the message being handled, for [`Effect::Reply`].
     reply_to: Option<PublicKey>,
+    /// The miner, if this node mines.
+    miner: Option<Miner>,
+    /// Where the miner's blocks arrive (taken by [`Driver::run`]).
+    mined: Option<mpsc::Receiver<Found>>,
+    /// The generation of the work last asked of the miner, while it is
+    /// wanted.
+    work: Option<u64>,
+    /// The miner's hash rate, measured at each status tick.
+    hash_rate: RateMeter,
+    /// The last hash rate measured.
+    last_hash_rate: u64,
 }
 
 impl<P: Protocol> std::fmt::Debug for Driver<P> {
@@ -124,22 +157,26 @@ pub enum DriverError {
     NoHead,
     #[error("{0}")]
     Setup(#[from] SetupError),
+    #[error("starting the miner's threads: {0}")]
+    Miner(std::io::Error),
 }
 
 impl<P: Protocol> Driver<P> {
-    /// A driver for the node keyed `key` (a validator if the committee
-    /// holds the key). `ingest` is where it hands inbound transactions.
-    /// Fails if the protocol cannot run this chain or this key's setup
-    /// (a Byzantine behaviour it does not have, for instance).
+    /// A driver for the node keyed `key`: a validator if `committee`
+    /// holds the key; on a chain without a committee (`None`: proof of
+    /// work) every node runs the protocol. `ingest` is where it hands
+    /// inbound transactions. Fails if the protocol cannot run this chain
+    /// or this key's setup (a Byzantine behaviour it does not have, for
+    /// instance), or the miner's threads cannot start.
     pub fn new(
         state: Arc<NodeState>,
-        committee: Committee,
+        committee: Option<Committee>,
         key: Keypair,
         config: DriverConfig,
         ingest: mpsc::Sender<(PublicKey, Vec<u8>)>,
     ) -> Result<Driver<P>, DriverError> {
         let context = P::context(&state.genesis, None)?;
-        let me = committee.index_of(&key.public());
+        let me = committee.as_ref().and_then(|c| c.index_of(&key.public()));
         let setup = Setup {
             key,
             tuning: config.tuning.clone(),
@@ -147,8 +184,18 @@ impl<P: Protocol> Driver<P> {
         let head = head_block(&state)?;
         let (setup, protocol) = match P::new(&context, setup.clone(), head) {
             Ok(protocol) => (Some(setup), Some(protocol)),
-            Err(SetupError::NotAValidator) => (None, None),
+            // Without a committee there is nothing to be a member of.
+            Err(SetupError::NotAValidator) if committee.is_some() => (None, None),
             Err(e) => return Err(e.into()),
+        };
+        let (miner, mined) = match config.mining {
+            Some(mining) => {
+                let (found, mined) = mpsc::channel(MINED_QUEUE);
+                let counters = state.metrics.miner_counters();
+                let miner = Miner::start(mining, counters, found).map_err(DriverError::Miner)?;
+                (Some(miner), Some(mined))
+            }
+            None => (None, None),
         };
         let ledger = NodeLedger::new(Arc::clone(&state), config.batch_size);
         let sync = BlockSync::new(context.clone(), Arc::clone(&state.store), config.sync);
@@ -168,6 +215,11 @@ impl<P: Protocol> Driver<P> {
             status_interval: config.status_interval,
             halted: false,
             reply_to: None,
+            miner,
+            mined,
+            work: None,
+            hash_rate: RateMeter::default(),
+            last_hash_rate: 0,
         })
     }
 
@@ -180,6 +232,8 @@ impl<P: Protocol> Driver<P> {
     fn start(&mut self, protocol: Option<P>) -> Result<(), DriverError> {
         self.timers.clear();
         self.ledger.reset();
+        // A new instance asks for its own work.
+        self.stop_mining();
         self.protocol = protocol;
         if self.protocol.is_none() {
             return Ok(());
@@ -210,6 +264,7 @@ impl<P: Protocol> Driver<P> {
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), DriverError> {
         let protocol = self.protocol.take();
+        let mut mined = self.mined.take();
         self.start(protocol)?;
         self.publish_status();
         let mut status_tick = tokio::time::interval(self.status_interval);
@@ -230,6 +285,12 @@ impl<P: Protocol> Driver<P> {
                 () = txs_available.notified() => {
                     self.feed(Input::TransactionsAvailable);
                 }
+                found = next_found(&mut mined) => {
+                    match found {
+                        Some(found) => self.on_found(found),
+                        None => mined = None,
+                    }
+                }
                 () = sleep_until(next_timer) => {
                     self.fire_timers();
                 }
@@ -237,6 +298,10 @@ impl<P: Protocol> Driver<P> {
                     self.on_status_tick();
                 }
             }
+        }
+        if let Some(miner) = self.miner.take() {
+            // Each thread notices within one chunk of hashes.
+            let _ = tokio::task::spawn_blocking(move || miner.stop()).await;
         }
         // Every commit and safety write was flushed when it was made.
         tracing::info!("driver stopped");
@@ -263,6 +328,10 @@ impl<P: Protocol> Driver<P> {
     fn halt(&mut self, why: std::fmt::Arguments<'_>) {
         tracing::error!("{why}; halting consensus");
         self.halted = true;
+        self.stop_mining();
+        if let Ok(mut live) = self.state.status.write() {
+            live.halted = Some(why.to_string());
+        }
     }
 
     fn next_timer_instant(&self) -> Option<Instant> {
@@ -306,20 +375,60 @@ impl<P: Protocol> Driver<P> {
                 Effect::Reply(message) => self.reply(message),
                 Effect::Extend { block, finalized } => self.extend(&block, finalized),
                 Effect::Finalize(height) => self.finalize(height),
-                Effect::Revert { ancestor } => self.halt(format_args!(
-                    "consensus asked to revert the chain to block {ancestor}, \
-                     but this node does not carry out reorganizations yet"
-                )),
+                Effect::Revert { ancestor } => self.revert(ancestor),
                 Effect::ArmTimer { timer, at } => self.arm(timer, at),
                 Effect::CancelTimer(timer) => {
                     self.timers.remove(&timer);
                 }
-                Effect::RequestWork(work) => {
-                    tracing::debug!(parent = %work.parent, "consensus asked for mining work; this node has no miner yet");
-                }
+                Effect::RequestWork(work) => self.request_work(work),
                 Effect::Evidence(evidence) => self.on_evidence(&evidence),
             }
         }
+    }
+
+    // ----- mining -----
+
+    /// Hands `work` to the miner, replacing the work in progress.
+    fn request_work(&mut self, work: WorkRequest) {
+        let Some(miner) = &self.miner else {
+            tracing::debug!(parent = %work.parent, "consensus asked for mining work; this node does not mine");
+            return;
+        };
+        let height = work.template.header.height;
+        match miner.submit(work) {
+            Ok(generation) => {
+                tracing::debug!(%height, generation, "mining");
+                self.work = Some(generation);
+            }
+            Err(e) => {
+                tracing::warn!("the miner refused consensus's work: {e}");
+                self.work = None;
+            }
+        }
+    }
+
+    /// Drops the work in progress, if any.
+    fn stop_mining(&mut self) {
+        self.work = None;
+        if let Some(miner) = &self.miner {
+            miner.cancel();
+        }
+    }
+
+    /// A block from the miner: to the protocol if it is for the work last
+    /// asked for (one for replaced work is dropped, as the seam says a
+    /// mined block answers the last request).
+    fn on_found(&mut self, found: Found) {
+        if self.work != Some(found.generation) {
+            tracing::debug!(
+                height = %found.block.header.height,
+                "dropped a mined block for work that was replaced"
+            );
+            self.state.metrics.dropped("stale_mined_block");
+            return;
+        }
+        self.work = None;
+        self.feed(Input::Mined(found.block));
     }
 
     fn on_evidence(&self, evidence: &Evidence) {
@@ -349,7 +458,8 @@ impl<P: Protocol> Driver<P> {
     }
 
     fn send(&self, to: ValidatorIndex, message: Outgoing) {
-        let Some(key) = self.committee.key(to).copied() else {
+        let Some(key) = self.committee.as_ref().and_then(|c| c.key(to)).copied() else {
+            tracing::debug!("consensus sent to validator {to}, which this chain does not have");
             return;
         };
         let (channel, bytes) = Self::wire(&message);
@@ -394,15 +504,19 @@ impl<P: Protocol> Driver<P> {
         }
     }
 
+    /// To every other validator, or on a chain without a committee to
+    /// every connected peer.
     fn send_to_all(&self, channel: net::Channel, bytes: &[u8]) {
-        for validator in self.committee.members() {
-            if Some(validator) == self.me {
-                continue;
-            }
-            let Some(key) = self.committee.key(validator) else {
-                continue;
-            };
-            if self.net().send(key, channel, bytes.to_vec()).is_err() {
+        let keys: Vec<PublicKey> = match &self.committee {
+            Some(committee) => committee
+                .members()
+                .filter(|v| Some(*v) != self.me)
+                .filter_map(|v| committee.key(v).copied())
+                .collect(),
+            None => self.live_peers(),
+        };
+        for key in keys {
+            if self.net().send(&key, channel, bytes.to_vec()).is_err() {
                 self.state.metrics.dropped("outbound_full");
             }
         }
@@ -461,13 +575,107 @@ impl<P: Protocol> Driver<P> {
         }
     }
 
+    /// Raises the finalized height to `height`. A height at or below the
+    /// stored one is already true and changes nothing (a protocol that
+    /// restarts after block sync finalized further may say it again).
     fn finalize(&mut self, height: Height) {
-        match self.state.store.set_finalized_height(height) {
-            Ok(()) => self.state.metrics.set_finalized_height(height.0),
-            Err(e) => self.halt(format_args!(
+        let before = match self.state.store.finalized_height() {
+            Ok(h) => h,
+            Err(e) => {
+                self.halt(format_args!("reading the finalized height failed: {e}"));
+                return;
+            }
+        };
+        if before.is_some_and(|b| height <= b) {
+            return;
+        }
+        if let Err(e) = self.state.store.set_finalized_height(height) {
+            self.halt(format_args!(
                 "raising the finalized height to {height} failed: {e}"
+            ));
+            return;
+        }
+        self.state.metrics.set_finalized_height(height.0);
+        let _ = self.state.events.send(FinalizedEvent { height }.into());
+    }
+
+    /// Rolls the chain back to `ancestor` (a proof-of-work
+    /// reorganization); the blocks taken off give their transactions back
+    /// to the mempool. Reverting a final block is a local fault: the
+    /// protocol's state is wrong, and consensus halts.
+    fn revert(&mut self, ancestor: Hash) {
+        match self.ledger.revert(&ancestor) {
+            Ok(removed) => self.after_revert(ancestor, &removed),
+            Err(StoreError::RevertBelowFinalized {
+                finalized,
+                ancestor: height,
+            }) => self.halt(format_args!(
+                "consensus asked to revert the chain to block {ancestor} at height {height}, \
+                 below the finalized height {finalized}: a final block is never reverted, so \
+                 this node's protocol state is wrong (local fault)"
+            )),
+            Err(StoreError::NotOnChain { .. }) => self.halt(format_args!(
+                "consensus asked to revert the chain to block {ancestor}, which is not on the \
+                 stored chain (local fault)"
+            )),
+            Err(e) => self.halt(format_args!(
+                "reverting the chain to block {ancestor} failed: {e}"
             )),
         }
+    }
+
+    /// Mempool, metrics, events and status after a revert took `removed`
+    /// (highest first) off the chain.
+    fn after_revert(&mut self, ancestor: Hash, removed: &[Block]) {
+        let Some(lowest) = removed.last() else {
+            // Reverting to the head changes nothing.
+            return;
+        };
+        let ancestor_height = Height(lowest.header.height.0.saturating_sub(1));
+        let returned = self.return_to_mempool(removed);
+        let metrics = &self.state.metrics;
+        metrics.set_height(ancestor_height.0);
+        metrics.reorg(removed.len(), returned);
+        tracing::warn!(
+            %ancestor_height,
+            %ancestor,
+            depth = removed.len(),
+            returned_txs = returned,
+            "reorganization: reverted the chain"
+        );
+        let _ = self.state.events.send(
+            ReorgEvent {
+                ancestor_height,
+                ancestor_hash: ancestor,
+                reverted: removed.iter().map(Block::hash).collect(),
+            }
+            .into(),
+        );
+        if returned > 0 {
+            self.state.txs_available.notify_one();
+        }
+    }
+
+    /// Puts the transactions of reverted blocks (highest first) back in
+    /// the mempool, oldest block first so each sender's nonces come in
+    /// order, through the mempool's admission against the new head: those
+    /// that no longer apply, or do not fit, are dropped. Their signatures
+    /// were verified when the blocks were executed here. Returns how many
+    /// went back.
+    fn return_to_mempool(&self, removed: &[Block]) -> usize {
+        let store = Arc::clone(&self.state.store);
+        let Ok(mut pool) = self.state.mempool.lock() else {
+            return 0;
+        };
+        let mut returned = 0;
+        for tx in removed.iter().rev().flat_map(|b| &b.transactions) {
+            match pool.admit_verified(tx.clone(), &*store) {
+                Ok(_) => returned += 1,
+                Err(e) => tracing::debug!(tx = %tx.hash(), "a reverted transaction stays out: {e}"),
+            }
+        }
+        self.state.metrics.set_mempool(pool.len(), pool.bytes());
+        returned
     }
 
     /// Mempool, metrics, events and status after a block was stored, with
@@ -490,12 +698,15 @@ impl<P: Protocol> Driver<P> {
             %height, %hash, txs = block.transactions.len(), "committed"
         );
         // Nobody listening is fine.
-        let _ = self.state.events.send(BlockEvent {
-            height,
-            hash,
-            tx_count: block.transactions.len(),
-            timestamp_ms: block.header.timestamp_ms,
-        });
+        let _ = self.state.events.send(
+            BlockEvent {
+                height,
+                hash,
+                tx_count: block.transactions.len(),
+                timestamp_ms: block.header.timestamp_ms,
+            }
+            .into(),
+        );
     }
 
     fn publish_status(&self) {
@@ -513,12 +724,26 @@ impl<P: Protocol> Driver<P> {
             .ok()
             .flatten()
             .map_or(Height(0), |h| h.height());
+        let mining = self.mining_status();
         if let Ok(mut live) = self.state.status.write() {
             live.view = view;
             live.phase = status.map(|s| s.phase);
             live.syncing = syncing;
             live.sync_target = (best_seen > head).then_some(best_seen);
+            live.mining = mining;
         }
+    }
+
+    /// The miner's status, if this node mines.
+    fn mining_status(&self) -> Option<MiningStatus> {
+        let miner = self.miner.as_ref()?;
+        Some(MiningStatus {
+            address: self.setup.as_ref()?.tuning.miner?,
+            threads: miner.threads(),
+            hashrate_limit: miner.hashrate_limit(),
+            hash_rate: self.last_hash_rate,
+            working: self.work.is_some(),
+        })
     }
 
     // ----- inbound -----
@@ -565,7 +790,7 @@ impl<P: Protocol> Driver<P> {
     /// Verifies bytes for the protocol and feeds it what passes; `size` is
     /// the message's size on the wire.
     fn on_protocol_bytes(&mut self, from: PublicKey, channel: Channel, bytes: &[u8], size: usize) {
-        let sender = self.committee.index_of(&from);
+        let sender = self.committee.as_ref().and_then(|c| c.index_of(&from));
         match P::verify(&self.context, sender, channel, bytes) {
             Ok(message) => {
                 self.state
@@ -629,6 +854,14 @@ impl<P: Protocol> Driver<P> {
     fn on_status_tick(&mut self) {
         let peers = self.live_peers();
         self.state.metrics.set_peers(peers.len());
+        if let Some(miner) = &self.miner
+            && let Some(rate) = self
+                .hash_rate
+                .sample(std::time::Instant::now(), miner.hashes())
+        {
+            self.last_hash_rate = rate;
+            self.state.metrics.set_hash_rate(rate);
+        }
         let actions = self.sync.on_tick(Instant::now(), &peers);
         self.carry_out(actions);
         self.publish_status();
@@ -665,10 +898,35 @@ impl<P: Protocol> Driver<P> {
     }
 
     /// Stores blocks that block sync proved final, in order, up to the
-    /// first that does not apply.
+    /// first that does not apply. A block the chain already holds (not
+    /// final yet, proof of work) becomes final; one that conflicts with
+    /// a stored block that is not final reverts the chain to its parent
+    /// first.
     fn apply_synced(&mut self, blocks: &[Block]) -> Applied {
         let mut applied = Applied::default();
         for block in blocks {
+            let height = block.header.height;
+            match self.state.store.block_hash_at(height) {
+                Ok(Some(stored)) if stored == block.hash() => {
+                    self.finalize(height);
+                    if self.halted {
+                        break;
+                    }
+                    applied.count += 1;
+                    continue;
+                }
+                Ok(Some(_)) => {
+                    self.revert(block.header.parent);
+                    if self.halted {
+                        break;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.halt(format_args!("reading the chain for block sync failed: {e}"));
+                    break;
+                }
+            }
             match self.ledger.commit(block, block.header.height) {
                 Ok(_) => {
                     self.after_commit(block, block.header.height);
@@ -722,6 +980,14 @@ fn is_local(error: &CommitError) -> bool {
             | CommitError::NoHead
             | CommitError::Execution(ExecutionError::Storage(_))
     )
+}
+
+/// The miner's next block; pending forever for a node without a miner.
+async fn next_found(mined: &mut Option<mpsc::Receiver<Found>>) -> Option<Found> {
+    match mined {
+        Some(mined) => mined.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -5,7 +5,9 @@
 
 use crate::shared::NodeState;
 use phalanx_chain::speculative::{CommitError, DEFAULT_MAX_SPECULATIVE_BLOCKS, Speculative};
-use phalanx_chain::{Address, Block, Hash, Height, Justification, Rules, StateChanges, Store};
+use phalanx_chain::{
+    Address, Block, Hash, Height, Justification, Rules, StateChanges, Store, StoreError,
+};
 use phalanx_consensus::{InvalidBlock, Ledger, LedgerError};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -149,6 +151,20 @@ impl NodeLedger {
     ) -> Result<StateChanges, CommitError> {
         let store = Arc::clone(&self.state.store);
         self.speculative.commit(&*store, block, finalized)
+    }
+
+    /// Rolls the chain back to `ancestor` ([`Store::revert_to`]: stored
+    /// and flushed, never below the finalized height) and remembers the
+    /// blocks taken off, so that a branch built on them can still be
+    /// validated and they can be applied again. Returns them, highest
+    /// first.
+    pub fn revert(&mut self, ancestor: &Hash) -> Result<Vec<Block>, StoreError> {
+        let store = Arc::clone(&self.state.store);
+        let removed = store.revert_to(ancestor)?;
+        for block in removed.iter().rev() {
+            self.speculative.observe(&*store, block);
+        }
+        Ok(removed)
     }
 
     /// Remembers a block that arrived through catch-up, so its state can be

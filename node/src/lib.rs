@@ -8,6 +8,7 @@
 //!   `phalanx_consensus::Protocol`) and carries out its effects.
 //! - [`sync`]: block sync, the driver's component for catching up.
 //! - [`ingest`]: verifies gossiped transactions into the mempool.
+//! - [`miner`]: proof-of-work mining on threads of its own.
 //! - [`api`]: the HTTP API; [`metrics`]: Prometheus metrics.
 //! - [`node`]: puts them together.
 
@@ -19,6 +20,7 @@ pub mod ingest;
 pub mod ledger;
 pub mod mempool;
 pub mod metrics;
+pub mod miner;
 pub mod net;
 pub mod node;
 pub mod shared;

@@ -21,6 +21,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::miner::MinerCounters;
+
 /// The content type of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -71,6 +73,12 @@ pub struct Metrics {
     syncing: Gauge,
     sync_target: Gauge,
     http_requests: Family<HttpLabels, Counter>,
+    mining: MinerCounters,
+    hash_rate: Gauge,
+    reorgs: Counter,
+    reorg_depth: Histogram,
+    orphaned_blocks: Counter,
+    returned_txs: Counter,
 }
 
 impl Default for Metrics {
@@ -114,10 +122,18 @@ impl Metrics {
             syncing: Gauge::default(),
             sync_target: Gauge::default(),
             http_requests: Family::default(),
+            mining: MinerCounters::default(),
+            hash_rate: Gauge::default(),
+            reorgs: Counter::default(),
+            // 1 to 1,024 blocks (the most confirmations a chain may ask for).
+            reorg_depth: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
+            orphaned_blocks: Counter::default(),
+            returned_txs: Counter::default(),
         };
         let mut registry = Registry::with_prefix("phalanx");
         m.register_chain(&mut registry);
         m.register_network(&mut registry);
+        m.register_proof_of_work(&mut registry);
         Metrics { registry, ..m }
     }
 
@@ -201,6 +217,63 @@ impl Metrics {
             "HTTP API requests, by route and status",
             self.http_requests.clone(),
         );
+    }
+
+    fn register_proof_of_work(&self, r: &mut Registry) {
+        r.register(
+            "mining_hashes",
+            "Proof-of-work hashes tried by this node's miner",
+            self.mining.hashes.clone(),
+        );
+        r.register(
+            "mined_blocks",
+            "Blocks this node's miner found",
+            self.mining.blocks.clone(),
+        );
+        r.register(
+            "mining_hash_rate",
+            "Hashes per second of this node's miner, over the last status interval",
+            self.hash_rate.clone(),
+        );
+        r.register(
+            "reorgs",
+            "Reorganizations: the chain rolled back to an ancestor of its head",
+            self.reorgs.clone(),
+        );
+        r.register(
+            "reorg_depth",
+            "Blocks taken off the chain by each reorganization",
+            self.reorg_depth.clone(),
+        );
+        r.register(
+            "orphaned_blocks",
+            "Blocks taken off the chain by reorganizations",
+            self.orphaned_blocks.clone(),
+        );
+        r.register(
+            "reorg_returned_txs",
+            "Transactions of orphaned blocks admitted back to the mempool",
+            self.returned_txs.clone(),
+        );
+    }
+
+    /// The miner's counters (shared handles: what the miner counts shows
+    /// in the metrics).
+    pub fn miner_counters(&self) -> MinerCounters {
+        self.mining.clone()
+    }
+
+    pub fn set_hash_rate(&self, hashes_per_second: u64) {
+        self.hash_rate.set(gauge_value(hashes_per_second));
+    }
+
+    /// A reorganization that took `depth` blocks off the chain and put
+    /// `returned` of their transactions back in the mempool.
+    pub fn reorg(&self, depth: usize, returned: usize) {
+        self.reorgs.inc();
+        self.reorg_depth.observe(depth as f64);
+        self.orphaned_blocks.inc_by(counter_value(depth));
+        self.returned_txs.inc_by(counter_value(returned));
     }
 
     pub fn set_height(&self, height: u64) {
@@ -323,6 +396,11 @@ mod tests {
         m.message_out("sync", "catch-up", 10, false);
         m.set_sync(Some(12), true);
         m.http_request("/status", 200);
+        m.miner_counters().hashes.inc_by(5_000);
+        m.miner_counters().blocks.inc();
+        m.set_hash_rate(2_500);
+        m.reorg(2, 3);
+        m.reorg(1, 0);
         let text = m.render();
         for line in [
             "phalanx_height 7",
@@ -344,6 +422,16 @@ mod tests {
             "phalanx_syncing 1",
             "phalanx_sync_target_height 12",
             "phalanx_http_requests_total{route=\"/status\",status=\"200\"} 1",
+            "phalanx_mining_hashes_total 5000",
+            "phalanx_mined_blocks_total 1",
+            "phalanx_mining_hash_rate 2500",
+            "phalanx_reorgs_total 2",
+            "phalanx_reorg_depth_count 2",
+            "phalanx_reorg_depth_sum 3.0",
+            "phalanx_reorg_depth_bucket{le=\"1.0\"} 1",
+            "phalanx_reorg_depth_bucket{le=\"2.0\"} 2",
+            "phalanx_orphaned_blocks_total 3",
+            "phalanx_reorg_returned_txs_total 3",
             "# EOF",
         ] {
             assert!(

@@ -3,10 +3,11 @@
 
 use crate::api::{self, ApiConfig};
 use crate::config::{self, Config};
-use crate::driver::{Driver, DriverConfig};
+use crate::driver::{Driver, DriverConfig, now_ms};
 use crate::ingest::{self, INGEST_QUEUE};
 use crate::mempool::{Mempool, MempoolConfig};
 use crate::metrics::Metrics;
+use crate::miner::MinerConfig;
 use crate::net::p2p::{Multiaddr, P2p, P2pConfig};
 use crate::net::{Gossip, Inbound};
 use crate::shared::{EVENT_BUFFER, LiveStatus, NodeState};
@@ -75,8 +76,39 @@ impl RunningNode {
     }
 }
 
-/// Starts a node's tasks on the current tokio runtime.
+/// Starts a node's tasks on the current tokio runtime, running the
+/// protocol its genesis names.
 pub async fn start(parts: Parts) -> anyhow::Result<RunningNode> {
+    let start_driver = driver_for(parts.genesis.consensus)?;
+    launch(parts, start_driver).await
+}
+
+/// Starts a node running protocol `P`, which must be the one its genesis
+/// names, whether or not [`phalanx_consensus::dispatch`] knows it yet (for
+/// testing a protocol before it is registered).
+pub async fn start_with<P: Protocol + 'static>(parts: Parts) -> anyhow::Result<RunningNode> {
+    if P::KIND != parts.genesis.consensus {
+        bail!(
+            "the genesis says consensus = \"{}\", this protocol is {}",
+            parts.genesis.consensus,
+            P::KIND
+        );
+    }
+    launch(parts, start_driver::<P>).await
+}
+
+/// The genesis committee, or `None` on a chain without one: proof of
+/// work is permissionless, its genesis lists no validators.
+pub fn committee_of(genesis: &Genesis) -> anyhow::Result<Option<Committee>> {
+    if genesis.consensus == ConsensusKind::Pow {
+        return Ok(None);
+    }
+    Committee::from_genesis(genesis)
+        .map(Some)
+        .context("the genesis committee")
+}
+
+async fn launch(parts: Parts, start_driver: StartDriver) -> anyhow::Result<RunningNode> {
     let Parts {
         config,
         genesis,
@@ -86,12 +118,11 @@ pub async fn start(parts: Parts) -> anyhow::Result<RunningNode> {
         inbound,
         api,
     } = parts;
-    let start_driver = driver_for(genesis.consensus)?;
-    let committee = Committee::from_genesis(&genesis).context("the genesis committee")?;
+    let committee = committee_of(&genesis)?;
     let head = store
         .init_genesis(&genesis)
         .context("the data directory does not belong to this genesis")?;
-    let validator = committee.index_of(&key.public());
+    let validator = committee.as_ref().and_then(|c| c.index_of(&key.public()));
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let mempool = Mempool::new(
         MempoolConfig {
@@ -124,9 +155,22 @@ pub async fn start(parts: Parts) -> anyhow::Result<RunningNode> {
         key = %key.public(),
         "node starting"
     );
-    let tuning = config.tuning().map_err(|e| anyhow!(e))?;
+    let tuning = config
+        .tuning_for(genesis.consensus, &key.public())
+        .map_err(|e| anyhow!(e))?;
     if let Some(b) = tuning.byzantine {
         tracing::warn!("this node is Byzantine on purpose: {b}");
+    }
+    let mining = config
+        .mining(genesis.consensus, &key.public())
+        .map_err(|e| anyhow!(e))?;
+    if let Some(m) = &mining {
+        tracing::info!(
+            address = %m.address,
+            threads = m.threads,
+            hashrate_limit = m.hashrate_limit,
+            "mining"
+        );
     }
     let driver_config = DriverConfig {
         tuning,
@@ -136,6 +180,11 @@ pub async fn start(parts: Parts) -> anyhow::Result<RunningNode> {
             request_timeout: Duration::from_millis(config.sync.request_timeout_ms),
         },
         status_interval: Duration::from_millis(config.sync.status_interval_ms.max(100)),
+        mining: mining.map(|m| MinerConfig {
+            threads: m.threads,
+            hashrate_limit: m.hashrate_limit,
+            clock: now_ms,
+        }),
     };
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (ingest_tx, ingest_rx) = mpsc::channel(INGEST_QUEUE);
@@ -191,7 +240,7 @@ pub async fn start(parts: Parts) -> anyhow::Result<RunningNode> {
 /// What the driver task is started with.
 struct DriverParts {
     state: Arc<NodeState>,
-    committee: Committee,
+    committee: Option<Committee>,
     key: Keypair,
     config: DriverConfig,
     ingest: mpsc::Sender<(PublicKey, Vec<u8>)>,
@@ -213,23 +262,13 @@ pub fn check_protocol(kind: ConsensusKind) -> anyhow::Result<()> {
 
 /// What starts the driver for the genesis's protocol.
 fn driver_for(kind: ConsensusKind) -> anyhow::Result<StartDriver> {
-    // Proof of work runs in the simulator; the node's miner and
-    // reorganizations are not wired in yet.
-    let runs = |k: ConsensusKind| k.is_bft();
-    runs(kind)
-        .then(|| with_protocol(kind, Starter))
-        .flatten()
-        .ok_or_else(|| {
-            let built: Vec<String> = dispatch::built()
-                .iter()
-                .filter(|k| runs(**k))
-                .map(|k| k.to_string())
-                .collect();
-            anyhow!(
-                "genesis consensus = \"{kind}\" is not built yet: this node runs {}",
-                built.join(", ")
-            )
-        })
+    with_protocol(kind, Starter).ok_or_else(|| {
+        let built: Vec<String> = dispatch::built().iter().map(|k| k.to_string()).collect();
+        anyhow!(
+            "genesis consensus = \"{kind}\" is not built yet: this node runs {}",
+            built.join(", ")
+        )
+    })
 }
 
 /// The driver of whichever protocol the genesis names.
@@ -328,7 +367,15 @@ pub async fn run_home(home_dir: &Path) -> anyhow::Result<()> {
             .find(|v| v.public_key == me)
             .map(|v| listen_address_for(&v.address))
             .ok_or_else(|| {
-                anyhow!("p2p.listen is empty and genesis gives this key no validator address")
+                if genesis.validators.is_empty() {
+                    anyhow!(
+                        "p2p.listen is empty, and the genesis ({}) lists no validators to take \
+                         an address from: set p2p.listen",
+                        genesis.consensus
+                    )
+                } else {
+                    anyhow!("p2p.listen is empty and genesis gives this key no validator address")
+                }
             })?
     } else {
         config.p2p.listen.clone()
@@ -442,13 +489,30 @@ mod tests {
     }
 
     #[test]
-    fn hotstuff_and_pbft_run_proof_of_work_not_yet() {
-        assert!(check_protocol(ConsensusKind::Hotstuff).is_ok());
-        assert!(check_protocol(ConsensusKind::Pbft).is_ok());
-        let err = check_protocol(ConsensusKind::Pow).unwrap_err().to_string();
-        assert_eq!(
-            err,
-            "genesis consensus = \"pow\" is not built yet: this node runs pbft, hotstuff"
-        );
+    fn every_consensus_kind_runs() {
+        for kind in ConsensusKind::ALL {
+            assert!(check_protocol(kind).is_ok(), "{kind}");
+        }
+    }
+
+    #[test]
+    fn only_committee_chains_have_a_committee() {
+        let key = Keypair::from_seed(&[1; 32]);
+        let mut genesis = Genesis {
+            chain_id: phalanx_chain::ChainId::new("c").unwrap(),
+            consensus: ConsensusKind::Hotstuff,
+            genesis_time_ms: 0,
+            validators: vec![phalanx_chain::genesis::GenesisValidator {
+                public_key: key.public(),
+                address: "/memory/0".into(),
+            }],
+            pow: None,
+            accounts: Vec::new(),
+        };
+        let committee = committee_of(&genesis).unwrap().unwrap();
+        assert_eq!(committee.size(), 1);
+        genesis.consensus = ConsensusKind::Pow;
+        genesis.validators.clear();
+        assert!(committee_of(&genesis).unwrap().is_none());
     }
 }

@@ -5,16 +5,49 @@
 use crate::mempool::Mempool;
 use crate::metrics::Metrics;
 use crate::net::Gossip;
-use phalanx_chain::{ChainId, ConsensusKind, Genesis, Hash, Height, Store, ValidatorIndex};
+use phalanx_chain::{
+    Address, ChainId, ConsensusKind, Genesis, Hash, Height, Store, ValidatorIndex,
+};
 use serde::Serialize;
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{Notify, broadcast};
 
-/// Block events kept for slow subscribers of `GET /events`; one that falls
+/// Events kept for slow subscribers of `GET /events`; one that falls
 /// further behind misses events (and is told so).
 pub const EVENT_BUFFER: usize = 1_024;
 
-/// A block the node just committed, as `GET /events` sends it.
+/// What happened to the chain, as `GET /events` sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// A block was appended.
+    Block(BlockEvent),
+    /// Proof of work: the chain was rolled back to an ancestor of its
+    /// head; the new branch's blocks follow as [`NodeEvent::Block`]s.
+    Reorg(ReorgEvent),
+    /// Proof of work: blocks up to this height are final (on BFT chains
+    /// every block is final as it is appended, and this is not sent).
+    Finalized(FinalizedEvent),
+}
+
+impl From<BlockEvent> for NodeEvent {
+    fn from(event: BlockEvent) -> Self {
+        NodeEvent::Block(event)
+    }
+}
+
+impl From<ReorgEvent> for NodeEvent {
+    fn from(event: ReorgEvent) -> Self {
+        NodeEvent::Reorg(event)
+    }
+}
+
+impl From<FinalizedEvent> for NodeEvent {
+    fn from(event: FinalizedEvent) -> Self {
+        NodeEvent::Finalized(event)
+    }
+}
+
+/// A block the node just committed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BlockEvent {
     pub height: Height,
@@ -22,6 +55,23 @@ pub struct BlockEvent {
     pub tx_count: usize,
     /// The block's own timestamp (ms since the Unix epoch).
     pub timestamp_ms: u64,
+}
+
+/// A reorganization: the chain was rolled back to the block
+/// `ancestor_hash` at `ancestor_height`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReorgEvent {
+    pub ancestor_height: Height,
+    pub ancestor_hash: Hash,
+    /// The blocks taken off, highest first (at most the chain's
+    /// confirmations: nothing final is reverted).
+    pub reverted: Vec<Hash>,
+}
+
+/// The finalized height rose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FinalizedEvent {
+    pub height: Height,
 }
 
 /// What only the driver knows, refreshed as it runs.
@@ -37,6 +87,25 @@ pub struct LiveStatus {
     pub syncing: bool,
     /// The highest committed height a peer has shown us, if above ours.
     pub sync_target: Option<Height>,
+    /// Why consensus halted (a local fault: the node serves what it has
+    /// but takes no further part); `None` while it runs.
+    pub halted: Option<String>,
+    /// The miner, if this node mines.
+    pub mining: Option<MiningStatus>,
+}
+
+/// A mining node's miner, as `GET /status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MiningStatus {
+    /// The address its blocks pay.
+    pub address: Address,
+    pub threads: usize,
+    /// Hashes per second, at most (0: none).
+    pub hashrate_limit: u64,
+    /// Hashes per second, measured over the last status interval.
+    pub hash_rate: u64,
+    /// True while it has a block to mine.
+    pub working: bool,
 }
 
 /// Everything the node's tasks share (behind an `Arc`).
@@ -50,7 +119,7 @@ pub struct NodeState {
     pub store: Arc<dyn Store>,
     pub mempool: Mutex<Mempool>,
     pub status: RwLock<LiveStatus>,
-    pub events: broadcast::Sender<BlockEvent>,
+    pub events: broadcast::Sender<NodeEvent>,
     pub metrics: Metrics,
     pub net: Arc<dyn Gossip>,
     /// Woken when new transactions reach the mempool, so a leader waiting

@@ -4,7 +4,11 @@
 //! Every `sync.status_interval_ms` the driver ticks [`BlockSync`], which
 //! asks the next peer (round robin) for its height. If a peer is more than
 //! [`SYNC_LAG`] blocks ahead, the node stops feeding consensus and fetches
-//! blocks from it by height, in batches of `sync.batch_blocks`. A batch is
+//! blocks from it by height, in batches of `sync.batch_blocks`, from just
+//! above its finalized block: on BFT chains that is the head (every block
+//! is final as it is committed); with proof of work the blocks above it
+//! may lose to the peer's branch, and the driver reverts them when a block
+//! proved final conflicts. A batch is
 //! applied only as far as the protocol proves it final by the blocks
 //! themselves ([`Protocol::prove_final`]: for HotStuff a three-chain of
 //! quorum certificates); the few blocks at the tip that nothing in the
@@ -127,8 +131,9 @@ pub struct SyncConfig {
 pub enum SyncAction {
     /// Send a block sync message to a peer.
     Send(PublicKey, NodeSync),
-    /// Store these blocks, each proved final, in order, then tell
-    /// [`BlockSync::applied`] how many were stored.
+    /// Store these blocks, each proved final, in order (the first extends
+    /// the finalized block; a stored block above it that conflicts is
+    /// reverted), then tell [`BlockSync::applied`] how many were stored.
     Apply { from: PublicKey, blocks: Vec<Block> },
     /// Tell the network that a peer sent something invalid.
     Report(PublicKey, Misbehaviour),
@@ -203,9 +208,19 @@ impl<P: Protocol> BlockSync<P> {
             .map_or(Height(0), |h| h.height())
     }
 
-    fn head_block(&self) -> Result<Block, StoreError> {
-        let head = self.store.head()?.ok_or(StoreError::NoHead)?;
-        self.store.block(&head.hash)?.ok_or(StoreError::NoHead)
+    /// The finalized height (the head's on BFT chains).
+    fn final_height(&self) -> Height {
+        self.store
+            .finalized_height()
+            .ok()
+            .flatten()
+            .unwrap_or(Height(0))
+    }
+
+    /// The finalized block, which fetched blocks must extend.
+    fn final_block(&self) -> Result<Block, StoreError> {
+        let height = self.store.finalized_height()?.unwrap_or(Height(0));
+        self.store.block_at(height)?.ok_or(StoreError::NoHead)
     }
 
     /// Gives up on a stalled fetch, then asks the next of `peers` for its
@@ -272,15 +287,15 @@ impl<P: Protocol> BlockSync<P> {
         now: Instant,
         peers: &[PublicKey],
     ) -> Vec<SyncAction> {
-        let head = match self.head_block() {
-            Ok(head) => head,
+        let base = match self.final_block() {
+            Ok(base) => base,
             Err(e) => {
                 // Our own storage, not the peer: stop syncing.
-                tracing::error!("reading the head for block sync failed: {e}");
+                tracing::error!("reading the finalized block for block sync failed: {e}");
                 return self.finish();
             }
         };
-        match P::prove_final(&self.context, &head, &blocks) {
+        match P::prove_final(&self.context, &base, &blocks) {
             Ok(0) => self.applied(from, Applied::default(), now),
             Ok(proved) => {
                 blocks.truncate(proved);
@@ -344,7 +359,7 @@ impl<P: Protocol> BlockSync<P> {
     }
 
     fn fetch_from(&mut self, peer: PublicKey, now: Instant) -> Vec<SyncAction> {
-        let from = Height(self.head_height().0.saturating_add(1));
+        let from = Height(self.final_height().0.saturating_add(1));
         if self.fetching.is_none() {
             tracing::info!(
                 from = %from, target = %self.best_seen, "behind peers: syncing committed blocks"

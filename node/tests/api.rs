@@ -17,7 +17,9 @@ use phalanx_node::api::{self, ApiConfig};
 use phalanx_node::mempool::{Mempool, MempoolConfig};
 use phalanx_node::metrics::Metrics;
 use phalanx_node::net::{Channel, Gossip, Misbehaviour, NetError, PeerInfo};
-use phalanx_node::shared::{BlockEvent, EVENT_BUFFER, LiveStatus, NodeState};
+use phalanx_node::shared::{
+    BlockEvent, EVENT_BUFFER, FinalizedEvent, LiveStatus, NodeState, ReorgEvent,
+};
 use serde_json::{Value, json};
 use std::io::Write as _;
 use std::sync::{Arc, Mutex, RwLock};
@@ -160,6 +162,7 @@ async fn start(options: Options) -> TestNode {
             phase: Some("normal"),
             syncing: false,
             sync_target: None,
+            ..LiveStatus::default()
         }),
         events: broadcast::channel(EVENT_BUFFER).0,
         metrics: Metrics::new(),
@@ -359,7 +362,8 @@ async fn every_endpoint_answers_as_documented() {
             "chain_id": CHAIN, "consensus": "hotstuff", "validator": 0, "height": 0,
             "head_hash": genesis_hash, "finalized_height": 0, "view": 3, "phase": "normal",
             "peers": 1,
-            "mempool_size": 0, "mempool_bytes": 0, "syncing": false, "sync_target": null
+            "mempool_size": 0, "mempool_bytes": 0, "syncing": false, "sync_target": null,
+            "halted": null, "mining": null
         })
     );
 
@@ -1093,7 +1097,7 @@ async fn events_deliver_committed_blocks() {
         tx_count: 1,
         timestamp_ms: block.header.timestamp_ms,
     };
-    node.state.events.send(event.clone()).unwrap();
+    node.state.events.send(event.clone().into()).unwrap();
     let (events, frames) = read_events(&mut stream, 1).await;
     Transcript::new().write("event", 200, &frames[0]);
     assert_eq!(
@@ -1105,6 +1109,39 @@ async fn events_deliver_committed_blocks() {
                 "timestamp_ms": block.header.timestamp_ms
             })
         )]
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn events_deliver_reorganizations_and_finality() {
+    let node = start(Options::default()).await;
+    let mut stream = subscribe(&node).await;
+    let hash = |i: u8| phalanx_chain::Hash::digest(&[i]);
+    let reorg = ReorgEvent {
+        ancestor_height: phalanx_chain::Height(4),
+        ancestor_hash: hash(4),
+        reverted: vec![hash(6), hash(5)],
+    };
+    node.state.events.send(reorg.into()).unwrap();
+    let finalized = FinalizedEvent {
+        height: phalanx_chain::Height(3),
+    };
+    node.state.events.send(finalized.into()).unwrap();
+    let (events, frames) = read_events(&mut stream, 2).await;
+    Transcript::new().write("reorg", 200, &frames.join("\n\n"));
+    assert_eq!(
+        events,
+        vec![
+            (
+                "reorg".to_owned(),
+                json!({
+                    "ancestor_height": 4, "ancestor_hash": hash(4).to_string(),
+                    "reverted": [hash(6).to_string(), hash(5).to_string()]
+                })
+            ),
+            ("finalized".to_owned(), json!({ "height": 3 })),
+        ]
     );
     node.shutdown().await;
 }
@@ -1122,7 +1159,7 @@ async fn a_lagging_subscriber_is_told_how_many_events_it_missed() {
             tx_count: 0,
             timestamp_ms: 0,
         };
-        node.state.events.send(event).unwrap();
+        node.state.events.send(event.into()).unwrap();
     }
     let (events, frames) = read_events(&mut stream, 2).await;
     Transcript::new().write("lagged", 200, &frames.join("\n\n"));

@@ -90,25 +90,29 @@ fn a_data_directory_of_another_genesis_is_refused() {
     assert!(err.contains("does not belong to this genesis"), "{err}");
 }
 
-/// A genesis whose protocol this node does not run yet, or a Byzantine
-/// behaviour the genesis protocol does not have, stops start-up with a
-/// message that says so.
+/// A proof-of-work node with no listen address (its genesis has no
+/// validator addresses to take one from), or a Byzantine behaviour the
+/// genesis protocol does not have, stops start-up with a message that
+/// says so.
 #[test]
-fn a_protocol_not_built_yet_or_a_behaviour_it_lacks_is_refused() {
+fn a_pow_node_without_a_listen_address_or_a_behaviour_it_lacks_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let home = one_node(dir.path(), "cli-test");
     let genesis = home.join("genesis.toml");
     let text = std::fs::read_to_string(&genesis).unwrap();
     assert!(text.contains("consensus = \"hotstuff\""), "{text}");
     // Proof of work has miners, not validators.
-    let text = "chain_id = \"cli-test\"\nconsensus = \"pow\"\n[pow]\ninitial_target = \"2000ffff\"\n\
+    let text = "chain_id = \"cli-test\"\nconsensus = \"pow\"\n[pow]\ninitial_target = \"1f00ffff\"\n\
          target_limit = \"207fffff\"\nblock_interval_ms = 1000\nretarget_window = 30\n\
          confirmations = 6\nblock_reward = 50\nmax_future_drift_ms = 15000\n";
     std::fs::write(&genesis, text).unwrap();
     let out = node().arg("--home").arg(&home).assert().failure();
     let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(
-        err.contains("genesis consensus = \"pow\" is not built yet: this node runs pbft, hotstuff"),
+        err.contains(
+            "p2p.listen is empty, and the genesis (pow) lists no validators to take an address \
+             from: set p2p.listen"
+        ),
         "{err}"
     );
     let dir = tempfile::tempdir().unwrap();

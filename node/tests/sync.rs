@@ -202,6 +202,20 @@ fn a_fetch_starts_right_above_the_head() {
 }
 
 #[test]
+fn a_fetch_starts_right_above_the_finalized_block() {
+    // Blocks above the finalized height (proof of work) may lose to the
+    // peer's branch: the fetch starts below them, where the peer's final
+    // blocks must link.
+    let mut f = fixture();
+    for (block, changes) in f.certified_chain(5) {
+        let finalized = block.header.height.min(Height(2));
+        f.store.commit_block(&block, &changes, finalized).unwrap();
+    }
+    let a = peer(1);
+    assert_eq!(f.status(a, 30, &[a]), vec![SyncAction::Send(a, request(3))]);
+}
+
+#[test]
 fn only_blocks_a_three_chain_proves_final_are_applied() {
     let mut f = fixture();
     let a = peer(1);

@@ -1,6 +1,7 @@
-//! `GET /events`: committed blocks as server-sent events.
+//! `GET /events`: committed blocks (and, with proof of work,
+//! reorganizations and finality) as server-sent events.
 //!
-//! Each subscriber reads the node's block event channel
+//! Each subscriber reads the node's event channel
 //! ([`crate::shared::NodeState::events`], which keeps
 //! [`crate::shared::EVENT_BUFFER`] events). A subscriber that falls further
 //! behind gets a `lagged` event saying how many it missed, then continues
@@ -19,7 +20,7 @@ use std::convert::Infallible;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{OwnedSemaphorePermit, broadcast, watch};
 
-use crate::shared::BlockEvent;
+use crate::shared::NodeEvent;
 
 /// The data of a `lagged` event.
 #[derive(Debug, Serialize)]
@@ -28,7 +29,7 @@ struct Lagged {
 }
 
 struct Subscription {
-    events: broadcast::Receiver<BlockEvent>,
+    events: broadcast::Receiver<NodeEvent>,
     shutdown: Option<watch::Receiver<bool>>,
     /// Held while the stream lives: frees the subscriber slot when dropped.
     _permit: OwnedSemaphorePermit,
@@ -45,7 +46,9 @@ impl Subscription {
             None => self.events.recv().await,
         };
         match received {
-            Ok(block) => Some(json_event("block", &block)),
+            Ok(NodeEvent::Block(block)) => Some(json_event("block", &block)),
+            Ok(NodeEvent::Reorg(reorg)) => Some(json_event("reorg", &reorg)),
+            Ok(NodeEvent::Finalized(finalized)) => Some(json_event("finalized", &finalized)),
             Err(RecvError::Lagged(missed)) => Some(json_event("lagged", &Lagged { missed })),
             Err(RecvError::Closed) => None,
         }

@@ -7,7 +7,8 @@
 use super::Api;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use super::views::{
-    AccountView, BlockView, MempoolView, PeersView, StatusView, SubmittedView, TxStatusView,
+    AccountView, BlockView, MempoolView, MiningView, PeersView, StatusView, SubmittedView,
+    TxStatusView,
 };
 use crate::mempool::{Mempool, MempoolError};
 use crate::metrics;
@@ -64,6 +65,8 @@ pub async fn status(State(api): State<Api>) -> Result<Json<StatusView>, ApiError
         mempool_bytes,
         syncing: live.syncing,
         sync_target: live.sync_target,
+        halted: live.halted.clone(),
+        mining: live.mining.as_ref().map(MiningView::of),
     }))
 }
 
@@ -125,7 +128,17 @@ pub async fn block_by_hash(
     ApiQuery(query): ApiQuery<BlockQuery>,
 ) -> Result<Json<BlockView>, ApiError> {
     let hash = parse_hash(&text)?;
-    let block = api.store().block(&hash)?;
+    // The store keeps blocks a reorganization took off the chain (so a
+    // later one can apply them again); they are not on this node's chain.
+    let block = match api.store().block(&hash)? {
+        Some(block) if api.store().block_hash_at(block.height())? == Some(hash) => Some(block),
+        Some(_) => {
+            return Err(ApiError::not_found(format!(
+                "block {hash} is not on this node's chain: a reorganization took it off"
+            )));
+        }
+        None => None,
+    };
     block_answer(
         &api,
         block,

@@ -3,6 +3,7 @@
 //! change to a storage encoding does not silently change the API.
 
 use crate::net::PeerInfo;
+use crate::shared::MiningStatus;
 use phalanx_chain::pow::CompactTarget;
 use phalanx_chain::{
     Address, Amount, BftCertificate, Block, BlockHeader, ChainId, ConsensusKind, Hash, Height,
@@ -31,6 +32,36 @@ pub struct StatusView {
     pub mempool_bytes: usize,
     pub syncing: bool,
     pub sync_target: Option<Height>,
+    /// Why consensus halted on a local fault; null while it runs.
+    pub halted: Option<String>,
+    /// This node's miner; null if it does not mine.
+    pub mining: Option<MiningView>,
+}
+
+/// A mining node's miner, in `GET /status`.
+#[derive(Debug, Serialize)]
+pub struct MiningView {
+    /// The address its blocks pay.
+    pub address: Address,
+    pub threads: usize,
+    /// Hashes per second, at most (0: unlimited).
+    pub hashrate_limit: u64,
+    /// Hashes per second, measured over the last status interval.
+    pub hash_rate: u64,
+    /// True while it has a block to mine.
+    pub working: bool,
+}
+
+impl MiningView {
+    pub fn of(status: &MiningStatus) -> MiningView {
+        MiningView {
+            address: status.address,
+            threads: status.threads,
+            hashrate_limit: status.hashrate_limit,
+            hash_rate: status.hash_rate,
+            working: status.working,
+        }
+    }
 }
 
 /// A block: `GET /blocks/...`.

@@ -2,7 +2,7 @@
 //! answers when it cannot.
 
 use phalanx_chain::speculative::SpeculativeError;
-use phalanx_chain::{Address, Block, BlockError, Hash, Justification, StoreError};
+use phalanx_chain::{Address, Block, BlockError, Hash, Height, Justification, StoreError};
 
 /// Why the ledger could not build or accept a block, by consequence
 /// (STYLE.md, section 5).
@@ -116,4 +116,10 @@ pub trait Ledger {
     /// A committed block (or one the caller kept on disk for peers that
     /// are catching up).
     fn committed_block(&self, hash: &Hash) -> Option<Block>;
+
+    /// The height up to which the caller's chain is final: it will not
+    /// roll back below it (proof of work). `None` if it does not say.
+    fn finalized_height(&self) -> Option<Height> {
+        None
+    }
 }

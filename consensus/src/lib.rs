@@ -40,8 +40,8 @@ mod types;
 pub use committee::{Committee, CommitteeError};
 pub use ledger::{InvalidBlock, Ledger, LedgerError, LocalFault};
 pub use protocol::{
-    Channel, Effect, Evidence, Fault, Input, Origin, Outgoing, ProofError, Protocol, RejectReason,
-    Setup, SetupError, Status, Tuning,
+    ChainTip, Channel, Effect, Evidence, Fault, Input, Origin, Outgoing, ProofError, Protocol,
+    RejectReason, Setup, SetupError, Status, Tuning, WorkRequest,
 };
 pub use types::{Byzantine, TimeMs, View};
 

@@ -174,7 +174,8 @@ pub enum Effect<T> {
         block: Box<Block>,
         finalized: bool,
     },
-    /// Blocks up to `height` on the current chain are final.
+    /// Blocks up to `height` on the current chain are final. A height at or
+    /// below the caller's finalized height changes nothing.
     Finalize(Height),
     /// Roll the chain back to `ancestor` (a proof-of-work reorganization);
     /// never below the finalized height.
@@ -282,6 +283,20 @@ pub struct Status {
     pub phase: &'static str,
 }
 
+/// A tip of a chain a proof-of-work node knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainTip {
+    pub hash: Hash,
+    pub height: Height,
+    /// Cumulative work, big-endian hex without leading zeros.
+    pub work: String,
+    /// Blocks from the tip down to where it leaves the best chain (0 for
+    /// the best tip).
+    pub branch_len: u64,
+    /// The best tip (the chain the node follows).
+    pub active: bool,
+}
+
 /// Why a protocol could not be set up for a chain or a key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SetupError {
@@ -374,8 +389,9 @@ pub trait Protocol: Sized + fmt::Debug + Send {
         unsafe_quorum: Option<usize>,
     ) -> Result<Self::Context, SetupError>;
 
-    /// An instance for `setup.key`, whose last finalized block is
-    /// `committed`; [`Input::Start`] comes next.
+    /// An instance for `setup.key` on the caller's head block `committed`
+    /// (final for a committee; under proof of work possibly not yet, see
+    /// [`Ledger::finalized_height`]); [`Input::Start`] comes next.
     fn new(context: &Self::Context, setup: Setup, committed: Block) -> Result<Self, SetupError>;
 
     /// Turns bytes that arrived on `channel` from `sender` (its index, if
@@ -412,6 +428,12 @@ pub trait Protocol: Sized + fmt::Debug + Send {
 
     /// Where the instance stands.
     fn status(&self) -> Status;
+
+    /// The tips of the chains it knows, best first (proof of work, like
+    /// Bitcoin's `getchaintips`); empty for protocols with one chain.
+    fn chain_tips(&self) -> Vec<ChainTip> {
+        Vec::new()
+    }
 
     /// How many of `blocks` (each the child of the one before, the first a
     /// child of `head`) are proved final by the blocks themselves; an error

@@ -238,6 +238,10 @@ impl Ledger for NodeLedger {
     /// Committed blocks, and the uncommitted ones kept on disk (so a peer
     /// asking for the block a QC certifies gets it even after we
     /// restarted).
+    fn finalized_height(&self) -> Option<Height> {
+        self.store().finalized_height().ok().flatten()
+    }
+
     fn committed_block(&self, hash: &Hash) -> Option<Block> {
         self.store()
             .block(hash)

@@ -408,9 +408,14 @@ impl Pow {
         let head = self.start_head.clone();
         // Walk down from the head: the blocks above the root, then the
         // root, then the history.
+        // The root is never below what the caller already holds final.
+        let finalized = ledger.finalized_height();
         let mut above = Vec::new();
         let mut root = head;
-        while root.header.height.0 > 0 && (above.len() as u64) < k - 1 {
+        while root.header.height.0 > 0
+            && (above.len() as u64) < k - 1
+            && finalized.is_none_or(|f| root.header.height > f)
+        {
             let Some(parent) = ledger.committed_block(&root.header.parent) else {
                 break;
             };
@@ -1008,6 +1013,19 @@ impl Protocol for Pow {
         }
         self.settle(now, ledger, &mut effects)?;
         Ok(effects)
+    }
+
+    fn chain_tips(&self) -> Vec<crate::protocol::ChainTip> {
+        self.tips()
+            .into_iter()
+            .map(|t| crate::protocol::ChainTip {
+                hash: t.hash,
+                height: t.height,
+                work: t.work.to_str_radix(16),
+                branch_len: t.branch_len,
+                active: t.active,
+            })
+            .collect()
     }
 
     fn status(&self) -> Status {

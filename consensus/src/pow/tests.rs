@@ -140,6 +140,10 @@ impl Ledger for TestLedger {
     fn committed_block(&self, hash: &Hash) -> Option<Block> {
         self.store.block(hash).ok().flatten()
     }
+
+    fn finalized_height(&self) -> Option<Height> {
+        self.store.finalized_height().ok().flatten()
+    }
 }
 
 const MINER_A: Address = Address([0xaa; 32]);
@@ -645,4 +649,35 @@ fn a_restarted_node_rebuilds_its_tree_and_keeps_following_the_heaviest_branch() 
     assert_eq!(again.best(), rival[3].hash());
     let all: Vec<Block> = main.iter().chain(&rival).cloned().collect();
     assert_eq!(again.ledger.accounts(), replay(&g, &all, rival[3].hash()));
+}
+
+#[test]
+fn a_restart_never_roots_the_tree_below_what_the_store_holds_final() {
+    let g = genesis(4);
+    let mut forge = Forge::new(&g, 23);
+    let genesis_block = forge.blocks[0].clone();
+    let main = forge.chain(&genesis_block, 6, MINER_A);
+    let mut node = Node::new(&g, None);
+    for block in &main {
+        node.receive(block);
+    }
+    // Block sync (or anything else) made the store final up to its head.
+    node.ledger.store.set_finalized_height(Height(6)).unwrap();
+    let Node { ledger, .. } = node;
+    let mut again = Node::start(&g, ledger, None);
+    // A heavier branch from block 4 (final here) is a conflict, not a
+    // reorganization below the final height.
+    let rival = forge.chain(&main[3], 3, MINER_B);
+    for block in &rival[..2] {
+        again.receive(block);
+    }
+    assert_eq!(again.best(), main[5].hash());
+    assert_eq!(again.reverts, Vec::<u64>::new());
+    let message =
+        Pow::verify(&again.context, None, Channel::Consensus, &rival[2].encode()).unwrap();
+    let fault = again
+        .pow
+        .handle(Input::Message(message), NOW, &mut again.ledger)
+        .unwrap_err();
+    assert!(matches!(fault, Fault::FinalityViolated { .. }), "{fault}");
 }

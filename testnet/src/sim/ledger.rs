@@ -253,6 +253,10 @@ impl Ledger for SimLedger {
     fn committed_block(&self, hash: &Hash) -> Option<Block> {
         self.store.block(hash).ok().flatten()
     }
+
+    fn finalized_height(&self) -> Option<Height> {
+        self.store.finalized_height().ok().flatten()
+    }
 }
 
 #[cfg(test)]

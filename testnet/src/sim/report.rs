@@ -317,14 +317,22 @@ impl fmt::Display for Summary {
         .map(|c| format!("{c} {}", self.violations.get(c).copied().unwrap_or(0)))
         .collect();
         writeln!(f, "violations: {}", violations.join(", "))?;
-        writeln!(
-            f,
-            "commits: {} blocks; views: {} ({} per commit; HotStuff moves a view per block, \
-             PBFT only on a view change)",
-            self.committed_blocks,
-            self.views,
-            show(self.views_per_commit)
-        )?;
+        if self.mined > 0 {
+            writeln!(
+                f,
+                "commits: {} blocks final; best chains: {} blocks",
+                self.committed_blocks, self.views
+            )?;
+        } else {
+            writeln!(
+                f,
+                "commits: {} blocks; views: {} ({} per commit; HotStuff moves a view per block, \
+                 PBFT only on a view change)",
+                self.committed_blocks,
+                self.views,
+                show(self.views_per_commit)
+            )?;
+        }
         let per_kind: Vec<String> = self
             .traffic
             .iter()
@@ -338,9 +346,14 @@ impl fmt::Display for Summary {
             show(self.bytes_per_block),
             per_kind.join(", ")
         )?;
+        let latency = if self.mined > 0 {
+            "time to k confirmations (mined to final, virtual)"
+        } else {
+            "commit latency (proposal to commit, virtual)"
+        };
         writeln!(
             f,
-            "commit latency (proposal to commit, virtual): p50 {}, p99 {}, max {}",
+            "{latency}: p50 {}, p99 {}, max {}",
             show_ms(self.commit_latency_ms_p50),
             show_ms(self.commit_latency_ms_p99),
             show_ms(self.commit_latency_ms_max)

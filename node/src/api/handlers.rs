@@ -20,7 +20,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use phalanx_chain::{Address, Block, Hash, Height, StateView, Store, Transaction, encoding};
+use phalanx_chain::{
+    Address, Block, ConsensusKind, Hash, Height, StateView, Store, Transaction, encoding,
+};
 use phalanx_consensus::ChainTip;
 use serde::Deserialize;
 use std::sync::MutexGuard;
@@ -73,7 +75,12 @@ pub async fn status(State(api): State<Api>) -> Result<Json<StatusView>, ApiError
         mining: live.mining.as_ref().map(MiningView::of),
         work: best_work(&live.tips),
         tips: live.tips.iter().map(TipView::of).collect(),
-        confirmations: node.genesis.pow.as_ref().map(|pow| pow.confirmations),
+        confirmations: node
+            .genesis
+            .pow
+            .as_ref()
+            .filter(|_| node.consensus == ConsensusKind::Pow)
+            .map(|pow| pow.confirmations),
     }))
 }
 

@@ -45,15 +45,23 @@ fn not_mining(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, "not_mining", message)
 }
 
+/// The blocks a body asks for.
+fn blocks_asked(body: serde_json::Value) -> Result<u64, ApiError> {
+    if !body.is_object() {
+        return Err(bad("the body is not a JSON object"));
+    }
+    let request: MineRequest = serde_json::from_value(body).map_err(bad)?;
+    if !(1..=MAX_ON_DEMAND_BLOCKS).contains(&request.blocks) {
+        return Err(bad(format_args!("got {}", request.blocks)));
+    }
+    Ok(request.blocks)
+}
+
 pub async fn mine(
     State(api): State<Api>,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<(StatusCode, Json<MineView>), ApiError> {
-    let request: MineRequest = serde_json::from_value(body).map_err(bad)?;
-    let requested = request.blocks;
-    if !(1..=MAX_ON_DEMAND_BLOCKS).contains(&requested) {
-        return Err(bad(format_args!("got {requested}")));
-    }
+    let requested = blocks_asked(body)?;
     let node = &api.node;
     if node.consensus != ConsensusKind::Pow {
         return Err(not_mining(format!(
@@ -97,17 +105,21 @@ mod tests {
 
     #[test]
     fn the_body_names_a_number_of_blocks() {
-        let ok: MineRequest = serde_json::from_value(json!({"blocks": 3})).unwrap();
-        assert_eq!(ok.blocks, 3);
+        assert_eq!(blocks_asked(json!({"blocks": 3})), Ok(3));
+        assert_eq!(blocks_asked(json!({"blocks": 1_000})), Ok(1_000));
         for body in [
             json!({}),
+            json!({"blocks": 0}),
+            json!({"blocks": 1_001}),
             json!({"blocks": -1}),
             json!({"blocks": "3"}),
             json!({"blocks": 1, "extra": true}),
             json!([3]),
+            json!(3),
         ] {
-            let e = serde_json::from_value::<MineRequest>(body.clone()).map_err(bad);
-            assert_eq!(e.unwrap_err().code, "bad_blocks", "{body}");
+            let e = blocks_asked(body.clone()).unwrap_err();
+            assert_eq!(e.code, "bad_blocks", "{body}");
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
         }
     }
 }

@@ -26,17 +26,27 @@
 //! - `Revert` (proof of work): the store rolls back to the ancestor
 //!   (`Store::revert_to`, one flushed batch, never below the finalized
 //!   height); the transactions of the blocks taken off go back through
-//!   the mempool's admission against the new head; metrics count the
+//!   the mempool's admission against the new head, the mempool locked
+//!   from before the rollback until they are back (so the API never finds
+//!   a reverted transaction neither committed nor pending); metrics count the
 //!   reorganization, its depth and the orphaned blocks; subscribers get a
 //!   [`ReorgEvent`]. A revert below the finalized height is a local
 //!   fault: consensus halts.
 //! - `RequestWork` (proof of work): handed to the miner
 //!   ([`crate::miner`]), which drops the work in progress; its block comes
-//!   back as [`Input::Mined`], unless newer work was asked for meanwhile.
+//!   back as [`Input::Mined`], unless newer work was asked for meanwhile
+//!   (only a block taken counts against blocks asked for by `POST /mine`).
 //!   A node that does not mine ignores it.
 //! - `ArmTimer`/`CancelTimer`: kept in a map (bounded) and fired from the
 //!   task's loop.
 //! - `Evidence`: logged and counted.
+//!
+//! # Status
+//! After each input, sync message and status tick the driver publishes
+//! what only it knows to [`NodeState::status`] for `GET /status`: view,
+//! phase, sync progress, the miner (with the handle `POST /mine` uses)
+//! and the protocol's chain tips ([`Protocol::chain_tips`], the best
+//! [`MAX_STATUS_TIPS`]).
 //!
 //! A local fault (a [`Fault`] from the protocol, a failed write, a block
 //! that conflicts with a stored final one, a revert below the finalized
@@ -54,14 +64,17 @@
 //! sync's, by its first byte.
 
 use crate::ledger::NodeLedger;
+use crate::mempool::Mempool;
 use crate::miner::{Found, MINED_QUEUE, Miner, MinerConfig, RateMeter};
 use crate::net::{self, Gossip, Inbound, Misbehaviour};
-use crate::shared::{BlockEvent, FinalizedEvent, MiningStatus, NodeState, ReorgEvent};
+use crate::shared::{
+    BlockEvent, FinalizedEvent, MAX_STATUS_TIPS, MiningStatus, NodeState, ReorgEvent,
+};
 use crate::sync::{
     Applied, BlockSync, Frame, NodeSync, SYNC_TAG_PROTOCOL, SyncAction, SyncConfig, frame, unframe,
 };
 use phalanx_chain::speculative::CommitError;
-use phalanx_chain::{Block, ExecutionError, Hash, Height, StoreError, ValidatorIndex};
+use phalanx_chain::{Block, ExecutionError, Hash, Height, Store, StoreError, ValidatorIndex};
 use phalanx_consensus::protocol::WorkRequest;
 use phalanx_consensus::{
     Channel, Committee, Effect, Evidence, Input, Origin, Outgoing, Protocol, RejectReason, Setup,
@@ -69,7 +82,7 @@ use phalanx_consensus::{
 };
 use phalanx_crypto::{Keypair, PublicKey};
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
@@ -428,6 +441,9 @@ impl<P: Protocol> Driver<P> {
             return;
         }
         self.work = None;
+        if let Some(miner) = &self.miner {
+            miner.took_block();
+        }
         self.feed(Input::Mined(found.block));
     }
 
@@ -604,8 +620,21 @@ impl<P: Protocol> Driver<P> {
     /// to the mempool. Reverting a final block is a local fault: the
     /// protocol's state is wrong, and consensus halts.
     fn revert(&mut self, ancestor: Hash) {
-        match self.ledger.revert(&ancestor) {
-            Ok(removed) => self.after_revert(ancestor, &removed),
+        // The mempool stays locked from before the store reverts until the
+        // reverted transactions are back in it: `GET /txs/{hash}` reads
+        // under the same lock, so it finds a reverted transaction still
+        // committed, or pending again (or gone), never missing half-way.
+        let state = Arc::clone(&self.state);
+        let mut pool = state.mempool.lock().unwrap_or_else(PoisonError::into_inner);
+        let reverted = self.ledger.revert(&ancestor);
+        let returned = match &reverted {
+            Ok(removed) => return_to_mempool(&mut pool, &*state.store, removed),
+            Err(_) => 0,
+        };
+        state.metrics.set_mempool(pool.len(), pool.bytes());
+        drop(pool);
+        match reverted {
+            Ok(removed) => self.after_revert(ancestor, &removed, returned),
             Err(StoreError::RevertBelowFinalized {
                 finalized,
                 ancestor: height,
@@ -624,15 +653,15 @@ impl<P: Protocol> Driver<P> {
         }
     }
 
-    /// Mempool, metrics, events and status after a revert took `removed`
-    /// (highest first) off the chain.
-    fn after_revert(&mut self, ancestor: Hash, removed: &[Block]) {
+    /// Metrics, events and status after a revert took `removed` (highest
+    /// first) off the chain and `returned` of their transactions went back
+    /// to the mempool.
+    fn after_revert(&mut self, ancestor: Hash, removed: &[Block], returned: usize) {
         let Some(lowest) = removed.last() else {
             // Reverting to the head changes nothing.
             return;
         };
         let ancestor_height = Height(lowest.header.height.0.saturating_sub(1));
-        let returned = self.return_to_mempool(removed);
         let metrics = &self.state.metrics;
         metrics.set_height(ancestor_height.0);
         metrics.reorg(removed.len(), returned);
@@ -654,28 +683,6 @@ impl<P: Protocol> Driver<P> {
         if returned > 0 {
             self.state.txs_available.notify_one();
         }
-    }
-
-    /// Puts the transactions of reverted blocks (highest first) back in
-    /// the mempool, oldest block first so each sender's nonces come in
-    /// order, through the mempool's admission against the new head: those
-    /// that no longer apply, or do not fit, are dropped. Their signatures
-    /// were verified when the blocks were executed here. Returns how many
-    /// went back.
-    fn return_to_mempool(&self, removed: &[Block]) -> usize {
-        let store = Arc::clone(&self.state.store);
-        let Ok(mut pool) = self.state.mempool.lock() else {
-            return 0;
-        };
-        let mut returned = 0;
-        for tx in removed.iter().rev().flat_map(|b| &b.transactions) {
-            match pool.admit_verified(tx.clone(), &*store) {
-                Ok(_) => returned += 1,
-                Err(e) => tracing::debug!(tx = %tx.hash(), "a reverted transaction stays out: {e}"),
-            }
-        }
-        self.state.metrics.set_mempool(pool.len(), pool.bytes());
-        returned
     }
 
     /// Mempool, metrics, events and status after a block was stored, with
@@ -725,12 +732,19 @@ impl<P: Protocol> Driver<P> {
             .flatten()
             .map_or(Height(0), |h| h.height());
         let mining = self.mining_status();
+        let mut tips = self
+            .protocol
+            .as_ref()
+            .map(P::chain_tips)
+            .unwrap_or_default();
+        tips.truncate(MAX_STATUS_TIPS);
         if let Ok(mut live) = self.state.status.write() {
             live.view = view;
             live.phase = status.map(|s| s.phase);
             live.syncing = syncing;
             live.sync_target = (best_seen > head).then_some(best_seen);
             live.mining = mining;
+            live.tips = tips;
         }
     }
 
@@ -743,6 +757,7 @@ impl<P: Protocol> Driver<P> {
             hashrate_limit: miner.hashrate_limit(),
             hash_rate: self.last_hash_rate,
             working: self.work.is_some(),
+            control: miner.control(),
         })
     }
 
@@ -945,6 +960,22 @@ impl<P: Protocol> Driver<P> {
         }
         applied
     }
+}
+
+/// Puts the transactions of reverted blocks (highest first) back in the
+/// mempool, oldest block first so each sender's nonces come in order,
+/// through the mempool's admission against the new head (`store`): those
+/// that no longer apply, or do not fit, are dropped. Their signatures were
+/// verified when the blocks were executed here. Returns how many went back.
+fn return_to_mempool(pool: &mut Mempool, store: &dyn Store, removed: &[Block]) -> usize {
+    let mut returned = 0;
+    for tx in removed.iter().rev().flat_map(|b| &b.transactions) {
+        match pool.admit_verified(tx.clone(), store) {
+            Ok(_) => returned += 1,
+            Err(e) => tracing::debug!(tx = %tx.hash(), "a reverted transaction stays out: {e}"),
+        }
+    }
+    returned
 }
 
 /// The store's head block.

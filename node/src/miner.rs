@@ -36,6 +36,17 @@
 //! it uses that rate and no more. A thread that fell behind (it was not
 //! scheduled) may catch up by at most [`MAX_BURST`] worth of hashes.
 //!
+//! # Mining on demand
+//! [`MinerControl::mine_now`] (`POST /mine`, for test networks) asks for
+//! blocks now, regtest-style: until the miner has found that many more
+//! blocks, its threads hash at full speed, ignoring `hashrate_limit`
+//! (blocks still have to meet their target), then go back to the limit.
+//! A thread paused by its pacing wakes at once. One count is kept: a new
+//! request adds to what is left, up to [`MAX_ON_DEMAND_BLOCKS`]. The
+//! count falls by one for each found block the driver takes
+//! ([`Miner::took_block`]); one it drops, because newer work replaced
+//! the work it was mined for, does not count.
+//!
 //! # Bounds
 //! Found blocks travel to the driver through a bounded channel
 //! ([`MINED_QUEUE`]). A thread reserves a slot before it retires its job;
@@ -48,7 +59,7 @@ use phalanx_chain::{Block, BlockHeader, Hash, Height};
 use phalanx_consensus::protocol::WorkRequest;
 use prometheus_client::metrics::counter::Counter;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -66,6 +77,8 @@ const CHUNKS_PER_SECOND: u64 = 100;
 const FULL_QUEUE_BACKOFF: Duration = Duration::from_millis(10);
 /// How far a paced thread that fell behind may catch up at once.
 pub const MAX_BURST: Duration = Duration::from_millis(100);
+/// The most blocks [`MinerControl::mine_now`] keeps asked for at once.
+pub const MAX_ON_DEMAND_BLOCKS: u64 = 1_000;
 
 /// How a miner runs.
 #[derive(Debug, Clone, Copy)]
@@ -138,6 +151,9 @@ struct Shared {
     generation: AtomicU64,
     /// Threads searching a job right now.
     active: AtomicUsize,
+    /// Blocks still to be found at full speed ([`MinerControl::mine_now`]);
+    /// changed under `state`'s lock, so a paused thread cannot miss it.
+    on_demand: AtomicU64,
     found: mpsc::Sender<Found>,
     counters: MinerCounters,
     config: MinerConfig,
@@ -174,6 +190,7 @@ impl Miner {
             changed: Condvar::new(),
             generation: AtomicU64::new(0),
             active: AtomicUsize::new(0),
+            on_demand: AtomicU64::new(0),
             found,
             counters,
             config,
@@ -256,6 +273,23 @@ impl Miner {
         self.shared.config.hashrate_limit
     }
 
+    /// The driver took a block this miner found (one it did not drop for
+    /// being mined for replaced work): one fewer is asked for on demand.
+    pub fn took_block(&self) {
+        let _ = self
+            .shared
+            .on_demand
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// A handle for mining blocks on demand, which does not keep the
+    /// miner alive.
+    pub fn control(&self) -> MinerControl {
+        MinerControl {
+            shared: Arc::downgrade(&self.shared),
+        }
+    }
+
     /// Tells the threads to stop, without waiting.
     fn signal_stop(&self) {
         let mut state = lock(&self.shared.state);
@@ -286,6 +320,54 @@ impl Drop for Miner {
         self.signal_stop();
     }
 }
+
+/// Asks a running miner for blocks now ([`Miner::control`]); cheap to
+/// clone, and never blocks for longer than the miner's own lock is held.
+#[derive(Debug, Clone)]
+pub struct MinerControl {
+    shared: Weak<Shared>,
+}
+
+/// Why blocks on demand were refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MineNowError {
+    #[error("the miner has stopped")]
+    Stopped,
+}
+
+impl MinerControl {
+    /// Hash at full speed until `blocks` more blocks are found (added to
+    /// any blocks still asked for, up to [`MAX_ON_DEMAND_BLOCKS`]).
+    /// Returns the blocks now asked for.
+    pub fn mine_now(&self, blocks: u64) -> Result<u64, MineNowError> {
+        let shared = self.shared.upgrade().ok_or(MineNowError::Stopped)?;
+        let state = lock(&shared.state);
+        if state.stopping {
+            return Err(MineNowError::Stopped);
+        }
+        let before = shared.on_demand.load(Ordering::Acquire);
+        let total = before.saturating_add(blocks).min(MAX_ON_DEMAND_BLOCKS);
+        shared.on_demand.store(total, Ordering::Release);
+        drop(state);
+        shared.changed.notify_all();
+        Ok(total)
+    }
+
+    /// Blocks still asked for (0 once the miner has stopped).
+    pub fn on_demand(&self) -> u64 {
+        self.shared
+            .upgrade()
+            .map_or(0, |shared| shared.on_demand.load(Ordering::Acquire))
+    }
+}
+
+impl PartialEq for MinerControl {
+    fn eq(&self, other: &Self) -> bool {
+        Weak::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+impl Eq for MinerControl {}
 
 /// Checks a request and reads its target.
 fn prepare(work: WorkRequest) -> Result<(Block, CompactTarget, [u8; 32]), WorkError> {
@@ -362,11 +444,17 @@ impl Shared {
         self.generation.load(Ordering::Acquire) == generation
     }
 
-    /// Sleeps up to `wait`, waking early if the generation moves on.
-    fn pause(&self, generation: u64, wait: Duration) {
+    /// True while blocks are asked for on demand.
+    fn on_demand(&self) -> bool {
+        self.on_demand.load(Ordering::Acquire) > 0
+    }
+
+    /// Sleeps up to `wait`, waking early if the generation moves on, or,
+    /// for a pacing wait (`paced`), if blocks are asked for on demand.
+    fn pause(&self, generation: u64, wait: Duration, paced: bool) {
         let deadline = Instant::now() + wait;
         let mut state = lock(&self.state);
-        while state.generation == generation && !state.stopping {
+        while state.generation == generation && !state.stopping && !(paced && self.on_demand()) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return;
@@ -497,13 +585,26 @@ fn search(shared: &Shared, job: &Job, index: usize, rate: Option<u64>) {
     };
     let mut bytes = Vec::with_capacity(prefix.len() + 10);
     let mut nonce = Some(first);
-    let chunk = chunk_size(rate);
+    let paced_chunk = chunk_size(rate);
     let mut pacer = rate.map(|rate| Pacer {
         rate,
         start: Instant::now(),
         done: 0,
     });
+    let mut was_on_demand = false;
     while shared.is_current(job.generation) {
+        // On demand: full speed; back to the limit afterwards, from now
+        // (the hashes done meanwhile are not caught up on).
+        let on_demand = shared.on_demand();
+        if was_on_demand
+            && !on_demand
+            && let Some(pacer) = &mut pacer
+        {
+            pacer.start = Instant::now();
+            pacer.done = 0;
+        }
+        was_on_demand = on_demand;
+        let chunk = if on_demand { MAX_CHUNK } else { paced_chunk };
         if stamp(&mut header, template_ms, (shared.config.clock)()) {
             let Some(fresh) = header.mining_prefix() else {
                 return;
@@ -540,15 +641,16 @@ fn search(shared: &Shared, job: &Job, index: usize, rate: Option<u64>) {
             shared.counters.hashes.inc_by(done);
         }
         let mut wait = match (&mut pacer, nonce) {
-            (Some(pacer), Some(_)) => pacer.after(done, Instant::now()),
-            (None, Some(_)) => Duration::ZERO,
+            (Some(pacer), Some(_)) if !on_demand => pacer.after(done, Instant::now()),
+            (_, Some(_)) => Duration::ZERO,
             (_, None) => Duration::from_millis(1),
         };
+        let paced = !undelivered && nonce.is_some();
         if undelivered {
             wait = wait.max(FULL_QUEUE_BACKOFF);
         }
         if !wait.is_zero() {
-            shared.pause(job.generation, wait);
+            shared.pause(job.generation, wait, paced);
         }
     }
 }
@@ -845,6 +947,84 @@ mod tests {
             (hashes as f64) <= allowed,
             "{hashes} hashes in {elapsed:?} at a limit of {LIMIT}/s"
         );
+    }
+
+    /// One hash in 256 meets it.
+    const HARD: CompactTarget = CompactTarget(0x2001_0000);
+
+    #[tokio::test]
+    async fn blocks_on_demand_ignore_the_limit_until_found_then_the_limit_holds() {
+        // One hash a second: a block at this target takes minutes paced,
+        // so finding three before the deadline means the limit was off.
+        let (miner, mut rx) = miner(1, 1, later_clock);
+        let control = miner.control();
+        assert_eq!(control.on_demand(), 0);
+        assert_eq!(control.mine_now(3), Ok(3));
+        for parent in 1..=3u8 {
+            // As the driver does: new work after each block.
+            let generation = miner.submit(template(parent, HARD)).unwrap();
+            let found = next(&mut rx).await;
+            assert_eq!(found.generation, generation);
+            check_work(&found.block.header.pow_hash(), HARD).unwrap();
+            miner.took_block();
+            assert_eq!(control.on_demand(), u64::from(3 - parent));
+        }
+        assert_eq!(miner.shared.counters.blocks.get(), 3);
+
+        // Back to the limit: at one hash a second, a few at most.
+        let before = miner.hashes();
+        let start = Instant::now();
+        miner.submit(template(9, IMPOSSIBLE)).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let hashed = miner.hashes() - before;
+        let allowed = 2.0 * start.elapsed().as_secs_f64() + 2.0;
+        assert!(
+            (hashed as f64) <= allowed,
+            "{hashed} hashes after the blocks on demand"
+        );
+        miner.stop();
+    }
+
+    #[tokio::test]
+    async fn work_in_progress_speeds_up_for_blocks_on_demand() {
+        // One hash a second for each of two threads, and work that no hash
+        // meets: both threads sleep between hashes.
+        let (miner, _rx) = miner(2, 2, later_clock);
+        miner.submit(template(1, IMPOSSIBLE)).unwrap();
+        wait_until("paced hashing", || miner.hashes() >= 2).await;
+        miner.control().mine_now(1).unwrap();
+        // Unpaced, the same work gets thousands of hashes before the
+        // deadline; paced, about one a second.
+        let before = miner.hashes();
+        wait_until("full speed", || miner.hashes() >= before + 10_000).await;
+        miner.stop();
+    }
+
+    #[tokio::test]
+    async fn a_pacing_pause_ends_when_blocks_are_asked_for() {
+        let (miner, _rx) = miner(1, 1, later_clock);
+        let generation = miner.generation();
+        let shared = Arc::clone(&miner.shared);
+        // Far longer than the deadline: only the request can end it.
+        let paused =
+            std::thread::spawn(move || shared.pause(generation, Duration::from_secs(3_600), true));
+        miner.control().mine_now(1).unwrap();
+        wait_until("the pause to end", || paused.is_finished()).await;
+        miner.stop();
+    }
+
+    #[test]
+    fn requests_add_up_to_the_cap_and_a_stopped_miner_refuses() {
+        let (miner, _rx) = miner(1, 10, later_clock);
+        let control = miner.control();
+        assert_eq!(control.mine_now(600), Ok(600));
+        assert_eq!(control.mine_now(600), Ok(MAX_ON_DEMAND_BLOCKS));
+        assert_eq!(control.on_demand(), MAX_ON_DEMAND_BLOCKS);
+        assert_eq!(control.mine_now(u64::MAX), Ok(MAX_ON_DEMAND_BLOCKS));
+        assert_eq!(control, miner.control());
+        miner.stop();
+        assert_eq!(control.mine_now(1), Err(MineNowError::Stopped));
+        assert_eq!(control.on_demand(), 0);
     }
 
     #[test]

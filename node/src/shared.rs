@@ -4,10 +4,12 @@
 
 use crate::mempool::Mempool;
 use crate::metrics::Metrics;
+use crate::miner::MinerControl;
 use crate::net::Gossip;
 use phalanx_chain::{
     Address, ChainId, ConsensusKind, Genesis, Hash, Height, Store, ValidatorIndex,
 };
+use phalanx_consensus::ChainTip;
 use serde::Serialize;
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{Notify, broadcast};
@@ -15,6 +17,8 @@ use tokio::sync::{Notify, broadcast};
 /// Events kept for slow subscribers of `GET /events`; one that falls
 /// further behind misses events (and is told so).
 pub const EVENT_BUFFER: usize = 1_024;
+/// Chain tips `GET /status` shows at most (the best ones).
+pub const MAX_STATUS_TIPS: usize = 16;
 
 /// What happened to the chain, as `GET /events` sends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +96,10 @@ pub struct LiveStatus {
     pub halted: Option<String>,
     /// The miner, if this node mines.
     pub mining: Option<MiningStatus>,
+    /// Proof of work: the tips of the chains the protocol knows, best
+    /// first, at most [`MAX_STATUS_TIPS`]; empty for BFT protocols.
+    #[serde(skip)]
+    pub tips: Vec<ChainTip>,
 }
 
 /// A mining node's miner, as `GET /status` shows it.
@@ -106,6 +114,10 @@ pub struct MiningStatus {
     pub hash_rate: u64,
     /// True while it has a block to mine.
     pub working: bool,
+    /// Where `POST /mine` asks for blocks on demand (and `GET /status`
+    /// reads how many are left).
+    #[serde(skip)]
+    pub control: MinerControl,
 }
 
 /// Everything the node's tasks share (behind an `Arc`).

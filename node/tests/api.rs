@@ -6,19 +6,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use futures::FutureExt;
-use phalanx_chain::genesis::{GenesisAccount, GenesisValidator};
+use phalanx_chain::genesis::{GenesisAccount, GenesisValidator, PowParams};
+use phalanx_chain::pow::CompactTarget;
 use phalanx_chain::{
-    Address, Amount, BftCertificate, Block, BlockBuilder, ChainId, ConsensusKind, Genesis,
+    Address, Amount, BftCertificate, Block, BlockBuilder, ChainId, ConsensusKind, Genesis, Height,
     Justification, MemStore, Nonce, Rules, StateChanges, Store, Transaction, ValidatorIndex,
     ValidatorSignature,
 };
+use phalanx_consensus::ChainTip;
 use phalanx_crypto::{Domain, Keypair, PublicKey};
 use phalanx_node::api::{self, ApiConfig};
 use phalanx_node::mempool::{Mempool, MempoolConfig};
 use phalanx_node::metrics::Metrics;
+use phalanx_node::miner::{Found, MINED_QUEUE, Miner, MinerConfig, MinerCounters};
 use phalanx_node::net::{Channel, Gossip, Misbehaviour, NetError, PeerInfo};
 use phalanx_node::shared::{
-    BlockEvent, EVENT_BUFFER, FinalizedEvent, LiveStatus, NodeState, ReorgEvent,
+    BlockEvent, EVENT_BUFFER, FinalizedEvent, LiveStatus, MiningStatus, NodeState, ReorgEvent,
 };
 use serde_json::{Value, json};
 use std::io::Write as _;
@@ -130,6 +133,10 @@ struct Options {
     api: ApiConfig,
     net: FakeNet,
     store: Option<Arc<dyn Store>>,
+    /// Another chain than [`genesis`]'s.
+    genesis: Option<Genesis>,
+    /// Another live status than a validator's in view 3.
+    live: Option<LiveStatus>,
 }
 
 fn client() -> reqwest::Client {
@@ -140,7 +147,7 @@ fn client() -> reqwest::Client {
 }
 
 async fn start(options: Options) -> TestNode {
-    let genesis = genesis();
+    let genesis = options.genesis.unwrap_or_else(genesis);
     let store: Arc<dyn Store> = match options.store {
         Some(store) => store,
         None => {
@@ -150,20 +157,21 @@ async fn start(options: Options) -> TestNode {
         }
     };
     let net = Arc::new(options.net);
+    let live = options.live.unwrap_or_else(|| LiveStatus {
+        view: 3,
+        phase: Some("normal"),
+        syncing: false,
+        sync_target: None,
+        ..LiveStatus::default()
+    });
     let state = Arc::new(NodeState {
         chain_id: genesis.chain_id.clone(),
         consensus: genesis.consensus,
-        validator: Some(ValidatorIndex(0)),
+        validator: (!genesis.validators.is_empty()).then_some(ValidatorIndex(0)),
         genesis,
         store: store.clone(),
         mempool: Mutex::new(Mempool::new(options.mempool, chain_id())),
-        status: RwLock::new(LiveStatus {
-            view: 3,
-            phase: Some("normal"),
-            syncing: false,
-            sync_target: None,
-            ..LiveStatus::default()
-        }),
+        status: RwLock::new(live),
         events: broadcast::channel(EVENT_BUFFER).0,
         metrics: Metrics::new(),
         net: net.clone(),
@@ -363,7 +371,7 @@ async fn every_endpoint_answers_as_documented() {
             "head_hash": genesis_hash, "finalized_height": 0, "view": 3, "phase": "normal",
             "peers": 1,
             "mempool_size": 0, "mempool_bytes": 0, "syncing": false, "sync_target": null,
-            "halted": null, "mining": null
+            "halted": null, "mining": null, "tips": [], "work": null, "confirmations": null
         })
     );
 
@@ -457,7 +465,8 @@ async fn every_endpoint_answers_as_documented() {
             200,
             json!({
                 "status": "finalized", "hash": tx.hash().to_string(), "height": 1,
-                "index": 0, "block_hash": block.hash().to_string()
+                "index": 0, "block_hash": block.hash().to_string(), "confirmations": 1,
+                "on_best_chain": true
             })
         )
     );
@@ -784,13 +793,26 @@ async fn a_block_above_the_finalized_height_is_committed_not_final() {
             200,
             json!({
                 "status": "committed", "hash": tx.hash().to_string(), "height": 1,
-                "index": 0, "block_hash": block.hash().to_string()
+                "index": 0, "block_hash": block.hash().to_string(), "confirmations": 1,
+                "on_best_chain": true
             })
         )
     );
     assert_eq!(node.get("/blocks/1").await.1["finalized"], false);
     assert_eq!(node.get("/blocks/0").await.1["finalized"], true);
     assert_eq!(node.get("/status").await.1["finalized_height"], 0);
+
+    // Each block on top is one more confirmation; the transaction is final
+    // once the finalized height reaches its block, and only then.
+    node.commit_final_at(Vec::new(), 2, Some(0));
+    let status = node.get(&format!("/txs/{}", tx.hash())).await;
+    assert_eq!(status.1["status"], "committed");
+    assert_eq!(status.1["confirmations"], 2);
+    node.commit_final_at(Vec::new(), 3, Some(1));
+    let status = node.get(&format!("/txs/{}", tx.hash())).await;
+    assert_eq!(status.1["status"], "finalized");
+    assert_eq!(status.1["confirmations"], 3);
+    assert_eq!(status.1["on_best_chain"], true);
     node.shutdown().await;
 }
 
@@ -1230,4 +1252,212 @@ async fn the_router_serves_without_serve() {
     assert_error(&response, 400, "bad_height");
     server.abort();
     node.shutdown().await;
+}
+
+// ----- proof of work -----
+
+/// The same accounts on a proof-of-work chain, final at three
+/// confirmations.
+fn pow_genesis() -> Genesis {
+    let easy = CompactTarget(0x207f_ffff);
+    Genesis {
+        consensus: ConsensusKind::Pow,
+        validators: Vec::new(),
+        pow: Some(PowParams {
+            initial_target: easy,
+            target_limit: easy,
+            block_interval_ms: 1_000,
+            retarget_window: 1,
+            confirmations: 3,
+            block_reward: Amount(50),
+            max_future_drift_ms: 15_000,
+        }),
+        ..genesis()
+    }
+}
+
+/// A miner that is never given work: the API only uses its control.
+fn idle_miner() -> (Miner, tokio::sync::mpsc::Receiver<Found>) {
+    let (found, mined) = tokio::sync::mpsc::channel(MINED_QUEUE);
+    let config = MinerConfig {
+        threads: 1,
+        hashrate_limit: 50,
+        clock: phalanx_node::driver::now_ms,
+    };
+    let miner = Miner::start(config, MinerCounters::default(), found).unwrap();
+    (miner, mined)
+}
+
+/// A mining node's live status, knowing `tips`.
+fn mining_live(miner: &Miner, tips: Vec<ChainTip>) -> LiveStatus {
+    LiveStatus {
+        view: 0,
+        phase: Some("mining"),
+        mining: Some(MiningStatus {
+            address: addr(1),
+            threads: 1,
+            hashrate_limit: 50,
+            hash_rate: 48,
+            working: true,
+            control: miner.control(),
+        }),
+        tips,
+        ..LiveStatus::default()
+    }
+}
+
+async fn start_pow(live: LiveStatus) -> TestNode {
+    start(Options {
+        genesis: Some(pow_genesis()),
+        live: Some(live),
+        ..Options::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_proof_of_work_status_shows_tips_work_and_confirmations() {
+    let (miner, _mined) = idle_miner();
+    let tip = |byte: u8, height: u64, work: &str, branch_len: u64, active: bool| ChainTip {
+        hash: phalanx_chain::Hash([byte; 32]),
+        height: Height(height),
+        work: work.to_owned(),
+        branch_len,
+        active,
+    };
+    let tips = vec![tip(0xaa, 7, "10", 0, true), tip(0xbb, 6, "e", 2, false)];
+    let node = start_pow(mining_live(&miner, tips)).await;
+    let status = node.get("/status").await;
+    Transcript::new().record("GET /status (proof of work)", &node, &status);
+    assert_eq!(status.0, 200);
+    let body = &status.1;
+    assert_eq!(body["consensus"], "pow");
+    assert_eq!(body["validator"], Value::Null);
+    assert_eq!(
+        body["tips"],
+        json!([
+            { "hash": "aa".repeat(32), "height": 7, "work": "10", "branch_len": 0, "active": true },
+            { "hash": "bb".repeat(32), "height": 6, "work": "e", "branch_len": 2, "active": false },
+        ])
+    );
+    assert_eq!(body["work"], "10");
+    assert_eq!(body["confirmations"], 3);
+    assert_eq!(
+        body["mining"],
+        json!({
+            "address": addr(1).to_string(), "threads": 1, "hashrate_limit": 50,
+            "hash_rate": 48, "working": true, "on_demand": 0
+        })
+    );
+    node.shutdown().await;
+    miner.stop();
+}
+
+#[tokio::test]
+async fn mine_asks_the_miner_for_blocks_now_within_bounds() {
+    let (miner, _mined) = idle_miner();
+    let node = start_pow(mining_live(&miner, Vec::new())).await;
+    let mut doc = Transcript::new();
+
+    let first = node.post("/mine", &json!({ "blocks": 3 })).await;
+    doc.record("POST /mine", &node, &first);
+    assert_eq!(first, (202, json!({ "mining": 3, "requested": 3 })));
+    // A second request adds to the first, up to the cap.
+    let second = node.post("/mine", &json!({ "blocks": 998 })).await;
+    doc.record("POST /mine (again)", &node, &second);
+    assert_eq!(second, (202, json!({ "mining": 1_000, "requested": 998 })));
+    assert_eq!(miner.control().on_demand(), 1_000);
+    let status = node.get("/status").await;
+    assert_eq!(status.1["mining"]["on_demand"], 1_000);
+
+    for body in [
+        json!({ "blocks": 0 }),
+        json!({ "blocks": 1_001 }),
+        json!({ "blocks": -1 }),
+        json!({ "count": 1 }),
+        json!({}),
+    ] {
+        let refused = node.post("/mine", &body).await;
+        doc.record(&format!("POST /mine {body}"), &node, &refused);
+        assert_error(&refused, 400, "bad_blocks");
+    }
+    assert_error(
+        &node
+            .send(
+                node.client
+                    .post(format!("{}/mine", node.base))
+                    .header("content-type", "application/json")
+                    .body("{\"blocks\":"),
+            )
+            .await,
+        400,
+        "invalid_json",
+    );
+    assert_error(
+        &node
+            .send(
+                node.client
+                    .post(format!("{}/mine", node.base))
+                    .body("{\"blocks\":1}"),
+            )
+            .await,
+        415,
+        "unsupported_media_type",
+    );
+    // Nothing refused changed the count.
+    assert_eq!(miner.control().on_demand(), 1_000);
+
+    // A stopped miner takes no more requests.
+    miner.stop();
+    let stopped = node.post("/mine", &json!({ "blocks": 1 })).await;
+    assert_error(&stopped, 409, "not_mining");
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn mine_is_refused_where_nothing_mines() {
+    let mut doc = Transcript::new();
+    // A BFT chain.
+    let bft = start(Options::default()).await;
+    let refused = bft.post("/mine", &json!({ "blocks": 1 })).await;
+    doc.record("POST /mine (BFT chain)", &bft, &refused);
+    assert_error(&refused, 409, "not_mining");
+    assert!(
+        refused.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("hotstuff"),
+        "{}",
+        refused.1
+    );
+    bft.shutdown().await;
+
+    // A proof-of-work node without a miner.
+    let follower = start_pow(LiveStatus::default()).await;
+    let refused = follower.post("/mine", &json!({ "blocks": 1 })).await;
+    doc.record("POST /mine (not mining)", &follower, &refused);
+    assert_error(&refused, 409, "not_mining");
+    assert_eq!(follower.get("/status").await.1["mining"], Value::Null);
+    follower.shutdown().await;
+
+    // A miner whose consensus halted.
+    let (miner, _mined) = idle_miner();
+    let halted = start_pow(LiveStatus {
+        halted: Some("storing block x failed: disk full".into()),
+        ..mining_live(&miner, Vec::new())
+    })
+    .await;
+    let refused = halted.post("/mine", &json!({ "blocks": 1 })).await;
+    assert_error(&refused, 409, "not_mining");
+    assert!(
+        refused.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("disk full"),
+        "{}",
+        refused.1
+    );
+    assert_eq!(miner.control().on_demand(), 0);
+    halted.shutdown().await;
+    miner.stop();
 }

@@ -434,12 +434,24 @@ async fn the_driver_carries_out_proof_of_work_effects() {
     wait_for_head(&node, 3, Some(a3.hash())).await;
     let (_, status) = get(&client, format!("{base}/status")).await;
     assert_eq!(status["finalized_height"], 0);
+    // The genesis confirmations; the script knows no chain tips.
+    assert_eq!(status["confirmations"], 6);
+    assert_eq!(status["tips"], serde_json::json!([]));
+    assert_eq!(status["work"], Value::Null);
     assert_eq!(tx_status(&client, &base, &tx2).await, "committed");
+    for (tx, height, confirmations) in [(&tx1, 1, 3), (&tx2, 2, 2), (&tx3, 3, 1)] {
+        let (_, body) = get(&client, format!("{base}/txs/{}", tx.hash())).await;
+        assert_eq!(body["height"], height, "{body}");
+        assert_eq!(body["confirmations"], confirmations, "{body}");
+        assert_eq!(body["on_best_chain"], true, "{body}");
+    }
     control.tell(Command::Finalize(Height(1)));
     wait_for("finality", DEADLINE, || {
         node.state.store.finalized_height().unwrap() == Some(Height(1))
     })
     .await;
+    // Final at the finalized height, not at a number of confirmations:
+    // tx2 has two, but its block is above the finalized height.
     assert_eq!(tx_status(&client, &base, &tx1).await, "finalized");
     assert_eq!(tx_status(&client, &base, &tx2).await, "committed");
     // A lower height is already final: nothing happens (no halt, no
@@ -476,6 +488,10 @@ async fn the_driver_carries_out_proof_of_work_effects() {
     wait_for_head(&node, 4, Some(b4.hash())).await;
     assert_eq!(tx_status(&client, &base, &tx2).await, "committed");
     assert_eq!(tx_status(&client, &base, &tx3).await, "pending");
+    // tx2 is on the new branch now, in b2.
+    let (_, body) = get(&client, format!("{base}/txs/{}", tx2.hash())).await;
+    assert_eq!(body["block_hash"], b2.hash().to_string());
+    assert_eq!(body["confirmations"], 3);
     let (_, status) = get(&client, format!("{base}/status")).await;
     assert_eq!(status["mempool_size"], 1);
 
@@ -1130,4 +1146,127 @@ async fn a_node_on_a_losing_branch_syncs_final_blocks_over_it<P: Protocol + 'sta
     // Nobody was blamed for sending a batch that does not link.
     assert_eq!(net.reports(), Vec::new());
     stop_and_check_agreement(nodes, TOY_TARGET).await;
+}
+
+// ----- mining on demand and chain tips, with the real protocol -----
+
+/// One hash in 65,536 meets it: a few blocks take a moment at full speed,
+/// and hours at one hash a second.
+const HARD: CompactTarget = CompactTarget(0x1f00_ffff);
+
+async fn post(client: &reqwest::Client, url: String, body: &Value) -> (u16, Value) {
+    let response = client.post(url).json(body).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+fn hex_work(value: &Value) -> u128 {
+    u128::from_str_radix(value.as_str().unwrap(), 16).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mining_on_demand_lifts_the_limit_for_that_many_blocks() {
+    init_logs();
+    assert!(HARD.target().is_ok());
+    let accounts = [Keypair::from_seed(&[101; 32])];
+    let genesis = pow_genesis(&accounts, HARD, 3);
+    let key = Keypair::from_seed(&[1; 32]);
+    let net = MemoryNet::new();
+    // One hash a second: unasked, the first block would take hours.
+    let (node, base) =
+        start_pow_node::<phalanx_consensus::pow::Pow>(&genesis, mining_config(1), &key, &net).await;
+    let client = http();
+
+    // The protocol's one tip, genesis, with the genesis confirmations.
+    wait_for("the first status", DEADLINE, || {
+        !node.state.live().tips.is_empty()
+    })
+    .await;
+    let (_, status) = get(&client, format!("{base}/status")).await;
+    let genesis_hash = head(&node).1;
+    assert_eq!(status["confirmations"], 3);
+    assert_eq!(status["mining"]["on_demand"], 0);
+    let tips = status["tips"].as_array().unwrap();
+    assert_eq!(tips.len(), 1, "{status}");
+    assert_eq!(tips[0]["hash"], genesis_hash.to_string());
+    assert_eq!(tips[0]["height"], 0);
+    assert_eq!(tips[0]["branch_len"], 0);
+    assert_eq!(tips[0]["active"], true);
+    assert_eq!(status["work"], tips[0]["work"]);
+    let genesis_work = hex_work(&status["work"]);
+
+    // A transfer for the blocks to come.
+    let tx = transfer(&accounts[0], 0, &genesis);
+    let (code, _) = post(
+        &client,
+        format!("{base}/txs"),
+        &serde_json::to_value(&tx).unwrap(),
+    )
+    .await;
+    assert_eq!(code, 202);
+
+    // One block, then three more: the second request adds to the first
+    // (minus whatever was found in between).
+    let first = post(
+        &client,
+        format!("{base}/mine"),
+        &serde_json::json!({"blocks": 1}),
+    )
+    .await;
+    assert_eq!(
+        first,
+        (202, serde_json::json!({"mining": 1, "requested": 1}))
+    );
+    let (code, second) = post(
+        &client,
+        format!("{base}/mine"),
+        &serde_json::json!({"blocks": 3}),
+    )
+    .await;
+    assert_eq!(code, 202);
+    assert_eq!(second["requested"], 3);
+    let mining = second["mining"].as_u64().unwrap();
+    assert!((3..=4).contains(&mining), "{second}");
+
+    let control = node.state.live().mining.unwrap().control;
+    wait_for("four blocks on demand", DEADLINE, || {
+        control.on_demand() == 0 && head(&node).0 >= Height(4)
+    })
+    .await;
+    wait_for("the status of height 4", DEADLINE, || {
+        node.state.live().tips.first().map(|t| t.height) == Some(Height(4))
+    })
+    .await;
+    // Then the limit again: at one hash a second, no fifth block.
+    let (height, hash) = head(&node);
+    assert_eq!(height, Height(4));
+    let text = metrics(&client, &base).await;
+    let mined = metric(&text, "phalanx_mined_blocks_total").unwrap();
+    let stale = metric(&text, "phalanx_dropped_total{reason=\"stale_mined_block\"}").unwrap_or(0.0);
+    assert_eq!(mined - stale, 4.0, "{text}");
+
+    let (_, status) = get(&client, format!("{base}/status")).await;
+    assert_eq!(status["mining"]["on_demand"], 0);
+    // Tip 4 and three confirmations: final up to 2.
+    assert_eq!(status["finalized_height"], 2);
+    let tips = status["tips"].as_array().unwrap();
+    assert_eq!(tips[0]["hash"], hash.to_string(), "{status}");
+    assert_eq!(tips[0]["height"], 4);
+    assert_eq!(tips[0]["branch_len"], 0);
+    assert_eq!(tips[0]["active"], true);
+    assert_eq!(status["work"], tips[0]["work"]);
+    assert!(hex_work(&status["work"]) > genesis_work, "{status}");
+
+    // The transfer, with its confirmations; final only at three.
+    let (_, body) = get(&client, format!("{base}/txs/{}", tx.hash())).await;
+    let tx_height = body["height"].as_u64().unwrap();
+    assert_eq!(body["confirmations"], 4 - tx_height + 1, "{body}");
+    assert_eq!(body["on_best_chain"], true);
+    let expected = if tx_height <= 2 {
+        "finalized"
+    } else {
+        "committed"
+    };
+    assert_eq!(body["status"], expected, "{body}");
+    node.stop().await;
 }

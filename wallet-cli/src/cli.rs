@@ -49,7 +49,8 @@ pub enum Command {
     },
     /// Sign and submit a transfer, then wait until it is final.
     Transfer(TransferArgs),
-    /// Show where a transaction is (pending, committed, finalized).
+    /// Show where a transaction is (pending, committed, finalized) and its
+    /// confirmations.
     Tx {
         /// The transaction's hash (64 lowercase hex characters).
         hash: String,
@@ -62,7 +63,8 @@ pub enum Command {
     },
     /// Show the node's status.
     Status,
-    /// Follow blocks as the node commits them.
+    /// Follow blocks as the node commits them, and (proof of work)
+    /// reorganizations and finality.
     Watch {
         /// Stop after this many blocks (default: follow until interrupted).
         #[arg(long)]
@@ -114,8 +116,14 @@ pub struct TransferArgs {
     pub fee: u64,
     /// Return once the node has accepted the transfer, without waiting
     /// for it to be final.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "confirmations")]
     pub no_wait: bool,
+    /// Wait until the transfer is final and also has at least N
+    /// confirmations (its block and the blocks on top), for more
+    /// assurance than the chain's own finality (on proof-of-work chains,
+    /// the genesis `confirmations`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub confirmations: Option<u64>,
     /// How long to wait for finality, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_WAIT_SECS)]
     pub timeout: u64,

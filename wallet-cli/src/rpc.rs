@@ -29,6 +29,10 @@ const MAX_RESPONSE_BYTES: usize = 16 << 20;
 #[derive(Debug, Clone, Deserialize)]
 pub struct Status {
     pub chain_id: String,
+    /// Proof of work: the confirmations that make a block final (null, or
+    /// absent from older nodes, otherwise).
+    #[serde(default)]
+    pub confirmations: Option<u64>,
 }
 
 /// `GET /accounts/{address}`.
@@ -44,6 +48,10 @@ pub struct TxStatus {
     pub status: String,
     pub height: Option<u64>,
     pub block_hash: Option<Hash>,
+    /// Its block and the blocks on top, once committed (absent from older
+    /// nodes).
+    #[serde(default)]
+    pub confirmations: Option<u64>,
 }
 
 #[derive(Deserialize)]

@@ -1,13 +1,17 @@
 //! The `phalanx-wallet` binary against a real node.
 //!
-//! Each test that needs a chain starts a two-validator HotStuff committee
-//! in this process (in-memory network and stores, an HTTP API on
-//! 127.0.0.1:0) whose genesis funds keys the test imports into a temporary
-//! wallet directory, then drives the wallet binary as a user would. Deadlines only bound waits
-//! that could hang; nothing asserts how long anything took.
+//! Each test that needs a chain starts a two-validator HotStuff committee,
+//! or one proof-of-work miner, in this process (in-memory network and
+//! stores, an HTTP API on 127.0.0.1:0) whose genesis funds keys the test
+//! imports into a temporary wallet directory, then drives the wallet
+//! binary as a user would. Events a live chain cannot be made to send on
+//! cue (a reorganization) come from a scripted event stream on
+//! 127.0.0.1:0. Deadlines only bound waits that could hang; nothing
+//! asserts how long anything took.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use phalanx_chain::genesis::{GenesisAccount, GenesisValidator};
+use phalanx_chain::genesis::{GenesisAccount, GenesisValidator, PowParams};
+use phalanx_chain::pow::CompactTarget;
 use phalanx_chain::{Amount, ChainId, ConsensusKind, Genesis, MemStore};
 use phalanx_crypto::Keypair;
 use phalanx_node::config::Config;
@@ -117,6 +121,62 @@ impl TestNode {
         TestNode {
             runtime,
             nodes,
+            _net: net,
+            url,
+        }
+    }
+}
+
+impl TestNode {
+    /// One mining node of a proof-of-work chain with the same accounts,
+    /// final at `confirmations`. Half of all hashes meet the target and
+    /// the miner does ten a second: about five blocks a second.
+    fn start_pow(confirmations: u64) -> TestNode {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let net = MemoryNet::new();
+        let mut config = Config::default();
+        config.mining.enabled = true;
+        config.mining.threads = 1;
+        config.mining.hashrate_limit = 10;
+        let easy = CompactTarget(0x207f_ffff);
+        let genesis = Genesis {
+            consensus: ConsensusKind::Pow,
+            validators: Vec::new(),
+            pow: Some(PowParams {
+                initial_target: easy,
+                target_limit: easy,
+                block_interval_ms: 200,
+                retarget_window: 1,
+                confirmations,
+                block_reward: Amount(50),
+                max_future_drift_ms: 15_000,
+            }),
+            ..genesis(0)
+        };
+        let miner = key(100);
+        let node = runtime.block_on(async {
+            let (gossip, inbound) = net.join(miner.public(), 8_192);
+            let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            start(Parts {
+                config,
+                genesis,
+                key: miner,
+                store: Arc::new(MemStore::new()),
+                net: Arc::new(gossip),
+                inbound,
+                api: Some(api),
+            })
+            .await
+            .unwrap()
+        });
+        let url = format!("http://{}", node.api_addr.unwrap());
+        TestNode {
+            runtime,
+            nodes: vec![node],
             _net: net,
             url,
         }
@@ -384,11 +444,18 @@ fn a_transfer_waits_for_finality_and_the_chain_can_be_inspected() {
     assert_eq!(balance["balance"], FAUCET_BALANCE);
     assert_eq!(balance["nonce"], 0);
 
-    // Text output: waits, then shows the final height and the fee.
+    // Text output: waits, then shows the final height, its
+    // confirmations (on a BFT chain, the block and those on top) and the
+    // fee.
     let text = wallet.ok(&[
         "transfer", "--from", "faucet", "--to", "bob", "--amount", "250", "--fee", "3",
     ]);
-    assert!(text.contains("status  finalized"), "{text}");
+    assert!(text.contains("status         finalized"), "{text}");
+    let confirmations = text
+        .lines()
+        .find_map(|l| l.strip_prefix("confirmations  "))
+        .unwrap_or_else(|| panic!("no confirmations in {text}"));
+    assert!(confirmations.parse::<u64>().unwrap() >= 1, "{text}");
     let height_line = text.lines().find(|l| l.starts_with("height")).unwrap();
     let height: u64 = height_line
         .split_whitespace()
@@ -397,7 +464,7 @@ fn a_transfer_waits_for_finality_and_the_chain_can_be_inspected() {
         .parse()
         .unwrap();
     assert!(height >= 1, "{text}");
-    assert!(text.lines().any(|l| l == "fee     3"), "{text}");
+    assert!(text.lines().any(|l| l == "fee            3"), "{text}");
     let hash_line = text.lines().find(|l| l.starts_with("hash")).unwrap();
     let first_hash = hash_line.split_whitespace().nth(1).unwrap().to_owned();
 
@@ -785,5 +852,223 @@ fn no_node_and_bad_input_give_clear_errors() {
             .unwrap()
             .contains("--amount"),
         "{error}"
+    );
+}
+
+#[test]
+fn on_proof_of_work_a_transfer_waits_for_k_confirmations_or_more() {
+    let node = TestNode::start_pow(3);
+    let wallet = Wallet::new(&node.url);
+    wallet.import_seed("faucet", 1);
+    let to = key(3).public().to_string();
+
+    let status = wallet.json(&["status"]);
+    assert_eq!(status["consensus"], "pow");
+    assert_eq!(status["confirmations"], 3);
+    let text = wallet.ok(&["status"]);
+    assert!(text.lines().any(|l| l == "confirmations  3"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("mining ")), "{text}");
+
+    // Final: the node's finalized height reached the block, which takes
+    // the chain's three confirmations.
+    let first = wallet.json(&[
+        "transfer", "--from", "faucet", "--to", &to, "--amount", "10",
+    ]);
+    assert_eq!(first["status"], "finalized", "{first}");
+    assert!(first["confirmations"].as_u64().unwrap() >= 3, "{first}");
+    let hash = first["hash"].as_str().unwrap().to_owned();
+    let tx = wallet.json(&["tx", &hash]);
+    assert_eq!(tx["status"], "finalized");
+    assert_eq!(tx["height"], first["height"]);
+    assert!(tx["confirmations"].as_u64().unwrap() >= 3, "{tx}");
+    assert_eq!(tx["on_best_chain"], true);
+    let text = wallet.ok(&["tx", &hash]);
+    let confirmations = text
+        .lines()
+        .find_map(|l| l.strip_prefix("confirmations"))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no confirmations line in {text}"));
+    assert!(confirmations.parse::<u64>().unwrap() >= 3, "{text}");
+
+    // More than the chain asks for.
+    let text = wallet.ok(&[
+        "transfer",
+        "--from",
+        "faucet",
+        "--to",
+        &to,
+        "--amount",
+        "10",
+        "--confirmations",
+        "8",
+    ]);
+    assert!(text.contains("status         finalized"), "{text}");
+    let confirmations: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("confirmations"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(confirmations >= 8, "{text}");
+    let usage = wallet.fails(
+        &mut wallet.cmd(&[
+            "transfer",
+            "--from",
+            "faucet",
+            "--to",
+            &to,
+            "--amount",
+            "1",
+            "--no-wait",
+            "--confirmations",
+            "4",
+        ]),
+        2,
+    );
+    assert!(
+        stderr(&usage).contains("--confirmations"),
+        "{}",
+        shown(&usage)
+    );
+    let usage = wallet.fails(
+        &mut wallet.cmd(&[
+            "transfer",
+            "--from",
+            "faucet",
+            "--to",
+            &to,
+            "--amount",
+            "1",
+            "--confirmations",
+            "0",
+        ]),
+        2,
+    );
+    assert!(
+        stderr(&usage).contains("--confirmations"),
+        "{}",
+        shown(&usage)
+    );
+
+    // Every block past the third finalizes one more: the stream says so.
+    let output = wallet
+        .cmd(&["--json", "watch", "--count", "3"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", shown(&output));
+    let events: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let blocks: Vec<&Value> = events.iter().filter(|e| e["event"] == "block").collect();
+    let finalized: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "finalized")
+        .collect();
+    assert_eq!(blocks.len(), 3, "{events:?}");
+    assert!(finalized.len() >= 2, "{events:?}");
+    for event in &finalized {
+        assert!(event["height"].as_u64().unwrap() >= 1, "{event}");
+    }
+}
+
+/// Serves one `GET /events` with `stream` on 127.0.0.1:0, holding the
+/// connection open until the client leaves; returns the URL.
+fn scripted_events(stream: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = socket.read(&mut buf).unwrap();
+            assert!(n > 0, "the client left before its request ended");
+            request.extend_from_slice(&buf[..n]);
+        }
+        assert!(request.starts_with(b"GET /events "));
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n")
+            .unwrap();
+        socket.write_all(stream.as_bytes()).unwrap();
+        // Until the wallet hangs up.
+        while socket.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
+    });
+    url
+}
+
+/// A reorganization as a proof-of-work node sends it: blocks 5 and 6 taken
+/// off back to 4, the new branch's 5 and 6, and finality up to 3.
+const REORG_STREAM: &str = concat!(
+    "event: block\ndata: {\"height\":5,\"hash\":\"",
+    "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a",
+    "\",\"tx_count\":0,\"timestamp_ms\":1767225601000}\n\n",
+    ": keep-alive\n\n",
+    "event: reorg\ndata: {\"ancestor_height\":4,\"ancestor_hash\":\"",
+    "4444444444444444444444444444444444444444444444444444444444444444",
+    "\",\"reverted\":[\"",
+    "6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a",
+    "\",\"",
+    "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a",
+    "\"]}\n\n",
+    "event: block\ndata: {\"height\":5,\"hash\":\"",
+    "5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b",
+    "\",\"tx_count\":1,\"timestamp_ms\":1767225602000}\n\n",
+    "event: finalized\ndata: {\"height\":3}\n\n",
+    "event: block\ndata: {\"height\":6,\"hash\":\"",
+    "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b",
+    "\",\"tx_count\":0,\"timestamp_ms\":1767225603000}\n\n",
+);
+
+#[test]
+fn watch_shows_reorganizations_and_finality() {
+    let wallet = Wallet::new(&scripted_events(REORG_STREAM));
+    let text = wallet.ok(&["watch", "--count", "3"]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(lines[0].starts_with("block 5  5a5a"), "{text}");
+    assert_eq!(
+        lines[1],
+        format!(
+            "reorg  back to height 4 ({}): 2 blocks taken off: {}, {}",
+            "44".repeat(32),
+            "6a".repeat(32),
+            "5a".repeat(32)
+        )
+    );
+    assert!(lines[2].starts_with("block 5  5b5b"), "{text}");
+    assert!(lines[2].contains("1 tx "), "{text}");
+    assert_eq!(lines[3], "finalized up to height 3");
+    assert!(lines[4].starts_with("block 6  6b6b"), "{text}");
+
+    let wallet = Wallet::new(&scripted_events(REORG_STREAM));
+    let output = wallet
+        .cmd(&["--json", "watch", "--count", "3"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", shown(&output));
+    let events: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["block", "reorg", "block", "finalized", "block"]);
+    assert_eq!(
+        events[1],
+        serde_json::json!({
+            "event": "reorg", "ancestor_height": 4, "ancestor_hash": "44".repeat(32),
+            "reverted": ["6a".repeat(32), "5a".repeat(32)]
+        })
+    );
+    assert_eq!(
+        events[3],
+        serde_json::json!({"event": "finalized", "height": 3})
     );
 }

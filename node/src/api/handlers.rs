@@ -1,14 +1,17 @@
 //! One handler per endpoint. Each reads the store without holding the
 //! mempool lock, and takes the lock only for in-memory work plus, where the
-//! answer depends on it, one account read (so that the account and the
-//! pending transactions are seen at one moment: the driver commits to the
-//! store before it removes committed transactions under the same lock).
+//! answer depends on it, a few reads (so that the store and the pending
+//! transactions are seen at one moment: the driver commits to the store
+//! before it removes committed transactions under the same lock, and
+//! reverts the store and returns the reverted transactions under it):
+//! one account read for `GET /accounts`, where one transaction is for
+//! `GET /txs`.
 
 use super::Api;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use super::views::{
-    AccountView, BlockView, MempoolView, MiningView, PeersView, StatusView, SubmittedView,
-    TxStatusView,
+    AccountView, BlockView, CommittedTx, MempoolView, MiningView, PeersView, StatusView,
+    SubmittedView, TipView, TxStatusView,
 };
 use crate::mempool::{Mempool, MempoolError};
 use crate::metrics;
@@ -17,7 +20,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use phalanx_chain::{Address, Block, Hash, Height, StateView, Store, Transaction, encoding};
+use phalanx_chain::{
+    Address, Block, ConsensusKind, Hash, Height, StateView, Store, Transaction, encoding,
+};
+use phalanx_consensus::ChainTip;
 use serde::Deserialize;
 use std::sync::MutexGuard;
 
@@ -67,7 +73,23 @@ pub async fn status(State(api): State<Api>) -> Result<Json<StatusView>, ApiError
         sync_target: live.sync_target,
         halted: live.halted.clone(),
         mining: live.mining.as_ref().map(MiningView::of),
+        work: best_work(&live.tips),
+        tips: live.tips.iter().map(TipView::of).collect(),
+        confirmations: node
+            .genesis
+            .pow
+            .as_ref()
+            .filter(|_| node.consensus == ConsensusKind::Pow)
+            .map(|pow| pow.confirmations),
     }))
+}
+
+/// The best tip's cumulative work.
+fn best_work(tips: &[ChainTip]) -> Option<String> {
+    tips.iter()
+        .find(|t| t.active)
+        .or(tips.first())
+        .map(|t| t.work.clone())
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,44 +241,52 @@ pub async fn tx_status(
     ApiPath(text): ApiPath,
 ) -> Result<Json<TxStatusView>, ApiError> {
     let hash = parse_hash(&text)?;
-    // The mempool first: the driver commits a block to the store before it
-    // removes the block's transactions from the mempool, so a transaction
-    // not pending now, if it was ever admitted, is found in the store next.
-    let pending = api.mempool().contains(&hash);
-    if let Some(location) = api.store().tx_location(&hash)? {
-        let block_hash = api.store().block_hash_at(location.height)?.ok_or_else(|| {
-            ApiError::internal(format!(
-                "transaction index names height {} but no block is stored there",
-                location.height
-            ))
-        })?;
-        let finalized = api
-            .store()
-            .finalized_height()?
-            .is_some_and(|f| location.height <= f);
-        let (height, index) = (location.height, location.index);
-        return Ok(Json(if finalized {
-            TxStatusView::Finalized {
-                hash,
-                height,
-                index,
-                block_hash,
-            }
-        } else {
-            TxStatusView::Committed {
-                hash,
-                height,
-                index,
-                block_hash,
-            }
-        }));
+    // Under the mempool lock: the driver commits a block to the store
+    // before it removes the block's transactions from the mempool, and
+    // holds the lock while it reverts the store and puts the reverted
+    // transactions back, so a transaction is seen committed or pending
+    // (or neither, if it never was or was dropped), never lost half-way.
+    // Only commits can move meanwhile: the head never falls below the
+    // block read first.
+    let (pending, committed) = {
+        let mempool = api.mempool();
+        (mempool.contains(&hash), committed_tx(&api, hash)?)
+    };
+    match committed {
+        Some((tx, true)) => Ok(Json(TxStatusView::Finalized(tx))),
+        Some((tx, false)) => Ok(Json(TxStatusView::Committed(tx))),
+        None if pending => Ok(Json(TxStatusView::Pending { hash })),
+        None => Err(ApiError::not_found(format!(
+            "transaction {hash} is neither committed nor pending on this node"
+        ))),
     }
-    if pending {
-        return Ok(Json(TxStatusView::Pending { hash }));
-    }
-    Err(ApiError::not_found(format!(
-        "transaction {hash} is neither committed nor pending on this node"
-    )))
+}
+
+/// Where the chain holds transaction `hash`, and whether that is final
+/// (at or below the finalized height: on proof-of-work chains, with the
+/// genesis confirmations).
+fn committed_tx(api: &Api, hash: Hash) -> Result<Option<(CommittedTx, bool)>, ApiError> {
+    let store = api.store();
+    let Some(location) = store.tx_location(&hash)? else {
+        return Ok(None);
+    };
+    let height = location.height;
+    let block_hash = store.block_hash_at(height)?.ok_or_else(|| {
+        ApiError::internal(format!(
+            "transaction index names height {height} but no block is stored there"
+        ))
+    })?;
+    let head = store.head()?.map_or(height, |h| h.height());
+    let finalized = store.finalized_height()?.is_some_and(|f| height <= f);
+    let tx = CommittedTx {
+        hash,
+        height,
+        index: location.index,
+        block_hash,
+        confirmations: head.0.saturating_sub(height.0).saturating_add(1),
+        on_best_chain: true,
+    };
+    Ok(Some((tx, finalized)))
 }
 
 pub async fn account(

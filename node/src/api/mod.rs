@@ -1,6 +1,7 @@
 //! The node's HTTP API (docs/API.md): status, blocks, transactions,
 //! accounts, the mempool, peers, block events and metrics, as JSON over
-//! HTTP/1.1.
+//! HTTP/1.1, and for test networks mining on demand (`POST /mine`) and
+//! partitions (`admin`).
 //!
 //! Every error, including axum's own rejections, unknown routes, wrong
 //! methods, oversized bodies and timeouts, is answered as
@@ -18,6 +19,7 @@ mod admin;
 mod error;
 mod events;
 mod handlers;
+mod mine;
 pub mod views;
 
 pub use error::ApiError;
@@ -134,6 +136,7 @@ fn build(
         .route("/peers", get(handlers::peers))
         .route("/events", get(events::events))
         .route("/metrics", get(handlers::metrics))
+        .route("/mine", post(mine::mine))
         .merge(admin::routes(config.admin_api))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -9,6 +9,7 @@ use phalanx_chain::{
     Address, Amount, BftCertificate, Block, BlockHeader, ChainId, ConsensusKind, Hash, Height,
     Justification, Nonce, Transaction, ValidatorIndex,
 };
+use phalanx_consensus::ChainTip;
 use serde::Serialize;
 
 /// `GET /status`.
@@ -36,6 +37,41 @@ pub struct StatusView {
     pub halted: Option<String>,
     /// This node's miner; null if it does not mine.
     pub mining: Option<MiningView>,
+    /// Proof of work: the tips of the chains this node knows, best first
+    /// (at most [`crate::shared::MAX_STATUS_TIPS`]); empty on BFT chains.
+    pub tips: Vec<TipView>,
+    /// Proof of work: the best tip's cumulative work (hex); null on BFT
+    /// chains.
+    pub work: Option<String>,
+    /// Proof of work: the confirmations that make a block final (the
+    /// genesis `confirmations`); null on BFT chains.
+    pub confirmations: Option<u64>,
+}
+
+/// A chain tip, in `GET /status`.
+#[derive(Debug, Serialize)]
+pub struct TipView {
+    pub hash: Hash,
+    pub height: Height,
+    /// Cumulative work, big-endian hex without leading zeros.
+    pub work: String,
+    /// Blocks from the tip down to where it leaves the best chain (0 for
+    /// the best tip).
+    pub branch_len: u64,
+    /// True for the best tip, the chain this node follows.
+    pub active: bool,
+}
+
+impl TipView {
+    pub fn of(tip: &ChainTip) -> TipView {
+        TipView {
+            hash: tip.hash,
+            height: tip.height,
+            work: tip.work.clone(),
+            branch_len: tip.branch_len,
+            active: tip.active,
+        }
+    }
 }
 
 /// A mining node's miner, in `GET /status`.
@@ -50,6 +86,8 @@ pub struct MiningView {
     pub hash_rate: u64,
     /// True while it has a block to mine.
     pub working: bool,
+    /// Blocks still asked for by `POST /mine`, mined at full speed.
+    pub on_demand: u64,
 }
 
 impl MiningView {
@@ -60,6 +98,7 @@ impl MiningView {
             hashrate_limit: status.hashrate_limit,
             hash_rate: status.hash_rate,
             working: status.working,
+            on_demand: status.control.on_demand(),
         }
     }
 }
@@ -129,19 +168,35 @@ pub enum TxStatusView {
     /// In this node's mempool.
     Pending { hash: Hash },
     /// In a committed block that is not final yet (proof of work only).
-    Committed {
-        hash: Hash,
-        height: Height,
-        index: u32,
-        block_hash: Hash,
-    },
+    Committed(CommittedTx),
     /// In a final block.
-    Finalized {
-        hash: Hash,
-        height: Height,
-        index: u32,
-        block_hash: Hash,
-    },
+    Finalized(CommittedTx),
+}
+
+/// Where a committed transaction is.
+#[derive(Debug, Serialize)]
+pub struct CommittedTx {
+    pub hash: Hash,
+    pub height: Height,
+    /// Its position in the block's transactions.
+    pub index: u32,
+    pub block_hash: Hash,
+    /// Its block and the blocks on top: head height - height + 1.
+    pub confirmations: u64,
+    /// Always true: a committed transaction is on this node's chain (one a
+    /// reorganization took off is pending again, or unknown).
+    pub on_best_chain: bool,
+}
+
+/// `POST /mine`.
+#[derive(Debug, Serialize)]
+pub struct MineView {
+    /// Blocks the miner will now find at full speed (this request's and
+    /// any still left from earlier ones, at most
+    /// [`crate::miner::MAX_ON_DEMAND_BLOCKS`]).
+    pub mining: u64,
+    /// The blocks this request asked for.
+    pub requested: u64,
 }
 
 /// `GET /accounts/{address}`.

@@ -48,6 +48,7 @@ pub async fn tx(ctx: &Context, hash: &str) -> Result<(), WalletError> {
             ("height", "/height"),
             ("index", "/index"),
             ("block", "/block_hash"),
+            ("confirmations", "/confirmations"),
         ] {
             if !at(&document, pointer).is_null() {
                 pairs.push((label, plain_at(&document, pointer)));
@@ -113,35 +114,69 @@ fn block_text(block: &Value) -> String {
 pub async fn status(ctx: &Context) -> Result<(), WalletError> {
     let node = ctx.node()?;
     let s = node.get_json("/status").await?;
-    ctx.out.emit(&s, || {
-        let field = |pointer: &str| plain_at(&s, pointer);
-        let sync = if at(&s, "/syncing").as_bool() == Some(true) {
-            format!("yes, towards height {}", field("/sync_target"))
-        } else {
-            "no".to_owned()
-        };
-        fields(&[
-            ("node", node.url().to_owned()),
-            ("chain_id", field("/chain_id")),
-            ("consensus", field("/consensus")),
-            ("height", field("/height")),
-            ("finalized", field("/finalized_height")),
-            ("head", field("/head_hash")),
-            ("view", field("/view")),
-            ("phase", field("/phase")),
-            ("validator", field("/validator")),
-            ("peers", field("/peers")),
-            (
-                "mempool",
-                format!(
-                    "{} txs, {} bytes",
-                    field("/mempool_size"),
-                    field("/mempool_bytes")
-                ),
+    ctx.out.emit(&s, || status_text(node.url(), &s))
+}
+
+fn status_text(url: &str, s: &Value) -> String {
+    let field = |pointer: &str| plain_at(s, pointer);
+    let sync = if at(s, "/syncing").as_bool() == Some(true) {
+        format!("yes, towards height {}", field("/sync_target"))
+    } else {
+        "no".to_owned()
+    };
+    let mut pairs = vec![
+        ("node", url.to_owned()),
+        ("chain_id", field("/chain_id")),
+        ("consensus", field("/consensus")),
+        ("height", field("/height")),
+        ("finalized", field("/finalized_height")),
+        ("head", field("/head_hash")),
+        ("view", field("/view")),
+        ("phase", field("/phase")),
+        ("validator", field("/validator")),
+        ("peers", field("/peers")),
+        (
+            "mempool",
+            format!(
+                "{} txs, {} bytes",
+                field("/mempool_size"),
+                field("/mempool_bytes")
             ),
-            ("syncing", sync),
-        ])
-    })
+        ),
+        ("syncing", sync),
+    ];
+    // Proof of work: what makes a block final, the chain's work, the
+    // tips known, the miner.
+    if !at(s, "/confirmations").is_null() {
+        pairs.push(("confirmations", field("/confirmations")));
+        pairs.push(("work", field("/work")));
+        let tips = at(s, "/tips").as_array().map_or(0, Vec::len);
+        let stale = at(s, "/tips")
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| at(t, "/active").as_bool() == Some(false))
+            .count();
+        pairs.push(("tips", format!("{tips} ({stale} on other branches)")));
+    }
+    if !at(s, "/mining").is_null() {
+        let on_demand = at(s, "/mining/on_demand").as_u64().unwrap_or(0);
+        let mut mining = format!(
+            "{} hashes/s (limit {}), {} thread(s), paying {}",
+            field("/mining/hash_rate"),
+            field("/mining/hashrate_limit"),
+            field("/mining/threads"),
+            field("/mining/address")
+        );
+        if on_demand > 0 {
+            mining.push_str(&format!(", {on_demand} block(s) on demand"));
+        }
+        pairs.push(("mining", mining));
+    }
+    if !at(s, "/halted").is_null() {
+        pairs.push(("halted", field("/halted")));
+    }
+    fields(&pairs)
 }
 
 #[cfg(test)]
@@ -184,6 +219,44 @@ mod tests {
             justified(&text),
             "proof of work, target 1d00ffff, reward 50, nonce 12345"
         );
+    }
+
+    fn line<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key).filter(|rest| rest.starts_with(' ')))
+            .map(str::trim)
+    }
+
+    #[test]
+    fn a_proof_of_work_status_shows_finality_work_tips_and_the_miner() {
+        let status = json!({
+            "chain_id": "c", "consensus": "pow", "height": 9, "finalized_height": 4,
+            "confirmations": 6, "work": "9a",
+            "tips": [{"active": true}, {"active": false}],
+            "mining": {
+                "address": "ab", "threads": 2, "hashrate_limit": 100, "hash_rate": 98,
+                "working": true, "on_demand": 3
+            },
+            "halted": null,
+        });
+        let text = status_text("http://n", &status);
+        assert_eq!(line(&text, "confirmations"), Some("6"));
+        assert_eq!(line(&text, "work"), Some("9a"));
+        assert_eq!(line(&text, "tips"), Some("2 (1 on other branches)"));
+        assert_eq!(
+            line(&text, "mining"),
+            Some("98 hashes/s (limit 100), 2 thread(s), paying ab, 3 block(s) on demand")
+        );
+        assert_eq!(line(&text, "halted"), None);
+
+        let bft = json!({"consensus": "hotstuff", "tips": [], "work": null,
+            "confirmations": null, "mining": null, "halted": "disk full"});
+        let text = status_text("http://n", &bft);
+        assert_eq!(line(&text, "consensus"), Some("hotstuff"));
+        for key in ["confirmations", "work", "tips", "mining"] {
+            assert_eq!(line(&text, key), None, "{text}");
+        }
+        assert_eq!(line(&text, "halted"), Some("disk full"));
     }
 
     #[test]

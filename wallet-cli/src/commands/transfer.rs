@@ -8,10 +8,17 @@
 //!    `GET /accounts/{address}`; the nonce is chosen with the wallet's
 //!    memory of its own pending transfers (pending.rs).
 //! 3. `POST /txs`; a refusal is reported with the node's code.
-//! 4. `GET /txs/{hash}` every [`POLL_INTERVAL`] until `finalized`, with a
-//!    spinner on the terminal. A transaction the node stops knowing was
-//!    dropped; one not final within `--timeout` ends with exit status 5
-//!    and its hash, since it may still be committed later.
+//! 4. `GET /txs/{hash}` every [`POLL_INTERVAL`] until `finalized` (and,
+//!    with `--confirmations N`, at least N confirmations), with a spinner
+//!    on the terminal that shows the confirmations so far. `finalized` is
+//!    the node's word: on BFT chains a committed block is final; on
+//!    proof-of-work chains the node's finalized height reaches the block
+//!    once it has the genesis `confirmations` (k), and `committed` before
+//!    that is not enough, since a reorganization may still take it off
+//!    (it is then `pending` again, or unknown: dropped). A transaction
+//!    the node stops knowing was dropped; one not final within
+//!    `--timeout` ends with exit status 5 and its hash, since it may still
+//!    be committed later.
 
 use super::Context;
 use crate::cli::TransferArgs;
@@ -37,7 +44,12 @@ pub async fn transfer(ctx: &Context, args: &TransferArgs) -> Result<(), WalletEr
     let from = Address::from(keypair.public());
     let node = ctx.node()?;
 
-    let chain_id = chain_id(&node).await?;
+    let status = node.status().await?;
+    let chain_id = chain_id(&node, &status.chain_id)?;
+    let goal = Goal {
+        confirmations: args.confirmations,
+        chain_confirmations: status.confirmations,
+    };
     // Other wallets on this directory wait from here until this transfer
     // is in the book, so none of them picks the same nonce.
     let lock = BookLock::acquire(wallet.dir())?;
@@ -71,7 +83,7 @@ pub async fn transfer(ctx: &Context, args: &TransferArgs) -> Result<(), WalletEr
         eprintln!("submitted {hash} (nonce {nonce})");
     }
     let timeout = Duration::from_secs(args.timeout);
-    let done = wait_final(&node, &hash, timeout, ctx.out.json).await?;
+    let done = wait_final(&node, &hash, goal, timeout, ctx.out.json).await?;
     // Final: this nonce and every one below it are used.
     let _lock = BookLock::acquire(wallet.dir())?;
     let mut book = PendingBook::load(wallet.dir());
@@ -83,17 +95,72 @@ pub async fn transfer(ctx: &Context, args: &TransferArgs) -> Result<(), WalletEr
     outcome.status = done.status;
     outcome.height = done.height;
     outcome.block_hash = done.block_hash;
+    outcome.confirmations = done.confirmations;
     outcome.print(ctx)
 }
 
-/// The node's chain id, which every transfer signs.
-async fn chain_id(node: &Node) -> Result<ChainId, WalletError> {
-    let chain = node.status().await?.chain_id;
-    ChainId::new(&chain).map_err(|e| WalletError::BadResponse {
+/// The node's chain id (from `GET /status`), which every transfer signs.
+fn chain_id(node: &Node, chain: &str) -> Result<ChainId, WalletError> {
+    ChainId::new(chain).map_err(|e| WalletError::BadResponse {
         url: node.url().to_owned(),
         what: "GET /status".into(),
         detail: format!("chain_id: {e}"),
     })
+}
+
+/// What `transfer` waits for: the node's finality, and with
+/// `--confirmations` that many confirmations too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Goal {
+    /// `--confirmations N`.
+    pub confirmations: Option<u64>,
+    /// The chain's own k (proof of work; `GET /status`), for progress.
+    pub chain_confirmations: Option<u64>,
+}
+
+impl Goal {
+    /// Whether the transfer in `status` is where it should be. An error
+    /// (for the user) if `--confirmations` was given and the node does
+    /// not report confirmations.
+    pub fn reached(&self, status: &TxStatus) -> Result<bool, String> {
+        if status.status != "finalized" {
+            return Ok(false);
+        }
+        match (self.confirmations, status.confirmations) {
+            (None, _) => Ok(true),
+            (Some(wanted), Some(have)) => Ok(have >= wanted),
+            (Some(_), None) => Err(
+                "its answer has no \"confirmations\" (a node older than the wallet): \
+                 --confirmations needs a node that reports them"
+                    .to_owned(),
+            ),
+        }
+    }
+
+    /// The confirmations awaited, if a number is known.
+    fn awaited(&self) -> Option<u64> {
+        match (self.confirmations, self.chain_confirmations) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Where the transfer stands, for the spinner and a timeout:
+    /// `committed at height 5, 2 of 6 confirmations`.
+    pub fn progress(&self, status: &TxStatus) -> String {
+        let mut text = status.status.clone();
+        if let Some(height) = status.height {
+            text.push_str(&format!(" at height {height}"));
+        }
+        if let Some(have) = status.confirmations {
+            let plural = if have == 1 { "" } else { "s" };
+            match self.awaited() {
+                Some(awaited) => text.push_str(&format!(", {have} of {awaited} confirmations")),
+                None => text.push_str(&format!(", {have} confirmation{plural}")),
+            }
+        }
+        text
+    }
 }
 
 /// The nonce for a new transfer from `from`: the node's `pending_nonce`,
@@ -169,11 +236,13 @@ pub fn waiting_message(hash: &Hash, status: &str, waited: Duration) -> String {
     )
 }
 
-/// Polls `GET /txs/{hash}` until it is finalized, dropped, or `timeout`
-/// passes. A node that stops answering meanwhile is retried until then.
+/// Polls `GET /txs/{hash}` until it reaches `goal`, is dropped, or
+/// `timeout` passes. A node that stops answering meanwhile is retried
+/// until then.
 async fn wait_final(
     node: &Node,
     hash: &Hash,
+    goal: Goal,
     timeout: Duration,
     quiet: bool,
 ) -> Result<TxStatus, WalletError> {
@@ -192,13 +261,19 @@ async fn wait_final(
     let outcome = loop {
         spinner.set_message(waiting_message(hash, &last, start.elapsed()));
         match node.tx(hash).await {
-            Ok(status) if status.status == "finalized" => break Ok(status),
             Ok(status) => {
                 misses = 0;
-                last = match status.height {
-                    Some(height) => format!("{} at height {height}", status.status),
-                    None => status.status,
-                };
+                match goal.reached(&status) {
+                    Ok(true) => break Ok(status),
+                    Ok(false) => last = goal.progress(&status),
+                    Err(detail) => {
+                        break Err(WalletError::BadResponse {
+                            url: node.url().to_owned(),
+                            what: format!("GET /txs/{hash}"),
+                            detail,
+                        });
+                    }
+                }
             }
             Err(WalletError::Refused { code, .. }) if code == "not_found" => {
                 misses += 1;
@@ -235,6 +310,9 @@ struct Outcome {
     height: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     block_hash: Option<Hash>,
+    /// Its block and the blocks on top, when it was found final.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    confirmations: Option<u64>,
     chain_id: String,
     from: Address,
     to: Address,
@@ -251,6 +329,7 @@ impl Outcome {
             status: "pending".to_owned(),
             height: None,
             block_hash: None,
+            confirmations: None,
             chain_id: tx.chain_id.as_str().to_owned(),
             from: tx.from,
             to: tx.to,
@@ -273,6 +352,9 @@ impl Outcome {
             if let Some(block) = self.block_hash {
                 pairs.push(("block", block.to_string()));
             }
+            if let Some(confirmations) = self.confirmations {
+                pairs.push(("confirmations", confirmations.to_string()));
+            }
             pairs.extend([
                 ("from", self.from.to_string()),
                 ("to", self.to.to_string()),
@@ -288,6 +370,74 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tx(status: &str, height: Option<u64>, confirmations: Option<u64>) -> TxStatus {
+        TxStatus {
+            status: status.to_owned(),
+            height,
+            block_hash: None,
+            confirmations,
+        }
+    }
+
+    #[test]
+    fn finality_is_the_nodes_word_and_more_confirmations_can_be_asked_for() {
+        let chain = Goal {
+            confirmations: None,
+            chain_confirmations: Some(6),
+        };
+        // Committed is never enough, whatever the count says: the node's
+        // finalized height has not reached the block.
+        assert_eq!(chain.reached(&tx("committed", Some(5), Some(9))), Ok(false));
+        assert_eq!(chain.reached(&tx("pending", None, None)), Ok(false));
+        assert_eq!(chain.reached(&tx("finalized", Some(5), Some(6))), Ok(true));
+        // An older node without counts: its finality still counts.
+        assert_eq!(chain.reached(&tx("finalized", Some(5), None)), Ok(true));
+
+        let more = Goal {
+            confirmations: Some(10),
+            ..chain
+        };
+        assert_eq!(more.reached(&tx("finalized", Some(5), Some(6))), Ok(false));
+        assert_eq!(more.reached(&tx("finalized", Some(5), Some(10))), Ok(true));
+        assert_eq!(more.reached(&tx("committed", Some(5), Some(12))), Ok(false));
+        assert!(more.reached(&tx("finalized", Some(5), None)).is_err());
+        // Fewer than the chain's k: finality decides.
+        let fewer = Goal {
+            confirmations: Some(2),
+            ..chain
+        };
+        assert_eq!(fewer.reached(&tx("committed", Some(5), Some(3))), Ok(false));
+    }
+
+    #[test]
+    fn progress_shows_confirmations_of_those_awaited() {
+        let chain = Goal {
+            confirmations: None,
+            chain_confirmations: Some(6),
+        };
+        assert_eq!(
+            chain.progress(&tx("committed", Some(5), Some(2))),
+            "committed at height 5, 2 of 6 confirmations"
+        );
+        let more = Goal {
+            confirmations: Some(10),
+            ..chain
+        };
+        assert_eq!(
+            more.progress(&tx("finalized", Some(5), Some(7))),
+            "finalized at height 5, 7 of 10 confirmations"
+        );
+        let bft = Goal {
+            confirmations: None,
+            chain_confirmations: None,
+        };
+        assert_eq!(
+            bft.progress(&tx("finalized", Some(3), Some(1))),
+            "finalized at height 3, 1 confirmation"
+        );
+        assert_eq!(bft.progress(&tx("pending", None, None)), "pending");
+    }
 
     #[test]
     fn the_spinner_says_what_it_waits_for() {

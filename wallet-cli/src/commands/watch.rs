@@ -1,11 +1,19 @@
 //! `watch`: follow the node's `GET /events` stream and print each block
 //! as it is committed, until interrupted or `--count` blocks.
 //!
+//! On proof-of-work chains the stream also says when the node
+//! reorganized (`reorg`: the chain was rolled back to an ancestor, and
+//! the new branch's blocks follow) and when blocks became final
+//! (`finalized`); both are shown, and neither counts towards `--count`.
+//!
 //! With `--json` each event is one JSON object on its own line (JSON
-//! Lines): `{"event":"block","height",...}` or
+//! Lines): `{"event":"block","height",...}`,
+//! `{"event":"reorg","ancestor_height",...,"reverted":[...]}`,
+//! `{"event":"finalized","height":H}` or
 //! `{"event":"lagged","missed":N}`. A `lagged` event means the node
 //! dropped events for this slow reader; the missed blocks can be read
-//! with `phalanx-wallet block HEIGHT`.
+//! with `phalanx-wallet block HEIGHT`. Events of kinds the wallet does not
+//! know are skipped.
 
 use super::Context;
 use crate::error::WalletError;
@@ -25,6 +33,19 @@ struct BlockEvent {
 #[derive(Debug, Deserialize)]
 struct LaggedEvent {
     missed: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReorgEvent {
+    ancestor_height: u64,
+    ancestor_hash: String,
+    /// Highest first.
+    reverted: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FinalizedEvent {
+    height: u64,
 }
 
 pub async fn watch(ctx: &Context, count: Option<u64>) -> Result<(), WalletError> {
@@ -92,6 +113,29 @@ fn show(ctx: &Context, event: &Event) -> Result<bool, Shown> {
     let bad =
         |e: serde_json::Error| Shown::Bad(format!("{} event {:?}: {e}", event.event, event.data));
     match event.event.as_str() {
+        "reorg" => {
+            let reorg: ReorgEvent = serde_json::from_str(&event.data).map_err(bad)?;
+            let document = json!({
+                "event": "reorg",
+                "ancestor_height": reorg.ancestor_height,
+                "ancestor_hash": reorg.ancestor_hash,
+                "reverted": reorg.reverted,
+            });
+            ctx.out
+                .emit(&document, || reorg_text(&reorg))
+                .map_err(Shown::Stdout)?;
+            Ok(false)
+        }
+        "finalized" => {
+            let finalized: FinalizedEvent = serde_json::from_str(&event.data).map_err(bad)?;
+            let document = json!({"event": "finalized", "height": finalized.height});
+            ctx.out
+                .emit(&document, || {
+                    format!("finalized up to height {}", finalized.height)
+                })
+                .map_err(Shown::Stdout)?;
+            Ok(false)
+        }
         "block" => {
             let block: BlockEvent = serde_json::from_str(&event.data).map_err(bad)?;
             let document = json!({
@@ -133,5 +177,35 @@ fn show(ctx: &Context, event: &Event) -> Result<bool, Shown> {
             Ok(false)
         }
         _ => Ok(false),
+    }
+}
+
+/// `reorg  back to height 4 (<hash>): 2 blocks taken off: <hash of 6>, <hash of 5>`
+fn reorg_text(reorg: &ReorgEvent) -> String {
+    let count = reorg.reverted.len();
+    format!(
+        "reorg  back to height {} ({}): {count} block{} taken off: {}",
+        reorg.ancestor_height,
+        reorg.ancestor_hash,
+        if count == 1 { "" } else { "s" },
+        reorg.reverted.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reorg_names_the_ancestor_and_the_blocks_taken_off() {
+        let reorg = ReorgEvent {
+            ancestor_height: 4,
+            ancestor_hash: "aa".into(),
+            reverted: vec!["cc".into(), "bb".into()],
+        };
+        assert_eq!(
+            reorg_text(&reorg),
+            "reorg  back to height 4 (aa): 2 blocks taken off: cc, bb"
+        );
     }
 }

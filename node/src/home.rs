@@ -1,10 +1,17 @@
-//! Home directories for a local network: one per validator, each with its
-//! key file, the shared genesis and a config with its own ports. Used by
-//! the tests and by `phalanx-testnet init`.
+//! Home directories for a local network: one per node, each with its key
+//! file, the shared genesis and a config with its own ports. Used by the
+//! tests and by `phalanx-testnet init`.
+//!
+//! A BFT network ([`write_local_net`]) lists every node as a genesis
+//! validator, so the nodes find each other through genesis. A
+//! proof-of-work network ([`write_local_pow_net`]) has no committee: its
+//! genesis carries the `[pow]` parameters and no validators, and each
+//! node's config names where it listens (`p2p.listen`), every other node
+//! as a peer (`p2p.peers`), and its miner (`[mining]`).
 
 use crate::config::{CONFIG_FILE, Config, GENESIS_FILE};
 use anyhow::Context;
-use phalanx_chain::genesis::{GenesisAccount, GenesisValidator};
+use phalanx_chain::genesis::{GenesisAccount, GenesisValidator, PowParams};
 use phalanx_chain::{Address, Amount, ChainId, ConsensusKind, Genesis};
 use phalanx_crypto::Keypair;
 use phalanx_crypto::keyfile::write_key_file;
@@ -50,6 +57,16 @@ pub struct LocalNetSpec {
     pub config: Config,
 }
 
+/// What a proof-of-work network adds to a [`LocalNetSpec`].
+#[derive(Debug, Clone)]
+pub struct LocalPowSpec {
+    /// The genesis `[pow]` section.
+    pub params: PowParams,
+    /// Node i's `mining.hashrate_limit` (one entry per node); `None`: node
+    /// i does not mine (it validates and relays).
+    pub hashrate_limits: Vec<Option<u64>>,
+}
+
 /// What was created.
 #[derive(Debug, Clone)]
 pub struct LocalNet {
@@ -64,33 +81,44 @@ pub struct LocalNet {
 /// Writes `dir/node<i>/` for every validator and `dir/accounts/<j>.json`
 /// for every funded account. Refuses to overwrite existing key files.
 pub fn write_local_net(dir: &Path, spec: &LocalNetSpec) -> anyhow::Result<LocalNet> {
+    write_net(dir, spec, None)
+}
+
+/// Writes a proof-of-work network: `dir/node<i>/` for every node (each
+/// one listening on its address of `spec.nodes`, dialing all the others,
+/// mining as `pow.hashrate_limits` says) and `dir/accounts/<j>.json` for
+/// every funded account. `spec.consensus` must be `pow`.
+pub fn write_local_pow_net(
+    dir: &Path,
+    spec: &LocalNetSpec,
+    pow: &LocalPowSpec,
+) -> anyhow::Result<LocalNet> {
+    anyhow::ensure!(
+        spec.consensus == ConsensusKind::Pow,
+        "a proof-of-work network needs consensus pow, not {}",
+        spec.consensus
+    );
+    anyhow::ensure!(
+        pow.hashrate_limits.len() == spec.nodes.len(),
+        "{} hash-rate limits for {} nodes",
+        pow.hashrate_limits.len(),
+        spec.nodes.len()
+    );
+    write_net(dir, spec, Some(pow))
+}
+
+fn write_net(
+    dir: &Path,
+    spec: &LocalNetSpec,
+    pow: Option<&LocalPowSpec>,
+) -> anyhow::Result<LocalNet> {
     let validator_keys = (0..spec.nodes.len())
         .map(|_| Keypair::generate())
         .collect::<Result<Vec<_>, _>>()?;
     let account_keys = (0..spec.accounts)
         .map(|_| Keypair::generate())
         .collect::<Result<Vec<_>, _>>()?;
-    let genesis = Genesis {
-        chain_id: spec.chain_id.clone(),
-        consensus: spec.consensus,
-        genesis_time_ms: crate::driver::now_ms(),
-        validators: validator_keys
-            .iter()
-            .zip(&spec.nodes)
-            .map(|(k, addrs)| GenesisValidator {
-                public_key: k.public(),
-                address: addrs.p2p.clone(),
-            })
-            .collect(),
-        pow: None,
-        accounts: account_keys
-            .iter()
-            .map(|k| GenesisAccount {
-                address: Address::from(k.public()),
-                balance: Amount(spec.balance),
-            })
-            .collect(),
-    };
+    let genesis = genesis(spec, pow, &validator_keys, &account_keys);
     genesis.validate()?;
     let genesis_text = genesis.to_toml()?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -107,6 +135,9 @@ pub fn write_local_net(dir: &Path, spec: &LocalNetSpec) -> anyhow::Result<LocalN
         let mut config = spec.config.clone();
         config.api.listen = addrs.api_listen;
         config.p2p.listen.clone_from(&addrs.p2p_listen);
+        if let Some(pow) = pow {
+            configure_pow_node(&mut config, i, spec, pow, &validator_keys);
+        }
         api_addrs.push(config.api.listen);
         std::fs::write(home.join(CONFIG_FILE), toml::to_string(&config)?)?;
         std::fs::write(home.join(GENESIS_FILE), &genesis_text)?;
@@ -120,4 +151,71 @@ pub fn write_local_net(dir: &Path, spec: &LocalNetSpec) -> anyhow::Result<LocalN
         account_keys,
         api_addrs,
     })
+}
+
+/// The genesis: BFT networks list every node as a validator, a
+/// proof-of-work network none (and its `[pow]` section).
+fn genesis(
+    spec: &LocalNetSpec,
+    pow: Option<&LocalPowSpec>,
+    validator_keys: &[Keypair],
+    account_keys: &[Keypair],
+) -> Genesis {
+    let validators = match pow {
+        Some(_) => Vec::new(),
+        None => validator_keys
+            .iter()
+            .zip(&spec.nodes)
+            .map(|(k, addrs)| GenesisValidator {
+                public_key: k.public(),
+                address: addrs.p2p.clone(),
+            })
+            .collect(),
+    };
+    Genesis {
+        chain_id: spec.chain_id.clone(),
+        consensus: spec.consensus,
+        genesis_time_ms: crate::driver::now_ms(),
+        validators,
+        pow: pow.map(|p| p.params.clone()),
+        accounts: account_keys
+            .iter()
+            .map(|k| GenesisAccount {
+                address: Address::from(k.public()),
+                balance: Amount(spec.balance),
+            })
+            .collect(),
+    }
+}
+
+/// Node `i` of a proof-of-work network: it listens where its peers dial
+/// it (every interface for a host name), dials every other node, and
+/// mines at its limit (or not at all).
+fn configure_pow_node(
+    config: &mut Config,
+    i: usize,
+    spec: &LocalNetSpec,
+    pow: &LocalPowSpec,
+    keys: &[Keypair],
+) {
+    if let Some(addrs) = spec.nodes.get(i)
+        && config.p2p.listen.is_empty()
+    {
+        config.p2p.listen = crate::node::listen_address_for(&addrs.p2p);
+    }
+    config.p2p.peers = keys
+        .iter()
+        .zip(&spec.nodes)
+        .enumerate()
+        .filter(|(j, _)| *j != i)
+        .map(|(_, (key, addrs))| format!("{}@{}", key.public(), addrs.p2p))
+        .collect();
+    match pow.hashrate_limits.get(i).copied().flatten() {
+        Some(limit) => {
+            config.mining.enabled = true;
+            config.mining.threads = 1;
+            config.mining.hashrate_limit = limit;
+        }
+        None => config.mining.enabled = false,
+    }
 }

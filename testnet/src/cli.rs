@@ -5,6 +5,7 @@ use crate::local::check::CheckArgs;
 use crate::local::control::{DownArgs, LogsArgs, NodeArgs, PartitionArgs, StatusArgs};
 pub use crate::local::init::InitArgs;
 use crate::local::load::LoadArgs;
+use crate::local::mine::MineArgs;
 use crate::local::up::UpArgs;
 use crate::sim::scenario::{
     ByzantineSpec, Crash, DelayRange, Partition, ScenarioError, defaults, parse_duration_ms,
@@ -38,7 +39,8 @@ pub enum Command {
     /// needed) and supervise it until Ctrl-C, or leave it running with
     /// --detach.
     Up(UpArgs),
-    /// Each node: up or down, height, head, view, peers, RPC URL.
+    /// Each node: up or down, height, head, view, peers, RPC URL (proof of
+    /// work: tip, final height, work, tips known, hash rate).
     Status(StatusArgs),
     /// Stop every node (--clean also removes the directory).
     Down(DownArgs),
@@ -51,17 +53,22 @@ pub enum Command {
     /// Unfreeze a paused node (SIGCONT).
     Resume(NodeArgs),
     /// Split the network into groups that cannot reach each other, e.g.
-    /// `partition 0,1 2,3` (through the nodes' admin API).
+    /// `partition 0,1 2,3` or `partition 0,1/2,3` (BFT: through the nodes'
+    /// admin API; proof of work: by their peer lists, restarting them).
     Partition(PartitionArgs),
     /// Undo a partition.
     Heal(DirArg),
+    /// Proof of work: have a node mine N more blocks at full speed (its
+    /// rate limit lifted) and wait for them, like regtest's generate.
+    Mine(MineArgs),
     /// Print a node's log (--follow to keep printing).
     Logs(LogsArgs),
     /// Submit signed transfers at a steady rate and report throughput and
     /// submit-to-final latency.
     Load(LoadArgs),
-    /// Compare every node's blocks and state roots up to the lowest head;
-    /// exit 1 if two nodes differ.
+    /// Compare every node's blocks and state roots up to the lowest head
+    /// (proof of work: every final block, and show the tips); exit 1 if
+    /// two nodes differ.
     Check(CheckArgs),
 }
 
@@ -352,7 +359,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    use crate::local::{check, control, init, load, up};
+    use crate::local::{check, control, init, load, mine, up};
     let result = match &cli.command {
         Command::Sim(args) => return sim(args, &mut out),
         Command::Check(args) => {
@@ -372,6 +379,7 @@ pub fn main() -> ExitCode {
         Command::Resume(args) => control::pause_or_resume(args, false, &mut out),
         Command::Partition(args) => control::partition(&args.dir, &args.groups, &mut out),
         Command::Heal(dir) => control::partition(dir, &[], &mut out),
+        Command::Mine(args) => mine::mine(args, &mut out),
         Command::Logs(args) => control::logs(args, &mut out),
         Command::Load(args) => load::load(args, &mut out),
     };

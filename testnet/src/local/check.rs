@@ -9,11 +9,21 @@
 //! the check stops at the first height where two nodes differ (or a node
 //! lacks a block below its own head).
 //!
+//! With proof of work only final blocks must agree: a node's blocks above
+//! its finalized height (fewer than `confirmations` confirmations) may
+//! still lose to another branch. So each node is compared up to its own
+//! finalized height, at every height with the other nodes that hold that
+//! height final too (a block final on one node must be the block every
+//! node that calls its height final has). Then the nodes' current tips are
+//! shown as a small fork tree ([`super::forks`]): which nodes follow which
+//! tip, and where each branch leaves the heaviest one.
+//!
 //! Exit codes: 0 agreement holds, 1 two nodes differ, 2 the check could
 //! not run (no node answers, or a request failed).
 
 use super::DirArg;
-use super::client::{Block, Client};
+use super::client::{Block, Client, Status};
+use super::forks::{self, TipGroup};
 use super::net::{Network, NodeInfo};
 use anyhow::{anyhow, ensure};
 use futures::StreamExt;
@@ -56,6 +66,13 @@ pub struct CheckReport {
     pub heights_checked: u64,
     /// The first height where two nodes differ, with what each has.
     pub first_difference: Option<Difference>,
+    /// Proof of work: confirmations that make a block final.
+    pub confirmations: Option<u64>,
+    /// Proof of work: each compared node's finalized height (how far it
+    /// was compared), by node.
+    pub final_heights: Option<Vec<(usize, u64)>>,
+    /// Proof of work: the nodes' current tips, heaviest first.
+    pub tips: Option<Vec<TipGroup>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -87,14 +104,29 @@ fn print_report(r: &CheckReport, out: &mut dyn Write) -> anyhow::Result<()> {
     if !r.unreachable.is_empty() {
         writeln!(out, "not compared (no answer): nodes {:?}", r.unreachable)?;
     }
-    match &r.first_difference {
-        None => writeln!(
+    match (&r.first_difference, &r.final_heights) {
+        (None, None) => writeln!(
             out,
             "agreement holds: nodes {:?} have the same block hash and state root at every \
              height from 0 to {} ({} heights)",
             r.nodes, r.lowest_head, r.heights_checked
         )?,
-        Some(d) => {
+        (None, Some(finals)) => {
+            let finals: Vec<String> = finals
+                .iter()
+                .map(|(node, height)| format!("node {node} {height}"))
+                .collect();
+            writeln!(
+                out,
+                "agreement holds on final blocks: at every height from 0 to {}, the nodes that \
+                 hold it final (at least {} confirmations) have the same block hash and state \
+                 root (final heights: {})",
+                r.heights_checked.saturating_sub(1),
+                r.confirmations.unwrap_or(0),
+                finals.join(", ")
+            )?;
+        }
+        (Some(d), _) => {
             writeln!(
                 out,
                 "DISAGREEMENT at height {}{}:",
@@ -116,20 +148,24 @@ fn print_report(r: &CheckReport, out: &mut dyn Write) -> anyhow::Result<()> {
             }
         }
     }
+    if let Some(tips) = &r.tips {
+        forks::print_tips(tips, out)?;
+    }
     Ok(())
 }
 
 /// Compares the answering nodes of `net`.
 pub async fn compare(net: &Network, client: &Client) -> anyhow::Result<CheckReport> {
     let statuses = futures::future::join_all(net.nodes.iter().map(|n| client.status(n))).await;
-    let mut nodes: Vec<&NodeInfo> = Vec::new();
+    let confirmations = net.pow.as_ref().map(|p| p.confirmations);
+    let mut nodes: Vec<(&NodeInfo, u64)> = Vec::new();
+    let mut answered: Vec<(&NodeInfo, Status)> = Vec::new();
     let mut unreachable = Vec::new();
-    let mut lowest = u64::MAX;
     for (node, status) in net.nodes.iter().zip(statuses) {
         match status {
             Ok(s) => {
-                lowest = lowest.min(s.height.unwrap_or(0));
-                nodes.push(node);
+                nodes.push((node, compared_up_to(&s, confirmations)));
+                answered.push((node, s));
             }
             Err(_) => unreachable.push(node.index),
         }
@@ -139,15 +175,65 @@ pub async fn compare(net: &Network, client: &Client) -> anyhow::Result<CheckRepo
         "no node of {} answers: nothing to check",
         net.dir.display()
     );
-    let bar = ProgressBar::new(lowest.saturating_add(1));
+    let lowest = nodes.iter().map(|(_, h)| *h).min().unwrap_or(0);
+    // BFT: up to the lowest head, every node at every height. Proof of
+    // work: up to the highest final block, the nodes that hold it final.
+    let top = match confirmations {
+        Some(_) => nodes.iter().map(|(_, h)| *h).max().unwrap_or(0),
+        None => lowest,
+    };
+    let (checked, first_difference) = compare_heights(client, &nodes, top).await?;
+    let tips = match confirmations {
+        Some(_) => Some(forks::tips(client, &answered).await?),
+        None => None,
+    };
+    Ok(CheckReport {
+        agreement: first_difference.is_none(),
+        nodes: nodes.iter().map(|(n, _)| n.index).collect(),
+        unreachable,
+        lowest_head: lowest,
+        heights_checked: checked,
+        first_difference,
+        confirmations,
+        final_heights: confirmations.map(|_| nodes.iter().map(|(n, h)| (n.index, *h)).collect()),
+        tips,
+    })
+}
+
+/// How far a node's blocks are compared: its head (BFT: every block is
+/// final), or its finalized height with proof of work (from a node that
+/// does not say: `confirmations - 1` below its head).
+fn compared_up_to(status: &Status, confirmations: Option<u64>) -> u64 {
+    let head = status.height.unwrap_or(0);
+    match confirmations {
+        None => head,
+        Some(k) => status
+            .finalized_height
+            .unwrap_or_else(|| head.saturating_sub(k.saturating_sub(1))),
+    }
+}
+
+/// Compares heights 0 to `top`, each among the nodes compared that far,
+/// in order; stops at the first difference. Returns the heights checked
+/// and the difference.
+async fn compare_heights(
+    client: &Client,
+    nodes: &[(&NodeInfo, u64)],
+    top: u64,
+) -> anyhow::Result<(u64, Option<Difference>)> {
+    let bar = ProgressBar::new(top.saturating_add(1));
     bar.set_style(
         ProgressStyle::with_template("{spinner} check [{bar:30}] {pos}/{len} heights")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut heights = futures::stream::iter(0..=lowest)
-        .map(|h| {
-            let nodes = &nodes;
-            async move { (h, at_height(client, nodes, h).await) }
+    let mut heights = futures::stream::iter(0..=top)
+        .map(|h| async move {
+            let at: Vec<&NodeInfo> = nodes
+                .iter()
+                .filter(|(_, upto)| *upto >= h)
+                .map(|(n, _)| *n)
+                .collect();
+            (h, at_height(client, &at, h).await)
         })
         .buffered(PARALLEL_HEIGHTS);
     let mut checked = 0;
@@ -162,14 +248,7 @@ pub async fn compare(net: &Network, client: &Client) -> anyhow::Result<CheckRepo
         }
     }
     bar.finish_and_clear();
-    Ok(CheckReport {
-        agreement: first_difference.is_none(),
-        nodes: nodes.iter().map(|n| n.index).collect(),
-        unreachable,
-        lowest_head: lowest,
-        heights_checked: checked,
-        first_difference,
-    })
+    Ok((checked, first_difference))
 }
 
 /// Every node's block at `height`.

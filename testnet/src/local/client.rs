@@ -27,6 +27,50 @@ pub struct Status {
     pub peers: usize,
     pub mempool_size: usize,
     pub syncing: bool,
+    /// Why consensus halted, if it did.
+    #[serde(default)]
+    pub halted: Option<String>,
+    /// Proof of work: this node's miner (absent or null if it does not
+    /// mine).
+    #[serde(default)]
+    pub mining: Option<Mining>,
+    /// Proof of work: the head's cumulative work, hex (absent from nodes
+    /// that predate it).
+    #[serde(default)]
+    pub work: Option<String>,
+    /// Proof of work: the confirmations that make a block final.
+    #[serde(default)]
+    pub confirmations: Option<u64>,
+    /// Proof of work: the chain tips this node knows (empty from nodes
+    /// that predate the field).
+    #[serde(default)]
+    pub tips: Vec<Tip>,
+}
+
+/// `GET /status`'s `mining`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Mining {
+    /// The address its blocks pay.
+    pub address: String,
+    pub hashrate_limit: u64,
+    /// Hashes per second over the last status interval.
+    pub hash_rate: u64,
+    #[serde(default)]
+    pub working: bool,
+}
+
+/// One of `GET /status`'s `tips`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct Tip {
+    pub hash: String,
+    pub height: u64,
+    /// Cumulative work, hex.
+    pub work: String,
+    /// Blocks from the tip down to where it leaves the best chain (0 for
+    /// the best tip).
+    pub branch_len: u64,
+    /// The tip of the chain the node follows.
+    pub active: bool,
 }
 
 /// `GET /blocks/{height}`, the fields the commands read.
@@ -41,8 +85,39 @@ pub struct Block {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Header {
     pub height: u64,
+    pub parent: String,
     pub state_root: String,
     pub timestamp_ms: u64,
+    /// The proposer's address (the miner's, with proof of work).
+    pub proposer: String,
+}
+
+/// `GET /txs/{hash}`, the fields the commands read.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TxStatus {
+    /// `pending`, `committed` (proof of work: in a block not final yet) or
+    /// `finalized`.
+    pub status: String,
+    #[serde(default)]
+    pub height: Option<u64>,
+    #[serde(default)]
+    pub block_hash: Option<String>,
+    /// Proof of work: confirmations of its block (absent from nodes that
+    /// predate the field).
+    #[serde(default)]
+    pub confirmations: Option<u64>,
+    /// Proof of work: whether its block is on the node's best chain.
+    #[serde(default)]
+    pub on_best_chain: Option<bool>,
+}
+
+/// What `POST /mine` answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MineAnswer {
+    /// 202: the node mines this many more blocks without its rate limit.
+    Mining(u64),
+    /// The node has no `POST /mine` (404 or 405: it predates it).
+    Unsupported,
 }
 
 /// `GET /accounts/{address}`.
@@ -142,12 +217,59 @@ impl Client {
 
     /// True if the transaction is in a final block on `node`.
     pub async fn is_final(&self, node: &NodeInfo, hash: &str) -> anyhow::Result<bool> {
-        #[derive(Deserialize)]
-        struct TxStatus {
-            status: String,
-        }
-        let status: Option<TxStatus> = self.get_optional(node, &format!("/txs/{hash}")).await?;
+        let status = self.tx(node, hash).await?;
         Ok(status.is_some_and(|s| s.status == "finalized"))
+    }
+
+    /// `GET /txs/{hash}`, `None` if the node knows no such transaction.
+    pub async fn tx(&self, node: &NodeInfo, hash: &str) -> anyhow::Result<Option<TxStatus>> {
+        self.get_optional(node, &format!("/txs/{hash}")).await
+    }
+
+    /// `POST /mine {"blocks": N}`.
+    pub async fn mine(&self, node: &NodeInfo, blocks: u64) -> anyhow::Result<MineAnswer> {
+        let url = node.url("/mine");
+        let response = self
+            .http
+            .post(&url)
+            .json(&serde_json::json!({ "blocks": blocks }))
+            .send()
+            .await
+            .map_err(|e| anyhow!("node {}: POST {url}: {}", node.index, plain(&e)))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND
+            || status == reqwest::StatusCode::METHOD_NOT_ALLOWED
+        {
+            return Ok(MineAnswer::Unsupported);
+        }
+        let body: serde_json::Value = answer(node, "POST", &url, response).await?;
+        Ok(MineAnswer::Mining(
+            body.get("mining")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(blocks),
+        ))
+    }
+
+    /// The counter `name` from `GET /metrics`, `None` if it has none.
+    pub async fn metric(&self, node: &NodeInfo, name: &str) -> anyhow::Result<Option<f64>> {
+        let url = node.url("/metrics");
+        let text = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| anyhow!("node {}: GET {url}: {}", node.index, plain(&e)))?
+            .text()
+            .await
+            .map_err(|e| anyhow!("node {}: GET {url}: {}", node.index, plain(&e)))?;
+        Ok(text.lines().find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        }))
     }
 
     /// `POST /txs`.

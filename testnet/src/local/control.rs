@@ -2,7 +2,7 @@
 //! `pause`, `resume`, `partition`, `heal` and `logs`.
 
 use super::DirArg;
-use super::client::{Client, Status};
+use super::client::{Client, Status, Tip};
 use super::net::{self, Network, NodeInfo};
 use super::process::{self, NodeProc, Probe};
 use super::state::State;
@@ -94,6 +94,18 @@ pub struct NodeReport {
     pub peers: Option<usize>,
     pub syncing: Option<bool>,
     pub mempool_size: Option<usize>,
+    /// Why consensus halted on this node, if it did.
+    pub halted: Option<String>,
+    /// Proof of work: the head's cumulative work (hex), if the node says.
+    pub work: Option<String>,
+    /// Proof of work: the chain tips the node knows (empty if it does not
+    /// say).
+    pub tips: Vec<Tip>,
+    /// Proof of work: hashes per second over the node's last status
+    /// interval, if it mines.
+    pub hash_rate: Option<u64>,
+    /// Proof of work: its miner's limit (0: none), if it mines.
+    pub hashrate_limit: Option<u64>,
 }
 
 /// `status --json`.
@@ -105,12 +117,17 @@ pub struct StatusReport {
     pub consensus: String,
     /// True while the state file says the network is up.
     pub running: bool,
+    /// Proof of work: confirmations that make a block final.
+    pub confirmations: Option<u64>,
+    /// Proof of work: the groups a partition (by `p2p.peers`) keeps
+    /// apart, if there is one.
+    pub partition: Option<Vec<Vec<usize>>>,
     pub nodes: Vec<NodeReport>,
 }
 
 /// The pid running `node`, if any: the state file's, else one found by
 /// its home directory.
-fn live_pid(node: &NodeInfo, state: Option<&State>) -> Option<(u32, Probe)> {
+pub(super) fn live_pid(node: &NodeInfo, state: Option<&State>) -> Option<(u32, Probe)> {
     let recorded = state.and_then(|s| s.pid(node.index));
     let pid = recorded
         .filter(|pid| process::probe(*pid, &node.home) != Probe::Gone)
@@ -164,6 +181,17 @@ pub async fn gather_status(net: &Network, client: &Client) -> anyhow::Result<Sta
                 peers: status.as_ref().map(|s| s.peers),
                 syncing: status.as_ref().map(|s| s.syncing),
                 mempool_size: status.as_ref().map(|s| s.mempool_size),
+                halted: status.as_ref().and_then(|s| s.halted.clone()),
+                work: status.as_ref().and_then(|s| s.work.clone()),
+                tips: status.as_ref().map(|s| s.tips.clone()).unwrap_or_default(),
+                hash_rate: status
+                    .as_ref()
+                    .and_then(|s| s.mining.as_ref())
+                    .map(|m| m.hash_rate),
+                hashrate_limit: status
+                    .as_ref()
+                    .and_then(|s| s.mining.as_ref())
+                    .map(|m| m.hashrate_limit),
             }
         })
         .collect();
@@ -172,6 +200,8 @@ pub async fn gather_status(net: &Network, client: &Client) -> anyhow::Result<Sta
         chain_id: net.chain_id.to_string(),
         consensus: net.consensus.to_string(),
         running: state.is_some(),
+        confirmations: net.pow.as_ref().map(|p| p.confirmations),
+        partition: super::peers::partition_of(net),
         nodes,
     })
 }
@@ -189,17 +219,40 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(());
     }
+    writeln!(
+        out,
+        "{} network {} in {}",
+        report.consensus, report.chain_id, report.dir
+    )?;
+    if net.pow.is_some() {
+        print_pow_status(&report, out)?;
+    } else {
+        print_bft_status(&report, out)?;
+    }
+    for n in &report.nodes {
+        if let Some(why) = &n.halted {
+            writeln!(out, "node {} HALTED: {why}", n.index)?;
+        }
+    }
+    Ok(())
+}
+
+/// The first 12 hex digits of a hash.
+fn short_hash(hash: &str) -> String {
+    hash.chars().take(12).collect()
+}
+
+fn print_bft_status(report: &StatusReport, out: &mut dyn Write) -> anyhow::Result<()> {
     let rows: Vec<Vec<String>> = report
         .nodes
         .iter()
         .map(|n| {
-            let head: Option<String> = n.head_hash.as_ref().map(|h| h.chars().take(12).collect());
             vec![
                 n.index.to_string(),
                 n.state.to_owned(),
                 opt(n.pid),
                 opt(n.height),
-                opt(head),
+                opt(n.head_hash.as_deref().map(short_hash)),
                 opt(n.view),
                 opt(n.phase.clone()),
                 opt(n.peers),
@@ -207,11 +260,6 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    writeln!(
-        out,
-        "{} network {} in {}",
-        report.consensus, report.chain_id, report.dir
-    )?;
     super::write_table(
         out,
         &[
@@ -219,6 +267,79 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         ],
         &rows,
     )?;
+    Ok(())
+}
+
+/// Proof of work: per node its tip (height, hash, work), the highest
+/// final block, the tips it knows, its hash rate, peers; then the
+/// partition, if there is one.
+fn print_pow_status(report: &StatusReport, out: &mut dyn Write) -> anyhow::Result<()> {
+    use super::pow::{short_number, work_value};
+    let rows: Vec<Vec<String>> = report
+        .nodes
+        .iter()
+        .map(|n| {
+            let mining = match (n.hash_rate, n.hashrate_limit) {
+                (Some(rate), Some(0)) => format!("{} H/s", short_number(rate as f64)),
+                (Some(rate), Some(limit)) => format!(
+                    "{}/{} H/s",
+                    short_number(rate as f64),
+                    short_number(limit as f64)
+                ),
+                _ if n.state == "up" => "not mining".into(),
+                _ => "-".into(),
+            };
+            let tips = if n.tips.is_empty() {
+                "-".into()
+            } else {
+                n.tips.len().to_string()
+            };
+            vec![
+                n.index.to_string(),
+                n.state.to_owned(),
+                opt(n.pid),
+                opt(n.height),
+                opt(n.head_hash.as_deref().map(short_hash)),
+                opt(n.finalized_height),
+                opt(n.work.as_deref().and_then(work_value).map(short_number)),
+                tips,
+                mining,
+                opt(n.peers),
+                n.rpc.clone(),
+            ]
+        })
+        .collect();
+    super::write_table(
+        out,
+        &[
+            "node", "state", "pid", "height", "tip", "final", "work", "tips", "mining", "peers",
+            "rpc",
+        ],
+        &rows,
+    )?;
+    if let Some(k) = report.confirmations {
+        writeln!(
+            out,
+            "a block is final with {k} confirmations; `phalanx-testnet check` compares final \
+             blocks and shows the tips"
+        )?;
+    }
+    if let Some(groups) = &report.partition {
+        let groups: Vec<String> = groups
+            .iter()
+            .map(|g| {
+                g.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        writeln!(
+            out,
+            "partitioned: {} (each node dials only its group; `phalanx-testnet heal` undoes it)",
+            groups.join(" / ")
+        )?;
+    }
     Ok(())
 }
 
@@ -447,8 +568,20 @@ fn parse_group(net: &Network, text: &str) -> anyhow::Result<Vec<PublicKey>> {
 }
 
 /// Runs `partition` (`groups` non-empty) or `heal` (`groups` empty).
+/// Groups are separate arguments (`0,1 2,3`) or separated by slashes
+/// (`0,1/2,3`, as `sim --partition` writes them).
 pub fn partition(dir: &DirArg, groups: &[String], out: &mut dyn Write) -> anyhow::Result<()> {
     let net = Network::open(&dir.dir)?;
+    let groups: Vec<String> = groups
+        .iter()
+        .flat_map(|g| g.split('/'))
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if net.pow.is_some() {
+        return partition_pow(&net, &groups, out);
+    }
     let (path, body) = if groups.is_empty() {
         ("/admin/heal", serde_json::json!({}))
     } else {
@@ -505,6 +638,30 @@ pub fn partition(dir: &DirArg, groups: &[String], out: &mut dyn Write) -> anyhow
         );
     }
     Ok(())
+}
+
+/// `partition` and `heal` on a proof-of-work network: by the nodes' peer
+/// lists ([`super::peers`]).
+fn partition_pow(net: &Network, groups: &[String], out: &mut dyn Write) -> anyhow::Result<()> {
+    // The nodes are restarted from here: only a network that runs here.
+    super::up::check_hosts(net)?;
+    let mut named = Vec::with_capacity(groups.len());
+    let mut seen = std::collections::BTreeSet::new();
+    for group in groups {
+        let keys = parse_group(net, group)?;
+        let indices: std::collections::BTreeSet<usize> = net
+            .nodes
+            .iter()
+            .filter(|n| keys.contains(&n.key))
+            .map(|n| n.index)
+            .collect();
+        if let Some(twice) = indices.iter().find(|i| !seen.insert(**i)) {
+            bail!("node {twice} is in more than one group");
+        }
+        named.push(indices);
+    }
+    let groups = super::peers::complete_groups(net, named);
+    super::peers::apply(net, &groups, out)
 }
 
 /// Runs `logs`.

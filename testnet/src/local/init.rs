@@ -1,17 +1,21 @@
 //! `phalanx-testnet init`, and the network creation `up` shares with it:
 //! keys, a genesis with funded accounts, one config per node with the
 //! admin API on (`[testnet] admin_api = true`), and Byzantine behaviours
-//! written into the chosen nodes' configs.
+//! written into the chosen nodes' configs. A proof-of-work network's
+//! nodes are its miners ([`super::pow`]): `--validators N` makes N of them.
 
 use super::net::{
     self, DEFAULT_BASE_PORT, DEFAULT_DIR, Host, MAX_ACCOUNTS, MAX_VALIDATORS, Network,
 };
+use super::pow::{PowArgs, PowPlan};
 use crate::sim::scenario::ByzantineSpec;
-use anyhow::{Context, anyhow, ensure};
+use anyhow::{Context, anyhow, bail, ensure};
 use phalanx_chain::ConsensusKind;
 use phalanx_consensus::Byzantine;
 use phalanx_node::config::{CONFIG_FILE, Config};
-use phalanx_node::home::{LocalNetSpec, NodeAddrs, write_local_net};
+use phalanx_node::home::{
+    LocalNetSpec, LocalPowSpec, NodeAddrs, write_local_net, write_local_pow_net,
+};
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -23,10 +27,12 @@ pub const ACCOUNT_BALANCE: u64 = 1_000_000_000;
 /// `phalanx-testnet init`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct InitArgs {
-    /// How many validators (default: 4, or one per `--hosts` entry).
+    /// How many validators, or miners with --consensus pow (default: 4,
+    /// or one per `--hosts` entry).
     #[arg(long)]
     pub validators: Option<usize>,
-    /// The protocol the validators run (pow does not run in nodes yet).
+    /// The protocol the nodes run: a BFT committee (hotstuff, pbft) or
+    /// proof of work (pow: every node mines).
     #[arg(long, default_value = "hotstuff", value_parser = crate::cli::consensus_kind())]
     pub consensus: ConsensusKind,
     /// Where to write node0/, node1/, ... and accounts/.
@@ -54,6 +60,8 @@ pub struct InitArgs {
     /// stale-qc; pbft also skip-height, reorder and withhold.
     #[arg(long, value_name = "SPEC")]
     pub byzantine: Vec<ByzantineSpec>,
+    #[command(flatten)]
+    pub pow: PowArgs,
     /// Short timeouts and batch delay (for tests).
     #[arg(long, hide = true)]
     pub quick: bool,
@@ -70,6 +78,26 @@ pub struct NetSpec {
     pub accounts: usize,
     pub chain_id: String,
     pub quick: bool,
+    /// Proof of work: the genesis and the miners (`None` for BFT).
+    pub pow: Option<PowPlan>,
+}
+
+/// The proof-of-work plan for a new network of `consensus` with `nodes`
+/// nodes: `None` for BFT, which takes no proof-of-work flag.
+pub fn pow_plan(
+    consensus: ConsensusKind,
+    nodes: usize,
+    args: &PowArgs,
+) -> anyhow::Result<Option<PowPlan>> {
+    if consensus.is_bft() {
+        ensure!(
+            !args.any(),
+            "--hashrate, --block-interval, --confirmations and --total-hashrate are for \
+             --consensus pow, not {consensus}"
+        );
+        return Ok(None);
+    }
+    args.resolve(nodes).map(Some)
 }
 
 /// The config every node of a local network starts from.
@@ -156,11 +184,6 @@ pub fn node_addrs(
 /// Writes a new network to `dir` (which must not hold one).
 pub fn create(dir: &Path, spec: &NetSpec) -> anyhow::Result<()> {
     ensure!(
-        spec.consensus.is_bft(),
-        "--consensus {}: proof of work does not run in nodes yet; use hotstuff or pbft",
-        spec.consensus
-    );
-    ensure!(
         (1..=MAX_VALIDATORS).contains(&spec.validators),
         "--validators must be between 1 and {MAX_VALIDATORS}"
     );
@@ -177,17 +200,30 @@ pub fn create(dir: &Path, spec: &NetSpec) -> anyhow::Result<()> {
     let mut config = node_config(spec.quick);
     // The admin API has no authentication: only on loopback.
     config.testnet.admin_api = spec.hosts.is_empty();
-    write_local_net(
-        dir,
-        &LocalNetSpec {
-            chain_id: phalanx_chain::ChainId::new(&spec.chain_id)?,
-            consensus: spec.consensus,
-            nodes,
-            accounts: spec.accounts,
-            balance: ACCOUNT_BALANCE,
-            config,
-        },
-    )?;
+    let local = LocalNetSpec {
+        chain_id: phalanx_chain::ChainId::new(&spec.chain_id)?,
+        consensus: spec.consensus,
+        nodes,
+        accounts: spec.accounts,
+        balance: ACCOUNT_BALANCE,
+        config,
+    };
+    match (&spec.pow, spec.consensus.is_bft()) {
+        (None, true) => write_local_net(dir, &local)?,
+        (Some(plan), false) => write_local_pow_net(
+            dir,
+            &local,
+            &LocalPowSpec {
+                params: plan.params()?,
+                hashrate_limits: plan.hashrate_limits(),
+            },
+        )?,
+        (Some(_), true) => bail!("a {} network takes no proof-of-work plan", spec.consensus),
+        (None, false) => bail!(
+            "--consensus {}: a proof-of-work plan is needed",
+            spec.consensus
+        ),
+    };
     Ok(())
 }
 
@@ -261,6 +297,27 @@ pub fn print_nodes(net: &Network, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A proof-of-work network's genesis in one line: block interval,
+/// confirmations, total hash rate and the hashes a block takes.
+pub fn print_pow(net: &Network, out: &mut dyn Write) -> anyhow::Result<()> {
+    let Some(pow) = &net.pow else {
+        return Ok(());
+    };
+    let total: u64 = net.nodes.iter().filter_map(|n| n.hashrate_limit).sum();
+    writeln!(
+        out,
+        "proof of work: a block every {} s on average ({} hashes at {} H/s in all), final after \
+         {} confirmations; initial target {}, limit {}",
+        pow.block_interval_ms as f64 / 1_000.0,
+        super::pow::short_number(super::pow::hashes_per_block(pow.initial_target)),
+        super::pow::short_number(total as f64),
+        pow.confirmations,
+        pow.initial_target,
+        pow.target_limit
+    )?;
+    Ok(())
+}
+
 /// How to send from the faucet with the wallet, ready to paste (`--rpc`
 /// added when node 0 is not where the wallet looks by default).
 pub fn print_wallet_commands(net: &Network, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -287,6 +344,15 @@ pub fn print_wallet_commands(net: &Network, out: &mut dyn Write) -> anyhow::Resu
         out,
         "  phalanx-wallet{rpc_flag} transfer --from faucet --to {to} --amount 10"
     )?;
+    if let Some(pow) = &net.pow {
+        writeln!(
+            out,
+            "  (it waits for {} confirmations: about {} s at a block every {} s)",
+            pow.confirmations,
+            pow.confirmations * pow.block_interval_ms / 1_000,
+            pow.block_interval_ms as f64 / 1_000.0
+        )?;
+    }
     Ok(())
 }
 
@@ -313,17 +379,21 @@ pub fn init(args: &InitArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             accounts: args.accounts,
             chain_id: args.chain_id.clone(),
             quick: args.quick,
+            pow: pow_plan(args.consensus, validators, &args.pow)?,
         },
     )?;
     apply_byzantine(&args.out, args.consensus, validators, &args.byzantine)?;
     let net = Network::open(&args.out)?;
     writeln!(
         out,
-        "wrote a {}-validator network to {}",
+        "wrote a {}-{} {} network to {}",
         net.nodes.len(),
+        net.member_noun(),
+        net.consensus,
         net.dir.display()
     )?;
     print_nodes(&net, out)?;
+    print_pow(&net, out)?;
     writeln!(
         out,
         "faucet key: {} (address {})",
@@ -427,6 +497,7 @@ mod tests {
             accounts: 2,
             chain_id: "hosts-test".into(),
             quick: false,
+            pow: None,
         };
         create(dir.path(), &spec).unwrap();
         let net = Network::open(dir.path()).unwrap();
@@ -446,7 +517,7 @@ mod tests {
     }
 
     #[test]
-    fn pbft_networks_are_made_and_pow_is_refused() {
+    fn pbft_networks_are_made() {
         let dir = tempfile::tempdir().unwrap();
         let spec = NetSpec {
             validators: 2,
@@ -456,23 +527,81 @@ mod tests {
             accounts: 1,
             chain_id: "pbft-test".into(),
             quick: false,
+            pow: None,
         };
         create(dir.path(), &spec).unwrap();
         assert_eq!(
             Network::open(dir.path()).unwrap().consensus,
             ConsensusKind::Pbft
         );
-        let pow = tempfile::tempdir().unwrap();
-        let spec = NetSpec {
-            consensus: ConsensusKind::Pow,
-            ..spec
+        let err = pow_plan(
+            ConsensusKind::Pbft,
+            2,
+            &PowArgs {
+                confirmations: Some(3),
+                ..PowArgs::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("are for --consensus pow, not pbft"), "{err}");
+    }
+
+    #[test]
+    fn pow_networks_are_miners_that_dial_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let pow = PowArgs {
+            hashrate: vec![(phalanx_chain::ValidatorIndex(2), 40)],
+            block_interval: Some(2_000),
+            confirmations: Some(4),
+            total_hashrate: Some(10_000),
         };
-        let err = create(pow.path(), &spec).unwrap_err().to_string();
+        let spec = NetSpec {
+            validators: 3,
+            consensus: ConsensusKind::Pow,
+            base_port: 30200,
+            hosts: Vec::new(),
+            accounts: 2,
+            chain_id: "pow-test".into(),
+            quick: true,
+            pow: pow_plan(ConsensusKind::Pow, 3, &pow).unwrap(),
+        };
+        create(dir.path(), &spec).unwrap();
+        let net = Network::open(dir.path()).unwrap();
+        assert_eq!(net.consensus, ConsensusKind::Pow);
+        let params = net.pow.clone().unwrap();
+        assert_eq!(params.confirmations, 4);
+        assert_eq!(params.block_interval_ms, 2_000);
+        // 10,000 H/s for 2 s: 20,000 hashes a block.
+        let per_block = crate::local::pow::hashes_per_block(params.initial_target);
+        assert!((19_990.0..20_010.0).contains(&per_block), "{per_block}");
+        assert!(params.target_limit > params.initial_target);
+        let limits: Vec<Option<u64>> = net.nodes.iter().map(|n| n.hashrate_limit).collect();
+        assert_eq!(limits, vec![Some(3_000), Some(3_000), Some(4_000)]);
+        for node in &net.nodes {
+            assert!(!node.validator);
+            assert_eq!(
+                node.p2p,
+                format!("/ip4/127.0.0.1/tcp/{}", 30200 + 2 * node.index)
+            );
+            let config = Config::load(&node.home).unwrap();
+            assert!(config.mining.enabled);
+            assert_eq!(config.mining.threads, 1);
+            assert_eq!(config.p2p.listen, node.p2p);
+            assert_eq!(config.p2p.peers.len(), 2);
+            assert!(config.testnet.admin_api);
+            let genesis = phalanx_node::config::load_genesis(&node.home).unwrap();
+            assert!(genesis.validators.is_empty());
+            assert_eq!(genesis.accounts.len(), 2);
+        }
+        assert!(net.nodes[0].role().starts_with("miner (3.00k H/s)"));
+        let mut out = Vec::new();
+        print_pow(&net, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
         assert!(
-            err.contains("proof of work does not run in nodes yet"),
-            "{err}"
+            text.contains("a block every 2 s on average") && text.contains("after 4 confirmations"),
+            "{text}"
         );
-        assert!(!net::exists(pow.path()));
     }
 
     #[test]

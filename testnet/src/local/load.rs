@@ -20,8 +20,12 @@
 //! read once, so a `lagged` event or a dropped stream loses nothing. A
 //! transaction's latency runs from just before its `POST /txs` to the
 //! arrival of the event of the block that holds it (on BFT chains a
-//! committed block is final). If the stream fails, the follower polls
-//! `GET /status` and tries the next node.
+//! committed block is final). With proof of work a committed block may
+//! still be reverted, so the follower goes by the stream's `finalized`
+//! events instead (and the node's `finalized_height` when it polls): a
+//! transaction's latency runs to the moment its block has the genesis
+//! `confirmations`. If the stream fails, the follower polls `GET /status`
+//! and tries the next node.
 
 use super::DirArg;
 use super::client::{Client, Submitted};
@@ -108,6 +112,9 @@ pub struct LoadReport {
     pub latency_ms_p95: Option<u64>,
     pub latency_ms_p99: Option<u64>,
     pub latency_ms_max: Option<u64>,
+    /// Proof of work: latency runs to the block's finality (`confirmations`
+    /// blocks), not its commit.
+    pub final_only: bool,
     /// The last error a request got, if any.
     pub last_error: Option<String>,
 }
@@ -270,11 +277,16 @@ fn print_report(r: &LoadReport, out: &mut dyn Write) -> anyhow::Result<()> {
     let ms = |v: Option<u64>| v.map_or_else(|| "-".into(), |v| format!("{v} ms"));
     writeln!(
         out,
-        "latency    p50 {}, p95 {}, p99 {}, max {} (submission to committed block)",
+        "latency    p50 {}, p95 {}, p99 {}, max {} (submission to {})",
         ms(r.latency_ms_p50),
         ms(r.latency_ms_p95),
         ms(r.latency_ms_p99),
-        ms(r.latency_ms_max)
+        ms(r.latency_ms_max),
+        if r.final_only {
+            "final block: k confirmations"
+        } else {
+            "committed block"
+        }
     )?;
     Ok(())
 }
@@ -295,11 +307,12 @@ async fn run(
     planned: u64,
 ) -> anyhow::Result<LoadReport> {
     let statuses = futures::future::join_all(net.nodes.iter().map(|n| client.status(n))).await;
+    let final_only = net.pow.is_some();
     let mut start_height = 0;
     let mut live: Vec<NodeInfo> = Vec::new();
     for (node, status) in net.nodes.iter().zip(statuses) {
         if let Ok(status) = status {
-            start_height = start_height.max(status.height.unwrap_or(0));
+            start_height = start_height.max(followed_height(&status, final_only));
             live.push(node.clone());
         }
     }
@@ -320,7 +333,10 @@ async fn run(
         live.clone(),
         Arc::clone(&tracker),
         stop_rx,
-        start_height,
+        Followed {
+            last: start_height,
+            final_only,
+        },
     ));
     let mut report = LoadReport {
         target_tps: args.tps,
@@ -341,6 +357,7 @@ async fn run(
         latency_ms_p95: None,
         latency_ms_p99: None,
         latency_ms_max: None,
+        final_only,
         last_error: None,
     };
     let start = Instant::now();
@@ -564,14 +581,34 @@ async fn drain(tracker: &Mutex<Tracker>, limit: Duration) {
     bar.finish_and_clear();
 }
 
-/// Follows committed blocks on the first node of `nodes` (the next one if
-/// it fails) and marks their transactions final.
+/// How far the follower has read, and what it follows.
+#[derive(Debug, Clone, Copy)]
+struct Followed {
+    /// The last height whose transactions were marked final.
+    last: u64,
+    /// Proof of work: only final blocks (`finalized` events and heights),
+    /// not every committed one.
+    final_only: bool,
+}
+
+/// The height a follower reads up to on a node: its head, or its highest
+/// final block with proof of work.
+fn followed_height(status: &super::client::Status, final_only: bool) -> u64 {
+    if final_only {
+        status.finalized_height.unwrap_or(0)
+    } else {
+        status.height.unwrap_or(0)
+    }
+}
+
+/// Follows committed (proof of work: final) blocks on the first node of
+/// `nodes` (the next one if it fails) and marks their transactions final.
 async fn follow(
     client: Client,
     nodes: Vec<NodeInfo>,
     tracker: Arc<Mutex<Tracker>>,
     mut stop: watch::Receiver<bool>,
-    mut last: u64,
+    mut last: Followed,
 ) {
     let mut which = 0;
     while !*stop.borrow() {
@@ -611,7 +648,7 @@ async fn read_events(
     mut response: reqwest::Response,
     tracker: &Mutex<Tracker>,
     stop: &mut watch::Receiver<bool>,
-    last: &mut u64,
+    last: &mut Followed,
 ) -> bool {
     let mut buffer = String::new();
     loop {
@@ -629,7 +666,12 @@ async fn read_events(
                 buffer.push_str(&String::from_utf8_lossy(&bytes));
                 while let Some(end) = buffer.find("\n\n") {
                     let event: String = buffer.drain(..end + 2).collect();
-                    if let Some(height) = block_height(&event)
+                    let kind = if last.final_only {
+                        "finalized"
+                    } else {
+                        "block"
+                    };
+                    if let Some(height) = event_height(&event, kind)
                         && catch_up(client, node, Some(height), tracker, last)
                             .await
                             .is_err()
@@ -647,7 +689,14 @@ async fn read_events(
 }
 
 /// The height of a `block` event.
+#[cfg(test)]
 fn block_height(event: &str) -> Option<u64> {
+    event_height(event, "block")
+}
+
+/// The height of an event named `kind` (`block`, or `finalized` with
+/// proof of work).
+fn event_height(event: &str, kind: &str) -> Option<u64> {
     let mut name = None;
     let mut data = None;
     for line in event.lines() {
@@ -657,27 +706,29 @@ fn block_height(event: &str) -> Option<u64> {
             data = Some(v.trim());
         }
     }
-    if name != Some("block") {
+    if name != Some(kind) {
         return None;
     }
     let value: serde_json::Value = serde_json::from_str(data?).ok()?;
     value.get("height")?.as_u64()
 }
 
-/// Reads the blocks above `last` up to `head` (or the node's height) and
-/// marks their transactions final now.
+/// Reads the blocks above `last` up to `head` (or the node's height, or
+/// with proof of work its finalized height) and marks their transactions
+/// final now.
 async fn catch_up(
     client: &Client,
     node: &NodeInfo,
     head: Option<u64>,
     tracker: &Mutex<Tracker>,
-    last: &mut u64,
+    followed: &mut Followed,
 ) -> anyhow::Result<()> {
     let seen = Instant::now();
     let head = match head {
         Some(h) => h,
-        None => client.status(node).await?.height.unwrap_or(0),
+        None => followed_height(&client.status(node).await?, followed.final_only),
     };
+    let last = &mut followed.last;
     let to = head.min(last.saturating_add(MAX_CATCH_UP));
     while *last < to {
         let height = *last + 1;
@@ -712,6 +763,11 @@ mod tests {
     fn block_events_give_their_height() {
         let event = "event: block\ndata: {\"height\":12,\"hash\":\"00\",\"tx_count\":1,\"timestamp_ms\":0}\n\n";
         assert_eq!(block_height(event), Some(12));
+        // Proof of work: final heights come as `finalized` events.
+        let finalized = "event: finalized\ndata: {\"height\":3}\n\n";
+        assert_eq!(event_height(finalized, "finalized"), Some(3));
+        assert_eq!(block_height(finalized), None);
+        assert_eq!(event_height(event, "finalized"), None);
         assert_eq!(
             block_height("event: lagged\ndata: {\"missed\":3}\n\n"),
             None

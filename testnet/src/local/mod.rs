@@ -1,6 +1,6 @@
 //! Local networks of real `phalanx-node` processes: `phalanx-testnet up`,
 //! `status`, `down`, `kill`, `restart`, `pause`, `resume`, `partition`,
-//! `heal`, `logs`, `load` and `check`.
+//! `heal`, `logs`, `load`, `check` and (proof of work) `mine`.
 //!
 //! # Design
 //!
@@ -18,6 +18,15 @@
 //! `BASE + 2k`), and its admin API is off; the commands reach its API at
 //! the host of its genesis address. `up` refuses such a network unless
 //! every host is this machine ([`up::check_hosts`]).
+//!
+//! **Proof of work** (`--consensus pow`, [`pow`]): the nodes are miners.
+//! Genesis lists no validators; each node's config says where it listens
+//! and names every other node in `p2p.peers`, and its `[mining]` limit is
+//! its share of the network's hash rate, from which the genesis target is
+//! set. `mine` lifts one node's limit for N blocks ([`mine`]); `check`
+//! compares final blocks only and draws the tips ([`forks`]); `partition`
+//! and `heal` work on the peer lists instead of the admin API
+//! ([`peers`]).
 //!
 //! **Processes are tracked in a state file** (`DIR/testnet.json`,
 //! [`state`]) that exists while the network is up: the node binary, each
@@ -42,7 +51,8 @@
 //! submits them at a steady rate across nodes, following the chain through
 //! one node's `GET /events` stream to time each transaction from submission
 //! to its committed block. `check` compares every node's block hash (and
-//! so state root) at every height up to the lowest head.
+//! so state root) at every height up to the lowest head (with proof of
+//! work: every final block).
 //!
 //! Every wait has a deadline, every queue and table a bound (in-flight
 //! requests, pending transactions per account, samples kept, lines read
@@ -51,9 +61,13 @@
 pub mod check;
 pub mod client;
 pub mod control;
+pub mod forks;
 pub mod init;
 pub mod load;
+pub mod mine;
 pub mod net;
+pub mod peers;
+pub mod pow;
 pub mod process;
 pub mod state;
 pub mod supervise;

@@ -2,8 +2,13 @@
 //! directories (config.toml, genesis.toml, key, data, node.log) and
 //! `accounts/<j>.json`, read back from disk so that every command works on
 //! a directory made by an earlier one.
+//!
+//! Where a node is dialed comes from genesis on a BFT chain (every node is
+//! a validator there). A proof-of-work genesis lists no one: a node is
+//! dialed where the other nodes' `p2p.peers` say, or at its `p2p.listen`.
 
 use anyhow::{Context, anyhow, bail};
+use phalanx_chain::genesis::PowParams;
 use phalanx_chain::{ChainId, ConsensusKind};
 use phalanx_crypto::PublicKey;
 use std::fmt;
@@ -39,8 +44,14 @@ pub struct NodeInfo {
     pub p2p_listen: String,
     /// Its node key (the validator key).
     pub key: PublicKey,
+    /// True if genesis lists it as a validator (every node of a BFT
+    /// network; none with proof of work).
+    pub validator: bool,
     /// `consensus.byzantine` from its config, if set.
     pub byzantine: Option<String>,
+    /// Proof of work: its `mining.hashrate_limit` if it mines (0:
+    /// unlimited), `None` if it does not.
+    pub hashrate_limit: Option<u64>,
 }
 
 impl NodeInfo {
@@ -58,11 +69,17 @@ impl NodeInfo {
         self.home.join(LOG_FILE)
     }
 
-    /// "validator" or "byzantine (BEHAVIOUR)".
+    /// "validator", "miner (375.00k H/s)" (its limit), "node" (proof of
+    /// work, not mining) or "byzantine (BEHAVIOUR)".
     pub fn role(&self) -> String {
-        match &self.byzantine {
-            Some(b) => format!("byzantine ({b})"),
-            None => "validator".into(),
+        match (&self.byzantine, self.hashrate_limit) {
+            (Some(b), _) => format!("byzantine ({b})"),
+            (None, Some(0)) => "miner (unlimited)".into(),
+            (None, Some(limit)) => {
+                format!("miner ({} H/s)", super::pow::short_number(limit as f64))
+            }
+            (None, None) if self.validator => "validator".into(),
+            (None, None) => "node".into(),
         }
     }
 
@@ -188,7 +205,82 @@ pub struct Network {
     pub chain_id: ChainId,
     /// The protocol its genesis names.
     pub consensus: ConsensusKind,
+    /// Its genesis `[pow]` section (proof of work only).
+    pub pow: Option<PowParams>,
     pub nodes: Vec<NodeInfo>,
+}
+
+/// Node `index` of a network whose homes are `homes`.
+fn node_info(
+    index: usize,
+    home: &Path,
+    loaded: &phalanx_node::node::Home,
+    homes: &[(PathBuf, phalanx_node::node::Home)],
+) -> anyhow::Result<NodeInfo> {
+    let key = loaded.key.public();
+    let in_genesis = loaded
+        .genesis
+        .validators
+        .iter()
+        .find(|v| v.public_key == key)
+        .map(|v| v.address.clone());
+    let p2p = match in_genesis {
+        Some(address) => address,
+        None if loaded.genesis.consensus.is_bft() => {
+            bail!("node {index}: its key is not a validator in its genesis.toml")
+        }
+        None => dialed_at(&key, homes)
+            .or_else(|| {
+                (!loaded.config.p2p.listen.is_empty()).then(|| loaded.config.p2p.listen.clone())
+            })
+            .ok_or_else(|| {
+                anyhow!(
+                    "node {index}: neither its p2p.listen nor another node's p2p.peers says \
+                     where it is reached"
+                )
+            })?,
+    };
+    let p2p_listen = if loaded.config.p2p.listen.is_empty() {
+        phalanx_node::node::listen_address_for(&p2p)
+    } else {
+        loaded.config.p2p.listen.clone()
+    };
+    let api = loaded.config.api.listen;
+    let rpc_host = if api.ip().is_unspecified() {
+        host_of_multiaddr(&p2p).unwrap_or(Host::Ip(IpAddr::from([127, 0, 0, 1])))
+    } else {
+        Host::Ip(api.ip())
+    };
+    Ok(NodeInfo {
+        index,
+        home: home.to_owned(),
+        api,
+        rpc_host,
+        p2p,
+        p2p_listen,
+        key,
+        validator: loaded
+            .genesis
+            .validators
+            .iter()
+            .any(|v| v.public_key == key),
+        byzantine: loaded.config.consensus.byzantine.clone(),
+        hashrate_limit: loaded
+            .config
+            .mining
+            .enabled
+            .then_some(loaded.config.mining.hashrate_limit),
+    })
+}
+
+/// Where the other nodes dial `key`, from their `p2p.peers`.
+fn dialed_at(key: &PublicKey, homes: &[(PathBuf, phalanx_node::node::Home)]) -> Option<String> {
+    homes
+        .iter()
+        .flat_map(|(_, h)| &h.config.p2p.peers)
+        .filter_map(|peer| phalanx_node::config::parse_peer(peer).ok())
+        .find(|(peer, _)| peer == key)
+        .map(|(_, address)| address)
 }
 
 /// The address (public key, hex) in a key file.
@@ -222,8 +314,7 @@ impl Network {
         let dir = dir
             .canonicalize()
             .with_context(|| format!("resolving {}", dir.display()))?;
-        let mut nodes = Vec::new();
-        let mut chain = None;
+        let mut homes = Vec::new();
         for index in 0..MAX_VALIDATORS {
             let home = dir.join(format!("node{index}"));
             if !home.is_dir() {
@@ -231,47 +322,39 @@ impl Network {
             }
             let loaded = phalanx_node::node::load_home(&home)
                 .with_context(|| format!("reading node {index} in {}", home.display()))?;
-            let key = loaded.key.public();
-            let p2p = loaded
-                .genesis
-                .validators
-                .iter()
-                .find(|v| v.public_key == key)
-                .map(|v| v.address.clone())
-                .ok_or_else(|| {
-                    anyhow!("node {index}: its key is not a validator in its genesis.toml")
-                })?;
-            let p2p_listen = if loaded.config.p2p.listen.is_empty() {
-                phalanx_node::node::listen_address_for(&p2p)
-            } else {
-                loaded.config.p2p.listen.clone()
-            };
-            let api = loaded.config.api.listen;
-            let rpc_host = if api.ip().is_unspecified() {
-                host_of_multiaddr(&p2p).unwrap_or(Host::Ip(IpAddr::from([127, 0, 0, 1])))
-            } else {
-                Host::Ip(api.ip())
-            };
-            chain.get_or_insert((loaded.genesis.chain_id.clone(), loaded.genesis.consensus));
-            nodes.push(NodeInfo {
-                index,
-                home,
-                api,
-                rpc_host,
-                p2p,
-                p2p_listen,
-                key,
-                byzantine: loaded.config.consensus.byzantine.clone(),
-            });
+            homes.push((home, loaded));
         }
-        let (chain_id, consensus) =
-            chain.ok_or_else(|| anyhow!("{} has no node0/", dir.display()))?;
+        let (chain_id, consensus, pow) = homes
+            .first()
+            .map(|(_, h)| {
+                (
+                    h.genesis.chain_id.clone(),
+                    h.genesis.consensus,
+                    h.genesis.pow.clone(),
+                )
+            })
+            .ok_or_else(|| anyhow!("{} has no node0/", dir.display()))?;
+        let nodes = homes
+            .iter()
+            .enumerate()
+            .map(|(index, (home, loaded))| node_info(index, home, loaded, &homes))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Network {
             dir,
             chain_id,
             consensus,
+            pow,
             nodes,
         })
+    }
+
+    /// "validator" on a BFT network, "miner" with proof of work.
+    pub fn member_noun(&self) -> &'static str {
+        if self.consensus.is_bft() {
+            "validator"
+        } else {
+            "miner"
+        }
     }
 
     /// Node `index`, or an error naming the valid range.

@@ -1,11 +1,13 @@
 //! `phalanx-testnet up`: creates the network if needed, checks its ports,
 //! starts the nodes, waits until every node answers and a quorum has a
-//! final block, prints how to reach it, then either returns (`--detach`)
-//! or supervises it in the foreground until Ctrl-C.
+//! final block (proof of work: every node has a new block), prints how to
+//! reach it, then either returns (`--detach`) or supervises it in the
+//! foreground until Ctrl-C.
 
 use super::client::Client;
 use super::init::{self, NetSpec};
 use super::net::{self, DEFAULT_DIR, Network};
+use super::pow::PowArgs;
 use super::process::{self, NodeProc, Probe};
 use super::state::State;
 use super::{Signals, supervise};
@@ -20,11 +22,12 @@ use std::time::{Duration, Instant};
 /// `phalanx-testnet up`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct UpArgs {
-    /// Validators of a new network [default: 4].
+    /// Validators of a new network, or miners with --consensus pow
+    /// [default: 4].
     #[arg(long)]
     pub validators: Option<usize>,
-    /// The protocol of a new network (pow does not run in nodes yet)
-    /// [default: hotstuff].
+    /// The protocol of a new network: a BFT committee (hotstuff, pbft) or
+    /// proof of work (pow: every node mines) [default: hotstuff].
     #[arg(long, value_parser = crate::cli::consensus_kind())]
     pub consensus: Option<ConsensusKind>,
     /// The network's directory (created if it holds no network).
@@ -56,6 +59,8 @@ pub struct UpArgs {
     /// Give up if the network is not healthy within this many seconds.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
+    #[command(flatten)]
+    pub pow: PowArgs,
     /// Short timeouts and batch delay in a new network's configs (tests).
     #[arg(long, hide = true)]
     pub quick: bool,
@@ -190,13 +195,17 @@ fn prepare(dir: &Path, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result<()>
                 accounts: args.accounts,
                 chain_id: args.chain_id.clone(),
                 quick: args.quick,
+                pow: init::pow_plan(consensus, validators, &args.pow)?,
             },
         )?;
+        let created = Network::open(dir)?;
         writeln!(
             out,
-            "created a {validators}-validator {consensus} network in {}",
+            "created a {validators}-{} {consensus} network in {}",
+            created.member_noun(),
             dir.display()
         )?;
+        init::print_pow(&created, out)?;
     }
     let net = Network::open(dir)?;
     init::apply_byzantine(dir, net.consensus, net.nodes.len(), &args.byzantine)
@@ -209,8 +218,9 @@ fn check_flags_agree(net: &Network, args: &UpArgs) -> anyhow::Result<()> {
         && wanted != net.nodes.len()
     {
         bail!(
-            "{dir} holds a {}-validator network; add --fresh to replace it with {wanted}",
-            net.nodes.len()
+            "{dir} holds a {}-{} network; add --fresh to replace it with {wanted}",
+            net.nodes.len(),
+            net.member_noun()
         );
     }
     if let Some(wanted) = args.consensus
@@ -233,6 +243,44 @@ fn check_flags_agree(net: &Network, args: &UpArgs) -> anyhow::Result<()> {
             "{dir} holds a network on other ports (node 0's peer port is {}); add --fresh to \
              replace it",
             base.map_or_else(|| "not a TCP port".into(), |p| p.to_string())
+        );
+    }
+    check_pow_flags_agree(net, &args.pow)
+}
+
+/// Refuses proof-of-work flags that describe another network than `net`.
+fn check_pow_flags_agree(net: &Network, args: &PowArgs) -> anyhow::Result<()> {
+    if !args.any() {
+        return Ok(());
+    }
+    let dir = net.dir.display();
+    let Some(pow) = &net.pow else {
+        bail!(
+            "{dir} holds a {} network: the proof-of-work flags do not apply to it",
+            net.consensus
+        );
+    };
+    let plan = args.resolve(net.nodes.len())?;
+    let limits: Vec<Option<u64>> = net.nodes.iter().map(|n| n.hashrate_limit).collect();
+    let differs = [
+        (
+            args.block_interval.is_some() && plan.block_interval_ms != pow.block_interval_ms,
+            "--block-interval",
+        ),
+        (
+            args.confirmations.is_some() && plan.confirmations != pow.confirmations,
+            "--confirmations",
+        ),
+        (
+            (!args.hashrate.is_empty() || args.total_hashrate.is_some())
+                && plan.hashrate_limits() != limits,
+            "--hashrate/--total-hashrate",
+        ),
+    ];
+    if let Some((_, flag)) = differs.iter().find(|(d, _)| *d) {
+        bail!(
+            "{dir} holds a proof-of-work network made with other settings than {flag} asks for; \
+             add --fresh to replace it"
         );
     }
     Ok(())
@@ -342,7 +390,9 @@ pub fn death_report(p: &mut NodeProc, net: &Network) -> String {
 /// Waits until every node answers `GET /status` and a quorum has made a
 /// block final above the height the network started at (block 1 for a new
 /// network: a restarted chain must show that it moves again), showing
-/// progress; fails at once if a node dies.
+/// progress; fails at once if a node dies. With proof of work a block is
+/// final only `confirmations` blocks later, so the wait is for every node
+/// to have a new block (mined, and spread to all: they are connected).
 async fn wait_healthy(
     client: &Client,
     net: &Network,
@@ -350,7 +400,8 @@ async fn wait_healthy(
     limit: Duration,
 ) -> anyhow::Result<()> {
     let n = net.nodes.len();
-    let quorum = net.quorum();
+    let pow = !net.consensus.is_bft();
+    let quorum = if pow { n } else { net.quorum() };
     let bar = ProgressBar::new(n as u64 + 1);
     bar.set_style(
         ProgressStyle::with_template("{spinner} starting [{bar:24}] {pos}/{len} {msg}")
@@ -373,7 +424,13 @@ async fn wait_healthy(
         let heights: Vec<u64> = statuses
             .iter()
             .flatten()
-            .map(|s| s.finalized_height.unwrap_or(0))
+            .map(|s| {
+                if pow {
+                    s.height.unwrap_or(0)
+                } else {
+                    s.finalized_height.unwrap_or(0)
+                }
+            })
             .collect();
         if answering == n && start_height.is_none() {
             start_height = heights.iter().max().copied();
@@ -386,6 +443,11 @@ async fn wait_healthy(
         bar.set_position((answering + usize::from(finals >= quorum)) as u64);
         bar.set_message(if answering < n {
             format!("{answering}/{n} nodes answer")
+        } else if pow {
+            format!(
+                "waiting for block {} to be mined and reach every node ({finals}/{n})",
+                from + 1
+            )
         } else {
             format!(
                 "waiting for block {} to be final ({finals}/{quorum} nodes)",
@@ -411,9 +473,14 @@ async fn wait_healthy(
                      `phalanx-testnet status` and `phalanx-testnet logs I`"
                 ),
             };
+            let what = if pow {
+                format!("a block above height {from} (all {n} should)")
+            } else {
+                format!("a final block above height {from} (a quorum is {quorum})")
+            };
             bail!(
                 "the network was not healthy within {} s: {answering}/{n} nodes answer, {finals} \
-                 have a final block above height {from} (a quorum is {quorum}){hint}",
+                 have {what}{hint}",
                 limit.as_secs()
             );
         }

@@ -1003,7 +1003,7 @@ mod tests {
         let err = with(ConsensusKind::Pow, "0:silent")
             .unwrap_err()
             .to_string();
-        assert!(err.ends_with("they have selfish"), "{err}");
+        assert!(err.ends_with("they have selfish, double-spend"), "{err}");
         with(ConsensusKind::Pow, "0:selfish").unwrap();
 
         let mut s = Scenario::new(4);

@@ -102,10 +102,10 @@ fn bad_input_is_refused_clearly() {
         "{}",
         text(&out.stderr)
     );
-    let out = sim(&["--consensus", "pow"]);
+    let out = sim(&["--consensus", "pow", "--hashrate", "0:150%"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).contains("not built yet"),
+        text(&out.stderr).contains("--hashrate shares add up to 150 %"),
         "{}",
         text(&out.stderr)
     );

@@ -139,8 +139,12 @@ fn the_stale_rate_follows_delay_over_interval() {
 /// Eyal and Sirer: a selfish pool with gamma = 0 (honest miners keep the
 /// block they saw first, `--first-seen-ties`) earns more than its share
 /// above alpha = 1/3 and less below, as their revenue formula says. Each
-/// run is 2,000 blocks with no finality in the way (1,000 confirmations,
-/// the paper's model has none); the revenue is measured per run and the
+/// run is 2,000 blocks with finality too deep to get in the way (100
+/// confirmations: the paper's model has none, and a private lead of 100
+/// blocks has probability about (2/3)^100). Not 1,000: with nothing final,
+/// the replicas' bounded speculative states (1,024) fill up and are
+/// cleared, and blocks whose parent's state is gone are dropped (a weak
+/// point noted in issue 11). The revenue is measured per run and the
 /// tolerance is four standard errors of the mean over the runs.
 #[test]
 fn a_selfish_miner_earns_what_eyal_and_sirer_predict() {
@@ -150,7 +154,7 @@ fn a_selfish_miner_earns_what_eyal_and_sirer_predict() {
         s.byzantine.insert(ValidatorIndex(0), Byzantine::Selfish);
         s.hashrate.insert(ValidatorIndex(0), percent);
         s.first_seen_ties = true;
-        s.confirmations = 1_000;
+        s.confirmations = 100;
         let runs = reports(s, seeds.clone());
         let revenue: Vec<f64> = runs
             .iter()

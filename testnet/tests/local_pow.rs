@@ -205,19 +205,34 @@ impl Net {
         Network::open(self.path()).unwrap()
     }
 
+    /// What a failure report shows: `status`, then each node's warnings
+    /// and the end of its log.
     fn logs(&self) -> String {
         let Ok(net) = Network::open(self.path()) else {
             return String::new();
         };
-        net.nodes
-            .iter()
-            .map(|n| {
-                format!(
-                    "--- node {} ---\n{}",
-                    n.index,
-                    phalanx_testnet::local::process::tail(&n.log(), 25)
-                )
-            })
+        let status = testnet()
+            .args(["status", "--dir"])
+            .arg(self.path())
+            .timeout(Duration::from_secs(30))
+            .output()
+            .map(|o| text(&o.stdout))
+            .unwrap_or_default();
+        let nodes = net.nodes.iter().map(|n| {
+            let log = std::fs::read_to_string(n.log()).unwrap_or_default();
+            let warnings: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+                .collect();
+            let warnings = warnings[warnings.len().saturating_sub(10)..].join("\n");
+            format!(
+                "--- node {} (its last warnings, then its last lines) ---\n{warnings}\n...\n{}",
+                n.index,
+                phalanx_testnet::local::process::tail(&n.log(), 15)
+            )
+        });
+        std::iter::once(status)
+            .chain(nodes)
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -256,6 +271,15 @@ impl Net {
             .ok()
             .flatten()
             .map(|b| b.hash)
+    }
+
+    /// The highest height where nodes `a` and `b` have the same block.
+    fn fork_height(&self, a: usize, b: usize) -> Option<u64> {
+        let top = self.status(a)?.height?.min(self.status(b)?.height?);
+        (0..=top).rev().find(|h| {
+            let block = self.block_hash(a, *h);
+            block.is_some() && block == self.block_hash(b, *h)
+        })
     }
 
     fn tx(&self, node: usize, hash: &str) -> Option<TxStatus> {
@@ -303,23 +327,26 @@ impl Net {
 fn four_miners_converge_on_one_chain() {
     let _serial = serial();
     let net = Net::new();
-    let out = net.up_pow(&["--confirmations", "3"]);
+    // Six confirmations: a node that two blocks at one height left on a
+    // branch of its own catches up by block sync once it is 8 blocks
+    // behind the other three, before its own branch could become final.
+    let out = net.up_pow(&["--confirmations", "6"]);
     assert!(out.contains("created a 4-miner pow network"), "{out}");
     assert!(out.contains("a block every 1 s on average"), "{out}");
     assert!(out.contains("miner (25.00k H/s)"), "{out}");
-    assert!(out.contains("it waits for 3 confirmations"), "{out}");
+    assert!(out.contains("it waits for 6 confirmations"), "{out}");
 
     // Miners, not validators: no committee in genesis, each dials the
     // three others and mines at its quarter of the total.
     let network = net.network();
-    assert_eq!(network.pow.as_ref().unwrap().confirmations, 3);
+    assert_eq!(network.pow.as_ref().unwrap().confirmations, 6);
     for node in &network.nodes {
         assert!(!node.validator);
         assert_eq!(node.hashrate_limit, Some(25_000));
     }
     let status: Value = serde_json::from_str(&net.ok(&["status", "--json"])).unwrap();
     assert_eq!(status["consensus"], "pow");
-    assert_eq!(status["confirmations"], 3);
+    assert_eq!(status["confirmations"], 6);
     assert_eq!(status["partition"], Value::Null);
     for node in status["nodes"].as_array().unwrap() {
         assert_eq!(node["state"], "up");
@@ -331,7 +358,7 @@ fn four_miners_converge_on_one_chain() {
     }
 
     // The wallet works against a miner like against any node: the
-    // transfer returns once it is final (3 confirmations).
+    // transfer returns once it is final (6 confirmations).
     let faucet = net.path().join("accounts/0.json");
     net.wallet(0, &["import", "--name", "faucet", faucet.to_str().unwrap()]);
     let alice: Value =
@@ -397,45 +424,46 @@ fn four_miners_converge_on_one_chain() {
 fn a_healed_partition_leaves_one_chain_and_the_losing_sides_transfer_is_settled() {
     let _serial = serial();
     let net = Net::new();
-    // Nodes 0 and 1 have 80 % of the hash rate: their side almost surely
-    // outgrows the other, whose branch stays well under the 10
-    // confirmations that would make it final.
-    net.up_pow(&[
+    // One miner a side: node 0 with 80 % of the hash rate, node 2 with
+    // 20 % (nodes 1 and 3 only validate and relay). Node 0's side almost
+    // surely outgrows the other, whose branch stays well under the 10
+    // confirmations that would make it final; and no side has two miners
+    // that could split it at a tie.
+    let out = net.up_pow(&[
         "--confirmations",
         "10",
         "--hashrate",
-        "0:40%",
+        "0:80%",
         "--hashrate",
-        "1:40%",
+        "2:20%",
     ]);
+    assert!(out.contains("miner (80.00k H/s)"), "{out}");
+    assert!(out.contains("1     node"), "{out}");
     let out = net.ok(&["partition", "0,1/2,3"]);
     assert!(out.contains("node 0: dials nodes 1"), "{out}");
     assert!(out.contains("node 3: dials nodes 2"), "{out}");
     let status: Value = serde_json::from_str(&net.ok(&["status", "--json"])).unwrap();
     assert_eq!(status["partition"], serde_json::json!([[0, 1], [2, 3]]));
     assert!(net.ok(&["status"]).contains("partitioned: 0,1 / 2,3"));
-    let fork = net
-        .statuses()
-        .iter()
-        .filter_map(|s| s.height)
-        .max()
-        .unwrap();
 
     // A transfer to the side that will lose: only nodes 2 and 3 see it.
     let hash = net.transfer(2, 0, 7);
+    let mut fork = 0;
     net.wait(
         "two branches, the transfer in a block on nodes 2 and 3",
         |n| {
             let s = n.statuses();
-            let on_side_b = n
-                .tx(2, &hash)
-                .is_some_and(|t| t.status != "pending" && t.height.is_some_and(|h| h > fork));
-            s[0].head_hash == s[1].head_hash
+            let split = s[0].head_hash == s[1].head_hash
                 && s[2].head_hash == s[3].head_hash
-                && s[0].head_hash != s[2].head_hash
-                && s[0].height.unwrap() > fork
-                && s[2].height.unwrap() > fork
-                && on_side_b
+                && s[0].head_hash != s[2].head_hash;
+            let Some(common) = split.then(|| n.fork_height(0, 2)).flatten() else {
+                return false;
+            };
+            fork = common;
+            let both_grew =
+                n.block_hash(0, fork + 1).is_some() && n.block_hash(2, fork + 1).is_some();
+            let on_side_b = n.tx(2, &hash).is_some_and(|t| t.status != "pending");
+            both_grew && on_side_b
         },
     );
     assert!(net.tx(0, &hash).is_none(), "side A knows the transfer");

@@ -443,6 +443,10 @@ pub fn restart(args: &NodeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let (net, mut state) = open_node(&args.dir, args.node)?;
     let node = net.node(args.node)?.clone();
     if let Some((pid, _)) = live_pid(&node, Some(&state)) {
+        // Recorded as stopped first: a supervisor does not take the stop
+        // for a death.
+        state.set_pid(node.index, None);
+        state.save(&net.dir)?;
         let mut procs = [NodeProc {
             index: node.index,
             pid,

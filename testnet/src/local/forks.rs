@@ -234,6 +234,7 @@ mod tests {
             validator: false,
             byzantine: None,
             hashrate_limit: Some(1),
+            dials: 3,
         }
     }
 

@@ -52,6 +52,9 @@ pub struct NodeInfo {
     /// Proof of work: its `mining.hashrate_limit` if it mines (0:
     /// unlimited), `None` if it does not.
     pub hashrate_limit: Option<u64>,
+    /// How many peers its config names (`p2p.peers`): with proof of work,
+    /// the nodes it connects to.
+    pub dials: usize,
 }
 
 impl NodeInfo {
@@ -270,6 +273,7 @@ fn node_info(
             .mining
             .enabled
             .then_some(loaded.config.mining.hashrate_limit),
+        dials: loaded.config.p2p.peers.len(),
     })
 }
 

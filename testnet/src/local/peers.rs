@@ -174,8 +174,9 @@ fn restart_all(
     mut running: Vec<NodeProc>,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    // Recorded as stopped first: if a start fails, the state file does
-    // not name a pid that is gone.
+    // Recorded as stopped first: a supervisor does not take the stops for
+    // deaths, and if a start fails the state file names no pid that is
+    // gone.
     for p in &running {
         state.set_pid(p.index, None);
     }

@@ -4,7 +4,9 @@
 //! another terminal sends the latter).
 //!
 //! Each second it re-reads the state file, so a node that `restart` started
-//! again is followed under its new pid. The status line is a spinner on a
+//! again is followed under its new pid, and a node that a command stopped
+//! on purpose (the state file no longer names its pid) is not reported
+//! dead. The status line is a spinner on a
 //! terminal; without one (output to a file), a plain line every
 //! [`PLAIN_EVERY`].
 
@@ -100,6 +102,12 @@ pub async fn supervise(
         follow_restarts(procs, &state, net);
         for p in procs.iter_mut() {
             if reported.get(&p.index) == Some(&p.pid) || p.probe() != Probe::Gone {
+                continue;
+            }
+            if state.pid(p.index) != Some(p.pid) {
+                // Another command stopped it on purpose (`restart`, or
+                // `partition` on proof of work) and recorded so first.
+                reported.insert(p.index, p.pid);
                 continue;
             }
             let report = death_report(p, net);

@@ -1,8 +1,8 @@
 //! `phalanx-testnet up`: creates the network if needed, checks its ports,
 //! starts the nodes, waits until every node answers and a quorum has a
-//! final block (proof of work: every node has a new block), prints how to
-//! reach it, then either returns (`--detach`) or supervises it in the
-//! foreground until Ctrl-C.
+//! final block (proof of work: every node holds the same new block),
+//! prints how to reach it, then either returns (`--detach`) or supervises
+//! it in the foreground until Ctrl-C.
 
 use super::client::Client;
 use super::init::{self, NetSpec};
@@ -392,7 +392,8 @@ pub fn death_report(p: &mut NodeProc, net: &Network) -> String {
 /// network: a restarted chain must show that it moves again), showing
 /// progress; fails at once if a node dies. With proof of work a block is
 /// final only `confirmations` blocks later, so the wait is for every node
-/// to have a new block (mined, and spread to all: they are connected).
+/// to be connected to all its peers and to hold the same new block
+/// ([`pow_settled`]).
 async fn wait_healthy(
     client: &Client,
     net: &Network,
@@ -437,6 +438,7 @@ async fn wait_healthy(
         }
         let from = start_height.unwrap_or(0);
         let finals = match start_height {
+            Some(from) if pow => pow_settled(client, net, &statuses, from + 1).await,
             Some(from) => heights.iter().filter(|h| **h > from).count(),
             None => 0,
         };
@@ -445,7 +447,7 @@ async fn wait_healthy(
             format!("{answering}/{n} nodes answer")
         } else if pow {
             format!(
-                "waiting for block {} to be mined and reach every node ({finals}/{n})",
+                "waiting for block {} to be mined and reach every node, connected ({finals}/{n})",
                 from + 1
             )
         } else {
@@ -474,7 +476,11 @@ async fn wait_healthy(
                 ),
             };
             let what = if pow {
-                format!("a block above height {from} (all {n} should)")
+                format!(
+                    "the same block {} and all their peers (all {n} should; see `phalanx-testnet \
+                     check` for the tips)",
+                    from + 1
+                )
             } else {
                 format!("a final block above height {from} (a quorum is {quorum})")
             };
@@ -486,6 +492,45 @@ async fn wait_healthy(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Proof of work: how many nodes are connected to every peer their config
+/// names and hold the block at `height` that most nodes of their group
+/// hold (one group, or those of a partition, [`super::peers`]). A miner
+/// that started before its peers found blocks of its own; until the nodes
+/// share the new block, they are not one network yet.
+async fn pow_settled(
+    client: &Client,
+    net: &Network,
+    statuses: &[anyhow::Result<super::client::Status>],
+    height: u64,
+) -> usize {
+    let mut hashes: Vec<Option<String>> = Vec::with_capacity(net.nodes.len());
+    for (node, status) in net.nodes.iter().zip(statuses) {
+        let connected = status
+            .as_ref()
+            .is_ok_and(|s| s.height.unwrap_or(0) >= height && s.peers >= node.dials);
+        let block = match connected {
+            true => client.block(node, height).await.ok().flatten(),
+            false => None,
+        };
+        hashes.push(block.map(|b| b.hash));
+    }
+    let groups = super::peers::partition_of(net)
+        .unwrap_or_else(|| vec![net.nodes.iter().map(|n| n.index).collect()]);
+    groups
+        .iter()
+        .map(|group| {
+            let held: Vec<&String> = group
+                .iter()
+                .filter_map(|i| hashes.get(*i).and_then(Option::as_ref))
+                .collect();
+            held.iter()
+                .map(|h| held.iter().filter(|x| *x == h).count())
+                .max()
+                .unwrap_or(0)
+        })
+        .sum()
 }
 
 /// The table of nodes, the faucet and a wallet command to paste.

@@ -351,6 +351,10 @@ fn four_miners_converge_on_one_chain() {
     for node in status["nodes"].as_array().unwrap() {
         assert_eq!(node["state"], "up");
         assert_eq!(node["hashrate_limit"], 25_000, "{node}");
+        // The node's chain tips (its own, at least) and their work.
+        assert!(node["work"].is_string(), "{node}");
+        let tips = node["tips"].as_array().unwrap();
+        assert!(tips.iter().any(|t| t["active"] == true), "{node}");
     }
     let table = net.ok(&["status"]);
     for column in ["tip", "final", "work", "tips", "mining"] {
@@ -404,6 +408,7 @@ fn four_miners_converge_on_one_chain() {
         assert!(height >= after, "{report}");
     }
     let tips = report["tips"].as_array().unwrap();
+    assert!(tips[0]["work"].is_string(), "{report}");
     let on_tips: usize = tips
         .iter()
         .map(|t| t["nodes"].as_array().unwrap().len())

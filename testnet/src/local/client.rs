@@ -57,6 +57,10 @@ pub struct Mining {
     pub hash_rate: u64,
     #[serde(default)]
     pub working: bool,
+    /// Blocks `POST /mine` still asks for (absent from nodes that predate
+    /// it).
+    #[serde(default)]
+    pub on_demand: Option<u64>,
 }
 
 /// One of `GET /status`'s `tips`.

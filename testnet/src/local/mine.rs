@@ -4,7 +4,9 @@
 //! It asks node I (`POST /mine {"blocks": N}`) to mine N more blocks
 //! without its hash-rate limit, then follows the node's chain until N
 //! blocks above where it started pay the node's mining address (blocks
-//! it mined that a reorganization took off its chain do not count), and
+//! it mined that a reorganization took off its chain do not count), or,
+//! once the node has mined what it was asked for (`mining.on_demand` is
+//! 0: some of its blocks lost a race), until the chain grew by N; and
 //! prints the new height. A node that predates `POST /mine` (404) is not
 //! asked: it mines at its configured rate among the others, and the
 //! command waits for the chain to grow by N blocks, whoever mines them.
@@ -25,7 +27,7 @@ use std::time::{Duration, Instant};
 /// How often the node is polled.
 const POLL: Duration = Duration::from_millis(250);
 /// Most blocks `mine` asks for at once.
-pub const MAX_BLOCKS: u64 = 10_000;
+pub const MAX_BLOCKS: u64 = 1_000;
 
 /// `phalanx-testnet mine`.
 #[derive(Debug, Clone, clap::Args)]
@@ -135,7 +137,8 @@ async fn run(
         if let Ok(status) = &status {
             let height = status.height.unwrap_or(0);
             follow(client, node, &address, start, height, &mut followed).await?;
-            let (done, mined) = progress(goal, &followed, start, height);
+            let on_demand = status.mining.as_ref().and_then(|m| m.on_demand);
+            let (done, mined) = progress(goal, &followed, start, height, on_demand);
             bar.set_position(done.min(blocks));
             bar.set_message(format!("height {height}, {mined} mined by node {i}"));
             if done >= blocks {
@@ -170,12 +173,23 @@ async fn run(
     Ok(())
 }
 
-/// Blocks done towards `goal`, and blocks the node mined.
-fn progress(goal: Goal, followed: &Followed, start: u64, height: u64) -> (u64, u64) {
+/// Blocks done towards `goal`, and blocks the node mined. `on_demand`:
+/// the blocks the node has still to mine at full speed (`None`: it does
+/// not say).
+fn progress(
+    goal: Goal,
+    followed: &Followed,
+    start: u64,
+    height: u64,
+    on_demand: Option<u64>,
+) -> (u64, u64) {
     let mined = followed.mined(height);
+    let grown = height.saturating_sub(start);
     match goal {
+        // Its last block mined, the chain counts.
+        Goal::MinedBy { .. } if on_demand == Some(0) => (mined.max(grown), mined),
         Goal::MinedBy { .. } => (mined, mined),
-        Goal::Grown { .. } => (height.saturating_sub(start), mined),
+        Goal::Grown { .. } => (grown, mined),
     }
 }
 
@@ -232,10 +246,21 @@ mod tests {
         assert_eq!(f.mined(14), 3);
         assert_eq!(f.mined(12), 1);
         assert_eq!(
-            progress(Goal::MinedBy { n: 3 }, &f, 10, 14),
+            progress(Goal::MinedBy { n: 3 }, &f, 10, 14, Some(1)),
             (3, 3),
             "mined by the node"
         );
-        assert_eq!(progress(Goal::Grown { n: 3 }, &f, 10, 14), (4, 3));
+        assert_eq!(progress(Goal::Grown { n: 3 }, &f, 10, 14, None), (4, 3));
+        // The node has mined what it was asked for, but one of its blocks
+        // lost a race: the chain's growth counts.
+        f.blocks.insert(13, ("other".into(), false));
+        assert_eq!(
+            progress(Goal::MinedBy { n: 3 }, &f, 10, 14, Some(1)),
+            (2, 2)
+        );
+        assert_eq!(
+            progress(Goal::MinedBy { n: 3 }, &f, 10, 14, Some(0)),
+            (4, 2)
+        );
     }
 }

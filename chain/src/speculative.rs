@@ -9,7 +9,12 @@
 //! block whose parent has no state yet (it arrived through catch-up and was
 //! never validated here) is executed from the nearest ancestor that has one,
 //! using blocks remembered earlier ([`Speculative::observe`]). Both maps are
-//! bounded and pruned on every commit.
+//! bounded and pruned on every commit. At the bound, a block on the
+//! store's chain goes first (the lowest of them): its state can be read
+//! back through undo records, and its block from the store. Only when
+//! none of the lowest [`EVICTION_SCAN`] entries is on the chain does the
+//! lowest entry of a side branch go, and a block built on it is then
+//! reported as [`SpeculativeError::StateUnavailable`], never as invalid.
 //!
 //! The node and the deterministic simulator both use it, each with its own
 //! store and transaction pool.
@@ -22,11 +27,15 @@ use crate::store::{Head, Store, StoreError};
 use crate::tx::Transaction;
 use crate::types::{Address, Height};
 use phalanx_crypto::{ChainId, Hash};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Speculative states (and, separately, remembered blocks) kept at most by
 /// default.
 pub const DEFAULT_MAX_SPECULATIVE_BLOCKS: usize = 1_024;
+
+/// Entries (lowest first) looked at for one on the store's chain before
+/// the lowest is evicted anyway.
+pub const EVICTION_SCAN: usize = 64;
 
 #[derive(Debug)]
 struct State {
@@ -116,7 +125,11 @@ pub struct Speculative {
     rules: Rules,
     max_blocks: usize,
     states: HashMap<Hash, State>,
+    /// `states` by height, lowest first, for eviction.
+    states_by_height: BTreeSet<(Height, Hash)>,
     known: HashMap<Hash, Block>,
+    /// `known` by height.
+    known_by_height: BTreeSet<(Height, Hash)>,
 }
 
 impl Speculative {
@@ -126,7 +139,9 @@ impl Speculative {
             rules,
             max_blocks: max_blocks.max(1),
             states: HashMap::new(),
+            states_by_height: BTreeSet::new(),
             known: HashMap::new(),
+            known_by_height: BTreeSet::new(),
         }
     }
 
@@ -141,7 +156,9 @@ impl Speculative {
     /// Forgets everything (a crash).
     pub fn clear(&mut self) {
         self.states.clear();
+        self.states_by_height.clear();
         self.known.clear();
+        self.known_by_height.clear();
     }
 
     /// Speculative states held.
@@ -158,7 +175,7 @@ impl Speculative {
     pub fn observe<S: Store + ?Sized>(&mut self, store: &S, block: &Block) {
         let finalized = store.finalized_height().ok().flatten();
         if finalized.is_none_or(|h| block.header.height > h) {
-            self.remember(block);
+            self.remember(store, block);
         }
     }
 
@@ -188,7 +205,7 @@ impl Speculative {
         S: Store + ?Sized,
         F: FnOnce(&dyn StateView) -> Vec<Transaction>,
     {
-        self.remember(parent);
+        self.remember(store, parent);
         self.ensure_state(store, parent)?;
         let head = head_of(store)?;
         let unavailable = SpeculativeError::StateUnavailable {
@@ -206,7 +223,7 @@ impl Speculative {
         }
         let (block, changes) = builder.finish(timestamp_ms, justification)?;
         drop(view);
-        self.record(&block, changes);
+        self.record(store, &block, changes);
         Ok(block)
     }
 
@@ -221,7 +238,7 @@ impl Speculative {
         if self.states.contains_key(&block.hash()) {
             return Ok(());
         }
-        self.remember(parent);
+        self.remember(store, parent);
         self.ensure_state(store, parent)?;
         self.execute(store, block)
     }
@@ -265,8 +282,19 @@ impl Speculative {
     /// Forgets states and blocks at or below `finalized`: nothing can build
     /// on them any more.
     pub fn prune(&mut self, finalized: Height) {
-        self.states.retain(|_, s| s.header.height > finalized);
-        self.known.retain(|_, b| b.header.height > finalized);
+        let Some(above) = finalized.0.checked_add(1) else {
+            self.clear();
+            return;
+        };
+        let first_kept = (Height(above), Hash::default());
+        let kept = self.states_by_height.split_off(&first_kept);
+        for (_, hash) in std::mem::replace(&mut self.states_by_height, kept) {
+            self.states.remove(&hash);
+        }
+        let kept = self.known_by_height.split_off(&first_kept);
+        for (_, hash) in std::mem::replace(&mut self.known_by_height, kept) {
+            self.known.remove(&hash);
+        }
     }
 
     /// The state after block `hash`: layers down to the head or to a
@@ -435,30 +463,55 @@ impl Speculative {
         let result = execute_block(&self.rules, &parent_header, &view, &acc, block);
         drop(view);
         let changes = result?;
-        self.record(block, changes);
+        self.record(store, block, changes);
         Ok(())
     }
 
-    fn remember(&mut self, block: &Block) {
-        if self.known.len() >= self.max_blocks {
-            self.known.clear();
+    fn remember<S: Store + ?Sized>(&mut self, store: &S, block: &Block) {
+        let hash = block.hash();
+        if self.known.contains_key(&hash) {
+            return;
         }
-        self.known.insert(block.hash(), block.clone());
+        if self.known.len() >= self.max_blocks
+            && let Some(victim) = evict(store, &mut self.known_by_height)
+        {
+            self.known.remove(&victim);
+        }
+        self.known_by_height.insert((block.header.height, hash));
+        self.known.insert(hash, block.clone());
     }
 
-    fn record(&mut self, block: &Block, changes: StateChanges) {
-        if self.states.len() >= self.max_blocks {
-            self.states.clear();
+    fn record<S: Store + ?Sized>(&mut self, store: &S, block: &Block, changes: StateChanges) {
+        self.remember(store, block);
+        let hash = block.hash();
+        if !self.states.contains_key(&hash)
+            && self.states.len() >= self.max_blocks
+            && let Some(victim) = evict(store, &mut self.states_by_height)
+        {
+            self.states.remove(&victim);
         }
-        self.remember(block);
+        self.states_by_height.insert((block.header.height, hash));
         self.states.insert(
-            block.hash(),
+            hash,
             State {
                 header: block.header.clone(),
                 changes,
             },
         );
     }
+}
+
+/// Takes the entry to evict out of `index`: the lowest one on the
+/// store's chain among the lowest [`EVICTION_SCAN`], else the lowest.
+fn evict<S: Store + ?Sized>(store: &S, index: &mut BTreeSet<(Height, Hash)>) -> Option<Hash> {
+    let on_chain = index
+        .iter()
+        .take(EVICTION_SCAN)
+        .find(|(height, hash)| store.block_hash_at(*height).ok().flatten() == Some(*hash))
+        .copied();
+    let victim = on_chain.or_else(|| index.first().copied())?;
+    index.remove(&victim);
+    Some(victim.1)
 }
 
 /// The committed head; a store without one has not been initialized,

@@ -1,0 +1,90 @@
+//! Speculative states at their bound.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use common::*;
+use phalanx_chain::speculative::{Speculative, SpeculativeError};
+use phalanx_chain::store::MemStore;
+use phalanx_chain::{Block, Height, Justification, Store};
+
+/// Builds an empty block on `parent` with `speculative` (`offset` on the
+/// timestamp tells siblings apart).
+fn build(speculative: &mut Speculative, store: &MemStore, parent: &Block, offset: u64) -> Block {
+    let k = keys(1);
+    speculative
+        .build(
+            store,
+            parent,
+            k[0].public().into(),
+            parent.header.timestamp_ms + 1000 + offset,
+            Justification::Genesis,
+            |_| Vec::new(),
+        )
+        .unwrap()
+}
+
+/// At its bound, `Speculative` forgets states of blocks on the store's
+/// chain first (they can be read back through undo records), then the
+/// lowest side-branch state; a block that needed a forgotten side-branch
+/// state is reported as unavailable, never accepted or refused as invalid.
+#[test]
+fn states_on_the_chain_go_before_side_branches_at_the_bound() {
+    let k = keys(2);
+    let store = MemStore::new();
+    store.init_genesis(&genesis(&k, 1000)).unwrap();
+    let mut chain = vec![store.block_at(Height(0)).unwrap().unwrap()];
+
+    // Nine blocks committed through a node that holds at most 4 states.
+    let mut bounded = Speculative::new(rules(), 4);
+    for _ in 0..9 {
+        let next = build(&mut bounded, &store, chain.last().unwrap(), 0);
+        bounded.commit(&store, &next, Height(0)).unwrap();
+        chain.push(next);
+    }
+    assert_eq!(bounded.len(), 4);
+    assert!(bounded.has_state(&chain[6].hash()));
+    assert!(!bounded.has_state(&chain[5].hash()));
+
+    // A side branch forking at height 3, and a block on height 7, made
+    // elsewhere.
+    let mut elsewhere = Speculative::new(rules(), 100);
+    let mut side = vec![chain[3].clone()];
+    for _ in 0..5 {
+        let next = build(&mut elsewhere, &store, side.last().unwrap(), 7);
+        side.push(next);
+    }
+    let on_7 = build(&mut elsewhere, &store, &chain[7], 7);
+
+    // Three side blocks push out three states of the chain.
+    for pair in side[..4].windows(2) {
+        bounded.validate(&store, &pair[0], &pair[1]).unwrap();
+    }
+    for kept in [&side[1], &side[2], &side[3], &chain[9]] {
+        assert!(bounded.has_state(&kept.hash()), "{}", kept.header.height);
+    }
+    assert!(!bounded.has_state(&chain[8].hash()));
+
+    // Block 7's state is gone, but it is on the chain: a block on it still
+    // validates, and pushes out the last state of the chain.
+    bounded.validate(&store, &chain[7], &on_7).unwrap();
+    assert!(!bounded.has_state(&chain[9].hash()));
+    assert!(bounded.has_state(&side[1].hash()));
+
+    // The fourth side block validates; only side states are left, so the
+    // lowest of them goes.
+    bounded.validate(&store, &side[3], &side[4]).unwrap();
+    assert!(!bounded.has_state(&side[1].hash()));
+    // The fifth needs it: unavailable, not invalid.
+    assert!(matches!(
+        bounded.validate(&store, &side[4], &side[5]),
+        Err(SpeculativeError::StateUnavailable { .. })
+    ));
+
+    // Pruning at a finalized height forgets what is at or below it.
+    bounded.prune(Height(5));
+    assert!(!bounded.has_state(&side[2].hash()));
+    assert!(bounded.has_state(&side[3].hash()));
+    assert!(bounded.block(&side[2].hash()).is_none());
+    assert!(bounded.block(&side[4].hash()).is_some());
+}

@@ -395,39 +395,36 @@ impl Speculative {
             && store.block_hash_at(height).ok().flatten() == Some(hash)
     }
 
-    /// Makes sure the state after `block` is known, executing it (and any
-    /// remembered ancestors without state) if needed.
+    /// Makes sure the state after `block` can be read: every block from
+    /// it down to the head (or to a committed block below the head) has a
+    /// state. Remembered blocks whose state is missing (never validated
+    /// here, or evicted at the bound) are executed again, lowest first.
     fn ensure_state<S: Store + ?Sized>(
         &mut self,
         store: &S,
         block: &Block,
     ) -> Result<(), SpeculativeError> {
         let head = head_of(store)?;
-        let unavailable = SpeculativeError::StateUnavailable {
-            parent: block.hash(),
-        };
         let mut missing = Vec::new();
-        let mut cursor = block.clone();
-        let has_base = |this: &Self, hash: Hash, height: Option<Height>| {
-            hash == head.hash
-                || this.states.contains_key(&hash)
-                || height.is_some_and(|h| this.is_committed_below_head(store, &head, hash, h))
-        };
+        let mut cursor = block.hash();
+        let mut height = block.header.height;
         loop {
-            let hash = cursor.hash();
-            if has_base(self, hash, Some(cursor.header.height)) {
+            if cursor == head.hash || self.is_committed_below_head(store, &head, cursor, height) {
                 break;
             }
-            let parent = cursor.header.parent;
-            let parent_height = cursor.header.height.0.checked_sub(1).map(Height);
-            missing.push(cursor);
-            if has_base(self, parent, parent_height) {
-                break;
-            }
-            match self.known.get(&parent) {
-                Some(b) => cursor = b.clone(),
-                None => return Err(unavailable),
-            }
+            let parent = if let Some(s) = self.states.get(&cursor) {
+                s.header.parent
+            } else if let Some(b) = self.known.get(&cursor) {
+                missing.push(b.clone());
+                b.header.parent
+            } else {
+                return Err(SpeculativeError::StateUnavailable { parent: cursor });
+            };
+            let Some(below) = height.0.checked_sub(1) else {
+                return Err(SpeculativeError::StateUnavailable { parent: cursor });
+            };
+            cursor = parent;
+            height = Height(below);
         }
         while let Some(b) = missing.pop() {
             self.execute(store, &b)?;

@@ -510,6 +510,11 @@ impl Pow {
             let root_height = tree.root().height();
             let parent = block.header.parent;
             if !tree.contains(&parent) {
+                if tree.in_history(&hash) {
+                    // One of our own final blocks (a catch-up answer
+                    // starts low): not a branch.
+                    continue;
+                }
                 if let Some(conflict) = self.conflict(tree, &block) {
                     self.stats.forks_below_final += 1;
                     let ours = tree.best().work.clone();
@@ -725,6 +730,37 @@ impl Pow {
         {
             let stale = tree.advance_root(&new_root);
             self.stats.stale_blocks += stale.len() as u64;
+            // The branches just cut off now fork below the final block:
+            // remember them, so that if one keeps growing past the chain's
+            // work it is seen (their blocks are known, so they would
+            // otherwise be dropped as old).
+            let tree = &*tree;
+            let mut fork_of: HashMap<Hash, (Height, BigUint)> = HashMap::new();
+            for (block, work) in &stale {
+                let parent = block.header.parent;
+                let fork = match fork_of.get(&parent) {
+                    Some(f) => Some(f.clone()),
+                    None => tree.final_work(&parent),
+                };
+                let Some((fork_height, fork_work)) = fork else {
+                    continue;
+                };
+                fork_of.insert(block.hash(), (fork_height, fork_work.clone()));
+                if *work < fork_work {
+                    continue;
+                }
+                let branch_work = work - &fork_work;
+                remember_conflict(
+                    &mut self.conflicts,
+                    &mut self.conflict_order,
+                    block.hash(),
+                    Conflict {
+                        fork_height,
+                        fork_work,
+                        work: branch_work,
+                    },
+                );
+            }
             effects.push(Effect::Finalize(final_height));
             let root = tree.root();
             let record = RootRecord {

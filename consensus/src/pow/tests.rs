@@ -458,6 +458,10 @@ fn blocks_with_k_confirmations_are_final_and_branches_below_are_ignored() {
     // A branch from block 1 forks below the final block: never followed,
     // and counted...
     let rival = forge.chain(&main[0], 5, MINER_B);
+    // It arrives as a catch-up answer would bring it: from the genesis
+    // block's child up, our own final blocks 1 first. Those are ours, not
+    // a branch: the fork is at 1, not at the genesis block.
+    node.receive(&main[0]);
     for block in &rival[..4] {
         node.receive(block);
     }
@@ -493,6 +497,52 @@ fn blocks_with_k_confirmations_are_final_and_branches_below_are_ignored() {
     }
     assert_eq!(node.best(), above[3].hash());
     assert_eq!(node.reverts, vec![2]);
+}
+
+/// A branch this node already knew when the chain beside it became final
+/// (a tie at the finality depth) is remembered as a conflict: if it keeps
+/// growing past the chain's work, the node halts instead of dropping its
+/// blocks as old ones.
+#[test]
+fn a_branch_cut_off_by_finality_is_still_weighed_as_it_grows() {
+    let g = genesis(3);
+    let mut forge = Forge::new(&g, 12);
+    let genesis_block = forge.blocks[0].clone();
+    let main = forge.chain(&genesis_block, 5, MINER_A);
+    let rival = forge.chain(&main[0], 6, MINER_B);
+    let mut node = Node::new(&g, None);
+    node.receive(&main[0]);
+    node.receive(&main[1]);
+    node.receive(&rival[0]);
+    for block in &main[2..] {
+        node.receive(block);
+    }
+    assert_eq!(node.best(), main[4].hash());
+    assert_eq!(
+        node.ledger.store.finalized_height().unwrap(),
+        Some(Height(3))
+    );
+    for block in &rival[1..4] {
+        node.receive(block);
+    }
+    assert_eq!(node.best(), main[4].hash());
+    let message = Pow::verify(&node.context, None, Channel::Consensus, &rival[4].encode()).unwrap();
+    let fault = node
+        .pow
+        .handle(Input::Message(message), NOW, &mut node.ledger)
+        .unwrap_err();
+    match fault {
+        Fault::FinalityViolated {
+            final_height,
+            fork_height,
+            branch_tip,
+        } => {
+            assert_eq!(final_height, Height(3));
+            assert_eq!(fork_height, Height(1));
+            assert_eq!(branch_tip, rival[4].hash());
+        }
+        other => panic!("{other}"),
+    }
 }
 
 #[test]

@@ -278,8 +278,9 @@ impl BlockTree {
     /// Makes `new_root` (a block on the best chain) the root: drops every
     /// block that does not descend from it and moves the blocks from the
     /// old root up to it into the history. Returns the blocks dropped that
-    /// were not below it on the best chain (stale branches).
-    pub fn advance_root(&mut self, new_root: &Hash) -> Vec<Block> {
+    /// were not below it on the best chain (stale branches), lowest first,
+    /// with their cumulative work.
+    pub fn advance_root(&mut self, new_root: &Hash) -> Vec<(Block, BigUint)> {
         let Some(target) = self.entries.get(new_root) else {
             return Vec::new();
         };
@@ -330,12 +331,12 @@ impl BlockTree {
             if let Some(e) = self.entries.remove(&h)
                 && !on_chain.contains(&h)
             {
-                stale.push(e.block);
+                stale.push((e.block, e.work));
             }
             self.children.remove(&h);
         }
         self.root = *new_root;
-        stale.sort_by_key(|b| b.header.height);
+        stale.sort_by_key(|(b, _)| b.header.height);
         stale
     }
 
@@ -360,6 +361,12 @@ impl BlockTree {
             .collect();
         tips.sort_by(|a, b| b.active.cmp(&a.active).then(b.work.cmp(&a.work)));
         tips
+    }
+
+    /// True if `hash` is one of the root's ancestors still in the
+    /// history (a final block of this chain).
+    pub fn in_history(&self, hash: &Hash) -> bool {
+        self.history.iter().any(|(h, _)| h == hash)
     }
 
     /// For the root or one of its ancestors still in the history: its

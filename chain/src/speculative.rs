@@ -309,10 +309,26 @@ impl Speculative {
         let mut layers = Vec::new();
         let mut accumulator = None;
         let mut cursor = hash;
-        let mut cursor_height = None;
+        let mut cursor_height = self
+            .states
+            .get(&hash)
+            .map(|s| s.header.height)
+            .or_else(|| self.known.get(&hash).map(|b| b.header.height));
         let undone = loop {
             if cursor == head.hash {
                 break Vec::new();
+            }
+            // A block on the chain is read back through undo records,
+            // even if its state is still held: the states below it may
+            // reach under the final height, where undo records end.
+            if let Some(height) = cursor_height
+                && self.is_committed_below_head(store, head, cursor, height)
+            {
+                let (undone, before) = self.undone_above(store, head, cursor, height)?;
+                if accumulator.is_none() {
+                    accumulator = before;
+                }
+                break undone;
             }
             if let Some(s) = self.states.get(&cursor) {
                 if accumulator.is_none() {

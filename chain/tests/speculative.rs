@@ -88,3 +88,42 @@ fn states_on_the_chain_go_before_side_branches_at_the_bound() {
     assert!(bounded.block(&side[2].hash()).is_none());
     assert!(bounded.block(&side[4].hash()).is_some());
 }
+
+/// The node's order of events on a proof-of-work chain with k = 3: each
+/// block is committed with the final height as it was, then the final
+/// height rises to the tip minus 2 without pruning. A sibling of the
+/// node's own tip must still validate on its parent: reading the state
+/// after the parent must not walk through leftover states to below the
+/// final height. (Found by hand on a 4-miner network: a node dropped every
+/// block of the other miners' branch as "state unavailable", was left
+/// alone on its own and finalized it.)
+#[test]
+fn a_sibling_of_the_tip_validates_after_the_final_height_rose() {
+    let k = keys(2);
+    let store = MemStore::new();
+    store.init_genesis(&genesis(&k, 1000)).unwrap();
+    let mut chain = vec![store.block_at(Height(0)).unwrap().unwrap()];
+    let mut node = Speculative::new(rules(), 1_024);
+    let mut elsewhere = Speculative::new(rules(), 1_024);
+    // Blocks arrive from peers: validated on their parent, then committed.
+    for _ in 0..11 {
+        let parent = chain.last().unwrap().clone();
+        let next = build(&mut elsewhere, &store, &parent, 0);
+        node.validate(&store, &parent, &next).unwrap();
+        let final_before = store.finalized_height().unwrap().unwrap();
+        node.commit(&store, &next, final_before).unwrap();
+        let tip = next.header.height.0;
+        store
+            .set_finalized_height(Height(tip.saturating_sub(2)))
+            .unwrap();
+        chain.push(next);
+    }
+    // The node mines block 12 itself; a peer mined another at once.
+    let parent = chain[11].clone();
+    let own = build(&mut node, &store, &parent, 0);
+    let final_before = store.finalized_height().unwrap().unwrap();
+    node.commit(&store, &own, final_before).unwrap();
+    store.set_finalized_height(Height(10)).unwrap();
+    let sibling = build(&mut elsewhere, &store, &parent, 3);
+    node.validate(&store, &parent, &sibling).unwrap();
+}

@@ -877,8 +877,14 @@ impl<P: Protocol> Driver<P> {
             self.last_hash_rate = rate;
             self.state.metrics.set_hash_rate(rate);
         }
-        let actions = self.sync.on_tick(Instant::now(), &peers);
-        self.carry_out(actions);
+        // A halted node does not fetch: its final chain is not the
+        // network's (proof-of-work confirmations that did not hold), so
+        // every answer would look invalid and get an honest peer banned.
+        // It still answers others' requests.
+        if !self.halted {
+            let actions = self.sync.on_tick(Instant::now(), &peers);
+            self.carry_out(actions);
+        }
         self.publish_status();
     }
 

@@ -204,8 +204,8 @@ def retarget(window: list, interval_ms: int, size: int, limit: int) -> int:
     """Section 7.5: the compact target of the block after `window`, a list of
     (timestamp_ms, compact target), oldest first, ending at the parent."""
     window = window[-size:]
-    if len(window) == 1:
-        return window[0][1]
+    if len(window) < max(size, 2):
+        return window[-1][1]
     n = len(window)
     expected = (n - 1) * interval_ms
     span = max(window[-1][0] - window[0][0], 0)

@@ -33,8 +33,12 @@
 //! Each block's target is fixed by its ancestors (the window ends at its
 //! parent), so every node computes the same one:
 //!
-//! - the window is the last `W` blocks (fewer near genesis; the genesis
-//!   block counts, with the genesis target and time);
+//! - the window is the last `W` blocks (the genesis block counts, with
+//!   the genesis target and time); until the chain holds `W` blocks the
+//!   target stays the genesis one, as Bitcoin keeps its first target for
+//!   its first 2016 blocks: a window of two or three blocks measures
+//!   nothing but the luck of one or two intervals, and a retarget on it
+//!   swings the difficulty fourfold either way;
 //! - `span` = newest minus oldest timestamp in the window, clamped to
 //!   `[expected / 4, expected * 4]`, where `expected = (blocks - 1) *
 //!   interval`;
@@ -45,7 +49,7 @@
 //! whole window's ratio every block) keeps a per-block retarget from
 //! correcting the same delay W times over; the clamp bounds what a run of
 //! forged timestamps can do in one window. With a window of one block
-//! there is nothing to measure and the target stays.
+//! there is nothing to measure and the target never changes.
 //!
 //! # Timestamps
 //!
@@ -276,7 +280,8 @@ impl Retarget {
         let (Some(oldest), Some(newest)) = (window.first(), window.last()) else {
             return Ok(CompactTarget::from_target(&self.limit));
         };
-        if window.len() < 2 {
+        // Not a full window yet (near genesis), or a window of one.
+        if window.len() < self.window.max(2) {
             return Ok(newest.target);
         }
         let count = window.len() as u64;

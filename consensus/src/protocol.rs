@@ -281,6 +281,10 @@ pub struct Status {
     pub view: u64,
     /// What it is doing in that view ("normal", "view-change", ...).
     pub phase: &'static str,
+    /// Blocks dropped so far without a verdict, for a reason of this node
+    /// (their parent's state unavailable here, a timestamp ahead of this
+    /// node's clock): a peer must send them again. Proof of work only.
+    pub unchecked_drops: u64,
 }
 
 /// A tip of a chain a proof-of-work node knows.

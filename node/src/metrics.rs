@@ -75,6 +75,7 @@ pub struct Metrics {
     http_requests: Family<HttpLabels, Counter>,
     mining: MinerCounters,
     hash_rate: Gauge,
+    unchecked_drops: Gauge,
     reorgs: Counter,
     reorg_depth: Histogram,
     orphaned_blocks: Counter,
@@ -124,6 +125,7 @@ impl Metrics {
             http_requests: Family::default(),
             mining: MinerCounters::default(),
             hash_rate: Gauge::default(),
+            unchecked_drops: Gauge::default(),
             reorgs: Counter::default(),
             // 1 to 1,024 blocks (the most confirmations a chain may ask for).
             reorg_depth: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
@@ -236,6 +238,13 @@ impl Metrics {
             self.hash_rate.clone(),
         );
         r.register(
+            "blocks_dropped_unchecked",
+            "Blocks consensus dropped without a verdict, for a reason of this node (the \
+             parent's state unavailable here, a timestamp ahead of this node's clock); a \
+             peer must send them again. Proof of work only; it should stay near 0",
+            self.unchecked_drops.clone(),
+        );
+        r.register(
             "reorgs",
             "Reorganizations: the chain rolled back to an ancestor of its head",
             self.reorgs.clone(),
@@ -265,6 +274,10 @@ impl Metrics {
 
     pub fn set_hash_rate(&self, hashes_per_second: u64) {
         self.hash_rate.set(gauge_value(hashes_per_second));
+    }
+
+    pub fn set_unchecked_drops(&self, blocks: u64) {
+        self.unchecked_drops.set(gauge_value(blocks));
     }
 
     /// A reorganization that took `depth` blocks off the chain and put

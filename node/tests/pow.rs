@@ -233,6 +233,7 @@ impl Protocol for Script {
         Status {
             view: 0,
             phase: "scripted",
+            unchecked_drops: 0,
         }
     }
 
@@ -871,6 +872,7 @@ impl Protocol for Toy {
             } else {
                 "following"
             },
+            unchecked_drops: 0,
         }
     }
 

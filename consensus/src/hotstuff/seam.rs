@@ -146,6 +146,7 @@ impl Protocol for HotStuff {
             } else {
                 "normal"
             },
+            unchecked_drops: 0,
         }
     }
 

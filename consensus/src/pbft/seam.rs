@@ -164,6 +164,7 @@ impl Protocol for Pbft {
             } else {
                 "normal"
             },
+            unchecked_drops: 0,
         }
     }
 

@@ -252,6 +252,8 @@ pub struct PowStats {
     pub invalid_blocks: u64,
     /// Blocks this node mined (handed back by its miner).
     pub mined: u64,
+    /// Blocks dropped without a verdict ([`Status::unchecked_drops`]).
+    pub unchecked_drops: u64,
 }
 
 /// A proof-of-work node on the seam.
@@ -558,7 +560,12 @@ impl Pow {
                 }
                 Err(BlockRejection::Pow(PowError::TimestampTooFarAhead { .. }))
                 | Err(BlockRejection::Ledger(LedgerError::Unavailable { .. }))
-                | Err(BlockRejection::Tree(_)) => continue,
+                | Err(BlockRejection::Tree(_)) => {
+                    // Not the block's fault: it may come again (a child's
+                    // parent request brings it back).
+                    self.stats.unchecked_drops += 1;
+                    continue;
+                }
                 Err(_) => {
                     self.mark_invalid(hash);
                     continue;
@@ -1075,6 +1082,7 @@ impl Protocol for Pow {
             } else {
                 "following"
             },
+            unchecked_drops: self.stats.unchecked_drops,
         }
     }
 

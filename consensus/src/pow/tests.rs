@@ -647,6 +647,16 @@ fn bad_work_target_timestamp_and_reward_are_refused_by_name() {
         }
     }
     assert_eq!(node.best(), genesis_block.hash());
+    // Invalid blocks get a verdict; none was dropped unchecked.
+    assert_eq!(node.pow.status().unchecked_drops, 0);
+    // Ahead of this node's clock: dropped for now, without a verdict, and
+    // counted.
+    let message = Pow::verify(&node.context, None, Channel::Consensus, &good.encode()).unwrap();
+    node.pow
+        .handle(Input::Message(message), T0 - 20_000, &mut node.ledger)
+        .unwrap();
+    assert_eq!(node.best(), genesis_block.hash());
+    assert_eq!(node.pow.status().unchecked_drops, 1);
     node.receive(&good);
     assert_eq!(node.best(), good.hash());
 }

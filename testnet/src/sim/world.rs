@@ -971,6 +971,7 @@ mod tests {
             Status {
                 view: 0,
                 phase: "scripted",
+                unchecked_drops: 0,
             }
         }
 

@@ -11,11 +11,11 @@ use phalanx_chain::pow::CompactTarget;
 use phalanx_chain::{
     Address, Amount, BftCertificate, Block, BlockBuilder, ChainId, ConsensusKind, Genesis, Height,
     Justification, MemStore, Nonce, Rules, StateChanges, Store, Transaction, ValidatorIndex,
-    ValidatorSignature,
+    ValidatorSignature, encoding,
 };
 use phalanx_consensus::ChainTip;
 use phalanx_crypto::{Domain, Keypair, PublicKey};
-use phalanx_node::api::{self, ApiConfig};
+use phalanx_node::api::{self, ApiConfig, MAX_BATCH_BODY_BYTES, MAX_BATCH_TXS};
 use phalanx_node::mempool::{Mempool, MempoolConfig};
 use phalanx_node::metrics::Metrics;
 use phalanx_node::miner::{Found, MINED_QUEUE, Miner, MinerConfig, MinerCounters};
@@ -74,6 +74,18 @@ fn transfer(from: u8, to: u8, amount: u64, nonce: u64) -> Transaction {
     Transaction::sign(
         &key(from),
         chain_id(),
+        addr(to),
+        Amount(amount),
+        Amount(1),
+        Nonce(nonce),
+    )
+}
+
+/// [`transfer`], signed for the chain `elsewhere`.
+fn elsewhere(from: u8, to: u8, amount: u64, nonce: u64) -> Transaction {
+    Transaction::sign(
+        &key(from),
+        ChainId::new("elsewhere").unwrap(),
         addr(to),
         Amount(amount),
         Amount(1),
@@ -223,11 +235,41 @@ impl TestNode {
     }
 
     async fn post_raw(&self, body: Vec<u8>, content_type: Option<&str>) -> (u16, Value) {
-        let mut request = self.client.post(format!("{}/txs", self.base)).body(body);
+        self.post_bytes("/txs", body, content_type).await
+    }
+
+    async fn post_bytes(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        content_type: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = self.client.post(format!("{}{path}", self.base)).body(body);
         if let Some(ct) = content_type {
             request = request.header("content-type", ct);
         }
         self.send(request).await
+    }
+
+    /// `POST /txs/batch` with a JSON array.
+    async fn batch(&self, txs: &[Transaction]) -> (u16, Value) {
+        self.post("/txs/batch", &serde_json::to_value(txs).unwrap())
+            .await
+    }
+
+    /// `POST /txs/batch` with the postcard encoding.
+    async fn batch_binary(&self, txs: &[Transaction]) -> (u16, Value) {
+        self.post_bytes(
+            "/txs/batch",
+            encoding::encode(txs),
+            Some("application/octet-stream"),
+        )
+        .await
+    }
+
+    /// The pending transactions' hashes, oldest first.
+    fn pending(&self) -> Vec<phalanx_chain::Hash> {
+        self.state.mempool.lock().unwrap().snapshot(usize::MAX)
     }
 
     async fn submit(&self, tx: &Transaction) -> (u16, Value) {
@@ -312,6 +354,16 @@ fn assert_error(response: &(u16, Value), status: u16, code: &str) {
     assert!(!message.is_empty(), "error without a message: {body}");
     let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["error"], "{body}");
+}
+
+/// Asserts that each of `lines` is a line of `text` (metrics).
+fn assert_lines(text: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(
+            text.lines().any(|l| l == *line),
+            "missing {line:?} in\n{text}"
+        );
+    }
 }
 
 /// Writes request/response pairs for docs/API.md when asked to.
@@ -507,18 +559,16 @@ async fn every_endpoint_answers_as_documented() {
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
     );
     let text = metrics.text().await.unwrap();
-    for line in [
-        "phalanx_http_requests_total{route=\"/status\",status=\"200\"} 2",
-        "phalanx_http_requests_total{route=\"/blocks/{height}\",status=\"200\"} 2",
-        "phalanx_http_requests_total{route=\"/txs\",status=\"202\"} 1",
-        "phalanx_mempool_txs 1",
-        "phalanx_messages_sent_total{channel=\"transactions\",kind=\"transaction\",origin=\"authored\"} 1",
-    ] {
-        assert!(
-            text.lines().any(|l| l == line),
-            "missing {line:?} in\n{text}"
-        );
-    }
+    assert_lines(
+        &text,
+        &[
+            "phalanx_http_requests_total{route=\"/status\",status=\"200\"} 2",
+            "phalanx_http_requests_total{route=\"/blocks/{height}\",status=\"200\"} 2",
+            "phalanx_http_requests_total{route=\"/txs\",status=\"202\"} 1",
+            "phalanx_mempool_txs 1",
+            "phalanx_messages_sent_total{channel=\"transactions\",kind=\"transaction\",origin=\"authored\"} 1",
+        ],
+    );
     doc.write("GET /metrics", 200, &text);
     node.shutdown().await;
 }
@@ -601,14 +651,7 @@ async fn every_error_has_the_error_shape_and_the_node_survives_them() {
         400,
         "bad_signature"
     );
-    let other_chain = Transaction::sign(
-        &key(1),
-        ChainId::new("elsewhere").unwrap(),
-        addr(3),
-        Amount(5),
-        Amount(1),
-        Nonce(1),
-    );
+    let other_chain = elsewhere(1, 3, 5, 1);
     case!(
         "wrong_chain",
         node.submit(&other_chain).await,
@@ -767,16 +810,14 @@ async fn every_error_has_the_error_shape_and_the_node_survives_them() {
         .await
         .unwrap();
     let text = metrics.text().await.unwrap();
-    for line in [
-        "phalanx_http_requests_total{route=\"unmatched\",status=\"404\"} 2",
-        "phalanx_http_requests_total{route=\"/status\",status=\"405\"} 2",
-        "phalanx_http_requests_total{route=\"/txs\",status=\"413\"} 1",
-    ] {
-        assert!(
-            text.lines().any(|l| l == line),
-            "missing {line:?} in\n{text}"
-        );
-    }
+    assert_lines(
+        &text,
+        &[
+            "phalanx_http_requests_total{route=\"unmatched\",status=\"404\"} 2",
+            "phalanx_http_requests_total{route=\"/status\",status=\"405\"} 2",
+            "phalanx_http_requests_total{route=\"/txs\",status=\"413\"} 1",
+        ],
+    );
     node.shutdown().await;
 }
 
@@ -959,6 +1000,12 @@ async fn storage_failures_are_500_internal() {
         );
     }
     assert_error(&node.submit(&transfer(1, 3, 5, 0)).await, 500, "internal");
+    // In a batch, each transaction that needed the store says so.
+    let batch = node
+        .batch(&[transfer(1, 3, 5, 0), transfer(1, 3, 5, 1)])
+        .await;
+    assert_eq!(batch.0, 200, "{}", batch.1);
+    assert_eq!(codes(&batch), [Some("internal"), Some("internal")]);
     // Endpoints that need no storage still work.
     assert_eq!(node.get("/mempool").await.0, 200);
     assert_eq!(node.get("/peers").await.0, 200);
@@ -1251,6 +1298,452 @@ async fn the_router_serves_without_serve() {
         .await;
     assert_error(&response, 400, "bad_height");
     server.abort();
+    node.shutdown().await;
+}
+
+// ----- POST /txs/batch -----
+
+/// The batch result `POST /txs` implies for a transaction (whose hash is
+/// `hash`, if it is one): its answer's hash, or its hash and error.
+fn as_batch_item(single: &(u16, Value), hash: Option<String>) -> Value {
+    if single.0 == 202 {
+        return single.1.clone();
+    }
+    let mut item = json!({ "error": single.1["error"].clone() });
+    if let Some(hash) = hash {
+        item["hash"] = json!(hash);
+    }
+    item
+}
+
+fn codes(response: &(u16, Value)) -> Vec<Option<&str>> {
+    response.1["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["error"]["code"].as_str())
+        .collect()
+}
+
+/// Sender 2's nonce 0 committed, sender 1's nonce 0 pending: returns them.
+async fn mixed_state(node: &TestNode) -> (Transaction, Transaction) {
+    let committed = transfer(2, 1, 10, 0);
+    node.commit(vec![committed.clone()], 1);
+    let pending = transfer(1, 3, 5, 0);
+    assert_eq!(node.submit(&pending).await.0, 202);
+    (committed, pending)
+}
+
+/// Against [`mixed_state`]: one transaction for each verdict.
+fn mixed_batch(committed: &Transaction, pending: &Transaction) -> Vec<Transaction> {
+    let good = transfer(1, 3, 5, 1);
+    let mut forged = transfer(1, 3, 5, 2);
+    forged.amount = Amount(6);
+    let other_chain = elsewhere(1, 3, 5, 2);
+    vec![
+        good.clone(),
+        forged,
+        other_chain,
+        pending.clone(),        // pending before the batch
+        good,                   // earlier in this batch
+        transfer(1, 3, 5, 65),  // 65 above the next nonce, 0
+        committed.clone(),      // replayed after its commit
+        transfer(1, 3, 6, 0),   // another nonce 0 of sender 1
+        transfer(2, 1, 990, 1), // 991 of a balance of 989
+        transfer(1, 3, 5, 2),
+    ]
+}
+
+const MIXED_CODES: [Option<&str>; 10] = [
+    None,
+    Some("bad_signature"),
+    Some("wrong_chain"),
+    Some("duplicate"),
+    Some("duplicate"),
+    Some("nonce_gap"),
+    Some("nonce_too_low"),
+    Some("nonce_pending"),
+    Some("insufficient_balance"),
+    None,
+];
+
+#[tokio::test]
+async fn a_batch_of_valid_transactions_is_admitted_listed_and_gossiped() {
+    let node = start(Options::default()).await;
+    let txs = vec![
+        transfer(1, 3, 100, 0),
+        transfer(2, 3, 10, 0),
+        transfer(1, 4, 100, 1),
+        transfer(1, 3, 100, 2),
+    ];
+    let hashes: Vec<String> = txs.iter().map(|t| t.hash().to_string()).collect();
+    let response = node.batch(&txs).await;
+    let results: Vec<Value> = hashes.iter().map(|h| json!({ "hash": h })).collect();
+    assert_eq!(
+        response,
+        (
+            200,
+            json!({ "accepted": 4, "rejected": 0, "results": results })
+        )
+    );
+    // Pending, in request order, and counted.
+    let mempool = node.get("/mempool").await;
+    assert_eq!(mempool.1["size"], 4);
+    assert_eq!(mempool.1["txs"], json!(hashes));
+    assert_eq!(
+        node.get(&format!("/txs/{}", txs[3].hash())).await.1["status"],
+        "pending"
+    );
+    let account = node.get(&format!("/accounts/{}", addr(1))).await;
+    assert_eq!(account.1["pending_nonce"], 3);
+    // Gossiped one message each, as POST /txs sends them.
+    let published = node.published();
+    assert_eq!(published.len(), 4);
+    for ((channel, bytes), tx) in published.iter().zip(&txs) {
+        assert_eq!(*channel, Channel::Transactions);
+        assert_eq!(bytes, &encoding::encode(tx));
+    }
+    // A leader waiting for transactions was woken.
+    tokio::time::timeout(DEADLINE, node.state.txs_available.notified())
+        .await
+        .expect("txs_available was not notified");
+    let text = node.state.metrics.render();
+    assert_lines(
+        &text,
+        &[
+            "phalanx_http_requests_total{route=\"/txs/batch\",status=\"200\"} 1",
+            "phalanx_mempool_txs 4",
+            "phalanx_messages_sent_total{channel=\"transactions\",kind=\"transaction\",origin=\"authored\"} 4",
+        ],
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn nonces_of_one_sender_in_one_batch_are_admitted_in_order() {
+    let node = start(Options::default()).await;
+    let mut doc = Transcript::new();
+    // Sender 2 has 1,000: three transfers of 300 + 1 fit, a fourth does
+    // not once the three are pending; a repeat is a duplicate; a value
+    // that is not a transaction is refused alone.
+    let txs = [
+        transfer(2, 3, 300, 0),
+        transfer(2, 3, 300, 1),
+        transfer(2, 3, 300, 2),
+        transfer(2, 3, 300, 3),
+        transfer(2, 3, 300, 1),
+    ];
+    let mut items: Vec<String> = txs
+        .iter()
+        .map(|t| serde_json::to_string(t).unwrap())
+        .collect();
+    items.push(r#"{"memo":"hello"}"#.to_owned());
+    // One transaction a line, as docs/API.md shows it.
+    let body = format!("[\n{}\n]\n", items.join(",\n"));
+    doc.write("POST /txs/batch request body", 0, &body);
+    let response = node
+        .post_bytes("/txs/batch", body.into_bytes(), Some("application/json"))
+        .await;
+    doc.record("POST /txs/batch", &node, &response);
+    assert_eq!(response.0, 200, "{}", response.1);
+    assert_eq!(
+        codes(&response),
+        [
+            None,
+            None,
+            None,
+            Some("insufficient_balance"),
+            Some("duplicate"),
+            Some("unknown_field")
+        ]
+    );
+    assert_eq!(
+        (
+            response.1["accepted"].clone(),
+            response.1["rejected"].clone()
+        ),
+        (json!(3), json!(3))
+    );
+    let results = response.1["results"].as_array().unwrap();
+    for (result, tx) in results.iter().zip(&txs) {
+        assert_eq!(result["hash"], tx.hash().to_string());
+    }
+    assert_eq!(results[5].get("hash"), None, "{}", results[5]);
+    assert_eq!(
+        results[3]["error"]["message"],
+        "balance 1000 does not cover 1204: amount plus fee of this transaction and of the sender's 3 pending transactions with lower nonces"
+    );
+    assert_eq!(
+        node.pending(),
+        txs[..3].iter().map(Transaction::hash).collect::<Vec<_>>()
+    );
+    assert_eq!(node.published().len(), 3);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn each_transaction_of_a_mixed_batch_gets_the_verdict_post_txs_gives_it() {
+    // Two nodes in the same state: one takes the batch, the other each of
+    // its transactions through POST /txs, in the same order.
+    let batched = start(Options::default()).await;
+    let single = start(Options::default()).await;
+    let (committed, pending) = mixed_state(&batched).await;
+    assert_eq!(
+        mixed_state(&single).await,
+        (committed.clone(), pending.clone())
+    );
+    let txs = mixed_batch(&committed, &pending);
+    let mut values: Vec<Value> = txs
+        .iter()
+        .map(|t| serde_json::to_value(t).unwrap())
+        .collect();
+    let mut not_a_tx = serde_json::to_value(&txs[0]).unwrap();
+    not_a_tx.as_object_mut().unwrap().remove("nonce");
+    values.insert(5, not_a_tx);
+
+    let response = batched
+        .post("/txs/batch", &Value::Array(values.clone()))
+        .await;
+    Transcript::new().record("POST /txs/batch (mixed)", &batched, &response);
+    assert_eq!(response.0, 200, "{}", response.1);
+    let mut expected_codes = MIXED_CODES.to_vec();
+    expected_codes.insert(5, Some("invalid_json"));
+    assert_eq!(codes(&response), expected_codes);
+    assert_eq!(response.1["accepted"], 2);
+    assert_eq!(response.1["rejected"], 9);
+
+    let results = response.1["results"].as_array().unwrap();
+    assert_eq!(results.len(), values.len());
+    for (i, (value, result)) in values.iter().zip(results).enumerate() {
+        let alone = single.post("/txs", value).await;
+        let hash = serde_json::from_value::<Transaction>(value.clone())
+            .ok()
+            .map(|t| t.hash().to_string());
+        assert_eq!(result, &as_batch_item(&alone, hash), "item {i}: {value}");
+    }
+    // The same transactions pending, in the same order; as many gossiped.
+    assert_eq!(batched.pending(), single.pending());
+    assert_eq!(batched.pending().len(), 3);
+    assert_eq!(batched.published(), single.published());
+    batched.shutdown().await;
+    single.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_binary_form_gets_the_same_answer_as_json() {
+    let json_node = start(Options::default()).await;
+    let binary_node = start(Options::default()).await;
+    let (committed, pending) = mixed_state(&json_node).await;
+    mixed_state(&binary_node).await;
+    let txs = mixed_batch(&committed, &pending);
+    let from_json = json_node.batch(&txs).await;
+    let from_binary = binary_node.batch_binary(&txs).await;
+    assert_eq!(from_binary.0, 200, "{}", from_binary.1);
+    assert_eq!(codes(&from_binary), MIXED_CODES);
+    assert_eq!(from_binary, from_json);
+    assert_eq!(binary_node.pending(), json_node.pending());
+    assert_eq!(binary_node.published(), json_node.published());
+
+    // One transaction: the count 1, then its encoding.
+    let one = [transfer(2, 3, 5, 1)];
+    let body = encoding::encode(&one[..]);
+    assert_eq!(body[..1], [1]);
+    assert_eq!(body[1..], encoding::encode(&one[0]));
+    let mut doc = Transcript::new();
+    doc.write("POST /txs/batch binary body (hex)", 0, &hex::encode(&body));
+    let response = binary_node.batch_binary(&one).await;
+    doc.record("POST /txs/batch (binary)", &binary_node, &response);
+    assert_eq!(
+        response,
+        (
+            200,
+            json!({ "accepted": 1, "rejected": 0, "results": [{ "hash": one[0].hash().to_string() }] })
+        )
+    );
+    // `application/octet-stream` with parameters is the binary form too.
+    let response = binary_node
+        .post_bytes(
+            "/txs/batch",
+            encoding::encode(&[transfer(2, 3, 5, 2)][..]),
+            Some("Application/Octet-Stream; x=y"),
+        )
+        .await;
+    assert_eq!(response.1["accepted"], 1, "{}", response.1);
+    json_node.shutdown().await;
+    binary_node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_batch_over_the_limits_is_refused_whole() {
+    let node = start(Options::default()).await;
+    let mut doc = Transcript::new();
+    let txs: Vec<Transaction> = (0..=MAX_BATCH_TXS as u64)
+        .map(|nonce| transfer(1, 3, 1, nonce))
+        .collect();
+    assert!(serde_json::to_vec(&txs).unwrap().len() < MAX_BATCH_BODY_BYTES);
+
+    let json_over = node.batch(&txs).await;
+    doc.record("POST /txs/batch, 4,097 transactions", &node, &json_over);
+    assert_error(&json_over, 413, "too_many_txs");
+    assert_eq!(
+        json_over.1["error"]["message"],
+        "the batch holds more than 4096 transactions, the limit is 4096 per request"
+    );
+    let binary_over = node.batch_binary(&txs).await;
+    doc.record(
+        "POST /txs/batch, 4,097 transactions (binary)",
+        &node,
+        &binary_over,
+    );
+    assert_error(&binary_over, 413, "too_many_txs");
+    assert_eq!(
+        binary_over.1["error"]["message"],
+        "the batch holds 4097 transactions, the limit is 4096 per request"
+    );
+    let big = node
+        .post_bytes(
+            "/txs/batch",
+            vec![b' '; MAX_BATCH_BODY_BYTES + 1],
+            Some("application/json"),
+        )
+        .await;
+    doc.record("POST /txs/batch, body over the limit", &node, &big);
+    assert_error(&big, 413, "too_large");
+    assert_eq!(
+        big.1["error"]["message"],
+        format!("the request body exceeds the limit of {MAX_BATCH_BODY_BYTES} bytes")
+    );
+    assert!(node.pending().is_empty());
+    assert!(node.published().is_empty());
+
+    // At the limit: every transaction gets its verdict (nonces above 64
+    // are too far ahead).
+    let full = node.batch_binary(&txs[..MAX_BATCH_TXS]).await;
+    assert_eq!(full.0, 200);
+    assert_eq!(full.1["results"].as_array().unwrap().len(), MAX_BATCH_TXS);
+    assert_eq!(
+        (full.1["accepted"].clone(), full.1["rejected"].clone()),
+        (json!(65), json!(MAX_BATCH_TXS - 65))
+    );
+    assert_eq!(node.pending().len(), 65);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_chunked_batch_over_the_body_limit_is_413_too_large() {
+    let node = start(Options::default()).await;
+    let address = node.base.trim_start_matches("http://").to_owned();
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    // No Content-Length: the limit is found while reading. The server may
+    // answer and stop reading before all is sent, so write errors are fine.
+    let chunks = MAX_BATCH_BODY_BYTES / 4096 + 1;
+    let write = tokio::spawn(async move {
+        let head = b"POST /txs/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+        writer.write_all(head).await?;
+        for _ in 0..chunks {
+            writer.write_all(b"1000\r\n").await?;
+            writer.write_all(&[b' '; 4096]).await?;
+            writer.write_all(b"\r\n").await?;
+        }
+        writer.write_all(b"0\r\n\r\n").await
+    });
+    let mut response = Vec::new();
+    tokio::time::timeout(DEADLINE, reader.read_to_end(&mut response))
+        .await
+        .expect("no response within the deadline")
+        .unwrap();
+    let _ = write.await;
+    let response = String::from_utf8_lossy(&response);
+    let parsed = raw_error_code(&response);
+    assert_error(&parsed, 413, "too_large");
+    assert_eq!(
+        parsed.1["error"]["message"],
+        format!("the request body exceeds the limit of {MAX_BATCH_BODY_BYTES} bytes")
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_batch_that_does_not_parse_is_refused_whole() {
+    let node = start(Options::default()).await;
+    let mut doc = Transcript::new();
+    let good = [transfer(1, 3, 5, 0)];
+    let good_json = serde_json::to_string(&good[..]).unwrap();
+    let good_binary = encoding::encode(&good[..]);
+    let json_cases: [(&str, String, &str); 5] = [
+        ("syntax", "[{\"chain_id\":".to_owned(), "invalid_json"),
+        ("trailing", format!("{good_json} x"), "invalid_json"),
+        (
+            "not an array",
+            serde_json::to_string(&good[0]).unwrap(),
+            "invalid_json",
+        ),
+        ("empty", "[]".to_owned(), "empty_batch"),
+        ("null", "null".to_owned(), "invalid_json"),
+    ];
+    for (name, body, code) in json_cases {
+        let response = node
+            .post_bytes("/txs/batch", body.into_bytes(), Some("application/json"))
+            .await;
+        doc.record(&format!("POST /txs/batch, {name}"), &node, &response);
+        assert_error(&response, 400, code);
+    }
+    let truncated = good_binary[..good_binary.len() - 1].to_vec();
+    let mut trailing = good_binary.clone();
+    trailing.push(0);
+    let mut overlong = vec![0x81, 0x00];
+    overlong.extend(&good_binary[1..]);
+    let binary_cases = [
+        ("truncated", truncated, "invalid_encoding"),
+        ("trailing", trailing, "invalid_encoding"),
+        ("overlong count", overlong, "invalid_encoding"),
+        ("no count", Vec::new(), "invalid_encoding"),
+        ("empty", vec![0], "empty_batch"),
+    ];
+    for (name, body, code) in binary_cases {
+        let response = node
+            .post_bytes("/txs/batch", body, Some("application/octet-stream"))
+            .await;
+        doc.record(
+            &format!("POST /txs/batch (binary), {name}"),
+            &node,
+            &response,
+        );
+        assert_error(&response, 400, code);
+    }
+    assert!(node.pending().is_empty());
+    assert!(node.published().is_empty());
+    // The same transaction, well formed, is admitted.
+    assert_eq!(node.batch_binary(&good).await.1["accepted"], 1);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_batch_needs_json_or_octet_stream() {
+    let node = start(Options::default()).await;
+    let mut doc = Transcript::new();
+    let body = serde_json::to_vec(&[transfer(1, 3, 5, 0)]).unwrap();
+    for content_type in [Some("text/plain"), None, Some("application/postcard")] {
+        let response = node
+            .post_bytes("/txs/batch", body.clone(), content_type)
+            .await;
+        doc.record(
+            &format!("POST /txs/batch, Content-Type: {content_type:?}"),
+            &node,
+            &response,
+        );
+        assert_error(&response, 415, "unsupported_media_type");
+    }
+    // POST /txs takes no binary body.
+    let binary = encoding::encode(&transfer(1, 3, 5, 0));
+    let response = node
+        .post_raw(binary, Some("application/octet-stream"))
+        .await;
+    assert_error(&response, 415, "unsupported_media_type");
+    let get = node.get("/txs/batch").await;
+    assert_error(&get, 405, "method_not_allowed");
+    assert!(node.pending().is_empty());
     node.shutdown().await;
 }
 

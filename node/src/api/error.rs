@@ -58,6 +58,15 @@ impl ApiError {
         )
     }
 
+    /// 413 `too_large`: a request body over `limit` bytes.
+    pub fn too_large(limit: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the request body exceeds the limit of {limit} bytes"),
+        )
+    }
+
     /// The error an empty or non-JSON error response from a layer (body
     /// limit, timeout, axum's routing) is replaced with.
     pub(super) fn for_status(status: StatusCode, limits: Limits) -> ApiError {
@@ -76,13 +85,7 @@ impl ApiError {
                     limits.request_timeout.as_millis()
                 ),
             ),
-            StatusCode::PAYLOAD_TOO_LARGE => (
-                "too_large",
-                format!(
-                    "the request body exceeds the limit of {} bytes",
-                    limits.max_body_bytes
-                ),
-            ),
+            StatusCode::PAYLOAD_TOO_LARGE => return ApiError::too_large(limits.max_body_bytes),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => (
                 "unsupported_media_type",
                 "the body must be JSON (Content-Type: application/json)".to_owned(),
@@ -131,23 +134,54 @@ impl From<MempoolError> for ApiError {
     }
 }
 
-/// True for `application/json` and `application/<anything>+json`, with or
-/// without parameters.
-fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers
+/// The media type of the `Content-Type` header, lowercase, without
+/// parameters; empty if there is none.
+fn media_type(headers: &HeaderMap) -> String {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let essence = value
-        .split(';')
-        .next()
+        .and_then(|value| value.split(';').next())
         .unwrap_or_default()
         .trim()
-        .to_ascii_lowercase();
+        .to_ascii_lowercase()
+}
+
+/// True for `application/json` and `application/<anything>+json`, with or
+/// without parameters.
+pub(super) fn is_json(headers: &HeaderMap) -> bool {
+    let essence = media_type(headers);
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// True for `application/octet-stream`, with or without parameters.
+pub(super) fn is_octet_stream(headers: &HeaderMap) -> bool {
+    media_type(headers) == "application/octet-stream"
+}
+
+/// The request's body, refused with 413 `too_large` naming `limit` if
+/// `Content-Length` announces more than `limit` bytes or reading finds more
+/// than the route's [`axum::extract::DefaultBodyLimit`] (which must be
+/// `limit`).
+pub(super) async fn read_body(req: Request, state: &Api, limit: usize) -> Result<Bytes, ApiError> {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::too_large(limit));
+    }
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(limit)
+        } else {
+            ApiError::bad_request(
+                "bad_request",
+                format!("reading the body failed: {}", rejection.body_text()),
+            )
+        }
+    })
 }
 
 /// A JSON body, with every failure reported in the API's error shape:
@@ -167,33 +201,31 @@ impl<T: DeserializeOwned> FromRequest<Api> for ApiJson<T> {
                 "the body must be JSON (Content-Type: application/json)",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::for_status(StatusCode::PAYLOAD_TOO_LARGE, state.limits)
-            } else {
-                ApiError::bad_request(
-                    "bad_request",
-                    format!("reading the body failed: {}", rejection.body_text()),
-                )
-            }
-        })?;
+        let bytes = read_body(req, state, state.limits.max_body_bytes).await?;
         serde_json::from_slice(&bytes)
             .map(ApiJson)
             .map_err(json_error)
     }
 }
 
-fn json_error(error: serde_json::Error) -> ApiError {
+/// The error for JSON that is not a transaction (`invalid_json`,
+/// `unknown_field`).
+pub(super) fn json_error(error: serde_json::Error) -> ApiError {
+    json_error_in(error, "a valid transaction")
+}
+
+/// The error for JSON that is not `what` (`invalid_json`, or
+/// `unknown_field` for an unknown field of a transaction).
+pub(super) fn json_error_in(error: serde_json::Error, what: &str) -> ApiError {
     use serde_json::error::Category;
     let text = error.to_string();
     match error.classify() {
         Category::Data if text.starts_with("unknown field") => {
             ApiError::bad_request("unknown_field", text)
         }
-        Category::Data => ApiError::bad_request(
-            "invalid_json",
-            format!("the JSON is not a valid transaction: {text}"),
-        ),
+        Category::Data => {
+            ApiError::bad_request("invalid_json", format!("the JSON is not {what}: {text}"))
+        }
         Category::Io | Category::Syntax | Category::Eof => ApiError::bad_request(
             "invalid_json",
             format!("the body is not valid JSON: {text}"),

@@ -1,4 +1,5 @@
-//! One handler per endpoint. Each reads the store without holding the
+//! One handler per endpoint (those that submit transactions are in
+//! [`super::submit`]). Each reads the store without holding the
 //! mempool lock, and takes the lock only for in-memory work plus, where the
 //! answer depends on it, a few reads (so that the store and the pending
 //! transactions are seen at one moment: the driver commits to the store
@@ -8,21 +9,18 @@
 //! `GET /txs`.
 
 use super::Api;
-use super::error::{ApiError, ApiJson, ApiPath, ApiQuery};
+use super::error::{ApiError, ApiPath, ApiQuery};
 use super::views::{
-    AccountView, BlockView, CommittedTx, MempoolView, MiningView, PeersView, StatusView,
-    SubmittedView, TipView, TxStatusView,
+    AccountView, BlockView, CommittedTx, MempoolView, MiningView, PeersView, StatusView, TipView,
+    TxStatusView,
 };
-use crate::mempool::{Mempool, MempoolError};
+use crate::mempool::Mempool;
 use crate::metrics;
-use crate::net::Channel;
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use phalanx_chain::{
-    Address, Block, ConsensusKind, Hash, Height, StateView, Store, Transaction, encoding,
-};
+use phalanx_chain::{Address, Block, ConsensusKind, Hash, Height, StateView, Store};
 use phalanx_consensus::ChainTip;
 use serde::Deserialize;
 use std::sync::MutexGuard;
@@ -35,14 +33,14 @@ pub const MAX_MEMPOOL_LIMIT: usize = 1_000;
 impl Api {
     /// The mempool, for brief in-memory work. A poisoned lock is recovered:
     /// no mempool method leaves it inconsistent part-way.
-    fn mempool(&self) -> MutexGuard<'_, Mempool> {
+    pub(super) fn mempool(&self) -> MutexGuard<'_, Mempool> {
         self.node
             .mempool
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn store(&self) -> &dyn Store {
+    pub(super) fn store(&self) -> &dyn Store {
         &*self.node.store
     }
 }
@@ -199,41 +197,6 @@ fn parse_hash(text: &str) -> Result<Hash, ApiError> {
 /// At most 80 characters of client input, for error messages.
 fn shorten(text: &str) -> String {
     text.chars().take(80).collect()
-}
-
-/// `POST /txs`: the cheap checks and the signature first, without the lock;
-/// then admission under the lock; then gossip.
-pub async fn submit_tx(
-    State(api): State<Api>,
-    ApiJson(tx): ApiJson<Transaction>,
-) -> Result<Response, ApiError> {
-    let node = &api.node;
-    Mempool::precheck(&tx, &node.chain_id)?;
-    tx.verify_signature()
-        .map_err(|_| MempoolError::BadSignature { from: tx.from })?;
-    let bytes = encoding::encode(&tx);
-    let (hash, len, size) = {
-        let mut mempool = api.mempool();
-        let hash = mempool.admit_verified(tx, api.store())?;
-        (hash, mempool.len(), mempool.bytes())
-    };
-    node.metrics.set_mempool(len, size);
-    // A leader waiting for a batch may propose now.
-    node.txs_available.notify_one();
-    let sent = bytes.len();
-    match node.net.publish(Channel::Transactions, bytes) {
-        Ok(()) => {
-            node.metrics
-                .message_out(Channel::Transactions.name(), "transaction", sent, false)
-        }
-        Err(error) => {
-            // The transaction stays admitted: this node can still propose it,
-            // and peers get it if it is submitted again elsewhere.
-            tracing::warn!(%hash, %error, "api: could not gossip a submitted transaction");
-            node.metrics.dropped("tx_gossip_failed");
-        }
-    }
-    Ok((StatusCode::ACCEPTED, Json(SubmittedView { hash })).into_response())
 }
 
 pub async fn tx_status(

@@ -10,7 +10,9 @@
 //! middleware rewrites any error response a layer or axum made without it.
 //! The same middleware counts requests by route template and status.
 //!
-//! Bounds: request bodies ([`ApiConfig::max_body_bytes`]), time to answer
+//! Bounds: request bodies ([`ApiConfig::max_body_bytes`]; for
+//! `POST /txs/batch` [`MAX_BATCH_BODY_BYTES`] and [`MAX_BATCH_TXS`]
+//! transactions), time to answer
 //! ([`ApiConfig::request_timeout`]), open event streams
 //! ([`ApiConfig::max_event_subscribers`]), hashes listed by `GET /mempool`
 //! ([`MAX_MEMPOOL_LIMIT`]).
@@ -20,10 +22,12 @@ mod error;
 mod events;
 mod handlers;
 mod mine;
+mod submit;
 pub mod views;
 
 pub use error::ApiError;
 pub use handlers::{DEFAULT_MEMPOOL_LIMIT, MAX_MEMPOOL_LIMIT};
+pub use submit::{MAX_BATCH_BODY_BYTES, MAX_BATCH_TXS};
 
 use crate::shared::NodeState;
 use axum::Router;
@@ -59,6 +63,7 @@ pub struct ApiConfig {
     /// listener it hands to [`serve`] here.
     pub listen: SocketAddr,
     /// Largest request body (default 64 KiB); larger ones get 413.
+    /// `POST /txs/batch` has its own limit, [`MAX_BATCH_BODY_BYTES`].
     pub max_body_bytes: usize,
     /// Longest time to produce a response's head (default 10 s), reading
     /// the body included; longer requests get 408. Event streams are
@@ -129,7 +134,7 @@ fn build(
         .route("/blocks/latest", get(handlers::block_latest))
         .route("/blocks/{height}", get(handlers::block_by_height))
         .route("/blocks/hash/{hash}", get(handlers::block_by_hash))
-        .route("/txs", post(handlers::submit_tx))
+        .route("/txs", post(submit::submit_tx))
         .route("/txs/{hash}", get(handlers::tx_status))
         .route("/accounts/{address}", get(handlers::account))
         .route("/mempool", get(handlers::mempool))
@@ -142,6 +147,12 @@ fn build(
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        // Added after the body limit above, which it is not under: it has
+        // its own (the extractor refuses a larger Content-Length at once).
+        .route(
+            "/txs/batch",
+            post(submit::submit_batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)),
+        )
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,

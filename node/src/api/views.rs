@@ -217,6 +217,34 @@ pub struct SubmittedView {
     pub hash: Hash,
 }
 
+/// `POST /txs/batch`: a verdict for each transaction, in request order.
+#[derive(Debug, Serialize)]
+pub struct BatchView {
+    /// Transactions admitted (those in `results` without `error`).
+    pub accepted: usize,
+    /// Transactions refused.
+    pub rejected: usize,
+    pub results: Vec<BatchItemView>,
+}
+
+/// One transaction of a batch: its hash (absent only if its JSON was not a
+/// transaction), and for a refused one the error `POST /txs` would answer.
+#[derive(Debug, Serialize)]
+pub struct BatchItemView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<Hash>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ItemErrorView>,
+}
+
+/// Why a transaction of a batch was refused: the `code` and `message` of
+/// the API's error shape.
+#[derive(Debug, Serialize)]
+pub struct ItemErrorView {
+    pub code: &'static str,
+    pub message: String,
+}
+
 /// `GET /mempool`.
 #[derive(Debug, Serialize)]
 pub struct MempoolView {

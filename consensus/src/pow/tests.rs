@@ -240,6 +240,29 @@ impl Node {
     }
 }
 
+/// Delivers `block`, which must make `node` stop with
+/// `Fault::FinalityViolated` for a branch forking at `fork` below its final
+/// block at `final_height`.
+fn assert_finality_violated(node: &mut Node, block: &Block, final_height: Height, fork: Height) {
+    let message = Pow::verify(&node.context, None, Channel::Consensus, &block.encode()).unwrap();
+    let fault = node
+        .pow
+        .handle(Input::Message(message), NOW, &mut node.ledger)
+        .unwrap_err();
+    match fault {
+        Fault::FinalityViolated {
+            final_height: at,
+            fork_height,
+            branch_tip,
+        } => {
+            assert_eq!(at, final_height);
+            assert_eq!(fork_height, fork);
+            assert_eq!(branch_tip, block.hash());
+        }
+        other => panic!("{other}"),
+    }
+}
+
 /// Builds blocks on any parent, with transfers that apply on that branch.
 struct Forge {
     ledger: TestLedger,
@@ -469,23 +492,7 @@ fn blocks_with_k_confirmations_are_final_and_branches_below_are_ignored() {
     assert_eq!(node.pow.forks_below_final(), 4);
     // ...until it has more work than the chain: the confirmations did not
     // hold, and the node stops rather than pretend they did.
-    let message = Pow::verify(&node.context, None, Channel::Consensus, &rival[4].encode()).unwrap();
-    let fault = node
-        .pow
-        .handle(Input::Message(message), NOW, &mut node.ledger)
-        .unwrap_err();
-    match fault {
-        Fault::FinalityViolated {
-            final_height,
-            fork_height,
-            branch_tip,
-        } => {
-            assert_eq!(final_height, Height(3));
-            assert_eq!(fork_height, Height(1));
-            assert_eq!(branch_tip, rival[4].hash());
-        }
-        other => panic!("{other}"),
-    }
+    assert_finality_violated(&mut node, &rival[4], Height(3), Height(1));
     let mut node = Node::new(&g, None);
     for block in &main {
         node.receive(block);
@@ -526,23 +533,7 @@ fn a_branch_cut_off_by_finality_is_still_weighed_as_it_grows() {
         node.receive(block);
     }
     assert_eq!(node.best(), main[4].hash());
-    let message = Pow::verify(&node.context, None, Channel::Consensus, &rival[4].encode()).unwrap();
-    let fault = node
-        .pow
-        .handle(Input::Message(message), NOW, &mut node.ledger)
-        .unwrap_err();
-    match fault {
-        Fault::FinalityViolated {
-            final_height,
-            fork_height,
-            branch_tip,
-        } => {
-            assert_eq!(final_height, Height(3));
-            assert_eq!(fork_height, Height(1));
-            assert_eq!(branch_tip, rival[4].hash());
-        }
-        other => panic!("{other}"),
-    }
+    assert_finality_violated(&mut node, &rival[4], Height(3), Height(1));
 }
 
 #[test]

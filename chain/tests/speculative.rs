@@ -24,16 +24,21 @@ fn build(speculative: &mut Speculative, store: &MemStore, parent: &Block, offset
         .unwrap()
 }
 
+/// A store holding the test genesis, and its block 0.
+fn fresh_chain() -> (MemStore, Vec<Block>) {
+    let store = MemStore::new();
+    store.init_genesis(&genesis(&keys(2), 1000)).unwrap();
+    let genesis_block = store.block_at(Height(0)).unwrap().unwrap();
+    (store, vec![genesis_block])
+}
+
 /// At its bound, `Speculative` forgets states of blocks on the store's
 /// chain first (they can be read back through undo records), then the
 /// lowest side-branch state; a block that needed a forgotten side-branch
 /// state is reported as unavailable, never accepted or refused as invalid.
 #[test]
 fn states_on_the_chain_go_before_side_branches_at_the_bound() {
-    let k = keys(2);
-    let store = MemStore::new();
-    store.init_genesis(&genesis(&k, 1000)).unwrap();
-    let mut chain = vec![store.block_at(Height(0)).unwrap().unwrap()];
+    let (store, mut chain) = fresh_chain();
 
     // Nine blocks committed through a node that holds at most 4 states.
     let mut bounded = Speculative::new(rules(), 4);
@@ -99,10 +104,7 @@ fn states_on_the_chain_go_before_side_branches_at_the_bound() {
 /// alone on its own and finalized it.)
 #[test]
 fn a_sibling_of_the_tip_validates_after_the_final_height_rose() {
-    let k = keys(2);
-    let store = MemStore::new();
-    store.init_genesis(&genesis(&k, 1000)).unwrap();
-    let mut chain = vec![store.block_at(Height(0)).unwrap().unwrap()];
+    let (store, mut chain) = fresh_chain();
     let mut node = Speculative::new(rules(), 1_024);
     let mut elsewhere = Speculative::new(rules(), 1_024);
     // Blocks arrive from peers: validated on their parent, then committed.

@@ -794,7 +794,7 @@ impl<P: Protocol> Driver<P> {
             net::Channel::Transactions => {
                 self.state
                     .metrics
-                    .message_in("transactions", "transaction", bytes.len());
+                    .message_in("transactions", "tx_batch", bytes.len());
                 if self.ingest.try_send((from, bytes)).is_err() {
                     self.state.metrics.dropped("ingest_full");
                 }

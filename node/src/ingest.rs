@@ -1,21 +1,26 @@
-//! The transaction ingest task: transactions gossiped by peers are
-//! decoded, their signatures verified in batches (outside the mempool
-//! lock), and admitted to the mempool; the driver is woken when any were
-//! new. A peer whose transactions do not decode or verify is reported.
+//! The transaction ingest task: batches gossiped by peers
+//! ([`crate::txgossip`]) are decoded, transactions already pending are
+//! skipped, the rest have their signatures verified in batches (outside
+//! the mempool lock, on all cores), and are admitted to the mempool; the
+//! driver is woken when any were new. A peer whose batches do not decode,
+//! or whose transactions do not verify, is reported.
 
 use crate::mempool::Mempool;
 use crate::net::Misbehaviour;
 use crate::shared::NodeState;
-use phalanx_chain::Transaction;
-use phalanx_chain::encoding;
+use crate::txgossip;
+use phalanx_chain::{Hash, Transaction};
 use phalanx_crypto::PublicKey;
+use std::collections::HashSet;
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc};
 
-/// Transactions handed to the ingest task and not yet taken, at most.
-pub const INGEST_QUEUE: usize = 16_384;
-/// Transactions verified in one batch, at most.
-const INGEST_BATCH: usize = 1_024;
+/// Gossiped messages (each a batch of transactions) handed to the ingest
+/// task and not yet taken, at most.
+pub const INGEST_QUEUE: usize = 256;
+/// Transactions verified in one round, at most (messages are taken whole,
+/// so a round may pass it by one message).
+const INGEST_BATCH: usize = 4_096;
 
 /// Runs until every sender of `queue` is gone.
 pub async fn ingest_transactions(
@@ -24,38 +29,69 @@ pub async fn ingest_transactions(
     txs_available: Arc<Notify>,
 ) {
     while let Some(first) = queue.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < INGEST_BATCH {
+        let mut round = Vec::new();
+        let mut count = decode_into(&state, first, &mut round);
+        while count < INGEST_BATCH {
             match queue.try_recv() {
-                Ok(item) => batch.push(item),
+                Ok(message) => count += decode_into(&state, message, &mut round),
                 Err(_) => break,
             }
         }
-        if admit_batch(&state, batch).await > 0 {
+        if admit_round(&state, round).await > 0 {
             txs_available.notify_one();
         }
     }
 }
 
-/// Decodes, verifies and admits one batch; returns how many were admitted.
-async fn admit_batch(state: &NodeState, batch: Vec<(PublicKey, Vec<u8>)>) -> usize {
-    let mut decoded: Vec<(PublicKey, Transaction)> = Vec::with_capacity(batch.len());
-    for (from, bytes) in batch {
-        match encoding::decode::<Transaction>(&bytes, phalanx_chain::tx::MAX_TX_BYTES) {
-            Ok(tx) => decoded.push((from, tx)),
-            Err(_) => {
-                state.metrics.dropped("undecodable");
-                state.net.report(&from, Misbehaviour::Malformed);
-            }
+/// Decodes one gossiped message into `round`; returns how many
+/// transactions it held.
+fn decode_into(
+    state: &NodeState,
+    (from, bytes): (PublicKey, Vec<u8>),
+    round: &mut Vec<(PublicKey, Transaction)>,
+) -> usize {
+    match txgossip::decode_batch(&bytes) {
+        Ok(txs) => {
+            let count = txs.len();
+            round.extend(txs.into_iter().map(|tx| (from, tx)));
+            count
+        }
+        Err(_) => {
+            state.metrics.dropped("undecodable");
+            state.net.report(&from, Misbehaviour::Malformed);
+            0
         }
     }
-    let txs: Vec<Transaction> = decoded.iter().map(|(_, tx)| tx.clone()).collect();
-    let verdicts = tokio::task::spawn_blocking(move || Mempool::verify_batch(&txs))
-        .await
-        .unwrap_or_default();
+}
+
+/// Verifies and admits one round; returns how many were admitted.
+async fn admit_round(state: &NodeState, round: Vec<(PublicKey, Transaction)>) -> usize {
+    // Skip what is already pending (or repeated in the round) before paying
+    // for its signature.
+    let hashes: Vec<Hash> = round.iter().map(|(_, tx)| tx.hash()).collect();
+    let fresh: Vec<bool> = match state.mempool.lock() {
+        Ok(pool) => {
+            let mut seen = HashSet::with_capacity(hashes.len());
+            hashes
+                .iter()
+                .map(|h| !pool.contains(h) && seen.insert(*h))
+                .collect()
+        }
+        Err(_) => return 0,
+    };
+    let round: Vec<(PublicKey, Transaction)> = round
+        .into_iter()
+        .zip(fresh)
+        .filter_map(|(item, fresh)| fresh.then_some(item))
+        .collect();
+    if round.is_empty() {
+        return 0;
+    }
+    let txs: Vec<Transaction> = round.iter().map(|(_, tx)| tx.clone()).collect();
+    let verdicts = verify_parallel(txs).await;
     let mut admitted = 0usize;
     if let Ok(mut pool) = state.mempool.lock() {
-        for ((from, tx), valid) in decoded.into_iter().zip(verdicts) {
+        for ((from, tx), valid) in round.into_iter().zip(verdicts) {
             if !valid {
                 state.metrics.dropped("bad_signature");
                 state.net.report(&from, Misbehaviour::BadSignature);
@@ -68,4 +104,16 @@ async fn admit_batch(state: &NodeState, batch: Vec<(PublicKey, Vec<u8>)>) -> usi
         state.metrics.set_mempool(pool.len(), pool.bytes());
     }
     admitted
+}
+
+/// [`Mempool::verify_batch_parallel`] on all cores, off the async
+/// runtime. `result[i]` says whether `txs[i]` is valid; if the blocking
+/// task fails, every one counts as invalid.
+pub async fn verify_parallel(txs: Vec<Transaction>) -> Vec<bool> {
+    let len = txs.len();
+    tokio::task::spawn_blocking(move || {
+        Mempool::verify_batch_parallel(&txs, Mempool::verify_threads())
+    })
+    .await
+    .unwrap_or_else(|_| vec![false; len])
 }

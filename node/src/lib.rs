@@ -7,7 +7,8 @@
 //! - [`driver`]: runs the consensus protocol (through the seam
 //!   `phalanx_consensus::Protocol`) and carries out its effects.
 //! - [`sync`]: block sync, the driver's component for catching up.
-//! - [`ingest`]: verifies gossiped transactions into the mempool.
+//! - [`txgossip`]: admitted transactions gossiped in batches; [`ingest`]:
+//!   verifies gossiped batches into the mempool.
 //! - [`miner`]: proof-of-work mining on threads of its own.
 //! - [`api`]: the HTTP API; [`metrics`]: Prometheus metrics.
 //! - [`node`]: puts them together.
@@ -25,3 +26,4 @@ pub mod net;
 pub mod node;
 pub mod shared;
 pub mod sync;
+pub mod txgossip;

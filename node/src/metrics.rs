@@ -70,6 +70,7 @@ pub struct Metrics {
     messages_out: Family<SentLabels, Counter>,
     bytes_out: Family<SentLabels, Counter>,
     dropped: Family<ReasonLabels, Counter>,
+    txs_gossiped: Counter,
     syncing: Gauge,
     sync_target: Gauge,
     http_requests: Family<HttpLabels, Counter>,
@@ -120,6 +121,7 @@ impl Metrics {
             messages_out: Family::default(),
             bytes_out: Family::default(),
             dropped: Family::default(),
+            txs_gossiped: Counter::default(),
             syncing: Gauge::default(),
             sync_target: Gauge::default(),
             http_requests: Family::default(),
@@ -213,6 +215,11 @@ impl Metrics {
             "dropped",
             "Messages or transactions dropped, by reason",
             self.dropped.clone(),
+        );
+        r.register(
+            "txs_gossiped",
+            "Transactions this node admitted and gossiped (in batches)",
+            self.txs_gossiped.clone(),
         );
         r.register(
             "http_requests",
@@ -349,6 +356,11 @@ impl Metrics {
         self.bytes_out
             .get_or_create(&labels)
             .inc_by(counter_value(bytes));
+    }
+
+    /// `count` admitted transactions went out in one gossiped batch.
+    pub fn txs_gossiped(&self, count: usize) {
+        self.txs_gossiped.inc_by(counter_value(count));
     }
 
     /// Something was dropped (a malformed message, a full queue, ...).

@@ -12,6 +12,7 @@ use crate::net::p2p::{Multiaddr, P2p, P2pConfig};
 use crate::net::{Gossip, Inbound};
 use crate::shared::{EVENT_BUFFER, LiveStatus, NodeState};
 use crate::sync::SyncConfig;
+use crate::txgossip::{self, TxGossip};
 use anyhow::{Context, anyhow, bail};
 use phalanx_chain::{ConsensusKind, Genesis, SledStore, Store};
 use phalanx_consensus::dispatch::{self, WithProtocol, with_protocol};
@@ -133,6 +134,7 @@ async fn launch(parts: Parts, start_driver: StartDriver) -> anyhow::Result<Runni
         genesis.chain_id.clone(),
     );
     let txs_available = Arc::new(Notify::new());
+    let (tx_gossip, tx_gossip_queue) = TxGossip::new();
     let state = Arc::new(NodeState {
         chain_id: genesis.chain_id.clone(),
         consensus: genesis.consensus,
@@ -144,6 +146,7 @@ async fn launch(parts: Parts, start_driver: StartDriver) -> anyhow::Result<Runni
         events,
         metrics: Metrics::new(),
         net,
+        tx_gossip,
         txs_available: Arc::clone(&txs_available),
     });
     state.metrics.set_height(head.height().0);
@@ -201,6 +204,10 @@ async fn launch(parts: Parts, start_driver: StartDriver) -> anyhow::Result<Runni
         shutdown: shutdown_rx.clone(),
     })?;
     let mut others = Vec::new();
+    others.push(tokio::spawn(txgossip::run(
+        Arc::downgrade(&state),
+        tx_gossip_queue,
+    )));
     others.push(tokio::spawn(ingest::ingest_transactions(
         Arc::clone(&state),
         ingest_rx,

@@ -6,6 +6,7 @@ use crate::mempool::Mempool;
 use crate::metrics::Metrics;
 use crate::miner::MinerControl;
 use crate::net::Gossip;
+use crate::txgossip::TxGossip;
 use phalanx_chain::{
     Address, ChainId, ConsensusKind, Genesis, Hash, Height, Store, ValidatorIndex,
 };
@@ -134,6 +135,8 @@ pub struct NodeState {
     pub events: broadcast::Sender<NodeEvent>,
     pub metrics: Metrics,
     pub net: Arc<dyn Gossip>,
+    /// Where admitted transactions are queued to be gossiped in batches.
+    pub tx_gossip: TxGossip,
     /// Woken when new transactions reach the mempool, so a leader waiting
     /// for a batch can propose.
     pub txs_available: Arc<Notify>,

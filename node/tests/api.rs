@@ -23,6 +23,7 @@ use phalanx_node::net::{Channel, Gossip, Misbehaviour, NetError, PeerInfo};
 use phalanx_node::shared::{
     BlockEvent, EVENT_BUFFER, FinalizedEvent, LiveStatus, MiningStatus, NodeState, ReorgEvent,
 };
+use phalanx_node::txgossip::{self, TxGossip};
 use serde_json::{Value, json};
 use std::io::Write as _;
 use std::sync::{Arc, Mutex, RwLock};
@@ -176,6 +177,7 @@ async fn start(options: Options) -> TestNode {
         sync_target: None,
         ..LiveStatus::default()
     });
+    let (tx_gossip, tx_gossip_queue) = TxGossip::new();
     let state = Arc::new(NodeState {
         chain_id: genesis.chain_id.clone(),
         consensus: genesis.consensus,
@@ -187,8 +189,10 @@ async fn start(options: Options) -> TestNode {
         events: broadcast::channel(EVENT_BUFFER).0,
         metrics: Metrics::new(),
         net: net.clone(),
+        tx_gossip,
         txs_available: Arc::new(tokio::sync::Notify::new()),
     });
+    tokio::spawn(txgossip::run(Arc::downgrade(&state), tx_gossip_queue));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
@@ -327,8 +331,35 @@ impl TestNode {
         block
     }
 
-    fn published(&self) -> Vec<(Channel, Vec<u8>)> {
-        self.net.published.lock().unwrap().clone()
+    /// The transactions gossiped so far, in order, once there are at least
+    /// `expected` (and a moment later, so that extra ones would show).
+    async fn gossiped(&self, expected: usize) -> Vec<Transaction> {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while self.gossiped_now().len() < expected {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{expected} transactions were not gossiped"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(txgossip::GOSSIP_LINGER * 10).await;
+        self.gossiped_now()
+    }
+
+    fn gossiped_now(&self) -> Vec<Transaction> {
+        let published = self.net.published.lock().unwrap().clone();
+        published
+            .iter()
+            .flat_map(|(channel, bytes)| {
+                assert_eq!(*channel, Channel::Transactions);
+                txgossip::decode_batch(bytes).unwrap()
+            })
+            .collect()
+    }
+
+    /// Gossiped messages so far.
+    fn messages(&self) -> usize {
+        self.net.published.lock().unwrap().len()
     }
 
     async fn shutdown(mut self) {
@@ -434,12 +465,8 @@ async fn every_endpoint_answers_as_documented() {
     let submitted = node.submit(&tx).await;
     doc.record("POST /txs", &node, &submitted);
     assert_eq!(submitted, (202, json!({ "hash": tx.hash().to_string() })));
-    let published = node.published();
-    assert_eq!(published.len(), 1);
-    assert_eq!(published[0].0, Channel::Transactions);
-    let decoded: Transaction =
-        phalanx_chain::encoding::decode(&published[0].1, phalanx_chain::tx::MAX_TX_BYTES).unwrap();
-    assert_eq!(decoded, tx);
+    assert_eq!(node.gossiped(1).await, std::slice::from_ref(&tx));
+    assert_eq!(node.messages(), 1);
 
     let pending = node.get(&format!("/txs/{}", tx.hash())).await;
     doc.record("GET /txs/{hash} (pending)", &node, &pending);
@@ -566,7 +593,8 @@ async fn every_endpoint_answers_as_documented() {
             "phalanx_http_requests_total{route=\"/blocks/{height}\",status=\"200\"} 2",
             "phalanx_http_requests_total{route=\"/txs\",status=\"202\"} 1",
             "phalanx_mempool_txs 1",
-            "phalanx_messages_sent_total{channel=\"transactions\",kind=\"transaction\",origin=\"authored\"} 1",
+            "phalanx_messages_sent_total{channel=\"transactions\",kind=\"tx_batch\",origin=\"authored\"} 1",
+            "phalanx_txs_gossiped_total 1",
         ],
     );
     doc.write("GET /metrics", 200, &text);
@@ -795,14 +823,14 @@ async fn every_error_has_the_error_shape_and_the_node_survives_them() {
     );
 
     // Only the first transaction was ever admitted and gossiped.
-    assert_eq!(node.published().len(), 1);
+    assert_eq!(node.gossiped(1).await.len(), 1);
     assert_eq!(node.state.mempool.lock().unwrap().len(), 1);
 
     // Still alive, still accepting.
     assert_eq!(node.get("/status").await.0, 200);
     let accepted = node.post("/txs", &good).await;
     assert_eq!(accepted.0, 202, "{}", accepted.1);
-    assert_eq!(node.published().len(), 2);
+    assert_eq!(node.gossiped(2).await.len(), 2);
     let metrics = node
         .client
         .get(format!("{}/metrics", node.base))
@@ -891,11 +919,16 @@ async fn a_failed_gossip_still_admits_and_is_counted() {
     let tx = transfer(1, 3, 5, 0);
     assert_eq!(node.submit(&tx).await.0, 202);
     assert!(node.state.mempool.lock().unwrap().contains(&tx.hash()));
-    let text = node.state.metrics.render();
-    assert!(
-        text.contains("phalanx_dropped_total{reason=\"tx_gossip_failed\"} 1"),
-        "{text}"
-    );
+    // The gossip task publishes a moment later.
+    let counted = "phalanx_dropped_total{reason=\"tx_gossip_failed\"} 1";
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !node.state.metrics.render().contains(counted) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{counted} never counted"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     node.shutdown().await;
 }
 
@@ -1396,13 +1429,9 @@ async fn a_batch_of_valid_transactions_is_admitted_listed_and_gossiped() {
     );
     let account = node.get(&format!("/accounts/{}", addr(1))).await;
     assert_eq!(account.1["pending_nonce"], 3);
-    // Gossiped one message each, as POST /txs sends them.
-    let published = node.published();
-    assert_eq!(published.len(), 4);
-    for ((channel, bytes), tx) in published.iter().zip(&txs) {
-        assert_eq!(*channel, Channel::Transactions);
-        assert_eq!(bytes, &encoding::encode(tx));
-    }
+    // Gossiped in order, in one message.
+    assert_eq!(node.gossiped(4).await, txs);
+    assert_eq!(node.messages(), 1);
     // A leader waiting for transactions was woken.
     tokio::time::timeout(DEADLINE, node.state.txs_available.notified())
         .await
@@ -1413,7 +1442,8 @@ async fn a_batch_of_valid_transactions_is_admitted_listed_and_gossiped() {
         &[
             "phalanx_http_requests_total{route=\"/txs/batch\",status=\"200\"} 1",
             "phalanx_mempool_txs 4",
-            "phalanx_messages_sent_total{channel=\"transactions\",kind=\"transaction\",origin=\"authored\"} 4",
+            "phalanx_messages_sent_total{channel=\"transactions\",kind=\"tx_batch\",origin=\"authored\"} 1",
+            "phalanx_txs_gossiped_total 4",
         ],
     );
     node.shutdown().await;
@@ -1477,7 +1507,7 @@ async fn nonces_of_one_sender_in_one_batch_are_admitted_in_order() {
         node.pending(),
         txs[..3].iter().map(Transaction::hash).collect::<Vec<_>>()
     );
-    assert_eq!(node.published().len(), 3);
+    assert_eq!(node.gossiped(3).await.len(), 3);
     node.shutdown().await;
 }
 
@@ -1524,7 +1554,7 @@ async fn each_transaction_of_a_mixed_batch_gets_the_verdict_post_txs_gives_it() 
     // The same transactions pending, in the same order; as many gossiped.
     assert_eq!(batched.pending(), single.pending());
     assert_eq!(batched.pending().len(), 3);
-    assert_eq!(batched.published(), single.published());
+    assert_eq!(batched.gossiped(3).await, single.gossiped(3).await);
     batched.shutdown().await;
     single.shutdown().await;
 }
@@ -1542,7 +1572,7 @@ async fn the_binary_form_gets_the_same_answer_as_json() {
     assert_eq!(codes(&from_binary), MIXED_CODES);
     assert_eq!(from_binary, from_json);
     assert_eq!(binary_node.pending(), json_node.pending());
-    assert_eq!(binary_node.published(), json_node.published());
+    assert_eq!(binary_node.gossiped(3).await, json_node.gossiped(3).await);
 
     // One transaction: the count 1, then its encoding.
     let one = [transfer(2, 3, 5, 1)];
@@ -1614,7 +1644,7 @@ async fn a_batch_over_the_limits_is_refused_whole() {
         format!("the request body exceeds the limit of {MAX_BATCH_BODY_BYTES} bytes")
     );
     assert!(node.pending().is_empty());
-    assert!(node.published().is_empty());
+    assert!(node.gossiped(0).await.is_empty());
 
     // At the limit: every transaction gets its verdict (nonces above 64
     // are too far ahead).
@@ -1713,7 +1743,7 @@ async fn a_batch_that_does_not_parse_is_refused_whole() {
         assert_error(&response, 400, code);
     }
     assert!(node.pending().is_empty());
-    assert!(node.published().is_empty());
+    assert!(node.gossiped(0).await.is_empty());
     // The same transaction, well formed, is admitted.
     assert_eq!(node.batch_binary(&good).await.1["accepted"], 1);
     node.shutdown().await;

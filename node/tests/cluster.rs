@@ -176,7 +176,7 @@ async fn garbage_from_a_stranger_is_dropped_and_reported(kind: ConsensusKind) {
         gossip
             .publish(
                 Channel::Transactions,
-                phalanx_chain::encoding::encode(&forged),
+                phalanx_node::txgossip::encode_batch(&[phalanx_chain::encoding::encode(&forged)]),
             )
             .unwrap();
         for node in &chain.validators {

@@ -14,8 +14,9 @@
 //!    account read each), so that nonces 0, 1, 2 of one sender in one
 //!    batch are all admitted;
 //! 3. after the lock: the mempool gauges, one wake-up of a leader waiting
-//!    for transactions (if any was admitted), and gossip of each admitted
-//!    transaction, one message each as `POST /txs` sends it.
+//!    for transactions (if any was admitted), and the admitted
+//!    transactions queued for gossip ([`crate::txgossip`], which publishes
+//!    them in batches).
 //!
 //! A batch body is a JSON array of transactions or their postcard
 //! encoding ([`TxBatch`]); it holds 1 to [`MAX_BATCH_TXS`] transactions in
@@ -26,7 +27,6 @@ use super::Api;
 use super::error::{self, ApiError, ApiJson};
 use super::views::{BatchItemView, BatchView, ItemErrorView, SubmittedView};
 use crate::mempool::{Mempool, MempoolError};
-use crate::net::{Channel, NetError};
 use axum::Json;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
@@ -102,15 +102,15 @@ impl Checked {
     }
 }
 
-/// Step 1's signature check for a batch: one [`Mempool::verify_batch`]
-/// call over the transactions that passed the checks so far.
+/// Step 1's signature check for a batch: [`Mempool::verify_batch`] over
+/// the transactions that passed the checks so far, split over the cores.
 fn verify_signatures(items: Vec<Result<Checked, Refused>>) -> Vec<Result<Checked, Refused>> {
     let txs: Vec<Transaction> = items
         .iter()
         .filter_map(|item| item.as_ref().ok())
         .map(|checked| checked.tx.clone())
         .collect();
-    let mut valid = Mempool::verify_batch(&txs).into_iter();
+    let mut valid = Mempool::verify_batch_parallel(&txs, Mempool::verify_threads()).into_iter();
     items
         .into_iter()
         .map(|item| {
@@ -133,8 +133,8 @@ fn verify_signatures(items: Vec<Result<Checked, Refused>>) -> Vec<Result<Checked
 struct Admission<'a> {
     api: &'a Api,
     mempool: MutexGuard<'a, Mempool>,
-    /// Each admitted transaction's hash and encoding, to gossip.
-    admitted: Vec<(Hash, Vec<u8>)>,
+    /// The encodings of the admitted transactions, to gossip.
+    admitted: Vec<Vec<u8>>,
 }
 
 impl<'a> Admission<'a> {
@@ -150,7 +150,7 @@ impl<'a> Admission<'a> {
         let Checked { tx, hash, bytes } = checked;
         match self.mempool.admit_verified(tx, self.api.store()) {
             Ok(admitted) => {
-                self.admitted.push((admitted, bytes));
+                self.admitted.push(bytes);
                 Ok(admitted)
             }
             Err(error) => Err(Refused {
@@ -175,30 +175,15 @@ impl<'a> Admission<'a> {
         }
         // A leader waiting for a batch may propose now.
         node.txs_available.notify_one();
-        let mut failed: Option<(usize, Hash, NetError)> = None;
-        for (hash, bytes) in admitted {
-            let sent = bytes.len();
-            match node.net.publish(Channel::Transactions, bytes) {
-                Ok(()) => node.metrics.message_out(
-                    Channel::Transactions.name(),
-                    "transaction",
-                    sent,
-                    false,
-                ),
-                Err(error) => {
-                    // The transaction stays admitted: this node can still
-                    // propose it, and peers get it if it is submitted again
-                    // elsewhere.
-                    node.metrics.dropped("tx_gossip_failed");
-                    match &mut failed {
-                        Some((count, _, _)) => *count += 1,
-                        None => failed = Some((1, hash, error)),
-                    }
-                }
-            }
-        }
-        if let Some((count, first, error)) = failed {
-            tracing::warn!(count, %first, %error, "api: could not gossip submitted transactions");
+        let count = admitted.len();
+        if !node.tx_gossip.push(admitted) {
+            // The transactions stay admitted: this node can still propose
+            // them, and peers get them if they are submitted again elsewhere.
+            node.metrics.dropped("tx_gossip_full");
+            tracing::warn!(
+                count,
+                "api: the gossip queue is full; admitted transactions not gossiped"
+            );
         }
     }
 }

@@ -1,0 +1,208 @@
+//! Transactions gossiped in batches.
+//!
+//! A message on [`Channel::Transactions`] carries a batch: the postcard
+//! encoding of a sequence of transactions (the count as a varint, then each
+//! transaction's canonical encoding), at least one and at most
+//! [`MAX_GOSSIP_BATCH_TXS`]. One message per transaction made every
+//! transaction pay libp2p's per-message costs (framing, the gossipsub
+//! signature and its check on every receiver, deduplication, task
+//! wake-ups) and overran gossipsub's send queues under load.
+//!
+//! The node's admission paths (`POST /txs`, `POST /txs/batch`) hand the
+//! encodings of the transactions they admitted to [`TxGossip::push`]; the
+//! [`run`] task publishes them: everything queued when it wakes, plus what
+//! arrives within [`GOSSIP_LINGER`], in messages of at most
+//! [`GOSSIP_BATCH_TXS`]. An idle node has no timer running: the task sleeps
+//! on its queue.
+
+use crate::net::{Channel, NetError};
+use crate::shared::NodeState;
+use phalanx_chain::Transaction;
+use phalanx_chain::encoding::{self, DecodeError};
+use phalanx_chain::tx::MAX_TX_BYTES;
+use serde::{Deserialize, Serialize};
+use std::sync::Weak;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Transactions in one gossiped message, at most (a receiver refuses more).
+pub const MAX_GOSSIP_BATCH_TXS: usize = 4_096;
+/// Bytes of one gossiped message, at most: [`MAX_GOSSIP_BATCH_TXS`]
+/// transactions of the largest size and the count's varint.
+pub const MAX_GOSSIP_BATCH_BYTES: usize = MAX_GOSSIP_BATCH_TXS * MAX_TX_BYTES + 8;
+/// Transactions this node puts in one message, at most.
+pub const GOSSIP_BATCH_TXS: usize = 1_024;
+/// How long the publisher waits for more transactions after the first of a
+/// batch, unless the batch fills first.
+pub const GOSSIP_LINGER: Duration = Duration::from_millis(2);
+/// Admissions (each a group of transactions, at most the API's batch
+/// limit) queued for gossip, at most; past it they are not gossiped (they
+/// stay admitted).
+pub const GOSSIP_QUEUE: usize = 1_024;
+
+/// The wire form of a batch.
+#[derive(Debug, Serialize, Deserialize)]
+struct TxBatch(
+    #[serde(deserialize_with = "encoding::bounded_vec::<_, _, MAX_GOSSIP_BATCH_TXS>")]
+    Vec<Transaction>,
+);
+
+/// Why a gossiped batch was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("an empty batch")]
+    Empty,
+}
+
+/// The message carrying the already encoded transactions `encoded`, which
+/// is what postcard makes of the sequence of those transactions.
+pub fn encode_batch(encoded: &[Vec<u8>]) -> Vec<u8> {
+    let size = encoded.iter().map(Vec::len).sum::<usize>() + 10;
+    let mut bytes = Vec::with_capacity(size);
+    encoding::push_varint(&mut bytes, encoded.len() as u64);
+    for tx in encoded {
+        bytes.extend_from_slice(tx);
+    }
+    bytes
+}
+
+/// Decodes a gossiped batch: canonical, at most [`MAX_GOSSIP_BATCH_TXS`]
+/// transactions and [`MAX_GOSSIP_BATCH_BYTES`], not empty.
+pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Transaction>, BatchError> {
+    let TxBatch(txs) = encoding::decode(bytes, MAX_GOSSIP_BATCH_BYTES)?;
+    if txs.is_empty() {
+        return Err(BatchError::Empty);
+    }
+    Ok(txs)
+}
+
+/// Where admission paths queue transactions for gossip.
+#[derive(Debug, Clone)]
+pub struct TxGossip {
+    queue: mpsc::Sender<Vec<Vec<u8>>>,
+}
+
+impl TxGossip {
+    /// The handle, and the queue for [`run`].
+    pub fn new() -> (TxGossip, mpsc::Receiver<Vec<Vec<u8>>>) {
+        let (queue, receiver) = mpsc::channel(GOSSIP_QUEUE);
+        (TxGossip { queue }, receiver)
+    }
+
+    /// Queues the encodings of admitted transactions; false if the queue is
+    /// full or the publisher is gone (they are then not gossiped).
+    pub fn push(&self, encoded: Vec<Vec<u8>>) -> bool {
+        encoded.is_empty() || self.queue.try_send(encoded).is_ok()
+    }
+}
+
+/// Publishes what [`TxGossip::push`] queues, until the node's state is
+/// dropped (which drops the last handle and ends the queue).
+pub async fn run(state: Weak<NodeState>, mut queue: mpsc::Receiver<Vec<Vec<u8>>>) {
+    let mut pending: Vec<Vec<u8>> = Vec::new();
+    while let Some(group) = queue.recv().await {
+        pending.extend(group);
+        let deadline = Instant::now() + GOSSIP_LINGER;
+        while pending.len() < GOSSIP_BATCH_TXS {
+            match tokio::time::timeout_at(deadline, queue.recv()).await {
+                Ok(Some(group)) => pending.extend(group),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        publish(&state, &pending);
+        pending.clear();
+    }
+}
+
+/// Publishes `encoded` in messages of at most [`GOSSIP_BATCH_TXS`].
+fn publish(state: &NodeState, encoded: &[Vec<u8>]) {
+    let mut failed: Option<(usize, NetError)> = None;
+    for chunk in encoded.chunks(GOSSIP_BATCH_TXS) {
+        let bytes = encode_batch(chunk);
+        let size = bytes.len();
+        match state.net.publish(Channel::Transactions, bytes) {
+            Ok(()) => {
+                state
+                    .metrics
+                    .message_out(Channel::Transactions.name(), "tx_batch", size, false);
+                state.metrics.txs_gossiped(chunk.len());
+            }
+            Err(error) => {
+                // The transactions stay admitted: this node can still
+                // propose them.
+                state.metrics.dropped("tx_gossip_failed");
+                match &mut failed {
+                    Some((count, _)) => *count += chunk.len(),
+                    None => failed = Some((chunk.len(), error)),
+                }
+            }
+        }
+    }
+    if let Some((count, error)) = failed {
+        tracing::warn!(count, %error, "could not gossip admitted transactions");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use phalanx_chain::{Amount, ChainId, Nonce};
+    use phalanx_crypto::Keypair;
+
+    fn txs(n: u64) -> Vec<Transaction> {
+        let key = Keypair::from_seed(&[3; 32]);
+        (0..n)
+            .map(|i| {
+                Transaction::sign(
+                    &key,
+                    ChainId::new("gossip-test").unwrap(),
+                    Keypair::from_seed(&[9; 32]).public().into(),
+                    Amount(i + 1),
+                    Amount(1),
+                    Nonce(i),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_is_postcards_sequence_of_transactions() {
+        for n in [1, 2, 127, 128, 300] {
+            let txs = txs(n);
+            let encoded: Vec<Vec<u8>> = txs.iter().map(encoding::encode).collect();
+            let bytes = encode_batch(&encoded);
+            assert_eq!(bytes, encoding::encode(&txs), "n = {n}");
+            assert_eq!(decode_batch(&bytes).unwrap(), txs);
+        }
+    }
+
+    #[test]
+    fn bad_batches_are_refused() {
+        assert!(matches!(decode_batch(&[0]), Err(BatchError::Empty)));
+        let one = encoding::encode(&txs(1)[0]);
+        // A lone transaction is not a batch.
+        assert!(decode_batch(&one).is_err());
+        let mut bytes = encode_batch(std::slice::from_ref(&one));
+        bytes.push(0);
+        assert!(decode_batch(&bytes).is_err(), "trailing byte");
+        let mut truncated = encode_batch(&[one.clone(), one.clone()]);
+        truncated.truncate(truncated.len() - 1);
+        assert!(decode_batch(&truncated).is_err());
+        // A count above the limit is refused before anything is read.
+        let mut claim = Vec::new();
+        encoding::push_varint(&mut claim, MAX_GOSSIP_BATCH_TXS as u64 + 1);
+        claim.extend_from_slice(&one);
+        assert!(decode_batch(&claim).is_err());
+        // An overlong count is not canonical.
+        let mut overlong = vec![0x81, 0x00];
+        overlong.extend_from_slice(&one);
+        assert!(decode_batch(&overlong).is_err());
+    }
+}

@@ -2,7 +2,7 @@
 //! it changes.
 //!
 //! A transaction applies only if (in this order) its chain id is this
-//! chain's, its signature verifies (`verify_strict`), its nonce equals the
+//! chain's, its signature verifies, its nonce equals the
 //! sender's nonce, amount + fee does not overflow, and the sender's balance
 //! covers amount + fee. Applying it takes amount + fee from the sender and
 //! increments its nonce, gives amount to the recipient, and gives fee to the
@@ -11,6 +11,11 @@
 //! transactions, a proof-of-work block credits its miner (the proposer)
 //! with the reward its seal claims, which may not exceed the chain's
 //! [`Rules::block_reward`].
+//!
+//! Signatures are checked before the transactions are applied: those of
+//! transactions in a [`VerifiedTxs`] set (checked when they were admitted
+//! to this node's mempool) are taken as valid, and the others are verified
+//! in one batch, whose verdicts are exactly the single check's.
 
 use crate::MAX_BLOCK_TXS;
 use crate::block::{Block, BlockHeader, Justification};
@@ -21,6 +26,7 @@ use crate::state::{Account, StateAccumulator};
 use crate::store::StoreError;
 use crate::tx::Transaction;
 use crate::types::{Address, Amount, Height};
+use crate::verified::VerifiedTxs;
 use phalanx_crypto::{ChainId, Hash};
 use std::collections::BTreeMap;
 
@@ -119,13 +125,15 @@ impl<'a, S: StateView + ?Sized> Overlay<'a, S> {
         }
     }
 
-    /// Applies `tx`, or changes nothing and says why it doesn't apply.
-    /// `Err(Ok(..))` is the transaction's fault, `Err(Err(..))` storage's.
+    /// Applies `tx`, whose signature verifies iff `signature_valid`, or
+    /// changes nothing and says why it doesn't apply. `Err(Ok(..))` is the
+    /// transaction's fault, `Err(Err(..))` storage's.
     fn apply(
         &mut self,
         chain_id: &ChainId,
         proposer: &Address,
         tx: &Transaction,
+        signature_valid: bool,
     ) -> Result<(), Result<TxError, StoreError>> {
         if tx.chain_id != *chain_id {
             return Err(Ok(TxError::WrongChain {
@@ -133,7 +141,9 @@ impl<'a, S: StateView + ?Sized> Overlay<'a, S> {
                 got: tx.chain_id.clone(),
             }));
         }
-        tx.verify_signature().map_err(Ok)?;
+        if !signature_valid {
+            return Err(Ok(TxError::BadSignature { from: tx.from }));
+        }
         let mut from = self.get(&tx.from).map_err(Err)?;
         if from.nonce != tx.nonce {
             return Err(Ok(TxError::NonceMismatch {
@@ -236,13 +246,33 @@ impl<'a, S: StateView + ?Sized> Overlay<'a, S> {
 /// Checks `block` against its parent and the state after the parent, and
 /// returns what it changes. `accumulator` is the state accumulator after
 /// the parent. The block's justification is the consensus protocol's to
-/// check, not this function's.
+/// check, not this function's. Every signature is checked.
 pub fn execute_block<S: StateView + ?Sized>(
     rules: &Rules,
     parent: &BlockHeader,
     state: &S,
     accumulator: &StateAccumulator,
     block: &Block,
+) -> Result<StateChanges, ExecutionError> {
+    execute_block_with(
+        rules,
+        parent,
+        state,
+        accumulator,
+        block,
+        &VerifiedTxs::new(1),
+    )
+}
+
+/// [`execute_block`], taking the signatures of the transactions in
+/// `verified` as valid (and recording there those it verifies).
+pub fn execute_block_with<S: StateView + ?Sized>(
+    rules: &Rules,
+    parent: &BlockHeader,
+    state: &S,
+    accumulator: &StateAccumulator,
+    block: &Block,
+    verified: &VerifiedTxs,
 ) -> Result<StateChanges, ExecutionError> {
     let header = &block.header;
     check_links(parent, header)?;
@@ -262,9 +292,16 @@ pub fn execute_block<S: StateView + ?Sized>(
         }
         .into());
     }
+    let signatures = verified.check(&block.transactions, &hashes);
     let mut overlay = Overlay::new(state);
-    for (index, (tx, hash)) in block.transactions.iter().zip(hashes).enumerate() {
-        match overlay.apply(&rules.chain_id, &header.proposer, tx) {
+    for (index, ((tx, hash), valid)) in block
+        .transactions
+        .iter()
+        .zip(hashes)
+        .zip(signatures)
+        .enumerate()
+    {
+        match overlay.apply(&rules.chain_id, &header.proposer, tx, valid) {
             Ok(()) => {}
             Err(Ok(error)) => return Err(BlockError::Transaction { index, hash, error }.into()),
             Err(Err(storage)) => return Err(storage.into()),
@@ -316,6 +353,9 @@ pub struct BlockBuilder<'a, S: StateView + ?Sized> {
     overlay: Overlay<'a, S>,
     accumulator: &'a StateAccumulator,
     transactions: Vec<Transaction>,
+    /// The hashes of `transactions`.
+    hashes: Vec<Hash>,
+    verified: Option<&'a VerifiedTxs>,
 }
 
 impl<S: StateView + ?Sized> std::fmt::Debug for BlockBuilder<'_, S> {
@@ -353,7 +393,16 @@ impl<'a, S: StateView + ?Sized> BlockBuilder<'a, S> {
             overlay: Overlay::new(state),
             accumulator,
             transactions: Vec::new(),
+            hashes: Vec::new(),
+            verified: None,
         }
+    }
+
+    /// Takes the signatures of the transactions in `verified` as valid (and
+    /// records there those [`BlockBuilder::push`] verifies).
+    pub fn with_verified(mut self, verified: &'a VerifiedTxs) -> Self {
+        self.verified = Some(verified);
+        self
     }
 
     /// Adds `tx` if it applies after the transactions already added.
@@ -361,12 +410,25 @@ impl<'a, S: StateView + ?Sized> BlockBuilder<'a, S> {
         if self.transactions.len() >= MAX_BLOCK_TXS {
             return Err(BuildError::Full);
         }
+        let hash = tx.hash();
+        let valid = match self.verified {
+            Some(verified) if verified.contains(&hash) => true,
+            Some(verified) => {
+                let valid = tx.verify_signature().is_ok();
+                if valid {
+                    verified.insert_all([hash]);
+                }
+                valid
+            }
+            None => tx.verify_signature().is_ok(),
+        };
         match self
             .overlay
-            .apply(&self.rules.chain_id, &self.proposer, &tx)
+            .apply(&self.rules.chain_id, &self.proposer, &tx, valid)
         {
             Ok(()) => {
                 self.transactions.push(tx);
+                self.hashes.push(hash);
                 Ok(())
             }
             Err(Ok(error)) => Err(error.into()),
@@ -402,8 +464,7 @@ impl<'a, S: StateView + ?Sized> BlockBuilder<'a, S> {
         };
         self.overlay.reward(&self.rules, &header)?;
         let changes = self.overlay.finish(self.accumulator.clone());
-        let hashes: Vec<Hash> = self.transactions.iter().map(Transaction::hash).collect();
-        header.tx_root = merkle::root(&hashes);
+        header.tx_root = merkle::root(&self.hashes);
         header.state_root = changes.state_root;
         Ok((
             Block {

@@ -41,16 +41,20 @@ pub mod store;
 mod test_seed;
 pub mod tx;
 mod types;
+pub mod verified;
 
 pub use block::{BftCertificate, Block, BlockHeader, Justification, PowSeal, ValidatorSignature};
 pub use error::{BlockError, TxError};
-pub use execute::{BlockBuilder, ExecutionError, Rules, StateChanges, StateView, execute_block};
+pub use execute::{
+    BlockBuilder, ExecutionError, Rules, StateChanges, StateView, execute_block, execute_block_with,
+};
 pub use genesis::{ConsensusKind, Genesis, GenesisError, UnknownConsensus};
 pub use phalanx_crypto::{ChainId, Hash};
 pub use state::{Account, StateAccumulator};
 pub use store::{Head, MemStore, SledStore, Store, StoreError, TxLocation, Undo};
 pub use tx::Transaction;
 pub use types::{Address, AddressError, Amount, Height, Nonce, ValidatorIndex};
+pub use verified::VerifiedTxs;
 
 /// The most transactions one block may carry.
 pub const MAX_BLOCK_TXS: usize = 10_000;

@@ -21,13 +21,17 @@
 
 use crate::block::{Block, BlockHeader, Justification};
 use crate::error::BlockError;
-use crate::execute::{BlockBuilder, ExecutionError, Rules, StateChanges, StateView, execute_block};
+use crate::execute::{
+    BlockBuilder, ExecutionError, Rules, StateChanges, StateView, execute_block_with,
+};
 use crate::state::{Account, StateAccumulator};
 use crate::store::{Head, Store, StoreError};
 use crate::tx::Transaction;
 use crate::types::{Address, Height};
+use crate::verified::VerifiedTxs;
 use phalanx_crypto::{ChainId, Hash};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// Speculative states (and, separately, remembered blocks) kept at most by
 /// default.
@@ -123,6 +127,9 @@ impl From<ExecutionError> for SpeculativeError {
 #[derive(Debug)]
 pub struct Speculative {
     rules: Rules,
+    /// Transactions whose signatures are known valid (see
+    /// [`crate::verified`]); shared with the mempool's admission paths.
+    verified: Arc<VerifiedTxs>,
     max_blocks: usize,
     states: HashMap<Hash, State>,
     /// `states` by height, lowest first, for eviction.
@@ -137,12 +144,25 @@ impl Speculative {
     pub fn new(rules: Rules, max_blocks: usize) -> Speculative {
         Speculative {
             rules,
+            verified: Arc::new(VerifiedTxs::default()),
             max_blocks: max_blocks.max(1),
             states: HashMap::new(),
             states_by_height: BTreeSet::new(),
             known: HashMap::new(),
             known_by_height: BTreeSet::new(),
         }
+    }
+
+    /// Shares `verified` (the transactions whose signatures the caller has
+    /// checked) instead of a set of its own.
+    pub fn with_verified(mut self, verified: Arc<VerifiedTxs>) -> Speculative {
+        self.verified = verified;
+        self
+    }
+
+    /// The set of transactions whose signatures are known valid.
+    pub fn verified(&self) -> &Arc<VerifiedTxs> {
+        &self.verified
     }
 
     pub fn chain_id(&self) -> &ChainId {
@@ -216,7 +236,8 @@ impl Speculative {
             .ok_or(unavailable)?;
         let candidates = pick(&view);
         let mut builder =
-            BlockBuilder::new(self.rules.clone(), &parent.header, &view, &acc, proposer);
+            BlockBuilder::new(self.rules.clone(), &parent.header, &view, &acc, proposer)
+                .with_verified(&self.verified);
         for tx in candidates {
             // A transaction that does not apply is simply left out.
             let _ = builder.push(tx);
@@ -270,7 +291,14 @@ impl Speculative {
             Some(s) => s.changes.clone(),
             None => {
                 let acc = store.accumulator()?;
-                execute_block(&self.rules, &head.header, store, &acc, block)?
+                execute_block_with(
+                    &self.rules,
+                    &head.header,
+                    store,
+                    &acc,
+                    block,
+                    &self.verified,
+                )?
             }
         };
         store.commit_block(block, &changes, finalized)?;
@@ -473,7 +501,14 @@ impl Speculative {
         let (view, acc) = self
             .state_after(store, &head, parent_hash)
             .ok_or(unavailable)?;
-        let result = execute_block(&self.rules, &parent_header, &view, &acc, block);
+        let result = execute_block_with(
+            &self.rules,
+            &parent_header,
+            &view,
+            &acc,
+            block,
+            &self.verified,
+        );
         drop(view);
         let changes = result?;
         self.record(store, block, changes);

@@ -7,7 +7,9 @@
 
 use crate::error::TxError;
 use crate::types::{Address, Amount, Nonce};
-use phalanx_crypto::{ChainId, Domain, Hash, Keypair, Signature, SigningBytes};
+use phalanx_crypto::{
+    BatchEntry, ChainId, Domain, Hash, Keypair, PublicKey, Signature, SigningBytes,
+};
 use serde::{Deserialize, Serialize};
 
 /// A signed transfer of `amount` from `from` to `to`, paying `fee` to the
@@ -77,6 +79,31 @@ impl Transaction {
             .public_key()
             .verify(&self.signing_bytes(), &self.signature)
             .map_err(|_| TxError::BadSignature { from: self.from })
+    }
+
+    /// Verifies the signatures of `txs` in one batch; `result[i]` says
+    /// whether `txs[i]`'s verifies (the same verdict as
+    /// [`Transaction::verify_signature`]: see `phalanx_crypto::batch`).
+    pub fn verify_batch(txs: &[&Transaction]) -> Vec<bool> {
+        let messages: Vec<SigningBytes> = txs.iter().map(|tx| tx.signing_bytes()).collect();
+        let keys: Vec<PublicKey> = txs.iter().map(|tx| tx.from.public_key()).collect();
+        let entries: Vec<BatchEntry<'_>> = messages
+            .iter()
+            .zip(&keys)
+            .zip(txs)
+            .map(|((message, key), tx)| BatchEntry {
+                message,
+                key,
+                signature: &tx.signature,
+            })
+            .collect();
+        let mut valid = vec![true; txs.len()];
+        for index in phalanx_crypto::verify_batch(&entries) {
+            if let Some(slot) = valid.get_mut(index) {
+                *slot = false;
+            }
+        }
+        valid
     }
 
     /// Amount plus fee, the most the sender's balance must cover.

@@ -7,12 +7,12 @@ mod common;
 use common::*;
 use phalanx_chain::encoding;
 use phalanx_chain::execute::{
-    BlockBuilder, BuildError, ExecutionError, execute_block, total_supply,
+    BlockBuilder, BuildError, ExecutionError, execute_block, execute_block_with, total_supply,
 };
 use phalanx_chain::tx::MAX_TX_BYTES;
 use phalanx_chain::{
     Account, Address, Amount, BlockError, ChainId, Hash, Height, Justification, MemStore, Nonce,
-    StateAccumulator, StateView, Store, Transaction, TxError,
+    StateAccumulator, StateView, Store, Transaction, TxError, VerifiedTxs,
 };
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -177,6 +177,71 @@ fn invalid_blocks_are_refused_with_the_rule_they_break() {
     );
     // Validation changed nothing.
     assert_eq!(store.head().unwrap().unwrap().header, parent);
+}
+
+#[test]
+fn signatures_recorded_as_verified_are_skipped_and_the_rest_are_checked() {
+    let k = keys(3);
+    let store = MemStore::new();
+    store.init_genesis(&genesis(&k[..2], 1000)).unwrap();
+    let parent = header_of(&store);
+    let acc = store.accumulator().unwrap();
+    let proposer: Address = k[2].public().into();
+    let (good, changes) = next_block(
+        &store,
+        proposer,
+        vec![
+            transfer(&k[0], &k[1], 10, 1, 0),
+            transfer(&k[1], &k[0], 3, 1, 0),
+            transfer(&k[0], &k[1], 4, 1, 1),
+        ],
+    );
+    let verified = VerifiedTxs::default();
+    let run = |block: &phalanx_chain::Block| {
+        execute_block_with(&rules(), &parent, &store, &acc, block, &verified)
+    };
+    // Validation records the signatures it checked, and agrees with the
+    // path that checks every one.
+    assert_eq!(run(&good).unwrap(), changes);
+    let hashes = good.tx_hashes();
+    assert_eq!(verified.contains_each(&hashes), [true, true, true]);
+    assert_eq!(run(&good).unwrap(), changes);
+    // A transaction whose signature no longer matches has another hash, so
+    // the set does not vouch for it: the block is refused, naming it.
+    let mut b = good.clone();
+    b.transactions[1].signature.0[7] ^= 1;
+    b.header.tx_root = b.compute_tx_root();
+    let forged = b.transactions[1].hash();
+    match run(&b) {
+        Err(ExecutionError::Invalid(BlockError::Transaction { index, hash, error })) => {
+            assert_eq!((index, hash), (1, forged));
+            assert_eq!(
+                error,
+                TxError::BadSignature {
+                    from: k[1].public().into()
+                }
+            );
+        }
+        other => panic!("expected a bad signature, got {other:?}"),
+    }
+    assert!(!verified.contains(&forged));
+    // The builder with the set skips what it holds and records the rest.
+    let fresh = VerifiedTxs::default();
+    let mut builder =
+        BlockBuilder::new(rules(), &parent, &store, &acc, proposer).with_verified(&fresh);
+    for tx in &good.transactions {
+        builder.push(tx.clone()).unwrap();
+    }
+    assert_eq!(fresh.contains_each(&hashes), [true, true, true]);
+    let mut bad = good.transactions[1].clone();
+    bad.signature.0[7] ^= 1;
+    let mut builder =
+        BlockBuilder::new(rules(), &parent, &store, &acc, proposer).with_verified(&fresh);
+    assert!(matches!(
+        builder.push(bad.clone()),
+        Err(BuildError::Invalid(TxError::BadSignature { .. }))
+    ));
+    assert!(!fresh.contains(&bad.hash()));
 }
 
 #[derive(Debug, Clone)]

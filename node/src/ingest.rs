@@ -67,8 +67,10 @@ fn decode_into(
 /// Verifies and admits one round; returns how many were admitted.
 async fn admit_round(state: &NodeState, round: Vec<(PublicKey, Transaction)>) -> usize {
     // Skip what is already pending (or repeated in the round) before paying
-    // for its signature.
+    // for its signature, and trust what this node has verified before (a
+    // block carrying it may have come first).
     let hashes: Vec<Hash> = round.iter().map(|(_, tx)| tx.hash()).collect();
+    let known = state.verified.contains_each(&hashes);
     let fresh: Vec<bool> = match state.mempool.lock() {
         Ok(pool) => {
             let mut seen = HashSet::with_capacity(hashes.len());
@@ -79,31 +81,44 @@ async fn admit_round(state: &NodeState, round: Vec<(PublicKey, Transaction)>) ->
         }
         Err(_) => return 0,
     };
-    let round: Vec<(PublicKey, Transaction)> = round
+    let mut to_verify = Vec::new();
+    let mut kept = Vec::new();
+    for (((from, tx), hash), (fresh, known)) in round
         .into_iter()
-        .zip(fresh)
-        .filter_map(|(item, fresh)| fresh.then_some(item))
-        .collect();
-    if round.is_empty() {
+        .zip(hashes)
+        .zip(fresh.into_iter().zip(known))
+    {
+        if !fresh {
+            continue;
+        }
+        if !known {
+            to_verify.push(tx.clone());
+        }
+        kept.push((from, tx, hash, known));
+    }
+    if kept.is_empty() {
         return 0;
     }
-    let txs: Vec<Transaction> = round.iter().map(|(_, tx)| tx.clone()).collect();
-    let verdicts = verify_parallel(txs).await;
-    let mut admitted = 0usize;
+    let mut verdicts = verify_parallel(to_verify).await.into_iter();
+    let mut admitted = Vec::new();
     if let Ok(mut pool) = state.mempool.lock() {
-        for ((from, tx), valid) in round.into_iter().zip(verdicts) {
-            if !valid {
+        for (from, tx, hash, known) in kept {
+            // verify_parallel answers for each; a missing verdict counts as
+            // a bad signature.
+            if !known && !verdicts.next().unwrap_or(false) {
                 state.metrics.dropped("bad_signature");
                 state.net.report(&from, Misbehaviour::BadSignature);
                 continue;
             }
             if pool.admit_verified(tx, &*state.store).is_ok() {
-                admitted += 1;
+                admitted.push(hash);
             }
         }
         state.metrics.set_mempool(pool.len(), pool.bytes());
     }
-    admitted
+    let count = admitted.len();
+    state.verified.insert_all(admitted);
+    count
 }
 
 /// [`Mempool::verify_batch_parallel`] on all cores, off the async

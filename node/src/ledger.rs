@@ -54,7 +54,8 @@ pub struct NodeLedger {
 impl NodeLedger {
     pub fn new(state: Arc<NodeState>, batch_size: usize) -> NodeLedger {
         let speculative =
-            Speculative::new(Rules::of(&state.genesis), DEFAULT_MAX_SPECULATIVE_BLOCKS);
+            Speculative::new(Rules::of(&state.genesis), DEFAULT_MAX_SPECULATIVE_BLOCKS)
+                .with_verified(Arc::clone(&state.verified));
         NodeLedger {
             state,
             speculative,

@@ -50,7 +50,6 @@ use phalanx_chain::{
     Account, Address, Amount, Block, ChainId, Hash, Nonce, StateView, StoreError, Transaction,
     tx::MAX_TX_BYTES,
 };
-use phalanx_crypto::{BatchEntry, PublicKey, SigningBytes};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Default for [`MempoolConfig::max_txs`].
@@ -262,25 +261,8 @@ impl Mempool {
     /// `verify_strict`, which is harmless here because block building
     /// verifies again). `result[i]` says whether `txs[i]` is valid.
     pub fn verify_batch(txs: &[Transaction]) -> Vec<bool> {
-        let messages: Vec<SigningBytes> = txs.iter().map(Transaction::signing_bytes).collect();
-        let keys: Vec<PublicKey> = txs.iter().map(|tx| tx.from.public_key()).collect();
-        let entries: Vec<BatchEntry<'_>> = messages
-            .iter()
-            .zip(&keys)
-            .zip(txs)
-            .map(|((message, key), tx)| BatchEntry {
-                message,
-                key,
-                signature: &tx.signature,
-            })
-            .collect();
-        let mut valid = vec![true; txs.len()];
-        for index in phalanx_crypto::verify_batch(&entries) {
-            if let Some(slot) = valid.get_mut(index) {
-                *slot = false;
-            }
-        }
-        valid
+        let refs: Vec<&Transaction> = txs.iter().collect();
+        Transaction::verify_batch(&refs)
     }
 
     /// [`Mempool::verify_batch`] split into one batch per thread, on up to

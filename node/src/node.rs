@@ -142,6 +142,7 @@ async fn launch(parts: Parts, start_driver: StartDriver) -> anyhow::Result<Runni
         validator,
         store,
         mempool: Mutex::new(mempool),
+        verified: Arc::new(phalanx_chain::VerifiedTxs::default()),
         status: RwLock::new(LiveStatus::default()),
         events,
         metrics: Metrics::new(),

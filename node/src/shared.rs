@@ -8,7 +8,7 @@ use crate::miner::MinerControl;
 use crate::net::Gossip;
 use crate::txgossip::TxGossip;
 use phalanx_chain::{
-    Address, ChainId, ConsensusKind, Genesis, Hash, Height, Store, ValidatorIndex,
+    Address, ChainId, ConsensusKind, Genesis, Hash, Height, Store, ValidatorIndex, VerifiedTxs,
 };
 use phalanx_consensus::ChainTip;
 use serde::Serialize;
@@ -131,6 +131,9 @@ pub struct NodeState {
     /// Committed blocks, accounts and the transaction index.
     pub store: Arc<dyn Store>,
     pub mempool: Mutex<Mempool>,
+    /// Transactions whose signatures this node has verified: admission
+    /// records them, block building and validation skip their signatures.
+    pub verified: Arc<VerifiedTxs>,
     pub status: RwLock<LiveStatus>,
     pub events: broadcast::Sender<NodeEvent>,
     pub metrics: Metrics,

@@ -185,6 +185,7 @@ async fn start(options: Options) -> TestNode {
         genesis,
         store: store.clone(),
         mempool: Mutex::new(Mempool::new(options.mempool, chain_id())),
+        verified: Arc::new(phalanx_chain::VerifiedTxs::default()),
         status: RwLock::new(live),
         events: broadcast::channel(EVENT_BUFFER).0,
         metrics: Metrics::new(),

@@ -135,6 +135,8 @@ struct Admission<'a> {
     mempool: MutexGuard<'a, Mempool>,
     /// The encodings of the admitted transactions, to gossip.
     admitted: Vec<Vec<u8>>,
+    /// Their hashes, for the node's set of verified transactions.
+    verified: Vec<Hash>,
 }
 
 impl<'a> Admission<'a> {
@@ -143,6 +145,7 @@ impl<'a> Admission<'a> {
             api,
             mempool: api.mempool(),
             admitted: Vec::new(),
+            verified: Vec::new(),
         }
     }
 
@@ -150,6 +153,7 @@ impl<'a> Admission<'a> {
         let Checked { tx, hash, bytes } = checked;
         match self.mempool.admit_verified(tx, self.api.store()) {
             Ok(admitted) => {
+                self.verified.push(hash);
                 self.admitted.push(bytes);
                 Ok(admitted)
             }
@@ -166,10 +170,13 @@ impl<'a> Admission<'a> {
             api,
             mempool,
             admitted,
+            verified,
         } = self;
         let node = &api.node;
         node.metrics.set_mempool(mempool.len(), mempool.bytes());
         drop(mempool);
+        // Blocks carrying these need not check their signatures again.
+        node.verified.insert_all(verified);
         if admitted.is_empty() {
             return;
         }

@@ -7,10 +7,11 @@ use phalanx_chain::execute::StateView;
 use phalanx_chain::speculative::Speculative;
 use phalanx_chain::{
     Address, Block, Genesis, Hash, Head, Height, Justification, MemStore, Nonce, Rules, Store,
-    StoreError, Transaction,
+    StoreError, Transaction, VerifiedTxs,
 };
 use phalanx_consensus::{Ledger, LedgerError};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Transactions a replica's mempool holds, at most.
 pub const MAX_MEMPOOL_TXS: usize = 4_096;
@@ -42,6 +43,14 @@ impl SimLedger {
             mempool: BTreeMap::new(),
             speculative: Speculative::new(rules, MAX_SPECULATIVE_BLOCKS),
         }
+    }
+
+    /// Shares `verified` with other replicas: a transaction's signature is
+    /// then checked once per simulation rather than once per replica (the
+    /// replicas are one process; every path accepts the same signatures).
+    pub fn with_verified(mut self, verified: Arc<VerifiedTxs>) -> SimLedger {
+        self.speculative = self.speculative.with_verified(verified);
+        self
     }
 
     /// Crashes: everything but the store is lost.

@@ -27,7 +27,9 @@ use super::ledger::SimLedger;
 use super::report::{CheckerKind, RunReport};
 use super::rng::Rng;
 use super::scenario::{Scenario, TimeMs};
-use phalanx_chain::{Block, ConsensusKind, Hash, Height, Justification, Store, ValidatorIndex};
+use phalanx_chain::{
+    Block, ConsensusKind, Hash, Height, Justification, Store, ValidatorIndex, VerifiedTxs,
+};
 use phalanx_consensus::protocol::WorkRequest;
 use phalanx_consensus::{
     Channel, Effect, Evidence, Fault, Input, Outgoing, Protocol, Setup, Tuning,
@@ -36,6 +38,7 @@ use phalanx_crypto::Keypair;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// Certificate checks remembered per run, at most.
 const MAX_CACHED_CERTIFICATES: usize = 16_384;
@@ -159,8 +162,9 @@ impl<P: Protocol> World<P> {
         .map_err(SimError::Setup)?;
         let context = P::context(&genesis, scenario.unsafe_quorum)
             .map_err(|e| SimError::Setup(e.to_string()))?;
+        let verified = Arc::new(VerifiedTxs::default());
         let nodes = (0..scenario.replicas())
-            .map(|i| Self::node(scenario, &genesis, i))
+            .map(|i| Self::node(scenario, &genesis, &verified, i))
             .collect::<Result<Vec<_>, _>>()
             .map_err(SimError::Setup)?;
         let validators = nodes.iter().map(|n| n.me).collect();
@@ -194,6 +198,7 @@ impl<P: Protocol> World<P> {
     fn node(
         scenario: &Scenario,
         genesis: &phalanx_chain::Genesis,
+        verified: &Arc<VerifiedTxs>,
         i: usize,
     ) -> Result<Node<P>, String> {
         let me = scenario
@@ -206,7 +211,9 @@ impl<P: Protocol> World<P> {
             up: false,
             incarnation: 0,
             replica: None,
-            ledger: SimLedger::new(genesis).map_err(|e| e.to_string())?,
+            ledger: SimLedger::new(genesis)
+                .map_err(|e| e.to_string())?
+                .with_verified(Arc::clone(verified)),
             timers: BTreeMap::new(),
             work: None,
         })

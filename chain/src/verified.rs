@@ -1,0 +1,178 @@
+//! Transactions whose signatures this process has already checked.
+//!
+//! A transaction's hash covers its signing bytes and its signature (see
+//! [`Transaction::hash`]), so a hash in this set names exactly one
+//! (signature, key, message) triple that verified. Admission to the
+//! mempool records what it verified; block building and validation then
+//! skip the signatures of the transactions recorded here, so a transaction
+//! is verified once per node rather than on admission and again in each
+//! block that carries it. That is sound only because every verification
+//! path accepts exactly the same signatures (single and batch: see
+//! `phalanx_crypto::batch`).
+//!
+//! The set is bounded: past [`VerifiedTxs::capacity`] the oldest entries
+//! are forgotten (a forgotten transaction is simply verified again).
+
+use crate::tx::Transaction;
+use phalanx_crypto::Hash;
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+
+/// Hashes remembered by default: several seconds of transactions at the
+/// node's highest rates, about 10 MiB.
+pub const DEFAULT_VERIFIED_TXS: usize = 131_072;
+
+/// A bounded set of the hashes of transactions whose signatures verified.
+#[derive(Debug)]
+pub struct VerifiedTxs {
+    capacity: usize,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    set: HashSet<Hash>,
+    /// Insertion order, oldest first, for eviction.
+    order: VecDeque<Hash>,
+}
+
+impl Default for VerifiedTxs {
+    fn default() -> Self {
+        VerifiedTxs::new(DEFAULT_VERIFIED_TXS)
+    }
+}
+
+impl VerifiedTxs {
+    /// An empty set of at most `capacity` hashes (at least one).
+    pub fn new(capacity: usize) -> VerifiedTxs {
+        VerifiedTxs {
+            capacity: capacity.max(1),
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().set.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn contains(&self, hash: &Hash) -> bool {
+        self.lock().set.contains(hash)
+    }
+
+    /// For each hash, whether it is in the set (one lock for all).
+    pub fn contains_each(&self, hashes: &[Hash]) -> Vec<bool> {
+        let inner = self.lock();
+        hashes.iter().map(|h| inner.set.contains(h)).collect()
+    }
+
+    /// Records hashes of transactions whose signatures verified.
+    pub fn insert_all(&self, hashes: impl IntoIterator<Item = Hash>) {
+        let mut inner = self.lock();
+        for hash in hashes {
+            if inner.set.insert(hash) {
+                inner.order.push_back(hash);
+            }
+            while inner.order.len() > self.capacity {
+                if let Some(old) = inner.order.pop_front() {
+                    inner.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Whether each of `txs` (with `hashes[i]` the hash of `txs[i]`) has a
+    /// valid signature: recorded ones are taken as valid, the others are
+    /// verified in one batch and recorded if valid.
+    pub fn check(&self, txs: &[Transaction], hashes: &[Hash]) -> Vec<bool> {
+        let known = self.contains_each(hashes);
+        let unchecked: Vec<usize> = known
+            .iter()
+            .enumerate()
+            .filter_map(|(i, known)| (!known).then_some(i))
+            .collect();
+        let mut valid = vec![true; txs.len()];
+        if unchecked.is_empty() {
+            return valid;
+        }
+        let batch: Vec<&Transaction> = unchecked.iter().filter_map(|&i| txs.get(i)).collect();
+        let verdicts = Transaction::verify_batch(&batch);
+        let mut newly = Vec::with_capacity(unchecked.len());
+        for (&i, ok) in unchecked.iter().zip(verdicts) {
+            if let Some(slot) = valid.get_mut(i) {
+                *slot = ok;
+            }
+            if ok && let Some(hash) = hashes.get(i) {
+                newly.push(*hash);
+            }
+        }
+        self.insert_all(newly);
+        valid
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // The set holds no invariant a panic elsewhere could break.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::types::{Amount, Nonce};
+    use phalanx_crypto::{ChainId, Keypair, Signature};
+
+    fn txs(n: u64) -> Vec<Transaction> {
+        let key = Keypair::from_seed(&[5; 32]);
+        (0..n)
+            .map(|i| {
+                Transaction::sign(
+                    &key,
+                    ChainId::new("verified-test").unwrap(),
+                    Keypair::from_seed(&[6; 32]).public().into(),
+                    Amount(i + 1),
+                    Amount(1),
+                    Nonce(i),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_oldest_hashes_are_forgotten_past_capacity() {
+        let set = VerifiedTxs::new(3);
+        let hashes: Vec<Hash> = txs(5).iter().map(Transaction::hash).collect();
+        set.insert_all(hashes[..2].iter().copied());
+        set.insert_all(hashes[..2].iter().copied());
+        assert_eq!(set.len(), 2);
+        set.insert_all(hashes[2..].iter().copied());
+        assert_eq!(set.len(), 3);
+        assert_eq!(set.contains_each(&hashes), [false, false, true, true, true]);
+    }
+
+    #[test]
+    fn check_verifies_what_it_does_not_know_and_remembers_only_valid_ones() {
+        let mut txs = txs(4);
+        txs[2].signature = Signature([7; 64]);
+        let hashes: Vec<Hash> = txs.iter().map(Transaction::hash).collect();
+        let set = VerifiedTxs::default();
+        assert_eq!(set.check(&txs, &hashes), [true, true, false, true]);
+        assert_eq!(set.contains_each(&hashes), [true, true, false, true]);
+        // A recorded hash is trusted without a check: give a known-valid
+        // transaction's slot a forged one carrying its hash to show it.
+        let forged = vec![txs[2].clone()];
+        assert_eq!(set.check(&forged, &hashes[..1]), [true]);
+        // The forged transaction under its own hash is checked and refused.
+        assert_eq!(set.check(&forged, &hashes[2..3]), [false]);
+    }
+}

@@ -321,11 +321,28 @@ pub fn sim(args: &SimArgs, out: &mut dyn Write) -> ExitCode {
         }
     };
     let started = std::time::Instant::now();
+    // On a terminal (stderr), a long batch shows how far it is; elsewhere
+    // the bar draws nothing.
+    let bar = indicatif::ProgressBar::new(batch.seeds);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} sim [{bar:30}] {pos}/{len} seeds, {msg}, {per_sec}, {eta} left",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message("0 failed");
+    let mut failed = 0u64;
     let result = batch.run(|report| {
         if !report.passed() {
-            let _ = writeln!(out, "{}", failure_line(&batch, report));
+            failed += 1;
+            bar.suspend(|| {
+                let _ = writeln!(out, "{}", failure_line(&batch, report));
+            });
+            bar.set_message(format!("{failed} failed"));
         }
+        bar.inc(1);
     });
+    bar.finish_and_clear();
     let summary: Summary = match result {
         Ok(s) => s,
         Err(e) => {

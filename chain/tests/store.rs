@@ -224,13 +224,20 @@ fn sled_store_reopens_with_the_same_head_state_and_safety_data() {
         let store = SledStore::open(&path).unwrap();
         store.init_genesis(&g).unwrap();
         for n in 0..5u64 {
+            // The last commits and the safety write share one flush.
+            if n == 3 {
+                store.defer_flushes(true).unwrap();
+            }
             let txs = (0..4)
                 .map(|i| transfer(&k[i], &k[(i + 1) % 5], 10 + n, 1, n))
                 .collect();
             let (b, c) = next_block(&store, k[4].public().into(), txs);
             store.commit_block(&b, &c, b.height()).unwrap();
+            // Visible at once, deferred or not.
+            assert_eq!(store.head().unwrap().unwrap().hash, b.hash());
         }
         store.put_safety_data(b"hotstuff/v1", &[1, 2, 3]).unwrap();
+        store.defer_flushes(false).unwrap();
         let head = store.head().unwrap().unwrap();
         (head.clone(), head.header.state_root)
     };

@@ -6,9 +6,11 @@
 //! fetched blocks final) the protocol answers through the seam.
 //!
 //! # Effects
-//! - `Persist`: written to sled under [`Protocol::SAFETY_KEY`] and flushed
-//!   *before* the next effect, so a message that depends on it never leaves
-//!   before it is durable.
+//! - `Persist`: written to sled under [`Protocol::SAFETY_KEY`], durable
+//!   *before* any later `Send`/`Broadcast`/`Reply`, so a message that
+//!   depends on it never leaves before it is durable. The writes of one
+//!   batch of effects share one flush (`Store::defer_flushes`): made before
+//!   the first message that follows them, and at the end of the batch.
 //! - `Send`/`Broadcast`: handed to the network (bounded queues; a full
 //!   queue drops the message and counts it, the protocol's re-sends and
 //!   timeouts recover). Consensus messages are published on the gossip
@@ -19,7 +21,8 @@
 //!   is ignored.
 //! - `Reply`: to the peer whose message is being handled.
 //! - `Extend`: the block is executed (or its validated state reused),
-//!   stored with its state changes in one atomic batch and flushed, final
+//!   stored with its state changes in one atomic batch (flushed as
+//!   `Persist` is), final
 //!   at once or not; its transactions leave the mempool; subscribers get a
 //!   [`BlockEvent`]. `Finalize` raises the stored finalized height (and
 //!   subscribers get a [`FinalizedEvent`]); at or below it, it is a no-op.
@@ -370,22 +373,41 @@ impl<P: Protocol> Driver<P> {
     // ----- effects -----
 
     /// Carries out `effects` in order; stops at the first that halts
-    /// consensus.
+    /// consensus. Store writes (safety data, blocks) are flushed together:
+    /// once before the first message that follows them, and at the end, so
+    /// nothing is sent before what it depends on is durable, at one disk
+    /// sync for a commit and a vote rather than one each.
     fn apply(&mut self, effects: Vec<Effect<P::Timer>>) {
+        if let Err(e) = self.state.store.defer_flushes(true) {
+            self.halt(format_args!("deferring store flushes failed: {e}"));
+            return;
+        }
         for effect in effects {
             if self.halted {
-                return;
+                break;
             }
             match effect {
                 Effect::Persist(bytes) => {
-                    // Written and flushed before any later effect.
+                    // Durable before any later message (see above).
                     if let Err(e) = self.state.store.put_safety_data(P::SAFETY_KEY, &bytes) {
                         self.halt(format_args!("persisting safety data failed: {e}"));
                     }
                 }
-                Effect::Send { to, message } => self.send(to, message),
-                Effect::Broadcast(message) => self.broadcast(message),
-                Effect::Reply(message) => self.reply(message),
+                Effect::Send { to, message } => {
+                    if self.flush_store() {
+                        self.send(to, message);
+                    }
+                }
+                Effect::Broadcast(message) => {
+                    if self.flush_store() {
+                        self.broadcast(message);
+                    }
+                }
+                Effect::Reply(message) => {
+                    if self.flush_store() {
+                        self.reply(message);
+                    }
+                }
                 Effect::Extend { block, finalized } => self.extend(&block, finalized),
                 Effect::Finalize(height) => self.finalize(height),
                 Effect::Revert { ancestor } => self.revert(ancestor),
@@ -395,6 +417,21 @@ impl<P: Protocol> Driver<P> {
                 }
                 Effect::RequestWork(work) => self.request_work(work),
                 Effect::Evidence(evidence) => self.on_evidence(&evidence),
+            }
+        }
+        if let Err(e) = self.state.store.defer_flushes(false) {
+            self.halt(format_args!("flushing the store failed: {e}"));
+        }
+    }
+
+    /// Makes the store's writes so far durable; false (and consensus
+    /// halted) if that fails.
+    fn flush_store(&mut self) -> bool {
+        match self.state.store.flush() {
+            Ok(()) => !self.halted,
+            Err(e) => {
+                self.halt(format_args!("flushing the store failed: {e}"));
+                false
             }
         }
     }

@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use phalanx_chain::{Address, ConsensusKind, Nonce};
 use phalanx_node::net::memory::MemoryNet;
+use std::sync::Arc;
 use std::time::Duration;
 
 const ACCOUNTS: usize = 40;
@@ -326,5 +327,272 @@ async fn an_observer_follows_the_chain_through_block_sync(kind: ConsensusKind) {
     observer.stop().await;
     for node in nodes {
         node.stop().await;
+    }
+}
+
+for_each_protocol!(no_consensus_message_leaves_before_the_writes_before_it_are_durable);
+
+/// The driver flushes the store's writes in groups (one disk sync for a
+/// commit and a vote), which must never let a consensus message out while
+/// a write made before it is not yet durable: every node's store and
+/// network are wrapped to check exactly that while the chain commits
+/// transfers.
+async fn no_consensus_message_leaves_before_the_writes_before_it_are_durable(kind: ConsensusKind) {
+    use durability::{Journal, JournalGossip, JournalStore};
+    init_logs();
+    let chain = test_chain_of(kind, 4, 4);
+    let net = MemoryNet::new();
+    let mut nodes = Vec::new();
+    let mut journals = Vec::new();
+    for i in 0..4 {
+        let journal = Arc::new(Journal::default());
+        let key = &chain.validators[i];
+        let (gossip, inbound) = net.join(key.public(), 8_192);
+        let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        nodes.push(
+            phalanx_node::node::start(phalanx_node::node::Parts {
+                config: quick_config(),
+                genesis: chain.genesis.clone(),
+                key: key.clone(),
+                store: Arc::new(JournalStore::new(Arc::clone(&journal))),
+                net: Arc::new(JournalGossip::new(gossip, Arc::clone(&journal))),
+                inbound,
+                api: Some(api),
+            })
+            .await
+            .unwrap(),
+        );
+        journals.push(journal);
+    }
+    let client = http();
+    for nonce in 0..5 {
+        for from in 0..4 {
+            let tx = transfer(&chain, from, (from + 1) % 4, nonce);
+            let url = format!("http://{}/txs", nodes[from].api_addr.unwrap());
+            let response = client.post(&url).json(&tx).send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 202);
+        }
+    }
+    let stores: Vec<_> = nodes.iter().map(|n| n.state.store.clone()).collect();
+    wait_for("20 blocks on every node", Duration::from_secs(120), || {
+        stores.iter().all(|s| head_of(&**s).0 >= 20)
+    })
+    .await;
+    for node in nodes {
+        node.stop().await;
+    }
+    for (i, journal) in journals.iter().enumerate() {
+        let (writes, flushes, sent, violations) = journal.summary();
+        assert!(violations.is_empty(), "node {i}: {violations:?}");
+        assert!(
+            writes > 20 && sent > 20,
+            "node {i}: {writes} writes, {sent} sends"
+        );
+        // Grouping saved syncs: HotStuff commits a block and votes in one
+        // batch of effects (PBFT's commit and its votes come apart).
+        assert!(
+            flushes <= writes,
+            "node {i}: {flushes} flushes for {writes} writes"
+        );
+        if kind == ConsensusKind::Hotstuff {
+            assert!(
+                flushes < writes,
+                "node {i}: {flushes} flushes for {writes} writes"
+            );
+        }
+    }
+}
+
+mod durability {
+    use phalanx_chain::{
+        Account, Address, Block, Hash, Head, Height, MemStore, StateAccumulator, StateChanges,
+        StateView, Store, StoreError, TxLocation, Undo,
+    };
+    use phalanx_crypto::PublicKey;
+    use phalanx_node::net::memory::MemoryGossip;
+    use phalanx_node::net::{Channel, Gossip, Misbehaviour, NetError, PeerInfo};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// What one node wrote, flushed and sent, in order.
+    #[derive(Debug, Default)]
+    pub struct Journal {
+        state: Mutex<State>,
+    }
+
+    #[derive(Debug, Default)]
+    struct State {
+        writes: usize,
+        flushes: usize,
+        /// Writes made and not yet durable.
+        unflushed: usize,
+        sent: usize,
+        violations: Vec<String>,
+    }
+
+    impl Journal {
+        fn wrote(&self, deferred: bool) {
+            let mut s = self.state.lock().unwrap();
+            s.writes += 1;
+            if deferred {
+                s.unflushed += 1;
+            } else {
+                s.flushes += 1;
+            }
+        }
+
+        fn flushed(&self) {
+            let mut s = self.state.lock().unwrap();
+            if s.unflushed > 0 {
+                s.unflushed = 0;
+                s.flushes += 1;
+            }
+        }
+
+        fn sending(&self, what: &str) {
+            let mut s = self.state.lock().unwrap();
+            s.sent += 1;
+            if s.unflushed > 0 {
+                let line = format!("{what} sent with {} writes not durable", s.unflushed);
+                s.violations.push(line);
+            }
+        }
+
+        /// Writes, flushes, consensus messages sent, violations.
+        pub fn summary(&self) -> (usize, usize, usize, Vec<String>) {
+            let s = self.state.lock().unwrap();
+            (s.writes, s.flushes, s.sent, s.violations.clone())
+        }
+    }
+
+    /// A memory store that reports its writes and flushes to a journal (a
+    /// write is durable at once unless flushes are deferred).
+    #[derive(Debug)]
+    pub struct JournalStore {
+        inner: MemStore,
+        journal: Arc<Journal>,
+        deferred: AtomicBool,
+    }
+
+    impl JournalStore {
+        pub fn new(journal: Arc<Journal>) -> JournalStore {
+            JournalStore {
+                inner: MemStore::new(),
+                journal,
+                deferred: AtomicBool::new(false),
+            }
+        }
+
+        fn wrote<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+            if result.is_ok() {
+                self.journal.wrote(self.deferred.load(Ordering::SeqCst));
+            }
+            result
+        }
+    }
+
+    impl StateView for JournalStore {
+        fn account(&self, address: &Address) -> Result<Account, StoreError> {
+            self.inner.account(address)
+        }
+    }
+
+    impl Store for JournalStore {
+        fn genesis_hash(&self) -> Result<Option<Hash>, StoreError> {
+            self.inner.genesis_hash()
+        }
+        fn head(&self) -> Result<Option<Head>, StoreError> {
+            self.inner.head()
+        }
+        fn finalized_height(&self) -> Result<Option<Height>, StoreError> {
+            self.inner.finalized_height()
+        }
+        fn block(&self, hash: &Hash) -> Result<Option<Block>, StoreError> {
+            self.inner.block(hash)
+        }
+        fn block_hash_at(&self, height: Height) -> Result<Option<Hash>, StoreError> {
+            self.inner.block_hash_at(height)
+        }
+        fn tx_location(&self, hash: &Hash) -> Result<Option<TxLocation>, StoreError> {
+            self.inner.tx_location(hash)
+        }
+        fn accumulator(&self) -> Result<StateAccumulator, StoreError> {
+            self.inner.accumulator()
+        }
+        fn commit_block(
+            &self,
+            block: &Block,
+            changes: &StateChanges,
+            finalized: Height,
+        ) -> Result<(), StoreError> {
+            self.wrote(self.inner.commit_block(block, changes, finalized))
+        }
+        fn set_finalized_height(&self, height: Height) -> Result<(), StoreError> {
+            self.wrote(self.inner.set_finalized_height(height))
+        }
+        fn revert_to(&self, ancestor: &Hash) -> Result<Vec<Block>, StoreError> {
+            self.wrote(self.inner.revert_to(ancestor))
+        }
+        fn undo(&self, height: Height) -> Result<Option<Undo>, StoreError> {
+            self.inner.undo(height)
+        }
+        fn safety_data(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.safety_data(key)
+        }
+        fn put_safety_data(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+            self.wrote(self.inner.put_safety_data(key, value))
+        }
+        fn defer_flushes(&self, defer: bool) -> Result<(), StoreError> {
+            self.deferred.store(defer, Ordering::SeqCst);
+            if !defer {
+                self.journal.flushed();
+            }
+            Ok(())
+        }
+        fn flush(&self) -> Result<(), StoreError> {
+            self.journal.flushed();
+            Ok(())
+        }
+    }
+
+    /// The in-memory network, checking each consensus message against the
+    /// journal as it leaves.
+    #[derive(Debug)]
+    pub struct JournalGossip {
+        inner: MemoryGossip,
+        journal: Arc<Journal>,
+    }
+
+    impl JournalGossip {
+        pub fn new(inner: MemoryGossip, journal: Arc<Journal>) -> JournalGossip {
+            JournalGossip { inner, journal }
+        }
+    }
+
+    impl Gossip for JournalGossip {
+        fn local_key(&self) -> PublicKey {
+            self.inner.local_key()
+        }
+        fn publish(&self, channel: Channel, bytes: Vec<u8>) -> Result<(), NetError> {
+            if channel != Channel::Transactions {
+                self.journal.sending("a broadcast");
+            }
+            self.inner.publish(channel, bytes)
+        }
+        fn send(&self, to: &PublicKey, channel: Channel, bytes: Vec<u8>) -> Result<(), NetError> {
+            if channel != Channel::Transactions {
+                self.journal.sending("a direct message");
+            }
+            self.inner.send(to, channel, bytes)
+        }
+        fn peers(&self) -> Vec<PeerInfo> {
+            self.inner.peers()
+        }
+        fn report(&self, peer: &PublicKey, why: Misbehaviour) {
+            self.inner.report(peer, why)
+        }
+        fn set_blocked(&self, peers: Vec<PublicKey>) {
+            self.inner.set_blocked(peers)
+        }
     }
 }

@@ -13,6 +13,8 @@ use phalanx_crypto::Hash;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const META_GENESIS: &[u8] = b"genesis_hash";
@@ -34,6 +36,11 @@ pub struct SledStore {
     meta: sled::Tree,
     safety: sled::Tree,
     undo: sled::Tree,
+    /// Set while flushes are deferred ([`Store::defer_flushes`]); shared
+    /// by clones, as the database is.
+    deferred: Arc<AtomicBool>,
+    /// Set when a deferred write has not been flushed yet.
+    dirty: Arc<AtomicBool>,
 }
 
 /// The trees a commit or a revert writes, inside one sled transaction:
@@ -60,6 +67,16 @@ struct PreparedCommit {
 }
 
 impl SledStore {
+    /// Flushes now, or notes that a flush is owed if flushes are deferred.
+    fn flush_or_defer(&self) -> Result<(), StoreError> {
+        if self.deferred.load(Ordering::SeqCst) {
+            self.dirty.store(true, Ordering::SeqCst);
+        } else {
+            self.db.flush()?;
+        }
+        Ok(())
+    }
+
     /// Opens (or creates) the database at `path`, and checks that the
     /// stored state accumulator matches the head's state root.
     pub fn open(path: &Path) -> Result<SledStore, StoreError> {
@@ -73,6 +90,8 @@ impl SledStore {
             safety: db.open_tree("safety")?,
             undo: db.open_tree("undo")?,
             db,
+            deferred: Arc::new(AtomicBool::new(false)),
+            dirty: Arc::new(AtomicBool::new(false)),
         };
         store.check_consistency()?;
         Ok(store)
@@ -472,7 +491,7 @@ impl Store for SledStore {
         if !self.undo.is_empty() {
             self.prune_undo(self.finalized_height()?.unwrap_or(Height::GENESIS))?;
         }
-        self.db.flush()?;
+        self.flush_or_defer()?;
         Ok(())
     }
 
@@ -480,7 +499,7 @@ impl Store for SledStore {
         check_finalized(self.head()?.as_ref(), self.finalized_height()?, height)?;
         self.meta.insert(META_FINALIZED, &height.0.to_be_bytes())?;
         self.prune_undo(height)?;
-        self.db.flush()?;
+        self.flush_or_defer()?;
         Ok(())
     }
 
@@ -493,7 +512,7 @@ impl Store for SledStore {
 
     fn revert_to(&self, ancestor: &Hash) -> Result<Vec<Block>, StoreError> {
         let removed = self.transact(|trees| Self::undo_to(ancestor, trees))?;
-        self.db.flush()?;
+        self.flush_or_defer()?;
         Ok(removed)
     }
 
@@ -503,7 +522,23 @@ impl Store for SledStore {
 
     fn put_safety_data(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         self.safety.insert(key, value)?;
-        self.db.flush()?;
+        self.flush_or_defer()?;
+        Ok(())
+    }
+
+    fn defer_flushes(&self, defer: bool) -> Result<(), StoreError> {
+        self.deferred.store(defer, Ordering::SeqCst);
+        if defer { Ok(()) } else { self.flush() }
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        if self.dirty.swap(false, Ordering::SeqCst) {
+            if let Err(e) = self.db.flush() {
+                // Still owed.
+                self.dirty.store(true, Ordering::SeqCst);
+                return Err(e.into());
+            }
+        }
         Ok(())
     }
 }

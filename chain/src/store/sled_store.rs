@@ -532,12 +532,12 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        if self.dirty.swap(false, Ordering::SeqCst) {
-            if let Err(e) = self.db.flush() {
-                // Still owed.
-                self.dirty.store(true, Ordering::SeqCst);
-                return Err(e.into());
-            }
+        if self.dirty.swap(false, Ordering::SeqCst)
+            && let Err(e) = self.db.flush()
+        {
+            // Still owed.
+            self.dirty.store(true, Ordering::SeqCst);
+            return Err(e.into());
         }
         Ok(())
     }

@@ -366,9 +366,9 @@ async fn no_consensus_message_leaves_before_the_writes_before_it_are_durable(kin
     }
     let client = http();
     for nonce in 0..5 {
-        for from in 0..4 {
+        for (from, node) in nodes.iter().enumerate() {
             let tx = transfer(&chain, from, (from + 1) % 4, nonce);
-            let url = format!("http://{}/txs", nodes[from].api_addr.unwrap());
+            let url = format!("http://{}/txs", node.api_addr.unwrap());
             let response = client.post(&url).json(&tx).send().await.unwrap();
             assert_eq!(response.status().as_u16(), 202);
         }

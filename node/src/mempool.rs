@@ -160,13 +160,27 @@ struct Entry {
     seq: u64,
 }
 
+/// A pending transaction in its sender's run: its hash and what it costs
+/// the sender (amount + fee, which cannot overflow a u128).
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    hash: Hash,
+    cost: u128,
+}
+
+impl Pending {
+    fn cost_of(tx: &Transaction) -> u128 {
+        u128::from(tx.amount.0) + u128::from(tx.fee.0)
+    }
+}
+
 /// The node's pending transactions. See the module docs for the rules.
 pub struct Mempool {
     config: MempoolConfig,
     chain_id: ChainId,
     by_hash: HashMap<Hash, Entry>,
     /// Each sender's pending transactions by nonce (one per nonce).
-    by_sender: BTreeMap<Address, BTreeMap<Nonce, Hash>>,
+    by_sender: BTreeMap<Address, BTreeMap<Nonce, Pending>>,
     /// Every pending transaction by arrival.
     arrival: BTreeMap<u64, Hash>,
     next_seq: u64,
@@ -338,22 +352,20 @@ impl Mempool {
             return Err(MempoolError::NoncePending {
                 from: tx.from,
                 nonce: tx.nonce,
-                existing: *existing,
+                existing: existing.hash,
             });
         }
         Ok(())
     }
 
     fn check_balance(&self, tx: &Transaction, account: Account) -> Result<(), MempoolError> {
-        let cost = |t: &Transaction| u128::from(t.amount.0) + u128::from(t.fee.0);
-        let mut needed = cost(tx);
+        let mut needed = Pending::cost_of(tx);
         let mut pending = 0;
         if let Some(run) = self.by_sender.get(&tx.from) {
-            for hash in run.range(account.nonce..tx.nonce).map(|(_, h)| h) {
-                if let Some(entry) = self.by_hash.get(hash) {
-                    needed = needed.saturating_add(cost(&entry.tx));
-                    pending += 1;
-                }
+            // Each pending entry carries its cost: no lookup per entry.
+            for entry in run.range(account.nonce..tx.nonce).map(|(_, p)| p) {
+                needed = needed.saturating_add(entry.cost);
+                pending += 1;
             }
         }
         if needed > u128::from(account.balance.0) {
@@ -383,10 +395,13 @@ impl Mempool {
     fn insert(&mut self, hash: Hash, tx: Transaction, size: usize) {
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
-        self.by_sender
-            .entry(tx.from)
-            .or_default()
-            .insert(tx.nonce, hash);
+        self.by_sender.entry(tx.from).or_default().insert(
+            tx.nonce,
+            Pending {
+                hash,
+                cost: Pending::cost_of(&tx),
+            },
+        );
         self.arrival.insert(seq, hash);
         self.bytes = self.bytes.saturating_add(size);
         self.by_hash.insert(hash, Entry { tx, size, seq });
@@ -398,7 +413,7 @@ impl Mempool {
         self.arrival.remove(&entry.seq);
         self.bytes = self.bytes.saturating_sub(entry.size);
         if let Some(run) = self.by_sender.get_mut(&entry.tx.from) {
-            if run.get(&entry.tx.nonce) == Some(hash) {
+            if run.get(&entry.tx.nonce).map(|p| &p.hash) == Some(hash) {
                 run.remove(&entry.tx.nonce);
             }
             if run.is_empty() {
@@ -421,7 +436,7 @@ impl Mempool {
         max_bytes: usize,
     ) -> Vec<Transaction> {
         struct Cursor<'a> {
-            run: &'a BTreeMap<Nonce, Hash>,
+            run: &'a BTreeMap<Nonce, Pending>,
             next: Nonce,
             balance: Amount,
             first_seq: u64,
@@ -435,7 +450,9 @@ impl Mempool {
                     continue;
                 }
             };
-            let first = run.get(&account.nonce).and_then(|h| self.by_hash.get(h));
+            let first = run
+                .get(&account.nonce)
+                .and_then(|p| self.by_hash.get(&p.hash));
             if let Some(entry) = first {
                 cursors.push(Cursor {
                     run,
@@ -453,7 +470,7 @@ impl Mempool {
                 if selected.len() >= max_txs {
                     return false;
                 }
-                let Some(entry) = c.run.get(&c.next).and_then(|h| self.by_hash.get(h)) else {
+                let Some(entry) = c.run.get(&c.next).and_then(|p| self.by_hash.get(&p.hash)) else {
                     return false;
                 };
                 let left = entry
@@ -498,7 +515,7 @@ impl Mempool {
     /// Removes the sender's pending transactions with nonces below `nonce`.
     fn remove_below(&mut self, sender: &Address, nonce: Nonce) {
         let stale: Vec<Hash> = match self.by_sender.get(sender) {
-            Some(run) => run.range(..nonce).map(|(_, h)| *h).collect(),
+            Some(run) => run.range(..nonce).map(|(_, p)| p.hash).collect(),
             None => return,
         };
         for hash in stale {

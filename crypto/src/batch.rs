@@ -119,6 +119,21 @@ pub fn verify_batch(entries: &[BatchEntry<'_>]) -> Vec<usize> {
     invalid
 }
 
+/// Whether the batch equation alone (no fallback) holds for `entries`,
+/// all of which must pass rules 1 and 2: lets tests tell a verdict of the
+/// combination from one of the single checks behind it.
+#[cfg(test)]
+pub(crate) fn combination_holds(entries: &[BatchEntry<'_>]) -> bool {
+    let mut batch = Batch::default();
+    for (index, entry) in entries.iter().enumerate() {
+        assert!(
+            batch.push(index, entry).is_some(),
+            "entry {index} fails rule 1 or 2"
+        );
+    }
+    batch.combination_holds()
+}
+
 /// The entries that passed rules 1 and 2, with their keys decoded once.
 #[derive(Default)]
 struct Batch {

@@ -39,6 +39,9 @@ mod fixed_bytes;
 mod hash;
 pub mod keyfile;
 mod keys;
+#[cfg(test)]
+#[path = "../../chain/src/test_seed.rs"]
+mod test_seed;
 pub mod zip215;
 
 pub use batch::{BatchEntry, verify_batch};

@@ -156,3 +156,6 @@ fn split(bytes: &[u8; 64]) -> ([u8; 32], [u8; 32]) {
     s.copy_from_slice(s_half);
     (r, s)
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,9 +2,10 @@
 //! it changes.
 //!
 //! A transaction applies only if (in this order) its chain id is this
-//! chain's, its signature verifies (`verify_strict`), its nonce equals the
-//! sender's nonce, amount + fee does not overflow, and the sender's balance
-//! covers amount + fee. Applying it takes amount + fee from the sender and
+//! chain's, its signature verifies (ZIP 215: checked alone here, and a
+//! batch check would give the same verdict), its nonce equals the sender's
+//! nonce, amount + fee does not overflow, and the sender's balance covers
+//! amount + fee. Applying it takes amount + fee from the sender and
 //! increments its nonce, gives amount to the recipient, and gives fee to the
 //! block's proposer. A block applies only if every transaction in it does,
 //! in order; one that doesn't makes the whole block invalid. After its

@@ -810,9 +810,10 @@ fn signing_bytes_of(context: &str, bytes: &[u8]) -> Check<SigningBytes> {
 fn zip215_k(key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> String {
     use num_bigint::BigUint;
     use sha2::{Digest, Sha512};
-    let ell: BigUint = "7237005577332262213973186563042994240857116359379907606001950938285454250989"
-        .parse()
-        .unwrap();
+    let ell: BigUint =
+        "7237005577332262213973186563042994240857116359379907606001950938285454250989"
+            .parse()
+            .unwrap();
     let digest = Sha512::new()
         .chain_update(&signature[..32])
         .chain_update(key)

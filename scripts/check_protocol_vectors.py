@@ -9,6 +9,8 @@ hashes, the JSON and binary forms, merkle roots and inclusion proofs, state
 roots, genesis hashes, block 0, block headers, blocks and their hashes,
 compact targets, the retarget, the proof-of-work hash against its target,
 and the effect of executing the example blocks (block reward included).
+Signatures are judged by its own ZIP 215 verifier (section 2.1), written
+here in integer arithmetic on edwards25519; `cryptography` only signs.
 
 Usage:
     pip install cryptography blake3
@@ -69,7 +71,7 @@ REQUIRED = [
     "tx-1", "tx-2", "tx-3", "domains", "domain-1", "merkle-0", "merkle-1", "merkle-2",
     "state-0", "state-1", "state-2", "genesis-1", "genesis-2", "block-1", "block-pow",
     "targets", "retarget-1", "limits",
-]
+] + [f"sig-{i}" for i in range(1, 15)]
 # Section 7.5: timestamps the median-time-past rule looks back over.
 MEDIAN_TIME_SPAN = 11
 # Section 8.1: bounds on the [pow] parameters.
@@ -299,14 +301,99 @@ def tx_from_json(text: str) -> dict:
     }
 
 
-def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
-    # OpenSSL's Ed25519 verification; enough for honestly made vectors. (The
-    # node's strict rules of section 2.1 only matter for crafted signatures.)
+def openssl_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """OpenSSL's Ed25519 verification: agrees with section 2.1 on honest
+    signatures only (it refuses some signatures ZIP 215 accepts)."""
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
         return True
     except (InvalidSignature, ValueError):
         return False
+
+
+# ------------------------------------------------------- ZIP 215 (section 2.1)
+#
+# Points of edwards25519 (-x^2 + y^2 = 1 + d x^2 y^2 over GF(p)) in extended
+# coordinates (X, Y, Z, T), x = X/Z, y = Y/Z, x*y = T/Z.
+
+P = 2**255 - 19
+ELL = 2**252 + 27742317777372353535851937790883648493
+D = -121665 * pow(121666, P - 2, P) % P
+SQRT_M1 = pow(2, (P - 1) // 4, P)
+NEUTRAL = (0, 1, 1, 0)
+
+
+def point_add(p1: tuple, p2: tuple) -> tuple:
+    """The unified addition law for a = -1 (add-2008-hwcd-3)."""
+    x1, y1, z1, t1 = p1
+    x2, y2, z2, t2 = p2
+    a = (y1 - x1) * (y2 - x2) % P
+    b = (y1 + x1) * (y2 + x2) % P
+    c = 2 * t1 * t2 * D % P
+    d = 2 * z1 * z2 % P
+    e, f, g, h = b - a, d - c, d + c, b + a
+    return (e * f % P, g * h % P, f * g % P, e * h % P)
+
+
+def point_neg(p1: tuple) -> tuple:
+    x, y, z, t = p1
+    return (-x % P, y, z, -t % P)
+
+
+def point_mul(n: int, p1: tuple) -> tuple:
+    """[n]p1 for an integer n >= 0, by double-and-add."""
+    q = NEUTRAL
+    while n:
+        if n & 1:
+            q = point_add(q, p1)
+        p1 = point_add(p1, p1)
+        n >>= 1
+    return q
+
+
+def is_neutral(p1: tuple) -> bool:
+    x, y, z, _ = p1
+    return x % P == 0 and (y - z) % P == 0
+
+
+def decode_point(encoding: bytes):
+    """Rule 1: y from the low 255 bits taken mod p (so y + p means y), x
+    from x^2 = (y^2 - 1) / (d y^2 + 1) with the sign bit choosing its parity
+    unless x = 0 (negative zero is accepted). None if not a point."""
+    n = int.from_bytes(encoding, "little")
+    sign, y = n >> 255, (n & (2**255 - 1)) % P
+    u, v = (y * y - 1) % P, (D * y * y + 1) % P
+    x2 = u * pow(v, P - 2, P) % P
+    x = pow(x2, (P + 3) // 8, P)
+    if (x * x - x2) % P:
+        x = x * SQRT_M1 % P
+    if (x * x - x2) % P:
+        return None
+    if x & 1 != sign:
+        x = -x % P
+    return (x, y, 1, x * y % P)
+
+
+BASE = decode_point((4 * pow(5, P - 2, P) % P).to_bytes(32, "little"))
+
+
+def zip215_k(public_key: bytes, message: bytes, signature: bytes) -> int:
+    """Rule 3: SHA-512(R_bytes || A_bytes || M) mod l, on the bytes as given."""
+    return int.from_bytes(hashlib.sha512(signature[:32] + public_key + message).digest(),
+                          "little") % ELL
+
+
+def zip215_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """Section 2.1, rules 1 to 4."""
+    if len(public_key) != 32 or len(signature) != 64:
+        return False
+    a, r = decode_point(public_key), decode_point(signature[:32])
+    s = int.from_bytes(signature[32:], "little")
+    if a is None or r is None or s >= ELL:
+        return False
+    k = zip215_k(public_key, message, signature)
+    defect = point_add(point_add(point_mul(s, BASE), point_neg(r)), point_neg(point_mul(k, a)))
+    return is_neutral(point_mul(8, defect))
 
 
 # -------------------------------------------------------------------- merkle
@@ -489,7 +576,7 @@ def apply_tx(state: dict, chain_id: str, proposer: bytes, tx: dict) -> None:
     """Section 4.7. Raises Mismatch if the transaction does not apply."""
     if tx["chain_id"] != chain_id:
         raise Mismatch("transaction for another chain")
-    if not verify(tx["from"], tx_signing_bytes(tx), tx["signature"]):
+    if not zip215_verify(tx["from"], tx_signing_bytes(tx), tx["signature"]):
         raise Mismatch("bad signature")
     balance, nonce = state.get(tx["from"], (0, 0))
     if tx["nonce"] != nonce or nonce == U64_MAX:
@@ -630,12 +717,61 @@ def check_tx(c: Checker, v: Vector) -> dict:
     c.eq(v, "signing_bytes", message)
     tx["signature"] = key.sign(message)
     c.eq(v, "signature", tx["signature"])
-    c.check(v.name, "signature verifies", verify(public, message, tx["signature"]))
+    c.check(v.name, "signature verifies (OpenSSL)",
+            openssl_verify(public, message, tx["signature"]))
+    c.check(v.name, "signature verifies (ZIP 215)",
+            zip215_verify(public, message, tx["signature"]))
+    tampered = tx["signature"][:32] + bytes([tx["signature"][32] ^ 1]) + tx["signature"][33:]
+    c.check(v.name, "a tampered signature is refused (ZIP 215)",
+            not zip215_verify(public, message, tampered))
     c.eq(v, "tx_hash", tx_hash(tx))
     c.eq(v, "postcard", tx_postcard(tx))
     c.eq(v, "json", tx_json(tx))
     c.check(v.name, "json parses back", tx_from_json(v["json"]) == tx)
     return tx
+
+
+def check_sig(c: Checker, v: Vector) -> None:
+    """Section 11.9: k and the verdict of the ZIP 215 rules."""
+    public_key = fixed_hex(v["public_key"], 32)
+    message = v.hex("message")
+    signature = fixed_hex(v["signature"], 64)
+    c.eq(v, "k", zip215_k(public_key, message, signature).to_bytes(32, "little"))
+    c.eq(v, "verdict", "valid" if zip215_verify(public_key, message, signature) else "invalid")
+
+
+def encode_point(p1: tuple) -> bytes:
+    """The canonical encoding: y below p, the sign bit the low bit of x."""
+    x, y, z, _ = p1
+    inverse = pow(z, P - 2, P)
+    x, y = x * inverse % P, y * inverse % P
+    return (y | (x & 1) << 255).to_bytes(32, "little")
+
+
+def check_zip215_arithmetic(c: Checker) -> None:
+    """The verifier's own ground: B has order l, and exactly 14 encodings
+    decode to the 8 points of small order (section 2.1): the 8 canonical
+    ones, and 6 found among the sign-flipped canonical ones and y + p."""
+    c.check("zip215", "the base point has order l",
+            not is_neutral(BASE) and is_neutral(point_mul(ELL, BASE)))
+    # [l]Q is the small-order component of Q: find one of order 8.
+    for y in range(2, 100):
+        q = decode_point(y.to_bytes(32, "little"))
+        if q is not None and not is_neutral(point_mul(4 * ELL, q)):
+            t8 = point_mul(ELL, q)
+            break
+    else:
+        raise Mismatch("no point with a component of order 8 among y < 100")
+    canonical = {encode_point(point_mul(i, t8)) for i in range(8)}
+    candidates = {bytes(e[:31]) + bytes([e[31] ^ 0x80]) for e in canonical}
+    candidates |= {(P + y | sign << 255).to_bytes(32, "little")
+                   for y in range(19) for sign in (0, 1)}
+    small = canonical | {e for e in candidates
+                         if (pt := decode_point(e)) is not None
+                         and is_neutral(point_mul(8, pt))}
+    c.check("zip215", "8 points of small order", len(canonical) == 8)
+    c.check("zip215", "14 encodings of small-order points", len(small) == 14,
+            f"found {len(small)}")
 
 
 def check_domains(c: Checker, v: Vector) -> None:
@@ -880,6 +1016,7 @@ def main() -> int:
     txs, genesis, states = {}, {}, {}
     for name in REQUIRED:
         c.check(name, "vector present", name in vectors)
+    check_zip215_arithmetic(c)
 
     def run(v: Vector, fn) -> None:
         c.guarded(v.name, "checks ran", fn)
@@ -917,6 +1054,8 @@ def main() -> int:
             run(v, lambda v=v: check_targets(c, v))
         elif prefix == "retarget":
             run(v, lambda v=v: check_retarget(c, v))
+        elif prefix == "sig":
+            run(v, lambda v=v: check_sig(c, v))
         else:
             c.check(v.name, "has a checker", False, "unknown vector kind")
 

@@ -2,9 +2,9 @@
 //! it changes.
 //!
 //! A transaction applies only if (in this order) its chain id is this
-//! chain's, its signature verifies, its nonce equals the
-//! sender's nonce, amount + fee does not overflow, and the sender's balance
-//! covers amount + fee. Applying it takes amount + fee from the sender and
+//! chain's, its signature verifies (ZIP 215), its nonce equals the sender's
+//! nonce, amount + fee does not overflow, and the sender's balance covers
+//! amount + fee. Applying it takes amount + fee from the sender and
 //! increments its nonce, gives amount to the recipient, and gives fee to the
 //! block's proposer. A block applies only if every transaction in it does,
 //! in order; one that doesn't makes the whole block invalid. After its
@@ -15,7 +15,8 @@
 //! Signatures are checked before the transactions are applied: those of
 //! transactions in a [`VerifiedTxs`] set (checked when they were admitted
 //! to this node's mempool) are taken as valid, and the others are verified
-//! in one batch, whose verdicts are exactly the single check's.
+//! in one batch, whose verdicts are exactly the single check's (ZIP 215 in
+//! both paths: see `phalanx_crypto::batch`).
 
 use crate::MAX_BLOCK_TXS;
 use crate::block::{Block, BlockHeader, Justification};

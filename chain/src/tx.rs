@@ -73,7 +73,8 @@ impl Transaction {
         Hash::digest_parts(&[self.signing_bytes().as_bytes(), self.signature.as_bytes()])
     }
 
-    /// Checks the signature with `verify_strict`.
+    /// Checks the signature under the ZIP 215 rules of
+    /// `phalanx_crypto::zip215` (the verdict `verify_batch` gives too).
     pub fn verify_signature(&self) -> Result<(), TxError> {
         self.from
             .public_key()

@@ -21,7 +21,10 @@ use phalanx_chain::{
     Rules, StateAccumulator, Transaction, ValidatorIndex, ValidatorSignature, encoding,
     execute_block, merkle,
 };
-use phalanx_crypto::{CHAIN_ID_MAX_LEN, ChainId, Domain, Hash, Keypair, sha256d};
+use phalanx_crypto::{
+    BatchEntry, CHAIN_ID_MAX_LEN, ChainId, Domain, Hash, Keypair, PublicKey, Signature,
+    SigningBytes, sha256d, verify_batch,
+};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
@@ -30,7 +33,7 @@ use std::str::FromStr;
 const DOC: &str = include_str!("../../docs/PROTOCOL.md");
 
 /// The vectors the document must contain.
-const REQUIRED: [&str; 18] = [
+const REQUIRED: [&str; 32] = [
     "tx-1",
     "tx-2",
     "tx-3",
@@ -49,6 +52,20 @@ const REQUIRED: [&str; 18] = [
     "targets",
     "retarget-1",
     "limits",
+    "sig-1",
+    "sig-2",
+    "sig-3",
+    "sig-4",
+    "sig-5",
+    "sig-6",
+    "sig-7",
+    "sig-8",
+    "sig-9",
+    "sig-10",
+    "sig-11",
+    "sig-12",
+    "sig-13",
+    "sig-14",
 ];
 
 type Check<T = ()> = Result<T, String>;
@@ -764,6 +781,96 @@ fn check_retarget(v: &Vector) -> Check {
     v.expect("next_target", next)
 }
 
+/// `bytes` as signing bytes, rebuilt through the [`Domain`] API from the
+/// header they carry (section 3): the only way to make signing bytes.
+fn signing_bytes_of(context: &str, bytes: &[u8]) -> Check<SigningBytes> {
+    for domain in Domain::ALL {
+        let Some(rest) = bytes.strip_prefix(domain.tag().as_bytes()) else {
+            continue;
+        };
+        let (&len, rest) = rest
+            .split_first()
+            .ok_or_else(|| format!("{context}: no chain id length"))?;
+        let (chain_id, payload) = rest
+            .split_at_checked(usize::from(len))
+            .ok_or_else(|| format!("{context}: chain id cut short"))?;
+        let chain_id = std::str::from_utf8(chain_id).map_err(|e| format!("{context}: {e}"))?;
+        let chain = ChainId::new(chain_id).map_err(|e| format!("{context}: {e}"))?;
+        let rebuilt = domain.begin(&chain).bytes(payload).finish();
+        ensure(rebuilt.as_bytes() == bytes, || {
+            format!("{context}: not the layout of section 3")
+        })?;
+        return Ok(rebuilt);
+    }
+    Err(format!("{context}: no signing domain's header"))
+}
+
+/// k = SHA-512(R_bytes ‖ A_bytes ‖ M) mod ℓ as 32 bytes little endian
+/// (section 2.1, rule 3), computed here from the document's formula.
+fn zip215_k(key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> String {
+    use num_bigint::BigUint;
+    use sha2::{Digest, Sha512};
+    let ell: BigUint =
+        "7237005577332262213973186563042994240857116359379907606001950938285454250989"
+            .parse()
+            .unwrap();
+    let digest = Sha512::new()
+        .chain_update(&signature[..32])
+        .chain_update(key)
+        .chain_update(message)
+        .finalize();
+    let mut k = (BigUint::from_bytes_le(&digest) % ell).to_bytes_le();
+    k.resize(32, 0);
+    hex_of(&k)
+}
+
+/// A signature vector (section 11.9): its `k`, and its verdict by single
+/// verification (with and without a prepared key) and in a batch of one.
+fn check_sig(v: &Vector) -> Check<(PublicKey, SigningBytes, Signature, bool)> {
+    let key: PublicKey = v.parse("public_key")?;
+    let message = signing_bytes_of(&format!("{}: message", v.name), &v.bytes("message")?)?;
+    let signature: Signature = v.parse("signature")?;
+    v.expect(
+        "k",
+        zip215_k(key.as_bytes(), message.as_bytes(), signature.as_bytes()),
+    )?;
+    let valid = key.verify(&message, &signature).is_ok();
+    let prepared = key
+        .prepare()
+        .is_ok_and(|prepared| prepared.verify(&message, &signature).is_ok());
+    let alone = verify_batch(&[BatchEntry {
+        message: &message,
+        key: &key,
+        signature: &signature,
+    }])
+    .is_empty();
+    ensure(prepared == valid && alone == valid, || {
+        format!(
+            "{}: single {valid}, prepared key {prepared}, batch of one {alone}",
+            v.name
+        )
+    })?;
+    v.expect("verdict", if valid { "valid" } else { "invalid" })?;
+    Ok((key, message, signature, valid))
+}
+
+/// All signature vectors in one batch: it must name exactly the invalid.
+fn check_sig_batch(sigs: &[(PublicKey, SigningBytes, Signature, bool)]) -> Check {
+    let entries: Vec<BatchEntry<'_>> = sigs
+        .iter()
+        .map(|(key, message, signature, _)| BatchEntry {
+            message,
+            key,
+            signature,
+        })
+        .collect();
+    let invalid: Vec<usize> = (0..sigs.len()).filter(|&i| !sigs[i].3).collect();
+    let named = verify_batch(&entries);
+    ensure(named == invalid, || {
+        format!("one batch of the signature vectors names {named:?}, not {invalid:?}")
+    })
+}
+
 fn check_limits(v: &Vector) -> Check {
     v.expect("CHAIN_ID_MAX_LEN", CHAIN_ID_MAX_LEN)?;
     v.expect("MAX_TX_BYTES", MAX_TX_BYTES)?;
@@ -786,6 +893,7 @@ fn check_all(text: &str) -> Check {
     let mut txs = BTreeMap::new();
     let mut genesis = BTreeMap::new();
     let mut states = BTreeMap::new();
+    let mut sigs = Vec::new();
     let kind = |v: &Vector| v.name.split('-').next().unwrap_or_default().to_owned();
     // Transactions, genesis files and states first: the others refer to them.
     let referenced = |v: &&Vector| matches!(kind(v).as_str(), "tx" | "genesis" | "state");
@@ -826,10 +934,12 @@ fn check_all(text: &str) -> Check {
             "limits" => check_limits(v)?,
             "targets" => check_targets(v)?,
             "retarget" => check_retarget(v)?,
+            "sig" => sigs.push(check_sig(v)?),
             "block" => {}
             _ => return Err(format!("vector {:?} has no checker", v.name)),
         }
     }
+    check_sig_batch(&sigs)?;
     // Blocks last: they refer to genesis, transaction and state vectors.
     for v in vectors().filter(|v| v.name.starts_with("block-")) {
         check_block(v, &genesis, &txs, &states)?;

@@ -1,64 +1,95 @@
-//! Batch verification, and which signatures each verification path accepts.
+//! Batch verification, and why it accepts exactly the signatures that
+//! single verification accepts.
 //!
-//! # The two paths
+//! # The rule
 //!
-//! **Single** ([`crate::PublicKey::verify`]) is ed25519-dalek's
-//! `verify_strict`. It accepts a signature `(R, s)` by key `A` on message
-//! `M` iff:
+//! Both paths apply the ZIP 215 rule of [`crate::zip215`] to a signature
+//! `(R_bytes, s_bytes)` by key `A_bytes` on message `M`:
 //!
-//! 1. `s` is canonical (`s < ℓ`);
-//! 2. `A` decodes to a curve point and is not of small order;
-//! 3. `R` decodes to a curve point and is not of small order;
-//! 4. `[s]B - [k]A`, compressed, equals the 32 bytes of `R` exactly, with
-//!    `k = SHA-512(R ‖ A ‖ M) mod ℓ` (the cofactorless equation; comparing
-//!    bytes also rejects non-canonical encodings of `R`).
+//! 1. `A_bytes` and `R_bytes` decode to curve points `A` and `R`
+//!    (non-canonical encodings and small-order points accepted);
+//! 2. `s` is canonical (`s < ℓ`);
+//! 3. `k = SHA-512(R_bytes ‖ A_bytes ‖ M) mod ℓ`;
+//! 4. `[8]D` is the identity, where `D = R + [k]A − [s]B` is the
+//!    signature's *defect* (the cofactored equation).
 //!
-//! **Batch** ([`verify_batch`]) first applies rules 1 and 2 to every entry,
-//! and refuses any `R` whose encoding is non-canonical or one of the ten
-//! encodings of small-order points (rule 3 and the encoding part of rule 4,
-//! checked on the bytes); an `R` that is not on the curve makes the batch
-//! fail below. Then it checks one random linear combination of the
-//! entries' cofactorless equations,
-//! `Σ zᵢ(Rᵢ + [kᵢ]Aᵢ - [sᵢ]B) = 0`, with 128-bit `zᵢ` that ed25519-dalek
-//! derives from a transcript of the whole batch. If that holds, every entry
-//! is reported valid; if not, every entry is checked with `verify_strict`
-//! and the failing ones are reported, so an invalid entry is always named.
+//! **Single** ([`crate::PublicKey::verify`], [`crate::PreparedKey::verify`])
+//! checks rules 1 to 4 for one signature. **Batch** ([`verify_batch`])
+//! checks rules 1 and 2 for every entry with the same functions (an entry
+//! that fails them is reported invalid), computes each `kᵢ` with the same
+//! function on the same bytes, and then checks one random linear
+//! combination of the equations of rule 4:
 //!
-//! # Where the two can differ, and what follows for the node
+//! ```text
+//! [8]( −(Σ zᵢsᵢ)B + Σ zᵢRᵢ + Σ (zᵢkᵢ)Aᵢ ) = [8] Σ zᵢDᵢ = Σ zᵢ[8]Dᵢ  is the identity,
+//! ```
 //!
-//! If each entry satisfies its own equation, the combination holds: the
-//! batch path never rejects a signature that `verify_strict` accepts.
+//! with independent, uniformly random 128-bit `zᵢ` (entries by the same
+//! key share one point `A` whose coefficient is the sum of their `zᵢkᵢ`;
+//! that is the same sum). If it holds, every entry that passed rules 1
+//! and 2 is reported valid. If not, each of them is checked alone (rule 4
+//! with its already decoded points), and exactly those that fail are
+//! reported.
 //!
-//! The converse does not hold exactly. Let `Dᵢ = Rᵢ + [kᵢ]Aᵢ - [sᵢ]B` be an
-//! entry's defect. If `Dᵢ` has a component of prime order ℓ, the
-//! combination catches it except with probability about 2⁻¹²⁸. But if `Rᵢ`
-//! or `Aᵢ` carries a small torsion component (a mixed-order point, which
-//! rule 3 does not exclude), `Dᵢ` can be a nonzero point of order 2, 4 or 8,
-//! and `zᵢ·Dᵢ = 0` whenever `zᵢ` is a multiple of that order: with
-//! probability up to 1/2 per try. Because the `zᵢ` are a deterministic
-//! function of the batch, whoever builds such a signature can regrind it
-//! until a chosen batch accepts it, while `verify_strict`, and any other
-//! batch, rejects it. Only the holder of the secret key (or of a key it
-//! chose with a torsion component) can build one: honest keys and honest
-//! signatures never have such components, and nobody can forge a signature
-//! for someone else's key this way.
+//! # Single and batch accept the same set
 //!
-//! So an honest node that trusted the batch verdict could disagree with
-//! another about a transaction that a sender crafted on purpose, which is
-//! enough to split execution. Therefore:
+//! Let `Eᵢ = [8]Dᵢ`. The curve group has order `8ℓ` with `ℓ` prime, so the
+//! order of any point divides `8ℓ` and `Eᵢ`, having order dividing `ℓ`,
+//! lies in the subgroup `G` of prime order `ℓ`: the cofactor has removed
+//! every torsion component. Single verification accepts entry `i` iff
+//! `Eᵢ = 0`.
 //!
-//! - **Consensus decisions use `verify_strict`**: whether a block's
-//!   transactions are valid, executing them, and counting votes toward a
-//!   certificate. The valid set is exactly `verify_strict`'s, on every node
-//!   and every version of this code.
-//! - **The batch path is an accelerator where a wrong "valid" costs only
-//!   work**: mempool admission and gossip filtering. A transaction that the
-//!   batch path admits but `verify_strict` rejects is dropped by the block
-//!   builder and makes any block that contains it invalid, everywhere.
+//! - *Every entry valid alone* (`Eᵢ = 0` for all `i`): `Σ zᵢEᵢ = 0` for any
+//!   `zᵢ`, so the batch accepts, deterministically.
+//! - *Some entry `j` invalid alone* (`Eⱼ ≠ 0`): `Eⱼ` generates `G`, so for
+//!   any fixed values of the other `zᵢ` the sum vanishes for exactly one
+//!   residue of `zⱼ` mod `ℓ`. `zⱼ` is uniform on `[0, 2¹²⁸)` and
+//!   `2¹²⁸ < ℓ`, so at most one of its values is that residue: the batch
+//!   equation holds with probability at most 2⁻¹²⁸, whatever the
+//!   signatures are and whoever chose them. Otherwise the fallback checks
+//!   every entry alone, which is the single rule itself.
+//!
+//! So the verdicts of [`verify_batch`] are those of single verification,
+//! entry for entry, except with probability at most 2⁻¹²⁸ per batch that
+//! contains an invalid signature, and then only in one direction (an
+//! invalid entry reported valid); a valid entry is never reported invalid.
+//!
+//! Without the cofactor this fails: a defect with a torsion component of
+//! order 2, 4 or 8 vanishes under `zᵢ` whenever `zᵢ` is a multiple of that
+//! order, with probability up to 1/2, which is why the cofactorless
+//! `verify_strict` and ed25519-dalek's batch equation, used before, could
+//! disagree on signatures built with a small-order component.
+//!
+//! # Where the `zᵢ` come from
+//!
+//! From the operating system's CSPRNG (`getrandom`), drawn after the batch
+//! is fixed, fresh for every call. The bound above needs the `zᵢ` to be
+//! unpredictable to whoever chose the signatures; fresh randomness gives
+//! that outright, while coefficients derived from a hash of the batch
+//! would let an attacker try batches offline, each one a 2⁻¹²⁸ chance but
+//! as many as he can afford. If the CSPRNG fails, every entry is checked
+//! alone: slower, same verdicts.
+//!
+//! # Where each path is used
+//!
+//! Since both paths decide the same set, either may decide anything,
+//! including whether a block's transactions are valid: a node that checks
+//! a block's signatures in one batch reaches the verdict of one that
+//! checks them one by one. Today the mempool admits transactions checked
+//! in batches (`POST /txs/batch`, gossip), single submissions and
+//! consensus messages are checked one at a time, and block execution
+//! checks each transaction alone; moving block validation to batches is
+//! a matter of speed, not of agreement.
 
 use crate::domain::SigningBytes;
-use crate::keys::{PublicKey, Signature, SignatureError};
-use ed25519_dalek::VerifyingKey;
+use crate::keys::{PublicKey, Signature};
+use crate::zip215::{DecodedSignature, PreparedKey};
+use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+use curve25519_dalek::edwards::EdwardsPoint;
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 /// One signature to check.
 #[derive(Debug, Clone, Copy)]
@@ -68,112 +99,149 @@ pub struct BatchEntry<'a> {
     pub signature: &'a Signature,
 }
 
-/// Verifies many signatures at once. Returns the indices of the invalid
-/// entries, in increasing order; an empty vector means all are valid. See
-/// the module documentation for the exact rules and where the batch path
-/// may be used.
+/// Verifies many signatures at once under the rule of [`crate::zip215`].
+/// Returns the indices of the invalid entries, in increasing order; an
+/// empty vector means all are valid. The verdicts are those of
+/// [`PublicKey::verify`] (see the module documentation for the argument).
 pub fn verify_batch(entries: &[BatchEntry<'_>]) -> Vec<usize> {
+    let mut batch = Batch::default();
     let mut invalid = Vec::new();
-    let mut keys = Vec::with_capacity(entries.len());
-    let mut messages = Vec::with_capacity(entries.len());
-    let mut signatures = Vec::with_capacity(entries.len());
-    let mut positions = Vec::with_capacity(entries.len());
-    for (i, entry) in entries.iter().enumerate() {
-        match precheck(entry) {
-            Ok(key) => {
-                keys.push(key);
-                messages.push(entry.message.as_bytes());
-                signatures.push(entry.signature.to_dalek());
-                positions.push(i);
-            }
-            Err(_) => invalid.push(i),
+    for (index, entry) in entries.iter().enumerate() {
+        if batch.push(index, entry).is_none() {
+            invalid.push(index);
         }
     }
-    if positions.is_empty() || ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
+    if batch.pending.is_empty() || batch.combination_holds() {
         return invalid;
     }
-    for (i, entry) in entries.iter().enumerate() {
-        if positions.binary_search(&i).is_ok()
-            && entry.key.verify(entry.message, entry.signature).is_err()
-        {
-            invalid.push(i);
-        }
-    }
+    invalid.extend(batch.failing_alone());
     invalid.sort_unstable();
     invalid
 }
 
-/// The per-entry rules that `verify_strict` enforces and dalek's batch
-/// equation does not: key and `R` valid, canonical, not of small order,
-/// and `s` canonical.
-fn precheck(entry: &BatchEntry<'_>) -> Result<VerifyingKey, SignatureError> {
-    let key = entry.key.to_dalek()?;
-    let bytes = entry.signature.as_bytes();
-    let mut r_bytes = [0u8; 32];
-    let mut s_bytes = [0u8; 32];
-    r_bytes.copy_from_slice(bytes.get(..32).ok_or(SignatureError::Invalid)?);
-    s_bytes.copy_from_slice(bytes.get(32..).ok_or(SignatureError::Invalid)?);
-    // R's encoding must be canonical and not a small-order point. Checking
-    // bytes spares decompressing R here (dalek's batch decompresses it, and
-    // an R off the curve fails the batch, which then names it).
-    if !y_is_canonical(&r_bytes) || SMALL_ORDER_ENCODINGS.contains(&r_bytes) {
-        return Err(SignatureError::Invalid);
+/// Whether the batch equation alone (no fallback) holds for `entries`,
+/// all of which must pass rules 1 and 2: lets tests tell a verdict of the
+/// combination from one of the single checks behind it.
+#[cfg(test)]
+pub(crate) fn combination_holds(entries: &[BatchEntry<'_>]) -> bool {
+    let mut batch = Batch::default();
+    for (index, entry) in entries.iter().enumerate() {
+        assert!(
+            batch.push(index, entry).is_some(),
+            "entry {index} fails rule 1 or 2"
+        );
     }
-    let canonical_s: Option<curve25519_dalek::Scalar> =
-        curve25519_dalek::Scalar::from_canonical_bytes(s_bytes).into();
-    canonical_s.ok_or(SignatureError::Invalid)?;
-    Ok(key)
+    batch.combination_holds()
 }
 
-/// True if the 255-bit `y` of a point encoding is below p = 2²⁵⁵ - 19.
-fn y_is_canonical(bytes: &[u8; 32]) -> bool {
-    let (low, middle, high) = (bytes[0], &bytes[1..31], bytes[31] & 0x7f);
-    !(high == 0x7f && middle.iter().all(|&b| b == 0xff) && low >= 0xed)
+/// The entries that passed rules 1 and 2, with their keys decoded once.
+#[derive(Default)]
+struct Batch {
+    keys: Vec<PreparedKey>,
+    /// Key bytes to their slot in `keys`, or `None` if they do not decode.
+    slots: HashMap<[u8; 32], Option<usize>>,
+    pending: Vec<Pending>,
 }
 
-/// Every encoding with a canonical `y` that decodes to a point of small
-/// order: the canonical encodings of the 8 points of order 1, 2, 4 and 8,
-/// and the two with x = 0 and the sign bit set (y = 1 and y = -1). The
-/// tests derive this list from the curve.
-const SMALL_ORDER_ENCODINGS: [[u8; 32]; 10] = [
-    hex32("0100000000000000000000000000000000000000000000000000000000000000"),
-    hex32("0100000000000000000000000000000000000000000000000000000000000080"),
-    hex32("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
-    hex32("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"),
-    hex32("0000000000000000000000000000000000000000000000000000000000000000"),
-    hex32("0000000000000000000000000000000000000000000000000000000000000080"),
-    hex32("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
-    hex32("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85"),
-    hex32("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
-    hex32("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa"),
-];
+/// One entry that passed rules 1 and 2, with its `k` (rule 3).
+struct Pending {
+    index: usize,
+    key: usize,
+    signature: DecodedSignature,
+    k: Scalar,
+}
 
-// Evaluated only at compile time: a bad literal is a build error.
-#[allow(clippy::indexing_slicing)]
-const fn hex32(s: &str) -> [u8; 32] {
-    const fn nibble(c: u8) -> u8 {
-        match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            _ => panic!("not lowercase hex"),
+impl Batch {
+    /// Decodes `entry` (rules 1 to 3); `None` if it fails rule 1 or 2.
+    fn push(&mut self, index: usize, entry: &BatchEntry<'_>) -> Option<()> {
+        let signature = DecodedSignature::new(entry.signature).ok()?;
+        let key = self.slot(entry.key)?;
+        let k = self.keys.get(key)?.challenge(&signature, entry.message);
+        self.pending.push(Pending {
+            index,
+            key,
+            signature,
+            k,
+        });
+        Some(())
+    }
+
+    fn slot(&mut self, key: &PublicKey) -> Option<usize> {
+        match self.slots.entry(key.0) {
+            Entry::Occupied(slot) => *slot.get(),
+            Entry::Vacant(vacant) => {
+                let slot = PreparedKey::new(key).ok().map(|prepared| {
+                    self.keys.push(prepared);
+                    self.keys.len() - 1
+                });
+                *vacant.insert(slot)
+            }
         }
     }
-    let s = s.as_bytes();
-    assert!(s.len() == 64);
-    let mut out = [0u8; 32];
-    let mut i = 0;
-    while i < 32 {
-        out[i] = nibble(s[2 * i]) << 4 | nibble(s[2 * i + 1]);
-        i += 1;
+
+    /// Rule 4 for all pending entries at once:
+    /// `[8](−(Σ zᵢsᵢ)B + Σ zᵢRᵢ + Σ (zᵢkᵢ)Aᵢ)` is the identity. False if
+    /// the randomness for the `zᵢ` is unavailable.
+    fn combination_holds(&self) -> bool {
+        let Some(z) = random_coefficients(self.pending.len()) else {
+            tracing::warn!("no randomness for batch verification; checking signatures one by one");
+            return false;
+        };
+        let mut b_coefficient = Scalar::ZERO;
+        let mut a_coefficients = vec![Scalar::ZERO; self.keys.len()];
+        for (entry, z) in self.pending.iter().zip(&z) {
+            b_coefficient -= z * entry.signature.s;
+            if let Some(a) = a_coefficients.get_mut(entry.key) {
+                *a += z * entry.k;
+            }
+        }
+        let scalars = std::iter::once(&b_coefficient)
+            .chain(&a_coefficients)
+            .chain(&z);
+        let points = std::iter::once(&ED25519_BASEPOINT_POINT)
+            .chain(self.keys.iter().map(PreparedKey::point))
+            .chain(self.pending.iter().map(|entry| &entry.signature.r));
+        EdwardsPoint::vartime_multiscalar_mul(scalars, points)
+            .mul_by_cofactor()
+            .is_identity()
     }
-    out
+
+    /// The indices of the pending entries that fail rule 4 alone.
+    fn failing_alone(&self) -> Vec<usize> {
+        self.pending
+            .iter()
+            .filter(|entry| {
+                !self
+                    .keys
+                    .get(entry.key)
+                    .is_some_and(|key| key.equation_holds(&entry.signature, &entry.k))
+            })
+            .map(|entry| entry.index)
+            .collect()
+    }
+}
+
+/// `n` independent uniform 128-bit scalars from the operating system's
+/// CSPRNG, or `None` if it fails.
+fn random_coefficients(n: usize) -> Option<Vec<Scalar>> {
+    let mut bytes = vec![0u8; n.checked_mul(16)?];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(
+        bytes
+            .chunks_exact(16)
+            .map(|chunk| {
+                let mut z = [0u8; 16];
+                z.copy_from_slice(chunk);
+                Scalar::from(u128::from_le_bytes(z))
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{ChainId, Domain, Keypair};
-    use curve25519_dalek::edwards::CompressedEdwardsY;
 
     struct Fixture {
         messages: Vec<SigningBytes>,
@@ -226,80 +294,56 @@ mod tests {
     }
 
     #[test]
-    fn small_order_list_is_exactly_the_small_order_encodings() {
-        use curve25519_dalek::edwards::EdwardsPoint;
-        use curve25519_dalek::traits::Identity;
-        // A point of order 8 generates all 8 small-order points.
-        let t = CompressedEdwardsY(SMALL_ORDER_ENCODINGS[6])
-            .decompress()
-            .unwrap();
-        let mut canonical = std::collections::BTreeSet::new();
-        let mut p = EdwardsPoint::identity();
-        for _ in 0..8 {
-            assert!(p.is_small_order());
-            canonical.insert(p.compress().to_bytes());
-            p += t;
-        }
-        assert_eq!(p, EdwardsPoint::identity());
-        assert_eq!(canonical.len(), 8, "t has order 8");
-        for encoding in SMALL_ORDER_ENCODINGS {
-            let point = CompressedEdwardsY(encoding).decompress().unwrap();
-            assert!(point.is_small_order(), "{}", hex::encode(encoding));
-            assert!(y_is_canonical(&encoding));
-            let is_canonical = point.compress().to_bytes() == encoding;
-            assert!(is_canonical == canonical.contains(&encoding));
-        }
-        // The two non-canonical ones are x = 0 with the sign bit set.
-        let extra: Vec<_> = SMALL_ORDER_ENCODINGS
-            .iter()
-            .filter(|e| !canonical.contains(*e))
+    fn entries_by_one_key_share_its_point_and_keep_their_verdicts() {
+        let chain = ChainId::new("batch-test").unwrap();
+        let kp = Keypair::from_seed(&[9; 32]);
+        let key = kp.public();
+        let messages: Vec<SigningBytes> = (0..8u64)
+            .map(|i| Domain::Transaction.begin(&chain).u64_le(i).finish())
             .collect();
-        assert_eq!(extra.len(), 2);
-        for e in extra {
-            let mut cleared = *e;
-            cleared[31] &= 0x7f;
-            assert!(canonical.contains(&cleared));
+        let mut signatures: Vec<Signature> = messages.iter().map(|m| kp.sign(m)).collect();
+        let entries = |signatures: &[Signature]| -> Vec<usize> {
+            let batch: Vec<BatchEntry<'_>> = messages
+                .iter()
+                .zip(signatures)
+                .map(|(message, signature)| BatchEntry {
+                    message,
+                    key: &key,
+                    signature,
+                })
+                .collect();
+            verify_batch(&batch)
+        };
+        assert!(entries(&signatures).is_empty());
+        signatures.swap(2, 5);
+        assert_eq!(entries(&signatures), vec![2, 5]);
+    }
+
+    #[test]
+    fn malformed_keys_and_signatures_are_named_without_spoiling_the_rest() {
+        let mut f = fixture(6);
+        let mut y2 = [0u8; 32];
+        y2[0] = 2; // y = 2 is not on the curve
+        f.keys[1] = PublicKey(y2);
+        f.keys[4] = PublicKey(y2); // the same malformed key twice
+        f.signatures[2].0[..32].copy_from_slice(&y2); // R off the curve
+        f.signatures[3].0[63] = 0x10; // s ≥ ℓ
+        assert_eq!(verify_batch(&entries(&f)), vec![1, 2, 3, 4]);
+        for i in 0..6 {
+            let alone = f.keys[i].verify(&f.messages[i], &f.signatures[i]);
+            assert_eq!(alone.is_ok(), [0, 5].contains(&i), "entry {i}: {alone:?}");
         }
     }
 
     #[test]
-    fn canonical_y_boundary() {
-        let mut p = [0xffu8; 32];
-        p[0] = 0xed;
-        p[31] = 0x7f;
-        assert!(!y_is_canonical(&p));
-        let mut below = p;
-        below[0] = 0xec;
-        assert!(y_is_canonical(&below));
-        let mut sign_set = below;
-        sign_set[31] |= 0x80;
-        assert!(y_is_canonical(&sign_set));
-        let mut above = p;
-        above[0] = 0xff;
-        above[31] = 0xff;
-        assert!(!y_is_canonical(&above));
-    }
-
-    #[test]
-    fn small_order_r_is_refused_like_verify_strict() {
-        let mut f = fixture(4);
-        // R = identity encoding: small order.
-        let mut r = [0u8; 32];
-        r[0] = 1;
-        f.signatures[2].0[..32].copy_from_slice(&r);
-        assert_eq!(verify_batch(&entries(&f)), vec![2]);
-        assert!(f.keys[2].verify(&f.messages[2], &f.signatures[2]).is_err());
-    }
-
-    #[test]
-    fn non_canonical_r_encoding_is_refused() {
-        let mut f = fixture(2);
-        // y = p + 1 (non-canonical encoding of the identity's y = 1): decodes,
-        // but is not canonical.
-        let mut r = [0xffu8; 32];
-        r[0] = 0xee;
-        r[31] = 0x7f;
-        f.signatures[1].0[..32].copy_from_slice(&r);
-        assert_eq!(verify_batch(&entries(&f)), vec![1]);
+    fn random_coefficients_are_128_bit_and_fresh() {
+        let a = random_coefficients(64).unwrap();
+        let b = random_coefficients(64).unwrap();
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        for z in &a {
+            assert_eq!(&z.as_bytes()[16..], &[0u8; 16]);
+        }
+        assert!(random_coefficients(0).unwrap().is_empty());
     }
 }

@@ -129,6 +129,14 @@ impl SigningBytes {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// Arbitrary bytes as a message, for test vectors made outside Phalanx
+    /// (they have no domain header). Tests only: Phalanx never signs or
+    /// verifies a message that did not come from a [`Domain`].
+    #[cfg(test)]
+    pub(crate) fn raw_for_tests(bytes: &[u8]) -> SigningBytes {
+        SigningBytes(bytes.to_vec())
+    }
 }
 
 impl fmt::Debug for SigningBytes {

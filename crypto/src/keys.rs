@@ -2,7 +2,8 @@
 
 use crate::domain::SigningBytes;
 use crate::fixed_bytes::hex_newtype;
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use crate::zip215::PreparedKey;
+use ed25519_dalek::{Signer, SigningKey};
 use std::fmt;
 
 /// An ed25519 public key: the 32 bytes of its compressed point, exactly as
@@ -25,9 +26,12 @@ hex_newtype!(Signature, 64);
 pub enum SignatureError {
     #[error("public key is not a valid ed25519 point")]
     MalformedPublicKey,
+    /// Never returned since verification follows ZIP 215, which accepts
+    /// small-order keys (see [`crate::zip215`]); kept so that code matching
+    /// on this enum keeps compiling.
     #[error("public key is a small-order point")]
     WeakPublicKey,
-    #[error("signature does not verify under strict ed25519 rules")]
+    #[error("signature does not verify under the ZIP 215 ed25519 rules")]
     Invalid,
 }
 
@@ -41,38 +45,30 @@ impl PublicKey {
         &self.0
     }
 
-    pub(crate) fn to_dalek(self) -> Result<VerifyingKey, SignatureError> {
-        let key =
-            VerifyingKey::from_bytes(&self.0).map_err(|_| SignatureError::MalformedPublicKey)?;
-        if key.is_weak() {
-            return Err(SignatureError::WeakPublicKey);
-        }
-        Ok(key)
+    /// Decodes this key once, to verify many signatures by it (see
+    /// [`PreparedKey`]).
+    pub fn prepare(&self) -> Result<PreparedKey, SignatureError> {
+        PreparedKey::new(self)
     }
 
-    /// Verifies `signature` over `message` with `verify_strict`: the
-    /// signature's `s` must be canonical (< ℓ), `R` must be a canonical
-    /// encoding of a point that is not of small order, this key must not be
-    /// of small order, and `[s]B = R + [k]A` must hold exactly
-    /// (cofactorless), with `k = SHA-512(R ‖ A ‖ message)`.
+    /// Verifies `signature` over `message` under the ZIP 215 rules of
+    /// [`crate::zip215`]: this key and the signature's `R` decode to curve
+    /// points (non-canonical encodings and small-order points included),
+    /// `s` is canonical (< ℓ), and `[8]([s]B − R − [k]A)` is the identity,
+    /// with `k = SHA-512(R ‖ A ‖ message) mod ℓ` over the bytes as given.
+    /// [`crate::verify_batch`] accepts exactly the same signatures.
     pub fn verify(
         &self,
         message: &SigningBytes,
         signature: &Signature,
     ) -> Result<(), SignatureError> {
-        let key = self.to_dalek()?;
-        key.verify_strict(message.as_bytes(), &signature.to_dalek())
-            .map_err(|_| SignatureError::Invalid)
+        PreparedKey::new(self)?.verify(message, signature)
     }
 }
 
 impl Signature {
     pub fn as_bytes(&self) -> &[u8; 64] {
         &self.0
-    }
-
-    pub(crate) fn to_dalek(self) -> ed25519_dalek::Signature {
-        ed25519_dalek::Signature::from_bytes(&self.0)
     }
 }
 
@@ -175,23 +171,54 @@ mod tests {
     }
 
     #[test]
-    fn small_order_and_malformed_keys_are_refused() {
+    fn small_order_keys_are_accepted_and_malformed_keys_refused() {
         let msg = Domain::Transaction.begin(&chain("c")).finish();
-        let sig = Signature([0; 64]);
-        // The identity point (y = 1) has order 1.
+        // The identity point (y = 1, order 1) as key, R = the identity and
+        // s = 0: [8]([0]B - R - [k]A) is the identity for every message, so
+        // ZIP 215 accepts it. Anyone can sign for a small-order key.
         let mut identity = [0u8; 32];
         identity[0] = 1;
+        let mut sig = [0u8; 64];
+        sig[0] = 1;
+        let key = PublicKey(identity);
+        assert_eq!(key.verify(&msg, &Signature(sig)), Ok(()));
+        assert!(key.prepare().map(|k| k.is_small_order()).unwrap_or(false));
+        // y = 0 with x = sqrt(-1) has order 4: R = 00..00 works as well.
+        assert_eq!(key.verify(&msg, &Signature([0; 64])), Ok(()));
+        // An honest key is not of small order, and the same bytes do not
+        // verify under it.
+        let honest = Keypair::from_seed(&[7; 32]).public();
+        assert!(!honest.prepare().map(|k| k.is_small_order()).unwrap_or(true));
         assert_eq!(
-            PublicKey(identity).verify(&msg, &sig),
-            Err(SignatureError::WeakPublicKey)
+            honest.verify(&msg, &Signature(sig)),
+            Err(SignatureError::Invalid)
         );
         // y = 2 is not on the curve.
         let mut off_curve = [0u8; 32];
         off_curve[0] = 2;
         assert_eq!(
-            PublicKey(off_curve).verify(&msg, &sig),
+            PublicKey(off_curve).verify(&msg, &Signature(sig)),
             Err(SignatureError::MalformedPublicKey)
         );
+        assert_eq!(
+            PublicKey(off_curve).prepare().map(|_| ()),
+            Err(SignatureError::MalformedPublicKey)
+        );
+    }
+
+    #[test]
+    fn prepared_key_verifies_like_the_public_key() {
+        let kp = Keypair::from_seed(&[3; 32]);
+        let prepared = kp.public().prepare().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(prepared.public_key(), kp.public());
+        for i in 0..4u64 {
+            let msg = Domain::Transaction.begin(&chain("c")).u64_le(i).finish();
+            let mut sig = kp.sign(&msg);
+            assert_eq!(prepared.verify(&msg, &sig), Ok(()));
+            sig.0[5] ^= 0x10;
+            assert_eq!(prepared.verify(&msg, &sig), kp.public().verify(&msg, &sig));
+            assert!(prepared.verify(&msg, &sig).is_err());
+        }
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! Phalanx cryptography.
 //!
-//! - [`Keypair`], [`PublicKey`] and [`Signature`]: ed25519 (RFC 8032) over
-//!   `ed25519-dalek`. Single verification is `verify_strict`; see
-//!   [`batch`] for the batch path and the exact set of signatures each path
-//!   accepts.
+//! - [`Keypair`], [`PublicKey`] and [`Signature`]: ed25519 (RFC 8032).
+//!   Signing is `ed25519-dalek`'s; verification follows ZIP 215
+//!   ([`zip215`]: cofactored, small-order and non-canonical points
+//!   accepted, `s` canonical), on `curve25519-dalek`. [`PreparedKey`] is a
+//!   key decoded once for many verifications, and [`verify_batch`]
+//!   checks many signatures at once with exactly the same verdicts (see
+//!   [`batch`] for the argument).
 //! - [`Domain`] and [`SigningBytes`]: every signature in Phalanx covers a
 //!   domain tag naming the kind of message, the chain id, then the payload.
 //!   The only way to produce bytes to sign is through a [`Domain`], so a
@@ -36,6 +39,10 @@ mod fixed_bytes;
 mod hash;
 pub mod keyfile;
 mod keys;
+#[cfg(test)]
+#[path = "../../chain/src/test_seed.rs"]
+mod test_seed;
+pub mod zip215;
 
 pub use batch::{BatchEntry, verify_batch};
 pub use domain::{
@@ -44,3 +51,4 @@ pub use domain::{
 pub use fixed_bytes::HexError;
 pub use hash::{Hash, HashParseError, sha256d};
 pub use keys::{Keypair, PublicKey, RandomnessError, Signature, SignatureError};
+pub use zip215::PreparedKey;

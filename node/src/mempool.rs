@@ -7,9 +7,10 @@
 //! 1. its encoding is at most [`MAX_TX_BYTES`] and its chain id is this
 //!    chain's ([`Mempool::precheck`]);
 //! 2. no transaction with the same hash is pending;
-//! 3. its signature verifies ([`Mempool::admit`] uses `verify_strict`;
-//!    [`Mempool::admit_verified`] trusts a check made before, outside the
-//!    mempool lock, possibly by [`Mempool::verify_batch`]);
+//! 3. its signature verifies under the ZIP 215 rules ([`Mempool::admit`]
+//!    checks it alone; [`Mempool::admit_verified`] trusts a check made
+//!    before, outside the mempool lock, possibly by
+//!    [`Mempool::verify_batch`], which gives the same verdicts);
 //! 4. its nonce is at least the sender's next nonce in the committed state
 //!    and at most [`MempoolConfig::max_nonce_gap`] above it, and no other
 //!    pending transaction from the sender has that nonce (no replacement);
@@ -22,9 +23,10 @@
 //!
 //! These checks decide only what is worth keeping and gossiping. Whether a
 //! transaction goes into a block is decided again by the block builder
-//! against the state the block is built on, with `verify_strict`, so a
-//! transaction that the batch path let in but `verify_strict` refuses (see
-//! `phalanx_crypto::batch`) never reaches a block.
+//! against the state the block is built on. Single and batch signature
+//! checks accept exactly the same signatures (ZIP 215; see
+//! `phalanx_crypto::batch`), so whichever path admitted a transaction, the
+//! block builder and every validator reach the same verdict on it.
 //!
 //! # Selection
 //!
@@ -240,7 +242,7 @@ impl Mempool {
         Ok(size)
     }
 
-    /// Checks `tx` (including its signature, with `verify_strict`) against
+    /// Checks `tx` (including its signature, under ZIP 215) against
     /// the committed `state` and the pending transactions, and keeps it.
     /// Returns its hash.
     pub fn admit<S: StateView + ?Sized>(
@@ -257,7 +259,7 @@ impl Mempool {
     }
 
     /// Like [`Mempool::admit`] for a transaction whose signature the caller
-    /// has already verified (with `verify_strict` or [`Mempool::verify_batch`]),
+    /// has already verified (alone or with [`Mempool::verify_batch`]),
     /// so that the lock around the mempool is not held while verifying.
     pub fn admit_verified<S: StateView + ?Sized>(
         &mut self,
@@ -270,10 +272,9 @@ impl Mempool {
         self.admit_checked(tx, hash, size, state)
     }
 
-    /// Verifies the signatures of `txs` in one batch (see
-    /// `phalanx_crypto::batch`: the batch accepts a slightly larger set than
-    /// `verify_strict`, which is harmless here because block building
-    /// verifies again). `result[i]` says whether `txs[i]` is valid.
+    /// Verifies the signatures of `txs` in one batch, with the verdicts of
+    /// checking each alone (ZIP 215; see `phalanx_crypto::batch` for why
+    /// the two agree). `result[i]` says whether `txs[i]` is valid.
     pub fn verify_batch(txs: &[Transaction]) -> Vec<bool> {
         let refs: Vec<&Transaction> = txs.iter().collect();
         Transaction::verify_batch(&refs)

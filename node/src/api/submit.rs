@@ -4,11 +4,12 @@
 //! would give it:
 //!
 //! 1. without the mempool lock: the checks that need no state
-//!    ([`Mempool::precheck`]: size, chain id), then the signature, with
-//!    `verify_strict` for one transaction and with one
+//!    ([`Mempool::precheck`]: size, chain id), then the signature, under
+//!    ZIP 215: alone for one transaction, and with one
 //!    [`Mempool::verify_batch`] call for a whole batch (off the async
 //!    runtime; if the batch equation fails it checks each signature alone
-//!    and names the bad ones);
+//!    and names the bad ones), which gives every transaction the verdict
+//!    it would get alone;
 //! 2. under one mempool lock ([`Admission`]), admission in request order
 //!    ([`Mempool::admit_verified`]: duplicate, nonce, balance, room; one
 //!    account read each), so that nonces 0, 1, 2 of one sender in one
@@ -86,8 +87,9 @@ impl Checked {
         }
     }
 
-    /// Step 1's signature check for one transaction: `verify_strict`.
-    fn verify_strict(self) -> Result<Checked, Refused> {
+    /// Step 1's signature check for one transaction (ZIP 215, the rule
+    /// every path shares).
+    fn verify_signature(self) -> Result<Checked, Refused> {
         match self.tx.verify_signature() {
             Ok(()) => Ok(self),
             Err(_) => Err(self.bad_signature()),
@@ -200,7 +202,7 @@ pub async fn submit_tx(
     State(api): State<Api>,
     ApiJson(tx): ApiJson<Transaction>,
 ) -> Result<Response, ApiError> {
-    let checked = Checked::new(&api, tx)?.verify_strict()?;
+    let checked = Checked::new(&api, tx)?.verify_signature()?;
     let mut admission = Admission::begin(&api);
     let verdict = admission.admit(checked);
     admission.finish();

@@ -195,6 +195,10 @@ pub enum GenesisError {
     TooManyValidators { count: usize },
     #[error("validator {index} has the same public key as validator {first}")]
     DuplicateValidator { index: usize, first: usize },
+    #[error(
+        "validator {index}'s public key is not a usable signing key (not a curve point, or of small order: anyone could sign for it)"
+    )]
+    WeakValidatorKey { index: usize },
     #[error("validator {index} has an empty or overlong network address")]
     BadValidatorAddress { index: usize },
     #[error("consensus pow takes no [[validators]] (miners are permissionless)")]
@@ -296,6 +300,11 @@ impl Genesis {
                 return Err(GenesisError::DuplicateValidator { index, first });
             }
             first_index.insert(v.public_key, index);
+            // Under ZIP 215 a small-order key verifies signatures nobody
+            // made; a validator with one could be impersonated by anyone.
+            if v.public_key.prepare().map_or(true, |k| k.is_small_order()) {
+                return Err(GenesisError::WeakValidatorKey { index });
+            }
             if v.address.is_empty() || v.address.len() > 256 {
                 return Err(GenesisError::BadValidatorAddress { index });
             }
@@ -476,6 +485,17 @@ balance = 5
             (base.replace("hotstuff", "pow"), "no [[validators]]"),
             (base.replace(&key(1), "zz"), "hex"),
             (base.clone() + "\n[pow]\n" + POW_PARAMS, "no [pow]"),
+            // Small-order keys (the identity, a point of order 4), which
+            // ZIP 215 lets anyone sign for, and a point off the curve.
+            (
+                base.replace(&key(2), &format!("01{}", "00".repeat(31))),
+                "small order",
+            ),
+            (base.replace(&key(2), &"00".repeat(32)), "small order"),
+            (
+                base.replace(&key(2), &format!("02{}", "00".repeat(31))),
+                "not a curve point",
+            ),
         ];
         for (text, expected) in cases {
             let err = Genesis::from_toml(&text).unwrap_err().to_string();

@@ -284,23 +284,8 @@ impl Mempool {
     /// `threads` threads (scoped, so it blocks until all are done: call it
     /// off the async runtime). Small inputs stay on the calling thread.
     pub fn verify_batch_parallel(txs: &[Transaction], threads: usize) -> Vec<bool> {
-        /// Below this many signatures per thread, one thread is quicker.
-        const MIN_PER_THREAD: usize = 32;
-        let threads = threads.min(txs.len() / MIN_PER_THREAD).max(1);
-        if threads == 1 {
-            return Mempool::verify_batch(txs);
-        }
-        let chunk = txs.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = txs
-                .chunks(chunk)
-                .map(|part| (part.len(), scope.spawn(|| Mempool::verify_batch(part))))
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|(len, worker)| worker.join().unwrap_or_else(|_| vec![false; len]))
-                .collect()
-        })
+        let refs: Vec<&Transaction> = txs.iter().collect();
+        phalanx_chain::verified::verify_batch_parallel(&refs, threads)
     }
 
     /// The threads signature checks may use: the machine's cores.

@@ -6,8 +6,11 @@
 //!   checkers for agreement, integrity, liveness and determinism.
 //! - [`local`]: local networks of real `phalanx-node` processes: start,
 //!   watch, stop, crash, pause, partition, load and check them.
+//! - [`bench`]: the engine that submits signed transactions at a steady
+//!   rate and measures their finality (`load` runs on it).
 //! - [`cli`]: the `phalanx-testnet` command line.
 
+pub mod bench;
 pub mod cli;
 pub mod local;
 pub mod sim;

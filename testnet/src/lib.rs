@@ -6,8 +6,9 @@
 //!   checkers for agreement, integrity, liveness and determinism.
 //! - [`local`]: local networks of real `phalanx-node` processes: start,
 //!   watch, stop, crash, pause, partition, load and check them.
-//! - [`bench`]: the engine that submits signed transactions at a steady
-//!   rate and measures their finality (`load` runs on it).
+//! - [`bench`]: `phalanx-testnet bench`, a fresh network under a steady
+//!   load with an optional fault, measured into `results.json`; its
+//!   submit and follow engine also runs `load`.
 //! - [`cli`]: the `phalanx-testnet` command line.
 
 pub mod bench;

@@ -11,7 +11,9 @@
 //! - A refusal that may pass later ([`retryable`]: `mempool_full`,
 //!   `nonce_gap`, `timeout`, `internal`, a request without an answer, ...)
 //!   sends the same transaction again, no sooner than [`RESEND_AFTER_MS`]
-//!   later, up to [`MAX_ATTEMPTS`] sends in all. Meanwhile the account
+//!   later, doubling after each refusal (200, 400, 800, 1,600 ms: a node a
+//!   few blocks behind, or a full mempool, gets about 3 s to recover), up
+//!   to [`MAX_ATTEMPTS`] sends in all. Meanwhile the account
 //!   sends nothing new, so no later nonce piles up behind the gap.
 //! - An answer to a resend that says the transaction is already known
 //!   (`duplicate`, `nonce_pending`: it is pending; `nonce_too_low`: it was
@@ -36,8 +38,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Transactions of one account sent and not seen final, at most.
 pub const MAX_PENDING_PER_ACCOUNT: u32 = 48;
 /// Sends of one transaction, at most (the first and the resends).
-pub const MAX_ATTEMPTS: u8 = 3;
-/// A refused transaction is sent again no sooner than this (ms).
+pub const MAX_ATTEMPTS: u8 = 5;
+/// A refused transaction is sent again no sooner than this (ms), doubled
+/// for each earlier resend.
 pub const RESEND_AFTER_MS: u64 = 200;
 /// Distinct refusal codes kept; any further code counts as `other`.
 const MAX_REASONS: usize = 32;
@@ -288,7 +291,8 @@ impl Book {
         };
         if retryable(code) && tx.attempts < MAX_ATTEMPTS {
             state.resend.insert(k);
-            state.resend_at_ms = now_ms + RESEND_AFTER_MS;
+            let backoff = RESEND_AFTER_MS << tx.attempts.saturating_sub(1).min(8);
+            state.resend_at_ms = now_ms + backoff;
             self.set_status(k, TxStatus::Resend);
         } else {
             state.broken = true;
@@ -487,13 +491,20 @@ mod tests {
         // Nonce 1 is admitted but can never be final: the book waits for
         // it until the run gives up.
         assert!(!book.settled(&w));
-        // Retryable refusals give up after the last attempt.
+        // Retryable refusals are sent again after a doubling backoff, and
+        // given up after the last attempt.
         let mut book = Book::new(&w);
-        for attempt in 0..MAX_ATTEMPTS {
-            let now = u64::from(attempt) * 1_000;
-            assert_eq!(take(&mut book, &w, 1, now), vec![0]);
+        assert_eq!(take(&mut book, &w, 1, 0), vec![0]);
+        book.verdict(&w, 0, Some("no_answer"), 0);
+        let mut now = 0;
+        for resend in 1..MAX_ATTEMPTS {
+            let backoff = RESEND_AFTER_MS << (resend - 1);
+            assert!(take(&mut book, &w, 1, now + backoff - 1).is_empty());
+            now += backoff;
+            assert_eq!(take(&mut book, &w, 1, now), vec![0], "resend {resend}");
             book.verdict(&w, 0, Some("no_answer"), now);
         }
+        assert_eq!(now, 200 + 400 + 800 + 1_600);
         assert_eq!(book.txs()[0].status, TxStatus::Refused);
         assert_eq!(book.refusals["no_answer"], u64::from(MAX_ATTEMPTS));
         assert!(book.settled(&w));

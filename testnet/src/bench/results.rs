@@ -58,6 +58,7 @@ pub struct Results {
     pub fault: Option<FaultRecord>,
     /// The node finality was followed on.
     pub observer: usize,
+    pub generator: Generator,
     /// One entry per node, in index order.
     pub nodes: Vec<NodeFigures>,
     /// Per second from the start of the warmup to the end of the drain.
@@ -132,6 +133,16 @@ pub struct Counts {
     pub resends_already_known: u64,
 }
 
+/// The load generator (this process) over the whole run, signing
+/// included: it shares the machine's cores with the nodes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Generator {
+    pub cpu_s: Option<f64>,
+    pub peak_rss_bytes: Option<u64>,
+    /// Wall time spent signing the workload before the nodes started.
+    pub signing_s: f64,
+}
+
 /// Blocks seen committed on the observer node inside the window.
 #[derive(Debug, Clone, Serialize)]
 pub struct BlockCounts {
@@ -181,6 +192,9 @@ pub struct NodeFigures {
     pub sent_per_block: Option<PerBlock>,
     /// `sent` by channel (`consensus`, `transactions`, `sync`).
     pub sent_by_channel: BTreeMap<String, Sent>,
+    /// What it dropped in the window (`phalanx_dropped_total`'s rise), by
+    /// reason (docs/API.md lists them).
+    pub dropped_by_reason: BTreeMap<String, u64>,
     /// User plus system CPU time.
     pub cpu_s: Option<f64>,
     /// `cpu_s` per 1,000 of `committed_txs`.
@@ -326,6 +340,16 @@ impl Results {
         if let Some(f) = &self.fault {
             rows.push(("fault", fault_line(f)));
         }
+        let g = &self.generator;
+        rows.push((
+            "generator",
+            format!(
+                "{} CPU s, peak RSS {}, {:.1} s signing (this process, on the nodes' cores)",
+                opt(g.cpu_s, |v| format!("{v:.1}")),
+                opt(g.peak_rss_bytes, mib),
+                g.signing_s
+            ),
+        ));
         rows
     }
 

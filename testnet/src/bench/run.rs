@@ -326,10 +326,17 @@ pub fn node_figures(
         _ => None,
     };
     let mut sent_by_channel = BTreeMap::new();
+    let mut dropped_by_reason = BTreeMap::new();
     if let (Some(a), Some(b)) = (a, b) {
         for (channel, after) in &b.sent {
             let before = a.sent.get(channel).copied().unwrap_or_default();
             sent_by_channel.insert(channel.clone(), after.since(&before));
+        }
+        for (reason, after) in &b.dropped {
+            let rise = after.saturating_sub(a.dropped.get(reason).copied().unwrap_or(0));
+            if rise > 0 {
+                dropped_by_reason.insert(reason.clone(), rise);
+            }
         }
     }
     let sent = (a.is_some() && b.is_some()).then(|| {
@@ -357,6 +364,7 @@ pub fn node_figures(
         sent_per_block: sent.and_then(|s| PerBlock::of(&s, finalized_blocks.unwrap_or(0))),
         sent,
         sent_by_channel,
+        dropped_by_reason,
         cpu_s,
         cpu_s_per_1k_txs: match (cpu_s, committed_txs) {
             (Some(cpu), Some(txs)) if txs > 0 => Some(cpu / (txs as f64 / 1_000.0)),

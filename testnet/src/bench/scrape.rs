@@ -50,6 +50,8 @@ pub struct Scrape {
     pub view_changes: Option<u64>,
     /// Per channel (`consensus`, `transactions`, `sync`).
     pub sent: BTreeMap<String, Sent>,
+    /// `phalanx_dropped_total` by reason.
+    pub dropped: BTreeMap<String, u64>,
 }
 
 /// A sample line's name, labels and value.
@@ -102,6 +104,11 @@ impl Scrape {
                 "phalanx_committed_txs_total" => s.committed_txs = v,
                 "phalanx_view" => s.view = v,
                 "phalanx_view_changes_total" => s.view_changes = Some(v),
+                "phalanx_dropped_total" => {
+                    if let Some(reason) = label("reason") {
+                        *s.dropped.entry(reason.to_owned()).or_default() += v;
+                    }
+                }
                 "phalanx_messages_sent_total" | "phalanx_messages_sent_bytes_total" => {
                     let (Some(channel), Some(origin)) = (label("channel"), label("origin")) else {
                         continue;
@@ -150,6 +157,7 @@ phalanx_messages_sent_bytes_total{channel=\"consensus\",kind=\"vote\",origin=\"a
 phalanx_messages_sent_bytes_total{channel=\"consensus\",kind=\"vote\",origin=\"forwarded\"} 12000
 phalanx_messages_sent_total{channel=\"transactions\",kind=\"transaction\",origin=\"authored\"} 500
 phalanx_http_requests_total{route=\"/status\",status=\"200\"} 3
+phalanx_dropped_total{reason=\"outbound_full\"} 4
 phalanx_commit_latency_seconds_bucket{le=\"0.005\"} 1
 garbage line
 # EOF
@@ -171,6 +179,7 @@ garbage line
             }
         );
         assert_eq!(s.sent["transactions"].messages_authored, 500);
+        assert_eq!(s.dropped["outbound_full"], 4);
         assert_eq!(s.sent_total().messages_authored, 550);
         let later = Sent {
             messages_authored: 60,

@@ -760,6 +760,9 @@ impl<P: Protocol> Driver<P> {
         let best_seen = self.sync.best_seen();
         let metrics = &self.state.metrics;
         metrics.set_view(view);
+        if let Some(s) = status {
+            metrics.observe_phase(view, s.phase);
+        }
         metrics.set_unchecked_drops(status.map_or(0, |s| s.unchecked_drops));
         metrics.set_sync(syncing.then_some(best_seen.0), syncing);
         let head = self

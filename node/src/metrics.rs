@@ -20,6 +20,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::miner::MinerCounters;
 
@@ -60,6 +61,10 @@ pub struct Metrics {
     height: Gauge,
     finalized_height: Gauge,
     view: Gauge,
+    view_changes: Counter,
+    /// One more than the view of the last counted view change (0: none),
+    /// so that a view is counted once however long it stays abandoned.
+    abandoned_view: AtomicU64,
     committed_txs: Counter,
     commit_latency: Histogram,
     mempool_txs: Gauge,
@@ -110,6 +115,8 @@ impl Metrics {
             height: Gauge::default(),
             finalized_height: Gauge::default(),
             view: Gauge::default(),
+            view_changes: Counter::default(),
+            abandoned_view: AtomicU64::new(0),
             committed_txs: Counter::default(),
             // 5 ms to about 82 s.
             commit_latency: Histogram::new(exponential_buckets(0.005, 2.0, 15)),
@@ -153,6 +160,12 @@ impl Metrics {
             self.finalized_height.clone(),
         );
         r.register("view", "Current consensus view", self.view.clone());
+        r.register(
+            "view_changes",
+            "Views this node gave up on: its view timed out (HotStuff) or it began a view \
+             change (PBFT); each view counted once",
+            self.view_changes.clone(),
+        );
         r.register(
             "committed_txs",
             "Transactions in committed blocks",
@@ -308,6 +321,19 @@ impl Metrics {
         self.view.set(gauge_value(view));
     }
 
+    /// The protocol's view and phase after an input: a phase other than
+    /// `normal` (`timed-out`, `view-change`) in a view not counted yet is
+    /// a view change.
+    pub fn observe_phase(&self, view: u64, phase: &str) {
+        if phase == "normal" {
+            return;
+        }
+        let key = view.saturating_add(1);
+        if self.abandoned_view.swap(key, Ordering::Relaxed) != key {
+            self.view_changes.inc();
+        }
+    }
+
     pub fn add_committed_txs(&self, count: u64) {
         self.committed_txs.inc_by(count);
     }
@@ -407,6 +433,10 @@ mod tests {
         m.set_height(7);
         m.set_finalized_height(6);
         m.set_view(9);
+        m.observe_phase(9, "normal");
+        m.observe_phase(9, "timed-out");
+        m.observe_phase(9, "timed-out");
+        m.observe_phase(10, "view-change");
         m.add_committed_txs(3);
         m.observe_commit_latency(0.25);
         m.observe_commit_latency(-1.0);
@@ -431,6 +461,7 @@ mod tests {
             "phalanx_height 7",
             "phalanx_finalized_height 6",
             "phalanx_view 9",
+            "phalanx_view_changes_total 2",
             "phalanx_committed_txs_total 3",
             "phalanx_commit_latency_seconds_count 2",
             "phalanx_mempool_txs 4",

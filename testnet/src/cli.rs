@@ -1,5 +1,6 @@
 //! The `phalanx-testnet` command line.
 
+use crate::bench::BenchArgs;
 use crate::local::DirArg;
 use crate::local::check::CheckArgs;
 use crate::local::control::{DownArgs, LogsArgs, NodeArgs, PartitionArgs, StatusArgs};
@@ -66,6 +67,10 @@ pub enum Command {
     /// Submit signed transfers at a steady rate and report throughput and
     /// submit-to-final latency.
     Load(LoadArgs),
+    /// Benchmark a fresh network of real nodes: a steady signed load,
+    /// optionally a fault mid-run; writes results.json and prints a
+    /// summary (throughput, latency percentiles, per-node costs).
+    Bench(BenchArgs),
     /// Compare every node's blocks and state roots up to the lowest head
     /// (proof of work: every final block, and show the tips); exit 1 if
     /// two nodes differ.
@@ -399,6 +404,7 @@ pub fn main() -> ExitCode {
         Command::Mine(args) => mine::mine(args, &mut out),
         Command::Logs(args) => control::logs(args, &mut out),
         Command::Load(args) => load::load(args, &mut out),
+        Command::Bench(args) => crate::bench::bench(args, &mut out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

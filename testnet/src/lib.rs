@@ -6,8 +6,12 @@
 //!   checkers for agreement, integrity, liveness and determinism.
 //! - [`local`]: local networks of real `phalanx-node` processes: start,
 //!   watch, stop, crash, pause, partition, load and check them.
+//! - [`bench`]: `phalanx-testnet bench`, a fresh network under a steady
+//!   load with an optional fault, measured into `results.json`; its
+//!   submit and follow engine also runs `load`.
 //! - [`cli`]: the `phalanx-testnet` command line.
 
+pub mod bench;
 pub mod cli;
 pub mod local;
 pub mod sim;

@@ -2,7 +2,7 @@
 //! for the fields they read, and errors that name the node and the request.
 
 use super::net::NodeInfo;
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use phalanx_chain::Transaction;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -10,6 +10,8 @@ use std::time::Duration;
 
 /// Longest wait for one answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest `GET /metrics` answer read.
+pub const MAX_METRICS_BYTES: usize = 4 * 1024 * 1024;
 
 /// `GET /status`, the fields the commands read.
 #[derive(Debug, Clone, Deserialize)]
@@ -141,6 +143,27 @@ pub enum Submitted {
     Rejected { code: String, message: String },
 }
 
+/// What `POST /txs/batch` answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchAnswer {
+    /// 200: one verdict per transaction, in the order sent: `None` if it
+    /// was admitted, else the API's error code (docs/API.md §2).
+    Verdicts(Vec<Option<String>>),
+    /// The whole request was refused (`too_large`, `timeout`, ...).
+    Refused { code: String, message: String },
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchBody {
+    results: Vec<BatchResult>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchResult {
+    #[serde(default)]
+    error: Option<ErrorDetail>,
+}
+
 #[derive(Debug, Deserialize)]
 struct ErrorBody {
     error: ErrorDetail,
@@ -254,19 +277,34 @@ impl Client {
         ))
     }
 
-    /// The counter `name` from `GET /metrics`, `None` if it has none.
-    pub async fn metric(&self, node: &NodeInfo, name: &str) -> anyhow::Result<Option<f64>> {
+    /// The text of `GET /metrics` (at most [`MAX_METRICS_BYTES`]).
+    pub async fn metrics_text(&self, node: &NodeInfo) -> anyhow::Result<String> {
         let url = node.url("/metrics");
-        let text = self
+        let fail = |e: &reqwest::Error| anyhow!("node {}: GET {url}: {}", node.index, plain(e));
+        let mut response = self
             .http
             .get(&url)
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| anyhow!("node {}: GET {url}: {}", node.index, plain(&e)))?
-            .text()
-            .await
-            .map_err(|e| anyhow!("node {}: GET {url}: {}", node.index, plain(&e)))?;
+            .map_err(|e| fail(&e))?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| fail(&e))? {
+            if body.len() + chunk.len() > MAX_METRICS_BYTES {
+                bail!(
+                    "node {}: GET {url}: the answer is over {MAX_METRICS_BYTES} bytes",
+                    node.index
+                );
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// The counter or gauge `name` (without labels) from `GET /metrics`,
+    /// `None` if it has none.
+    pub async fn metric(&self, node: &NodeInfo, name: &str) -> anyhow::Result<Option<f64>> {
+        let text = self.metrics_text(node).await?;
         Ok(text.lines().find_map(|line| {
             line.strip_prefix(name)?
                 .strip_prefix(' ')?
@@ -322,26 +360,56 @@ impl Client {
 
     /// `phalanx_committed_txs_total` from `GET /metrics`.
     pub async fn committed_txs(&self, node: &NodeInfo) -> anyhow::Result<u64> {
-        let url = node.url("/metrics");
-        let text = self
+        let value = self.metric(node, "phalanx_committed_txs_total").await?;
+        value.map(|v| v as u64).ok_or_else(|| {
+            anyhow!(
+                "node {}: /metrics has no phalanx_committed_txs_total",
+                node.index
+            )
+        })
+    }
+
+    /// `POST /txs/batch` with `body`, the postcard encoding of a
+    /// `Vec<Transaction>` (`application/octet-stream`), waiting at most
+    /// `timeout` for the answer.
+    pub async fn submit_batch(
+        &self,
+        node: &NodeInfo,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> anyhow::Result<BatchAnswer> {
+        let url = node.url("/txs/batch");
+        let fail = |e: &reqwest::Error| anyhow!("node {}: POST {url}: {}", node.index, plain(e));
+        let response = self
             .http
-            .get(&url)
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body)
+            .timeout(timeout)
             .send()
             .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| anyhow!("node {}: GET {url}: {}", node.index, plain(&e)))?
-            .text()
-            .await
-            .map_err(|e| anyhow!("node {}: GET {url}: {}", node.index, plain(&e)))?;
-        text.lines()
-            .find_map(|line| line.strip_prefix("phalanx_committed_txs_total "))
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| {
-                anyhow!(
-                    "node {}: /metrics has no phalanx_committed_txs_total",
-                    node.index
-                )
-            })
+            .map_err(|e| fail(&e))?;
+        let status = response.status();
+        if status.is_success() {
+            let verdicts: BatchBody = response.json().await.map_err(|e| fail(&e))?;
+            return Ok(BatchAnswer::Verdicts(
+                verdicts
+                    .results
+                    .into_iter()
+                    .map(|r| r.error.map(|e| e.code))
+                    .collect(),
+            ));
+        }
+        Ok(match response.json::<ErrorBody>().await {
+            Ok(body) => BatchAnswer::Refused {
+                code: body.error.code,
+                message: body.error.message,
+            },
+            Err(_) => BatchAnswer::Refused {
+                code: format!("http_{}", status.as_u16()),
+                message: status.to_string(),
+            },
+        })
     }
 }
 

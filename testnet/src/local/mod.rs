@@ -50,7 +50,8 @@
 //! **Measuring.** `load` signs transfers from the funded accounts and
 //! submits them at a steady rate across nodes, following the chain through
 //! one node's `GET /events` stream to time each transaction from submission
-//! to its committed block. `check` compares every node's block hash (and
+//! to its committed block; it runs on the engine of `bench`
+//! ([`crate::bench`]), which also makes and stops a network of its own. `check` compares every node's block hash (and
 //! so state root) at every height up to the lowest head (with proof of
 //! work: every final block).
 //!

@@ -394,7 +394,7 @@ pub fn death_report(p: &mut NodeProc, net: &Network) -> String {
 /// final only `confirmations` blocks later, so the wait is for every node
 /// to be connected to all its peers and to hold the same new block
 /// ([`pow_settled`]).
-async fn wait_healthy(
+pub async fn wait_healthy(
     client: &Client,
     net: &Network,
     procs: &mut [NodeProc],

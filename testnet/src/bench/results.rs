@@ -1,0 +1,431 @@
+//! `results.json`: everything a `bench` run measured, and the summary
+//! table printed from it.
+
+use super::faults::FaultRecord;
+use super::procfs::Machine;
+use super::scrape::Sent;
+use super::stats::{Bucket, Latency, Second};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::Write;
+
+/// The format of `results.json`; raised when a field changes meaning.
+pub const FORMAT: u32 = 1;
+
+/// `results.json`. Times are ms unless a field says otherwise; "the
+/// window" is the timed window (after the warmup), and the transactions
+/// counted in `transactions` and `latency_ms` are those *due* in it by the
+/// rate schedule (the warmup's are in `warmup`). A field that could not be
+/// measured is `null`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    /// [`FORMAT`].
+    pub format: u32,
+    /// The command line, one argument per element.
+    pub command: Vec<String>,
+    /// The git commit of the source tree: `PHALANX_GIT_COMMIT` at build
+    /// time, else `git rev-parse HEAD` in the tree the binary was built
+    /// from (read at run time; `-dirty` appended if it has changes).
+    pub git_commit: Option<String>,
+    /// When the run started (ms since the Unix epoch).
+    pub started_at_ms: u64,
+    pub machine: Machine,
+    pub config: RunConfig,
+    /// `config.tps`: the rate transactions were due at.
+    pub offered_tps: f64,
+    /// Measured transactions sent, per second of the window.
+    pub submitted_tps: f64,
+    /// Transactions (warmup ones too) seen final inside the window, per
+    /// second of the window.
+    pub achieved_tps: f64,
+    pub transactions: Counts,
+    /// Submit to final (on the observer node) of the measured transactions
+    /// that became final: p50, p95, p99, max, mean.
+    pub latency_ms: Option<Latency>,
+    /// The same latencies by bucket (`le_ms`: upper bound, inclusive;
+    /// `null`: above the last); the counts sum to `transactions.finalized`.
+    pub latency_histogram: Vec<Bucket>,
+    /// How long after it was due each measured transaction was sent (the
+    /// load generator's own delay: pending bound, resends, nodes down).
+    pub submit_lag_ms: Option<Latency>,
+    pub blocks: BlockCounts,
+    /// View changes in the window: the most any node counted
+    /// (`phalanx_view_changes_total`).
+    pub view_changes: Option<u64>,
+    pub warmup: Warmup,
+    pub requests: Requests,
+    /// The injected fault (`null` with `--faults none`).
+    pub fault: Option<FaultRecord>,
+    /// The node finality was followed on.
+    pub observer: usize,
+    pub generator: Generator,
+    /// One entry per node, in index order.
+    pub nodes: Vec<NodeFigures>,
+    /// Per second from the start of the warmup to the end of the drain.
+    pub timeline: Vec<Second>,
+}
+
+/// The run's settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunConfig {
+    pub consensus: String,
+    #[serde(flatten)]
+    pub scale: Scale,
+    pub faults: &'static str,
+    pub base_port: u16,
+    /// Submission: tick (ms), requests in flight per node, transactions
+    /// per request, pending per account, sends per transaction.
+    pub tick_ms: u64,
+    pub max_in_flight_per_node: usize,
+    pub max_batch_txs: usize,
+    pub max_pending_per_account: u32,
+    pub max_attempts: u8,
+    /// The nodes' `[consensus]` and `[mempool]` settings.
+    pub node_consensus: serde_json::Value,
+    pub node_mempool: serde_json::Value,
+}
+
+/// How big a run is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scale {
+    pub validators: usize,
+    /// The offered rate, transactions per second.
+    pub tps: f64,
+    pub duration_s: u64,
+    pub warmup_s: u64,
+    /// The longest wait after the window for transactions to be final.
+    pub drain_s: u64,
+    /// Sending accounts.
+    pub accounts: usize,
+    /// Transactions signed for the warmup and the window.
+    pub planned: u64,
+}
+
+/// The measured transactions by outcome: `finalized + rejected + lost +
+/// skipped + unsent = offered`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Counts {
+    /// Due in the window.
+    pub offered: u64,
+    /// Sent at least once.
+    pub submitted: u64,
+    /// Of those, first sent after the window had ended.
+    pub sent_late: u64,
+    /// Seen final on the observer node.
+    pub finalized: u64,
+    /// Refused for good.
+    pub rejected: u64,
+    /// `rejected` by the last refusal's code.
+    pub rejected_by_reason: BTreeMap<String, u64>,
+    /// Admitted (or sent without an answer) and never seen final.
+    pub lost: u64,
+    /// Of `lost`: behind a nonce of their account refused for good.
+    pub lost_behind_refusal: u64,
+    /// Never sent: an earlier nonce of their account was refused for good.
+    pub skipped: u64,
+    /// Never sent: held back to the end (pending bound, nodes down).
+    pub unsent: u64,
+    /// Every refused send of the run (warmup included, resends that later
+    /// passed too), by code.
+    pub refusals_by_reason: BTreeMap<String, u64>,
+    /// Resends answered `duplicate`, `nonce_pending` or `nonce_too_low`:
+    /// an earlier send had got through.
+    pub resends_already_known: u64,
+}
+
+/// The load generator (this process) over the whole run, signing
+/// included: it shares the machine's cores with the nodes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Generator {
+    pub cpu_s: Option<f64>,
+    pub peak_rss_bytes: Option<u64>,
+    /// Wall time spent signing the workload before the nodes started.
+    pub signing_s: f64,
+}
+
+/// Blocks seen committed on the observer node inside the window.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockCounts {
+    pub count: u64,
+    /// Transactions in them (anyone's).
+    pub txs: u64,
+    pub txs_per_block: Option<f64>,
+    pub max_txs_per_block: Option<u64>,
+    pub empty: u64,
+}
+
+/// The warmup's transactions.
+#[derive(Debug, Clone, Serialize)]
+pub struct Warmup {
+    pub offered: u64,
+    pub finalized: u64,
+}
+
+/// `POST /txs/batch` requests of the whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Requests {
+    pub sent: u64,
+    pub without_answer: u64,
+    pub last_error: Option<String>,
+}
+
+/// One node in the window: its own `/metrics` and `/proc` readings at the
+/// window's start and end (a node that died: its last reading).
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeFigures {
+    pub index: usize,
+    /// `validator` or `byzantine (BEHAVIOUR)`.
+    pub role: String,
+    pub pid: u32,
+    /// How its process ended, if it ended before the teardown.
+    pub exited: Option<String>,
+    /// The span its two readings cover (s).
+    pub measured_s: Option<f64>,
+    /// Its finalized height's rise.
+    pub finalized_blocks: Option<u64>,
+    /// Its committed transactions' rise.
+    pub committed_txs: Option<u64>,
+    pub view_changes: Option<u64>,
+    /// Messages and bytes sent, every channel together.
+    pub sent: Option<Sent>,
+    /// `sent` divided by `finalized_blocks`.
+    pub sent_per_block: Option<PerBlock>,
+    /// `sent` by channel (`consensus`, `transactions`, `sync`).
+    pub sent_by_channel: BTreeMap<String, Sent>,
+    /// What it dropped in the window (`phalanx_dropped_total`'s rise), by
+    /// reason (docs/API.md lists them).
+    pub dropped_by_reason: BTreeMap<String, u64>,
+    /// User plus system CPU time.
+    pub cpu_s: Option<f64>,
+    /// `cpu_s` per 1,000 of `committed_txs`.
+    pub cpu_s_per_1k_txs: Option<f64>,
+    /// `VmHWM`: its peak resident memory over its whole life.
+    pub peak_rss_bytes: Option<u64>,
+    /// `write_bytes` of `/proc/<pid>/io`: bytes it had written to storage.
+    pub disk_write_bytes: Option<u64>,
+}
+
+/// Messages and bytes per finalized block.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PerBlock {
+    pub messages_authored: f64,
+    pub messages_forwarded: f64,
+    pub bytes_authored: f64,
+    pub bytes_forwarded: f64,
+}
+
+impl PerBlock {
+    pub fn of(sent: &Sent, blocks: u64) -> Option<PerBlock> {
+        let b = (blocks > 0).then_some(blocks as f64)?;
+        Some(PerBlock {
+            messages_authored: sent.messages_authored as f64 / b,
+            messages_forwarded: sent.messages_forwarded as f64 / b,
+            bytes_authored: sent.bytes_authored as f64 / b,
+            bytes_forwarded: sent.bytes_forwarded as f64 / b,
+        })
+    }
+}
+
+fn opt<T>(value: Option<T>, show: impl Fn(T) -> String) -> String {
+    value.map_or_else(|| "-".into(), show)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn reasons(m: &BTreeMap<String, u64>) -> String {
+    let list: Vec<String> = m.iter().map(|(c, n)| format!("{c} {n}")).collect();
+    if list.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", list.join(", "))
+    }
+}
+
+fn latency(l: &Option<Latency>) -> String {
+    opt(*l, |l| {
+        format!(
+            "p50 {} ms, p95 {} ms, p99 {} ms, max {} ms",
+            l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms
+        )
+    })
+}
+
+impl Results {
+    /// The summary: the run's figures, then a line per node.
+    pub fn print(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+        let c = &self.config;
+        writeln!(
+            out,
+            "bench {}: {} validators, {} tx/s for {} s after {} s of warmup, {} accounts, faults {}",
+            c.consensus,
+            c.scale.validators,
+            c.scale.tps,
+            c.scale.duration_s,
+            c.scale.warmup_s,
+            c.scale.accounts,
+            c.faults
+        )?;
+        let rows = self.summary_rows();
+        let width = rows.iter().map(|(key, _)| key.len()).max().unwrap_or(0);
+        for (key, value) in &rows {
+            writeln!(out, "  {key:<width$}  {value}")?;
+        }
+        self.print_nodes(out)
+    }
+
+    fn summary_rows(&self) -> Vec<(&'static str, String)> {
+        let t = &self.transactions;
+        let b = &self.blocks;
+        let mut rows = vec![
+            (
+                "offered",
+                format!("{} tx, {:.1} tx/s", t.offered, self.offered_tps),
+            ),
+            (
+                "submitted",
+                format!(
+                    "{} tx, {:.1} tx/s ({} after the window; lag {})",
+                    t.submitted,
+                    self.submitted_tps,
+                    t.sent_late,
+                    latency(&self.submit_lag_ms)
+                ),
+            ),
+            (
+                "finalized",
+                format!(
+                    "{} tx; achieved {:.1} tx/s in the window",
+                    t.finalized, self.achieved_tps
+                ),
+            ),
+            (
+                "rejected",
+                format!("{}{}", t.rejected, reasons(&t.rejected_by_reason)),
+            ),
+            (
+                "lost",
+                format!(
+                    "{} ({} behind a refused nonce)",
+                    t.lost, t.lost_behind_refusal
+                ),
+            ),
+            (
+                "not sent",
+                format!("{} skipped, {} held back", t.skipped, t.unsent),
+            ),
+            (
+                "latency",
+                format!(
+                    "{} (submit to final on node {})",
+                    latency(&self.latency_ms),
+                    self.observer
+                ),
+            ),
+            (
+                "blocks",
+                format!(
+                    "{} in the window, {} tx/block (max {}), view changes {}",
+                    b.count,
+                    opt(b.txs_per_block, |v| format!("{v:.1}")),
+                    opt(b.max_txs_per_block, |v| v.to_string()),
+                    opt(self.view_changes, |v| v.to_string())
+                ),
+            ),
+        ];
+        if !t.refusals_by_reason.is_empty() {
+            rows.push(("refusals", reasons(&t.refusals_by_reason).trim().to_owned()));
+        }
+        if let Some(f) = &self.fault {
+            rows.push(("fault", fault_line(f)));
+        }
+        let g = &self.generator;
+        rows.push((
+            "generator",
+            format!(
+                "{} CPU s, peak RSS {}, {:.1} s signing (this process, on the nodes' cores)",
+                opt(g.cpu_s, |v| format!("{v:.1}")),
+                opt(g.peak_rss_bytes, mib),
+                g.signing_s
+            ),
+        ));
+        rows
+    }
+
+    fn print_nodes(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+        let rows: Vec<Vec<String>> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let per = n.sent_per_block;
+                vec![
+                    n.index.to_string(),
+                    n.role.clone(),
+                    opt(n.finalized_blocks, |v| v.to_string()),
+                    opt(per, |p| {
+                        format!("{:.1} + {:.1}", p.messages_authored, p.messages_forwarded)
+                    }),
+                    opt(per, |p| {
+                        format!(
+                            "{:.1} + {:.1}",
+                            p.bytes_authored / 1024.0,
+                            p.bytes_forwarded / 1024.0
+                        )
+                    }),
+                    opt(n.cpu_s_per_1k_txs, |v| format!("{v:.3}")),
+                    opt(n.peak_rss_bytes, mib),
+                    opt(n.disk_write_bytes, mib),
+                    n.exited.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        crate::local::write_table(
+            out,
+            &[
+                "node",
+                "role",
+                "blocks",
+                "msgs/block (own + fwd)",
+                "KiB/block (own + fwd)",
+                "CPU s/1k tx",
+                "peak RSS",
+                "disk written",
+                "",
+            ],
+            &rows,
+        )?;
+        Ok(())
+    }
+}
+
+fn fault_line(f: &FaultRecord) -> String {
+    let at = |s: Option<f64>| opt(s, |s| format!("{s:.1} s"));
+    let mut line = format!("{} on nodes {:?}", f.kind, f.nodes);
+    if let Some(b) = f.behaviour {
+        line.push_str(&format!(" ({b})"));
+    }
+    line.push_str(&format!(", from {} to {}", at(f.started_s), at(f.ended_s)));
+    if let Some(e) = &f.error {
+        line.push_str(&format!("; FAILED: {e}"));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_block_figures_need_a_block() {
+        let sent = Sent {
+            messages_authored: 30,
+            messages_forwarded: 90,
+            bytes_authored: 3_000,
+            bytes_forwarded: 9_000,
+        };
+        assert_eq!(PerBlock::of(&sent, 0), None);
+        let p = PerBlock::of(&sent, 3).unwrap();
+        assert_eq!((p.messages_authored, p.bytes_forwarded), (10.0, 3_000.0));
+    }
+}

@@ -1,0 +1,78 @@
+//! What the tests of real networks share: one network at a time, the
+//! node and wallet binaries built next to `phalanx-testnet`, free loopback
+//! ports, and the command itself.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use assert_cmd::Command;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, Once};
+
+/// One network at a time: the machine has two cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+pub fn serial() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Builds `phalanx-node` (where `up` looks for it: next to
+/// `phalanx-testnet`) and `phalanx-wallet`: `cargo test -p phalanx-testnet`
+/// alone builds neither. Returns the directory that holds them.
+pub fn binaries_built() -> PathBuf {
+    static BUILD: Once = Once::new();
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_phalanx-testnet"));
+    let profile_dir = exe.parent().unwrap().to_owned();
+    BUILD.call_once(|| {
+        let target_dir = profile_dir.parent().unwrap();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = std::process::Command::new(cargo);
+        build
+            .args([
+                "build",
+                "-p",
+                "phalanx-node",
+                "-p",
+                "phalanx-wallet",
+                "--bins",
+            ])
+            .env("CARGO_TARGET_DIR", target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().unwrap();
+        assert!(
+            status.success(),
+            "building phalanx-node and phalanx-wallet failed"
+        );
+    });
+    for binary in ["phalanx-node", "phalanx-wallet"] {
+        assert!(profile_dir.join(binary).is_file(), "{binary} not built");
+    }
+    profile_dir
+}
+
+/// A base port P with P .. P + 2n free right now.
+pub fn free_base(nodes: usize) -> u16 {
+    let seed = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64;
+    for attempt in 0..500u64 {
+        let base = 20_000 + ((seed.wrapping_mul(7_919) + attempt * 211) % 30_000) as u16;
+        let free = (0..2 * nodes as u16)
+            .all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no free range of {} ports", 2 * nodes);
+}
+
+pub fn testnet() -> Command {
+    Command::cargo_bin("phalanx-testnet").unwrap()
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}

@@ -110,8 +110,12 @@ async fn admit_round(state: &NodeState, round: Vec<(PublicKey, Transaction)>) ->
                 state.net.report(&from, Misbehaviour::BadSignature);
                 continue;
             }
-            if pool.admit_verified(tx, &*state.store).is_ok() {
-                admitted.push(hash);
+            match pool.admit_verified(tx, &*state.store) {
+                Ok(_) => admitted.push(hash),
+                // Counted by reason (`gossip_nonce_too_low` is the usual
+                // one: the transaction was committed before its gossip
+                // arrived).
+                Err(e) => state.metrics.dropped(&format!("gossip_{}", e.code())),
             }
         }
         state.metrics.set_mempool(pool.len(), pool.bytes());

@@ -111,14 +111,27 @@ fn each_rule_has_its_named_error() {
     assert_eq!(store.account(&proposer).unwrap().balance, Amount(10));
 }
 
-#[test]
-fn invalid_blocks_are_refused_with_the_rule_they_break() {
+/// Two funded accounts (keys 0 and 1) at genesis, key 2 proposing: the
+/// keys, the store, the genesis header, its accumulator and the proposer.
+fn two_accounts() -> (
+    Vec<phalanx_crypto::Keypair>,
+    MemStore,
+    phalanx_chain::BlockHeader,
+    StateAccumulator,
+    Address,
+) {
     let k = keys(3);
     let store = MemStore::new();
     store.init_genesis(&genesis(&k[..2], 1000)).unwrap();
     let parent = header_of(&store);
     let acc = store.accumulator().unwrap();
     let proposer: Address = k[2].public().into();
+    (k, store, parent, acc, proposer)
+}
+
+#[test]
+fn invalid_blocks_are_refused_with_the_rule_they_break() {
+    let (k, store, parent, acc, proposer) = two_accounts();
     let (good, changes) = next_block(
         &store,
         proposer,
@@ -181,12 +194,7 @@ fn invalid_blocks_are_refused_with_the_rule_they_break() {
 
 #[test]
 fn signatures_recorded_as_verified_are_skipped_and_the_rest_are_checked() {
-    let k = keys(3);
-    let store = MemStore::new();
-    store.init_genesis(&genesis(&k[..2], 1000)).unwrap();
-    let parent = header_of(&store);
-    let acc = store.accumulator().unwrap();
-    let proposer: Address = k[2].public().into();
+    let (k, store, parent, acc, proposer) = two_accounts();
     let (good, changes) = next_block(
         &store,
         proposer,

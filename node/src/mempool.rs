@@ -19,12 +19,7 @@
 //!    without overflow; incoming transfers are not counted);
 //! 6. the mempool has room: at most [`MempoolConfig::max_txs`]
 //!    transactions and [`MempoolConfig::max_bytes`] bytes of encoded
-//!    transactions. A full pool makes room for a transaction that extends
-//!    its sender's run of consecutive nonces (one a block could take) by
-//!    evicting transactions that sit above a nonce gap: nothing re-gossips
-//!    the missing nonce, so without this a pool could fill with
-//!    transactions no block can take and refuse every other (a PBFT
-//!    primary did, under overload).
+//!    transactions.
 //!
 //! These checks decide only what is worth keeping and gossiping. Whether a
 //! transaction goes into a block is decided again by the block builder
@@ -181,10 +176,6 @@ impl Pending {
     }
 }
 
-/// Senders checked for transactions above a nonce gap when a full pool
-/// needs room, at most, per admission.
-const MAX_STUCK_SCAN: usize = 64;
-
 /// The node's pending transactions. See the module docs for the rules.
 pub struct Mempool {
     config: MempoolConfig,
@@ -194,10 +185,6 @@ pub struct Mempool {
     by_sender: BTreeMap<Address, BTreeMap<Nonce, Pending>>,
     /// Every pending transaction by arrival.
     arrival: BTreeMap<u64, Hash>,
-    /// Senders admitted with a transaction above a nonce gap (checked and
-    /// dropped from here when the pool needs room).
-    gapped: BTreeSet<Address>,
-    evicted: u64,
     next_seq: u64,
     bytes: usize,
 }
@@ -221,8 +208,6 @@ impl Mempool {
             chain_id,
             by_hash: HashMap::new(),
             by_sender: BTreeMap::new(),
-            gapped: BTreeSet::new(),
-            evicted: 0,
             arrival: BTreeMap::new(),
             next_seq: 0,
             bytes: 0,
@@ -326,68 +311,9 @@ impl Mempool {
         let account = state.account(&tx.from)?;
         self.check_nonce(&tx, account.nonce)?;
         self.check_balance(&tx, account)?;
-        let next = self.next_nonce(&tx.from, account.nonce);
-        if let Err(full) = self.check_capacity(size) {
-            // A full pool may hold transactions no block can take: above a
-            // nonce gap that nothing fills (gossip is not repeated). Make
-            // room from them for one that a block can take now.
-            if tx.nonce != next || !self.evict_stuck(size, state) {
-                return Err(full);
-            }
-        }
-        if tx.nonce > next {
-            self.gapped.insert(tx.from);
-        }
+        self.check_capacity(size)?;
         self.insert(hash, tx, size);
         Ok(hash)
-    }
-
-    /// The sender's next nonce after its pending transactions that follow
-    /// `from` without a gap.
-    fn next_nonce(&self, sender: &Address, from: Nonce) -> Nonce {
-        let mut next = from;
-        if let Some(run) = self.by_sender.get(sender) {
-            for nonce in run.range(from..).map(|(n, _)| *n) {
-                match next.next() {
-                    Some(after) if nonce == next => next = after,
-                    _ => break,
-                }
-            }
-        }
-        next
-    }
-
-    /// Removes pending transactions above a nonce gap (of senders admitted
-    /// with one, at most [`MAX_STUCK_SCAN`] of them) until `size` more bytes
-    /// and one more transaction fit; true if they do.
-    fn evict_stuck<S: StateView + ?Sized>(&mut self, size: usize, state: &S) -> bool {
-        for _ in 0..MAX_STUCK_SCAN {
-            let Some(sender) = self.gapped.pop_first() else {
-                return false;
-            };
-            let Ok(account) = state.account(&sender) else {
-                continue;
-            };
-            let next = self.next_nonce(&sender, account.nonce);
-            let stuck: Vec<Hash> = match self.by_sender.get(&sender) {
-                Some(run) => run.range(next..).map(|(_, p)| p.hash).collect(),
-                None => continue,
-            };
-            for hash in stuck.iter().rev() {
-                self.remove(hash);
-                self.evicted = self.evicted.saturating_add(1);
-            }
-            if self.check_capacity(size).is_ok() {
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Transactions evicted so far because they sat above a nonce gap in a
-    /// full pool.
-    pub fn evicted(&self) -> u64 {
-        self.evicted
     }
 
     fn check_nonce(&self, tx: &Transaction, expected: Nonce) -> Result<(), MempoolError> {
@@ -478,7 +404,6 @@ impl Mempool {
             }
             if run.is_empty() {
                 self.by_sender.remove(&entry.tx.from);
-                self.gapped.remove(&entry.tx.from);
             }
         }
         Some(entry.tx)
@@ -591,7 +516,16 @@ impl Mempool {
         address: &Address,
         state: &S,
     ) -> Result<Nonce, StoreError> {
-        Ok(self.next_nonce(address, state.account(address)?.nonce))
+        let mut next = state.account(address)?.nonce;
+        if let Some(run) = self.by_sender.get(address) {
+            for nonce in run.range(next..).map(|(n, _)| *n) {
+                match next.next() {
+                    Some(after) if nonce == next => next = after,
+                    _ => break,
+                }
+            }
+        }
+        Ok(next)
     }
 
     pub fn get(&self, hash: &Hash) -> Option<&Transaction> {
@@ -931,59 +865,5 @@ mod tests {
             Mempool::verify_batch_parallel(&txs[..3], 4),
             [false, true, true]
         );
-    }
-
-    #[test]
-    fn a_full_pool_evicts_transactions_above_a_gap_for_one_a_block_can_take() {
-        let st = state(&[(1, 1000, 0), (2, 1000, 0), (3, 1000, 0)]);
-        let mut mp = Mempool::new(
-            MempoolConfig {
-                max_txs: 3,
-                max_bytes: 1 << 20,
-                max_nonce_gap: 8,
-            },
-            chain(),
-        );
-        // Sender 1's nonces 1 and 2 sit above the gap at 0.
-        mp.admit(tx(1, 1, 1), &st).unwrap();
-        mp.admit(tx(1, 2, 1), &st).unwrap();
-        mp.admit(tx(2, 0, 1), &st).unwrap();
-        // Another gapped transaction does not get room.
-        assert_eq!(
-            mp.admit(tx(3, 4, 1), &st).unwrap_err().code(),
-            "mempool_full"
-        );
-        assert_eq!(mp.evicted(), 0);
-        // One a block can take now does: sender 1's stuck ones go.
-        mp.admit(tx(2, 1, 1), &st).unwrap();
-        assert_eq!(mp.evicted(), 2);
-        assert_eq!(mp.len(), 2);
-        assert!(!mp.contains(&tx(1, 2, 1).hash()));
-        assert_eq!(mp.select(&st, 10, 1 << 20), [tx(2, 0, 1), tx(2, 1, 1)]);
-        // With no stuck transaction left, a full pool refuses as before.
-        mp.admit(tx(3, 0, 1), &st).unwrap();
-        assert_eq!(
-            mp.admit(tx(2, 2, 1), &st).unwrap_err().code(),
-            "mempool_full"
-        );
-        // A gap filled in the meantime is not evicted: sender 1 fills its
-        // own gap, and its run is then all executable.
-        let mut filled = Mempool::new(
-            MempoolConfig {
-                max_txs: 3,
-                max_bytes: 1 << 20,
-                max_nonce_gap: 8,
-            },
-            chain(),
-        );
-        filled.admit(tx(1, 1, 1), &st).unwrap();
-        filled.admit(tx(1, 0, 1), &st).unwrap();
-        filled.admit(tx(2, 0, 1), &st).unwrap();
-        assert_eq!(
-            filled.admit(tx(3, 0, 1), &st).unwrap_err().code(),
-            "mempool_full"
-        );
-        assert_eq!(filled.evicted(), 0);
-        assert_eq!(filled.len(), 3);
     }
 }

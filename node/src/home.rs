@@ -42,6 +42,62 @@ impl NodeAddrs {
     }
 }
 
+/// Where [`free_loopback_base`] looks: from here up to the start of the
+/// OS's ephemeral range.
+const FREE_PORTS_FROM: u16 = 10_000;
+
+/// Where the OS's ephemeral range starts: it takes the local ports of
+/// outgoing connections from there (Linux's default is 32768).
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
+/// A base port P with P .. P + `span` free on 127.0.0.1 right now, for a
+/// network of processes that are told their ports before they bind them.
+///
+/// Ports are taken below the ephemeral range, because a port the OS
+/// reports free inside it (what binding port 0 gives) can be handed to any
+/// outgoing connection, another node's dial or an HTTP client, before the
+/// process that was meant to listen on it starts. Successive calls in one
+/// process walk on from a start derived from the process id, so parallel
+/// tests in one binary get disjoint ranges.
+pub fn free_loopback_base(span: u16) -> anyhow::Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = span.max(1);
+    let low = u32::from(FREE_PORTS_FROM);
+    let high =
+        u32::from(ephemeral_start().max(FREE_PORTS_FROM.saturating_add(span.saturating_mul(64))));
+    let width = high.saturating_sub(low + u32::from(span));
+    if width == 0 {
+        anyhow::bail!("{span} ports do not fit between {FREE_PORTS_FROM} and 65535");
+    }
+    // 0 means "not started yet": start where this process's id says.
+    let _ = NEXT.compare_exchange(
+        0,
+        1 + std::process::id().wrapping_mul(7_919) % width,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..width / u32::from(span) {
+        let offset = NEXT.fetch_add(u32::from(span), Ordering::Relaxed) % width;
+        let Ok(base) = u16::try_from(low + offset) else {
+            continue;
+        };
+        let free = (0..span).all(|i| {
+            base.checked_add(i)
+                .is_some_and(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+        });
+        if free {
+            return Ok(base);
+        }
+    }
+    anyhow::bail!("no {span} consecutive free ports on 127.0.0.1 from {FREE_PORTS_FROM}")
+}
+
 /// What to create.
 #[derive(Debug, Clone)]
 pub struct LocalNetSpec {
@@ -217,5 +273,27 @@ fn configure_pow_node(
             config.mining.hashrate_limit = limit;
         }
         None => config.mining.enabled = false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn free_ranges_are_below_the_ephemeral_range_disjoint_and_bindable() {
+        let a = free_loopback_base(8).unwrap();
+        let b = free_loopback_base(8).unwrap();
+        for base in [a, b] {
+            assert!(base >= FREE_PORTS_FROM);
+            assert!(base + 8 <= ephemeral_start().max(FREE_PORTS_FROM + 8 * 64));
+            let held: Vec<_> = (base..base + 8)
+                .map(|p| std::net::TcpListener::bind(("127.0.0.1", p)).unwrap())
+                .collect();
+            drop(held);
+        }
+        assert!(a + 8 <= b || b + 8 <= a, "{a} and {b} overlap");
+        assert!(free_loopback_base(60_000).is_err());
     }
 }

@@ -8,19 +8,15 @@ mod common;
 use assert_cmd::Command;
 use common::quick_config;
 use phalanx_chain::{ChainId, ConsensusKind};
-use phalanx_node::home::{LocalNetSpec, NodeAddrs, write_local_net};
+use phalanx_node::home::{LocalNetSpec, NodeAddrs, free_loopback_base, write_local_net};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 fn one_node(dir: &Path, chain: &str) -> std::path::PathBuf {
-    let ports: Vec<u16> = (0..2)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect::<Vec<_>>()
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect();
+    let base = free_loopback_base(2).unwrap();
+    let ports = [base, base + 1];
     let net = write_local_net(
         dir,
         &LocalNetSpec {

@@ -21,15 +21,10 @@ use std::time::{Duration, Instant};
 const LIMIT: Duration = Duration::from_secs(120);
 const NODES: usize = 2;
 
-/// Ports the OS says are free right now.
+/// `count` consecutive ports free right now, below the ephemeral range.
 fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+    let base = phalanx_node::home::free_loopback_base(u16::try_from(count).unwrap()).unwrap();
+    (base..).take(count).collect()
 }
 
 /// The processes; killed when dropped.

@@ -9,21 +9,16 @@ mod common;
 
 use common::*;
 use phalanx_chain::{Address, Amount, ChainId, ConsensusKind, Nonce, Transaction};
-use phalanx_node::home::{LocalNet, LocalNetSpec, NodeAddrs, write_local_net};
+use phalanx_node::home::{LocalNet, LocalNetSpec, NodeAddrs, free_loopback_base, write_local_net};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Ports the OS says are free right now.
+/// `count` consecutive ports free right now, below the ephemeral range.
 fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+    let base = free_loopback_base(u16::try_from(count).unwrap()).unwrap();
+    (base..).take(count).collect()
 }
 
 /// The node processes; killed when dropped.

@@ -51,22 +51,10 @@ pub fn binaries_built() -> PathBuf {
     profile_dir
 }
 
-/// A base port P with P .. P + 2n free right now.
+/// A base port P with P .. P + 2n free right now, below the ephemeral
+/// range.
 pub fn free_base(nodes: usize) -> u16 {
-    let seed = u64::from(std::process::id())
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos() as u64;
-    for attempt in 0..500u64 {
-        let base = 20_000 + ((seed.wrapping_mul(7_919) + attempt * 211) % 30_000) as u16;
-        let free = (0..2 * nodes as u16)
-            .all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-        if free {
-            return base;
-        }
-    }
-    panic!("no free range of {} ports", 2 * nodes);
+    phalanx_node::home::free_loopback_base(u16::try_from(2 * nodes).unwrap()).unwrap()
 }
 
 pub fn testnet() -> Command {

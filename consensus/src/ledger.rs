@@ -98,7 +98,8 @@ pub trait Ledger {
         true
     }
 
-    /// True if any transaction is waiting to go into a block. A leader with
+    /// True if any transaction a block could take is waiting (one stuck
+    /// behind a missing nonce does not count). A leader with
     /// none may wait longer before proposing an empty block. The default
     /// says yes (never idle).
     fn has_pending_transactions(&self) -> bool {

@@ -668,7 +668,7 @@ impl<P: Protocol> Driver<P> {
             Ok(removed) => return_to_mempool(&mut pool, &*state.store, removed),
             Err(_) => 0,
         };
-        state.metrics.set_mempool(pool.len(), pool.bytes());
+        state.metrics.set_mempool(&pool);
         drop(pool);
         match reverted {
             Ok(removed) => self.after_revert(ancestor, &removed, returned),
@@ -730,7 +730,7 @@ impl<P: Protocol> Driver<P> {
         let store = Arc::clone(&self.state.store);
         if let Ok(mut pool) = self.state.mempool.lock() {
             pool.remove_committed(block, &*store);
-            self.state.metrics.set_mempool(pool.len(), pool.bytes());
+            self.state.metrics.set_mempool(&pool);
         }
         let metrics = &self.state.metrics;
         metrics.set_height(height.0);

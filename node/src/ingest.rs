@@ -118,7 +118,7 @@ async fn admit_round(state: &NodeState, round: Vec<(PublicKey, Transaction)>) ->
                 Err(e) => state.metrics.dropped(&format!("gossip_{}", e.code())),
             }
         }
-        state.metrics.set_mempool(pool.len(), pool.bytes());
+        state.metrics.set_mempool(&pool);
     }
     let count = admitted.len();
     state.verified.insert_all(admitted);

@@ -226,9 +226,12 @@ impl Ledger for NodeLedger {
         Ok(())
     }
 
+    /// Counts ready transactions only: a pool full of transactions above
+    /// nonce gaps makes no batch (it made HotStuff propose nearly empty
+    /// blocks without pause).
     fn batch_ready(&self) -> bool {
-        let pending = self.state.mempool.lock().map(|m| m.len()).unwrap_or(0);
-        pending >= self.batch_size
+        let ready = self.state.mempool.lock().map(|m| m.ready()).unwrap_or(0);
+        ready >= self.batch_size
     }
 
     fn observe_block(&mut self, block: &Block) {
@@ -236,8 +239,9 @@ impl Ledger for NodeLedger {
     }
 
     fn has_pending_transactions(&self) -> bool {
-        // A poisoned lock: say yes, so the leader does not idle.
-        self.state.mempool.lock().map_or(true, |m| !m.is_empty())
+        // Ready ones: transactions stuck above a nonce gap cannot go into a
+        // block. A poisoned lock: say yes, so the leader does not idle.
+        self.state.mempool.lock().map_or(true, |m| m.ready() > 0)
     }
 
     /// Committed blocks, and the uncommitted ones kept on disk (so a peer

@@ -19,7 +19,17 @@
 //!    without overflow; incoming transfers are not counted);
 //! 6. the mempool has room: at most [`MempoolConfig::max_txs`]
 //!    transactions and [`MempoolConfig::max_bytes`] bytes of encoded
-//!    transactions.
+//!    transactions. When it has none, a transaction a block could take
+//!    (its nonce is the sender's nonce in the committed state, advanced
+//!    past the sender's consecutive pending transactions) makes room by
+//!    evicting *stuck* transactions: those of other senders that sit above
+//!    a gap in their sender's nonces. Senders are taken in address order,
+//!    each one's stuck transactions all at once, at most
+//!    [`MAX_STUCK_SCAN`] senders per admission, until the transaction
+//!    fits. Without this, under overload a pool (a PBFT primary's did)
+//!    filled with transactions no block could take, because the nonce
+//!    below them had been refused as `mempool_full`, and then refused
+//!    every transaction that could have filled a block.
 //!
 //! These checks decide only what is worth keeping and gossiping. Whether a
 //! transaction goes into a block is decided again by the block builder
@@ -39,6 +49,18 @@
 //! would exceed the byte limit is done for this block. There is no fee
 //! priority: fees only pay the proposer.
 //!
+//! # Ready transactions
+//!
+//! Each sender's *ready* transactions are the consecutive run of its
+//! pending nonces from its nonce in the committed state, as the mempool
+//! last saw it (at an admission or a commit): what a block on the committed
+//! state could take, balances permitting. [`Mempool::ready`] counts them,
+//! so a proposer asks whether a block is worth making without a pool full
+//! of stuck transactions making it propose nearly empty blocks without
+//! pause; [`Mempool::take_stale_ready`] hands the ones that have waited
+//! long to be gossiped again (a peer that refused or missed one, a PBFT
+//! primary above all, would otherwise never see it).
+//!
 //! # Bounds
 //!
 //! Every structure is bounded by the number of pending transactions
@@ -53,6 +75,7 @@ use phalanx_chain::{
     tx::MAX_TX_BYTES,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
 
 /// Default for [`MempoolConfig::max_txs`].
 pub const DEFAULT_MAX_TXS: usize = 20_000;
@@ -160,6 +183,20 @@ struct Entry {
     size: usize,
     /// Arrival order.
     seq: u64,
+    /// When it was admitted or last handed out to be gossiped again.
+    gossiped: Instant,
+}
+
+/// One sender's pending transactions.
+#[derive(Debug)]
+struct Run {
+    /// By nonce (one per nonce).
+    txs: BTreeMap<Nonce, Pending>,
+    /// The sender's nonce in the committed state, when last seen (at an
+    /// admission or a commit); no transaction in `txs` is below it.
+    base: Nonce,
+    /// How many of `txs` follow `base` without a gap: the ready ones.
+    ready: usize,
 }
 
 /// A pending transaction in its sender's run: its hash and what it costs
@@ -176,15 +213,27 @@ impl Pending {
     }
 }
 
+/// Senders whose stuck transactions a full pool evicts, at most, to make
+/// room for one admission.
+pub const MAX_STUCK_SCAN: usize = 64;
+
 /// The node's pending transactions. See the module docs for the rules.
 pub struct Mempool {
     config: MempoolConfig,
     chain_id: ChainId,
     by_hash: HashMap<Hash, Entry>,
-    /// Each sender's pending transactions by nonce (one per nonce).
-    by_sender: BTreeMap<Address, BTreeMap<Nonce, Pending>>,
+    /// Each sender's pending transactions.
+    by_sender: BTreeMap<Address, Run>,
     /// Every pending transaction by arrival.
     arrival: BTreeMap<u64, Hash>,
+    /// Senders with stuck transactions (pending but not ready).
+    gapped: BTreeSet<Address>,
+    /// Ready transactions, over all senders.
+    ready: usize,
+    /// Stuck transactions evicted so far.
+    evicted: u64,
+    /// The sender [`Mempool::take_stale_ready`] stopped after.
+    regossip_after: Option<Address>,
     next_seq: u64,
     bytes: usize,
 }
@@ -197,6 +246,7 @@ impl std::fmt::Debug for Mempool {
             .field("len", &self.by_hash.len())
             .field("bytes", &self.bytes)
             .field("senders", &self.by_sender.len())
+            .field("ready", &self.ready)
             .finish_non_exhaustive()
     }
 }
@@ -209,6 +259,10 @@ impl Mempool {
             by_hash: HashMap::new(),
             by_sender: BTreeMap::new(),
             arrival: BTreeMap::new(),
+            gapped: BTreeSet::new(),
+            ready: 0,
+            evicted: 0,
+            regossip_after: None,
             next_seq: 0,
             bytes: 0,
         }
@@ -311,9 +365,87 @@ impl Mempool {
         let account = state.account(&tx.from)?;
         self.check_nonce(&tx, account.nonce)?;
         self.check_balance(&tx, account)?;
-        self.check_capacity(size)?;
-        self.insert(hash, tx, size);
+        if let Err(full) = self.check_capacity(size) {
+            let ready = tx.nonce == self.next_nonce(&tx.from, account.nonce);
+            if !ready || !self.evict_stuck(&tx.from, size) {
+                return Err(full);
+            }
+        }
+        self.insert(hash, tx, size, account.nonce);
         Ok(hash)
+    }
+
+    /// Evicts the stuck transactions of senders other than `except`, in
+    /// address order, at most [`MAX_STUCK_SCAN`] senders, until one more
+    /// transaction of `size` bytes fits; true if it does.
+    fn evict_stuck(&mut self, except: &Address, size: usize) -> bool {
+        let senders: Vec<Address> = self
+            .gapped
+            .iter()
+            .filter(|sender| *sender != except)
+            .take(MAX_STUCK_SCAN)
+            .copied()
+            .collect();
+        for sender in senders {
+            let stuck: Vec<Hash> = match self.by_sender.get(&sender) {
+                Some(run) => run
+                    .txs
+                    .range(run.base..)
+                    .skip(run.ready)
+                    .map(|(_, p)| p.hash)
+                    .collect(),
+                None => continue,
+            };
+            for hash in stuck.iter().rev() {
+                if self.remove(hash).is_some() {
+                    self.evicted = self.evicted.saturating_add(1);
+                }
+            }
+            if self.check_capacity(size).is_ok() {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The sender's nonce `from` advanced past its consecutive pending
+    /// transactions.
+    fn next_nonce(&self, sender: &Address, from: Nonce) -> Nonce {
+        let mut next = from;
+        if let Some(run) = self.by_sender.get(sender) {
+            for nonce in run.txs.range(from..).map(|(n, _)| *n) {
+                match next.next() {
+                    Some(after) if nonce == next => next = after,
+                    _ => break,
+                }
+            }
+        }
+        next
+    }
+
+    /// Recounts the sender's ready transactions (at most `max_nonce_gap +
+    /// 1` steps) and whether it has stuck ones.
+    fn refresh(&mut self, sender: &Address) {
+        let Some(run) = self.by_sender.get_mut(sender) else {
+            self.gapped.remove(sender);
+            return;
+        };
+        let mut ready = 0;
+        let mut next = Some(run.base);
+        for nonce in run.txs.range(run.base..).map(|(n, _)| *n) {
+            if Some(nonce) != next {
+                break;
+            }
+            ready += 1;
+            next = nonce.next();
+        }
+        self.ready = self.ready.saturating_sub(run.ready).saturating_add(ready);
+        run.ready = ready;
+        if run.txs.len() > ready {
+            self.gapped.insert(*sender);
+        } else {
+            self.gapped.remove(sender);
+        }
     }
 
     fn check_nonce(&self, tx: &Transaction, expected: Nonce) -> Result<(), MempoolError> {
@@ -333,7 +465,7 @@ impl Mempool {
         if let Some(existing) = self
             .by_sender
             .get(&tx.from)
-            .and_then(|run| run.get(&tx.nonce))
+            .and_then(|run| run.txs.get(&tx.nonce))
         {
             return Err(MempoolError::NoncePending {
                 from: tx.from,
@@ -349,7 +481,7 @@ impl Mempool {
         let mut pending = 0;
         if let Some(run) = self.by_sender.get(&tx.from) {
             // Each pending entry carries its cost: no lookup per entry.
-            for entry in run.range(account.nonce..tx.nonce).map(|(_, p)| p) {
+            for entry in run.txs.range(account.nonce..tx.nonce).map(|(_, p)| p) {
                 needed = needed.saturating_add(entry.cost);
                 pending += 1;
             }
@@ -378,10 +510,18 @@ impl Mempool {
         Ok(())
     }
 
-    fn insert(&mut self, hash: Hash, tx: Transaction, size: usize) {
+    /// Keeps `tx`; `base` is its sender's nonce in the committed state.
+    fn insert(&mut self, hash: Hash, tx: Transaction, size: usize, base: Nonce) {
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
-        self.by_sender.entry(tx.from).or_default().insert(
+        let from = tx.from;
+        let run = self.by_sender.entry(from).or_insert_with(|| Run {
+            txs: BTreeMap::new(),
+            base,
+            ready: 0,
+        });
+        let moved = base > run.base;
+        run.txs.insert(
             tx.nonce,
             Pending {
                 hash,
@@ -390,7 +530,31 @@ impl Mempool {
         );
         self.arrival.insert(seq, hash);
         self.bytes = self.bytes.saturating_add(size);
-        self.by_hash.insert(hash, Entry { tx, size, seq });
+        self.by_hash.insert(
+            hash,
+            Entry {
+                tx,
+                size,
+                seq,
+                gossiped: Instant::now(),
+            },
+        );
+        if moved {
+            // Committed past what this pool saw: what is below is stale.
+            self.rebase(&from, base);
+        } else {
+            self.refresh(&from);
+        }
+    }
+
+    /// The sender's nonce in the committed state is now `nonce`: forgets
+    /// its transactions below it and recounts.
+    fn rebase(&mut self, sender: &Address, nonce: Nonce) {
+        self.remove_below(sender, nonce);
+        if let Some(run) = self.by_sender.get_mut(sender) {
+            run.base = run.base.max(nonce);
+        }
+        self.refresh(sender);
     }
 
     /// Removes one transaction, if pending.
@@ -398,14 +562,17 @@ impl Mempool {
         let entry = self.by_hash.remove(hash)?;
         self.arrival.remove(&entry.seq);
         self.bytes = self.bytes.saturating_sub(entry.size);
-        if let Some(run) = self.by_sender.get_mut(&entry.tx.from) {
-            if run.get(&entry.tx.nonce).map(|p| &p.hash) == Some(hash) {
-                run.remove(&entry.tx.nonce);
+        let sender = entry.tx.from;
+        if let Some(run) = self.by_sender.get_mut(&sender) {
+            if run.txs.get(&entry.tx.nonce).map(|p| &p.hash) == Some(hash) {
+                run.txs.remove(&entry.tx.nonce);
             }
-            if run.is_empty() {
-                self.by_sender.remove(&entry.tx.from);
+            if run.txs.is_empty() {
+                self.ready = self.ready.saturating_sub(run.ready);
+                self.by_sender.remove(&sender);
             }
         }
+        self.refresh(&sender);
         Some(entry.tx)
     }
 
@@ -437,11 +604,12 @@ impl Mempool {
                 }
             };
             let first = run
+                .txs
                 .get(&account.nonce)
                 .and_then(|p| self.by_hash.get(&p.hash));
             if let Some(entry) = first {
                 cursors.push(Cursor {
-                    run,
+                    run: &run.txs,
                     next: account.nonce,
                     balance: account.balance,
                     first_seq: entry.seq,
@@ -490,7 +658,7 @@ impl Mempool {
         }
         for sender in senders {
             match state.account(&sender) {
-                Ok(account) => self.remove_below(&sender, account.nonce),
+                Ok(account) => self.rebase(&sender, account.nonce),
                 Err(error) => {
                     tracing::warn!(%sender, %error, "mempool: cannot read account after commit")
                 }
@@ -501,7 +669,7 @@ impl Mempool {
     /// Removes the sender's pending transactions with nonces below `nonce`.
     fn remove_below(&mut self, sender: &Address, nonce: Nonce) {
         let stale: Vec<Hash> = match self.by_sender.get(sender) {
-            Some(run) => run.range(..nonce).map(|(_, p)| p.hash).collect(),
+            Some(run) => run.txs.range(..nonce).map(|(_, p)| p.hash).collect(),
             None => return,
         };
         for hash in stale {
@@ -516,16 +684,60 @@ impl Mempool {
         address: &Address,
         state: &S,
     ) -> Result<Nonce, StoreError> {
-        let mut next = state.account(address)?.nonce;
-        if let Some(run) = self.by_sender.get(address) {
-            for nonce in run.range(next..).map(|(n, _)| *n) {
-                match next.next() {
-                    Some(after) if nonce == next => next = after,
-                    _ => break,
+        Ok(self.next_nonce(address, state.account(address)?.nonce))
+    }
+
+    /// Ready transactions: what blocks on the committed state could take,
+    /// balances permitting (see the module docs).
+    pub fn ready(&self) -> usize {
+        self.ready
+    }
+
+    /// Stuck transactions evicted so far to make room for ready ones.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Up to `limit` ready transactions, at most the first `per_sender` of
+    /// each sender's run, that were admitted or last handed out here no
+    /// later than `before`; marks them handed out at `now`. Senders are
+    /// visited in address order from where the last call stopped, so a low
+    /// `limit` still reaches every sender in turn.
+    pub fn take_stale_ready(
+        &mut self,
+        before: Instant,
+        now: Instant,
+        per_sender: usize,
+        limit: usize,
+    ) -> Vec<Transaction> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let mut out = Vec::new();
+        let start = self.regossip_after;
+        let after = match start {
+            Some(a) => self.by_sender.range((Excluded(a), Unbounded)),
+            None => self.by_sender.range(..),
+        };
+        let before_start = match start {
+            Some(a) => self.by_sender.range(..=a),
+            None => self.by_sender.range(..Address([0; 32])),
+        };
+        let mut last = None;
+        'senders: for (sender, run) in after.chain(before_start) {
+            for (_, p) in run.txs.range(run.base..).take(run.ready.min(per_sender)) {
+                if out.len() >= limit {
+                    break 'senders;
+                }
+                if let Some(entry) = self.by_hash.get_mut(&p.hash)
+                    && entry.gossiped <= before
+                {
+                    entry.gossiped = now;
+                    out.push(entry.tx.clone());
                 }
             }
+            last = Some(*sender);
         }
-        Ok(next)
+        self.regossip_after = last;
+        out
     }
 
     pub fn get(&self, hash: &Hash) -> Option<&Transaction> {
@@ -865,5 +1077,129 @@ mod tests {
             Mempool::verify_batch_parallel(&txs[..3], 4),
             [false, true, true]
         );
+    }
+
+    fn sized(max_txs: usize) -> Mempool {
+        Mempool::new(
+            MempoolConfig {
+                max_txs,
+                max_bytes: 1 << 20,
+                max_nonce_gap: 8,
+            },
+            chain(),
+        )
+    }
+
+    #[test]
+    fn a_full_pool_evicts_stuck_transactions_for_a_ready_one() {
+        let st = state(&[(1, 1000, 0), (2, 1000, 0), (3, 1000, 0)]);
+        let mut mp = sized(3);
+        // Sender 1's nonces 1 and 2 are stuck above the gap at 0.
+        mp.admit(tx(1, 1, 1), &st).unwrap();
+        mp.admit(tx(1, 2, 1), &st).unwrap();
+        mp.admit(tx(2, 0, 1), &st).unwrap();
+        assert_eq!(mp.ready(), 1);
+        // A stuck transaction does not get room.
+        assert_eq!(
+            mp.admit(tx(3, 4, 1), &st).unwrap_err().code(),
+            "mempool_full"
+        );
+        assert_eq!(mp.evicted(), 0);
+        // A ready one does: sender 1's stuck ones go, highest first.
+        mp.admit(tx(2, 1, 1), &st).unwrap();
+        assert_eq!(mp.evicted(), 2);
+        assert_eq!((mp.len(), mp.ready()), (2, 2));
+        assert!(!mp.contains(&tx(1, 1, 1).hash()));
+        assert_eq!(mp.select(&st, 10, 1 << 20), [tx(2, 0, 1), tx(2, 1, 1)]);
+        // Nothing stuck is left: a full pool refuses as before.
+        mp.admit(tx(3, 0, 1), &st).unwrap();
+        assert_eq!(
+            mp.admit(tx(2, 2, 1), &st).unwrap_err().code(),
+            "mempool_full"
+        );
+    }
+
+    #[test]
+    fn a_sender_filling_its_own_gap_keeps_what_it_unblocks() {
+        let st = state(&[(1, 1000, 0), (2, 1000, 0)]);
+        let mut mp = sized(3);
+        mp.admit(tx(1, 0, 1), &st).unwrap();
+        mp.admit(tx(1, 2, 1), &st).unwrap();
+        mp.admit(tx(1, 3, 1), &st).unwrap();
+        assert_eq!(mp.ready(), 1);
+        // Full; sender 1's nonce 1 is ready, and its own stuck ones are
+        // what it would unblock: not evicted, so it does not fit.
+        assert_eq!(
+            mp.admit(tx(1, 1, 1), &st).unwrap_err().code(),
+            "mempool_full"
+        );
+        // Another sender's ready transaction evicts them.
+        mp.admit(tx(2, 0, 1), &st).unwrap();
+        assert_eq!(mp.evicted(), 2);
+        assert_eq!((mp.len(), mp.ready()), (2, 2));
+    }
+
+    #[test]
+    fn ready_counts_follow_admissions_commits_and_gaps() {
+        let st = state(&[(1, 1000, 0), (2, 1000, 5)]);
+        let mut mp = pool();
+        mp.admit(tx(1, 1, 1), &st).unwrap();
+        assert_eq!(mp.ready(), 0);
+        mp.admit(tx(2, 5, 1), &st).unwrap();
+        mp.admit(tx(2, 7, 1), &st).unwrap();
+        assert_eq!(mp.ready(), 1);
+        // Filling sender 1's gap makes both ready.
+        mp.admit(tx(1, 0, 1), &st).unwrap();
+        assert_eq!(mp.ready(), 3);
+        mp.admit(tx(2, 6, 1), &st).unwrap();
+        assert_eq!(mp.ready(), 5);
+        // A block takes sender 1's nonce 0 and sender 2's 5 and 6.
+        let done = block(vec![tx(1, 0, 1), tx(2, 5, 1), tx(2, 6, 1)]);
+        let after = state(&[(1, 999, 1), (2, 998, 7)]);
+        mp.remove_committed(&done, &after);
+        assert_eq!((mp.len(), mp.ready()), (2, 2));
+        // A transaction committed from elsewhere leaves a gap behind it.
+        let other = state(&[(1, 999, 1), (2, 997, 8)]);
+        mp.remove_committed(&block(vec![tx(2, 7, 2)]), &other);
+        assert_eq!((mp.len(), mp.ready()), (1, 1));
+    }
+
+    #[test]
+    fn stale_ready_transactions_are_handed_out_once_per_wait_in_turns() {
+        let st = state(&[(1, 1000, 0), (2, 1000, 0), (3, 1000, 0)]);
+        let mut mp = pool();
+        for sender in 1..=3 {
+            for nonce in 0..3 {
+                mp.admit(tx(sender, nonce, 1), &st).unwrap();
+            }
+        }
+        mp.admit(tx(1, 5, 1), &st).unwrap();
+        let admitted = Instant::now();
+        let later = admitted + std::time::Duration::from_secs(10);
+        // Not yet stale.
+        assert!(
+            mp.take_stale_ready(admitted - std::time::Duration::from_secs(1), later, 2, 100)
+                .is_empty()
+        );
+        // Two per sender, never a stuck one, at most `limit` per call; the
+        // next call goes on where the last stopped and skips what it
+        // handed out.
+        let a_bit_before = later - std::time::Duration::from_secs(1);
+        let first = mp.take_stale_ready(later, later, 2, 4);
+        let second = mp.take_stale_ready(a_bit_before, later, 2, 4);
+        assert_eq!((first.len(), second.len()), (4, 2));
+        let mut all: Vec<Hash> = first.iter().chain(&second).map(Transaction::hash).collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 6);
+        assert!(!all.contains(&tx(1, 5, 1).hash()));
+        assert!(first.iter().chain(&second).all(|t| t.nonce.0 < 2));
+        // Handed out at `later`: not again until a wait after it.
+        let much_later = later + std::time::Duration::from_secs(10);
+        assert!(
+            mp.take_stale_ready(a_bit_before, much_later, 2, 100)
+                .is_empty()
+        );
+        assert_eq!(mp.take_stale_ready(later, much_later, 2, 100).len(), 6);
     }
 }

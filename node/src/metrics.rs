@@ -22,6 +22,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::mempool::Mempool;
 use crate::miner::MinerCounters;
 
 /// The content type of [`Metrics::render`]'s output.
@@ -69,6 +70,8 @@ pub struct Metrics {
     commit_latency: Histogram,
     mempool_txs: Gauge,
     mempool_bytes: Gauge,
+    mempool_ready: Gauge,
+    mempool_evicted: Counter,
     peers: Gauge,
     messages_in: Family<MessageLabels, Counter>,
     bytes_in: Family<MessageLabels, Counter>,
@@ -76,6 +79,7 @@ pub struct Metrics {
     bytes_out: Family<SentLabels, Counter>,
     dropped: Family<ReasonLabels, Counter>,
     txs_gossiped: Counter,
+    txs_regossiped: Counter,
     syncing: Gauge,
     sync_target: Gauge,
     http_requests: Family<HttpLabels, Counter>,
@@ -122,6 +126,8 @@ impl Metrics {
             commit_latency: Histogram::new(exponential_buckets(0.005, 2.0, 15)),
             mempool_txs: Gauge::default(),
             mempool_bytes: Gauge::default(),
+            mempool_ready: Gauge::default(),
+            mempool_evicted: Counter::default(),
             peers: Gauge::default(),
             messages_in: Family::default(),
             bytes_in: Family::default(),
@@ -129,6 +135,7 @@ impl Metrics {
             bytes_out: Family::default(),
             dropped: Family::default(),
             txs_gossiped: Counter::default(),
+            txs_regossiped: Counter::default(),
             syncing: Gauge::default(),
             sync_target: Gauge::default(),
             http_requests: Family::default(),
@@ -189,6 +196,18 @@ impl Metrics {
             self.mempool_bytes.clone(),
         );
         r.register(
+            "mempool_ready_txs",
+            "Pending transactions a block on the committed state could take (each sender's \
+             consecutive nonces from its committed nonce)",
+            self.mempool_ready.clone(),
+        );
+        r.register(
+            "mempool_evicted",
+            "Pending transactions above a nonce gap evicted from a full pool to make room for \
+             ones a block could take",
+            self.mempool_evicted.clone(),
+        );
+        r.register(
             "syncing",
             "1 while fetching committed blocks from peers",
             self.syncing.clone(),
@@ -233,6 +252,11 @@ impl Metrics {
             "txs_gossiped",
             "Transactions this node admitted and gossiped (in batches)",
             self.txs_gossiped.clone(),
+        );
+        r.register(
+            "txs_regossiped",
+            "Ready transactions gossiped again because they waited long in the pool",
+            self.txs_regossiped.clone(),
         );
         r.register(
             "http_requests",
@@ -349,9 +373,18 @@ impl Metrics {
         self.commit_latency.observe(seconds);
     }
 
-    pub fn set_mempool(&self, len: usize, bytes: usize) {
-        self.mempool_txs.set(gauge_value(counter_value(len)));
-        self.mempool_bytes.set(gauge_value(counter_value(bytes)));
+    /// The pool's size, ready count and evictions so far.
+    pub fn set_mempool(&self, pool: &Mempool) {
+        self.mempool_txs.set(gauge_value(counter_value(pool.len())));
+        self.mempool_bytes
+            .set(gauge_value(counter_value(pool.bytes())));
+        self.mempool_ready
+            .set(gauge_value(counter_value(pool.ready())));
+        let evicted = pool.evicted();
+        let counted = self.mempool_evicted.get();
+        if evicted > counted {
+            self.mempool_evicted.inc_by(evicted - counted);
+        }
     }
 
     pub fn set_peers(&self, connected: usize) {
@@ -382,6 +415,11 @@ impl Metrics {
         self.bytes_out
             .get_or_create(&labels)
             .inc_by(counter_value(bytes));
+    }
+
+    /// `count` ready transactions were queued to be gossiped again.
+    pub fn txs_regossiped(&self, count: usize) {
+        self.txs_regossiped.inc_by(counter_value(count));
     }
 
     /// `count` admitted transactions went out in one gossiped batch.
@@ -440,7 +478,29 @@ mod tests {
         m.add_committed_txs(3);
         m.observe_commit_latency(0.25);
         m.observe_commit_latency(-1.0);
-        m.set_mempool(4, 600);
+        let chain = phalanx_chain::ChainId::new("metrics-test").unwrap();
+        let mut pool = Mempool::new(crate::mempool::MempoolConfig::default(), chain.clone());
+        let key = phalanx_crypto::Keypair::from_seed(&[5; 32]);
+        let accounts = std::collections::BTreeMap::from([(
+            phalanx_chain::Address::from(key.public()),
+            phalanx_chain::Account {
+                balance: phalanx_chain::Amount(1_000),
+                nonce: phalanx_chain::Nonce(0),
+            },
+        )]);
+        for nonce in [0, 1, 3] {
+            let tx = phalanx_chain::Transaction::sign(
+                &key,
+                chain.clone(),
+                phalanx_chain::Address([7; 32]),
+                phalanx_chain::Amount(1),
+                phalanx_chain::Amount(1),
+                phalanx_chain::Nonce(nonce),
+            );
+            pool.admit(tx, &accounts).unwrap();
+        }
+        m.set_mempool(&pool);
+        m.txs_regossiped(2);
         m.set_peers(3);
         m.message_in("consensus", "vote", 120);
         m.message_out("consensus", "vote", 120, false);
@@ -464,8 +524,11 @@ mod tests {
             "phalanx_view_changes_total 2",
             "phalanx_committed_txs_total 3",
             "phalanx_commit_latency_seconds_count 2",
-            "phalanx_mempool_txs 4",
-            "phalanx_mempool_bytes 600",
+            "phalanx_mempool_txs 3",
+            &format!("phalanx_mempool_bytes {}", pool.bytes()),
+            "phalanx_mempool_ready_txs 2",
+            "phalanx_mempool_evicted_total 0",
+            "phalanx_txs_regossiped_total 2",
             "phalanx_peers 3",
             "phalanx_messages_received_total{channel=\"consensus\",kind=\"vote\"} 1",
             "phalanx_messages_received_bytes_total{channel=\"consensus\",kind=\"vote\"} 120",

@@ -209,6 +209,7 @@ async fn launch(parts: Parts, start_driver: StartDriver) -> anyhow::Result<Runni
         Arc::downgrade(&state),
         tx_gossip_queue,
     )));
+    others.push(tokio::spawn(txgossip::regossip(Arc::downgrade(&state))));
     others.push(tokio::spawn(ingest::ingest_transactions(
         Arc::clone(&state),
         ingest_rx,

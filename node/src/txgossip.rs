@@ -14,6 +14,17 @@
 //! arrives within [`GOSSIP_LINGER`], in messages of at most
 //! [`GOSSIP_BATCH_TXS`]. An idle node has no timer running: the task sleeps
 //! on its queue.
+//!
+//! Gossip is best effort: a peer may miss a batch (a full queue, a dropped
+//! connection) or refuse some of it (`mempool_full`). A transaction it
+//! lacks that the others hold blocks its sender's later nonces in its
+//! pool; on a PBFT primary, the only proposer, for good. So the
+//! [`regossip`] task, every [`REGOSSIP_EVERY`], gossips again the ready
+//! transactions (see [`crate::mempool`]) that have waited
+//! [`REGOSSIP_AFTER`] since they were admitted or last gossiped again: at
+//! most [`REGOSSIP_PER_SENDER`] from the start of each sender's run and
+//! [`REGOSSIP_MAX`] in all per round. A healthy chain includes its
+//! transactions well before that, so it gossips nothing again.
 
 use crate::net::{Channel, NetError};
 use crate::shared::NodeState;
@@ -40,6 +51,17 @@ pub const GOSSIP_LINGER: Duration = Duration::from_millis(2);
 /// limit) queued for gossip, at most; past it they are not gossiped (they
 /// stay admitted).
 pub const GOSSIP_QUEUE: usize = 1_024;
+
+/// How often [`regossip`] looks for transactions that waited long.
+pub const REGOSSIP_EVERY: Duration = Duration::from_secs(1);
+/// How long a ready transaction waits before it is gossiped again (and
+/// again after as long, while it stays ready and pending).
+pub const REGOSSIP_AFTER: Duration = Duration::from_secs(3);
+/// Transactions from the start of one sender's run gossiped again per
+/// round, at most.
+pub const REGOSSIP_PER_SENDER: usize = 4;
+/// Transactions gossiped again per round, at most.
+pub const REGOSSIP_MAX: usize = 2 * GOSSIP_BATCH_TXS;
 
 /// The wire form of a batch.
 #[derive(Debug, Serialize, Deserialize)]
@@ -117,6 +139,40 @@ pub async fn run(state: Weak<NodeState>, mut queue: mpsc::Receiver<Vec<Vec<u8>>>
         };
         publish(&state, &pending);
         pending.clear();
+    }
+}
+
+/// Every [`REGOSSIP_EVERY`], hands the ready transactions that waited
+/// [`REGOSSIP_AFTER`] to the gossip queue again; ends when the node's
+/// state is dropped.
+pub async fn regossip(state: Weak<NodeState>) {
+    let mut every = tokio::time::interval(REGOSSIP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        let Some(before) = now.checked_sub(REGOSSIP_AFTER) else {
+            continue;
+        };
+        let stale = match state.mempool.lock() {
+            Ok(mut pool) if pool.ready() > 0 => {
+                pool.take_stale_ready(before, now, REGOSSIP_PER_SENDER, REGOSSIP_MAX)
+            }
+            _ => continue,
+        };
+        if stale.is_empty() {
+            continue;
+        }
+        let count = stale.len();
+        let encoded: Vec<Vec<u8>> = stale.iter().map(encoding::encode).collect();
+        if state.tx_gossip.push(encoded) {
+            state.metrics.txs_regossiped(count);
+        } else {
+            state.metrics.dropped("regossip_queue_full");
+        }
     }
 }
 

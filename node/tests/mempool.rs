@@ -88,6 +88,8 @@ struct Model {
     state: BTreeMap<Address, Account>,
     /// Pending transactions in arrival order.
     pending: Vec<Transaction>,
+    /// Stuck transactions evicted so far.
+    evicted: u64,
 }
 
 impl Model {
@@ -95,8 +97,9 @@ impl Model {
         self.state.get(a).copied().unwrap_or_default()
     }
 
-    /// The code the mempool should answer `tx` with (None: admitted).
-    fn expected(&self, tx: &Transaction, signature_ok: bool) -> Option<&'static str> {
+    /// The code the mempool should answer `tx` with (None: admitted), after
+    /// evicting what the mempool should evict to make room for it.
+    fn expected(&mut self, tx: &Transaction, signature_ok: bool) -> Option<&'static str> {
         let account = self.account(&tx.from);
         if tx.chain_id != chain() {
             return Some("wrong_chain");
@@ -124,11 +127,43 @@ impl Model {
         if earlier + cost(tx) > u128::from(account.balance.0) {
             return Some("insufficient_balance");
         }
-        let bytes: usize = self.pending.iter().map(size).sum();
-        if self.pending.len() >= CONFIG.max_txs || bytes + size(tx) > CONFIG.max_bytes {
+        let full = |pending: &[Transaction]| {
+            let bytes: usize = pending.iter().map(size).sum();
+            pending.len() >= CONFIG.max_txs || bytes + size(tx) > CONFIG.max_bytes
+        };
+        if !full(&self.pending) {
+            return None;
+        }
+        // Full: a transaction a block could take evicts, sender by sender
+        // in address order (never its own sender), every transaction above
+        // a gap, until it fits.
+        if tx.nonce != self.pending_nonce(&tx.from) {
             return Some("mempool_full");
         }
-        None
+        let mut others: Vec<Address> = (0..SENDERS).map(addr).filter(|a| *a != tx.from).collect();
+        others.sort();
+        for sender in others {
+            let next = self.pending_nonce(&sender);
+            let before = self.pending.len();
+            self.pending
+                .retain(|p| !(p.from == sender && p.nonce > next));
+            if self.pending.len() == before {
+                continue;
+            }
+            self.evicted += (before - self.pending.len()) as u64;
+            if !full(&self.pending) {
+                return None;
+            }
+        }
+        Some("mempool_full")
+    }
+
+    /// Ready transactions: each sender's consecutive run from its nonce.
+    fn ready(&self) -> usize {
+        (0..SENDERS)
+            .map(addr)
+            .map(|a| (self.pending_nonce(&a).0 - self.account(&a).nonce.0) as usize)
+            .sum()
     }
 
     fn pending_nonce(&self, sender: &Address) -> Nonce {
@@ -241,6 +276,8 @@ fn check_invariants(mempool: &Mempool, model: &Model) {
     assert!(mempool.len() <= CONFIG.max_txs);
     assert!(mempool.bytes() <= CONFIG.max_bytes);
     assert_eq!(mempool.len(), model.pending.len());
+    assert_eq!(mempool.ready(), model.ready(), "ready transactions");
+    assert_eq!(mempool.evicted(), model.evicted, "evicted transactions");
     assert_eq!(
         mempool.bytes(),
         model.pending.iter().map(size).sum::<usize>()
@@ -298,6 +335,7 @@ fn run(balances: Vec<u64>, ops: Vec<Op>) {
             })
             .collect(),
         pending: Vec::new(),
+        evicted: 0,
     };
     let mut mempool = Mempool::new(CONFIG, chain());
     for op in ops {

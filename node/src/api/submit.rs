@@ -175,7 +175,7 @@ impl<'a> Admission<'a> {
             verified,
         } = self;
         let node = &api.node;
-        node.metrics.set_mempool(mempool.len(), mempool.bytes());
+        node.metrics.set_mempool(&mempool);
         drop(mempool);
         // Blocks carrying these need not check their signatures again.
         node.verified.insert_all(verified);

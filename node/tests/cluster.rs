@@ -403,6 +403,111 @@ async fn no_consensus_message_leaves_before_the_writes_before_it_are_durable(kin
     }
 }
 
+/// A PBFT backup admits a transaction but its gossip never reaches anyone
+/// (the first transaction batch it publishes is lost), so the primary,
+/// the only proposer, does not hold it. Gossiping ready transactions again
+/// after a wait gets it to the primary, and it commits everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_whose_gossip_was_lost_is_gossiped_again_and_commits() {
+    use lossy::LoseFirstTxBatch;
+    init_logs();
+    let chain = test_chain_of(ConsensusKind::Pbft, 4, 4);
+    let net = MemoryNet::new();
+    let mut nodes = Vec::new();
+    for i in 0..4 {
+        let key = &chain.validators[i];
+        let (gossip, inbound) = net.join(key.public(), 8_192);
+        let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        nodes.push(
+            phalanx_node::node::start(phalanx_node::node::Parts {
+                config: quick_config(),
+                genesis: chain.genesis.clone(),
+                key: key.clone(),
+                store: Arc::new(phalanx_chain::MemStore::new()),
+                net: Arc::new(LoseFirstTxBatch::new(gossip)),
+                inbound,
+                api: Some(api),
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    // Validator 0 is the primary of view 0; validator 1 is a backup.
+    let tx = transfer(&chain, 0, 1, 0);
+    let url = format!("http://{}/txs", nodes[1].api_addr.unwrap());
+    let response = http().post(&url).json(&tx).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let hash = tx.hash();
+    let stores: Vec<_> = nodes.iter().map(|n| n.state.store.clone()).collect();
+    wait_for(
+        "the transaction committed on every node",
+        Duration::from_secs(60),
+        || {
+            stores
+                .iter()
+                .all(|s| s.tx_location(&hash).ok().flatten().is_some())
+        },
+    )
+    .await;
+    let metrics = nodes[1].state.metrics.render();
+    let regossiped = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("phalanx_txs_regossiped_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(regossiped >= 1, "node 1 gossiped nothing again:\n{metrics}");
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+mod lossy {
+    use phalanx_crypto::PublicKey;
+    use phalanx_node::net::memory::MemoryGossip;
+    use phalanx_node::net::{Channel, Gossip, Misbehaviour, NetError, PeerInfo};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Loses the first batch of transactions this node publishes.
+    #[derive(Debug)]
+    pub struct LoseFirstTxBatch {
+        inner: MemoryGossip,
+        lost: AtomicBool,
+    }
+
+    impl LoseFirstTxBatch {
+        pub fn new(inner: MemoryGossip) -> Self {
+            LoseFirstTxBatch {
+                inner,
+                lost: AtomicBool::new(false),
+            }
+        }
+    }
+
+    impl Gossip for LoseFirstTxBatch {
+        fn local_key(&self) -> PublicKey {
+            self.inner.local_key()
+        }
+        fn publish(&self, channel: Channel, bytes: Vec<u8>) -> Result<(), NetError> {
+            if channel == Channel::Transactions && !self.lost.swap(true, Ordering::SeqCst) {
+                return Ok(());
+            }
+            self.inner.publish(channel, bytes)
+        }
+        fn send(&self, to: &PublicKey, channel: Channel, bytes: Vec<u8>) -> Result<(), NetError> {
+            self.inner.send(to, channel, bytes)
+        }
+        fn peers(&self) -> Vec<PeerInfo> {
+            self.inner.peers()
+        }
+        fn report(&self, peer: &PublicKey, why: Misbehaviour) {
+            self.inner.report(peer, why)
+        }
+        fn set_blocked(&self, peers: Vec<PublicKey>) {
+            self.inner.set_blocked(peers)
+        }
+    }
+}
+
 mod durability {
     use phalanx_chain::{
         Account, Address, Block, Hash, Head, Height, MemStore, StateAccumulator, StateChanges,

@@ -195,6 +195,12 @@ pub struct NodeFigures {
     /// What it dropped in the window (`phalanx_dropped_total`'s rise), by
     /// reason (docs/API.md lists them).
     pub dropped_by_reason: BTreeMap<String, u64>,
+    /// Pending transactions its full pool evicted (stuck above a nonce
+    /// gap) to admit ready ones (`phalanx_mempool_evicted_total`'s rise).
+    pub evicted_txs: Option<u64>,
+    /// Ready transactions it gossiped again after a long wait
+    /// (`phalanx_txs_regossiped_total`'s rise).
+    pub regossiped_txs: Option<u64>,
     /// User plus system CPU time.
     pub cpu_s: Option<f64>,
     /// `cpu_s` per 1,000 of `committed_txs`.

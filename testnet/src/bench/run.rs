@@ -365,6 +365,8 @@ pub fn node_figures(
         sent,
         sent_by_channel,
         dropped_by_reason,
+        evicted_txs: delta(|s| s.evicted),
+        regossiped_txs: delta(|s| s.regossiped),
         cpu_s,
         cpu_s_per_1k_txs: match (cpu_s, committed_txs) {
             (Some(cpu), Some(txs)) if txs > 0 => Some(cpu / (txs as f64 / 1_000.0)),

@@ -52,6 +52,10 @@ pub struct Scrape {
     pub sent: BTreeMap<String, Sent>,
     /// `phalanx_dropped_total` by reason.
     pub dropped: BTreeMap<String, u64>,
+    /// `phalanx_mempool_evicted_total`.
+    pub evicted: u64,
+    /// `phalanx_txs_regossiped_total`.
+    pub regossiped: u64,
 }
 
 /// A sample line's name, labels and value.
@@ -104,6 +108,8 @@ impl Scrape {
                 "phalanx_committed_txs_total" => s.committed_txs = v,
                 "phalanx_view" => s.view = v,
                 "phalanx_view_changes_total" => s.view_changes = Some(v),
+                "phalanx_mempool_evicted_total" => s.evicted = v,
+                "phalanx_txs_regossiped_total" => s.regossiped = v,
                 "phalanx_dropped_total" => {
                     if let Some(reason) = label("reason") {
                         *s.dropped.entry(reason.to_owned()).or_default() += v;
@@ -158,6 +164,8 @@ phalanx_messages_sent_bytes_total{channel=\"consensus\",kind=\"vote\",origin=\"f
 phalanx_messages_sent_total{channel=\"transactions\",kind=\"transaction\",origin=\"authored\"} 500
 phalanx_http_requests_total{route=\"/status\",status=\"200\"} 3
 phalanx_dropped_total{reason=\"outbound_full\"} 4
+phalanx_mempool_evicted_total 7
+phalanx_txs_regossiped_total 9
 phalanx_commit_latency_seconds_bucket{le=\"0.005\"} 1
 garbage line
 # EOF
@@ -180,6 +188,7 @@ garbage line
         );
         assert_eq!(s.sent["transactions"].messages_authored, 500);
         assert_eq!(s.dropped["outbound_full"], 4);
+        assert_eq!((s.evicted, s.regossiped), (7, 9));
         assert_eq!(s.sent_total().messages_authored, 550);
         let later = Sent {
             messages_authored: 60,

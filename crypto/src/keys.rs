@@ -62,7 +62,7 @@ impl PublicKey {
         message: &SigningBytes,
         signature: &Signature,
     ) -> Result<(), SignatureError> {
-        PreparedKey::new(self)?.verify(message, signature)
+        crate::memo::verify(self, message, signature)
     }
 }
 

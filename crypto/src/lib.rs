@@ -13,6 +13,7 @@
 //!   signature made for one kind of message never verifies as another.
 //! - [`Hash`]: a 32-byte BLAKE3 digest; [`sha256d`] for proof of work.
 //! - [`keyfile`]: the JSON key file format.
+//! - [`memo`]: a per-thread memo of verdicts, for the simulator.
 //!
 //! This crate does no I/O beyond reading and writing key files.
 //!
@@ -39,6 +40,7 @@ mod fixed_bytes;
 mod hash;
 pub mod keyfile;
 mod keys;
+pub mod memo;
 #[cfg(test)]
 #[path = "../../chain/src/test_seed.rs"]
 mod test_seed;

@@ -28,7 +28,10 @@
 //!   refused bytes are counted by [`RejectReason`] label. Consensus bytes
 //!   verify the same whoever forwards them, so their results are cached by
 //!   hash for the run ([`Scenario::verify_cache`]); catch-up bytes, which
-//!   depend on their sender, are verified every time.
+//!   depend on their sender, are verified every time. With the cache on,
+//!   signature verdicts are remembered too ([`phalanx_crypto::memo`]): a
+//!   vote's signature is checked once, not again in every certificate
+//!   that carries it on every replica.
 //! - Timers fire as [`Input::Timer`]; stale armings are ignored.
 //! - Effects are carried out in order: `Persist` writes to the replica's
 //!   store before any later effect; `Send` and `Broadcast` put copies on
@@ -134,6 +137,10 @@ pub fn run_once(scenario: &Scenario, seed: u64) -> Result<RunReport, SimError> {
         .unwrap_or(Err(SimError::NotBuilt(scenario.consensus)))
 }
 
+/// Signature verdicts a run remembers, at most (see
+/// [`phalanx_crypto::memo`]; about 64 bytes each).
+const SIGNATURE_MEMO: usize = 1 << 17;
+
 /// One seed's run, for whichever protocol.
 struct OneSeed<'a> {
     scenario: &'a Scenario,
@@ -143,7 +150,14 @@ struct OneSeed<'a> {
 impl WithProtocol for OneSeed<'_> {
     type Output = Result<RunReport, SimError>;
     fn run<P: Protocol + 'static>(self) -> Self::Output {
-        Ok(World::<P>::new(self.scenario, self.seed)?.run())
+        let world = World::<P>::new(self.scenario, self.seed)?;
+        if !self.scenario.verify_cache {
+            return Ok(world.run());
+        }
+        // A vote is checked as a vote, then in every certificate carrying
+        // it, on every replica: the memo checks each signature once.
+        let (report, _hits) = phalanx_crypto::memo::with_memo(SIGNATURE_MEMO, || world.run());
+        Ok(report)
     }
 }
 

@@ -11,10 +11,15 @@
 //! - A refusal that may pass later ([`retryable`]: `mempool_full`,
 //!   `nonce_gap`, `timeout`, `internal`, a request without an answer, ...)
 //!   sends the same transaction again, no sooner than [`RESEND_AFTER_MS`]
-//!   later, doubling after each refusal (200, 400, 800, 1,600 ms: a node a
-//!   few blocks behind, or a full mempool, gets about 3 s to recover), up
-//!   to [`MAX_ATTEMPTS`] sends in all. Meanwhile the account
-//!   sends nothing new, so no later nonce piles up behind the gap.
+//!   later, doubling after each refusal up to [`MAX_RESEND_AFTER_MS`]
+//!   (200, 400, 800, 1,600, 1,600 ms, ...: a node a few blocks behind
+//!   gets about 3 s to recover), up to [`MAX_ATTEMPTS`] sends in all,
+//!   except `mempool_full`: that is the node's backpressure (it is busy;
+//!   the transaction is fine), sent again for as long as the run lasts, as
+//!   a wallet waiting for room would. Before, a run far past capacity
+//!   stopped most accounts within seconds and then measured only the few
+//!   left. Meanwhile the account sends nothing new, so no later nonce
+//!   piles up behind the gap.
 //! - An answer to a resend that says the transaction is already known
 //!   (`duplicate`, `nonce_pending`: it is pending; `nonce_too_low`: it was
 //!   committed) counts as admitted: an earlier send got through.
@@ -42,6 +47,8 @@ pub const MAX_ATTEMPTS: u8 = 5;
 /// A refused transaction is sent again no sooner than this (ms), doubled
 /// for each earlier resend.
 pub const RESEND_AFTER_MS: u64 = 200;
+/// The longest wait before a resend (ms).
+pub const MAX_RESEND_AFTER_MS: u64 = RESEND_AFTER_MS << 3;
 /// Distinct refusal codes kept; any further code counts as `other`.
 const MAX_REASONS: usize = 32;
 /// Blocks recorded, at most (later ones are only counted).
@@ -289,9 +296,11 @@ impl Book {
         let Some(state) = self.accounts.get_mut(account) else {
             return;
         };
-        if retryable(code) && tx.attempts < MAX_ATTEMPTS {
+        let backpressure = code == "mempool_full";
+        if backpressure || (retryable(code) && tx.attempts < MAX_ATTEMPTS) {
             state.resend.insert(k);
-            let backoff = RESEND_AFTER_MS << tx.attempts.saturating_sub(1).min(8);
+            let backoff =
+                (RESEND_AFTER_MS << tx.attempts.saturating_sub(1).min(3)).min(MAX_RESEND_AFTER_MS);
             state.resend_at_ms = now_ms + backoff;
             self.set_status(k, TxStatus::Resend);
         } else {
@@ -508,6 +517,34 @@ mod tests {
         assert_eq!(book.txs()[0].status, TxStatus::Refused);
         assert_eq!(book.refusals["no_answer"], u64::from(MAX_ATTEMPTS));
         assert!(book.settled(&w));
+    }
+
+    #[test]
+    fn a_full_mempool_is_waited_out_however_long_it_lasts() {
+        let w = workload(1, 2);
+        let mut book = Book::new(&w);
+        assert_eq!(take(&mut book, &w, 1, 0), vec![0]);
+        book.verdict(&w, 0, Some("mempool_full"), 0);
+        let mut now = 0;
+        // Far more refusals than MAX_ATTEMPTS; the wait stops growing.
+        for resend in 1..=3 * u64::from(MAX_ATTEMPTS) {
+            let backoff = (RESEND_AFTER_MS << (resend - 1).min(3)).min(MAX_RESEND_AFTER_MS);
+            assert!(take(&mut book, &w, 1, now + backoff - 1).is_empty());
+            now += backoff;
+            assert_eq!(take(&mut book, &w, 1, now), vec![0], "resend {resend}");
+            book.verdict(&w, 0, Some("mempool_full"), now);
+            assert_eq!(book.txs()[0].status, TxStatus::Resend);
+        }
+        assert_eq!(
+            book.refusals["mempool_full"],
+            3 * u64::from(MAX_ATTEMPTS) + 1
+        );
+        // Room at last.
+        now += MAX_RESEND_AFTER_MS;
+        assert_eq!(take(&mut book, &w, 1, now), vec![0]);
+        book.verdict(&w, 0, None, now);
+        assert_eq!(book.txs()[0].status, TxStatus::Accepted);
+        assert!(!book.settled(&w));
     }
 
     #[test]

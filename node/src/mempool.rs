@@ -19,17 +19,22 @@
 //!    without overflow; incoming transfers are not counted);
 //! 6. the mempool has room: at most [`MempoolConfig::max_txs`]
 //!    transactions and [`MempoolConfig::max_bytes`] bytes of encoded
-//!    transactions. When it has none, a transaction a block could take
-//!    (its nonce is the sender's nonce in the committed state, advanced
-//!    past the sender's consecutive pending transactions) makes room by
-//!    evicting *stuck* transactions: those of other senders that sit above
-//!    a gap in their sender's nonces. Senders are taken in address order,
+//!    transactions. A transaction a block could take (*ready*: its nonce
+//!    is the sender's nonce in the committed state, advanced past the
+//!    sender's consecutive pending transactions) may use all of it; one
+//!    above a gap in its sender's nonces (*stuck*) only while fewer than
+//!    a quarter of `max_txs` are stuck ([`Mempool::max_stuck`]). When the
+//!    pool is full, a ready transaction makes room by evicting other
+//!    senders' stuck transactions. Senders are taken in address order,
 //!    each one's stuck transactions all at once, at most
 //!    [`MAX_STUCK_SCAN`] senders per admission, until the transaction
-//!    fits. Without this, under overload a pool (a PBFT primary's did)
-//!    filled with transactions no block could take, because the nonce
-//!    below them had been refused as `mempool_full`, and then refused
-//!    every transaction that could have filled a block.
+//!    fits. Without these two rules, under overload a pool (a PBFT
+//!    primary's did) filled with transactions no block could take, because
+//!    the nonce below them had been refused as `mempool_full`, and then
+//!    refused every transaction that could have filled a block; with
+//!    eviction alone, pools stayed full of stuck transactions (with
+//!    consecutive nonces sent to different nodes, most arrive stuck), and
+//!    blocks carried a few dozen transactions.
 //!
 //! These checks decide only what is worth keeping and gossiping. Whether a
 //! transaction goes into a block is decided again by the block builder
@@ -365,11 +370,15 @@ impl Mempool {
         let account = state.account(&tx.from)?;
         self.check_nonce(&tx, account.nonce)?;
         self.check_balance(&tx, account)?;
-        if let Err(full) = self.check_capacity(size) {
-            let ready = tx.nonce == self.next_nonce(&tx.from, account.nonce);
-            if !ready || !self.evict_stuck(&tx.from, size) {
-                return Err(full);
-            }
+        let ready = tx.nonce == self.next_nonce(&tx.from, account.nonce);
+        if !ready && self.stuck() >= self.max_stuck() {
+            // Stuck transactions may take only part of the pool.
+            return Err(self.full(size));
+        }
+        if let Err(full) = self.check_capacity(size)
+            && (!ready || !self.evict_stuck(&tx.from, size))
+        {
+            return Err(full);
         }
         self.insert(hash, tx, size, account.nonce);
         Ok(hash)
@@ -499,15 +508,30 @@ impl Mempool {
     fn check_capacity(&self, size: usize) -> Result<(), MempoolError> {
         let bytes_after = self.bytes.saturating_add(size);
         if self.by_hash.len() >= self.config.max_txs || bytes_after > self.config.max_bytes {
-            return Err(MempoolError::Full {
-                len: self.by_hash.len(),
-                max_txs: self.config.max_txs,
-                bytes: self.bytes,
-                max_bytes: self.config.max_bytes,
-                size,
-            });
+            return Err(self.full(size));
         }
         Ok(())
+    }
+
+    fn full(&self, size: usize) -> MempoolError {
+        MempoolError::Full {
+            len: self.by_hash.len(),
+            max_txs: self.config.max_txs,
+            bytes: self.bytes,
+            max_bytes: self.config.max_bytes,
+            size,
+        }
+    }
+
+    /// Pending transactions that are not ready (above a nonce gap).
+    pub fn stuck(&self) -> usize {
+        self.by_hash.len().saturating_sub(self.ready)
+    }
+
+    /// Stuck transactions kept at most: a quarter of `max_txs` (at least
+    /// one), so the rest of the pool is always there for ready ones.
+    pub fn max_stuck(&self) -> usize {
+        (self.config.max_txs / 4).max(1)
     }
 
     /// Keeps `tx`; `base` is its sender's nonce in the committed state.
@@ -1093,40 +1117,68 @@ mod tests {
     #[test]
     fn a_full_pool_evicts_stuck_transactions_for_a_ready_one() {
         let st = state(&[(1, 1000, 0), (2, 1000, 0), (3, 1000, 0)]);
-        let mut mp = sized(3);
+        // Eight transactions, of which two may be stuck.
+        let mut mp = sized(8);
+        assert_eq!(mp.max_stuck(), 2);
         // Sender 1's nonces 1 and 2 are stuck above the gap at 0.
         mp.admit(tx(1, 1, 1), &st).unwrap();
         mp.admit(tx(1, 2, 1), &st).unwrap();
-        mp.admit(tx(2, 0, 1), &st).unwrap();
-        assert_eq!(mp.ready(), 1);
-        // A stuck transaction does not get room.
+        for nonce in 0..6 {
+            mp.admit(tx(2, nonce, 1), &st).unwrap();
+        }
+        assert_eq!((mp.len(), mp.ready(), mp.stuck()), (8, 6, 2));
+        // A stuck transaction gets no room.
         assert_eq!(
             mp.admit(tx(3, 4, 1), &st).unwrap_err().code(),
             "mempool_full"
         );
         assert_eq!(mp.evicted(), 0);
         // A ready one does: sender 1's stuck ones go, highest first.
-        mp.admit(tx(2, 1, 1), &st).unwrap();
+        mp.admit(tx(2, 6, 1), &st).unwrap();
         assert_eq!(mp.evicted(), 2);
-        assert_eq!((mp.len(), mp.ready()), (2, 2));
+        assert_eq!((mp.len(), mp.ready(), mp.stuck()), (7, 7, 0));
         assert!(!mp.contains(&tx(1, 1, 1).hash()));
-        assert_eq!(mp.select(&st, 10, 1 << 20), [tx(2, 0, 1), tx(2, 1, 1)]);
+        assert_eq!(mp.select(&st, 10, 1 << 20).len(), 7);
         // Nothing stuck is left: a full pool refuses as before.
         mp.admit(tx(3, 0, 1), &st).unwrap();
         assert_eq!(
-            mp.admit(tx(2, 2, 1), &st).unwrap_err().code(),
+            mp.admit(tx(2, 7, 1), &st).unwrap_err().code(),
             "mempool_full"
         );
     }
 
     #[test]
+    fn stuck_transactions_take_at_most_a_quarter_of_the_pool() {
+        let st = state(&[(1, 1000, 0), (2, 1000, 0)]);
+        let mut mp = sized(8);
+        mp.admit(tx(1, 2, 1), &st).unwrap();
+        mp.admit(tx(1, 3, 1), &st).unwrap();
+        // Room for six more, but not for a third stuck one.
+        assert_eq!(
+            mp.admit(tx(2, 1, 1), &st).unwrap_err().code(),
+            "mempool_full"
+        );
+        // A ready one that fills the gap below makes the stuck ones ready.
+        mp.admit(tx(2, 0, 1), &st).unwrap();
+        mp.admit(tx(1, 0, 1), &st).unwrap();
+        assert_eq!(mp.stuck(), 2);
+        mp.admit(tx(1, 1, 1), &st).unwrap();
+        assert_eq!((mp.stuck(), mp.ready()), (0, 5));
+        mp.admit(tx(2, 2, 1), &st).unwrap();
+        assert_eq!(mp.stuck(), 1);
+    }
+
+    #[test]
     fn a_sender_filling_its_own_gap_keeps_what_it_unblocks() {
         let st = state(&[(1, 1000, 0), (2, 1000, 0)]);
-        let mut mp = sized(3);
+        let mut mp = sized(8);
         mp.admit(tx(1, 0, 1), &st).unwrap();
         mp.admit(tx(1, 2, 1), &st).unwrap();
         mp.admit(tx(1, 3, 1), &st).unwrap();
-        assert_eq!(mp.ready(), 1);
+        for nonce in 0..5 {
+            mp.admit(tx(2, nonce, 1), &st).unwrap();
+        }
+        assert_eq!((mp.len(), mp.stuck()), (8, 2));
         // Full; sender 1's nonce 1 is ready, and its own stuck ones are
         // what it would unblock: not evicted, so it does not fit.
         assert_eq!(
@@ -1134,9 +1186,9 @@ mod tests {
             "mempool_full"
         );
         // Another sender's ready transaction evicts them.
-        mp.admit(tx(2, 0, 1), &st).unwrap();
+        mp.admit(tx(2, 5, 1), &st).unwrap();
         assert_eq!(mp.evicted(), 2);
-        assert_eq!((mp.len(), mp.ready()), (2, 2));
+        assert_eq!((mp.len(), mp.ready()), (7, 7));
     }
 
     #[test]

@@ -901,6 +901,13 @@ async fn a_full_mempool_answers_503() {
     let full = node.submit(&transfer(1, 3, 5, 2)).await;
     Transcript::new().record("mempool_full", &node, &full);
     assert_error(&full, 503, "mempool_full");
+    // Its signature was checked and recorded: sent again while the pool
+    // is full, it is not checked again. A forged one is never recorded.
+    assert!(node.state.verified.contains(&transfer(1, 3, 5, 2).hash()));
+    let mut forged = transfer(1, 3, 5, 3);
+    forged.signature.0[40] ^= 1;
+    assert_error(&node.submit(&forged).await, 400, "bad_signature");
+    assert!(!node.state.verified.contains(&forged.hash()));
     // A commit makes room.
     node.commit(vec![transfer(1, 3, 5, 0)], 1);
     assert_eq!(node.submit(&transfer(1, 3, 5, 2)).await.0, 202);

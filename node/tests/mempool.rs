@@ -127,6 +127,11 @@ impl Model {
         if earlier + cost(tx) > u128::from(account.balance.0) {
             return Some("insufficient_balance");
         }
+        // Stuck transactions (above a gap) may take a quarter of the pool.
+        let ready = tx.nonce == self.pending_nonce(&tx.from);
+        if !ready && self.pending.len() - self.ready() >= (CONFIG.max_txs / 4).max(1) {
+            return Some("mempool_full");
+        }
         let full = |pending: &[Transaction]| {
             let bytes: usize = pending.iter().map(size).sum();
             pending.len() >= CONFIG.max_txs || bytes + size(tx) > CONFIG.max_bytes
@@ -137,7 +142,7 @@ impl Model {
         // Full: a transaction a block could take evicts, sender by sender
         // in address order (never its own sender), every transaction above
         // a gap, until it fits.
-        if tx.nonce != self.pending_nonce(&tx.from) {
+        if !ready {
             return Some("mempool_full");
         }
         let mut others: Vec<Address> = (0..SENDERS).map(addr).filter(|a| *a != tx.from).collect();

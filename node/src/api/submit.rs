@@ -5,11 +5,16 @@
 //!
 //! 1. without the mempool lock: the checks that need no state
 //!    ([`Mempool::precheck`]: size, chain id), then the signature, under
-//!    ZIP 215: alone for one transaction, and with one
-//!    [`Mempool::verify_batch`] call for a whole batch (off the async
-//!    runtime; if the batch equation fails it checks each signature alone
-//!    and names the bad ones), which gives every transaction the verdict
-//!    it would get alone;
+//!    ZIP 215, through the node's set of verified transactions
+//!    ([`phalanx_chain::VerifiedTxs::check`]): a transaction whose hash it
+//!    holds (already pending, gossiped to this node, or sent again after a
+//!    `mempool_full`: a client waiting for room resends the same
+//!    transaction, and each resend cost a signature check) is not checked
+//!    again; the others are checked in one batch (off the async runtime
+//!    for `POST /txs/batch`; if the batch equation fails it checks each
+//!    signature alone and names the bad ones), which gives every
+//!    transaction the verdict it would get alone, and the valid ones are
+//!    recorded;
 //! 2. under one mempool lock ([`Admission`]), admission in request order
 //!    ([`Mempool::admit_verified`]: duplicate, nonce, balance, room; one
 //!    account read each), so that nonces 0, 1, 2 of one sender in one
@@ -32,12 +37,12 @@ use axum::Json;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use phalanx_chain::{Hash, Transaction, encoding};
+use phalanx_chain::{Hash, Transaction, VerifiedTxs, encoding};
 use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use std::cell::Cell;
 use std::fmt;
-use std::sync::MutexGuard;
+use std::sync::{Arc, MutexGuard};
 
 /// Most transactions in one `POST /txs/batch` request.
 pub const MAX_BATCH_TXS: usize = 4_096;
@@ -88,11 +93,13 @@ impl Checked {
     }
 
     /// Step 1's signature check for one transaction (ZIP 215, the rule
-    /// every path shares).
-    fn verify_signature(self) -> Result<Checked, Refused> {
-        match self.tx.verify_signature() {
-            Ok(()) => Ok(self),
-            Err(_) => Err(self.bad_signature()),
+    /// every path shares), unless the node has verified it before.
+    fn verify_signature(self, verified: &VerifiedTxs) -> Result<Checked, Refused> {
+        let valid = verified.check(std::slice::from_ref(&self.tx), &[self.hash]);
+        if valid.first().copied().unwrap_or(false) {
+            Ok(self)
+        } else {
+            Err(self.bad_signature())
         }
     }
 
@@ -104,15 +111,19 @@ impl Checked {
     }
 }
 
-/// Step 1's signature check for a batch: [`Mempool::verify_batch`] over
-/// the transactions that passed the checks so far, split over the cores.
-fn verify_signatures(items: Vec<Result<Checked, Refused>>) -> Vec<Result<Checked, Refused>> {
-    let txs: Vec<Transaction> = items
+/// Step 1's signature check for a batch: the transactions that passed the
+/// checks so far and that the node has not verified before, in one batch
+/// split over the cores.
+fn verify_signatures(
+    items: Vec<Result<Checked, Refused>>,
+    verified: &VerifiedTxs,
+) -> Vec<Result<Checked, Refused>> {
+    let (txs, hashes): (Vec<Transaction>, Vec<Hash>) = items
         .iter()
         .filter_map(|item| item.as_ref().ok())
-        .map(|checked| checked.tx.clone())
-        .collect();
-    let mut valid = Mempool::verify_batch_parallel(&txs, Mempool::verify_threads()).into_iter();
+        .map(|checked| (checked.tx.clone(), checked.hash))
+        .unzip();
+    let mut valid = verified.check(&txs, &hashes).into_iter();
     items
         .into_iter()
         .map(|item| {
@@ -137,8 +148,6 @@ struct Admission<'a> {
     mempool: MutexGuard<'a, Mempool>,
     /// The encodings of the admitted transactions, to gossip.
     admitted: Vec<Vec<u8>>,
-    /// Their hashes, for the node's set of verified transactions.
-    verified: Vec<Hash>,
 }
 
 impl<'a> Admission<'a> {
@@ -147,7 +156,6 @@ impl<'a> Admission<'a> {
             api,
             mempool: api.mempool(),
             admitted: Vec::new(),
-            verified: Vec::new(),
         }
     }
 
@@ -155,7 +163,6 @@ impl<'a> Admission<'a> {
         let Checked { tx, hash, bytes } = checked;
         match self.mempool.admit_verified(tx, self.api.store()) {
             Ok(admitted) => {
-                self.verified.push(hash);
                 self.admitted.push(bytes);
                 Ok(admitted)
             }
@@ -172,13 +179,10 @@ impl<'a> Admission<'a> {
             api,
             mempool,
             admitted,
-            verified,
         } = self;
         let node = &api.node;
         node.metrics.set_mempool(&mempool);
         drop(mempool);
-        // Blocks carrying these need not check their signatures again.
-        node.verified.insert_all(verified);
         if admitted.is_empty() {
             return;
         }
@@ -202,7 +206,7 @@ pub async fn submit_tx(
     State(api): State<Api>,
     ApiJson(tx): ApiJson<Transaction>,
 ) -> Result<Response, ApiError> {
-    let checked = Checked::new(&api, tx)?.verify_signature()?;
+    let checked = Checked::new(&api, tx)?.verify_signature(&api.node.verified)?;
     let mut admission = Admission::begin(&api);
     let verdict = admission.admit(checked);
     admission.finish();
@@ -219,7 +223,8 @@ pub async fn submit_batch(
         .into_iter()
         .map(|item| item.and_then(|tx| Checked::new(&api, tx)))
         .collect();
-    let items = tokio::task::spawn_blocking(move || verify_signatures(items))
+    let verified = Arc::clone(&api.node.verified);
+    let items = tokio::task::spawn_blocking(move || verify_signatures(items, &verified))
         .await
         .map_err(|e| ApiError::internal(format!("signature verification failed: {e}")))?;
     let mut admission = Admission::begin(&api);

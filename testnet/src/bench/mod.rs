@@ -580,7 +580,13 @@ fn assemble(
         latency_histogram: stats::histogram(&tally.latencies_ms),
         submit_lag_ms: stats::Latency::of_sorted(&tally.submit_lag_ms),
         blocks: block_counts(book.blocks(), &phases),
-        view_changes: nodes.iter().filter_map(|n| n.view_changes).max(),
+        // Proof of work has no views (its nodes' view counter follows the
+        // height).
+        view_changes: nodes
+            .iter()
+            .filter_map(|n| n.view_changes)
+            .max()
+            .filter(|_| s.pow.is_none()),
         warmup: Warmup {
             offered: tally.warmup_offered,
             finalized: tally.warmup_finalized,

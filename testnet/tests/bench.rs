@@ -231,6 +231,131 @@ fn a_crashed_validator_is_recorded_and_finality_goes_on() {
     assert_nodes_gone(&r, &out);
 }
 
+/// Proof of work: a tiny run of 4 miners (0.5 s blocks, final at 2
+/// confirmations, a hash rate a debug build reaches) has the BFT runs'
+/// figures and its own, and they hold together.
+#[test]
+fn a_pow_run_measures_k_confirmations_stale_blocks_and_reorgs() {
+    let _one = serial();
+    binaries_built();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let base = free_base(4).to_string();
+    let output = testnet()
+        .args(["bench", "--consensus", "pow", "--validators", "4"])
+        .args([
+            "--tps",
+            "20",
+            "--duration",
+            "6",
+            "--warmup",
+            "1",
+            "--drain",
+            "10",
+        ])
+        .args(["--block-interval", "500ms", "--confirmations", "2"])
+        .args([
+            "--total-hashrate",
+            "200000",
+            "--quick",
+            "--base-port",
+            &base,
+        ])
+        .arg("--out")
+        .arg(&out)
+        .timeout(Duration::from_secs(180))
+        .output()
+        .unwrap();
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "bench failed:\n{stdout}\n{}",
+        text(&output.stderr)
+    );
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(r["config"]["consensus"], "pow");
+    let c = &r["config"]["pow"];
+    assert_eq!(
+        (u(&c["block_interval_ms"]), u(&c["confirmations"])),
+        (500, 2)
+    );
+    assert_eq!(
+        c["hashrate_limits"],
+        serde_json::json!([50_000, 50_000, 50_000, 50_000])
+    );
+
+    let t = &r["transactions"];
+    let finalized = u(&t["finalized"]);
+    assert!(finalized > 0, "{t}");
+    let outcomes =
+        finalized + u(&t["rejected"]) + u(&t["lost"]) + u(&t["skipped"]) + u(&t["unsent"]);
+    assert_eq!(outcomes, u(&t["offered"]), "every transaction once: {t}");
+    assert_eq!(u(&t["offered"]), 120);
+    let histogram = r["latency_histogram"].as_array().unwrap();
+    assert_eq!(
+        histogram.iter().map(|b| u(&b["count"])).sum::<u64>(),
+        finalized
+    );
+    assert!(u(&r["blocks"]["count"]) > 0, "{}", r["blocks"]);
+    assert!(r["view_changes"].is_null());
+
+    let p = &r["pow"];
+    assert_eq!(
+        (u(&p["block_interval_ms"]), u(&p["confirmations"])),
+        (500, 2)
+    );
+    assert!(
+        p["observed_block_interval_ms"].as_f64().unwrap() > 0.0,
+        "{p}"
+    );
+    let (mined, chain, stale) = (
+        u(&p["mined_blocks"]),
+        u(&p["chain_blocks"]),
+        u(&p["stale_blocks"]),
+    );
+    assert!(mined > 0 && chain > 0, "{p}");
+    assert_eq!(stale, mined.saturating_sub(chain), "{p}");
+    let rate = p["stale_rate"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&rate), "{p}");
+    assert!((rate - stale as f64 / mined as f64).abs() < 1e-9, "{p}");
+    let reorgs = &p["reorgs"];
+    assert!(
+        reorgs["count"].is_u64() && reorgs["all_nodes"].is_u64(),
+        "{p}"
+    );
+    if u(&reorgs["count"]) > 0 {
+        assert!(u(&reorgs["max_depth"]) >= 1, "{p}");
+    }
+    assert_eq!(u(&p["safety_violations"]), 0, "{p}");
+    // Inclusion comes before k confirmations.
+    let (included, final_) = (&p["first_inclusion_ms"], &r["latency_ms"]);
+    assert!(
+        u(&included["p50_ms"]) <= u(&final_["p50_ms"]),
+        "{included} {final_}"
+    );
+    let mined_by_nodes: u64 = r["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            assert!(n["halted"].is_null(), "{n}");
+            u(&n["pow"]["mined_blocks"])
+        })
+        .sum();
+    assert_eq!(mined_by_nodes, mined);
+    for line in [
+        "stale",
+        "reorgs",
+        "first inclusion",
+        "block interval",
+        "safety",
+    ] {
+        assert!(stdout.contains(line), "{line} missing:\n{stdout}");
+    }
+    assert_nodes_gone(&r, &out);
+}
+
 #[test]
 fn ctrl_c_stops_every_node() {
     let _one = serial();
@@ -301,8 +426,16 @@ fn nonsense_is_refused_before_anything_starts() {
     let fresh = dir.path().join("fresh");
     for (args, says) in [
         (
-            "--consensus pow --tps 10 --duration 5",
-            "invalid value 'pow'",
+            "--consensus raft --tps 10 --duration 5",
+            "invalid value 'raft'",
+        ),
+        (
+            "--consensus pow --tps 10 --duration 5 --faults byzantine-1 --byzantine-kind equivocate",
+            "no such behaviour",
+        ),
+        (
+            "--consensus hotstuff --tps 10 --duration 5 --confirmations 3",
+            "are for --consensus pow",
         ),
         ("--consensus hotstuff --tps 0 --duration 5", "--tps"),
         ("--consensus hotstuff --tps 10 --duration 0", "--duration"),

@@ -36,6 +36,7 @@
 //! transactions wait, and go out late. Their submit time is when they are
 //! sent; how late that was is reported apart (submit lag).
 
+use super::forks::ForkWatch;
 use super::plan::Workload;
 use phalanx_chain::Hash;
 use std::collections::{BTreeMap, BTreeSet};
@@ -124,6 +125,8 @@ pub struct BlockSeen {
     pub txs: u32,
     /// Of which this run's.
     pub ours: u32,
+    /// Its header's timestamp (ms since the Unix epoch).
+    pub timestamp_ms: u64,
 }
 
 /// Codes after which a transaction is sent again.
@@ -151,6 +154,8 @@ pub struct Book {
     /// Answers to resends that said an earlier send got through.
     pub already_known: u64,
     blocks: Vec<BlockSeen>,
+    /// Proof of work: inclusions, reorganizations, safety.
+    pub forks: Option<ForkWatch>,
     /// Transactions sent at least once.
     sent: u64,
     /// Transactions in flight, admitted or waiting for a resend.
@@ -167,6 +172,7 @@ impl Book {
             refusals: BTreeMap::new(),
             already_known: 0,
             blocks: Vec::new(),
+            forks: None,
             sent: 0,
             open: 0,
             finalized: 0,
@@ -317,14 +323,16 @@ impl Book {
         }
     }
 
-    /// A committed block, seen `seen_ms` after the origin, with these
-    /// transaction hashes: this run's become final.
+    /// A committed (proof of work: final) block, seen `seen_ms` after the
+    /// origin, with these transaction hashes and its header's timestamp:
+    /// this run's become final.
     pub fn finalize_block(
         &mut self,
         workload: &Workload,
         height: u64,
         hashes: &[Hash],
         seen_ms: u64,
+        timestamp_ms: u64,
     ) {
         let seen = u32::try_from(seen_ms).unwrap_or(NEVER - 1);
         let mut ours = 0;
@@ -341,6 +349,7 @@ impl Book {
                 seen_ms: seen,
                 txs: hashes.len() as u32,
                 ours,
+                timestamp_ms,
             });
         }
     }
@@ -452,7 +461,7 @@ mod tests {
         assert!(take(&mut book, &w, 200, 10).is_empty());
         // A final transaction makes room for one more of its account.
         book.verdict(&w, 0, None, 10);
-        book.finalize_block(&w, 1, &[w.tx(0).unwrap().hash()], 20);
+        book.finalize_block(&w, 1, &[w.tx(0).unwrap().hash()], 20, 0);
         assert_eq!(book.txs()[0].latency_ms(), Some(20));
         assert_eq!(
             take(&mut book, &w, 200, 25),
@@ -553,8 +562,8 @@ mod tests {
         let mut book = Book::new(&w);
         assert_eq!(take(&mut book, &w, 2, 0), vec![0, 1]);
         let hashes = [w.tx(0).unwrap().hash(), w.tx(1).unwrap().hash()];
-        book.finalize_block(&w, 1, &hashes, 40);
-        book.finalize_block(&w, 1, &hashes, 50);
+        book.finalize_block(&w, 1, &hashes, 40, 0);
+        book.finalize_block(&w, 1, &hashes, 50, 0);
         book.verdict(&w, 0, Some("no_answer"), 60);
         assert_eq!(book.finalized(), 2);
         assert_eq!(book.txs()[0].status, TxStatus::Final);

@@ -20,6 +20,7 @@
 
 use super::book::Book;
 use super::follow::{self, Followed, Target, lock};
+use super::forks::ForkWatch;
 use super::plan::Workload;
 use crate::local::client::{BatchAnswer, Client};
 use crate::local::net::NodeInfo;
@@ -114,7 +115,14 @@ type Answered = (usize, Vec<u32>, anyhow::Result<BatchAnswer>);
 /// Runs the workload: submits, follows, drains. Returns at the end of the
 /// drain.
 pub async fn run(run: Run) -> Outcome {
-    let book = Arc::new(Mutex::new(Book::new(&run.workload)));
+    let mut fresh = Book::new(&run.workload);
+    if run.followed.final_only {
+        fresh.forks = Some(ForkWatch::new(
+            run.workload.len() as usize,
+            run.followed.last,
+        ));
+    }
+    let book = Arc::new(Mutex::new(fresh));
     let (stop_tx, stop_rx) = watch::channel(false);
     let follower = tokio::spawn(follow::follow(
         run.client.clone(),

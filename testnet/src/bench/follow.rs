@@ -5,8 +5,11 @@
 //! event of the block that holds it arrives (on BFT chains a committed
 //! block is final). With proof of work a committed block may still be
 //! reverted, so the follower goes by the stream's `finalized` events
-//! instead (and the node's `finalized_height` when it polls). If the
-//! stream fails, the follower polls `GET /status` and tries the next node.
+//! instead (and the node's `finalized_height` when it polls), and hands
+//! the `block` and `reorg` events to the book's
+//! [`ForkWatch`](super::forks::ForkWatch) (first
+//! inclusions, reorganizations, safety). If the stream fails, the
+//! follower polls `GET /status` and tries the next node.
 
 use super::book::Book;
 use super::plan::Workload;
@@ -22,6 +25,8 @@ use tokio::sync::watch;
 const MAX_CATCH_UP: u64 = 1_000;
 /// Largest server-sent event kept while reading the stream.
 const MAX_EVENT_BYTES: usize = 64 * 1024;
+/// Block hashes read from one `reorg` event, at most.
+const MAX_REVERTED: usize = 4_096;
 /// Without an event for this long, the follower polls `/status`.
 const QUIET: Duration = Duration::from_secs(1);
 
@@ -110,11 +115,6 @@ async fn read_events(
     last: &mut Followed,
 ) -> bool {
     let mut buffer = String::new();
-    let kind = if last.final_only {
-        "finalized"
-    } else {
-        "block"
-    };
     loop {
         let chunk = tokio::select! {
             _ = stop.changed() => return true,
@@ -130,10 +130,9 @@ async fn read_events(
                 buffer.push_str(&String::from_utf8_lossy(&bytes));
                 while let Some(end) = buffer.find("\n\n") {
                     let event: String = buffer.drain(..end + 2).collect();
-                    if let Some(height) = event_height(&event, kind)
-                        && catch_up(client, node, Some(height), target, last)
-                            .await
-                            .is_err()
+                    if on_event(client, node, &parse_event(&event), target, last)
+                        .await
+                        .is_err()
                     {
                         return false;
                     }
@@ -147,9 +146,26 @@ async fn read_events(
     }
 }
 
-/// The height of an event named `kind` (`block`, or `finalized` with
-/// proof of work).
-pub fn event_height(event: &str, kind: &str) -> Option<u64> {
+/// An event of the stream, as far as the follower needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A block committed at `height` (proof of work: on the chain, not
+    /// final yet).
+    Block { height: u64, hash: Option<Hash> },
+    /// Proof of work: the chain rolled back to `ancestor_height`, taking
+    /// off `reverted` (block hashes, highest first).
+    Reorg {
+        ancestor_height: u64,
+        reverted: Vec<String>,
+    },
+    /// Proof of work: blocks up to `height` are final.
+    Finalized { height: u64 },
+    /// Anything else (`lagged`, a comment, an event that does not parse).
+    Other,
+}
+
+/// Reads one server-sent event (its lines, up to the blank line).
+pub fn parse_event(event: &str) -> Event {
     let mut name = None;
     let mut data = None;
     for line in event.lines() {
@@ -159,11 +175,104 @@ pub fn event_height(event: &str, kind: &str) -> Option<u64> {
             data = Some(v.trim());
         }
     }
-    if name != Some(kind) {
-        return None;
+    let Some(value) = data.and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok()) else {
+        return Event::Other;
+    };
+    let u64_of = |key: &str| value.get(key).and_then(serde_json::Value::as_u64);
+    let parsed = match name {
+        Some("block") => u64_of("height").map(|height| Event::Block {
+            height,
+            hash: value
+                .get("hash")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|h| h.parse::<Hash>().ok()),
+        }),
+        Some("finalized") => u64_of("height").map(|height| Event::Finalized { height }),
+        Some("reorg") => u64_of("ancestor_height").zip(value.get("reverted")).map(
+            |(ancestor_height, reverted)| Event::Reorg {
+                ancestor_height,
+                reverted: reverted
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(serde_json::Value::as_str)
+                            .take(MAX_REVERTED)
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            },
+        ),
+        _ => None,
+    };
+    parsed.unwrap_or(Event::Other)
+}
+
+/// The height of an event named `kind` (`block`, or `finalized` with
+/// proof of work).
+pub fn event_height(event: &str, kind: &str) -> Option<u64> {
+    match (parse_event(event), kind) {
+        (Event::Block { height, .. }, "block") | (Event::Finalized { height }, "finalized") => {
+            Some(height)
+        }
+        _ => None,
     }
-    let value: serde_json::Value = serde_json::from_str(data?).ok()?;
-    value.get("height")?.as_u64()
+}
+
+/// Acts on one event: on BFT chains a block event is final; with proof
+/// of work `finalized` marks final, while `block` and `reorg` go to the
+/// [`ForkWatch`](super::forks::ForkWatch).
+async fn on_event(
+    client: &Client,
+    node: &NodeInfo,
+    event: &Event,
+    target: &Target,
+    last: &mut Followed,
+) -> anyhow::Result<()> {
+    match (event, last.final_only) {
+        (Event::Block { height, .. }, false) | (Event::Finalized { height }, true) => {
+            catch_up(client, node, Some(*height), target, last).await
+        }
+        (Event::Block { height, hash }, true) => {
+            if let Some(hash) = hash {
+                included(client, node, *height, hash, target).await;
+            }
+            Ok(())
+        }
+        (
+            Event::Reorg {
+                ancestor_height,
+                reverted,
+            },
+            true,
+        ) => {
+            let seen_ms = target.origin.elapsed().as_millis() as u64;
+            if let Some(forks) = lock(&target.book).forks.as_mut() {
+                forks.reorg(*ancestor_height, reverted, seen_ms);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Proof of work: a block on the chain, not final: its transactions are
+/// included (first inclusion) now. A block already taken off again (404)
+/// or a failed read is passed over: inclusion is then known from a later
+/// block, or not at all.
+async fn included(client: &Client, node: &NodeInfo, height: u64, hash: &Hash, target: &Target) {
+    let seen_ms = target.origin.elapsed().as_millis() as u64;
+    let Ok(Some(block)) = client.block_by_hash(node, hash).await else {
+        return;
+    };
+    let ours: Vec<u32> = block
+        .transactions
+        .iter()
+        .filter_map(|h| target.workload.find(&h.parse().ok()?))
+        .collect();
+    if let Some(forks) = lock(&target.book).forks.as_mut() {
+        forks.block(height, &hash.to_string(), &ours, seen_ms);
+    }
 }
 
 /// Reads the blocks above `last` up to `head` (or the node's height, or
@@ -194,7 +303,19 @@ async fn catch_up(
             .iter()
             .filter_map(|h| h.parse().ok())
             .collect();
-        lock(&target.book).finalize_block(&target.workload, height, &hashes, seen_ms);
+        let mut book = lock(&target.book);
+        if followed.final_only
+            && let Some(forks) = book.forks.as_mut()
+        {
+            forks.finalized(height, &block.hash, &block.header.parent);
+        }
+        book.finalize_block(
+            &target.workload,
+            height,
+            &hashes,
+            seen_ms,
+            block.header.timestamp_ms,
+        );
         *last = height;
     }
     Ok(())
@@ -218,6 +339,27 @@ mod tests {
             None
         );
         assert_eq!(event_height(": keep-alive\n\n", "block"), None);
+        let reorg = "event: reorg\ndata: {\"ancestor_height\":4,\"ancestor_hash\":\"aa\",\"reverted\":[\"x6\",\"x5\"]}\n\n";
+        assert_eq!(
+            parse_event(reorg),
+            Event::Reorg {
+                ancestor_height: 4,
+                reverted: vec!["x6".into(), "x5".into()]
+            }
+        );
+        assert_eq!(
+            parse_event("event: reorg\ndata: {\"reverted\":[]}\n\n"),
+            Event::Other
+        );
+        let hash = "11".repeat(32);
+        let block = format!("event: block\ndata: {{\"height\":7,\"hash\":\"{hash}\"}}\n\n");
+        assert_eq!(
+            parse_event(&block),
+            Event::Block {
+                height: 7,
+                hash: Some(hash.parse().unwrap())
+            }
+        );
         assert_eq!(
             event_height("event: block\ndata: {\"height\":\n\n", "block"),
             None

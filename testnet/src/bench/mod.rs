@@ -28,6 +28,7 @@ pub mod book;
 pub mod drive;
 pub mod faults;
 pub mod follow;
+pub mod forks;
 pub mod plan;
 pub mod procfs;
 pub mod results;
@@ -38,6 +39,7 @@ pub mod tally;
 
 use crate::local::client::Client;
 use crate::local::net::{self, DEFAULT_BASE_PORT, MAX_ACCOUNTS, MAX_VALIDATORS};
+use crate::local::pow::{PowArgs, PowPlan};
 use crate::local::state::now_ms;
 use crate::local::{Signals, init};
 use anyhow::{Context, anyhow, bail, ensure};
@@ -68,14 +70,29 @@ pub const EXPECTED_LATENCY_S: f64 = 4.0;
 pub const MIN_ACCOUNTS: usize = 8;
 /// Where results go without `--out`.
 pub const DEFAULT_RESULTS_DIR: &str = ".phalanx/bench";
+/// Proof of work: the default block interval (ms). A 30 s window then
+/// holds about 30 blocks, enough for a mean interval and a stale rate of
+/// a few percent to show; 4 miners sharing 1.5 million hashes per second
+/// take about a third of one core. Much shorter intervals bring the
+/// interval near the time a block takes to be built, gossiped and
+/// checked on a loaded 2-core machine, and the stale rate then measures
+/// the machine rather than the protocol.
+pub const DEFAULT_POW_BLOCK_INTERVAL_MS: u64 = 1_000;
+/// Proof of work: the default confirmations that make a block final:
+/// small, so that a short run sees many transactions final (about
+/// 3 intervals after the first inclusion), and above 1, so that a block
+/// can still be reorganized away before it is final.
+pub const DEFAULT_POW_CONFIRMATIONS: u64 = 3;
 
 /// `phalanx-testnet bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// The protocol: hotstuff or pbft.
-    #[arg(long, value_parser = bft_kind())]
+    /// The protocol: hotstuff, pbft, or pow (proof of work: every node
+    /// mines; final means --confirmations confirmations).
+    #[arg(long, value_parser = crate::cli::consensus_kind())]
     pub consensus: ConsensusKind,
-    /// Validators (n = 3f + 1 keeps f faults tolerated).
+    /// Validators (n = 3f + 1 keeps f faults tolerated), or miners with
+    /// --consensus pow.
     #[arg(long, default_value_t = 4)]
     pub validators: usize,
     /// Transactions per second to offer, spread over every node.
@@ -100,9 +117,23 @@ pub struct BenchArgs {
     pub faults: FaultKind,
     /// With --faults byzantine-1: the behaviour (silent, equivocate,
     /// double-vote, invalid-signature; hotstuff: stale-qc; pbft:
-    /// skip-height, reorder, withhold) [default: silent].
+    /// skip-height, reorder, withhold; pow: selfish, double-spend)
+    /// [default: silent; pow: selfish].
     #[arg(long, value_name = "KIND")]
     pub byzantine_kind: Option<Byzantine>,
+    /// Proof of work: the mean block interval the genesis target aims at
+    /// (e.g. 1s, 500ms) [default: 1s].
+    #[arg(long, value_name = "DURATION", value_parser = crate::sim::scenario::parse_duration_ms)]
+    pub block_interval: Option<u64>,
+    /// Proof of work: confirmations that make a block final (the block
+    /// itself and k - 1 on top) [default: 3].
+    #[arg(long, value_name = "K")]
+    pub confirmations: Option<u64>,
+    /// Proof of work: the whole network's hash rate in hashes per second,
+    /// shared equally by the miners [default: 1500000, about a third of
+    /// one core].
+    #[arg(long, value_name = "HASHES_PER_SECOND")]
+    pub total_hashrate: Option<u64>,
     /// Where to write results.json and keep the network (configs and
     /// logs); a new or empty directory [default: results in
     /// .phalanx/bench/<time>-<consensus>-<n>v-<tps>tps/, the network in a
@@ -131,18 +162,6 @@ pub struct BenchArgs {
     pub quick: bool,
 }
 
-/// `--consensus`: the BFT protocols only.
-fn bft_kind() -> impl clap::builder::TypedValueParser<Value = ConsensusKind> {
-    use clap::builder::TypedValueParser;
-    clap::builder::PossibleValuesParser::new(
-        ConsensusKind::ALL
-            .into_iter()
-            .filter(|k| k.is_bft())
-            .map(ConsensusKind::name),
-    )
-    .try_map(|name| name.parse::<ConsensusKind>())
-}
-
 /// The run the arguments describe, checked.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -150,15 +169,49 @@ pub struct Settings {
     pub scale: Scale,
     pub phases: Phases,
     pub fault: FaultPlan,
+    /// Proof of work: the network's block interval, confirmations and
+    /// hash rates.
+    pub pow: Option<PowPlan>,
     pub base_port: u16,
     pub start_timeout_s: u64,
     pub quick: bool,
 }
 
-/// Accounts enough for `tps` (see `--accounts`).
-pub fn default_accounts(tps: f64) -> usize {
-    let needed = (tps * EXPECTED_LATENCY_S / f64::from(MAX_PENDING_PER_ACCOUNT)).ceil();
+/// Accounts enough for `tps` at `latency_s` of latency (see `--accounts`).
+pub fn default_accounts(tps: f64, latency_s: f64) -> usize {
+    let needed = (tps * latency_s / f64::from(MAX_PENDING_PER_ACCOUNT)).ceil();
     (needed as usize).clamp(MIN_ACCOUNTS, MAX_ACCOUNTS)
+}
+
+/// The latency the default account count plans for: [`EXPECTED_LATENCY_S`],
+/// or with proof of work the time to k confirmations and one interval
+/// more for the first inclusion, if longer.
+fn expected_latency_s(pow: Option<&PowPlan>) -> f64 {
+    pow.map_or(EXPECTED_LATENCY_S, |p| {
+        let k_blocks = (p.confirmations + 1) as f64 * p.block_interval_ms as f64 / 1_000.0;
+        k_blocks.max(EXPECTED_LATENCY_S)
+    })
+}
+
+/// The proof-of-work network of a run, `None` for a BFT one; the pow
+/// flags are refused on BFT runs.
+fn pow_plan(a: &BenchArgs) -> anyhow::Result<Option<PowPlan>> {
+    let args = PowArgs {
+        hashrate: Vec::new(),
+        block_interval: Some(a.block_interval.unwrap_or(DEFAULT_POW_BLOCK_INTERVAL_MS)),
+        confirmations: Some(a.confirmations.unwrap_or(DEFAULT_POW_CONFIRMATIONS)),
+        total_hashrate: a.total_hashrate,
+    };
+    if a.consensus.is_bft() {
+        ensure!(
+            a.block_interval.is_none() && a.confirmations.is_none() && a.total_hashrate.is_none(),
+            "--block-interval, --confirmations and --total-hashrate are for --consensus pow, \
+             not {}",
+            a.consensus
+        );
+        return Ok(None);
+    }
+    Ok(Some(args.resolve(a.validators)?))
 }
 
 impl Settings {
@@ -178,6 +231,7 @@ impl Settings {
             "--validators must be between 1 and {MAX_VALIDATORS}"
         );
         check_faults(a)?;
+        let pow = pow_plan(a)?;
         let planned = plan::planned(a.tps, (a.warmup + a.duration) as f64);
         ensure!(
             planned <= plan::MAX_PLANNED,
@@ -185,7 +239,9 @@ impl Settings {
              advance: shorten the run or lower the rate",
             plan::MAX_PLANNED
         );
-        let accounts = a.accounts.unwrap_or_else(|| default_accounts(a.tps));
+        let accounts = a
+            .accounts
+            .unwrap_or_else(|| default_accounts(a.tps, expected_latency_s(pow.as_ref())));
         ensure!(
             (1..=MAX_ACCOUNTS).contains(&accounts),
             "--accounts must be between 1 and {MAX_ACCOUNTS}"
@@ -212,8 +268,10 @@ impl Settings {
                 a.validators,
                 phases.warmup_ms,
                 phases.window_ms,
-                a.byzantine_kind,
+                a.byzantine_kind
+                    .or_else(|| (a.consensus == ConsensusKind::Pow).then_some(Byzantine::Selfish)),
             ),
+            pow,
             base_port: a.base_port.unwrap_or(DEFAULT_BASE_PORT),
             start_timeout_s: a.start_timeout,
             quick: a.quick,
@@ -222,7 +280,14 @@ impl Settings {
 }
 
 fn check_faults(a: &BenchArgs) -> anyhow::Result<()> {
-    if a.faults != FaultKind::None {
+    if a.consensus == ConsensusKind::Pow {
+        ensure!(
+            a.faults == FaultKind::None || a.validators >= 2,
+            "--faults {} with --consensus pow needs at least 2 miners: with 1, the fault stops \
+             the only miner",
+            a.faults.name()
+        );
+    } else if a.faults != FaultKind::None {
         ensure!(
             a.validators >= 4,
             "--faults {} needs at least 4 validators: with {}, f = 0 and one faulty validator \
@@ -386,6 +451,16 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             writeln!(out, "network (configs, logs): {}", dirs.network.display())?;
         }
     }
+    if let Some(pow) = &results.pow {
+        ensure!(
+            pow.safety_violations == 0,
+            "proof of work: {} safety violations (a final block reverted, or a node halted on a \
+             conflict with its final chain): {} (see {})",
+            pow.safety_violations,
+            pow.safety_notes.join("; "),
+            path.display()
+        );
+    }
     ensure!(
         results.transactions.finalized > 0,
         "no transaction of the window became final (see {})",
@@ -461,7 +536,10 @@ fn assemble(
                 i,
                 node.role(),
                 m.pids.get(i).copied().unwrap_or(0),
-                m.exits.get(i).cloned().flatten(),
+                (
+                    m.exits.get(i).cloned().flatten(),
+                    m.halted.get(i).cloned().flatten(),
+                ),
                 &m.readings.get(i).cloned().unwrap_or_default(),
             )
         })
@@ -487,6 +565,12 @@ fn assemble(
             max_attempts: MAX_ATTEMPTS,
             node_consensus: serde_json::to_value(&config.consensus)?,
             node_mempool: serde_json::to_value(&config.mempool)?,
+            pow: s.pow.as_ref().map(|p| results::PowConfig {
+                block_interval_ms: p.block_interval_ms,
+                confirmations: p.confirmations,
+                total_hashrate: p.total_hashrate,
+                hashrate_limits: p.hashrate_limits(),
+            }),
         },
         offered_tps: s.scale.tps,
         submitted_tps: (tally.submitted - tally.sent_late) as f64 / window_s,
@@ -496,7 +580,13 @@ fn assemble(
         latency_histogram: stats::histogram(&tally.latencies_ms),
         submit_lag_ms: stats::Latency::of_sorted(&tally.submit_lag_ms),
         blocks: block_counts(book.blocks(), &phases),
-        view_changes: nodes.iter().filter_map(|n| n.view_changes).max(),
+        // Proof of work has no views (its nodes' view counter follows the
+        // height).
+        view_changes: nodes
+            .iter()
+            .filter_map(|n| n.view_changes)
+            .max()
+            .filter(|_| s.pow.is_none()),
         warmup: Warmup {
             offered: tally.warmup_offered,
             finalized: tally.warmup_finalized,
@@ -507,11 +597,94 @@ fn assemble(
             last_error: m.outcome.last_error.clone(),
         },
         fault: m.fault.clone(),
+        pow: s
+            .pow
+            .as_ref()
+            .map(|plan| pow_figures(plan, &book, workload, &phases, m, &nodes)),
         observer: 0,
         generator: generator(signing_s),
         timeline: Tally::timeline(&book, workload, &phases, m.outcome.ended_ms),
         nodes,
     })
+}
+
+/// Proof of work's figures (see [`results::PowFigures`]).
+fn pow_figures(
+    plan: &PowPlan,
+    book: &book::Book,
+    workload: &plan::Workload,
+    phases: &Phases,
+    m: &run::Measured,
+    nodes: &[results::NodeFigures],
+) -> results::PowFigures {
+    let sum = |f: fn(&results::NodePow) -> Option<u64>| {
+        let values: Vec<u64> = nodes.iter().filter_map(|n| f(n.pow.as_ref()?)).collect();
+        (!values.is_empty()).then(|| values.iter().sum::<u64>())
+    };
+    let mined_blocks = sum(|p| p.mined_blocks);
+    let observer = m.readings.first();
+    let chain_blocks = observer.and_then(|r| {
+        let (a, b) = (r.first.scrape.as_ref()?, r.last.scrape.as_ref()?);
+        Some(b.height.saturating_sub(a.height))
+    });
+    let (stale_blocks, stale_rate) = match (mined_blocks, chain_blocks) {
+        (Some(mined), Some(chain)) => {
+            let (stale, rate) = forks::stale(mined, chain);
+            (Some(stale), rate)
+        }
+        _ => (None, None),
+    };
+    let window = phases.warmup_ms..phases.window_end_ms();
+    let final_blocks: Vec<(u64, u64)> = book
+        .blocks()
+        .iter()
+        .filter(|b| window.contains(&u64::from(b.seen_ms)))
+        .map(|b| (b.height, b.timestamp_ms))
+        .collect();
+    let watch = book.forks.as_ref();
+    let reorgs = watch.map_or_else(forks::ReorgSummary::default, |w| {
+        forks::ReorgSummary::of(w.reorgs(), phases)
+    });
+    let first_inclusion = watch.map(|w| {
+        forks::first_inclusions(w, workload, phases, |k| {
+            book.txs()
+                .get(k as usize)
+                .map(|t| t.sent_ms)
+                .filter(|ms| *ms != book::NEVER)
+        })
+    });
+    let mut notes: Vec<String> = watch.map(|w| w.violations().to_vec()).unwrap_or_default();
+    let halted: Vec<String> = nodes
+        .iter()
+        .filter_map(|n| Some(format!("node {} halted: {}", n.index, n.halted.as_ref()?)))
+        .collect();
+    let violations = watch.map_or(0, |w| w.violations_total)
+        + halted.len() as u64
+        + m.disagreements.len() as u64;
+    notes.extend(halted);
+    notes.extend(m.disagreements.iter().cloned());
+    notes.truncate(forks::MAX_VIOLATIONS);
+    results::PowFigures {
+        block_interval_ms: plan.block_interval_ms,
+        observed_block_interval_ms: forks::mean_interval_ms(&final_blocks),
+        confirmations: plan.confirmations,
+        mined_blocks,
+        chain_blocks,
+        stale_blocks,
+        stale_rate,
+        orphaned_blocks: sum(|p| p.orphaned_blocks),
+        reorgs: results::ReorgFigures {
+            count: reorgs.count,
+            max_depth: reorgs.max_depth,
+            mean_depth: reorgs.mean_depth,
+            reverted_txs: reorgs.reverted_txs,
+            all_nodes: sum(|p| p.reorgs),
+            returned_txs: sum(|p| p.reorg_returned_txs),
+        },
+        first_inclusion_ms: first_inclusion.and_then(|l| stats::Latency::of_sorted(&l)),
+        safety_violations: violations,
+        safety_notes: notes,
+    }
 }
 
 /// This process's own cost so far.
@@ -619,7 +792,35 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.fault.behaviour, Some(Byzantine::Withhold));
-        assert_eq!(default_accounts(20_000.0), 1_667);
+        assert_eq!(default_accounts(20_000.0, EXPECTED_LATENCY_S), 1_667);
+        // Proof of work: 1 s blocks and 3 confirmations by default, four
+        // miners sharing the default hash rate.
+        let s = check("--consensus pow --tps 200 --duration 30").unwrap();
+        let pow = s.pow.clone().unwrap();
+        assert_eq!((pow.block_interval_ms, pow.confirmations), (1_000, 3));
+        assert_eq!(pow.hashrate_limits(), vec![Some(375_000); 4]);
+        assert_eq!(s.scale.accounts, 17);
+        assert!(
+            check("--consensus hotstuff --tps 200 --duration 30")
+                .unwrap()
+                .pow
+                .is_none()
+        );
+        let s = check(
+            "--consensus pow --tps 20 --duration 6 --block-interval 500ms --confirmations 2 \
+             --validators 3 --faults partition",
+        )
+        .unwrap();
+        let pow = s.pow.clone().unwrap();
+        assert_eq!((pow.block_interval_ms, pow.confirmations), (500, 2));
+        assert_eq!(s.fault.groups, vec![vec![0, 1], vec![2]]);
+        // Slow blocks and many confirmations: more accounts.
+        let s =
+            check("--consensus pow --tps 200 --duration 30 --block-interval 5s --confirmations 6")
+                .unwrap();
+        assert_eq!(s.scale.accounts, 146);
+        let s = check("--consensus pow --tps 20 --duration 6 --faults byzantine-1").unwrap();
+        assert_eq!(s.fault.behaviour, Some(Byzantine::Selfish));
     }
 
     #[test]
@@ -656,7 +857,31 @@ mod tests {
                 "--consensus hotstuff --tps 10 --duration 5 --faults byzantine-1 --byzantine-kind withhold",
                 "no such behaviour",
             ),
-            ("--consensus pow --tps 10 --duration 5", "invalid value"),
+            ("--consensus raft --tps 10 --duration 5", "invalid value"),
+            (
+                "--consensus pbft --tps 10 --duration 5 --confirmations 3",
+                "are for --consensus pow",
+            ),
+            (
+                "--consensus hotstuff --tps 10 --duration 5 --block-interval 1s",
+                "are for --consensus pow",
+            ),
+            (
+                "--consensus pow --tps 10 --duration 5 --confirmations 0",
+                "--confirmations",
+            ),
+            (
+                "--consensus pow --tps 10 --duration 5 --block-interval 0ms",
+                "--block-interval",
+            ),
+            (
+                "--consensus pow --tps 10 --duration 5 --faults byzantine-1 --byzantine-kind equivocate",
+                "no such behaviour",
+            ),
+            (
+                "--consensus pow --tps 10 --duration 5 --validators 1 --faults crash-1",
+                "at least 2 miners",
+            ),
             (
                 "--consensus hotstuff --tps 10 --duration 5 --faults crash-2",
                 "invalid value",

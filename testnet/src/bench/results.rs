@@ -56,6 +56,8 @@ pub struct Results {
     pub requests: Requests,
     /// The injected fault (`null` with `--faults none`).
     pub fault: Option<FaultRecord>,
+    /// Proof of work's own figures (`null` on BFT runs).
+    pub pow: Option<PowFigures>,
     /// The node finality was followed on.
     pub observer: usize,
     pub generator: Generator,
@@ -83,6 +85,85 @@ pub struct RunConfig {
     /// The nodes' `[consensus]` and `[mempool]` settings.
     pub node_consensus: serde_json::Value,
     pub node_mempool: serde_json::Value,
+    /// Proof of work: the network's genesis and miners (`null` on BFT
+    /// runs).
+    pub pow: Option<PowConfig>,
+}
+
+/// A proof-of-work run's network.
+#[derive(Debug, Clone, Serialize)]
+pub struct PowConfig {
+    /// The mean block interval the genesis target aims at.
+    pub block_interval_ms: u64,
+    /// Confirmations that make a block final (k).
+    pub confirmations: u64,
+    /// Hashes per second of all miners together.
+    pub total_hashrate: u64,
+    /// Each miner's `[mining] hashrate_limit` (hashes per second).
+    pub hashrate_limits: Vec<Option<u64>>,
+}
+
+/// Proof of work's figures. "Final" is k confirmations: `latency_ms` is
+/// the time to k confirmations.
+#[derive(Debug, Clone, Serialize)]
+pub struct PowFigures {
+    /// The configured mean block interval.
+    pub block_interval_ms: u64,
+    /// The mean interval between the final blocks the observer read in
+    /// the window, from their header timestamps: (last - first) / (height
+    /// span).
+    pub observed_block_interval_ms: Option<f64>,
+    pub confirmations: u64,
+    /// Blocks every miner found in the window (`phalanx_mined_blocks_total`
+    /// rises, summed).
+    pub mined_blocks: Option<u64>,
+    /// How many blocks the observer's chain grew by in the same readings.
+    pub chain_blocks: Option<u64>,
+    /// `mined_blocks - chain_blocks` (at least 0): blocks mined that did
+    /// not end on the chain.
+    pub stale_blocks: Option<u64>,
+    /// `stale_blocks / mined_blocks`, in [0, 1].
+    pub stale_rate: Option<f64>,
+    /// `phalanx_orphaned_blocks_total` rises, summed over the nodes (a
+    /// stale block counts once per node that had it on its chain).
+    pub orphaned_blocks: Option<u64>,
+    pub reorgs: ReorgFigures,
+    /// Submit to the first block that carried it (a `block` event on the
+    /// observer), of the measured transactions.
+    pub first_inclusion_ms: Option<Latency>,
+    /// How many final blocks were found reverted or off the final chain,
+    /// or nodes that halted on a conflict with their final chain; 0 is
+    /// the only correct value.
+    pub safety_violations: u64,
+    /// The first of them, described.
+    pub safety_notes: Vec<String>,
+}
+
+/// Reorganizations in the window.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReorgFigures {
+    /// Announced by the observer (`reorg` events).
+    pub count: u64,
+    /// Blocks the deepest took off, and the mean.
+    pub max_depth: Option<u32>,
+    pub mean_depth: Option<f64>,
+    /// The run's transactions in the blocks they took off (on the
+    /// observer): they were included, then not, and final only later.
+    pub reverted_txs: u64,
+    /// `phalanx_reorgs_total` rises, summed over the nodes.
+    pub all_nodes: Option<u64>,
+    /// `phalanx_reorg_returned_txs_total` rises, summed over the nodes:
+    /// transactions of reverted blocks admitted back to a mempool.
+    pub returned_txs: Option<u64>,
+}
+
+/// One node's proof-of-work counters' rises in the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct NodePow {
+    pub mined_blocks: Option<u64>,
+    pub reorgs: Option<u64>,
+    pub orphaned_blocks: Option<u64>,
+    pub reorg_returned_txs: Option<u64>,
 }
 
 /// How big a run is.
@@ -209,6 +290,12 @@ pub struct NodeFigures {
     pub peak_rss_bytes: Option<u64>,
     /// `write_bytes` of `/proc/<pid>/io`: bytes it had written to storage.
     pub disk_write_bytes: Option<u64>,
+    /// Why its consensus halted (`GET /status` at the end), if it did.
+    pub halted: Option<String>,
+    /// Proof of work: its mining and reorganization counters (absent on
+    /// BFT runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pow: Option<NodePow>,
 }
 
 /// Messages and bytes per finalized block.
@@ -230,6 +317,65 @@ impl PerBlock {
             bytes_forwarded: sent.bytes_forwarded as f64 / b,
         })
     }
+}
+
+/// The summary's proof-of-work lines.
+fn pow_rows(p: &PowFigures) -> Vec<(&'static str, String)> {
+    let r = &p.reorgs;
+    let mut rows = vec![
+        (
+            "final",
+            format!(
+                "k = {} confirmations; first inclusion {}",
+                p.confirmations,
+                latency(&p.first_inclusion_ms)
+            ),
+        ),
+        (
+            "block interval",
+            format!(
+                "{} ms observed on the final chain, {} ms configured",
+                opt(p.observed_block_interval_ms, |v| format!("{v:.0}")),
+                p.block_interval_ms
+            ),
+        ),
+        (
+            "stale",
+            format!(
+                "{} of {} mined blocks (rate {}); {} orphaned over all nodes",
+                opt(p.stale_blocks, |v| v.to_string()),
+                opt(p.mined_blocks, |v| v.to_string()),
+                opt(p.stale_rate, |v| format!("{v:.3}")),
+                opt(p.orphaned_blocks, |v| v.to_string())
+            ),
+        ),
+        (
+            "reorgs",
+            format!(
+                "{} on node 0 (depth max {}, mean {}), {} of the run's tx taken off; {} over all \
+                 nodes, {} tx back to mempools",
+                r.count,
+                opt(r.max_depth, |v| v.to_string()),
+                opt(r.mean_depth, |v| format!("{v:.1}")),
+                r.reverted_txs,
+                opt(r.all_nodes, |v| v.to_string()),
+                opt(r.returned_txs, |v| v.to_string())
+            ),
+        ),
+    ];
+    rows.push((
+        "safety",
+        if p.safety_violations == 0 {
+            "no final block reverted".to_owned()
+        } else {
+            format!(
+                "VIOLATED {} times: {}",
+                p.safety_violations,
+                p.safety_notes.join("; ")
+            )
+        },
+    ));
+    rows
 }
 
 fn opt<T>(value: Option<T>, show: impl Fn(T) -> String) -> String {
@@ -340,6 +486,9 @@ impl Results {
                 ),
             ),
         ];
+        if let Some(p) = &self.pow {
+            rows.extend(pow_rows(p));
+        }
         if !t.refusals_by_reason.is_empty() {
             rows.push(("refusals", reasons(&t.refusals_by_reason).trim().to_owned()));
         }

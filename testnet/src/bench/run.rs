@@ -5,10 +5,10 @@
 
 use super::drive::{self, Phases};
 use super::faults::{FaultKind, FaultRecord, Injector, Target};
-use super::follow::Followed;
+use super::follow::{Followed, followed_height};
 use super::plan::{self, Workload};
 use super::procfs::{self, ProcSample};
-use super::results::{NodeFigures, PerBlock};
+use super::results::{NodeFigures, NodePow, PerBlock};
 use super::scrape::{Scrape, Sent};
 use super::{Dirs, Settings};
 use crate::local::client::Client;
@@ -81,7 +81,7 @@ pub fn create_network(s: &Settings, dirs: &Dirs) -> anyhow::Result<Network> {
             accounts: s.scale.accounts,
             chain_id: super::CHAIN_ID.into(),
             quick: s.quick,
-            pow: None,
+            pow: s.pow.clone(),
         },
     )?;
     if let Some(behaviour) = s.fault.behaviour {
@@ -141,6 +141,11 @@ pub struct Measured {
     pub fault: Option<FaultRecord>,
     pub readings: Vec<Readings>,
     pub exits: Vec<Option<String>>,
+    /// Per node, why its consensus halted, if it did.
+    pub halted: Vec<Option<String>>,
+    /// Proof of work: nodes whose final chains differ from node 0's at
+    /// the highest height final on all of them, described.
+    pub disagreements: Vec<String>,
     pub pids: Vec<u32>,
     pub killed: Vec<usize>,
 }
@@ -158,7 +163,8 @@ pub async fn measure(
         .nodes
         .first()
         .ok_or_else(|| anyhow!("the network has no node"))?;
-    let start_height = client.status(observer).await?.height.unwrap_or(0);
+    let final_only = s.pow.is_some();
+    let start_height = followed_height(&client.status(observer).await?, final_only);
     let pids: Vec<u32> = nodes.procs.iter().map(|p| p.pid).collect();
     let origin = Instant::now();
     let phases = s.phases;
@@ -170,7 +176,7 @@ pub async fn measure(
         phases,
         followed: Followed {
             last: start_height,
-            final_only: false,
+            final_only,
         },
         origin,
     };
@@ -200,15 +206,81 @@ pub async fn measure(
     let (outcome, fault, readings) =
         tokio::join!(drive::run(run), injector.run(say), sampler.run());
     let exits = nodes.exits();
+    let halted = halted(client, net).await;
+    let disagreements = if s.pow.is_some() {
+        final_disagreements(client, net).await
+    } else {
+        Vec::new()
+    };
     let killed = nodes.stop();
     Ok(Measured {
         outcome,
         fault: (s.fault.kind != FaultKind::None).then_some(fault),
         readings,
         exits,
+        halted,
+        disagreements,
         pids,
         killed,
     })
+}
+
+/// Proof of work: the nodes (of those that answer) whose final block at
+/// the lowest of their finalized heights differs from the first
+/// answering node's. Final chains that differ mean k confirmations were
+/// not enough (after a partition, each half keeps its own final chain and
+/// never follows a branch forking below it).
+async fn final_disagreements(client: &Client, net: &Network) -> Vec<String> {
+    let asks = net.nodes.iter().map(|node| async move {
+        let status = tokio::time::timeout(SCRAPE_TIMEOUT, client.status(node))
+            .await
+            .ok()?
+            .ok()?;
+        Some((node, status.finalized_height?))
+    });
+    let finals: Vec<_> = futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let Some(common) = finals.iter().map(|(_, h)| *h).min() else {
+        return Vec::new();
+    };
+    let reads = finals.iter().map(|(node, _)| async move {
+        let block = tokio::time::timeout(SCRAPE_TIMEOUT, client.block(node, common))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
+        (node.index, block.map(|b| b.hash))
+    });
+    let hashes: Vec<(usize, Option<String>)> = futures::future::join_all(reads).await;
+    let mut known = hashes.iter().filter_map(|(i, h)| Some((*i, h.as_ref()?)));
+    let Some((first, reference)) = known.next() else {
+        return Vec::new();
+    };
+    known
+        .filter(|(_, h)| *h != reference)
+        .map(|(i, h)| {
+            format!(
+                "node {i}'s final block {common} is {h}, node {first}'s is {reference}: their \
+                 final chains differ"
+            )
+        })
+        .collect()
+}
+
+/// Why each node's consensus halted, if it did (`GET /status` before the
+/// nodes stop; a node that does not answer says nothing).
+async fn halted(client: &Client, net: &Network) -> Vec<Option<String>> {
+    let asks = net.nodes.iter().map(|node| async move {
+        tokio::time::timeout(SCRAPE_TIMEOUT, client.status(node))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|status| status.halted)
+    });
+    futures::future::join_all(asks).await
 }
 
 /// One reading of a node.
@@ -310,13 +382,20 @@ pub fn node_figures(
     index: usize,
     role: String,
     pid: u32,
-    exited: Option<String>,
+    (exited, halted): (Option<String>, Option<String>),
     r: &Readings,
 ) -> NodeFigures {
     let ticks = procfs::clock_ticks_per_second() as f64;
     let (a, b) = (r.first.scrape.as_ref(), r.last.scrape.as_ref());
     let delta = |f: fn(&Scrape) -> u64| Some(f(b?).saturating_sub(f(a?)));
     let finalized_blocks = delta(|s| s.finalized_height);
+    let pow_delta = |f: fn(&Scrape) -> Option<u64>| Some(f(b?)?.saturating_sub(f(a?)?));
+    let pow = b.and_then(|s| s.mined_blocks).map(|_| NodePow {
+        mined_blocks: pow_delta(|s| s.mined_blocks),
+        reorgs: pow_delta(|s| s.reorgs),
+        orphaned_blocks: pow_delta(|s| s.orphaned_blocks),
+        reorg_returned_txs: pow_delta(|s| s.reorg_returned_txs),
+    });
     let committed_txs = delta(|s| s.committed_txs);
     let view_changes = match (
         a.and_then(|s| s.view_changes),
@@ -377,6 +456,8 @@ pub fn node_figures(
             (Some(x), Some(y)) => Some(y.saturating_sub(x)),
             _ => None,
         },
+        halted,
+        pow,
     }
 }
 
@@ -415,7 +496,7 @@ mod tests {
             first: reading(1_000, 100, 10, 50),
             last: reading(11_000, 100 + 2 * procfs::clock_ticks_per_second(), 30, 250),
         };
-        let f = node_figures(2, "validator".into(), 7, None, &r);
+        let f = node_figures(2, "validator".into(), 7, (None, None), &r);
         assert_eq!(f.measured_s, Some(10.0));
         assert_eq!(f.finalized_blocks, Some(20));
         assert_eq!(f.committed_txs, Some(2_000));
@@ -425,12 +506,40 @@ mod tests {
         assert_eq!(f.sent.unwrap().messages_authored, 200);
         assert_eq!(f.sent_per_block.unwrap().messages_authored, 10.0);
         assert_eq!(f.peak_rss_bytes, Some(1 << 20));
+        assert_eq!(f.pow, None, "no proof-of-work counters on a BFT node");
+        // A miner's counters rise like the others.
+        let mut pow = r.clone();
+        for (reading, mined) in [(&mut pow.first, 3), (&mut pow.last, 10)] {
+            if let Some(s) = reading.scrape.as_mut() {
+                s.mined_blocks = Some(mined);
+                s.reorgs = Some(mined / 3);
+                s.orphaned_blocks = Some(mined / 2);
+                s.reorg_returned_txs = Some(mined * 4);
+            }
+        }
+        let f = node_figures(0, "miner".into(), 7, (None, Some("conflict".into())), &pow);
+        assert_eq!(
+            f.pow,
+            Some(NodePow {
+                mined_blocks: Some(7),
+                reorgs: Some(2),
+                orphaned_blocks: Some(4),
+                reorg_returned_txs: Some(28),
+            })
+        );
+        assert_eq!(f.halted.as_deref(), Some("conflict"));
         // A node that never answered has no figures but its process's.
         let silent = Readings {
             first: Reading::default(),
             last: Reading::default().updated(reading(5, 1, 1, 1)),
         };
-        let f = node_figures(3, "validator".into(), 8, Some("killed".into()), &silent);
+        let f = node_figures(
+            3,
+            "validator".into(),
+            8,
+            (Some("killed".into()), None),
+            &silent,
+        );
         assert_eq!((f.finalized_blocks, f.sent, f.cpu_s), (None, None, None));
         // A later reading without values keeps the earlier ones.
         let kept = reading(5, 1, 1, 1).updated(Reading::default());

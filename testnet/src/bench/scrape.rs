@@ -56,6 +56,13 @@ pub struct Scrape {
     pub evicted: u64,
     /// `phalanx_txs_regossiped_total`.
     pub regossiped: u64,
+    /// Proof of work (`None` from a node without the counter):
+    /// `phalanx_mined_blocks_total`, `phalanx_reorgs_total`,
+    /// `phalanx_orphaned_blocks_total`, `phalanx_reorg_returned_txs_total`.
+    pub mined_blocks: Option<u64>,
+    pub reorgs: Option<u64>,
+    pub orphaned_blocks: Option<u64>,
+    pub reorg_returned_txs: Option<u64>,
 }
 
 /// A sample line's name, labels and value.
@@ -110,6 +117,10 @@ impl Scrape {
                 "phalanx_view_changes_total" => s.view_changes = Some(v),
                 "phalanx_mempool_evicted_total" => s.evicted = v,
                 "phalanx_txs_regossiped_total" => s.regossiped = v,
+                "phalanx_mined_blocks_total" => s.mined_blocks = Some(v),
+                "phalanx_reorgs_total" => s.reorgs = Some(v),
+                "phalanx_orphaned_blocks_total" => s.orphaned_blocks = Some(v),
+                "phalanx_reorg_returned_txs_total" => s.reorg_returned_txs = Some(v),
                 "phalanx_dropped_total" => {
                     if let Some(reason) = label("reason") {
                         *s.dropped.entry(reason.to_owned()).or_default() += v;
@@ -166,6 +177,10 @@ phalanx_http_requests_total{route=\"/status\",status=\"200\"} 3
 phalanx_dropped_total{reason=\"outbound_full\"} 4
 phalanx_mempool_evicted_total 7
 phalanx_txs_regossiped_total 9
+phalanx_mined_blocks_total 12
+phalanx_reorgs_total 2
+phalanx_orphaned_blocks_total 3
+phalanx_reorg_returned_txs_total 40
 phalanx_commit_latency_seconds_bucket{le=\"0.005\"} 1
 garbage line
 # EOF
@@ -188,6 +203,16 @@ garbage line
         );
         assert_eq!(s.sent["transactions"].messages_authored, 500);
         assert_eq!(s.dropped["outbound_full"], 4);
+        assert_eq!(
+            (
+                s.mined_blocks,
+                s.reorgs,
+                s.orphaned_blocks,
+                s.reorg_returned_txs
+            ),
+            (Some(12), Some(2), Some(3), Some(40))
+        );
+        assert_eq!(Scrape::parse("phalanx_height 1").mined_blocks, None);
         assert_eq!((s.evicted, s.regossiped), (7, 9));
         assert_eq!(s.sent_total().messages_authored, 550);
         let later = Sent {

@@ -184,7 +184,7 @@ mod tests {
             .filter(|k| ![13, 14, 17, 20, 23].contains(*k))
             .map(|k| w.tx(*k).unwrap().hash())
             .collect();
-        book.finalize_block(&w, 1, &finals, 2_600);
+        book.finalize_block(&w, 1, &finals, 2_600, 0);
         let t = Tally::count(&book, &w, &phases);
         assert_eq!((t.warmup_offered, t.warmup_finalized), (10, 10));
         assert_eq!(t.offered, 20);

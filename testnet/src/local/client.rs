@@ -238,6 +238,17 @@ impl Client {
         self.get_optional(node, &format!("/blocks/{height}")).await
     }
 
+    /// The block with this hash on the node's chain, `None` if it is not
+    /// on it (a proof-of-work reorganization may have taken it off).
+    pub async fn block_by_hash(
+        &self,
+        node: &NodeInfo,
+        hash: &phalanx_chain::Hash,
+    ) -> anyhow::Result<Option<Block>> {
+        self.get_optional(node, &format!("/blocks/hash/{hash}"))
+            .await
+    }
+
     pub async fn account(&self, node: &NodeInfo, address: &str) -> anyhow::Result<Account> {
         self.get(node, &format!("/accounts/{address}")).await
     }

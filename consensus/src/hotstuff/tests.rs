@@ -124,7 +124,7 @@ impl Fixture {
         tc: Option<TimeoutCert>,
         ts: u64,
     ) -> SignedMessage {
-        let leader = self.committee.leader(View(view));
+        let leader = leader::leader(&self.committee, View(view), &parent.header);
         let key = &self.keys[usize::from(leader.0)];
         let block = empty_child(
             parent,
@@ -139,6 +139,7 @@ impl Fixture {
             Payload::Proposal(Box::new(Proposal {
                 block,
                 timeout_cert: tc,
+                parent_header: parent.header.clone(),
             })),
         )
     }
@@ -805,12 +806,13 @@ fn a_replica_that_missed_blocks_fetches_them_and_votes() {
         } => Some((*to, *hash)),
         _ => None,
     });
-    assert_eq!(asked, Some((ValidatorIndex(3), b2.hash())));
+    let b3_author = blocks[2].author;
+    assert_eq!(asked, Some((b3_author, b2.hash())));
     // Unasked-for blocks are ignored; the asked-for chain is accepted.
     let stranger = block_of(&chain(&f, &[1, 2, 4])[2]);
     let _ = r.handle(
         Input::Sync {
-            from: ValidatorIndex(3),
+            from: b3_author,
             message: SyncMessage::Response {
                 blocks: vec![stranger],
             },
@@ -823,16 +825,19 @@ fn a_replica_that_missed_blocks_fetches_them_and_votes() {
     };
     let effects = r.handle(
         Input::Sync {
-            from: ValidatorIndex(3),
+            from: b3_author,
             message: response,
         },
         32,
         &mut ledger,
     );
+    // The vote goes to the leader of view 4 on b3.
+    let b3 = block_of(&blocks[2]);
+    let next = leader::leader(&f.committee, View(4), &b3.header);
     assert_eq!(
         votes_sent(&effects),
         vec![(
-            ValidatorIndex(4),
+            next,
             Vote {
                 view: View(3),
                 block: block_of(&blocks[2]).hash()
@@ -887,7 +892,7 @@ fn a_missing_block_is_asked_for_again_from_the_others_in_turn() {
             .collect()
     };
     let effects = r.handle(f.verified(blocks[2].clone()), 30, &mut ledger);
-    assert_eq!(asked_for_b2(&effects), [ValidatorIndex(3)]);
+    assert_eq!(asked_for_b2(&effects), [blocks[2].author]);
     assert_eq!(r.view(), View(3));
     let mut asked = Vec::new();
     for (i, at) in [1_030, 2_030, 3_030].into_iter().enumerate() {
@@ -966,14 +971,22 @@ mod properties {
             let _ = r.handle(Input::Start { recovered: None }, 0, &mut ledger);
             let mut my_votes: BTreeMap<View, Hash> = BTreeMap::new();
             let (mut view, mut voted) = (r.view(), r.safety().last_voted_view);
+            // What the caller has made durable so far: a message may leave
+            // once a persist before it, in this input or an earlier one,
+            // covers it (a vote re-sent with a repeated timeout was
+            // persisted when it was first signed).
+            let mut last_persist: Option<SafetyData> = None;
             for (step, &index) in order.iter().enumerate() {
                 let input = pool[index].clone();
                 let effects = r.handle(input, step as u64 * 700, &mut ledger);
                 let mut persisted = r.safety().clone();
-                let mut last_persist: Option<SafetyData> = None;
+                let mut persisted_now = false;
                 for e in &effects {
                     match e {
-                        Effect::PersistSafety(s) => last_persist = Some(s.clone()),
+                        Effect::PersistSafety(s) => {
+                            last_persist = Some(s.clone());
+                            persisted_now = true;
+                        }
                         Effect::Send { message, .. } | Effect::Broadcast(message) if message.author == ValidatorIndex(0) => {
                             let durable = last_persist.as_ref();
                             match &message.payload {
@@ -989,8 +1002,8 @@ mod properties {
                         _ => {}
                     }
                 }
-                if let Some(s) = last_persist {
-                    persisted = s;
+                if let Some(s) = last_persist.as_ref().filter(|_| persisted_now) {
+                    persisted = s.clone();
                 }
                 prop_assert!(r.view() >= view, "view went back");
                 prop_assert!(r.safety().last_voted_view >= voted);

@@ -392,6 +392,33 @@ fn messages_from_outside_or_badly_signed_or_with_bad_certificates_are_refused() 
         verify_decoded(p, &f.committee),
         Err(MessageError::NotLeader { .. })
     ));
+    // A proposal whose parent header is not its parent's.
+    let blocks = chain(&f, &[1, 2, 3]);
+    let mut wrong_parent = blocks[2].clone();
+    if let Payload::Proposal(p) = &mut wrong_parent.payload {
+        p.parent_header = f.genesis.header.clone();
+    }
+    assert_eq!(
+        verify_decoded(wrong_parent, &f.committee),
+        Err(MessageError::MalformedBlock)
+    );
+    // Past the first views, the leader comes from the parent's QC: every
+    // other member is refused, the genesis round-robin leader included.
+    let b2 = block_of(&blocks[1]);
+    let leader_of_3 = leader::leader(&f.committee, View(3), &b2.header);
+    assert_eq!(blocks[2].author, leader_of_3);
+    for other in f.committee.members().filter(|v| *v != leader_of_3) {
+        let resigned = sign(
+            &f.committee,
+            &f.keys[usize::from(other.0)],
+            other,
+            blocks[2].payload.clone(),
+        );
+        assert!(matches!(
+            verify_decoded(resigned, &f.committee),
+            Err(MessageError::NotLeader { .. } | MessageError::MalformedBlock)
+        ));
+    }
     // Bytes: oversize and garbage.
     assert!(matches!(
         verify_message(&[0xff; 16], &f.committee),
@@ -1242,4 +1269,36 @@ fn a_committee_of_one_makes_progress_without_recursing() {
         effects = r.handle(Input::Timer(Timer::Propose(view)), step, &mut ledger);
     }
     assert!(commits >= 10, "{commits} commits");
+}
+
+/// `chain` has only validators 0, 1 and 2 sign QCs: validator 3 (down, or
+/// silent) leads none of views 1 to 30 (round-robin gives views 1 and 2
+/// to validators 1 and 2; the QCs give the rest), and a replica's vote
+/// for each block goes to the leader that block gives the next view.
+#[test]
+fn a_validator_in_no_qc_is_not_picked_and_votes_follow_the_rule() {
+    let f = fixture(4);
+    let views: Vec<u64> = (1..=30).collect();
+    let blocks = chain(&f, &views);
+    for p in &blocks {
+        assert_ne!(p.author, ValidatorIndex(3), "view {:?}", p.view());
+    }
+    // Replica 3 (as if back from a crash) leads none of these views, so it
+    // only votes.
+    let mut r = f.replica(3, Config::default());
+    let mut ledger = EmptyLedger::default();
+    let _ = r.handle(Input::Start { recovered: None }, 0, &mut ledger);
+    let mut checked = 0;
+    for (i, p) in blocks.iter().enumerate() {
+        let effects = r.handle(f.verified(p.clone()), i as u64, &mut ledger);
+        let b = block_of(p);
+        let next = leader::leader(&f.committee, p.view().next(), &b.header);
+        for (to, vote) in votes_sent(&effects) {
+            if vote.block == b.hash() {
+                assert_eq!(to, next, "view {:?}", p.view());
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 10, "only {checked} votes checked");
 }

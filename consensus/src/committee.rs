@@ -1,5 +1,6 @@
 //! The validator committee.
 
+use crate::hotstuff::LeaderRule;
 use crate::types::View;
 use phalanx_chain::{ChainId, Genesis, Hash, ValidatorIndex};
 use phalanx_crypto::PublicKey;
@@ -15,6 +16,9 @@ pub struct Committee {
     index: HashMap<PublicKey, ValidatorIndex>,
     /// Negative control only; see [`Committee::with_unsafe_quorum`].
     unsafe_quorum: Option<usize>,
+    /// How HotStuff picks leaders (PBFT's primary is always
+    /// [`Committee::leader`], round-robin).
+    leader_rule: LeaderRule,
 }
 
 /// Why a committee could not be formed.
@@ -52,6 +56,7 @@ impl Committee {
             validators,
             index,
             unsafe_quorum: None,
+            leader_rule: LeaderRule::default(),
         })
     }
 
@@ -99,12 +104,26 @@ impl Committee {
         self
     }
 
+    /// The committee with HotStuff leaders picked by `rule`. Every
+    /// validator of a chain must use the same rule: proposals from any
+    /// other leader are refused.
+    pub fn with_leader_rule(mut self, rule: LeaderRule) -> Committee {
+        self.leader_rule = rule;
+        self
+    }
+
+    /// How HotStuff picks leaders ([`crate::hotstuff::leader`]).
+    pub fn leader_rule(&self) -> LeaderRule {
+        self.leader_rule
+    }
+
     /// f + 1: at least one honest signer among them.
     pub fn validity_threshold(&self) -> usize {
         self.max_faulty() + 1
     }
 
-    /// Leaders rotate round-robin by view.
+    /// Leaders rotate round-robin by view: PBFT's primary, and HotStuff's
+    /// leader under [`LeaderRule::RoundRobin`] or after a broken chain.
     pub fn leader(&self, view: View) -> ValidatorIndex {
         let n = self.size() as u64;
         ValidatorIndex((view.0 % n) as u16)

@@ -82,6 +82,7 @@ impl Misbehaviour {
         let second = sign(Payload::Proposal(Box::new(Proposal {
             block,
             timeout_cert: proposal.timeout_cert.clone(),
+            parent_header: proposal.parent_header.clone(),
         })));
         self.twins.insert(first.view(), (first.clone(), second));
         Ok(())

@@ -7,6 +7,9 @@
 //! | vote     | `HS-VOTE`: view (u64 LE) ‖ block hash                      |
 //! | timeout  | `HS-TIMEOUT`: view (u64 LE) ‖ its high QC's view (u64 LE)  |
 //!
+//! A proposal also carries its parent's header, unsigned: the block's
+//! parent hash binds it, and the view's leader is computed from it.
+//!
 //! A quorum certificate (QC) is the ledger's [`BftCertificate`]: a view, a
 //! block hash and the vote signatures of at least n - f distinct validators.
 //! A timeout certificate (TC) gathers n - f timeout signatures for one view
@@ -17,9 +20,11 @@
 use crate::certificate::{CertError, check_signers, verify_signatures};
 use crate::committee::Committee;
 use crate::types::View;
-use phalanx_chain::block::MAX_BLOCK_BYTES;
+use phalanx_chain::block::{MAX_BLOCK_BYTES, MAX_HEADER_BYTES};
 use phalanx_chain::encoding::{self, DecodeError};
-use phalanx_chain::{BftCertificate, Block, Hash, Justification, MAX_VALIDATORS, ValidatorIndex};
+use phalanx_chain::{
+    BftCertificate, Block, BlockHeader, Hash, Justification, MAX_VALIDATORS, ValidatorIndex,
+};
 use phalanx_crypto::{Domain, Keypair, Signature, SigningBytes};
 use serde::{Deserialize, Serialize};
 
@@ -27,11 +32,15 @@ use serde::{Deserialize, Serialize};
 pub type QuorumCert = BftCertificate;
 
 /// A leader's block for a view, with the timeout certificate that let the
-/// view begin when the previous view produced no QC.
+/// view begin when the previous view produced no QC, and the header of the
+/// block's parent: who leads a view depends on it ([`super::leader`]), so
+/// that anyone can check the author from the proposal alone. The header is
+/// not signed; the block's parent hash binds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
     pub block: Block,
     pub timeout_cert: Option<TimeoutCert>,
+    pub parent_header: BlockHeader,
 }
 
 /// A vote for a block in a view, sent to the next view's leader.
@@ -84,8 +93,10 @@ pub struct SignedMessage {
     pub signature: Signature,
 }
 
-/// The largest encoded consensus message: a full block and a full TC.
-pub const MAX_MESSAGE_BYTES: usize = MAX_BLOCK_BYTES + 2 * MAX_VALIDATORS * 80 + 4096;
+/// The largest encoded consensus message: a full block, a full TC and a
+/// parent header.
+pub const MAX_MESSAGE_BYTES: usize =
+    MAX_BLOCK_BYTES + MAX_HEADER_BYTES + 2 * MAX_VALIDATORS * 80 + 4096;
 
 /// A message whose size, encoding, author, signature and embedded
 /// certificates have been checked against the committee. Only
@@ -123,7 +134,9 @@ pub enum MessageError {
         author: ValidatorIndex,
         leader: ValidatorIndex,
     },
-    #[error("proposal's block is not a BFT block whose parent certificate names its parent")]
+    #[error(
+        "proposal's block is not a BFT block whose parent certificate and parent header name its parent"
+    )]
     MalformedBlock,
     #[error("certificate for view {view}: {reason}")]
     BadCertificate { view: View, reason: CertError },
@@ -287,7 +300,10 @@ fn check_proposal(
         return Err(MessageError::MalformedBlock);
     };
     let view = View(*view);
-    let leader = committee.leader(view);
+    if p.parent_header.hash() != header.parent {
+        return Err(MessageError::MalformedBlock);
+    }
+    let leader = super::leader::leader(committee, view, &p.parent_header);
     if author != leader {
         return Err(MessageError::NotLeader {
             view,

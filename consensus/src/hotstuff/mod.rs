@@ -4,8 +4,18 @@
 //! # The protocol as implemented
 //!
 //! - **Views and leaders.** Views start at 1 (block 0, genesis, has view 0
-//!   and a genesis QC with no signatures). The leader of view `v` is
-//!   validator `v mod n`.
+//!   and a genesis QC with no signatures). Who leads view `v` is a
+//!   function of `v` and of the header of the block a proposal for `v`
+//!   extends ([`leader`]). Under the default rule, *reputation*, if that
+//!   parent was proposed in `v - 1`, the leader is one of the validators
+//!   that signed the QC inside the parent's header, other than the
+//!   parent's proposer, picked by `v`; after a broken chain (a proposal
+//!   on a TC) and in the first two views it is validator `v mod n`. A
+//!   crashed or silent validator is in no new QC, so it stops being
+//!   picked within two views instead of costing a view timeout every `n`
+//!   views. The *round-robin* rule (`v mod n` always) remains as
+//!   [`LeaderRule::RoundRobin`]. A proposal carries its parent's header,
+//!   so its author is checked from the proposal alone.
 //! - **Proposals.** The leader of `v` proposes a block whose header carries
 //!   `v` and a certificate over its parent: its highest QC (`high_qc`). A
 //!   proposal is *justified* if that QC is for view `v - 1`, or if it comes
@@ -17,7 +27,8 @@
 //!   [`crate::Ledger`] has validated the block against its parent's state,
 //!   and only if the **safety rule** holds: the block extends the locked
 //!   block, or its parent QC's view is higher than the locked QC's. Votes go
-//!   to the leader of `v + 1`. A replica still in `v` a quarter of a base
+//!   to the leader of `v + 1` on the voted block (the one that gathers its
+//!   QC and proposes on it). A replica still in `v` a quarter of a base
 //!   timeout later re-sends its vote to every validator (and again each
 //!   quarter), so a QC forms even when that leader is down. n - f votes for
 //!   one block in one view form a QC, wherever they are gathered; a QC for
@@ -91,17 +102,26 @@
 //!   have voted for the other.
 //! - Justified-view checks (QC or TC for `v - 1`) keep a Byzantine leader
 //!   from burning future views; they affect liveness only.
+//! - Leaders are not round-robin by default but chosen by reputation
+//!   (Carousel, Cohen et al., FC 2022; see [`leader`]). After a TC,
+//!   replicas holding the QC for `v - 1` and replicas holding only the TC
+//!   may expect different leaders for `v`, and both may propose. Safety
+//!   never rested on a unique leader: an honest replica signs at most one
+//!   vote per view (persisted before it leaves), so two blocks of one view
+//!   never both get n - f votes, and the lock and commit rules are those
+//!   of the paper. Equivocation evidence is therefore kept per author: two
+//!   proposals of one view by two authors prove nothing.
 //!
 //! # Layout
 //!
 //! [`Replica`] (`replica.rs`) is the core: it takes inputs, asks its
 //! components and emits effects. The components never call it back: the
 //! safety rules (`safety.rs`), the pacemaker (`pacemaker.rs`), the block
-//! tree and its three-chain walk (`block_tree.rs`), the vote collector
-//! (`votes.rs`), catch-up bookkeeping (`catch_up.rs`), the leader's
-//! pacing and building (`proposer.rs`), message intake and forwarding
-//! (`intake.rs`), and Byzantine behaviours for simulations
-//! (`byzantine.rs`). `messages.rs` holds the messages and their checks,
+//! tree and its three-chain walk (`block_tree.rs`), the leader rule
+//! (`leader.rs`), the vote collector (`votes.rs`), catch-up bookkeeping
+//! (`catch_up.rs`), the leader's pacing and building (`proposer.rs`),
+//! message intake and forwarding (`intake.rs`), and Byzantine behaviours
+//! for simulations (`byzantine.rs`). `messages.rs` holds the messages and their checks,
 //! `seam.rs` puts the replica on the protocol seam.
 
 mod block_tree;
@@ -110,6 +130,7 @@ mod catch_up;
 mod config;
 mod intake;
 mod io;
+pub mod leader;
 mod messages;
 mod pacemaker;
 mod proposer;
@@ -124,6 +145,7 @@ pub use crate::catchup::{MAX_SYNC_BLOCKS, MAX_SYNC_BYTES, SyncMessage, decode_sy
 pub use crate::certificate::CertError;
 pub use config::Config;
 pub use io::{Effect, Evidence, Input, Timer};
+pub use leader::{LeaderRule, UnknownLeaderRule};
 pub use messages::{
     MAX_MESSAGE_BYTES, MessageError, Payload, Proposal, QuorumCert, SignedMessage, Timeout,
     TimeoutCert, TimeoutSignature, Verified, Vote, block_view, genesis_qc, parent_cert, sign,

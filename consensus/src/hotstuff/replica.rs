@@ -22,6 +22,7 @@ use super::catch_up::CatchUp;
 use super::config::Config;
 use super::intake::{Admission, Intake, PAST_VIEWS_KEPT};
 use super::io::{Effect, Input, Timer};
+use super::leader::{self, LeaderRule};
 use super::messages::{
     Payload, Proposal, QuorumCert, SignedMessage, TimeoutCert, Verified, Vote, block_view,
     genesis_qc, parent_cert, sign,
@@ -180,9 +181,7 @@ impl Replica {
         self.votes.prune_below(keep_from);
         self.intake.prune_below(keep_from);
         self.catch_up.prune_below(keep_from);
-        if self.committee.leader(view) == self.me {
-            self.propose(ledger);
-        }
+        self.propose(ledger);
     }
 
     /// The view's timer: give up on the view (or, already given up, say so
@@ -223,11 +222,16 @@ impl Replica {
     }
 
     /// A QC, formed here or carried by a message: it may raise the highest
-    /// QC, and one for the current view or later ends that view.
+    /// QC, and one for the current view or later ends that view. A higher
+    /// QC from an earlier view may make this replica the current view's
+    /// leader (the leader depends on the block a proposal extends).
     fn process_qc(&mut self, qc: &QuorumCert, ledger: &mut dyn Ledger) {
+        let before = self.rules.high_qc().view;
         self.rules.observe_qc(qc);
         if let Some(next) = self.pacemaker.on_qc(View(qc.view)) {
             self.enter_view(next, ledger);
+        } else if self.rules.high_qc().view > before {
+            self.propose(ledger);
         }
     }
 
@@ -335,10 +339,12 @@ impl Replica {
             view,
             block: block.hash(),
         };
+        // The QC for this block is gathered by the leader of the view after.
+        let next_leader = leader::leader(&self.committee, view.next(), &block.header);
         let message = self.sign(Payload::Vote(vote));
         self.rules.voted(message.clone());
         self.persist();
-        self.send_vote(message.clone(), view);
+        self.send_vote(message.clone(), next_leader);
         let resend = self.pacemaker.vote_resend_timer(view, self.now);
         self.out.push(resend);
         let (committee, key, me) = (&self.committee, &self.key, self.me);
@@ -346,7 +352,7 @@ impl Replica {
             .byzantine
             .second_vote(vote, |p| sign(committee, key, me, p))
         {
-            self.send_vote(second, view);
+            self.send_vote(second, next_leader);
         }
         self.on_vote(message, vote, ledger);
     }
@@ -368,10 +374,10 @@ impl Replica {
         self.out.push(resend);
     }
 
-    /// Sends a vote of `view` to the leader of the next view, who gathers
-    /// the QC; nothing to send if that is us (our vote is counted here).
-    fn send_vote(&mut self, message: SignedMessage, view: View) {
-        let to = self.committee.leader(view.next());
+    /// Sends a vote to `to`, the leader of the next view if the voted block
+    /// is certified, who gathers the QC; nothing to send if that is us (our
+    /// vote is counted here).
+    fn send_vote(&mut self, message: SignedMessage, to: ValidatorIndex) {
         if to != self.me {
             self.out.push(Effect::Send { to, message });
         }
@@ -427,11 +433,37 @@ impl Replica {
 
     // ----- proposing -----
 
-    /// True if this replica leads the current view and has not proposed
-    /// in it.
+    /// True if this replica has not proposed in the current view and may
+    /// lead it: it leads it on the QC it would build on, or cannot tell
+    /// yet because it lacks that QC's block (which proposing fetches).
     fn may_propose(&self) -> bool {
         let view = self.pacemaker.view();
-        self.committee.leader(view) == self.me && self.rules.may_propose(view)
+        if !self.rules.may_propose(view) {
+            return false;
+        }
+        let parent_qc = self.parent_qc();
+        match self.tree.get(&parent_qc.block) {
+            Some(parent) => leader::leader(&self.committee, view, &parent.header) == self.me,
+            None => self.might_lead_without_parent(view, &parent_qc),
+        }
+    }
+
+    /// Whether this replica may lead `view` on `parent_qc` when its block
+    /// is not held: round-robin, and a reputation leader after a broken
+    /// chain, need no header; otherwise it cannot tell, and says yes.
+    fn might_lead_without_parent(&self, view: View, parent_qc: &QuorumCert) -> bool {
+        let consecutive = View(parent_qc.view).next() == view;
+        match self.committee.leader_rule() {
+            LeaderRule::Reputation if consecutive => true,
+            _ => self.committee.leader(view) == self.me,
+        }
+    }
+
+    /// The QC a proposal of this replica builds on: its highest (or
+    /// another, when misbehaving on purpose).
+    fn parent_qc(&self) -> QuorumCert {
+        self.byzantine
+            .parent_qc(self.rules.high_qc(), &self.tree, &self.committee)
     }
 
     /// Proposes now, or waits for a batch (see [`Proposer::pace`]).
@@ -477,16 +509,17 @@ impl Replica {
     /// not held is asked for from its proposer instead.
     fn propose_in_view(&mut self, ledger: &mut dyn Ledger) {
         let view = self.pacemaker.view();
-        let parent_qc = self
-            .byzantine
-            .parent_qc(self.rules.high_qc(), &self.tree, &self.committee);
+        let parent_qc = self.parent_qc();
         let Some(parent) = self.tree.get(&parent_qc.block).cloned() else {
             if self.tree.could_extend_root(&parent_qc) {
-                let proposer = self.committee.leader(View(parent_qc.view));
-                self.request(parent_qc.block, proposer);
+                let holder = self.holder_of(&parent_qc);
+                self.request(parent_qc.block, holder);
             }
             return;
         };
+        if leader::leader(&self.committee, view, &parent.header) != self.me {
+            return;
+        }
         let address = self.address();
         let built = proposer::build(
             view,
@@ -601,9 +634,18 @@ impl Replica {
             self.catch_up.forget_request(&parent);
             self.request(parent, from);
         }
-        if self.committee.leader(self.pacemaker.view()) == self.me {
-            self.propose(ledger);
-        }
+        self.propose(ledger);
+    }
+
+    /// A validator that holds the block `qc` certifies: its first signer
+    /// other than this replica (it voted for the block), or else the
+    /// view's round-robin leader.
+    fn holder_of(&self, qc: &QuorumCert) -> ValidatorIndex {
+        qc.signatures
+            .iter()
+            .map(|s| s.validator)
+            .find(|v| *v != self.me)
+            .unwrap_or_else(|| self.committee.leader(View(qc.view)))
     }
 
     /// Asks `from` for a block, unless it was asked for in this view.

@@ -124,7 +124,7 @@ impl Fixture {
         tc: Option<TimeoutCert>,
         ts: u64,
     ) -> SignedMessage {
-        let leader = self.committee.leader(View(view));
+        let leader = leader::leader(&self.committee, View(view), &parent.header);
         let key = &self.keys[usize::from(leader.0)];
         let block = empty_child(
             parent,
@@ -139,6 +139,7 @@ impl Fixture {
             Payload::Proposal(Box::new(Proposal {
                 block,
                 timeout_cert: tc,
+                parent_header: parent.header.clone(),
             })),
         )
     }
@@ -391,6 +392,33 @@ fn messages_from_outside_or_badly_signed_or_with_bad_certificates_are_refused() 
         verify_decoded(p, &f.committee),
         Err(MessageError::NotLeader { .. })
     ));
+    // A proposal whose parent header is not its parent's.
+    let blocks = chain(&f, &[1, 2, 3]);
+    let mut wrong_parent = blocks[2].clone();
+    if let Payload::Proposal(p) = &mut wrong_parent.payload {
+        p.parent_header = f.genesis.header.clone();
+    }
+    assert_eq!(
+        verify_decoded(wrong_parent, &f.committee),
+        Err(MessageError::MalformedBlock)
+    );
+    // Past the first views, the leader comes from the parent's QC: every
+    // other member is refused, the genesis round-robin leader included.
+    let b2 = block_of(&blocks[1]);
+    let leader_of_3 = leader::leader(&f.committee, View(3), &b2.header);
+    assert_eq!(blocks[2].author, leader_of_3);
+    for other in f.committee.members().filter(|v| *v != leader_of_3) {
+        let resigned = sign(
+            &f.committee,
+            &f.keys[usize::from(other.0)],
+            other,
+            blocks[2].payload.clone(),
+        );
+        assert!(matches!(
+            verify_decoded(resigned, &f.committee),
+            Err(MessageError::NotLeader { .. } | MessageError::MalformedBlock)
+        ));
+    }
     // Bytes: oversize and garbage.
     assert!(matches!(
         verify_message(&[0xff; 16], &f.committee),
@@ -805,12 +833,13 @@ fn a_replica_that_missed_blocks_fetches_them_and_votes() {
         } => Some((*to, *hash)),
         _ => None,
     });
-    assert_eq!(asked, Some((ValidatorIndex(3), b2.hash())));
+    let b3_author = blocks[2].author;
+    assert_eq!(asked, Some((b3_author, b2.hash())));
     // Unasked-for blocks are ignored; the asked-for chain is accepted.
     let stranger = block_of(&chain(&f, &[1, 2, 4])[2]);
     let _ = r.handle(
         Input::Sync {
-            from: ValidatorIndex(3),
+            from: b3_author,
             message: SyncMessage::Response {
                 blocks: vec![stranger],
             },
@@ -823,16 +852,19 @@ fn a_replica_that_missed_blocks_fetches_them_and_votes() {
     };
     let effects = r.handle(
         Input::Sync {
-            from: ValidatorIndex(3),
+            from: b3_author,
             message: response,
         },
         32,
         &mut ledger,
     );
+    // The vote goes to the leader of view 4 on b3.
+    let b3 = block_of(&blocks[2]);
+    let next = leader::leader(&f.committee, View(4), &b3.header);
     assert_eq!(
         votes_sent(&effects),
         vec![(
-            ValidatorIndex(4),
+            next,
             Vote {
                 view: View(3),
                 block: block_of(&blocks[2]).hash()
@@ -887,7 +919,7 @@ fn a_missing_block_is_asked_for_again_from_the_others_in_turn() {
             .collect()
     };
     let effects = r.handle(f.verified(blocks[2].clone()), 30, &mut ledger);
-    assert_eq!(asked_for_b2(&effects), [ValidatorIndex(3)]);
+    assert_eq!(asked_for_b2(&effects), [blocks[2].author]);
     assert_eq!(r.view(), View(3));
     let mut asked = Vec::new();
     for (i, at) in [1_030, 2_030, 3_030].into_iter().enumerate() {
@@ -966,14 +998,22 @@ mod properties {
             let _ = r.handle(Input::Start { recovered: None }, 0, &mut ledger);
             let mut my_votes: BTreeMap<View, Hash> = BTreeMap::new();
             let (mut view, mut voted) = (r.view(), r.safety().last_voted_view);
+            // What the caller has made durable so far: a message may leave
+            // once a persist before it, in this input or an earlier one,
+            // covers it (a vote re-sent with a repeated timeout was
+            // persisted when it was first signed).
+            let mut last_persist: Option<SafetyData> = None;
             for (step, &index) in order.iter().enumerate() {
                 let input = pool[index].clone();
                 let effects = r.handle(input, step as u64 * 700, &mut ledger);
                 let mut persisted = r.safety().clone();
-                let mut last_persist: Option<SafetyData> = None;
+                let mut persisted_now = false;
                 for e in &effects {
                     match e {
-                        Effect::PersistSafety(s) => last_persist = Some(s.clone()),
+                        Effect::PersistSafety(s) => {
+                            last_persist = Some(s.clone());
+                            persisted_now = true;
+                        }
                         Effect::Send { message, .. } | Effect::Broadcast(message) if message.author == ValidatorIndex(0) => {
                             let durable = last_persist.as_ref();
                             match &message.payload {
@@ -989,8 +1029,8 @@ mod properties {
                         _ => {}
                     }
                 }
-                if let Some(s) = last_persist {
-                    persisted = s;
+                if let Some(s) = last_persist.as_ref().filter(|_| persisted_now) {
+                    persisted = s.clone();
                 }
                 prop_assert!(r.view() >= view, "view went back");
                 prop_assert!(r.safety().last_voted_view >= voted);
@@ -1229,4 +1269,36 @@ fn a_committee_of_one_makes_progress_without_recursing() {
         effects = r.handle(Input::Timer(Timer::Propose(view)), step, &mut ledger);
     }
     assert!(commits >= 10, "{commits} commits");
+}
+
+/// `chain` has only validators 0, 1 and 2 sign QCs: validator 3 (down, or
+/// silent) leads none of views 1 to 30 (round-robin gives views 1 and 2
+/// to validators 1 and 2; the QCs give the rest), and a replica's vote
+/// for each block goes to the leader that block gives the next view.
+#[test]
+fn a_validator_in_no_qc_is_not_picked_and_votes_follow_the_rule() {
+    let f = fixture(4);
+    let views: Vec<u64> = (1..=30).collect();
+    let blocks = chain(&f, &views);
+    for p in &blocks {
+        assert_ne!(p.author, ValidatorIndex(3), "view {:?}", p.view());
+    }
+    // Replica 3 (as if back from a crash) leads none of these views, so it
+    // only votes.
+    let mut r = f.replica(3, Config::default());
+    let mut ledger = EmptyLedger::default();
+    let _ = r.handle(Input::Start { recovered: None }, 0, &mut ledger);
+    let mut checked = 0;
+    for (i, p) in blocks.iter().enumerate() {
+        let effects = r.handle(f.verified(p.clone()), i as u64, &mut ledger);
+        let b = block_of(p);
+        let next = leader::leader(&f.committee, p.view().next(), &b.header);
+        for (to, vote) in votes_sent(&effects) {
+            if vote.block == b.hash() {
+                assert_eq!(to, next, "view {:?}", p.view());
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 10, "only {checked} votes checked");
 }

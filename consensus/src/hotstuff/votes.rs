@@ -14,8 +14,10 @@ use std::collections::BTreeMap;
 pub(super) struct VoteCollector {
     /// n - f: votes that form a QC.
     quorum: usize,
-    /// Each view's first proposal, to catch equivocation.
-    proposals: BTreeMap<View, SignedMessage>,
+    /// Each author's first proposal in each view, to catch equivocation.
+    /// (Two authors may both propose validly in one view: one expecting
+    /// the leader a QC for the view before gives, one on a TC.)
+    proposals: BTreeMap<(View, ValidatorIndex), SignedMessage>,
     /// Each validator's first vote in each view, to catch double votes.
     first_votes: BTreeMap<(View, ValidatorIndex), SignedMessage>,
     /// The signers of each block in each view.
@@ -32,9 +34,9 @@ impl VoteCollector {
         }
     }
 
-    /// Checks a proposal for `view` against the first one seen in it (and
-    /// remembers it if it is the first). A different block is evidence
-    /// against the leader; the same block again is fine.
+    /// Checks a proposal for `view` against the first one its author made
+    /// in it (and remembers it if it is the first). A different block is
+    /// evidence against the author; the same block again is fine.
     pub fn check_proposal(
         &mut self,
         view: View,
@@ -43,7 +45,7 @@ impl VoteCollector {
         let Payload::Proposal(proposal) = &message.payload else {
             return Ok(());
         };
-        match self.proposals.get(&view) {
+        match self.proposals.get(&(view, message.author)) {
             Some(first) if proposal_hash(first) != Some(proposal.block.hash()) => {
                 Err(Box::new(Evidence::ConflictingProposals {
                     first: first.clone(),
@@ -52,7 +54,8 @@ impl VoteCollector {
             }
             Some(_) => Ok(()),
             None => {
-                self.proposals.insert(view, message.clone());
+                self.proposals
+                    .insert((view, message.author), message.clone());
                 Ok(())
             }
         }
@@ -99,7 +102,7 @@ impl VoteCollector {
 
     /// Forgets proposals and votes of views before `keep_from`.
     pub fn prune_below(&mut self, keep_from: View) {
-        self.proposals = self.proposals.split_off(&keep_from);
+        self.proposals = self.proposals.split_off(&(keep_from, ValidatorIndex(0)));
         self.first_votes = self.first_votes.split_off(&(keep_from, ValidatorIndex(0)));
         self.votes = self.votes.split_off(&(keep_from, Hash::ZERO));
     }

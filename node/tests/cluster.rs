@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use phalanx_chain::{Address, ConsensusKind, Nonce};
+use phalanx_node::net::Channel;
 use phalanx_node::net::memory::MemoryNet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -338,7 +339,8 @@ for_each_protocol!(no_consensus_message_leaves_before_the_writes_before_it_are_d
 /// network are wrapped to check exactly that while the chain commits
 /// transfers.
 async fn no_consensus_message_leaves_before_the_writes_before_it_are_durable(kind: ConsensusKind) {
-    use durability::{Journal, JournalGossip, JournalStore};
+    use durability::{Journal, JournalStore};
+    use tap::TapGossip;
     init_logs();
     let chain = test_chain_of(kind, 4, 4);
     let net = MemoryNet::new();
@@ -355,7 +357,21 @@ async fn no_consensus_message_leaves_before_the_writes_before_it_are_durable(kin
                 genesis: chain.genesis.clone(),
                 key: key.clone(),
                 store: Arc::new(JournalStore::new(Arc::clone(&journal))),
-                net: Arc::new(JournalGossip::new(gossip, Arc::clone(&journal))),
+                net: Arc::new({
+                    // Each consensus message is checked against the
+                    // journal as it leaves.
+                    let journal = Arc::clone(&journal);
+                    TapGossip::new(gossip, move |channel, broadcast| {
+                        if channel != Channel::Transactions {
+                            journal.sending(if broadcast {
+                                "a broadcast"
+                            } else {
+                                "a direct message"
+                            });
+                        }
+                        true
+                    })
+                }),
                 inbound,
                 api: Some(api),
             })
@@ -409,7 +425,8 @@ async fn no_consensus_message_leaves_before_the_writes_before_it_are_durable(kin
 /// after a wait gets it to the primary, and it commits everywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_whose_gossip_was_lost_is_gossiped_again_and_commits() {
-    use lossy::LoseFirstTxBatch;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tap::TapGossip;
     init_logs();
     let chain = test_chain_of(ConsensusKind::Pbft, 4, 4);
     let net = MemoryNet::new();
@@ -424,7 +441,18 @@ async fn a_transaction_whose_gossip_was_lost_is_gossiped_again_and_commits() {
                 genesis: chain.genesis.clone(),
                 key: key.clone(),
                 store: Arc::new(phalanx_chain::MemStore::new()),
-                net: Arc::new(LoseFirstTxBatch::new(gossip)),
+                net: Arc::new(if i == 1 {
+                    // Validator 1 loses the first transaction batch it
+                    // publishes.
+                    let lost = AtomicBool::new(false);
+                    TapGossip::new(gossip, move |channel, broadcast| {
+                        !(broadcast
+                            && channel == Channel::Transactions
+                            && !lost.swap(true, Ordering::SeqCst))
+                    })
+                } else {
+                    TapGossip::new(gossip, |_, _| true)
+                }),
                 inbound,
                 api: Some(api),
             })
@@ -461,39 +489,57 @@ async fn a_transaction_whose_gossip_was_lost_is_gossiped_again_and_commits() {
     }
 }
 
-mod lossy {
+/// The in-memory network with a tap on what leaves a node: the tap sees
+/// each outgoing message's channel and whether it is a broadcast, and
+/// may drop it.
+mod tap {
     use phalanx_crypto::PublicKey;
     use phalanx_node::net::memory::MemoryGossip;
     use phalanx_node::net::{Channel, Gossip, Misbehaviour, NetError, PeerInfo};
-    use std::sync::atomic::{AtomicBool, Ordering};
 
-    /// Loses the first batch of transactions this node publishes.
-    #[derive(Debug)]
-    pub struct LoseFirstTxBatch {
+    /// What the tap sees: the channel, and true for a broadcast. It
+    /// answers whether the message goes out.
+    type Tap = Box<dyn Fn(Channel, bool) -> bool + Send + Sync>;
+
+    pub struct TapGossip {
         inner: MemoryGossip,
-        lost: AtomicBool,
+        tap: Tap,
     }
 
-    impl LoseFirstTxBatch {
-        pub fn new(inner: MemoryGossip) -> Self {
-            LoseFirstTxBatch {
+    impl std::fmt::Debug for TapGossip {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("TapGossip")
+                .field("inner", &self.inner)
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl TapGossip {
+        pub fn new(
+            inner: MemoryGossip,
+            tap: impl Fn(Channel, bool) -> bool + Send + Sync + 'static,
+        ) -> TapGossip {
+            TapGossip {
                 inner,
-                lost: AtomicBool::new(false),
+                tap: Box::new(tap),
             }
         }
     }
 
-    impl Gossip for LoseFirstTxBatch {
+    impl Gossip for TapGossip {
         fn local_key(&self) -> PublicKey {
             self.inner.local_key()
         }
         fn publish(&self, channel: Channel, bytes: Vec<u8>) -> Result<(), NetError> {
-            if channel == Channel::Transactions && !self.lost.swap(true, Ordering::SeqCst) {
+            if !(self.tap)(channel, true) {
                 return Ok(());
             }
             self.inner.publish(channel, bytes)
         }
         fn send(&self, to: &PublicKey, channel: Channel, bytes: Vec<u8>) -> Result<(), NetError> {
+            if !(self.tap)(channel, false) {
+                return Ok(());
+            }
             self.inner.send(to, channel, bytes)
         }
         fn peers(&self) -> Vec<PeerInfo> {
@@ -513,9 +559,6 @@ mod durability {
         Account, Address, Block, Hash, Head, Height, MemStore, StateAccumulator, StateChanges,
         StateView, Store, StoreError, TxLocation, Undo,
     };
-    use phalanx_crypto::PublicKey;
-    use phalanx_node::net::memory::MemoryGossip;
-    use phalanx_node::net::{Channel, Gossip, Misbehaviour, NetError, PeerInfo};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
 
@@ -554,7 +597,7 @@ mod durability {
             }
         }
 
-        fn sending(&self, what: &str) {
+        pub fn sending(&self, what: &str) {
             let mut s = self.state.lock().unwrap();
             s.sent += 1;
             if s.unflushed > 0 {
@@ -657,47 +700,6 @@ mod durability {
         fn flush(&self) -> Result<(), StoreError> {
             self.journal.flushed();
             Ok(())
-        }
-    }
-
-    /// The in-memory network, checking each consensus message against the
-    /// journal as it leaves.
-    #[derive(Debug)]
-    pub struct JournalGossip {
-        inner: MemoryGossip,
-        journal: Arc<Journal>,
-    }
-
-    impl JournalGossip {
-        pub fn new(inner: MemoryGossip, journal: Arc<Journal>) -> JournalGossip {
-            JournalGossip { inner, journal }
-        }
-    }
-
-    impl Gossip for JournalGossip {
-        fn local_key(&self) -> PublicKey {
-            self.inner.local_key()
-        }
-        fn publish(&self, channel: Channel, bytes: Vec<u8>) -> Result<(), NetError> {
-            if channel != Channel::Transactions {
-                self.journal.sending("a broadcast");
-            }
-            self.inner.publish(channel, bytes)
-        }
-        fn send(&self, to: &PublicKey, channel: Channel, bytes: Vec<u8>) -> Result<(), NetError> {
-            if channel != Channel::Transactions {
-                self.journal.sending("a direct message");
-            }
-            self.inner.send(to, channel, bytes)
-        }
-        fn peers(&self) -> Vec<PeerInfo> {
-            self.inner.peers()
-        }
-        fn report(&self, peer: &PublicKey, why: Misbehaviour) {
-            self.inner.report(peer, why)
-        }
-        fn set_blocked(&self, peers: Vec<PublicKey>) {
-            self.inner.set_blocked(peers)
         }
     }
 }

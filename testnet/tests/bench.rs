@@ -21,13 +21,19 @@ use std::time::{Duration, Instant};
 /// `bench --consensus CONSENSUS --tps 50 --duration 3 --warmup 1` with
 /// `extra`, into `out`; returns stdout and results.json.
 fn run(consensus: &str, extra: &[&str], out: &Path) -> (String, Value) {
+    let load = ["--tps", "50", "--duration", "3", "--warmup", "1"];
+    run_with(consensus, &[&load, extra].concat(), out)
+}
+
+/// `bench --consensus CONSENSUS --validators 4 --quick` on free ports
+/// with `args`, into `out`; returns stdout and results.json.
+fn run_with(consensus: &str, args: &[&str], out: &Path) -> (String, Value) {
     binaries_built();
     let base = free_base(4).to_string();
     let output = testnet()
         .args(["bench", "--consensus", consensus, "--validators", "4"])
-        .args(["--tps", "50", "--duration", "3", "--warmup", "1", "--quick"])
-        .args(["--base-port", &base])
-        .args(extra)
+        .args(["--quick", "--base-port", &base])
+        .args(args)
         .arg("--out")
         .arg(out)
         .timeout(Duration::from_secs(180))
@@ -237,13 +243,11 @@ fn a_crashed_validator_is_recorded_and_finality_goes_on() {
 #[test]
 fn a_pow_run_measures_k_confirmations_stale_blocks_and_reorgs() {
     let _one = serial();
-    binaries_built();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let base = free_base(4).to_string();
-    let output = testnet()
-        .args(["bench", "--consensus", "pow", "--validators", "4"])
-        .args([
+    let (stdout, r) = run_with(
+        "pow",
+        &[
             "--tps",
             "20",
             "--duration",
@@ -252,28 +256,15 @@ fn a_pow_run_measures_k_confirmations_stale_blocks_and_reorgs() {
             "1",
             "--drain",
             "10",
-        ])
-        .args(["--block-interval", "500ms", "--confirmations", "2"])
-        .args([
+            "--block-interval",
+            "500ms",
+            "--confirmations",
+            "2",
             "--total-hashrate",
             "200000",
-            "--quick",
-            "--base-port",
-            &base,
-        ])
-        .arg("--out")
-        .arg(&out)
-        .timeout(Duration::from_secs(180))
-        .output()
-        .unwrap();
-    let stdout = text(&output.stdout);
-    assert!(
-        output.status.success(),
-        "bench failed:\n{stdout}\n{}",
-        text(&output.stderr)
+        ],
+        &out,
     );
-    let r: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(r["config"]["consensus"], "pow");
     let c = &r["config"]["pow"];
     assert_eq!(

@@ -340,7 +340,6 @@ for_each_protocol!(no_consensus_message_leaves_before_the_writes_before_it_are_d
 /// transfers.
 async fn no_consensus_message_leaves_before_the_writes_before_it_are_durable(kind: ConsensusKind) {
     use durability::{Journal, JournalStore};
-    use tap::TapGossip;
     init_logs();
     let chain = test_chain_of(kind, 4, 4);
     let net = MemoryNet::new();
@@ -348,36 +347,21 @@ async fn no_consensus_message_leaves_before_the_writes_before_it_are_durable(kin
     let mut journals = Vec::new();
     for i in 0..4 {
         let journal = Arc::new(Journal::default());
-        let key = &chain.validators[i];
-        let (gossip, inbound) = net.join(key.public(), 8_192);
-        let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        nodes.push(
-            phalanx_node::node::start(phalanx_node::node::Parts {
-                config: quick_config(),
-                genesis: chain.genesis.clone(),
-                key: key.clone(),
-                store: Arc::new(JournalStore::new(Arc::clone(&journal))),
-                net: Arc::new({
-                    // Each consensus message is checked against the
-                    // journal as it leaves.
-                    let journal = Arc::clone(&journal);
-                    TapGossip::new(gossip, move |channel, broadcast| {
-                        if channel != Channel::Transactions {
-                            journal.sending(if broadcast {
-                                "a broadcast"
-                            } else {
-                                "a direct message"
-                            });
-                        }
-                        true
-                    })
-                }),
-                inbound,
-                api: Some(api),
-            })
-            .await
-            .unwrap(),
-        );
+        let store = Arc::new(JournalStore::new(Arc::clone(&journal)));
+        // Each consensus message is checked against the journal as it
+        // leaves.
+        let tapped = Arc::clone(&journal);
+        let tap = move |channel, broadcast| {
+            if channel != Channel::Transactions {
+                tapped.sending(if broadcast {
+                    "a broadcast"
+                } else {
+                    "a direct message"
+                });
+            }
+            true
+        };
+        nodes.push(start_tapped(&chain, &net, i, store, tap).await);
         journals.push(journal);
     }
     let client = http();
@@ -426,39 +410,18 @@ async fn no_consensus_message_leaves_before_the_writes_before_it_are_durable(kin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_whose_gossip_was_lost_is_gossiped_again_and_commits() {
     use std::sync::atomic::{AtomicBool, Ordering};
-    use tap::TapGossip;
     init_logs();
     let chain = test_chain_of(ConsensusKind::Pbft, 4, 4);
     let net = MemoryNet::new();
     let mut nodes = Vec::new();
     for i in 0..4 {
-        let key = &chain.validators[i];
-        let (gossip, inbound) = net.join(key.public(), 8_192);
-        let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        nodes.push(
-            phalanx_node::node::start(phalanx_node::node::Parts {
-                config: quick_config(),
-                genesis: chain.genesis.clone(),
-                key: key.clone(),
-                store: Arc::new(phalanx_chain::MemStore::new()),
-                net: Arc::new(if i == 1 {
-                    // Validator 1 loses the first transaction batch it
-                    // publishes.
-                    let lost = AtomicBool::new(false);
-                    TapGossip::new(gossip, move |channel, broadcast| {
-                        !(broadcast
-                            && channel == Channel::Transactions
-                            && !lost.swap(true, Ordering::SeqCst))
-                    })
-                } else {
-                    TapGossip::new(gossip, |_, _| true)
-                }),
-                inbound,
-                api: Some(api),
-            })
-            .await
-            .unwrap(),
-        );
+        // Validator 1 loses the first transaction batch it publishes.
+        let lost = AtomicBool::new(i != 1);
+        let tap = move |channel, broadcast| {
+            !(broadcast && channel == Channel::Transactions && !lost.swap(true, Ordering::SeqCst))
+        };
+        let store = Arc::new(phalanx_chain::MemStore::new());
+        nodes.push(start_tapped(&chain, &net, i, store, tap).await);
     }
     // Validator 0 is the primary of view 0; validator 1 is a backup.
     let tx = transfer(&chain, 0, 1, 0);
@@ -487,6 +450,31 @@ async fn a_transaction_whose_gossip_was_lost_is_gossiped_again_and_commits() {
     for node in nodes {
         node.stop().await;
     }
+}
+
+/// Validator `i` on `net` over `store`, its outgoing messages through
+/// `tap` (see [`tap::TapGossip`]), with an HTTP API.
+async fn start_tapped(
+    chain: &TestChain,
+    net: &MemoryNet,
+    i: usize,
+    store: Arc<dyn phalanx_chain::Store>,
+    tap: impl Fn(Channel, bool) -> bool + Send + Sync + 'static,
+) -> phalanx_node::node::RunningNode {
+    let key = &chain.validators[i];
+    let (gossip, inbound) = net.join(key.public(), 8_192);
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    phalanx_node::node::start(phalanx_node::node::Parts {
+        config: quick_config(),
+        genesis: chain.genesis.clone(),
+        key: key.clone(),
+        store,
+        net: Arc::new(tap::TapGossip::new(gossip, tap)),
+        inbound,
+        api: Some(api),
+    })
+    .await
+    .unwrap()
 }
 
 /// The in-memory network with a tap on what leaves a node: the tap sees

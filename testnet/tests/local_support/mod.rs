@@ -17,6 +17,12 @@ pub fn serial() -> MutexGuard<'static, ()> {
 /// Builds `phalanx-node` (where `up` looks for it: next to
 /// `phalanx-testnet`) and `phalanx-wallet`: `cargo test -p phalanx-testnet`
 /// alone builds neither. Returns the directory that holds them.
+///
+/// The build asks for every test of the workspace, as `cargo test
+/// --workspace` does, so that dependencies resolve to the same features:
+/// inside the README's test command it then builds nothing. Asking for the
+/// two binaries alone would build libp2p, rustls and others a second time
+/// with other features (CI ran out of disk doing so).
 pub fn binaries_built() -> PathBuf {
     static BUILD: Once = Once::new();
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_phalanx-testnet"));
@@ -26,14 +32,7 @@ pub fn binaries_built() -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = std::process::Command::new(cargo);
         build
-            .args([
-                "build",
-                "-p",
-                "phalanx-node",
-                "-p",
-                "phalanx-wallet",
-                "--bins",
-            ])
+            .args(["build", "--workspace", "--bins", "--tests"])
             .env("CARGO_TARGET_DIR", target_dir)
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         if profile_dir.file_name().is_some_and(|n| n == "release") {

@@ -22,7 +22,11 @@ pub fn serial() -> MutexGuard<'static, ()> {
 /// --workspace` does, so that dependencies resolve to the same features:
 /// inside the README's test command it then builds nothing. Asking for the
 /// two binaries alone would build libp2p, rustls and others a second time
-/// with other features (CI ran out of disk doing so).
+/// with other features (CI ran out of disk doing so). It also runs
+/// without the variables cargo sets for a test process
+/// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...): build scripts that read one
+/// of them (ring's does) would see it changed and rebuild, with everything
+/// above them.
 pub fn binaries_built() -> PathBuf {
     static BUILD: Once = Once::new();
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_phalanx-testnet"));
@@ -35,6 +39,11 @@ pub fn binaries_built() -> PathBuf {
             .args(["build", "--workspace", "--bins", "--tests"])
             .env("CARGO_TARGET_DIR", target_dir)
             .current_dir(env!("CARGO_MANIFEST_DIR"));
+        for (name, _) in std::env::vars_os() {
+            if name.to_str().is_some_and(set_for_tests) {
+                build.env_remove(name);
+            }
+        }
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             build.arg("--release");
         }
@@ -48,6 +57,22 @@ pub fn binaries_built() -> PathBuf {
         assert!(profile_dir.join(binary).is_file(), "{binary} not built");
     }
     profile_dir
+}
+
+/// Whether cargo sets the variable `name` for the test process it runs
+/// (as opposed to the user's own settings, such as `CARGO_HOME` or
+/// `CARGO_INCREMENTAL`).
+fn set_for_tests(name: &str) -> bool {
+    const EXACT: [&str; 7] = [
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_CRATE_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+    ];
+    EXACT.contains(&name) || name.starts_with("CARGO_PKG_") || name.starts_with("CARGO_BIN_")
 }
 
 /// A base port P with P .. P + 2n free right now, below the ephemeral

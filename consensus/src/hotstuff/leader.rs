@@ -18,13 +18,7 @@
 //!   in its own blocks, keep one honest validator from ever leading.
 //! - Otherwise (the proposal is justified by a TC for `v - 1`), or if there
 //!   are no candidates (the genesis QC has no signers), the leader is
-//!   round-robin: validator `v mod n`. One exception: if `P` is from view
-//!   `v - 2`, the failed view `v - 1` was led by the reputation leader on
-//!   `P`; should that be `v mod n` too, view `v` goes to `(v + 1) mod n`,
-//!   so that a validator that wrecks its view does not lead the next one
-//!   as well (which plain round-robin never lets happen). In the
-//!   simulator, before this exception, a validator equivocating as leader
-//!   often failed two views in a row, the second with a doubled timeout.
+//!   round-robin: validator `v mod n`.
 //!
 //! A validator that crashed, stays silent or whose signatures do not
 //! verify is in no QC formed after it stopped, so within two views it is
@@ -139,7 +133,7 @@ fn reputation_leader(committee: &Committee, view: View, parent: &BlockHeader) ->
         Justification::ProofOfWork(_) => return committee.leader(view),
     };
     if parent_view.next() != view {
-        return after_a_broken_chain(committee, view, parent_view, parent);
+        return committee.leader(view);
     }
     let candidates = candidates(committee, parent);
     let count = candidates.len() as u64;
@@ -150,32 +144,6 @@ fn reputation_leader(committee: &Committee, view: View, parent: &BlockHeader) ->
         .ok()
         .and_then(|i| candidates.get(i).copied())
         .unwrap_or_else(|| committee.leader(view))
-}
-
-/// The leader of `view` on a parent from before `view - 1`: round-robin,
-/// except that the validator whose view has just failed does not lead the
-/// next one. When the parent is from `view - 2`, the failed view `view -
-/// 1` was led by the reputation leader on that same parent, whom
-/// round-robin could pick again (under plain round-robin the two are
-/// always different validators); the view then goes to the next in
-/// round-robin order. Further back, the views in between followed broken
-/// chains and were round-robin's.
-fn after_a_broken_chain(
-    committee: &Committee,
-    view: View,
-    parent_view: View,
-    parent: &BlockHeader,
-) -> ValidatorIndex {
-    let round_robin = committee.leader(view);
-    if parent_view.next().next() != view {
-        return round_robin;
-    }
-    let failed = reputation_leader(committee, parent_view.next(), parent);
-    if failed == round_robin {
-        committee.leader(view.next())
-    } else {
-        round_robin
-    }
 }
 
 /// SplitMix64's finalizer: a fixed bijection of u64 whose low bits depend
@@ -304,43 +272,14 @@ mod tests {
         assert_eq!(t.leader(1, &t.genesis), 1);
         let b1 = t.block(&t.genesis, 1, 1, 0, &[]);
         assert_eq!(t.leader(2, &b1), 2);
-        // A parent from more than two views back (the proposal rides on
-        // a TC).
+        // A parent from two views back (the proposal rides on a TC).
         let b2 = t.block(&b1, 2, 2, 1, &[0, 1, 2]);
-        for view in 5..12 {
+        for view in 4..12 {
             assert_eq!(t.leader(view, &b2), (view % 4) as usize, "view {view}");
         }
         // A QC whose only signer is the parent's proposer: no candidate.
         let lonely = t.block(&b1, 2, 3, 1, &[3]);
         assert_eq!(t.leader(3, &lonely), 3);
-    }
-
-    #[test]
-    fn the_leader_of_a_failed_view_does_not_lead_the_next() {
-        let t = net(4);
-        let b1 = t.block(&t.genesis, 1, 1, 0, &[]);
-        let mut skipped = 0;
-        for view in 3..200u64 {
-            // A parent from view - 1 whose QC all signed: the reputation
-            // leader of `view`; if `view` fails, `view + 1` rides on a TC
-            // with the same parent.
-            let parent = t.block(&b1, view - 1, 2, 1, &[0, 1, 2, 3]);
-            let failed = t.leader(view, &parent);
-            let next = t.leader(view + 1, &parent);
-            assert_ne!(next, failed, "view {view}");
-            let round_robin = ((view + 1) % 4) as usize;
-            if failed == round_robin {
-                skipped += 1;
-                assert_eq!(next, ((view + 2) % 4) as usize, "view {view}");
-            } else {
-                assert_eq!(next, round_robin, "view {view}");
-            }
-        }
-        assert!(skipped > 0);
-        // Plain round-robin needs no exception.
-        let rr = t.committee.clone().with_leader_rule(LeaderRule::RoundRobin);
-        let parent = t.block(&b1, 5, 2, 1, &[0, 1, 2, 3]);
-        assert_eq!(leader(&rr, View(7), &parent.header), rr.leader(View(7)));
     }
 
     #[test]

@@ -449,13 +449,12 @@ impl Replica {
     }
 
     /// Whether this replica may lead `view` on `parent_qc` when its block
-    /// is not held: round-robin, and a reputation leader more than two
-    /// views after its parent, need no header; otherwise it cannot tell,
-    /// and says yes.
+    /// is not held: round-robin, and a reputation leader after a broken
+    /// chain, need no header; otherwise it cannot tell, and says yes.
     fn might_lead_without_parent(&self, view: View, parent_qc: &QuorumCert) -> bool {
-        let near = view.0.saturating_sub(parent_qc.view) <= 2;
+        let consecutive = View(parent_qc.view).next() == view;
         match self.committee.leader_rule() {
-            LeaderRule::Reputation if near => true,
+            LeaderRule::Reputation if consecutive => true,
             _ => self.committee.leader(view) == self.me,
         }
     }

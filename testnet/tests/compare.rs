@@ -182,7 +182,7 @@ fn check_charts(out: &Path) -> Vec<String> {
         texts(&root, &mut all);
         for label in [&chart.title, &chart.x_label, &chart.y_label] {
             assert!(
-                all.iter().any(|t| t == label),
+                all.iter().any(|t| t.trim() == label.as_str()),
                 "{}: no text {label:?} in {all:?}",
                 chart.name
             );

@@ -107,7 +107,7 @@ pub struct FaultRecord {
     /// The nodes it struck.
     pub nodes: Vec<usize>,
     /// A partition's groups.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<Vec<usize>>,
     /// A Byzantine node's behaviour.
     pub behaviour: Option<String>,

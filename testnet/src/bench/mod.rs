@@ -330,16 +330,7 @@ impl Dirs {
         let stamp = now_ms() / 1_000;
         let dirs = match &a.out {
             Some(out) => {
-                let out = net::absolute(out)?;
-                let used = std::fs::read_dir(&out).is_ok_and(|mut d| d.next().is_some());
-                ensure!(
-                    !used,
-                    "--out {}: the directory is not empty; give a new or empty one",
-                    out.display()
-                );
-                if out.exists() && !out.is_dir() {
-                    bail!("--out {}: not a directory", out.display());
-                }
+                let out = unused_dir(out)?;
                 Dirs {
                     network: out.join("network"),
                     out,
@@ -377,6 +368,21 @@ impl Dirs {
             }
         }
     }
+}
+
+/// `--out`, absolute, checked to be a new or empty directory (not made).
+pub fn unused_dir(out: &Path) -> anyhow::Result<PathBuf> {
+    let out = net::absolute(out)?;
+    if out.exists() && !out.is_dir() {
+        bail!("--out {}: not a directory", out.display());
+    }
+    let used = std::fs::read_dir(&out).is_ok_and(|mut d| d.next().is_some());
+    ensure!(
+        !used,
+        "--out {}: the directory is not empty; give a new or empty one",
+        out.display()
+    );
+    Ok(out)
 }
 
 impl Drop for Dirs {

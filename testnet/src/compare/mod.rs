@@ -31,7 +31,6 @@ pub mod tables;
 
 use crate::bench::faults::FaultKind;
 use crate::bench::{self, DEFAULT_POW_BLOCK_INTERVAL_MS, DEFAULT_POW_CONFIRMATIONS};
-use crate::local::net;
 use crate::local::state::now_ms;
 use anyhow::{Context, bail, ensure};
 use model::{Comparison, Settings};
@@ -205,7 +204,9 @@ pub fn compare(args: &CompareArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         let dir = args.out.clone().unwrap_or_else(|| from.clone());
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         if dir != *from {
-            save(&dir, &comparison)?;
+            let (src, dst) = (from.join("results.json"), dir.join("results.json"));
+            std::fs::copy(&src, &dst)
+                .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
         }
         render_into(&dir, &comparison)?;
         writeln!(out, "report: {}", dir.join("report.html").display())?;
@@ -267,6 +268,10 @@ pub fn compare(args: &CompareArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     comparison.wall_s = started.elapsed().as_secs_f64();
     save(&dir, &comparison)?;
+    // Rendered from results.json as read back, as --from renders it: the
+    // same bytes either way (a float read back may differ in its last
+    // bit from the one written).
+    let comparison = read(&dir)?;
     render_into(&dir, &comparison)?;
     let failed = comparison.runs.iter().filter(|r| r.error.is_some()).count();
     writeln!(
@@ -284,16 +289,7 @@ pub fn compare(args: &CompareArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 
 /// `--out`: a new or empty directory, made.
 fn new_dir(dir: &Path) -> anyhow::Result<PathBuf> {
-    let dir = net::absolute(dir)?;
-    if dir.exists() && !dir.is_dir() {
-        bail!("--out {}: not a directory", dir.display());
-    }
-    let used = std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
-    ensure!(
-        !used,
-        "--out {}: the directory is not empty; give a new or empty one",
-        dir.display()
-    );
+    let dir = bench::unused_dir(dir)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
 }

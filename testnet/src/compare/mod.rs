@@ -264,7 +264,12 @@ pub fn compare(args: &CompareArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         }
     };
     if !args.no_sim {
-        comparison.sim = Some(runner::run_sims(args)?);
+        comparison.sim = Some(runner::run_sims(args).with_context(|| {
+            format!(
+                "the simulator sweeps; the runs' results are in {} (compare --from renders them)",
+                dir.join("results.json").display()
+            )
+        })?);
     }
     comparison.wall_s = started.elapsed().as_secs_f64();
     save(&dir, &comparison)?;

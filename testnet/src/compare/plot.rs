@@ -40,6 +40,18 @@ pub struct Chart {
     pub svg: String,
 }
 
+impl Chart {
+    fn new(name: &str, title: &str, (x, y): (&Axis, &Axis), svg: String) -> Chart {
+        Chart {
+            name: name.to_owned(),
+            title: title.to_owned(),
+            x_label: x.label.clone(),
+            y_label: y.label.clone(),
+            svg: titled(svg, title),
+        }
+    }
+}
+
 /// An axis: its label (with the unit) and whether it is logarithmic.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Axis {
@@ -74,10 +86,18 @@ impl Axis {
         }
     }
 
-    /// A drawn value's label.
+    /// A drawn value's label; on a log axis only 1, 2 and 5 times a
+    /// power of ten are labelled (its ticks fall anywhere).
     fn label_of(&self, v: f64) -> String {
-        let value = if self.log { 10f64.powf(v) } else { v };
-        number(value)
+        if !self.log {
+            return number(v);
+        }
+        let value = 10f64.powf(v);
+        let decade = 10f64.powf(v.floor());
+        let nice = [1.0, 2.0, 5.0, 10.0]
+            .iter()
+            .any(|m| ((value / decade) / m - 1.0).abs() < 0.03);
+        if nice { number(value) } else { String::new() }
     }
 
     /// The range drawn for `values` (plot space), padded.
@@ -89,7 +109,8 @@ impl Axis {
             return 0.0..1.0;
         }
         if self.log {
-            return lo.floor()..(hi.ceil().max(lo.floor() + 1.0));
+            let pad = ((hi - lo) * 0.06).max(0.1);
+            return (lo - pad)..(hi + pad);
         }
         if from_zero {
             lo = lo.min(0.0);
@@ -215,6 +236,8 @@ pub fn bars(
         root.fill(&WHITE).map_err(drawing)?;
         let values = series.iter().flat_map(|(_, v)| v.iter().flatten().copied());
         let y_range = y.range(values, true);
+        // Room above the bars for the legend.
+        let y_range = y_range.start..(y_range.end + (y_range.end - y_range.start) * 0.2);
         let k = categories.len().max(1);
         let mut chart = ChartBuilder::on(&root)
             .caption(title, (FONT, 20))
@@ -260,27 +283,53 @@ pub fn bars(
                     Rectangle::new([(px, py - 5), (px + 12, py + 5)], c.filled())
                 });
         }
-        legend(&mut chart)?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         root.present().map_err(drawing)?;
     }
-    Ok(Chart {
-        name: name.to_owned(),
-        title: title.to_owned(),
-        x_label: x.label.clone(),
-        y_label: y.label.clone(),
-        svg: titled(svg, title),
-    })
+    Ok(Chart::new(name, title, (x, y), svg))
+}
+
+/// The corner of the plot with the fewest points near it, for the legend
+/// (in plot space: `x` and `y` the ranges drawn).
+fn emptiest_corner(
+    points: &[(f64, f64)],
+    x: &std::ops::Range<f64>,
+    y: &std::ops::Range<f64>,
+) -> SeriesLabelPosition {
+    let share =
+        |v: f64, r: &std::ops::Range<f64>| (v - r.start) / (r.end - r.start).max(f64::EPSILON);
+    let corners = [
+        (SeriesLabelPosition::UpperRight, true, true),
+        (SeriesLabelPosition::UpperLeft, false, true),
+        (SeriesLabelPosition::LowerRight, true, false),
+        (SeriesLabelPosition::LowerLeft, false, false),
+    ];
+    let count = |right: bool, upper: bool| {
+        points
+            .iter()
+            .filter(|(px, py)| {
+                let (sx, sy) = (share(*px, x), share(*py, y));
+                (if right { sx > 0.55 } else { sx < 0.45 })
+                    && (if upper { sy > 0.5 } else { sy < 0.5 })
+            })
+            .count()
+    };
+    corners
+        .into_iter()
+        .min_by_key(|(_, right, upper)| count(*right, *upper))
+        .map_or(SeriesLabelPosition::UpperRight, |(at, ..)| at)
 }
 
 fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,
+    at: SeriesLabelPosition,
 ) -> anyhow::Result<()>
 where
     DB::ErrorType: 'static,
 {
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(at)
         .label_font((FONT, 12))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.5))
@@ -327,7 +376,7 @@ pub fn lines(
             .margin(12)
             .x_label_area_size(48)
             .y_label_area_size(72)
-            .build_cartesian_2d(x_range, y_range.clone())
+            .build_cartesian_2d(x_range.clone(), y_range.clone())
             .map_err(drawing)?;
         let x_format = |v: &f64| x.label_of(*v);
         let y_format = |v: &f64| y.label_of(*v);
@@ -339,10 +388,10 @@ pub fn lines(
             .label_style((FONT, 13))
             .axis_desc_style((FONT, 14));
         if x.log {
-            mesh.x_labels(8);
+            mesh.x_labels(20);
         }
         if y.log {
-            mesh.y_labels(8);
+            mesh.y_labels(20);
         }
         mesh.draw().map_err(drawing)?;
         for (s, points) in &plotted {
@@ -363,16 +412,14 @@ pub fn lines(
                 .label(m.name.as_str())
                 .legend(move |(px, py)| PathElement::new([(px, py), (px + 14, py)], style));
         }
-        legend(&mut chart)?;
+        let every: Vec<(f64, f64)> = plotted
+            .iter()
+            .flat_map(|(_, p)| p.iter().copied())
+            .collect();
+        legend(&mut chart, emptiest_corner(&every, &x_range, &y_range))?;
         root.present().map_err(drawing)?;
     }
-    Ok(Chart {
-        name: name.to_owned(),
-        title: title.to_owned(),
-        x_label: x.label.clone(),
-        y_label: y.label.clone(),
-        svg: titled(svg, title),
-    })
+    Ok(Chart::new(name, title, (x, y), svg))
 }
 
 type Area<'a, 'b> = ChartContext<
@@ -439,9 +486,21 @@ mod tests {
         assert_eq!(a.to_plot(100.0), Some(2.0));
         assert_eq!(a.to_plot(0.0), None);
         assert_eq!(a.label_of(3.0), "1000");
+        assert_eq!(a.label_of(2.0_f64.log10()), "2");
+        assert_eq!(a.label_of(0.2), "");
         assert_eq!(Axis::linear("x").to_plot(-1.0), Some(-1.0));
-        assert_eq!(a.range([0.5, 2.3].into_iter(), false), 0.0..3.0);
+        let r = a.range([0.5, 2.5].into_iter(), false);
+        assert!(
+            (r.start - 0.38).abs() < 1e-9 && (r.end - 2.62).abs() < 1e-9,
+            "{r:?}"
+        );
         assert_eq!(a.range(std::iter::empty(), false), 0.0..1.0);
+        let (x, y) = (0.0..1.0, 0.0..1.0);
+        let crowded_top = [(0.1, 0.9), (0.9, 0.9), (0.9, 0.1)];
+        assert!(matches!(
+            emptiest_corner(&crowded_top, &x, &y),
+            SeriesLabelPosition::LowerLeft
+        ));
     }
 
     #[test]

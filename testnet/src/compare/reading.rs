@@ -78,12 +78,14 @@ impl Facts {
         }
     }
 
+    /// The figures of a matrix run that went well (a failed run, or one
+    /// whose fault was not injected, says nothing about its fault).
     fn matrix(&self, protocol: &str, fault: &str) -> Option<&Key> {
-        self.runs
+        let run = self
+            .runs
             .iter()
-            .find(|r| r.group == Group::Matrix && r.protocol == protocol && r.fault == fault)?
-            .key
-            .as_ref()
+            .find(|r| r.group == Group::Matrix && r.protocol == protocol && r.fault == fault)?;
+        run.error.is_none().then_some(run.key.as_ref())?
     }
 
     /// Each protocol's figure in the matrix run under `fault`, largest
@@ -176,7 +178,24 @@ fn throughput(f: &Facts) -> Option<String> {
             list(&figures)
         ));
     }
+    if ranked.iter().all(|(_, v)| *v >= 0.95 * f.tps) {
+        return Some(format!(
+            "Throughput, no fault: every protocol kept up with the offered {} tx/s (finalized \
+             tx/s: {}; above the offered rate when warmup transactions became final in the \
+             window), so this load names no winner: see the saturation sweep.",
+            number(f.tps),
+            list(&figures)
+        ));
+    }
     let (second, next) = *ranked.get(1)?;
+    if top <= next * 1.05 {
+        return Some(format!(
+            "Throughput, no fault: {best} and {second} finalized about as much ({top:.0} and \
+             {next:.0} tx/s of {} offered; all: {}).",
+            number(f.tps),
+            list(&figures)
+        ));
+    }
     Some(format!(
         "Throughput, no fault: {best} finalized the most, {top:.0} tx/s of {} offered, {} \
          {second}'s {next:.0} (all: {}).",
@@ -241,15 +260,21 @@ fn under_fault(f: &Facts, fault: &str) -> Option<String> {
         .iter()
         .map(|(p, share, tps)| format!("{p} {:.0} % ({tps:.0} tx/s)", share * 100.0))
         .collect();
-    let (best, ..) = kept.first()?;
+    let (best, top, _) = *kept.first()?;
+    let lead = match kept.get(1) {
+        Some((second, share, _)) if top - share < 0.05 => {
+            format!("{best} and {second} held up about equally")
+        }
+        _ => format!("{best} held up best"),
+    };
     let p99: Vec<String> = f
         .ranked(fault, |k| k.p99_ms, true)
         .iter()
         .map(|(p, v)| format!("{p} {v:.0} ms"))
         .collect();
     Some(format!(
-        "Under {fault}, {best} held up best: the share of its fault-free throughput each kept \
-         was {}; p99 latency {}.",
+        "Under {fault}, {lead}: the share of its fault-free throughput each kept was {}; p99 \
+         latency {}.",
         list(&parts),
         list(&p99)
     ))
@@ -267,6 +292,12 @@ fn partition(f: &Facts) -> Vec<String> {
         else {
             continue;
         };
+        if let Some(e) = &run.error {
+            out.push(format!(
+                "Partition, {p}: nothing to read, the run failed: {e}."
+            ));
+            continue;
+        }
         let Some(k) = &run.key else { continue };
         let span = run
             .fault_s
@@ -523,8 +554,8 @@ mod tests {
         failed.key = None;
         failed.error = Some("no transaction of the window became final".to_owned());
         let f = facts(vec![
-            fact("pbft", "none", 499.0, 200.0),
-            fact("hotstuff", "none", 497.0, 300.0),
+            fact("pbft", "none", 440.0, 200.0),
+            fact("hotstuff", "none", 437.0, 300.0),
             failed,
         ]);
         let all = reading(&f).join("\n");
@@ -533,6 +564,21 @@ mod tests {
         assert!(all.contains("1 run(s) failed"), "{all}");
         assert!(
             all.contains("no transaction of the window became final"),
+            "{all}"
+        );
+        let f = facts(vec![
+            fact("pbft", "none", 501.0, 200.0),
+            fact("hotstuff", "none", 551.0, 300.0),
+            fact("pbft", "crash-1", 500.0, 200.0),
+            fact("hotstuff", "crash-1", 540.0, 300.0),
+        ]);
+        let all = reading(&f).join("\n");
+        assert!(
+            all.contains("every protocol kept up with the offered 500 tx/s"),
+            "{all}"
+        );
+        assert!(
+            all.contains("pbft and hotstuff held up about equally"),
             "{all}"
         );
     }

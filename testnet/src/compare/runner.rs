@@ -26,45 +26,44 @@ pub struct Item {
     pub duration_s: u64,
 }
 
+/// A group's faults, offered rates, validator counts and window (s).
+type GroupPlan<'a> = (Group, &'a [FaultKind], &'a [f64], &'a [usize], u64);
+
 /// Every run the arguments ask for, in the order they go: the matrix
 /// (protocol by protocol, each through every fault), the saturation
 /// sweep, the scalability runs.
 pub fn plan(a: &CompareArgs, s: &Settings) -> Vec<Item> {
+    let none = [FaultKind::None];
+    let at_tps = [s.tps];
+    let at_n = [a.validators];
+    let groups: [GroupPlan<'_>; 3] = [
+        (Group::Matrix, &a.faults, &at_tps, &at_n, s.duration_s),
+        (Group::Load, &none, &s.sweep_tps, &at_n, s.sweep_duration_s),
+        (
+            Group::Scale,
+            &none,
+            &at_tps,
+            &s.sweep_validators,
+            s.duration_s,
+        ),
+    ];
     let mut items = Vec::new();
-    for consensus in &a.consensus {
-        for fault in &a.faults {
-            items.push(Item {
-                group: Group::Matrix,
-                consensus: *consensus,
-                fault: *fault,
-                validators: a.validators,
-                tps: s.tps,
-                duration_s: s.duration_s,
-            });
-        }
-    }
-    for consensus in &a.consensus {
-        for tps in &s.sweep_tps {
-            items.push(Item {
-                group: Group::Load,
-                consensus: *consensus,
-                fault: FaultKind::None,
-                validators: a.validators,
-                tps: *tps,
-                duration_s: s.sweep_duration_s,
-            });
-        }
-    }
-    for consensus in &a.consensus {
-        for n in &s.sweep_validators {
-            items.push(Item {
-                group: Group::Scale,
-                consensus: *consensus,
-                fault: FaultKind::None,
-                validators: *n,
-                tps: s.tps,
-                duration_s: s.duration_s,
-            });
+    for (group, faults, rates, sizes, duration_s) in groups {
+        for consensus in &a.consensus {
+            for fault in faults {
+                for tps in rates {
+                    for validators in sizes {
+                        items.push(Item {
+                            group,
+                            consensus: *consensus,
+                            fault: *fault,
+                            validators: *validators,
+                            tps: *tps,
+                            duration_s,
+                        });
+                    }
+                }
+            }
         }
     }
     items
@@ -151,14 +150,14 @@ pub fn run_all(
         progress.starting(i, item, &runs);
         let run = progress.during(|| run_one(item, a, s));
         let Ok(run) = run else {
-            progress.done();
+            progress.done(runs.len());
             return Err((runs, bench::Interrupted));
         };
         progress.finished(i, &run);
         runs.push(run);
         save(&runs);
     }
-    progress.done();
+    progress.done(runs.len());
     Ok(runs)
 }
 
@@ -170,7 +169,12 @@ pub fn run_one(item: &Item, a: &CompareArgs, s: &Settings) -> Result<Run, bench:
     let started = Instant::now();
     let (results, error) = match bench::execute(&args, command.clone()) {
         Ok((results, _dirs)) => {
-            let error = bench::verdict(&results).err().map(|e| format!("{e:#}"));
+            let fault = results.fault.as_ref().and_then(|f| f.error.clone());
+            let error = match (bench::verdict(&results), fault) {
+                (Err(e), _) => Some(format!("{e:#}")),
+                (Ok(()), Some(e)) => Some(format!("the fault was not injected or undone: {e}")),
+                (Ok(()), None) => None,
+            };
             (Some(results), error)
         }
         Err(e) if e.is::<bench::Interrupted>() => return Err(bench::Interrupted),
@@ -300,13 +304,13 @@ impl Progress {
         }
     }
 
-    fn done(&self) {
+    fn done(&self, ran: usize) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
         if !self.planned_s.is_empty() {
             eprintln!(
-                "compare: {} runs in {}",
+                "compare: {ran} of {} runs in {}",
                 self.planned_s.len(),
                 minutes(self.started.elapsed().as_secs_f64())
             );
@@ -333,7 +337,20 @@ pub fn run_sims(a: &CompareArgs) -> anyhow::Result<super::model::SimSweeps> {
         a.sim_seeds,
         sims::STALE_INTERVALS_MS.len()
     );
-    let sweeps = sims::sweep(&a.sim_validators, a.sim_seeds, a.sim_duration)?;
+    let (validators, seeds, virtual_ms) = (a.sim_validators.clone(), a.sim_seeds, a.sim_duration);
+    // On a thread, so that Ctrl-C still stops the comparison: the first
+    // bench run's signal handlers stay installed and swallow it otherwise.
+    let rt = crate::local::runtime()?;
+    let swept = rt.block_on(async {
+        let mut signals = crate::local::Signals::catch()?;
+        let work = tokio::task::spawn_blocking(move || sims::sweep(&validators, seeds, virtual_ms));
+        tokio::select! {
+            done = work => done.map_err(|e| anyhow::anyhow!("simulator sweeps: {e}"))?,
+            () = signals.recv() => Err(bench::Interrupted.into()),
+        }
+    });
+    rt.shutdown_background();
+    let sweeps = swept?;
     eprintln!("compare: simulator sweeps took {:.1} s", sweeps.wall_s);
     Ok(sweeps)
 }
@@ -341,6 +358,57 @@ pub fn run_sims(a: &CompareArgs) -> anyhow::Result<super::model::SimSweeps> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        compare: CompareArgs,
+    }
+
+    fn args(line: &str) -> CompareArgs {
+        let cli = Cli::try_parse_from(std::iter::once("compare").chain(line.split_whitespace()));
+        cli.map(|c| c.compare)
+            .unwrap_or_else(|e| panic!("{line}: {e}"))
+    }
+
+    #[test]
+    fn the_plan_runs_the_matrix_then_the_sweeps() {
+        let a = args("--tps 100 --duration 20 --sweep-validators 7 --out x");
+        let s = a.settings().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.sweep_tps, vec![50.0, 100.0, 200.0, 400.0]);
+        assert_eq!(s.pow_partition_confirmations, 9);
+        let items = plan(&a, &s);
+        // 3 protocols x 3 faults, 3 x 4 rates, 3 x 1 size.
+        assert_eq!(items.len(), 9 + 12 + 3);
+        let first = items.first().map(|i| (i.group, i.consensus, i.fault));
+        assert_eq!(
+            first,
+            Some((Group::Matrix, ConsensusKind::Pbft, FaultKind::None))
+        );
+        let load: Vec<&Item> = items.iter().filter(|i| i.group == Group::Load).collect();
+        assert!(
+            load.iter()
+                .all(|i| i.fault == FaultKind::None && i.duration_s == 10)
+        );
+        let scale = items.last().map(|i| (i.group, i.validators, i.tps));
+        assert_eq!(scale, Some((Group::Scale, 7, 100.0)));
+        // Proof of work under partition runs with the raised k.
+        let pow_split = items
+            .iter()
+            .find(|i| i.consensus == ConsensusKind::Pow && i.fault == FaultKind::Partition);
+        let b = pow_split.map(|i| bench_args(i, &a, &s));
+        assert_eq!(b.as_ref().and_then(|b| b.confirmations), Some(9));
+        let line = b.map(|b| command_line(&b).join(" ")).unwrap_or_default();
+        assert!(
+            line.starts_with("phalanx-testnet bench --consensus pow --validators 4 --tps 100"),
+            "{line}"
+        );
+        assert!(line.contains("--faults partition --block-interval 1000ms --confirmations 9"));
+        let none = args("--tps 100 --duration 20 --no-sweep --faults none --out x");
+        let s = none.settings().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plan(&none, &s).len(), 3);
+    }
 
     #[test]
     fn minutes_read_as_minutes_and_seconds() {

@@ -82,6 +82,9 @@ pub fn sweep(validators: &[usize], seeds: u64, virtual_ms: u64) -> anyhow::Resul
             let mut s = Scenario::new(*n);
             s.consensus = consensus;
             s.duration_ms = messages_virtual_ms(virtual_ms, *n);
+            // A run lasts at least the liveness bound: 20 s by default,
+            // minutes of flooding at n = 64.
+            s.liveness_bound_ms = s.duration_ms;
             let summary = batch(s, seeds)?;
             messages.push(MessagePoint {
                 protocol: consensus.name().to_owned(),

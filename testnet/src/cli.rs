@@ -1,6 +1,7 @@
 //! The `phalanx-testnet` command line.
 
 use crate::bench::BenchArgs;
+use crate::compare::CompareArgs;
 use crate::local::DirArg;
 use crate::local::check::CheckArgs;
 use crate::local::control::{DownArgs, LogsArgs, NodeArgs, PartitionArgs, StatusArgs};
@@ -71,6 +72,11 @@ pub enum Command {
     /// optionally a fault mid-run; writes results.json and prints a
     /// summary (throughput, latency percentiles, per-node costs).
     Bench(BenchArgs),
+    /// Compare protocols under faults: bench runs of every protocol and
+    /// fault, a saturation sweep and simulator sweeps, written as an HTML
+    /// and Markdown report with SVG charts, results.json and results.csv
+    /// (--from DIR renders a report again from saved results).
+    Compare(CompareArgs),
     /// Compare every node's blocks and state roots up to the lowest head
     /// (proof of work: every final block, and show the tips); exit 1 if
     /// two nodes differ.
@@ -405,6 +411,7 @@ pub fn main() -> ExitCode {
         Command::Logs(args) => control::logs(args, &mut out),
         Command::Load(args) => load::load(args, &mut out),
         Command::Bench(args) => crate::bench::bench(args, &mut out),
+        Command::Compare(args) => crate::compare::compare(args, &mut out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,9 +9,13 @@
 //! - [`bench`]: `phalanx-testnet bench`, a fresh network under a steady
 //!   load with an optional fault, measured into `results.json`; its
 //!   submit and follow engine also runs `load`.
+//! - [`compare`]: `phalanx-testnet compare`, every protocol under every
+//!   fault through `bench`, a saturation sweep and the simulator's sweeps,
+//!   as a report with charts.
 //! - [`cli`]: the `phalanx-testnet` command line.
 
 pub mod bench;
 pub mod cli;
+pub mod compare;
 pub mod local;
 pub mod sim;

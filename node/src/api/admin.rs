@@ -16,6 +16,9 @@
 //! - `POST /admin/heal` (no body) unblocks everyone; blocked configured
 //!   peers are redialed at once.
 //!
+//! On a chain whose genesis lists no validators (proof of work), the
+//! members must be keys: the nodes named are the ones split.
+//!
 //! A bad request (an unknown index or key, a validator in two groups, no
 //! group) is a 400 `bad_partition` naming what was wrong.
 
@@ -85,13 +88,15 @@ async fn partition(
             "the body must be {{\"groups\": [[member, ...], ...]}}: {e}"
         ))
     })?;
-    let validators: Vec<PublicKey> = api
-        .node
-        .genesis
-        .validators
-        .iter()
-        .map(|v| v.public_key)
-        .collect();
+    let validators = universe(
+        &request.groups,
+        api.node
+            .genesis
+            .validators
+            .iter()
+            .map(|v| v.public_key)
+            .collect(),
+    );
     let groups = resolve(&request.groups, &validators)?;
     let me = api.node.net.local_key();
     let named: BTreeSet<PublicKey> = groups.iter().flatten().copied().collect();
@@ -138,6 +143,24 @@ async fn heal(State(api): State<Api>) -> Json<PartitionView> {
             .collect(),
         blocked: Vec::new(),
     })
+}
+
+/// The nodes a partition splits: the genesis validators, or on a chain
+/// without any (proof of work: genesis lists no miners) the nodes the
+/// request names by key (an index then names nothing).
+fn universe(groups: &[Vec<Member>], validators: Vec<PublicKey>) -> Vec<PublicKey> {
+    if !validators.is_empty() {
+        return validators;
+    }
+    let named: BTreeSet<PublicKey> = groups
+        .iter()
+        .flatten()
+        .filter_map(|m| match m {
+            Member::Text(text) => text.parse().ok(),
+            Member::Index(_) => None,
+        })
+        .collect();
+    named.into_iter().collect()
 }
 
 /// The groups as sets of validator keys; every member must be a validator
@@ -226,6 +249,34 @@ mod tests {
         let resolved = resolve(&groups, &v).unwrap();
         assert_eq!(resolved[0], BTreeSet::from([v[0], v[1]]));
         assert_eq!(resolved[1], BTreeSet::from([v[2]]));
+    }
+
+    #[test]
+    fn a_chain_without_validators_splits_the_nodes_named_by_key() {
+        let k = keys(4);
+        let groups = vec![
+            vec![
+                Member::Text(k[0].to_string()),
+                Member::Text(k[1].to_string()),
+            ],
+            vec![
+                Member::Text(k[2].to_string()),
+                Member::Text(k[3].to_string()),
+            ],
+        ];
+        let nodes = universe(&groups, Vec::new());
+        assert_eq!(nodes.len(), 4);
+        let resolved = resolve(&groups, &nodes).unwrap();
+        assert_eq!(resolved[1], BTreeSet::from([k[2], k[3]]));
+        // Indices name nothing there; with validators, the universe is theirs.
+        let by_index = vec![vec![Member::Index(0)]];
+        let e = resolve(&by_index, &universe(&by_index, Vec::new())).unwrap_err();
+        assert!(
+            e.message.contains("does not exist (genesis has 0)"),
+            "{}",
+            e.message
+        );
+        assert_eq!(universe(&groups, k[..2].to_vec()), k[..2].to_vec());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::local::net::NodeInfo;
 use crate::local::process::{self, Probe};
 use nix::sys::signal::Signal;
 use phalanx_consensus::Byzantine;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -100,17 +100,17 @@ impl FaultPlan {
 }
 
 /// `results.json`'s `fault`: what was planned and what happened.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FaultRecord {
     /// `crash-1`, `pause-1`, `partition` or `byzantine-1`.
-    pub kind: &'static str,
+    pub kind: String,
     /// The nodes it struck.
     pub nodes: Vec<usize>,
     /// A partition's groups.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<Vec<usize>>,
     /// A Byzantine node's behaviour.
-    pub behaviour: Option<&'static str>,
+    pub behaviour: Option<String>,
     /// When it was planned to start and end (seconds from the start of the
     /// timed window; `null` end: the rest of the run).
     pub planned_start_s: f64,
@@ -157,10 +157,10 @@ impl Injector {
     pub fn record(&self) -> FaultRecord {
         let p = &self.plan;
         FaultRecord {
-            kind: p.kind.name(),
+            kind: p.kind.name().to_owned(),
             nodes: p.nodes.clone(),
             groups: p.groups.clone(),
-            behaviour: p.behaviour.map(|b| b.name()),
+            behaviour: p.behaviour.map(|b| b.name().to_owned()),
             planned_start_s: secs_from(self.window_start_ms, p.start_ms),
             planned_end_s: p.end_ms.map(|ms| secs_from(self.window_start_ms, ms)),
             started_s: None,

@@ -330,16 +330,7 @@ impl Dirs {
         let stamp = now_ms() / 1_000;
         let dirs = match &a.out {
             Some(out) => {
-                let out = net::absolute(out)?;
-                let used = std::fs::read_dir(&out).is_ok_and(|mut d| d.next().is_some());
-                ensure!(
-                    !used,
-                    "--out {}: the directory is not empty; give a new or empty one",
-                    out.display()
-                );
-                if out.exists() && !out.is_dir() {
-                    bail!("--out {}: not a directory", out.display());
-                }
+                let out = unused_dir(out)?;
                 Dirs {
                     network: out.join("network"),
                     out,
@@ -379,6 +370,21 @@ impl Dirs {
     }
 }
 
+/// `--out`, absolute, checked to be a new or empty directory (not made).
+pub fn unused_dir(out: &Path) -> anyhow::Result<PathBuf> {
+    let out = net::absolute(out)?;
+    if out.exists() && !out.is_dir() {
+        bail!("--out {}: not a directory", out.display());
+    }
+    let used = std::fs::read_dir(&out).is_ok_and(|mut d| d.next().is_some());
+    ensure!(
+        !used,
+        "--out {}: the directory is not empty; give a new or empty one",
+        out.display()
+    );
+    Ok(out)
+}
+
 impl Drop for Dirs {
     fn drop(&mut self) {
         if self.temporary {
@@ -416,26 +422,7 @@ impl Drop for CancelOnDrop {
 
 /// Runs `bench`.
 pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let mut s = Settings::check(args)?;
-    if args.base_port.is_none() {
-        s.base_port = free_base_port(s.scale.validators)?;
-    }
-    let provenance = Provenance {
-        command: std::env::args().collect(),
-        started_at_ms: now_ms(),
-        machine: procfs::Machine::this(),
-    };
-    let dirs = Dirs::make(args, &s)?;
-    let rt = crate::local::runtime()?;
-    let results = rt.block_on(async {
-        let mut signals = Signals::catch()?;
-        tokio::select! {
-            r = run_bench(&s, &dirs, provenance) => r,
-            () = signals.recv() => Err(anyhow!("interrupted: the nodes were stopped")),
-        }
-    });
-    dirs.clean(s.scale.validators, args.keep_data);
-    let results = results?;
+    let (results, dirs) = execute(args, std::env::args().collect())?;
     std::fs::create_dir_all(&dirs.out)
         .with_context(|| format!("creating {}", dirs.out.display()))?;
     let path = dirs.out.join("results.json");
@@ -451,22 +438,58 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             writeln!(out, "network (configs, logs): {}", dirs.network.display())?;
         }
     }
+    verdict(&results).with_context(|| format!("see {}", path.display()))
+}
+
+/// A run's results, refused if they are not a benchmark: a proof-of-work
+/// safety violation, or no transaction of the window final.
+pub fn verdict(results: &Results) -> anyhow::Result<()> {
     if let Some(pow) = &results.pow {
         ensure!(
             pow.safety_violations == 0,
             "proof of work: {} safety violations (a final block reverted, or a node halted on a \
-             conflict with its final chain): {} (see {})",
+             conflict with its final chain): {}",
             pow.safety_violations,
             pow.safety_notes.join("; "),
-            path.display()
         );
     }
     ensure!(
         results.transactions.finalized > 0,
-        "no transaction of the window became final (see {})",
-        path.display()
+        "no transaction of the window became final"
     );
     Ok(())
+}
+
+/// A run stopped by Ctrl-C or SIGTERM (its nodes were stopped).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted: the nodes were stopped")]
+pub struct Interrupted;
+
+/// One run, in this process: the network made, run, measured and
+/// stopped; its results returned (not written) with where it ran.
+/// `command` is recorded as the run's command line. Progress goes to
+/// stderr.
+pub fn execute(args: &BenchArgs, command: Vec<String>) -> anyhow::Result<(Results, Dirs)> {
+    let mut s = Settings::check(args)?;
+    if args.base_port.is_none() {
+        s.base_port = free_base_port(s.scale.validators)?;
+    }
+    let provenance = Provenance {
+        command,
+        started_at_ms: now_ms(),
+        machine: procfs::Machine::this(),
+    };
+    let dirs = Dirs::make(args, &s)?;
+    let rt = crate::local::runtime()?;
+    let results = rt.block_on(async {
+        let mut signals = Signals::catch()?;
+        tokio::select! {
+            r = run_bench(&s, &dirs, provenance) => r,
+            () = signals.recv() => Err(Interrupted.into()),
+        }
+    });
+    dirs.clean(s.scale.validators, args.keep_data);
+    Ok((results?, dirs))
 }
 
 /// What a run was, apart from its settings.
@@ -556,7 +579,7 @@ fn assemble(
         config: RunConfig {
             consensus: s.consensus.to_string(),
             scale: s.scale.clone(),
-            faults: s.fault.kind.name(),
+            faults: s.fault.kind.name().to_owned(),
             base_port: s.base_port,
             tick_ms: drive::TICK.as_millis() as u64,
             max_in_flight_per_node: drive::MAX_IN_FLIGHT_PER_NODE,
@@ -734,7 +757,7 @@ fn block_counts(blocks: &[book::BlockSeen], phases: &Phases) -> BlockCounts {
 }
 
 /// The source tree's commit (see [`Results::git_commit`]).
-fn git_commit() -> Option<String> {
+pub fn git_commit() -> Option<String> {
     if let Some(commit) = option_env!("PHALANX_GIT_COMMIT") {
         return Some(commit.to_owned());
     }

@@ -5,7 +5,7 @@
 //! memory and load. Parsers are pure functions of the files' text; a file
 //! that cannot be read or parsed gives `None`, never a panic.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// Largest `/proc` file read.
@@ -87,7 +87,7 @@ pub fn clock_ticks_per_second() -> u64 {
 }
 
 /// The machine a run was on.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Machine {
     /// Cores this process may use.
     pub cores: usize,

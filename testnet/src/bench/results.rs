@@ -5,7 +5,7 @@ use super::faults::FaultRecord;
 use super::procfs::Machine;
 use super::scrape::Sent;
 use super::stats::{Bucket, Latency, Second};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 
@@ -17,7 +17,7 @@ pub const FORMAT: u32 = 1;
 /// counted in `transactions` and `latency_ms` are those *due* in it by the
 /// rate schedule (the warmup's are in `warmup`). A field that could not be
 /// measured is `null`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Results {
     /// [`FORMAT`].
     pub format: u32,
@@ -68,12 +68,12 @@ pub struct Results {
 }
 
 /// The run's settings.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunConfig {
     pub consensus: String,
     #[serde(flatten)]
     pub scale: Scale,
-    pub faults: &'static str,
+    pub faults: String,
     pub base_port: u16,
     /// Submission: tick (ms), requests in flight per node, transactions
     /// per request, pending per account, sends per transaction.
@@ -91,7 +91,7 @@ pub struct RunConfig {
 }
 
 /// A proof-of-work run's network.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PowConfig {
     /// The mean block interval the genesis target aims at.
     pub block_interval_ms: u64,
@@ -105,7 +105,7 @@ pub struct PowConfig {
 
 /// Proof of work's figures. "Final" is k confirmations: `latency_ms` is
 /// the time to k confirmations.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PowFigures {
     /// The configured mean block interval.
     pub block_interval_ms: u64,
@@ -140,7 +140,7 @@ pub struct PowFigures {
 }
 
 /// Reorganizations in the window.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReorgFigures {
     /// Announced by the observer (`reorg` events).
     pub count: u64,
@@ -158,7 +158,7 @@ pub struct ReorgFigures {
 }
 
 /// One node's proof-of-work counters' rises in the window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodePow {
     pub mined_blocks: Option<u64>,
     pub reorgs: Option<u64>,
@@ -167,7 +167,7 @@ pub struct NodePow {
 }
 
 /// How big a run is.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scale {
     pub validators: usize,
     /// The offered rate, transactions per second.
@@ -184,7 +184,7 @@ pub struct Scale {
 
 /// The measured transactions by outcome: `finalized + rejected + lost +
 /// skipped + unsent = offered`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Counts {
     /// Due in the window.
     pub offered: u64,
@@ -216,7 +216,7 @@ pub struct Counts {
 
 /// The load generator (this process) over the whole run, signing
 /// included: it shares the machine's cores with the nodes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Generator {
     pub cpu_s: Option<f64>,
     pub peak_rss_bytes: Option<u64>,
@@ -225,7 +225,7 @@ pub struct Generator {
 }
 
 /// Blocks seen committed on the observer node inside the window.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BlockCounts {
     pub count: u64,
     /// Transactions in them (anyone's).
@@ -236,14 +236,14 @@ pub struct BlockCounts {
 }
 
 /// The warmup's transactions.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Warmup {
     pub offered: u64,
     pub finalized: u64,
 }
 
 /// `POST /txs/batch` requests of the whole run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Requests {
     pub sent: u64,
     pub without_answer: u64,
@@ -252,7 +252,7 @@ pub struct Requests {
 
 /// One node in the window: its own `/metrics` and `/proc` readings at the
 /// window's start and end (a node that died: its last reading).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeFigures {
     pub index: usize,
     /// `validator` or `byzantine (BEHAVIOUR)`.
@@ -299,7 +299,7 @@ pub struct NodeFigures {
 }
 
 /// Messages and bytes per finalized block.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PerBlock {
     pub messages_authored: f64,
     pub messages_forwarded: f64,
@@ -557,7 +557,7 @@ impl Results {
 fn fault_line(f: &FaultRecord) -> String {
     let at = |s: Option<f64>| opt(s, |s| format!("{s:.1} s"));
     let mut line = format!("{} on nodes {:?}", f.kind, f.nodes);
-    if let Some(b) = f.behaviour {
+    if let Some(b) = &f.behaviour {
         line.push_str(&format!(" ({b})"));
     }
     line.push_str(&format!(", from {} to {}", at(f.started_s), at(f.ended_s)));

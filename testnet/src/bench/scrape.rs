@@ -3,11 +3,11 @@
 //! changes, and messages and bytes sent per channel, authored apart from
 //! forwarded.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Messages and bytes one node sent on one channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Sent {
     pub messages_authored: u64,
     pub messages_forwarded: u64,

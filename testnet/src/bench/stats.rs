@@ -2,7 +2,7 @@
 //! with fixed buckets, and a per-second timeline. Pure functions, shared by
 //! `load` and `bench`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Upper bounds (inclusive, in ms) of the latency histogram's buckets,
 /// about three per decade from 1 ms to 2 minutes; a last bucket
@@ -22,7 +22,7 @@ pub fn percentile(sorted: &[u32], p: f64) -> Option<u32> {
 }
 
 /// p50, p95, p99, max and mean of a set of latencies, in ms.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
     pub p50_ms: u32,
     pub p95_ms: u32,
@@ -47,7 +47,7 @@ impl Latency {
 
 /// One bucket of a histogram: values above the previous bucket's bound
 /// and at most `le_ms` (`None`: no upper bound).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bucket {
     pub le_ms: Option<u64>,
     pub count: u64,
@@ -77,7 +77,7 @@ pub fn histogram(values: &[u32]) -> Vec<Bucket> {
 }
 
 /// One second of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Second {
     /// The second's start, from the start of the timed window (negative
     /// during the warmup).

@@ -123,7 +123,8 @@ impl Committee {
     }
 
     /// Leaders rotate round-robin by view: PBFT's primary, and HotStuff's
-    /// leader under [`LeaderRule::RoundRobin`] or after a broken chain.
+    /// leader under [`LeaderRule::RoundRobin`] (reputation uses it for
+    /// the first views, and after a broken chain from another start).
     pub fn leader(&self, view: View) -> ValidatorIndex {
         let n = self.size() as u64;
         ValidatorIndex((view.0 % n) as u16)

@@ -16,9 +16,22 @@
 //!   finalizer): with `v mod |candidates|` a validator that leads every
 //!   other view could keep the same parity forever and, choosing the QC
 //!   in its own blocks, keep one honest validator from ever leading.
-//! - Otherwise (the proposal is justified by a TC for `v - 1`), or if there
-//!   are no candidates (the genesis QC has no signers), the leader is
-//!   round-robin: validator `v mod n`.
+//! - If there are no candidates (the genesis QC has no signers), the
+//!   leader is round-robin: validator `v mod n`.
+//! - Otherwise `P` is from view `p < v - 1` and the proposal is justified
+//!   by a TC for `v - 1`: the views `p + 1 .. v - 1` failed. The first of
+//!   them was led by the reputation leader `L` on `P` (by the rule above);
+//!   view `v` goes to validator `(L + v - p - 1) mod n`, the next ones in
+//!   index order. So the leader of a failed view never leads the one after
+//!   it, n failed views in a row never go to one validator twice, and
+//!   after a failure at most f views in a row go to faulty validators.
+//!   Plain round-robin after a TC (Carousel's choice) picked the failed
+//!   leader again with probability 1/n: in the simulator, a validator
+//!   equivocating as leader, or one that had just crashed, then failed two
+//!   views in a row, the second with a doubled timeout. (A first attempt
+//!   that only moved view `p + 2` on to the next validator gave that
+//!   validator `p + 3` as well, and at n = 7, with a stale-QC validator
+//!   after an equivocating one, stalled commits for 15 s.)
 //!
 //! A validator that crashed, stays silent or whose signatures do not
 //! verify is in no QC formed after it stopped, so within two views it is
@@ -39,8 +52,8 @@
 //!   it fetches, and a lagging one checks proposals it buffers.
 //! - *Safety does not depend on it.* Replicas may disagree on the leader
 //!   of a view after a TC: one holding the QC for `v - 1` expects the
-//!   reputation leader, one holding only the TC expects `v mod n`, and
-//!   both may propose. That costs liveness in that view at most. Safety
+//!   reputation leader, one whose highest QC is older counts failed views
+//!   from another parent, and both may propose. That costs liveness in that view at most. Safety
 //!   never relied on a unique leader: an honest replica signs at most one
 //!   vote per view (`last_voted_view`, persisted before the vote leaves),
 //!   so two blocks of one view never both get n - f votes, and the lock
@@ -133,7 +146,7 @@ fn reputation_leader(committee: &Committee, view: View, parent: &BlockHeader) ->
         Justification::ProofOfWork(_) => return committee.leader(view),
     };
     if parent_view.next() != view {
-        return committee.leader(view);
+        return after_a_broken_chain(committee, view, parent_view, parent);
     }
     let candidates = candidates(committee, parent);
     let count = candidates.len() as u64;
@@ -144,6 +157,25 @@ fn reputation_leader(committee: &Committee, view: View, parent: &BlockHeader) ->
         .ok()
         .and_then(|i| candidates.get(i).copied())
         .unwrap_or_else(|| committee.leader(view))
+}
+
+/// The leader of `view` on a parent from before `view - 1` (the views
+/// in between failed): the validators after the failed view's leader, in
+/// index order. The first failed view, `parent_view + 1`, was led by the
+/// reputation leader on `parent`; the `k`-th view after it goes to the
+/// `k`-th validator after that one (mod n). So n views in a row never go
+/// to the same validator twice, and of any f + 1 of them one goes to an
+/// honest validator, whatever the faulty ones' indices.
+fn after_a_broken_chain(
+    committee: &Committee,
+    view: View,
+    parent_view: View,
+    parent: &BlockHeader,
+) -> ValidatorIndex {
+    let failed = reputation_leader(committee, parent_view.next(), parent);
+    let skipped = view.0.saturating_sub(parent_view.0).saturating_sub(1);
+    // Round-robin's arithmetic, started at the failed leader.
+    committee.leader(View(u64::from(failed.0).wrapping_add(skipped)))
 }
 
 /// SplitMix64's finalizer: a fixed bijection of u64 whose low bits depend
@@ -265,21 +297,55 @@ mod tests {
     }
 
     #[test]
-    fn the_first_views_and_broken_chains_fall_back_to_round_robin() {
+    fn the_first_views_fall_back_to_round_robin() {
         let t = net(4);
         // View 1 on genesis, view 2 on a block whose QC is genesis': no
         // signers, so round-robin.
         assert_eq!(t.leader(1, &t.genesis), 1);
         let b1 = t.block(&t.genesis, 1, 1, 0, &[]);
         assert_eq!(t.leader(2, &b1), 2);
-        // A parent from two views back (the proposal rides on a TC).
-        let b2 = t.block(&b1, 2, 2, 1, &[0, 1, 2]);
-        for view in 4..12 {
-            assert_eq!(t.leader(view, &b2), (view % 4) as usize, "view {view}");
+        // Failed views after b1: the rotation starts from view 2's
+        // round-robin leader, so it is round-robin too.
+        for view in 3..12 {
+            assert_eq!(t.leader(view, &b1), (view % 4) as usize, "view {view}");
         }
         // A QC whose only signer is the parent's proposer: no candidate.
         let lonely = t.block(&b1, 2, 3, 1, &[3]);
         assert_eq!(t.leader(3, &lonely), 3);
+    }
+
+    #[test]
+    fn after_failed_views_the_lead_rotates_on_from_the_failed_leader() {
+        for n in [4usize, 7] {
+            let t = net(n);
+            let b1 = t.block(&t.genesis, 1, 1, 0, &[]);
+            let all: Vec<usize> = (0..n).collect();
+            for view in 3..200u64 {
+                // A parent from view - 1 whose QC all signed: `failed`
+                // leads `view`; if it fails, and the views after it, they
+                // ride on TCs with the same parent.
+                let parent = t.block(&b1, view - 1, 2, 1, &all);
+                let failed = t.leader(view, &parent);
+                let mut seen = vec![failed];
+                for k in 1..2 * n as u64 {
+                    let next = t.leader(view + k, &parent);
+                    assert_eq!(next, (failed + k as usize) % n, "n {n} view {view} + {k}");
+                    if k < n as u64 {
+                        assert!(!seen.contains(&next), "n {n} view {view} + {k}: led twice");
+                        seen.push(next);
+                    }
+                }
+            }
+            // Plain round-robin is round-robin after a TC too.
+            let rr = t.committee.clone().with_leader_rule(LeaderRule::RoundRobin);
+            let parent = t.block(&b1, 5, 2, 1, &all);
+            for view in 6..20 {
+                assert_eq!(
+                    leader(&rr, View(view), &parent.header),
+                    rr.leader(View(view))
+                );
+            }
+        }
     }
 
     #[test]

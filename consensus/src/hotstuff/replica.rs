@@ -444,18 +444,18 @@ impl Replica {
         let parent_qc = self.parent_qc();
         match self.tree.get(&parent_qc.block) {
             Some(parent) => leader::leader(&self.committee, view, &parent.header) == self.me,
-            None => self.might_lead_without_parent(view, &parent_qc),
+            None => self.might_lead_without_parent(view),
         }
     }
 
     /// Whether this replica may lead `view` on `parent_qc` when its block
-    /// is not held: round-robin, and a reputation leader after a broken
-    /// chain, need no header; otherwise it cannot tell, and says yes.
-    fn might_lead_without_parent(&self, view: View, parent_qc: &QuorumCert) -> bool {
-        let consecutive = View(parent_qc.view).next() == view;
+    /// is not held: round-robin needs no header; reputation does (after
+    /// a TC too, the rotation starts from a leader its header decides), so
+    /// it cannot tell, and says yes.
+    fn might_lead_without_parent(&self, view: View) -> bool {
         match self.committee.leader_rule() {
-            LeaderRule::Reputation if consecutive => true,
-            _ => self.committee.leader(view) == self.me,
+            LeaderRule::Reputation => true,
+            LeaderRule::RoundRobin => self.committee.leader(view) == self.me,
         }
     }
 

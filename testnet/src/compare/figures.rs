@@ -29,6 +29,10 @@ pub struct Key {
     pub tps_during_fault: Option<f64>,
     /// Blocks final on the observer while the fault lasted.
     pub blocks_during_fault: Option<u64>,
+    /// The longest run of whole seconds in the window in which load was
+    /// offered and no transaction became final on the observer: how long
+    /// a stall lasted, which averages hide.
+    pub longest_stall_s: Option<u64>,
     pub pow: Option<PowKey>,
 }
 
@@ -85,6 +89,7 @@ impl Key {
             tps_before_fault: before,
             tps_during_fault: during,
             blocks_during_fault: blocks_during,
+            longest_stall_s: longest_stall(&r.timeline),
             pow: r.pow.as_ref().map(|p| PowKey {
                 confirmations: p.confirmations,
                 stale_rate: p.stale_rate,
@@ -136,6 +141,25 @@ fn fault_rates(r: &Results) -> (Option<f64>, Option<f64>, Option<u64>) {
     )
 }
 
+/// The longest run of consecutive seconds of the timed window (t >= 0)
+/// with load offered and nothing final; `None` without a timeline.
+fn longest_stall(timeline: &[Second]) -> Option<u64> {
+    let mut window = timeline.iter().filter(|s| s.t_s >= 0).peekable();
+    window.peek()?;
+    let (mut longest, mut run, mut last_t) = (0u64, 0u64, None::<i64>);
+    for s in window {
+        let follows = last_t.is_some_and(|t| t + 1 == s.t_s);
+        if s.offered > 0 && s.finalized == 0 {
+            run = if follows { run + 1 } else { 1 };
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+        last_t = Some(s.t_s);
+    }
+    Some(longest)
+}
+
 /// The latency CDF from the histogram: (upper bound ms, share of the
 /// finalized transactions at or below it), from the first bucket that
 /// holds any; the open last bucket is left out.
@@ -155,4 +179,42 @@ pub fn cdf(r: &Results) -> Vec<(f64, f64)> {
         points.push((le as f64, seen as f64 / total as f64));
     }
     points
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn second(t_s: i64, offered: u64, finalized: u64) -> Second {
+        Second {
+            t_s,
+            offered,
+            submitted: offered,
+            finalized,
+            blocks: u64::from(finalized > 0),
+        }
+    }
+
+    #[test]
+    fn the_longest_stall_counts_consecutive_offered_seconds_with_nothing_final() {
+        assert_eq!(longest_stall(&[]), None);
+        let t = [
+            second(-2, 10, 0), // warmup: not counted
+            second(-1, 10, 0),
+            second(0, 10, 10),
+            second(1, 10, 0),
+            second(2, 10, 0),
+            second(3, 10, 25),
+            second(4, 10, 0),
+            second(5, 10, 0),
+            second(6, 10, 0),
+            second(7, 0, 0), // nothing offered: not a stall
+            second(8, 10, 0),
+        ];
+        assert_eq!(longest_stall(&t), Some(3));
+        // A gap in the seconds breaks a run.
+        let gap = [second(0, 10, 0), second(2, 10, 0), second(3, 10, 0)];
+        assert_eq!(longest_stall(&gap), Some(2));
+        assert_eq!(longest_stall(&[second(0, 10, 10)]), Some(0));
+    }
 }

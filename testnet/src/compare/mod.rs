@@ -313,12 +313,20 @@ fn write(path: &Path, text: &str) -> anyhow::Result<()> {
 /// `DIR/results.json`, checked.
 pub fn read(dir: &Path) -> anyhow::Result<Comparison> {
     let path = dir.join("results.json");
+    let size = std::fs::metadata(&path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    ensure!(
+        size <= MAX_RESULTS_BYTES,
+        "{}: {size} bytes, more than the {MAX_RESULTS_BYTES} a comparison's results take; not \
+         reading it",
+        path.display()
+    );
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let format = serde_json::from_str::<serde_json::Value>(&text)
-        .with_context(|| format!("{}: not JSON", path.display()))?
-        .get("format")
-        .and_then(serde_json::Value::as_u64);
+    let value = serde_json::from_str::<serde_json::Value>(&text)
+        .with_context(|| format!("{}: not JSON", path.display()))?;
+    let format = value.get("format").and_then(serde_json::Value::as_u64);
     ensure!(
         format == Some(u64::from(model::FORMAT)),
         "{}: format {} is not this version's ({}); is it a compare results.json (bench's has \
@@ -327,8 +335,13 @@ pub fn read(dir: &Path) -> anyhow::Result<Comparison> {
         format.map_or_else(|| "missing".to_owned(), |f| f.to_string()),
         model::FORMAT
     );
-    serde_json::from_str(&text).with_context(|| format!("{}: not a comparison", path.display()))
+    serde_json::from_value(value).with_context(|| format!("{}: not a comparison", path.display()))
 }
+
+/// The largest `results.json` that `--from` reads. A comparison keeps
+/// per-second timelines and latency histograms of each run: about 20 KiB
+/// a run, so this bound is thousands of runs.
+const MAX_RESULTS_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Writes `report.html`, `report.md` and the charts' SVG files.
 pub fn render_into(dir: &Path, c: &Comparison) -> anyhow::Result<()> {

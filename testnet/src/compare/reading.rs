@@ -112,7 +112,13 @@ impl Facts {
     }
 }
 
-/// `a / b` as "2.5×", or "about the same" within 5 %.
+/// Differences in p50 latency smaller than this share are not called a
+/// win. Each combination runs once, and the nodes, the load generator and
+/// the scheduler share the machine's cores, so p50 moves between two runs
+/// of one command (see docs/COMPARE.md for what was measured).
+const LATENCY_NOISE: f64 = 0.2;
+
+/// `a / b` as "2.5×".
 fn times(a: f64, b: f64) -> String {
     if b <= 0.0 {
         return "infinitely".to_owned();
@@ -226,6 +232,14 @@ fn latency(f: &Facts) -> Option<String> {
             list(&figures)
         ));
     };
+    if next <= low * (1.0 + LATENCY_NOISE) {
+        return Some(format!(
+            "Latency, no fault: {best} and {second} were about as quick to finality (p50 within \
+             {:.0} %, which one run cannot separate); p50 submit to final: {}.",
+            LATENCY_NOISE * 100.0,
+            list(&figures)
+        ));
+    }
     Some(format!(
         "Latency, no fault: {best} was quickest to finality, p50 {low:.0} ms, {} lower than \
          {second} ({next:.0} ms); p50 submit to final: {}.",
@@ -262,6 +276,11 @@ fn under_fault(f: &Facts, fault: &str) -> Option<String> {
         .collect();
     let (best, top, _) = *kept.first()?;
     let lead = match kept.get(1) {
+        _ if kept.len() > 1 && kept.iter().all(|(_, share, _)| *share >= 0.95) => {
+            "every protocol kept at least 95 % of its fault-free throughput, so throughput \
+             names no winner (the latency tail and the stalls do)"
+                .to_owned()
+        }
         Some((second, share, _)) if top - share < 0.05 => {
             format!("{best} and {second} held up about equally")
         }
@@ -272,9 +291,22 @@ fn under_fault(f: &Facts, fault: &str) -> Option<String> {
         .iter()
         .map(|(p, v)| format!("{p} {v:.0} ms"))
         .collect();
+    let stalls: Vec<String> = f
+        .ranked(fault, |k| k.longest_stall_s.map(|s| s as f64), true)
+        .iter()
+        .map(|(p, v)| format!("{p} {v:.0} s"))
+        .collect();
+    let stalls = if stalls.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; longest stretch with load offered and nothing final: {}",
+            list(&stalls)
+        )
+    };
     Some(format!(
         "Under {fault}, {lead}: the share of its fault-free throughput each kept was {}; p99 \
-         latency {}.",
+         latency {}{stalls}.",
         list(&parts),
         list(&p99)
     ))
@@ -578,7 +610,57 @@ mod tests {
             "{all}"
         );
         assert!(
+            all.contains("every protocol kept at least 95 % of its fault-free throughput"),
+            "{all}"
+        );
+        assert!(!all.contains("held up"), "{all}");
+        let f = facts(vec![
+            fact("pbft", "none", 501.0, 200.0),
+            fact("hotstuff", "none", 551.0, 300.0),
+            fact("pbft", "crash-1", 400.0, 200.0),
+            fact("hotstuff", "crash-1", 430.0, 300.0),
+        ]);
+        let all = reading(&f).join("\n");
+        assert!(
             all.contains("pbft and hotstuff held up about equally"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn close_latencies_are_not_a_win_and_stalls_are_named() {
+        let mut pbft_crash = fact("pbft", "crash-1", 450.0, 250.0);
+        let mut hs_crash = fact("hotstuff", "crash-1", 400.0, 900.0);
+        if let (Some(a), Some(b)) = (pbft_crash.key.as_mut(), hs_crash.key.as_mut()) {
+            a.longest_stall_s = Some(0);
+            b.longest_stall_s = Some(6);
+        }
+        let f = facts(vec![
+            fact("pbft", "none", 480.0, 110.0),
+            fact("hotstuff", "none", 240.0, 100.0),
+            pbft_crash,
+            hs_crash,
+        ]);
+        let all = reading(&f).join("\n");
+        assert!(
+            all.contains("hotstuff and pbft were about as quick to finality (p50 within 20 %"),
+            "{all}"
+        );
+        assert!(!all.contains("was quickest"), "{all}");
+        assert!(
+            all.contains(
+                "longest stretch with load offered and nothing final: pbft 0 s and hotstuff 6 s"
+            ),
+            "{all}"
+        );
+        // Just outside the band, the quicker one is named.
+        let f = facts(vec![
+            fact("pbft", "none", 480.0, 130.0),
+            fact("hotstuff", "none", 240.0, 100.0),
+        ]);
+        let all = reading(&f).join("\n");
+        assert!(
+            all.contains("hotstuff was quickest to finality, p50 100 ms"),
             "{all}"
         );
     }

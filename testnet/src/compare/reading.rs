@@ -28,6 +28,7 @@ pub struct Fact {
     pub group: Group,
     pub protocol: String,
     pub fault: String,
+    pub validators: usize,
     pub tps: f64,
     pub key: Option<Key>,
     pub error: Option<String>,
@@ -44,6 +45,7 @@ impl Facts {
                 group: r.group,
                 protocol: r.protocol.clone(),
                 fault: r.fault.clone(),
+                validators: r.validators,
                 tps: r.tps,
                 key: r.ok().map(Key::of),
                 error: r.error.clone(),
@@ -147,6 +149,7 @@ pub fn reading(f: &Facts) -> Vec<String> {
         out.extend(partition(f));
     }
     out.extend(saturation(f));
+    out.extend(scaling(f));
     out.extend(simulated(f));
     let failed: Vec<String> = f
         .runs
@@ -457,6 +460,46 @@ fn saturation(f: &Facts) -> Option<String> {
     })
 }
 
+/// The validator sweep: how latency, throughput and messages per block
+/// moved from the smallest committee to the largest.
+fn scaling(f: &Facts) -> Option<String> {
+    let mut parts = Vec::new();
+    for p in &f.protocols {
+        let mut points: Vec<(usize, &Key)> = f
+            .runs
+            .iter()
+            .filter(|r| r.group == Group::Scale && r.protocol == *p && r.error.is_none())
+            .filter_map(|r| Some((r.validators, r.key.as_ref()?)))
+            .collect();
+        points.sort_by_key(|(n, _)| *n);
+        let (Some((n0, a)), Some((n1, b))) = (points.first(), points.last()) else {
+            continue;
+        };
+        if n0 == n1 {
+            continue;
+        }
+        let show = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
+        parts.push(format!(
+            "{p} from {n0} to {n1}: p50 {} → {} ms, final {} → {} tx/s, messages per block {} \
+             → {}",
+            show(a.p50_ms),
+            show(b.p50_ms),
+            show(a.achieved_tps),
+            show(b.achieved_tps),
+            show(a.messages_per_block),
+            show(b.messages_per_block),
+        ));
+    }
+    (!parts.is_empty()).then(|| {
+        format!(
+            "Validators (no fault, at {} tx/s; every node on the same machine, so a larger \
+             committee also means less CPU per node): {}.",
+            number(f.tps),
+            parts.join("; ")
+        )
+    })
+}
+
 fn simulated(f: &Facts) -> Vec<String> {
     let Some(sim) = &f.sim else { return Vec::new() };
     let mut out = Vec::new();
@@ -530,6 +573,7 @@ mod tests {
             group: Group::Matrix,
             protocol: protocol.to_owned(),
             fault: fault.to_owned(),
+            validators: 4,
             tps: 500.0,
             key: Some(Key {
                 achieved_tps: Some(tps),
@@ -751,6 +795,27 @@ mod tests {
             "{all}"
         );
         assert!(all.contains("No fork showed"), "{all}");
+    }
+
+    #[test]
+    fn the_validator_sweep_reads_from_smallest_to_largest() {
+        let mut runs = Vec::new();
+        for (n, p50, msgs) in [(7, 90.0, 53.0), (4, 33.0, 17.0)] {
+            let mut r = fact("hotstuff", "none", 200.0, p50);
+            r.group = Group::Scale;
+            r.validators = n;
+            if let Some(k) = r.key.as_mut() {
+                k.messages_per_block = Some(msgs);
+            }
+            runs.push(r);
+        }
+        let all = reading(&facts(runs)).join("\n");
+        assert!(
+            all.contains(
+                "hotstuff from 4 to 7: p50 33 → 90 ms, final 200 → 200 tx/s, messages per block 17 → 53"
+            ),
+            "{all}"
+        );
     }
 
     #[test]

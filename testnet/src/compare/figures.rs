@@ -40,6 +40,10 @@ pub struct Key {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PowKey {
     pub confirmations: u64,
+    /// The mean interval between the observer's final blocks, and the
+    /// one the genesis target aims at (ms).
+    pub block_interval_ms: Option<f64>,
+    pub target_interval_ms: u64,
     pub stale_rate: Option<f64>,
     pub reorgs: u64,
     pub reorgs_all_nodes: Option<u64>,
@@ -92,6 +96,8 @@ impl Key {
             longest_stall_s: longest_stall(&r.timeline),
             pow: r.pow.as_ref().map(|p| PowKey {
                 confirmations: p.confirmations,
+                block_interval_ms: p.observed_block_interval_ms,
+                target_interval_ms: p.block_interval_ms,
                 stale_rate: p.stale_rate,
                 reorgs: p.reorgs.count,
                 reorgs_all_nodes: p.reorgs.all_nodes,

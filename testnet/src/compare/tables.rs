@@ -130,6 +130,7 @@ fn pow_table(c: &Comparison) -> Table {
                 r.fault.clone(),
                 number(r.tps),
                 pow.confirmations.to_string(),
+                format!("{} / {}", f0(pow.block_interval_ms), pow.target_interval_ms),
                 opt(pow.stale_rate, |v| format!("{:.1} %", v * 100.0)),
                 pow.reorgs.to_string(),
                 opt(pow.reorgs_all_nodes, |v| v.to_string()),
@@ -144,7 +145,9 @@ fn pow_table(c: &Comparison) -> Table {
         .collect();
     Table {
         title: "Proof of work: forks".to_owned(),
-        note: "Stale rate: mined blocks the chain did not keep. Reorganizations on the observer \
+        note: "Block interval: the mean between the observer's final blocks in the window, \
+               against the genesis target's. Stale rate: mined blocks the chain did not keep. \
+               Reorganizations on the observer \
                and over all nodes; orphaned blocks summed over nodes; the run's transactions \
                taken off the observer's chain, and transactions sent back to mempools (all \
                nodes). Safety violations: final blocks reverted (must be 0)."
@@ -154,6 +157,7 @@ fn pow_table(c: &Comparison) -> Table {
             "fault",
             "offered tx/s",
             "k",
+            "block interval ms (final blocks / target)",
             "stale rate",
             "reorgs (observer)",
             "reorgs (all)",
@@ -269,6 +273,8 @@ pub fn csv(c: &Comparison) -> String {
         "blocks_during_fault",
         "longest_stall_s",
         "pow_confirmations",
+        "pow_block_interval_ms",
+        "pow_target_interval_ms",
         "pow_stale_rate",
         "pow_reorgs",
         "pow_reorgs_all_nodes",
@@ -309,6 +315,8 @@ pub fn csv(c: &Comparison) -> String {
             u(k.blocks_during_fault),
             u(k.longest_stall_s),
             u(p.as_ref().map(|p| p.confirmations)),
+            n(p.as_ref().and_then(|p| p.block_interval_ms)),
+            u(p.as_ref().map(|p| p.target_interval_ms)),
             n(p.as_ref().and_then(|p| p.stale_rate)),
             u(p.as_ref().map(|p| p.reorgs)),
             u(p.as_ref().and_then(|p| p.reorgs_all_nodes)),

@@ -106,7 +106,9 @@ impl Keypair {
 
     /// Signs domain-separated bytes (see [`crate::Domain::begin`]).
     pub fn sign(&self, message: &SigningBytes) -> Signature {
-        Signature(self.signing.sign(message.as_bytes()).to_bytes())
+        let signature = Signature(self.signing.sign(message.as_bytes()).to_bytes());
+        crate::memo::signed(&self.public, message, &signature);
+        signature
     }
 }
 

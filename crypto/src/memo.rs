@@ -4,7 +4,13 @@
 //! that carries it, on every replica).
 //!
 //! A verdict is a pure function of the key, the message and the signature,
-//! so remembering it changes no outcome. The memo is keyed by a BLAKE3
+//! so remembering it changes no outcome. A signature made here by
+//! [`crate::Keypair::sign`] is remembered as valid when it is made, so the
+//! first check of an honest replica's message costs a lookup too: an
+//! ed25519 signature made honestly satisfies the cofactorless equation, so
+//! ZIP 215's cofactored check accepts it, and the signer's own public key
+//! always decodes. A corrupted or misattributed signature is another triple
+//! and is checked for real. The memo is keyed by a BLAKE3
 //! digest of all three (the key, the signature, then the message), holds at
 //! most its capacity (it starts over when full), and exists only inside
 //! [`with_memo`]: nothing in a node turns it on.
@@ -55,6 +61,33 @@ pub fn with_memo<R>(capacity: usize, f: impl FnOnce() -> R) -> (R, u64) {
     (out, hits)
 }
 
+/// The triple's digest, the memo's key.
+fn triple(key: &PublicKey, message: &SigningBytes, signature: &Signature) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(key.as_bytes());
+    hasher.update(signature.as_bytes());
+    hasher.update(message.as_bytes());
+    hasher.finalize().into()
+}
+
+/// Remembers a signature [`crate::Keypair::sign`] has just made as valid,
+/// if this thread has a memo (see the module docs for why that is sound).
+pub(crate) fn signed(key: &PublicKey, message: &SigningBytes, signature: &Signature) {
+    let installed = MEMO.with(|m| m.borrow().is_some());
+    if !installed {
+        return;
+    }
+    let id = triple(key, message, signature);
+    MEMO.with(|m| {
+        if let Some(memo) = m.borrow_mut().as_mut() {
+            if memo.verdicts.len() >= memo.capacity {
+                memo.verdicts.clear();
+            }
+            memo.verdicts.insert(id, Ok(()));
+        }
+    });
+}
+
 /// [`PublicKey::verify`]'s verdict: from the memo if this thread has one
 /// and it has seen the triple (with the key decoded once), else computed.
 pub(crate) fn verify(
@@ -66,11 +99,7 @@ pub(crate) fn verify(
     if !installed {
         return PreparedKey::new(key)?.verify(message, signature);
     }
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(key.as_bytes());
-    hasher.update(signature.as_bytes());
-    hasher.update(message.as_bytes());
-    let id: [u8; 32] = hasher.finalize().into();
+    let id = triple(key, message, signature);
     let (known, prepared) = MEMO.with(|m| {
         let mut m = m.borrow_mut();
         let Some(memo) = m.as_mut() else {
@@ -138,5 +167,31 @@ mod tests {
         // Gone outside.
         assert!(MEMO.with(|m| m.borrow().is_none()));
         assert!(key.public().verify(&message, &bad).is_err());
+    }
+
+    #[test]
+    fn a_signature_made_inside_is_known_valid_and_a_tampered_one_is_checked() {
+        let key = Keypair::from_seed(&[2; 32]);
+        let other_key = Keypair::from_seed(&[3; 32]);
+        let chain = ChainId::new("memo-test").unwrap();
+        let message = Domain::HotStuffVote.begin(&chain).u64_le(7).finish();
+        let other = Domain::HotStuffVote.begin(&chain).u64_le(8).finish();
+        let ((), hits) = with_memo(16, || {
+            let good = key.sign(&message);
+            assert!(key.public().verify(&message, &good).is_ok());
+            let mut bad = good;
+            bad.0[3] ^= 1;
+            assert!(key.public().verify(&message, &bad).is_err());
+            // The same signature under another key or over another
+            // message: other triples, checked for real.
+            assert!(other_key.public().verify(&message, &good).is_err());
+            assert!(key.public().verify(&other, &good).is_err());
+        });
+        // Only the honest signature was answered by the memo.
+        assert_eq!(hits, 1);
+        // Outside, signing records nothing and verifying still works.
+        let good = key.sign(&message);
+        assert!(key.public().verify(&message, &good).is_ok());
+        assert!(MEMO.with(|m| m.borrow().is_none()));
     }
 }

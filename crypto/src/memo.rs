@@ -77,13 +77,27 @@ pub(crate) fn signed(key: &PublicKey, message: &SigningBytes, signature: &Signat
     if !installed {
         return;
     }
-    let id = triple(key, message, signature);
+    remember(triple(key, message, signature), Ok(()), None);
+}
+
+/// Records a verdict (and the key decoded for it), starting over when full.
+fn remember(
+    id: [u8; 32],
+    verdict: Result<(), SignatureError>,
+    key: Option<(PublicKey, Result<PreparedKey, SignatureError>)>,
+) {
     MEMO.with(|m| {
         if let Some(memo) = m.borrow_mut().as_mut() {
             if memo.verdicts.len() >= memo.capacity {
                 memo.verdicts.clear();
             }
-            memo.verdicts.insert(id, Ok(()));
+            memo.verdicts.insert(id, verdict);
+            if let Some((key, prepared)) = key {
+                if memo.keys.len() >= memo.capacity {
+                    memo.keys.clear();
+                }
+                memo.keys.insert(key, prepared);
+            }
         }
     });
 }
@@ -116,18 +130,7 @@ pub(crate) fn verify(
     }
     let prepared = prepared.unwrap_or_else(|| PreparedKey::new(key));
     let fresh = prepared.and_then(|p| p.verify(message, signature));
-    MEMO.with(|m| {
-        if let Some(memo) = m.borrow_mut().as_mut() {
-            if memo.verdicts.len() >= memo.capacity {
-                memo.verdicts.clear();
-            }
-            if memo.keys.len() >= memo.capacity {
-                memo.keys.clear();
-            }
-            memo.verdicts.insert(id, fresh);
-            memo.keys.insert(*key, prepared);
-        }
-    });
+    remember(id, fresh, Some((*key, prepared)));
     fresh
 }
 

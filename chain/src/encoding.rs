@@ -34,6 +34,13 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("ledger types always encode")
 }
 
+/// The length of `value`'s encoding, computed without making it.
+pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    // As in `encode`: the ledger's types always encode.
+    #[allow(clippy::expect_used)]
+    postcard::experimental::serialized_size(value).expect("ledger types always encode")
+}
+
 /// Appends `value` as postcard encodes a `u64`: LEB128, seven bits a
 /// byte, low bits first, the high bit set on every byte but the last.
 pub fn push_varint(bytes: &mut Vec<u8>, mut value: u64) {

@@ -170,7 +170,7 @@ impl Batch {
         match self.slots.entry(key.0) {
             Entry::Occupied(slot) => *slot.get(),
             Entry::Vacant(vacant) => {
-                let slot = PreparedKey::new(key).ok().map(|prepared| {
+                let slot = crate::key_cache::prepared(key).ok().map(|prepared| {
                     self.keys.push(prepared);
                     self.keys.len() - 1
                 });

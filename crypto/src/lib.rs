@@ -13,6 +13,8 @@
 //!   signature made for one kind of message never verifies as another.
 //! - [`Hash`]: a 32-byte BLAKE3 digest; [`sha256d`] for proof of work.
 //! - [`keyfile`]: the JSON key file format.
+//! - [`key_cache`]: keys decoded before, kept (bounded) for the next
+//!   signature by the same key.
 //! - [`memo`]: a per-thread memo of verdicts, for the simulator.
 //!
 //! This crate does no I/O beyond reading and writing key files.
@@ -38,6 +40,7 @@ pub mod batch;
 mod domain;
 mod fixed_bytes;
 mod hash;
+pub mod key_cache;
 pub mod keyfile;
 mod keys;
 pub mod memo;

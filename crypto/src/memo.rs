@@ -111,7 +111,7 @@ pub(crate) fn verify(
 ) -> Result<(), SignatureError> {
     let installed = MEMO.with(|m| m.borrow().is_some());
     if !installed {
-        return PreparedKey::new(key)?.verify(message, signature);
+        return crate::key_cache::prepared(key)?.verify(message, signature);
     }
     let id = triple(key, message, signature);
     let (known, prepared) = MEMO.with(|m| {

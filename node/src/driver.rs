@@ -76,6 +76,7 @@ use crate::shared::{
 use crate::sync::{
     Applied, BlockSync, Frame, NodeSync, SYNC_TAG_PROTOCOL, SyncAction, SyncConfig, frame, unframe,
 };
+use crate::txgossip;
 use phalanx_chain::speculative::CommitError;
 use phalanx_chain::{Block, ExecutionError, Hash, Height, Store, StoreError, ValidatorIndex};
 use phalanx_consensus::protocol::WorkRequest;
@@ -727,9 +728,8 @@ impl<P: Protocol> Driver<P> {
     fn after_commit(&mut self, block: &Block, finalized: Height) {
         let height = block.header.height;
         let hash = block.hash();
-        let store = Arc::clone(&self.state.store);
         if let Ok(mut pool) = self.state.mempool.lock() {
-            pool.remove_committed(block, &*store);
+            pool.remove_committed(block);
             self.state.metrics.set_mempool(&pool);
         }
         let metrics = &self.state.metrics;
@@ -873,21 +873,25 @@ impl<P: Protocol> Driver<P> {
             Some(Frame::Protocol(body)) => {
                 self.on_protocol_bytes(from, Channel::Sync, body, bytes.len());
             }
-            Some(Frame::Node(body)) => {
-                self.state.metrics.message_in("sync", "blocks", bytes.len());
-                match NodeSync::decode(body) {
-                    Ok(message) => {
-                        let peers = self.live_peers();
-                        let actions = self.sync.on_message(from, message, Instant::now(), &peers);
-                        self.carry_out(actions);
-                        self.publish_status();
-                    }
-                    Err(_) => {
-                        self.state.metrics.dropped("undecodable");
-                        self.net().report(&from, Misbehaviour::Malformed);
-                    }
+            Some(Frame::Node(body)) => match NodeSync::decode(body) {
+                Ok(NodeSync::TxsRequest { gaps }) => {
+                    self.state
+                        .metrics
+                        .message_in("sync", "txs_request", bytes.len());
+                    txgossip::fill_gaps(&self.state, &from, &gaps);
                 }
-            }
+                Ok(message) => {
+                    self.state.metrics.message_in("sync", "blocks", bytes.len());
+                    let peers = self.live_peers();
+                    let actions = self.sync.on_message(from, message, Instant::now(), &peers);
+                    self.carry_out(actions);
+                    self.publish_status();
+                }
+                Err(_) => {
+                    self.state.metrics.dropped("undecodable");
+                    self.net().report(&from, Misbehaviour::Malformed);
+                }
+            },
             None => {
                 self.state.metrics.dropped("undecodable");
                 self.net().report(&from, Misbehaviour::Malformed);
@@ -1017,9 +1021,10 @@ impl<P: Protocol> Driver<P> {
 fn return_to_mempool(pool: &mut Mempool, store: &dyn Store, removed: &[Block]) -> usize {
     let mut returned = 0;
     for tx in removed.iter().rev().flat_map(|b| &b.transactions) {
-        match pool.admit_verified(tx.clone(), store) {
+        let hash = tx.hash();
+        match pool.admit_verified(tx.clone(), hash, store) {
             Ok(_) => returned += 1,
-            Err(e) => tracing::debug!(tx = %tx.hash(), "a reverted transaction stays out: {e}"),
+            Err(e) => tracing::debug!(tx = %hash, "a reverted transaction stays out: {e}"),
         }
     }
     returned

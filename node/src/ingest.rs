@@ -110,7 +110,7 @@ async fn admit_round(state: &NodeState, round: Vec<(PublicKey, Transaction)>) ->
                 state.net.report(&from, Misbehaviour::BadSignature);
                 continue;
             }
-            match pool.admit_verified(tx, &*state.store) {
+            match pool.admit_verified(tx, hash, &*state.store) {
                 Ok(_) => admitted.push(hash),
                 // Counted by reason (`gossip_nonce_too_low` is the usual
                 // one: the transaction was committed before its gossip

@@ -64,7 +64,10 @@
 //! of stuck transactions making it propose nearly empty blocks without
 //! pause; [`Mempool::take_stale_ready`] hands the ones that have waited
 //! long to be gossiped again (a peer that refused or missed one, a PBFT
-//! primary above all, would otherwise never see it).
+//! primary above all, would otherwise never see it), and
+//! [`Mempool::gaps`] names the nonces missing below stuck transactions
+//! that have waited, for the node to ask its peers for
+//! ([`Mempool::filling`] is a peer's answer; see `crate::txgossip`).
 //!
 //! # Bounds
 //!
@@ -218,6 +221,17 @@ impl Pending {
     }
 }
 
+/// Nonces one sender is missing below its first stuck transaction: what
+/// [`Mempool::gaps`] finds and a peer's [`Mempool::filling`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Gap {
+    pub sender: Address,
+    /// The first missing nonce.
+    pub from: Nonce,
+    /// How many nonces are missing from `from` on.
+    pub count: u32,
+}
+
 /// Senders whose stuck transactions a full pool evicts, at most, to make
 /// room for one admission.
 pub const MAX_STUCK_SCAN: usize = 64;
@@ -239,6 +253,8 @@ pub struct Mempool {
     evicted: u64,
     /// The sender [`Mempool::take_stale_ready`] stopped after.
     regossip_after: Option<Address>,
+    /// The sender [`Mempool::gaps`] stopped after.
+    gaps_after: Option<Address>,
     next_seq: u64,
     bytes: usize,
 }
@@ -268,6 +284,7 @@ impl Mempool {
             ready: 0,
             evicted: 0,
             regossip_after: None,
+            gaps_after: None,
             next_seq: 0,
             bytes: 0,
         }
@@ -285,7 +302,7 @@ impl Mempool {
     /// want to refuse a transaction before verifying its signature or taking
     /// the mempool lock. Returns the transaction's encoded size.
     pub fn precheck(tx: &Transaction, chain_id: &ChainId) -> Result<usize, MempoolError> {
-        let size = encoding::encode(tx).len();
+        let size = encoding::encoded_len(tx);
         if size > MAX_TX_BYTES {
             return Err(MempoolError::TooLarge {
                 size,
@@ -320,13 +337,16 @@ impl Mempool {
     /// Like [`Mempool::admit`] for a transaction whose signature the caller
     /// has already verified (alone or with [`Mempool::verify_batch`]),
     /// so that the lock around the mempool is not held while verifying.
+    /// `hash` is the caller's [`Transaction::hash`] of `tx` (not computed
+    /// again here).
     pub fn admit_verified<S: StateView + ?Sized>(
         &mut self,
         tx: Transaction,
+        hash: Hash,
         state: &S,
     ) -> Result<Hash, MempoolError> {
+        debug_assert_eq!(hash, tx.hash());
         let size = Mempool::precheck(&tx, &self.chain_id)?;
-        let hash = tx.hash();
         self.check_duplicate(hash)?;
         self.admit_checked(tx, hash, size, state)
     }
@@ -671,22 +691,21 @@ impl Mempool {
     }
 
     /// Forgets `block`'s transactions, and every pending transaction whose
-    /// nonce is now below its sender's nonce in `state` (the state after
-    /// `block`). Only the block's senders can have new nonces, so only
-    /// their transactions are examined.
-    pub fn remove_committed<S: StateView + ?Sized>(&mut self, block: &Block, state: &S) {
-        let mut senders = BTreeSet::new();
+    /// nonce is now below its sender's nonce after `block`. Every
+    /// transaction of a valid block applied and advanced its sender's
+    /// nonce by one, so that nonce is the highest of the sender's nonces in
+    /// the block plus one: no state is read.
+    pub fn remove_committed(&mut self, block: &Block) {
+        let mut senders: BTreeMap<Address, Nonce> = BTreeMap::new();
         for tx in &block.transactions {
             self.remove(&tx.hash());
-            senders.insert(tx.from);
-        }
-        for sender in senders {
-            match state.account(&sender) {
-                Ok(account) => self.rebase(&sender, account.nonce),
-                Err(error) => {
-                    tracing::warn!(%sender, %error, "mempool: cannot read account after commit")
-                }
+            if let Some(after) = tx.nonce.next() {
+                let next = senders.entry(tx.from).or_insert(after);
+                *next = (*next).max(after);
             }
+        }
+        for (sender, nonce) in senders {
+            self.rebase(&sender, nonce);
         }
     }
 
@@ -762,6 +781,67 @@ impl Mempool {
         }
         self.regossip_after = last;
         out
+    }
+
+    /// Up to `limit` gaps, one per sender: for each sender with stuck
+    /// transactions whose first stuck one was admitted no later than
+    /// `before`, the nonces missing below it. Senders are visited in
+    /// address order from where the last call stopped.
+    pub fn gaps(&mut self, before: Instant, limit: usize) -> Vec<Gap> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let mut out = Vec::new();
+        let after = match self.gaps_after {
+            Some(a) => self.gapped.range((Excluded(a), Unbounded)),
+            None => self.gapped.range(..),
+        };
+        let before_start = match self.gaps_after {
+            Some(a) => self.gapped.range(..=a),
+            None => self.gapped.range(..Address([0; 32])),
+        };
+        let mut last = None;
+        for sender in after.chain(before_start) {
+            if out.len() >= limit {
+                break;
+            }
+            last = Some(*sender);
+            let Some(run) = self.by_sender.get(sender) else {
+                continue;
+            };
+            let Some(from) = run.base.0.checked_add(run.ready as u64) else {
+                continue;
+            };
+            let Some((stuck, pending)) = run.txs.range(Nonce(from)..).next() else {
+                continue;
+            };
+            let old = self
+                .by_hash
+                .get(&pending.hash)
+                .is_some_and(|e| e.gossiped <= before);
+            let count = u32::try_from(stuck.0.saturating_sub(from)).unwrap_or(u32::MAX);
+            if old && count > 0 {
+                out.push(Gap {
+                    sender: *sender,
+                    from: Nonce(from),
+                    count,
+                });
+            }
+        }
+        self.gaps_after = last;
+        out
+    }
+
+    /// The sender's pending transactions with nonces in the gap, in nonce
+    /// order.
+    pub fn filling(&self, gap: &Gap) -> impl Iterator<Item = &Transaction> + '_ {
+        let (from, end) = (
+            gap.from,
+            Nonce(gap.from.0.saturating_add(u64::from(gap.count))),
+        );
+        self.by_sender
+            .get(&gap.sender)
+            .into_iter()
+            .flat_map(move |run| run.txs.range(from..end))
+            .filter_map(|(_, p)| self.by_hash.get(&p.hash).map(|e| &e.tx))
     }
 
     pub fn get(&self, hash: &Hash) -> Option<&Transaction> {
@@ -1026,7 +1106,7 @@ mod tests {
         let conflicting = tx(1, 1, 7);
         let b = block(vec![tx(1, 0, 1), conflicting]);
         let after = state(&[(1, 990, 2), (2, 1000, 0)]);
-        mp.remove_committed(&b, &after);
+        mp.remove_committed(&b);
         let left: Vec<(Address, u64)> = mp.iter().map(|t| (t.from, t.nonce.0)).collect();
         assert_eq!(left, vec![(addr(1), 2), (addr(2), 0)]);
         assert_eq!(mp.bytes(), 2 * encoding::encode(&tx(1, 0, 1)).len());
@@ -1067,12 +1147,15 @@ mod tests {
         let mut mp = pool();
         for (t, ok) in txs.iter().zip(verdicts) {
             if ok {
-                mp.admit_verified(t.clone(), &st).unwrap();
+                mp.admit_verified(t.clone(), t.hash(), &st).unwrap();
             }
         }
         assert_eq!(mp.len(), 2);
         // admit_verified does not check the signature again; admit does.
-        assert!(mp.admit_verified(txs[1].clone(), &st).is_ok());
+        assert!(
+            mp.admit_verified(txs[1].clone(), txs[1].hash(), &st)
+                .is_ok()
+        );
         let mut strict = pool();
         assert_eq!(
             strict.admit(txs[1].clone(), &st).unwrap_err().code(),
@@ -1207,12 +1290,10 @@ mod tests {
         assert_eq!(mp.ready(), 5);
         // A block takes sender 1's nonce 0 and sender 2's 5 and 6.
         let done = block(vec![tx(1, 0, 1), tx(2, 5, 1), tx(2, 6, 1)]);
-        let after = state(&[(1, 999, 1), (2, 998, 7)]);
-        mp.remove_committed(&done, &after);
+        mp.remove_committed(&done);
         assert_eq!((mp.len(), mp.ready()), (2, 2));
         // A transaction committed from elsewhere leaves a gap behind it.
-        let other = state(&[(1, 999, 1), (2, 997, 8)]);
-        mp.remove_committed(&block(vec![tx(2, 7, 2)]), &other);
+        mp.remove_committed(&block(vec![tx(2, 7, 2)]));
         assert_eq!((mp.len(), mp.ready()), (1, 1));
     }
 
@@ -1253,5 +1334,60 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(mp.take_stale_ready(later, much_later, 2, 100).len(), 6);
+    }
+
+    #[test]
+    fn gaps_name_the_nonces_missing_below_old_stuck_transactions_in_turns() {
+        let st = state(&[(1, 1000, 0), (2, 1000, 3), (3, 1000, 0), (4, 1000, 0)]);
+        let mut mp = pool();
+        // Sender 1: 0 ready, 1 and 2 missing, 3 and 5 stuck.
+        for nonce in [0, 3, 5] {
+            mp.admit(tx(1, nonce, 1), &st).unwrap();
+        }
+        // Sender 2 (committed nonce 3): 3 to 6 missing, 7 stuck.
+        mp.admit(tx(2, 7, 1), &st).unwrap();
+        // Sender 3: no gap. Sender 4: nothing ready, 0 missing.
+        mp.admit(tx(3, 0, 1), &st).unwrap();
+        mp.admit(tx(4, 1, 1), &st).unwrap();
+        let admitted = Instant::now();
+        assert!(
+            mp.gaps(admitted - std::time::Duration::from_secs(1), 10)
+                .is_empty(),
+            "not old yet"
+        );
+        let later = admitted + std::time::Duration::from_secs(1);
+        let all = mp.gaps(later, 10);
+        let gap = |sender: u8, from: u64, count: u32| Gap {
+            sender: addr(sender),
+            from: Nonce(from),
+            count,
+        };
+        let mut want = vec![gap(1, 1, 2), gap(2, 3, 4), gap(4, 0, 1)];
+        want.sort_by_key(|g| g.sender);
+        assert_eq!(all, want);
+        // At most `limit`, going on where the last call stopped.
+        let first = mp.gaps(later, 2);
+        let second = mp.gaps(later, 2);
+        assert_eq!((first.len(), second.len()), (2, 2));
+        assert_eq!(second[0], want[2]);
+        assert_eq!(second[1], want[0]);
+
+        // A peer answers with what it holds in the gap, in nonce order.
+        let mut peer = pool();
+        for nonce in [0, 1, 2, 3] {
+            peer.admit(tx(1, nonce, 1), &st).unwrap();
+        }
+        let held: Vec<Nonce> = peer.filling(&gap(1, 1, 2)).map(|t| t.nonce).collect();
+        assert_eq!(held, vec![Nonce(1), Nonce(2)]);
+        assert_eq!(peer.filling(&gap(2, 3, 4)).count(), 0);
+        assert_eq!(peer.filling(&gap(1, u64::MAX, u32::MAX)).count(), 0);
+
+        // Filled, the gap moves up to the next one.
+        for t in peer.filling(&gap(1, 1, 2)).cloned().collect::<Vec<_>>() {
+            mp.admit(t, &st).unwrap();
+        }
+        let now = mp.gaps(later, 10);
+        assert!(now.contains(&gap(1, 4, 1)), "{now:?}");
+        assert_eq!(now.len(), 3);
     }
 }

@@ -80,6 +80,7 @@ pub struct Metrics {
     dropped: Family<ReasonLabels, Counter>,
     txs_gossiped: Counter,
     txs_regossiped: Counter,
+    txs_gaps_filled: Counter,
     syncing: Gauge,
     sync_target: Gauge,
     http_requests: Family<HttpLabels, Counter>,
@@ -136,6 +137,7 @@ impl Metrics {
             dropped: Family::default(),
             txs_gossiped: Counter::default(),
             txs_regossiped: Counter::default(),
+            txs_gaps_filled: Counter::default(),
             syncing: Gauge::default(),
             sync_target: Gauge::default(),
             http_requests: Family::default(),
@@ -257,6 +259,11 @@ impl Metrics {
             "txs_regossiped",
             "Ready transactions gossiped again because they waited long in the pool",
             self.txs_regossiped.clone(),
+        );
+        r.register(
+            "txs_gaps_filled",
+            "Transactions sent to a peer that asked for the nonces missing in its pool",
+            self.txs_gaps_filled.clone(),
         );
         r.register(
             "http_requests",
@@ -420,6 +427,11 @@ impl Metrics {
     /// `count` ready transactions were queued to be gossiped again.
     pub fn txs_regossiped(&self, count: usize) {
         self.txs_regossiped.inc_by(counter_value(count));
+    }
+
+    /// `count` transactions went to a peer to fill the gaps it asked for.
+    pub fn txs_gaps_filled(&self, count: usize) {
+        self.txs_gaps_filled.inc_by(counter_value(count));
     }
 
     /// `count` admitted transactions went out in one gossiped batch.

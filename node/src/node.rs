@@ -204,17 +204,16 @@ async fn launch(parts: Parts, start_driver: StartDriver) -> anyhow::Result<Runni
         txs_available: Arc::clone(&txs_available),
         shutdown: shutdown_rx.clone(),
     })?;
-    let mut others = Vec::new();
-    others.push(tokio::spawn(txgossip::run(
-        Arc::downgrade(&state),
-        tx_gossip_queue,
-    )));
-    others.push(tokio::spawn(txgossip::regossip(Arc::downgrade(&state))));
-    others.push(tokio::spawn(ingest::ingest_transactions(
-        Arc::clone(&state),
-        ingest_rx,
-        txs_available,
-    )));
+    let mut others = vec![
+        tokio::spawn(txgossip::run(Arc::downgrade(&state), tx_gossip_queue)),
+        tokio::spawn(txgossip::regossip(Arc::downgrade(&state))),
+        tokio::spawn(txgossip::ask_for_gaps(Arc::downgrade(&state))),
+        tokio::spawn(ingest::ingest_transactions(
+            Arc::clone(&state),
+            ingest_rx,
+            txs_available,
+        )),
+    ];
     let mut api_addr = None;
     if let Some(listener) = api {
         api_addr = Some(listener.local_addr()?);

@@ -30,7 +30,9 @@
 //! messages ([`SYNC_TAG_PROTOCOL`]) and this module's [`NodeSync`]
 //! ([`SYNC_TAG_NODE`]).
 
+use crate::mempool::Gap;
 use crate::net::Misbehaviour;
+use crate::txgossip::MAX_GAPS_PER_REQUEST;
 use phalanx_chain::encoding::{self, DecodeError};
 use phalanx_chain::{Block, Height, Store, StoreError};
 use phalanx_consensus::{ProofError, Protocol};
@@ -97,6 +99,13 @@ pub enum NodeSync {
         #[serde(deserialize_with = "encoding::bounded_vec::<_, _, 256>")]
         blocks: Vec<Block>,
     },
+    /// The transactions you hold in these nonce gaps, please: answered
+    /// with a direct transaction batch, not by block sync (see
+    /// [`crate::txgossip`]).
+    TxsRequest {
+        #[serde(deserialize_with = "encoding::bounded_vec::<_, _, MAX_GAPS_PER_REQUEST>")]
+        gaps: Vec<Gap>,
+    },
 }
 
 impl NodeSync {
@@ -112,7 +121,10 @@ impl NodeSync {
 
     /// Its kind, for metrics.
     pub fn kind(&self) -> &'static str {
-        "blocks"
+        match self {
+            NodeSync::TxsRequest { .. } => "txs_request",
+            _ => "blocks",
+        }
     }
 }
 
@@ -275,6 +287,8 @@ impl<P: Protocol> BlockSync<P> {
                 }
                 self.on_blocks(from, blocks, now, peers)
             }
+            // The driver answers these from the mempool.
+            NodeSync::TxsRequest { .. } => Vec::new(),
         }
     }
 

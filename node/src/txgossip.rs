@@ -25,12 +25,28 @@
 //! most [`REGOSSIP_PER_SENDER`] from the start of each sender's run and
 //! [`REGOSSIP_MAX`] in all per round. A healthy chain includes its
 //! transactions well before that, so it gossips nothing again.
+//!
+//! Re-gossip alone is a trickle: under overload a pool fills with stuck
+//! transactions whose sender's missing nonce it refused, and the PBFT
+//! primary proposed blocks of what little stayed ready. So the
+//! [`ask_for_gaps`] task, every [`GAP_FILL_EVERY`], asks one live peer
+//! (the next in turn) for the nonces missing below each sender's first
+//! stuck transaction that has waited [`GAP_FILL_AFTER`]
+//! ([`Mempool::gaps`](crate::mempool::Mempool::gaps), at most
+//! [`MAX_GAPS_PER_REQUEST`]), with a [`NodeSync::TxsRequest`]. The peer
+//! answers ([`fill_gaps`]) with a direct transaction batch of what its pool
+//! holds in those gaps, at most [`MAX_GOSSIP_BATCH_TXS`], which the asker
+//! ingests like gossip. A peer that holds none of them sends nothing; the
+//! next round asks the next peer.
 
+use crate::mempool::Gap;
 use crate::net::{Channel, NetError};
 use crate::shared::NodeState;
+use crate::sync::NodeSync;
 use phalanx_chain::Transaction;
 use phalanx_chain::encoding::{self, DecodeError};
 use phalanx_chain::tx::MAX_TX_BYTES;
+use phalanx_crypto::PublicKey;
 use serde::{Deserialize, Serialize};
 use std::sync::Weak;
 use std::time::Duration;
@@ -62,6 +78,14 @@ pub const REGOSSIP_AFTER: Duration = Duration::from_secs(3);
 pub const REGOSSIP_PER_SENDER: usize = 4;
 /// Transactions gossiped again per round, at most.
 pub const REGOSSIP_MAX: usize = 2 * GOSSIP_BATCH_TXS;
+
+/// How often [`ask_for_gaps`] looks for gaps in the pool's nonces.
+pub const GAP_FILL_EVERY: Duration = Duration::from_millis(250);
+/// How long a sender's first stuck transaction waits for the nonces below
+/// it (from gossip) before a peer is asked for them.
+pub const GAP_FILL_AFTER: Duration = Duration::from_millis(500);
+/// Gaps in one request, at most (a receiver refuses more).
+pub const MAX_GAPS_PER_REQUEST: usize = 1_024;
 
 /// The wire form of a batch.
 #[derive(Debug, Serialize, Deserialize)]
@@ -173,6 +197,81 @@ pub async fn regossip(state: Weak<NodeState>) {
         } else {
             state.metrics.dropped("regossip_queue_full");
         }
+    }
+}
+
+/// Every [`GAP_FILL_EVERY`], asks the next live peer for the transactions
+/// missing below the pool's stuck ones that waited [`GAP_FILL_AFTER`];
+/// ends when the node's state is dropped.
+pub async fn ask_for_gaps(state: Weak<NodeState>) {
+    let mut every = tokio::time::interval(GAP_FILL_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut turn = 0_usize;
+    loop {
+        every.tick().await;
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        let Some(before) = std::time::Instant::now().checked_sub(GAP_FILL_AFTER) else {
+            continue;
+        };
+        let gaps = match state.mempool.lock() {
+            Ok(mut pool) if pool.stuck() > 0 => pool.gaps(before, MAX_GAPS_PER_REQUEST),
+            _ => continue,
+        };
+        if gaps.is_empty() {
+            continue;
+        }
+        let peers: Vec<PublicKey> = state
+            .net
+            .peers()
+            .into_iter()
+            .filter(|p| p.connected && !p.banned)
+            .map(|p| p.key)
+            .collect();
+        let Some(peer) = peers.get(turn % peers.len().max(1)) else {
+            continue;
+        };
+        turn = turn.wrapping_add(1);
+        let message = NodeSync::TxsRequest { gaps };
+        let bytes = message.encode();
+        let size = bytes.len();
+        match state.net.send(peer, Channel::Sync, bytes) {
+            Ok(()) => state
+                .metrics
+                .message_out(Channel::Sync.name(), message.kind(), size, false),
+            Err(_) => state.metrics.dropped("outbound_full"),
+        }
+    }
+}
+
+/// Answers a peer's [`NodeSync::TxsRequest`]: what the pool holds in
+/// `gaps`, at most [`MAX_GOSSIP_BATCH_TXS`], in one direct batch (nothing
+/// if it holds none).
+pub fn fill_gaps(state: &NodeState, to: &PublicKey, gaps: &[Gap]) {
+    let held: Vec<Transaction> = match state.mempool.lock() {
+        Ok(pool) => gaps
+            .iter()
+            .flat_map(|gap| pool.filling(gap))
+            .take(MAX_GOSSIP_BATCH_TXS)
+            .cloned()
+            .collect(),
+        Err(_) => return,
+    };
+    if held.is_empty() {
+        return;
+    }
+    let encoded: Vec<Vec<u8>> = held.iter().map(encoding::encode).collect();
+    let bytes = encode_batch(&encoded);
+    let size = bytes.len();
+    match state.net.send(to, Channel::Transactions, bytes) {
+        Ok(()) => {
+            state
+                .metrics
+                .message_out(Channel::Transactions.name(), "tx_batch", size, false);
+            state.metrics.txs_gaps_filled(held.len());
+        }
+        Err(_) => state.metrics.dropped("outbound_full"),
     }
 }
 

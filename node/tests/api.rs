@@ -324,11 +324,7 @@ impl TestNode {
         self.store
             .commit_block(&block, &changes, finalized)
             .unwrap();
-        self.state
-            .mempool
-            .lock()
-            .unwrap()
-            .remove_committed(&block, &*self.store);
+        self.state.mempool.lock().unwrap().remove_committed(&block);
         block
     }
 

@@ -452,6 +452,56 @@ async fn a_transaction_whose_gossip_was_lost_is_gossiped_again_and_commits() {
     }
 }
 
+/// A PBFT backup admits a sender's nonce 0, but none of its transaction
+/// gossip gets out (not even gossip again); the sender's nonce 1 goes to
+/// another backup and reaches everyone, stuck above the missing nonce. The
+/// nodes ask their peers for the gap, the first backup answers with a
+/// direct message, and both transactions commit everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonce_missing_below_a_stuck_transaction_is_fetched_from_a_peer() {
+    init_logs();
+    let chain = test_chain_of(ConsensusKind::Pbft, 4, 4);
+    let net = MemoryNet::new();
+    let mut nodes = Vec::new();
+    for i in 0..4 {
+        // Validator 1 never gets a transaction broadcast out.
+        let tap =
+            move |channel, broadcast| !(i == 1 && broadcast && channel == Channel::Transactions);
+        let store = Arc::new(phalanx_chain::MemStore::new());
+        nodes.push(start_tapped(&chain, &net, i, store, tap).await);
+    }
+    let first = transfer(&chain, 0, 1, 0);
+    let second = transfer(&chain, 0, 1, 1);
+    for (tx, node) in [(&first, 1), (&second, 2)] {
+        let url = format!("http://{}/txs", nodes[node].api_addr.unwrap());
+        let response = http().post(&url).json(tx).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 202);
+    }
+    let stores: Vec<_> = nodes.iter().map(|n| n.state.store.clone()).collect();
+    wait_for(
+        "both committed on every node",
+        Duration::from_secs(60),
+        || {
+            stores.iter().all(|s| {
+                [&first, &second]
+                    .iter()
+                    .all(|tx| s.tx_location(&tx.hash()).ok().flatten().is_some())
+            })
+        },
+    )
+    .await;
+    let metrics = nodes[1].state.metrics.render();
+    let filled = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("phalanx_txs_gaps_filled_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(filled >= 1, "node 1 filled no gap:\n{metrics}");
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
 /// Validator `i` on `net` over `store`, its outgoing messages through
 /// `tap` (see [`tap::TapGossip`]), with an HTTP API.
 async fn start_tapped(

@@ -308,7 +308,7 @@ fn admit(mempool: &mut Mempool, model: &mut Model, tx: Transaction, batch: bool)
         let verdict = Mempool::verify_batch(std::slice::from_ref(&tx));
         assert_eq!(verdict, vec![signature_ok]);
         if signature_ok {
-            mempool.admit_verified(tx.clone(), &model.state)
+            mempool.admit_verified(tx.clone(), tx.hash(), &model.state)
         } else {
             mempool.admit(tx.clone(), &model.state)
         }
@@ -391,7 +391,7 @@ fn run(balances: Vec<u64>, ops: Vec<Op>) {
                 check_selection(&mempool, &model, &selected, max_txs, max_bytes);
                 let (block, changes) = build(&model.state, &selected);
                 model.commit(&block, &changes);
-                mempool.remove_committed(&block, &model.state);
+                mempool.remove_committed(&block);
             }
             Op::Foreign { sender, amount } => {
                 let account = model.account(&addr(sender));
@@ -408,7 +408,7 @@ fn run(balances: Vec<u64>, ops: Vec<Op>) {
                 );
                 let (block, changes) = build(&model.state, &[tx]);
                 model.commit(&block, &changes);
-                mempool.remove_committed(&block, &model.state);
+                mempool.remove_committed(&block);
             }
         }
         check_invariants(&mempool, &model);

@@ -161,7 +161,7 @@ impl<'a> Admission<'a> {
 
     fn admit(&mut self, checked: Checked) -> Result<Hash, Refused> {
         let Checked { tx, hash, bytes } = checked;
-        match self.mempool.admit_verified(tx, self.api.store()) {
+        match self.mempool.admit_verified(tx, hash, self.api.store()) {
             Ok(admitted) => {
                 self.admitted.push(bytes);
                 Ok(admitted)

@@ -123,6 +123,12 @@ fn assert_sane(r: &Value, consensus: &str) {
     let outcomes = finalized + rejected + u(&t["lost"]) + u(&t["skipped"]) + u(&t["unsent"]);
     assert_eq!(outcomes, u(&t["offered"]), "every transaction once: {t}");
     assert!(u(&t["lost_behind_refusal"]) <= u(&t["lost"]));
+    // The lost ones looked up at the end: a sample, each with one verdict.
+    let c = &t["lost_check"];
+    let checked = u(&c["checked"]);
+    assert!(checked <= u(&t["lost"]).min(2_000), "{c}");
+    let verdicts = u(&c["pending"]) + u(&c["in_block"]) + u(&c["unknown"]) + u(&c["unanswered"]);
+    assert_eq!(verdicts, checked, "{c}");
     assert!(u(&t["submitted"]) <= u(&t["offered"]));
 
     let l = &r["latency_ms"];

@@ -29,6 +29,7 @@ pub mod drive;
 pub mod faults;
 pub mod follow;
 pub mod forks;
+pub mod lost;
 pub mod plan;
 pub mod procfs;
 pub mod results;
@@ -598,7 +599,7 @@ fn assemble(
         offered_tps: s.scale.tps,
         submitted_tps: (tally.submitted - tally.sent_late) as f64 / window_s,
         achieved_tps: tally.final_in_window as f64 / window_s,
-        transactions: counts(&tally, &book),
+        transactions: counts(&tally, &book, &m.lost),
         latency_ms: stats::Latency::of_sorted(&tally.latencies_ms),
         latency_histogram: stats::histogram(&tally.latencies_ms),
         submit_lag_ms: stats::Latency::of_sorted(&tally.submit_lag_ms),
@@ -722,7 +723,7 @@ fn generator(signing_s: f64) -> results::Generator {
     }
 }
 
-fn counts(t: &Tally, book: &book::Book) -> Counts {
+fn counts(t: &Tally, book: &book::Book, lost: &lost::LostCheck) -> Counts {
     Counts {
         offered: t.offered,
         submitted: t.submitted,
@@ -732,6 +733,7 @@ fn counts(t: &Tally, book: &book::Book) -> Counts {
         rejected_by_reason: t.rejected.clone(),
         lost: t.lost,
         lost_behind_refusal: t.lost_behind_refusal,
+        lost_check: lost.clone(),
         skipped: t.skipped,
         unsent: t.unsent,
         refusals_by_reason: book.refusals.clone(),

@@ -2,6 +2,7 @@
 //! table printed from it.
 
 use super::faults::FaultRecord;
+use super::lost::LostCheck;
 use super::procfs::Machine;
 use super::scrape::Sent;
 use super::stats::{Bucket, Latency, Second};
@@ -202,6 +203,11 @@ pub struct Counts {
     pub lost: u64,
     /// Of `lost`: behind a nonce of their account refused for good.
     pub lost_behind_refusal: u64,
+    /// A sample of `lost` looked up on the nodes at the end of the drain:
+    /// still pending, in a block, or known to no node (absent from results
+    /// written before it existed).
+    #[serde(default)]
+    pub lost_check: LostCheck,
     /// Never sent: an earlier nonce of their account was refused for good.
     pub skipped: u64,
     /// Never sent: held back to the end (pending bound, nodes down).
@@ -386,6 +392,26 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
+/// `; of N checked at the end: ...`, or nothing if none was checked.
+fn lost_check_text(c: &LostCheck) -> String {
+    if c.checked == 0 {
+        return String::new();
+    }
+    let mut parts = vec![
+        format!("{} pending", c.pending),
+        format!("{} in a block", c.in_block),
+        format!("{} on no node", c.unknown),
+    ];
+    if c.unanswered > 0 {
+        parts.push(format!("{} unanswered", c.unanswered));
+    }
+    format!(
+        "; of {} checked at the end: {}",
+        c.checked,
+        parts.join(", ")
+    )
+}
+
 fn reasons(m: &BTreeMap<String, u64>) -> String {
     let list: Vec<String> = m.iter().map(|(c, n)| format!("{c} {n}")).collect();
     if list.is_empty() {
@@ -459,8 +485,10 @@ impl Results {
             (
                 "lost",
                 format!(
-                    "{} ({} behind a refused nonce)",
-                    t.lost, t.lost_behind_refusal
+                    "{} ({} behind a refused nonce{})",
+                    t.lost,
+                    t.lost_behind_refusal,
+                    lost_check_text(&t.lost_check)
                 ),
             ),
             (

@@ -5,7 +5,8 @@
 
 use super::drive::{self, Phases};
 use super::faults::{FaultKind, FaultRecord, Injector, Target};
-use super::follow::{Followed, followed_height};
+use super::follow::{self, Followed, followed_height};
+use super::lost;
 use super::plan::{self, Workload};
 use super::procfs::{self, ProcSample};
 use super::results::{NodeFigures, NodePow, PerBlock};
@@ -138,6 +139,9 @@ pub async fn start(s: &Settings, net: &Network, client: &Client) -> anyhow::Resu
 #[derive(Debug)]
 pub struct Measured {
     pub outcome: drive::Outcome,
+    /// A sample of the lost transactions, looked up before the nodes
+    /// stopped.
+    pub lost: lost::LostCheck,
     pub fault: Option<FaultRecord>,
     pub readings: Vec<Readings>,
     pub exits: Vec<Option<String>>,
@@ -205,6 +209,11 @@ pub async fn measure(
     let say = |line: &str| eprintln!("bench: {line}");
     let (outcome, fault, readings) =
         tokio::join!(drive::run(run), injector.run(say), sampler.run());
+    let sample = {
+        let book = follow::lock(&outcome.book);
+        lost::sample(&book, &outcome.workload, &phases, lost::MAX_CHECKED)
+    };
+    let lost = lost::check(client, &net.nodes, &outcome.workload, &sample).await;
     let exits = nodes.exits();
     let halted = halted(client, net).await;
     let disagreements = if s.pow.is_some() {
@@ -215,6 +224,7 @@ pub async fn measure(
     let killed = nodes.stop();
     Ok(Measured {
         outcome,
+        lost,
         fault: (s.fault.kind != FaultKind::None).then_some(fault),
         readings,
         exits,

@@ -67,7 +67,7 @@
 //! sync's, by its first byte.
 
 use crate::ledger::NodeLedger;
-use crate::mempool::Mempool;
+use crate::mempool::{Mempool, Source};
 use crate::miner::{Found, MINED_QUEUE, Miner, MinerConfig, RateMeter};
 use crate::net::{self, Gossip, Inbound, Misbehaviour};
 use crate::shared::{
@@ -1022,7 +1022,7 @@ fn return_to_mempool(pool: &mut Mempool, store: &dyn Store, removed: &[Block]) -
     let mut returned = 0;
     for tx in removed.iter().rev().flat_map(|b| &b.transactions) {
         let hash = tx.hash();
-        match pool.admit_verified(tx.clone(), hash, store) {
+        match pool.admit_verified(tx.clone(), hash, Source::Peer, store) {
             Ok(_) => returned += 1,
             Err(e) => tracing::debug!(tx = %hash, "a reverted transaction stays out: {e}"),
         }

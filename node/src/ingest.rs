@@ -5,7 +5,7 @@
 //! driver is woken when any were new. A peer whose batches do not decode,
 //! or whose transactions do not verify, is reported.
 
-use crate::mempool::Mempool;
+use crate::mempool::{Mempool, Source};
 use crate::net::Misbehaviour;
 use crate::shared::NodeState;
 use crate::txgossip;
@@ -110,7 +110,7 @@ async fn admit_round(state: &NodeState, round: Vec<(PublicKey, Transaction)>) ->
                 state.net.report(&from, Misbehaviour::BadSignature);
                 continue;
             }
-            match pool.admit_verified(tx, hash, &*state.store) {
+            match pool.admit_verified(tx, hash, Source::Peer, &*state.store) {
                 Ok(_) => admitted.push(hash),
                 // Counted by reason (`gossip_nonce_too_low` is the usual
                 // one: the transaction was committed before its gossip

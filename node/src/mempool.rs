@@ -25,7 +25,9 @@
 //!    above a gap in its sender's nonces (*stuck*) only while fewer than
 //!    a quarter of `max_txs` are stuck ([`Mempool::max_stuck`]). When the
 //!    pool is full, a ready transaction makes room by evicting other
-//!    senders' stuck transactions. Senders are taken in address order,
+//!    senders' stuck transactions, except those submitted to this node's
+//!    own API ([`Source::Client`]: a client was told they are admitted, so
+//!    they stay until committed). Senders are taken in address order,
 //!    each one's stuck transactions all at once, at most
 //!    [`MAX_STUCK_SCAN`] senders per admission, until the transaction
 //!    fits. Without these two rules, under overload a pool (a PBFT
@@ -193,6 +195,8 @@ struct Entry {
     seq: u64,
     /// When it was admitted or last handed out to be gossiped again.
     gossiped: Instant,
+    /// Where it came from; a client's is never evicted.
+    source: Source,
 }
 
 /// One sender's pending transactions.
@@ -219,6 +223,20 @@ impl Pending {
     fn cost_of(tx: &Transaction) -> u128 {
         u128::from(tx.amount.0) + u128::from(tx.fee.0)
     }
+}
+
+/// Where a transaction came from. A node keeps what it acknowledged to
+/// its own clients: eviction takes only stuck transactions from peers (as
+/// geth keeps its local transactions), so a transaction a client was told
+/// is admitted leaves the pool only when committed or passed by its
+/// sender's nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Submitted to this node's API.
+    Client,
+    /// Gossiped by a peer, sent for a gap this node asked about, or put
+    /// back from a reverted block.
+    Peer,
 }
 
 /// Nonces one sender is missing below its first stuck transaction: what
@@ -331,7 +349,7 @@ impl Mempool {
         self.check_duplicate(hash)?;
         tx.verify_signature()
             .map_err(|_| MempoolError::BadSignature { from: tx.from })?;
-        self.admit_checked(tx, hash, size, state)
+        self.admit_checked(tx, hash, size, Source::Peer, state)
     }
 
     /// Like [`Mempool::admit`] for a transaction whose signature the caller
@@ -343,12 +361,13 @@ impl Mempool {
         &mut self,
         tx: Transaction,
         hash: Hash,
+        source: Source,
         state: &S,
     ) -> Result<Hash, MempoolError> {
         debug_assert_eq!(hash, tx.hash());
         let size = Mempool::precheck(&tx, &self.chain_id)?;
         self.check_duplicate(hash)?;
-        self.admit_checked(tx, hash, size, state)
+        self.admit_checked(tx, hash, size, source, state)
     }
 
     /// Verifies the signatures of `txs` in one batch, with the verdicts of
@@ -385,6 +404,7 @@ impl Mempool {
         tx: Transaction,
         hash: Hash,
         size: usize,
+        source: Source,
         state: &S,
     ) -> Result<Hash, MempoolError> {
         let account = state.account(&tx.from)?;
@@ -400,13 +420,14 @@ impl Mempool {
         {
             return Err(full);
         }
-        self.insert(hash, tx, size, account.nonce);
+        self.insert(hash, tx, size, source, account.nonce);
         Ok(hash)
     }
 
-    /// Evicts the stuck transactions of senders other than `except`, in
-    /// address order, at most [`MAX_STUCK_SCAN`] senders, until one more
-    /// transaction of `size` bytes fits; true if it does.
+    /// Evicts the stuck transactions from peers ([`Source::Peer`]) of
+    /// senders other than `except`, in address order, at most
+    /// [`MAX_STUCK_SCAN`] senders, until one more transaction of `size`
+    /// bytes fits; true if it does.
     fn evict_stuck(&mut self, except: &Address, size: usize) -> bool {
         let senders: Vec<Address> = self
             .gapped
@@ -422,6 +443,11 @@ impl Mempool {
                     .range(run.base..)
                     .skip(run.ready)
                     .map(|(_, p)| p.hash)
+                    .filter(|h| {
+                        self.by_hash
+                            .get(h)
+                            .is_some_and(|e| e.source == Source::Peer)
+                    })
                     .collect(),
                 None => continue,
             };
@@ -555,7 +581,7 @@ impl Mempool {
     }
 
     /// Keeps `tx`; `base` is its sender's nonce in the committed state.
-    fn insert(&mut self, hash: Hash, tx: Transaction, size: usize, base: Nonce) {
+    fn insert(&mut self, hash: Hash, tx: Transaction, size: usize, source: Source, base: Nonce) {
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
         let from = tx.from;
@@ -581,6 +607,7 @@ impl Mempool {
                 size,
                 seq,
                 gossiped: Instant::now(),
+                source,
             },
         );
         if moved {
@@ -1147,13 +1174,14 @@ mod tests {
         let mut mp = pool();
         for (t, ok) in txs.iter().zip(verdicts) {
             if ok {
-                mp.admit_verified(t.clone(), t.hash(), &st).unwrap();
+                mp.admit_verified(t.clone(), t.hash(), Source::Peer, &st)
+                    .unwrap();
             }
         }
         assert_eq!(mp.len(), 2);
         // admit_verified does not check the signature again; admit does.
         assert!(
-            mp.admit_verified(txs[1].clone(), txs[1].hash(), &st)
+            mp.admit_verified(txs[1].clone(), txs[1].hash(), Source::Peer, &st)
                 .is_ok()
         );
         let mut strict = pool();
@@ -1249,6 +1277,31 @@ mod tests {
         assert_eq!((mp.stuck(), mp.ready()), (0, 5));
         mp.admit(tx(2, 2, 1), &st).unwrap();
         assert_eq!(mp.stuck(), 1);
+    }
+
+    #[test]
+    fn a_full_pool_evicts_stuck_transactions_from_peers_but_never_a_clients() {
+        let st = state(&[(1, 1000, 0), (2, 1000, 0), (3, 1000, 0)]);
+        let mut mp = sized(8);
+        let client = tx(1, 2, 1);
+        mp.admit_verified(client.clone(), client.hash(), Source::Client, &st)
+            .unwrap();
+        mp.admit(tx(3, 1, 1), &st).unwrap();
+        for nonce in 0..6 {
+            mp.admit(tx(2, nonce, 1), &st).unwrap();
+        }
+        assert_eq!((mp.len(), mp.stuck()), (8, 2));
+        // Room for a ready one: the peer's stuck transaction goes.
+        mp.admit(tx(2, 6, 1), &st).unwrap();
+        assert_eq!(mp.evicted(), 1);
+        assert!(!mp.contains(&tx(3, 1, 1).hash()));
+        // Only the client's is left stuck: kept, so nothing fits.
+        assert_eq!(
+            mp.admit(tx(2, 7, 1), &st).unwrap_err().code(),
+            "mempool_full"
+        );
+        assert!(mp.contains(&client.hash()));
+        assert_eq!(mp.evicted(), 1);
     }
 
     #[test]

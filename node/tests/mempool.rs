@@ -17,7 +17,7 @@ use phalanx_chain::{
     Justification, Nonce, Rules, StateAccumulator, Transaction, encoding,
 };
 use phalanx_crypto::{Keypair, Signature};
-use phalanx_node::mempool::{Mempool, MempoolConfig};
+use phalanx_node::mempool::{Mempool, MempoolConfig, Source};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -308,7 +308,7 @@ fn admit(mempool: &mut Mempool, model: &mut Model, tx: Transaction, batch: bool)
         let verdict = Mempool::verify_batch(std::slice::from_ref(&tx));
         assert_eq!(verdict, vec![signature_ok]);
         if signature_ok {
-            mempool.admit_verified(tx.clone(), tx.hash(), &model.state)
+            mempool.admit_verified(tx.clone(), tx.hash(), Source::Peer, &model.state)
         } else {
             mempool.admit(tx.clone(), &model.state)
         }

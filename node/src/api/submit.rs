@@ -32,7 +32,7 @@
 use super::Api;
 use super::error::{self, ApiError, ApiJson};
 use super::views::{BatchItemView, BatchView, ItemErrorView, SubmittedView};
-use crate::mempool::{Mempool, MempoolError};
+use crate::mempool::{Mempool, MempoolError, Source};
 use axum::Json;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
@@ -161,7 +161,10 @@ impl<'a> Admission<'a> {
 
     fn admit(&mut self, checked: Checked) -> Result<Hash, Refused> {
         let Checked { tx, hash, bytes } = checked;
-        match self.mempool.admit_verified(tx, hash, self.api.store()) {
+        match self
+            .mempool
+            .admit_verified(tx, hash, Source::Client, self.api.store())
+        {
             Ok(admitted) => {
                 self.admitted.push(bytes);
                 Ok(admitted)

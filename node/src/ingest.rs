@@ -100,18 +100,25 @@ async fn admit_round(state: &NodeState, round: Vec<(PublicKey, Transaction)>) ->
         return 0;
     }
     let mut verdicts = verify_parallel(to_verify).await.into_iter();
-    let mut admitted = Vec::new();
+    let mut admitted = 0;
+    // Every signature that verified is recorded, admitted or not: one
+    // refused as `mempool_full` comes back (gossiped again, a gap answer,
+    // a block) and is not checked twice.
+    let mut verified = Vec::new();
     if let Ok(mut pool) = state.mempool.lock() {
         for (from, tx, hash, known) in kept {
             // verify_parallel answers for each; a missing verdict counts as
             // a bad signature.
-            if !known && !verdicts.next().unwrap_or(false) {
-                state.metrics.dropped("bad_signature");
-                state.net.report(&from, Misbehaviour::BadSignature);
-                continue;
+            if !known {
+                if !verdicts.next().unwrap_or(false) {
+                    state.metrics.dropped("bad_signature");
+                    state.net.report(&from, Misbehaviour::BadSignature);
+                    continue;
+                }
+                verified.push(hash);
             }
             match pool.admit_verified(tx, hash, Source::Peer, &*state.store) {
-                Ok(_) => admitted.push(hash),
+                Ok(_) => admitted += 1,
                 // Counted by reason (`gossip_nonce_too_low` is the usual
                 // one: the transaction was committed before its gossip
                 // arrived).
@@ -120,9 +127,8 @@ async fn admit_round(state: &NodeState, round: Vec<(PublicKey, Transaction)>) ->
         }
         state.metrics.set_mempool(&pool);
     }
-    let count = admitted.len();
-    state.verified.insert_all(admitted);
-    count
+    state.verified.insert_all(verified);
+    admitted
 }
 
 /// [`Mempool::verify_batch_parallel`] on all cores, off the async

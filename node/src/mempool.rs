@@ -27,10 +27,11 @@
 //!    pool is full, a ready transaction makes room by evicting other
 //!    senders' stuck transactions, except those submitted to this node's
 //!    own API ([`Source::Client`]: a client was told they are admitted, so
-//!    they stay until committed). Senders are taken in address order,
-//!    each one's stuck transactions all at once, at most
-//!    [`MAX_STUCK_SCAN`] senders per admission, until the transaction
-//!    fits. Without these two rules, under overload a pool (a PBFT
+//!    they stay until committed). Senders are taken in address order
+//!    from where the last scan stopped, each one's stuck transactions all
+//!    at once, at most [`MAX_STUCK_SCAN`] senders per admission, until
+//!    the transaction fits; a scan that fails is not repeated until a
+//!    commit or a peer's stuck transaction. Without these two rules, under overload a pool (a PBFT
 //!    primary's did) filled with transactions no block could take, because
 //!    the nonce below them had been refused as `mempool_full`, and then
 //!    refused every transaction that could have filled a block; with
@@ -250,6 +251,17 @@ pub struct Gap {
     pub count: u32,
 }
 
+/// The members of `set` in order from just after `after` (all of them if
+/// `None`), wrapping around to the start.
+fn from_after(set: &BTreeSet<Address>, after: Option<Address>) -> impl Iterator<Item = &Address> {
+    use std::ops::Bound::{Excluded, Unbounded};
+    let (tail, head) = match after {
+        Some(a) => (set.range((Excluded(a), Unbounded)), set.range(..=a)),
+        None => (set.range(..), set.range(..Address([0; 32]))),
+    };
+    tail.chain(head)
+}
+
 /// Senders whose stuck transactions a full pool evicts, at most, to make
 /// room for one admission.
 pub const MAX_STUCK_SCAN: usize = 64;
@@ -273,6 +285,12 @@ pub struct Mempool {
     regossip_after: Option<Address>,
     /// The sender [`Mempool::gaps`] stopped after.
     gaps_after: Option<Address>,
+    /// The sender the last eviction scan stopped after.
+    evict_after: Option<Address>,
+    /// Set when an eviction scan freed too little (the stuck transactions
+    /// it met were clients'): later admissions do not scan again until a
+    /// commit or a stuck transaction from a peer changes that.
+    evict_blocked: bool,
     next_seq: u64,
     bytes: usize,
 }
@@ -303,6 +321,8 @@ impl Mempool {
             evicted: 0,
             regossip_after: None,
             gaps_after: None,
+            evict_after: None,
+            evict_blocked: false,
             next_seq: 0,
             bytes: 0,
         }
@@ -425,18 +445,24 @@ impl Mempool {
     }
 
     /// Evicts the stuck transactions from peers ([`Source::Peer`]) of
-    /// senders other than `except`, in address order, at most
-    /// [`MAX_STUCK_SCAN`] senders, until one more transaction of `size`
-    /// bytes fits; true if it does.
+    /// senders other than `except`, in address order from where the last
+    /// scan stopped, at most [`MAX_STUCK_SCAN`] senders, until one more
+    /// transaction of `size` bytes fits; true if it does. A scan that
+    /// fails is not repeated until a commit, or a stuck transaction from a
+    /// peer, gives the next one something to find: a pool whose stuck
+    /// transactions are clients' would otherwise scan on every admission.
     fn evict_stuck(&mut self, except: &Address, size: usize) -> bool {
-        let senders: Vec<Address> = self
-            .gapped
-            .iter()
+        if self.evict_blocked {
+            return false;
+        }
+        let senders: Vec<Address> = from_after(&self.gapped, self.evict_after)
             .filter(|sender| *sender != except)
             .take(MAX_STUCK_SCAN)
             .copied()
             .collect();
+        let before = self.evicted;
         for sender in senders {
+            self.evict_after = Some(sender);
             let stuck: Vec<Hash> = match self.by_sender.get(&sender) {
                 Some(run) => run
                     .txs
@@ -460,7 +486,24 @@ impl Mempool {
                 return true;
             }
         }
+        // Nothing evictable among the senders scanned (the admitting
+        // sender's own excepted): no scan again until a commit or a peer's
+        // stuck transaction; the next one starts after these senders.
+        if self.evicted == before && !self.has_stuck_from_peers(except) {
+            self.evict_blocked = true;
+        }
         false
+    }
+
+    /// Whether `sender` has stuck transactions from peers.
+    fn has_stuck_from_peers(&self, sender: &Address) -> bool {
+        self.by_sender.get(sender).is_some_and(|run| {
+            run.txs.range(run.base..).skip(run.ready).any(|(_, p)| {
+                self.by_hash
+                    .get(&p.hash)
+                    .is_some_and(|e| e.source == Source::Peer)
+            })
+        })
     }
 
     /// The sender's nonce `from` advanced past its consecutive pending
@@ -616,6 +659,10 @@ impl Mempool {
         } else {
             self.refresh(&from);
         }
+        if source == Source::Peer && self.gapped.contains(&from) {
+            // Something a full pool may evict again.
+            self.evict_blocked = false;
+        }
     }
 
     /// The sender's nonce in the committed state is now `nonce`: forgets
@@ -734,6 +781,7 @@ impl Mempool {
         for (sender, nonce) in senders {
             self.rebase(&sender, nonce);
         }
+        self.evict_blocked = false;
     }
 
     /// Removes the sender's pending transactions with nonces below `nonce`.
@@ -815,18 +863,9 @@ impl Mempool {
     /// `before`, the nonces missing below it. Senders are visited in
     /// address order from where the last call stopped.
     pub fn gaps(&mut self, before: Instant, limit: usize) -> Vec<Gap> {
-        use std::ops::Bound::{Excluded, Unbounded};
         let mut out = Vec::new();
-        let after = match self.gaps_after {
-            Some(a) => self.gapped.range((Excluded(a), Unbounded)),
-            None => self.gapped.range(..),
-        };
-        let before_start = match self.gaps_after {
-            Some(a) => self.gapped.range(..=a),
-            None => self.gapped.range(..Address([0; 32])),
-        };
         let mut last = None;
-        for sender in after.chain(before_start) {
+        for sender in from_after(&self.gapped, self.gaps_after) {
             if out.len() >= limit {
                 break;
             }
@@ -1302,6 +1341,15 @@ mod tests {
         );
         assert!(mp.contains(&client.hash()));
         assert_eq!(mp.evicted(), 1);
+        // After a commit, and a peer's stuck transaction, a full pool
+        // evicts again.
+        mp.remove_committed(&block(vec![tx(2, 0, 1)]));
+        let after = state(&[(1, 1000, 0), (2, 998, 1), (3, 1000, 0)]);
+        mp.admit(tx(3, 1, 1), &after).unwrap();
+        assert_eq!(mp.len(), 8);
+        mp.admit(tx(2, 7, 1), &after).unwrap();
+        assert_eq!(mp.evicted(), 2);
+        assert!(mp.contains(&client.hash()));
     }
 
     #[test]

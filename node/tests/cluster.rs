@@ -410,19 +410,14 @@ async fn no_consensus_message_leaves_before_the_writes_before_it_are_durable(kin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_whose_gossip_was_lost_is_gossiped_again_and_commits() {
     use std::sync::atomic::{AtomicBool, Ordering};
-    init_logs();
-    let chain = test_chain_of(ConsensusKind::Pbft, 4, 4);
-    let net = MemoryNet::new();
-    let mut nodes = Vec::new();
-    for i in 0..4 {
+    let (chain, nodes) = tapped_pbft_cluster(|i| {
         // Validator 1 loses the first transaction batch it publishes.
         let lost = AtomicBool::new(i != 1);
-        let tap = move |channel, broadcast| {
+        move |channel, broadcast| {
             !(broadcast && channel == Channel::Transactions && !lost.swap(true, Ordering::SeqCst))
-        };
-        let store = Arc::new(phalanx_chain::MemStore::new());
-        nodes.push(start_tapped(&chain, &net, i, store, tap).await);
-    }
+        }
+    })
+    .await;
     // Validator 0 is the primary of view 0; validator 1 is a backup.
     let tx = transfer(&chain, 0, 1, 0);
     let url = format!("http://{}/txs", nodes[1].api_addr.unwrap());
@@ -441,15 +436,20 @@ async fn a_transaction_whose_gossip_was_lost_is_gossiped_again_and_commits() {
     )
     .await;
     let metrics = nodes[1].state.metrics.render();
-    let regossiped = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("phalanx_txs_regossiped_total "))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(0);
+    let regossiped = counter(&metrics, "phalanx_txs_regossiped_total");
     assert!(regossiped >= 1, "node 1 gossiped nothing again:\n{metrics}");
     for node in nodes {
         node.stop().await;
     }
+}
+
+/// The value of counter `name` in rendered metrics (0 if absent).
+fn counter(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0)
 }
 
 /// A PBFT backup admits a sender's nonce 0, but none of its transaction
@@ -459,17 +459,11 @@ async fn a_transaction_whose_gossip_was_lost_is_gossiped_again_and_commits() {
 /// direct message, and both transactions commit everywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nonce_missing_below_a_stuck_transaction_is_fetched_from_a_peer() {
-    init_logs();
-    let chain = test_chain_of(ConsensusKind::Pbft, 4, 4);
-    let net = MemoryNet::new();
-    let mut nodes = Vec::new();
-    for i in 0..4 {
-        // Validator 1 never gets a transaction broadcast out.
-        let tap =
-            move |channel, broadcast| !(i == 1 && broadcast && channel == Channel::Transactions);
-        let store = Arc::new(phalanx_chain::MemStore::new());
-        nodes.push(start_tapped(&chain, &net, i, store, tap).await);
-    }
+    // Validator 1 never gets a transaction broadcast out.
+    let (chain, nodes) = tapped_pbft_cluster(|i| {
+        move |channel, broadcast| !(i == 1 && broadcast && channel == Channel::Transactions)
+    })
+    .await;
     let first = transfer(&chain, 0, 1, 0);
     let second = transfer(&chain, 0, 1, 1);
     for (tx, node) in [(&first, 1), (&second, 2)] {
@@ -491,15 +485,30 @@ async fn a_nonce_missing_below_a_stuck_transaction_is_fetched_from_a_peer() {
     )
     .await;
     let metrics = nodes[1].state.metrics.render();
-    let filled = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("phalanx_txs_gaps_filled_total "))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(0);
+    let filled = counter(&metrics, "phalanx_txs_gaps_filled_total");
     assert!(filled >= 1, "node 1 filled no gap:\n{metrics}");
     for node in nodes {
         node.stop().await;
     }
+}
+
+/// Four PBFT validators on one in-memory network over in-memory stores,
+/// validator `i`'s outgoing messages through `tap(i)`.
+async fn tapped_pbft_cluster<T>(
+    tap: impl Fn(usize) -> T,
+) -> (TestChain, Vec<phalanx_node::node::RunningNode>)
+where
+    T: Fn(Channel, bool) -> bool + Send + Sync + 'static,
+{
+    init_logs();
+    let chain = test_chain_of(ConsensusKind::Pbft, 4, 4);
+    let net = MemoryNet::new();
+    let mut nodes = Vec::new();
+    for i in 0..4 {
+        let store = Arc::new(phalanx_chain::MemStore::new());
+        nodes.push(start_tapped(&chain, &net, i, store, tap(i)).await);
+    }
+    (chain, nodes)
 }
 
 /// Validator `i` on `net` over `store`, its outgoing messages through

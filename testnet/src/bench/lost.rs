@@ -5,7 +5,8 @@
 //! the others, until one knows it). That tells a transaction still waiting
 //! in a pool when the drain ran out (the backlog outlasted it) from one in
 //! a block the observer had not reported final, and from one no node holds
-//! any more (dropped: evicted from every pool that had it).
+//! any more (dropped: evicted from every pool that had it). The check takes
+//! at most [`CHECK_LIMIT`]; lookups not done by then count as unanswered.
 
 use super::book::{Book, TxStatus};
 use super::drive::Phases;
@@ -22,6 +23,10 @@ pub const MAX_CHECKED: usize = 2_000;
 const CONCURRENCY: usize = 32;
 /// Longest wait for one node's answer.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest the whole check may take (a paused node would otherwise cost
+/// every lookup that starts with it a timeout): lookups not done by then
+/// count as unanswered.
+pub const CHECK_LIMIT: Duration = Duration::from_secs(20);
 
 /// The sample's verdicts: `pending + in_block + unknown + unanswered =
 /// checked`.
@@ -72,6 +77,7 @@ pub async fn check(
     workload: &Workload,
     sample: &[u32],
 ) -> LostCheck {
+    let deadline = tokio::time::Instant::now() + CHECK_LIMIT;
     let lookups = sample.iter().map(|&k| async move {
         let Some(tx) = workload.tx(k) else {
             return Found::Unanswered;
@@ -81,7 +87,13 @@ pub async fn check(
         let order = nodes.iter().cycle().skip(first).take(nodes.len());
         let mut answered = false;
         for node in order {
-            match tokio::time::timeout(LOOKUP_TIMEOUT, client.tx(node, &hash)).await {
+            let wait = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .min(LOOKUP_TIMEOUT);
+            if wait.is_zero() {
+                break;
+            }
+            match tokio::time::timeout(wait, client.tx(node, &hash)).await {
                 Ok(Ok(Some(status))) if status.status == "pending" => return Found::Pending,
                 Ok(Ok(Some(_))) => return Found::InBlock,
                 Ok(Ok(None)) => answered = true,

@@ -408,7 +408,7 @@ impl Mempool {
 
     /// The threads signature checks may use: the machine's cores.
     pub fn verify_threads() -> usize {
-        std::thread::available_parallelism().map_or(1, usize::from)
+        phalanx_chain::verified::cores()
     }
 
     fn check_duplicate(&self, hash: Hash) -> Result<(), MempoolError> {

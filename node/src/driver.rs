@@ -903,12 +903,7 @@ impl<P: Protocol> Driver<P> {
 
     /// Connected peers that are not banned.
     fn live_peers(&self) -> Vec<PublicKey> {
-        self.net()
-            .peers()
-            .into_iter()
-            .filter(|p| p.connected && !p.banned)
-            .map(|p| p.key)
-            .collect()
+        net::live_peers(self.net())
     }
 
     fn on_status_tick(&mut self) {

@@ -222,13 +222,7 @@ pub async fn ask_for_gaps(state: Weak<NodeState>) {
         if gaps.is_empty() {
             continue;
         }
-        let peers: Vec<PublicKey> = state
-            .net
-            .peers()
-            .into_iter()
-            .filter(|p| p.connected && !p.banned)
-            .map(|p| p.key)
-            .collect();
+        let peers = crate::net::live_peers(&*state.net);
         let Some(peer) = peers.get(turn % peers.len().max(1)) else {
             continue;
         };

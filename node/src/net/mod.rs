@@ -130,3 +130,12 @@ pub trait Gossip: Send + Sync + 'static {
     /// drop none), to partition a network on purpose.
     fn set_blocked(&self, peers: Vec<PublicKey>);
 }
+
+/// The peers `net` is connected to and has not banned.
+pub fn live_peers(net: &dyn Gossip) -> Vec<PublicKey> {
+    net.peers()
+        .into_iter()
+        .filter(|p| p.connected && !p.banned)
+        .map(|p| p.key)
+        .collect()
+}

@@ -148,7 +148,8 @@ pub fn verify_batch_parallel(txs: &[&Transaction], threads: usize) -> Vec<bool> 
     /// Below this many signatures per thread, one thread is quicker.
     const MIN_PER_THREAD: usize = 64;
     let threads = threads.min(txs.len() / MIN_PER_THREAD).max(1);
-    if threads == 1 {
+    // Ideal signatures (the simulator's) are known to this thread only.
+    if threads == 1 || phalanx_crypto::memo::ideal() {
         return Transaction::verify_batch(txs);
     }
     let chunk = txs.len().div_ceil(threads);

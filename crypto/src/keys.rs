@@ -104,8 +104,13 @@ impl Keypair {
         zeroize::Zeroizing::new(self.signing.to_bytes())
     }
 
-    /// Signs domain-separated bytes (see [`crate::Domain::begin`]).
+    /// Signs domain-separated bytes (see [`crate::Domain::begin`]). On a
+    /// thread inside the simulator's [`crate::memo::with_memo`] with
+    /// [`crate::memo::Signatures::Ideal`], makes an ideal signature instead.
     pub fn sign(&self, message: &SigningBytes) -> Signature {
+        if let Some(ideal) = crate::memo::sign_ideal(&self.public, message) {
+            return ideal;
+        }
         let signature = Signature(self.signing.sign(message.as_bytes()).to_bytes());
         crate::memo::signed(&self.public, message, &signature);
         signature

@@ -221,6 +221,11 @@ pub struct SimArgs {
     /// Verify every copy of every message (slower; same outcomes).
     #[arg(long)]
     pub no_verify_cache: bool,
+    /// Sign with ed25519 instead of the simulator's ideal signatures
+    /// (slower; the same checks hold, but hashes and so the commit log
+    /// differ).
+    #[arg(long)]
+    pub real_signatures: bool,
     /// Run one seed in this many twice to check determinism (0: none).
     #[arg(long, default_value_t = 10)]
     pub recheck_every: u64,
@@ -271,6 +276,7 @@ impl SimArgs {
         s.tx_interval_ms = self.tx_interval;
         s.forward = !self.no_forward;
         s.verify_cache = !self.no_verify_cache;
+        s.ideal_signatures = !self.real_signatures;
         s.block_interval_ms = self.block_interval;
         s.confirmations = self.confirmations;
         for (index, percent) in &self.hashrate {

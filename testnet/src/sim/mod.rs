@@ -32,6 +32,12 @@
 //!   signature verdicts are remembered too ([`phalanx_crypto::memo`]): a
 //!   vote's signature is checked once, not again in every certificate
 //!   that carries it on every replica.
+//! - Signatures are ideal by default ([`Scenario::ideal_signatures`],
+//!   [`phalanx_crypto::memo`]): a keyed BLAKE3 tag that only the key's
+//!   holder can make and that verifies exactly where an ed25519 signature
+//!   would. Signing on the curve was a third of the simulator's time; the
+//!   protocols' code is the same either way (`--real-signatures` runs
+//!   ed25519).
 //! - Timers fire as [`Input::Timer`]; stale armings are ignored.
 //! - Effects are carried out in order: `Persist` writes to the replica's
 //!   store before any later effect; `Send` and `Broadcast` put copies on
@@ -117,6 +123,7 @@ pub use scenario::{Scenario, ScenarioError};
 use phalanx_chain::ConsensusKind;
 use phalanx_consensus::Protocol;
 use phalanx_consensus::dispatch::{WithProtocol, with_protocol};
+use phalanx_crypto::memo::{Signatures, with_memo};
 use world::World;
 
 /// Why a simulation could not run at all.
@@ -150,14 +157,25 @@ struct OneSeed<'a> {
 impl WithProtocol for OneSeed<'_> {
     type Output = Result<RunReport, SimError>;
     fn run<P: Protocol + 'static>(self) -> Self::Output {
-        let world = World::<P>::new(self.scenario, self.seed)?;
-        if !self.scenario.verify_cache {
-            return Ok(world.run());
-        }
         // A vote is checked as a vote, then in every certificate carrying
-        // it, on every replica: the memo checks each signature once.
-        let (report, _hits) = phalanx_crypto::memo::with_memo(SIGNATURE_MEMO, || world.run());
-        Ok(report)
+        // it, on every replica: the memo checks each signature once. Ideal
+        // signatures are signed and recognized through it too.
+        let capacity = if self.scenario.verify_cache {
+            SIGNATURE_MEMO
+        } else if self.scenario.ideal_signatures {
+            1
+        } else {
+            return Ok(World::<P>::new(self.scenario, self.seed)?.run());
+        };
+        let signatures = if self.scenario.ideal_signatures {
+            Signatures::Ideal
+        } else {
+            Signatures::Real
+        };
+        let (report, _hits) = with_memo(capacity, signatures, || {
+            World::<P>::new(self.scenario, self.seed).map(World::run)
+        });
+        report
     }
 }
 

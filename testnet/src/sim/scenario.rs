@@ -339,6 +339,13 @@ pub struct Scenario {
     /// result for identical copies (same bytes, same answer); a speed-up
     /// that changes no outcome.
     pub verify_cache: bool,
+    /// Replicas and the client sign ideal signatures
+    /// ([`phalanx_crypto::memo::Signatures::Ideal`]): only the key's
+    /// holder can make one and it verifies exactly where an ed25519
+    /// signature would, at a hundredth of the cost. Off, every signature is
+    /// ed25519's (slower; outcomes keep their kind, though hashes and so the
+    /// commit log differ).
+    pub ideal_signatures: bool,
     /// PBFT: a checkpoint every this many heights (the watermark window is
     /// twice this, the paper's example).
     pub checkpoint_interval: u64,
@@ -406,6 +413,7 @@ impl Scenario {
             tx_interval_ms: defaults::TX_INTERVAL_MS,
             forward: true,
             verify_cache: true,
+            ideal_signatures: true,
             checkpoint_interval: defaults::CHECKPOINT_INTERVAL,
             max_in_flight: defaults::MAX_IN_FLIGHT,
             block_interval_ms: defaults::BLOCK_INTERVAL_MS,
@@ -756,6 +764,9 @@ impl Scenario {
         }
         if !self.verify_cache {
             args.push("--no-verify-cache".to_owned());
+        }
+        if !self.ideal_signatures {
+            args.push("--real-signatures".to_owned());
         }
         args
     }

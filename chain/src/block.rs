@@ -105,7 +105,7 @@ impl BlockHeader {
 
     /// BLAKE3 of [`BlockHeader::encode`].
     pub fn hash(&self) -> Hash {
-        Hash::digest(&self.encode())
+        encoding::digest(self)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<BlockHeader, DecodeError> {

@@ -7,6 +7,7 @@
 //! hold. Together, decoding allocates at most a small multiple of the
 //! (limited) input size, whatever the bytes claim.
 
+use phalanx_crypto::Hash;
 use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::{Deserializer, Serialize};
 use std::fmt;
@@ -39,6 +40,78 @@ pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
     // As in `encode`: the ledger's types always encode.
     #[allow(clippy::expect_used)]
     postcard::experimental::serialized_size(value).expect("ledger types always encode")
+}
+
+/// BLAKE3 of `value`'s encoding, the same as `Hash::digest(&encode(value))`
+/// without making the encoding: the bytes go to the hasher through a small
+/// buffer as they are produced.
+pub fn digest<T: Serialize + ?Sized>(value: &T) -> Hash {
+    let flavor = HashingFlavor {
+        hasher: blake3::Hasher::new(),
+        buffer: [0; HASHING_BUFFER],
+        len: 0,
+    };
+    // As in `encode`: the ledger's types always encode (and this flavor
+    // never refuses a byte).
+    #[allow(clippy::expect_used)]
+    postcard::serialize_with_flavor(value, flavor).expect("ledger types always encode")
+}
+
+/// Bytes [`HashingFlavor`] gathers before handing them to the hasher.
+const HASHING_BUFFER: usize = 256;
+
+/// A postcard output that hashes what it is given.
+struct HashingFlavor {
+    hasher: blake3::Hasher,
+    buffer: [u8; HASHING_BUFFER],
+    len: usize,
+}
+
+impl HashingFlavor {
+    fn flush(&mut self) {
+        if let Some(pending) = self.buffer.get(..self.len) {
+            self.hasher.update(pending);
+        }
+        self.len = 0;
+    }
+}
+
+impl postcard::ser_flavors::Flavor for HashingFlavor {
+    type Output = Hash;
+
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        if self.len == HASHING_BUFFER {
+            self.flush();
+        }
+        if let Some(slot) = self.buffer.get_mut(self.len) {
+            *slot = byte;
+            self.len += 1;
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if data.len() > HASHING_BUFFER - self.len {
+            self.flush();
+            if data.len() >= HASHING_BUFFER {
+                self.hasher.update(data);
+                return Ok(());
+            }
+        }
+        let end = self.len + data.len();
+        if let Some(room) = self.buffer.get_mut(self.len..end) {
+            room.copy_from_slice(data);
+            self.len = end;
+        }
+        Ok(())
+    }
+
+    fn finalize(mut self) -> postcard::Result<Hash> {
+        self.flush();
+        Ok(Hash(*self.hasher.finalize().as_bytes()))
+    }
 }
 
 /// Appends `value` as postcard encodes a `u64`: LEB128, seven bits a
@@ -124,6 +197,30 @@ mod tests {
     struct Holder {
         #[serde(deserialize_with = "bounded_vec::<_, _, 3>")]
         items: Vec<u32>,
+    }
+
+    #[test]
+    fn digest_is_blake3_of_the_encoding_at_every_size() {
+        #[derive(Serialize)]
+        struct Mixed {
+            small: Vec<u8>,
+            number: u64,
+            blob: Vec<u8>,
+            text: String,
+        }
+        // Sizes around the buffer (256) and BLAKE3's block (64) and chunk
+        // (1,024), split in fields so pushes and extends interleave.
+        for size in [
+            0, 1, 63, 64, 65, 200, 255, 256, 257, 511, 1023, 1024, 1025, 5000,
+        ] {
+            let value = Mixed {
+                small: vec![7; size % 13],
+                number: size as u64 * 0x1_0001,
+                blob: (0..size).map(|i| i as u8).collect(),
+                text: "x".repeat(size / 3),
+            };
+            assert_eq!(digest(&value), Hash::digest(&encode(&value)), "size {size}");
+        }
     }
 
     #[test]

@@ -195,7 +195,7 @@ impl Speculative {
     pub fn observe<S: Store + ?Sized>(&mut self, store: &S, block: &Block) {
         let finalized = store.finalized_height().ok().flatten();
         if finalized.is_none_or(|h| block.header.height > h) {
-            self.remember(store, block);
+            self.remember(store, block.hash(), block);
         }
     }
 
@@ -225,14 +225,15 @@ impl Speculative {
         S: Store + ?Sized,
         F: FnOnce(&dyn StateView) -> Vec<Transaction>,
     {
-        self.remember(store, parent);
-        self.ensure_state(store, parent)?;
+        let parent_hash = parent.hash();
+        self.remember(store, parent_hash, parent);
+        self.ensure_state(store, parent_hash, parent)?;
         let head = head_of(store)?;
         let unavailable = SpeculativeError::StateUnavailable {
-            parent: parent.hash(),
+            parent: parent_hash,
         };
         let (view, acc) = self
-            .state_after(store, &head, parent.hash())
+            .state_after(store, &head, parent_hash)
             .ok_or(unavailable)?;
         let candidates = pick(&view);
         let mut builder =
@@ -244,7 +245,7 @@ impl Speculative {
         }
         let (block, changes) = builder.finish(timestamp_ms, justification)?;
         drop(view);
-        self.record(store, &block, changes);
+        self.record(store, block.hash(), &block, changes);
         Ok(block)
     }
 
@@ -256,12 +257,14 @@ impl Speculative {
         parent: &Block,
         block: &Block,
     ) -> Result<(), SpeculativeError> {
-        if self.states.contains_key(&block.hash()) {
+        let hash = block.hash();
+        if self.states.contains_key(&hash) {
             return Ok(());
         }
-        self.remember(store, parent);
-        self.ensure_state(store, parent)?;
-        self.execute(store, block)
+        let parent_hash = parent.hash();
+        self.remember(store, parent_hash, parent);
+        self.ensure_state(store, parent_hash, parent)?;
+        self.execute(store, hash, block)
     }
 
     /// Executes `block` on the store's head (reusing its speculative state
@@ -446,11 +449,12 @@ impl Speculative {
     fn ensure_state<S: Store + ?Sized>(
         &mut self,
         store: &S,
+        hash: Hash,
         block: &Block,
     ) -> Result<(), SpeculativeError> {
         let head = head_of(store)?;
         let mut missing = Vec::new();
-        let mut cursor = block.hash();
+        let mut cursor = hash;
         let mut height = block.header.height;
         loop {
             if cursor == head.hash || self.is_committed_below_head(store, &head, cursor, height) {
@@ -459,7 +463,7 @@ impl Speculative {
             let parent = if let Some(s) = self.states.get(&cursor) {
                 s.header.parent
             } else if let Some(b) = self.known.get(&cursor) {
-                missing.push(b.clone());
+                missing.push((cursor, b.clone()));
                 b.header.parent
             } else {
                 return Err(SpeculativeError::StateUnavailable { parent: cursor });
@@ -470,8 +474,8 @@ impl Speculative {
             cursor = parent;
             height = Height(below);
         }
-        while let Some(b) = missing.pop() {
-            self.execute(store, &b)?;
+        while let Some((hash, b)) = missing.pop() {
+            self.execute(store, hash, &b)?;
         }
         Ok(())
     }
@@ -480,6 +484,7 @@ impl Speculative {
     fn execute<S: Store + ?Sized>(
         &mut self,
         store: &S,
+        hash: Hash,
         block: &Block,
     ) -> Result<(), SpeculativeError> {
         let head = head_of(store)?;
@@ -511,12 +516,12 @@ impl Speculative {
         );
         drop(view);
         let changes = result?;
-        self.record(store, block, changes);
+        self.record(store, hash, block, changes);
         Ok(())
     }
 
-    fn remember<S: Store + ?Sized>(&mut self, store: &S, block: &Block) {
-        let hash = block.hash();
+    /// Keeps `block` (whose hash is `hash`) for building on.
+    fn remember<S: Store + ?Sized>(&mut self, store: &S, hash: Hash, block: &Block) {
         if self.known.contains_key(&hash) {
             return;
         }
@@ -529,9 +534,15 @@ impl Speculative {
         self.known.insert(hash, block.clone());
     }
 
-    fn record<S: Store + ?Sized>(&mut self, store: &S, block: &Block, changes: StateChanges) {
-        self.remember(store, block);
-        let hash = block.hash();
+    /// Keeps `block` (whose hash is `hash`) and the state after it.
+    fn record<S: Store + ?Sized>(
+        &mut self,
+        store: &S,
+        hash: Hash,
+        block: &Block,
+        changes: StateChanges,
+    ) {
+        self.remember(store, hash, block);
         if !self.states.contains_key(&hash)
             && self.states.len() >= self.max_blocks
             && let Some(victim) = evict(store, &mut self.states_by_height)

@@ -10,7 +10,7 @@ use super::messages::{QuorumCert, block_view, parent_cert};
 use crate::catchup;
 use crate::ledger::Ledger;
 use crate::types::View;
-use phalanx_chain::{Block, Hash, Height};
+use phalanx_chain::{Block, BlockHeader, Hash, Height};
 use std::collections::{HashMap, HashSet};
 
 /// The blocks a replica holds, from the committed root up.
@@ -89,8 +89,13 @@ impl BlockTree {
 
     /// True if `block` is `ancestor` or descends from it through blocks held.
     pub fn extends(&self, block: &Block, ancestor: &Hash) -> bool {
-        let mut hash = block.hash();
-        let mut header = &block.header;
+        self.hash_extends(block.hash(), &block.header, ancestor)
+    }
+
+    /// [`BlockTree::extends`] for the block with `hash` and `header`.
+    fn hash_extends(&self, hash: Hash, header: &BlockHeader, ancestor: &Hash) -> bool {
+        let mut hash = hash;
+        let mut header = header;
         loop {
             if hash == *ancestor {
                 return true;
@@ -183,7 +188,8 @@ impl BlockTree {
             .iter()
             .filter(|(hash, block)| {
                 **hash == self.root
-                    || (block.header.height > root_height && self.extends(block, &self.root))
+                    || (block.header.height > root_height
+                        && self.hash_extends(**hash, &block.header, &self.root))
             })
             .map(|(hash, _)| *hash)
             .collect();

@@ -216,7 +216,7 @@ impl SignedMessage {
 
     /// A content id for deduplication (BLAKE3 of the encoding).
     pub fn id(&self) -> Hash {
-        Hash::digest(&self.encode())
+        encoding::digest(self)
     }
 
     /// The view this message belongs to.

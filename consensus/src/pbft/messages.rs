@@ -180,7 +180,7 @@ impl SignedMessage {
 
     /// A content id for deduplication (BLAKE3 of the encoding).
     pub fn id(&self) -> Hash {
-        Hash::digest(&self.encode())
+        encoding::digest(self)
     }
 
     /// The message's kind, for metrics.
@@ -276,7 +276,7 @@ pub fn checkpoint_bytes(committee: &Committee, checkpoint: &Checkpoint) -> Signi
 }
 
 fn digest_bytes<T: Serialize>(domain: Domain, committee: &Committee, value: &T) -> SigningBytes {
-    let digest = Hash::digest(&encoding::encode(value));
+    let digest = encoding::digest(value);
     domain
         .begin(committee.chain_id())
         .bytes(digest.as_bytes())

@@ -47,8 +47,9 @@ impl Intake {
         }
     }
 
-    /// Decides on `message` in view `current`, and remembers it if new.
-    pub fn admit(&mut self, message: &SignedMessage, current: View) -> Admission {
+    /// Decides on `message` (whose content id is `id`) in view `current`,
+    /// and remembers it if new.
+    pub fn admit(&mut self, message: &SignedMessage, id: Hash, current: View) -> Admission {
         let view = message.view();
         if view.0.saturating_add(PAST_VIEWS_KEPT) < current.0 {
             return Admission::Drop;
@@ -56,7 +57,7 @@ impl Intake {
         if view.0 > current.0.saturating_add(self.future_view_window) {
             return Admission::FarAhead;
         }
-        if !self.seen.entry(view).or_default().insert(message.id()) {
+        if !self.seen.entry(view).or_default().insert(id) {
             return Admission::Drop;
         }
         Admission::New {

@@ -102,20 +102,33 @@ pub const MAX_MESSAGE_BYTES: usize =
 /// certificates have been checked against the committee. Only
 /// [`verify_message`] (and the replica, for its own messages) make one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verified<T>(T);
+pub struct Verified<T> {
+    value: T,
+    /// BLAKE3 of the message's (canonical) encoding.
+    id: Hash,
+}
 
 impl<T> Verified<T> {
     pub fn get(&self) -> &T {
-        &self.0
+        &self.value
     }
 
     pub fn into_inner(self) -> T {
-        self.0
+        self.value
     }
 
+    /// The message's content id: BLAKE3 of its encoding, taken from the
+    /// bytes it arrived as (decoding accepts only canonical encodings).
+    pub fn id(&self) -> Hash {
+        self.id
+    }
+}
+
+impl Verified<SignedMessage> {
     /// For messages this replica signed itself.
-    pub(crate) fn own(value: T) -> Verified<T> {
-        Verified(value)
+    pub(crate) fn own(value: SignedMessage) -> Verified<SignedMessage> {
+        let id = value.id();
+        Verified { value, id }
     }
 }
 
@@ -253,13 +266,24 @@ pub fn verify_message(
     committee: &Committee,
 ) -> Result<Verified<SignedMessage>, MessageError> {
     let message: SignedMessage = encoding::decode(bytes, MAX_MESSAGE_BYTES)?;
-    verify_decoded(message, committee)
+    // `decode` took only the canonical encoding: these bytes are it.
+    check(message, Hash::digest(bytes), committee)
 }
 
 /// [`verify_message`] for a message already decoded (for in-process
 /// transports that skip the bytes).
 pub fn verify_decoded(
     message: SignedMessage,
+    committee: &Committee,
+) -> Result<Verified<SignedMessage>, MessageError> {
+    let id = message.id();
+    check(message, id, committee)
+}
+
+/// The checks of [`verify_message`] on `message`, whose id is `id`.
+fn check(
+    message: SignedMessage,
+    id: Hash,
     committee: &Committee,
 ) -> Result<Verified<SignedMessage>, MessageError> {
     let author = message.author;
@@ -287,7 +311,7 @@ pub fn verify_decoded(
         &message.signature,
     )
     .map_err(|_| MessageError::BadSignature { author })?;
-    Ok(Verified(message))
+    Ok(Verified { value: message, id })
 }
 
 fn check_proposal(

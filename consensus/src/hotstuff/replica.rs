@@ -249,7 +249,7 @@ impl Replica {
     /// (and forwarded) by the intake, then handled by kind.
     fn on_message(&mut self, message: Verified<SignedMessage>, ledger: &mut dyn Ledger) {
         let m = message.get();
-        match self.intake.admit(m, self.pacemaker.view()) {
+        match self.intake.admit(m, message.id(), self.pacemaker.view()) {
             Admission::Drop => return,
             Admission::FarAhead => {
                 // Its certificates may bring this replica up to date, and

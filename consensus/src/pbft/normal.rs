@@ -19,7 +19,7 @@ pub(super) const FUTURE_VIEWS: u64 = 100;
 impl Replica {
     pub(super) fn on_message(&mut self, message: Verified<SignedMessage>, ledger: &mut dyn Ledger) {
         let m = message.get();
-        if !self.first_time(m.id()) || !self.relevant(m) {
+        if !self.first_time(message.id()) || !self.relevant(m) {
             return;
         }
         if self.config.forward && m.author != self.me && !self.settled_view_change(m) {

@@ -32,9 +32,10 @@ use phalanx_chain::{
 };
 use phalanx_consensus::protocol::WorkRequest;
 use phalanx_consensus::{
-    Channel, Effect, Evidence, Fault, Input, Outgoing, Protocol, Setup, Tuning,
+    Channel, Effect, Evidence, Fault, Input, Origin, Outgoing, Protocol, Setup, Tuning,
 };
 use phalanx_crypto::Keypair;
+use std::cell::OnceCell;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::rc::Rc;
@@ -52,13 +53,36 @@ type VerifyCache<P> = HashMap<Hash, Result<<P as Protocol>::Message, <P as Proto
 /// A protocol instance just started, and what it asks for first.
 type Started<P> = (P, Vec<Effect<<P as Protocol>::Timer>>);
 
+/// One message on the simulated wire: the bytes every copy of one send
+/// shares, and their BLAKE3 hash once a delivery needed it (the
+/// verification cache's key, computed once per send, not per copy).
+#[derive(Debug)]
+struct Wire {
+    channel: Channel,
+    bytes: Vec<u8>,
+    hash: OnceCell<Hash>,
+}
+
+impl Wire {
+    fn new(channel: Channel, bytes: Vec<u8>) -> Rc<Wire> {
+        Rc::new(Wire {
+            channel,
+            bytes,
+            hash: OnceCell::new(),
+        })
+    }
+
+    fn hash(&self) -> Hash {
+        *self.hash.get_or_init(|| Hash::digest(&self.bytes))
+    }
+}
+
 #[derive(Debug)]
 enum Event<T> {
     Deliver {
         to: ValidatorIndex,
         from: ValidatorIndex,
-        channel: Channel,
-        bytes: Rc<[u8]>,
+        wire: Rc<Wire>,
     },
     Timer {
         node: ValidatorIndex,
@@ -312,12 +336,7 @@ impl<P: Protocol> World<P> {
 
     fn step(&mut self, event: Event<P::Timer>) {
         match event {
-            Event::Deliver {
-                to,
-                from,
-                channel,
-                bytes,
-            } => self.deliver(to, from, channel, &bytes),
+            Event::Deliver { to, from, wire } => self.deliver(to, from, &wire),
             Event::Timer {
                 node,
                 incarnation,
@@ -335,18 +354,13 @@ impl<P: Protocol> World<P> {
         self.nodes.get_mut(usize::from(index.0))
     }
 
-    fn deliver(
-        &mut self,
-        to: ValidatorIndex,
-        from: ValidatorIndex,
-        channel: Channel,
-        bytes: &[u8],
-    ) {
+    fn deliver(&mut self, to: ValidatorIndex, from: ValidatorIndex, wire: &Wire) {
         if self.partitioned(from, to) {
             self.report.dropped_partition += 1;
             return;
         }
-        self.log(|| format!("{to} <- {from}: {}", P::describe(channel, bytes)));
+        let channel = wire.channel;
+        self.log(|| format!("{to} <- {from}: {}", P::describe(channel, &wire.bytes)));
         let Some(sender) = self.nodes.get(usize::from(from.0)).map(|n| n.me) else {
             return;
         };
@@ -358,7 +372,7 @@ impl<P: Protocol> World<P> {
             return;
         }
         self.report.delivered += 1;
-        match self.verify(sender, channel, bytes) {
+        match self.verify(sender, wire) {
             Ok(message) => {
                 self.replying_to = Some(from);
                 self.handle(to, Input::Message(message));
@@ -378,17 +392,13 @@ impl<P: Protocol> World<P> {
     /// seen before: a consensus message carries its author, so whether it
     /// verifies depends on its bytes alone, whoever passed it on. Catch-up
     /// traffic is verified every time (it depends on its sender).
-    fn verify(
-        &mut self,
-        sender: ValidatorIndex,
-        channel: Channel,
-        bytes: &[u8],
-    ) -> Result<P::Message, P::Rejection> {
+    fn verify(&mut self, sender: ValidatorIndex, wire: &Wire) -> Result<P::Message, P::Rejection> {
+        let (channel, bytes) = (wire.channel, wire.bytes.as_slice());
         let cache = match (&mut self.verified, channel) {
             (Some(cache), Channel::Consensus) => cache,
             _ => return P::verify(&self.context, Some(sender), channel, bytes),
         };
-        let key = Hash::digest(bytes);
+        let key = wire.hash();
         if let Some(result) = cache.get(&key) {
             return result.clone();
         }
@@ -527,12 +537,13 @@ impl<P: Protocol> World<P> {
             self.log(|| format!("{index} -> {}", describe_effect::<P>(&effect)));
             match effect {
                 Effect::Persist(bytes) => self.persist(index, &bytes),
-                Effect::Send { to, message } => self.send(index, Some(to), &message),
-                Effect::Broadcast(message) => self.send(index, None, &message),
+                Effect::Send { to, message } => self.send(index, Some(to), message),
+                Effect::Broadcast(message) => self.send(index, None, message),
                 Effect::Reply(message) => {
                     if let Some(to) = self.replying_to {
-                        let bytes: Rc<[u8]> = message.bytes.as_slice().into();
-                        self.transmit(index, to, &message, &bytes);
+                        let origin = message.origin;
+                        let wire = Wire::new(message.channel, message.bytes);
+                        self.transmit(index, to, origin, &wire);
                     }
                 }
                 Effect::Extend {
@@ -680,11 +691,12 @@ impl<P: Protocol> World<P> {
 
     /// Sends to every replica of validator `to` (both copies of a twin), or
     /// with `None` to every replica of every other validator.
-    fn send(&mut self, index: ValidatorIndex, to: Option<ValidatorIndex>, message: &Outgoing) {
+    fn send(&mut self, index: ValidatorIndex, to: Option<ValidatorIndex>, message: Outgoing) {
         let Some(me) = self.nodes.get(usize::from(index.0)).map(|n| n.me) else {
             return;
         };
-        let bytes: Rc<[u8]> = message.bytes.as_slice().into();
+        let origin = message.origin;
+        let wire = Wire::new(message.channel, message.bytes);
         let targets: Vec<ValidatorIndex> = (0..self.nodes.len())
             .filter(|i| {
                 let v = self.nodes.get(*i).map(|n| n.me);
@@ -693,7 +705,7 @@ impl<P: Protocol> World<P> {
             .map(|i| ValidatorIndex(i as u16))
             .collect();
         for target in targets {
-            self.transmit(index, target, message, &bytes);
+            self.transmit(index, target, origin, &wire);
         }
     }
 
@@ -784,12 +796,12 @@ impl<P: Protocol> World<P> {
         &mut self,
         from: ValidatorIndex,
         to: ValidatorIndex,
-        m: &Outgoing,
-        bytes: &Rc<[u8]>,
+        origin: Origin,
+        wire: &Rc<Wire>,
     ) {
-        let traffic = self.report.traffic.entry(m.origin).or_default();
+        let traffic = self.report.traffic.entry(origin).or_default();
         traffic.messages += 1;
-        traffic.bytes += bytes.len() as u64;
+        traffic.bytes += wire.bytes.len() as u64;
         if self.partitioned(from, to) {
             self.report.dropped_partition += 1;
             return;
@@ -811,8 +823,7 @@ impl<P: Protocol> World<P> {
             let event = Event::Deliver {
                 to,
                 from,
-                channel: m.channel,
-                bytes: Rc::clone(bytes),
+                wire: Rc::clone(wire),
             };
             self.schedule(self.now.saturating_add(delay), event);
         }

@@ -68,8 +68,10 @@
 //!   broadcast again once (deduplicated by content), keeping its author's
 //!   signature. It can be switched off to measure the protocol alone.
 //! - **Batching.** With `max_batch_delay_ms` above 0 the primary proposes
-//!   when the ledger has a full batch, or when the delay (counted from
-//!   when it began to wait) runs out. With nothing in the pool and nothing
+//!   when the ledger has a full batch, when transactions wait and no
+//!   height is in flight (the pipeline is idle: waiting would only add
+//!   latency), or when the delay (counted from when it began to wait)
+//!   runs out. With nothing in the pool and nothing
 //!   in flight it waits `empty_block_delay_ms` and proposes an empty block:
 //!   the heartbeat that tells backups it is alive (their view timer runs
 //!   whenever nothing executes, as Sawtooth PBFT's idle timeout does).

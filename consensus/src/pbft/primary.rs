@@ -127,9 +127,12 @@ impl Replica {
 
     /// An empty pool and a block in flight: nothing to propose (an empty
     /// block only serves as the heartbeat of an idle primary). Otherwise,
-    /// with batching on, propose at once if a batch is ready, else wait the
-    /// batch delay (with an empty pool, the empty-block delay), counted from
-    /// when the wait began.
+    /// with batching on, propose at once if a batch is ready or if
+    /// transactions wait and nothing is in flight (an idle pipeline gains
+    /// nothing by waiting: the transactions that come meanwhile make the
+    /// next block, as in PBFT, where the primary batches only while its
+    /// window is busy), else wait the batch delay (with an empty pool, the
+    /// empty-block delay), counted from when the wait began.
     fn ready_to_propose(&mut self, next: Height, in_flight: u64, ledger: &dyn Ledger) -> bool {
         let batch = self.config.max_batch_delay_ms;
         let empty = self.config.empty_block_delay_ms;
@@ -140,7 +143,7 @@ impl Replica {
         if batch == 0 && empty == 0 {
             return true;
         }
-        if ledger.batch_ready() {
+        if ledger.batch_ready() || (in_flight == 0 && !idle) {
             return true;
         }
         let delay = if idle && empty > batch { empty } else { batch };

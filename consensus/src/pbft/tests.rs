@@ -21,6 +21,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 struct EmptyLedger {
     committed: HashMap<Hash, Block>,
     busy: bool,
+    /// What waits is never a full batch.
+    partial_batches: bool,
 }
 
 fn busy() -> EmptyLedger {
@@ -60,6 +62,12 @@ impl Ledger for EmptyLedger {
 
     fn has_pending_transactions(&self) -> bool {
         self.busy
+    }
+
+    /// A full batch waits (the default's answer) unless the test holds
+    /// batches back.
+    fn batch_ready(&self) -> bool {
+        !self.partial_batches
     }
 
     fn build_empty_block(
@@ -727,6 +735,39 @@ fn view_change_timeouts_double_while_no_view_makes_progress() {
     }
     let gaps: Vec<u64> = moves.windows(2).map(|w| w[1] - w[0]).collect();
     assert_eq!(gaps, [200, 400, 800]);
+}
+
+/// With batching on, a primary whose pipeline is idle proposes what waits
+/// at once; with a height in flight and no full batch, it waits the batch
+/// delay for more.
+#[test]
+fn with_batching_an_idle_pipeline_proposes_at_once_and_a_busy_one_waits() {
+    let f = fixture(4);
+    let config = Config {
+        max_batch_delay_ms: 250,
+        empty_block_delay_ms: 1_000,
+        ..quiet()
+    };
+    let mut primary = f.replica(0, config);
+    let mut ledger = EmptyLedger {
+        partial_batches: true,
+        ..busy()
+    };
+    let effects = primary.handle(Input::Start { recovered: None }, 0, &mut ledger);
+    let heights: Vec<u64> = of_kind(&effects, "pre-prepare", 0)
+        .iter()
+        .map(|m| vote_of(m).height.0)
+        .collect();
+    assert_eq!(heights, [1]);
+    assert_eq!(armed(&effects, Timer::Propose(View(0))), Some(250));
+    // The wait runs out: the next height goes, and the one after waits.
+    let effects = primary.handle(Input::Timer(Timer::Propose(View(0))), 250, &mut ledger);
+    let heights: Vec<u64> = of_kind(&effects, "pre-prepare", 0)
+        .iter()
+        .map(|m| vote_of(m).height.0)
+        .collect();
+    assert_eq!(heights, [2]);
+    assert_eq!(armed(&effects, Timer::Propose(View(0))), Some(500));
 }
 
 fn armed(effects: &[Effect], timer: Timer) -> Option<u64> {

@@ -54,6 +54,9 @@ pub struct Config {
     pub testnet: TestnetSection,
 }
 
+/// The largest sled page cache `node.cache_mb` may ask for (64 GiB).
+const MAX_CACHE_MB: u64 = 64 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeSection {
@@ -61,6 +64,8 @@ pub struct NodeSection {
     pub key_file: PathBuf,
     /// The sled database directory, relative to the home directory.
     pub data_dir: PathBuf,
+    /// sled's page cache, in MiB.
+    pub cache_mb: u64,
 }
 
 impl Default for NodeSection {
@@ -68,6 +73,7 @@ impl Default for NodeSection {
         NodeSection {
             key_file: PathBuf::from("node_key.json"),
             data_dir: PathBuf::from("data"),
+            cache_mb: phalanx_chain::store::DEFAULT_CACHE_BYTES >> 20,
         }
     }
 }
@@ -307,7 +313,8 @@ impl Config {
             key,
             message,
         };
-        let positive: [(&'static str, u64); 14] = [
+        let positive: [(&'static str, u64); 15] = [
+            ("node.cache_mb", self.node.cache_mb),
             ("p2p.inbound_queue", self.p2p.inbound_queue as u64),
             ("p2p.outbound_queue", self.p2p.outbound_queue as u64),
             ("p2p.max_message_bytes", self.p2p.max_message_bytes as u64),
@@ -333,6 +340,9 @@ impl Config {
             if value == 0 {
                 return Err(invalid(key, "must be above 0".into()));
             }
+        }
+        if self.node.cache_mb > MAX_CACHE_MB {
+            return Err(invalid("node.cache_mb", format!("at most {MAX_CACHE_MB}")));
         }
         if self.consensus.batch_size > phalanx_chain::MAX_BLOCK_TXS {
             return Err(invalid(
@@ -593,6 +603,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("consensus.empty_block_delay_ms"), "{err}");
+        for text in ["[node]\ncache_mb = 0\n", "[node]\ncache_mb = 65537\n"] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains("node.cache_mb"), "{err}");
+        }
+        assert_eq!(parse("[node]\ncache_mb = 64\n").unwrap().node.cache_mb, 64);
         let err = parse("[consensus]\nmax_in_flight = 0\n")
             .unwrap_err()
             .to_string();

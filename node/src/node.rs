@@ -365,7 +365,7 @@ pub async fn run_home(home_dir: &Path) -> anyhow::Result<()> {
     } = load_home(home_dir)?;
     check_protocol(genesis.consensus)?;
     let data = home_dir.join(&config.node.data_dir);
-    let store = SledStore::open(&data)
+    let store = SledStore::open_with_cache(&data, config.node.cache_mb << 20)
         .with_context(|| format!("opening the database in {}", data.display()))?;
     let me = key.public();
     let listen = if config.p2p.listen.is_empty() {

@@ -27,7 +27,7 @@ mod memory;
 mod sled_store;
 
 pub use memory::MemStore;
-pub use sled_store::SledStore;
+pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore};
 
 use crate::block::{Block, BlockHeader, Justification};
 use crate::encoding::DecodeError;

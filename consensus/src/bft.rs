@@ -10,7 +10,7 @@ use crate::ledger::LocalFault;
 use crate::protocol::{Channel, Effect, Evidence, Fault, Input, Origin, Outgoing};
 use crate::types::TimeMs;
 use phalanx_chain::encoding::{self, DecodeError};
-use phalanx_chain::{Block, ValidatorIndex};
+use phalanx_chain::{Block, Hash, ValidatorIndex};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -68,6 +68,39 @@ pub enum ReplicaEffect<M, P, T, E> {
         at: TimeMs,
     },
     Evidence(E),
+}
+
+/// A consensus message whose size, encoding, author, signature and
+/// embedded certificates have been checked against the committee, with
+/// its content id. Only a protocol's `verify_message` (and a replica, for
+/// its own messages) make one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified<T> {
+    value: T,
+    /// BLAKE3 of the message's (canonical) encoding.
+    id: Hash,
+}
+
+impl<T> Verified<T> {
+    /// `value`, checked, whose encoding hashes to `id`.
+    pub(crate) fn new(value: T, id: Hash) -> Verified<T> {
+        Verified { value, id }
+    }
+
+    pub fn get(&self) -> &T {
+        &self.value
+    }
+
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+
+    /// The message's content id (BLAKE3 of its encoding), from the bytes
+    /// it arrived as: decoding accepts only canonical encodings, so they
+    /// are the encoding. Replicas deduplicate by it.
+    pub fn id(&self) -> Hash {
+        self.id
+    }
 }
 
 /// A verified message of a committee protocol: a signed consensus message

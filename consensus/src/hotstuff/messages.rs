@@ -17,6 +17,7 @@
 //! timeout signature that certificates collect, and a forwarded message keeps
 //! its author's signature.
 
+pub use crate::bft::Verified;
 use crate::certificate::{CertError, check_signers, verify_signatures};
 use crate::committee::Committee;
 use crate::types::View;
@@ -98,37 +99,11 @@ pub struct SignedMessage {
 pub const MAX_MESSAGE_BYTES: usize =
     MAX_BLOCK_BYTES + MAX_HEADER_BYTES + 2 * MAX_VALIDATORS * 80 + 4096;
 
-/// A message whose size, encoding, author, signature and embedded
-/// certificates have been checked against the committee. Only
-/// [`verify_message`] (and the replica, for its own messages) make one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verified<T> {
-    value: T,
-    /// BLAKE3 of the message's (canonical) encoding.
-    id: Hash,
-}
-
-impl<T> Verified<T> {
-    pub fn get(&self) -> &T {
-        &self.value
-    }
-
-    pub fn into_inner(self) -> T {
-        self.value
-    }
-
-    /// The message's content id: BLAKE3 of its encoding, taken from the
-    /// bytes it arrived as (decoding accepts only canonical encodings).
-    pub fn id(&self) -> Hash {
-        self.id
-    }
-}
-
 impl Verified<SignedMessage> {
     /// For messages this replica signed itself.
     pub(crate) fn own(value: SignedMessage) -> Verified<SignedMessage> {
         let id = value.id();
-        Verified { value, id }
+        Verified::new(value, id)
     }
 }
 
@@ -311,7 +286,7 @@ fn check(
         &message.signature,
     )
     .map_err(|_| MessageError::BadSignature { author })?;
-    Ok(Verified { value: message, id })
+    Ok(Verified::new(message, id))
 }
 
 fn check_proposal(

@@ -16,6 +16,7 @@
 //! chain of re-proposals from view changes (see [`super::select`]). A
 //! forwarded message keeps its author's signature.
 
+pub use crate::bft::Verified;
 use crate::certificate::{CertError, check_signers, verify_signatures};
 use crate::committee::Committee;
 use crate::types::View;
@@ -196,32 +197,6 @@ impl SignedMessage {
     }
 }
 
-/// A message whose size, encoding, author, signature and certificates have
-/// been checked against the committee. Only [`verify_message`] (and the
-/// replica, for its own messages) make one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verified<T> {
-    value: T,
-    /// BLAKE3 of the message's (canonical) encoding.
-    id: Hash,
-}
-
-impl<T> Verified<T> {
-    pub fn get(&self) -> &T {
-        &self.value
-    }
-
-    pub fn into_inner(self) -> T {
-        self.value
-    }
-
-    /// The message's content id: BLAKE3 of its encoding, taken from the
-    /// bytes it arrived as (decoding accepts only canonical encodings).
-    pub fn id(&self) -> Hash {
-        self.id
-    }
-}
-
 /// Why a message was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MessageError {
@@ -375,7 +350,7 @@ fn check(
         &message.signature,
     )
     .map_err(|_| MessageError::BadSignature { author })?;
-    Ok(Verified { value: message, id })
+    Ok(Verified::new(message, id))
 }
 
 fn malformed(kind: &'static str, reason: &'static str) -> MessageError {

@@ -737,6 +737,14 @@ fn view_change_timeouts_double_while_no_view_makes_progress() {
     assert_eq!(gaps, [200, 400, 800]);
 }
 
+/// The heights replica 0 pre-prepared in `effects`.
+fn preprepared(effects: &[Effect]) -> Vec<u64> {
+    of_kind(effects, "pre-prepare", 0)
+        .iter()
+        .map(|m| vote_of(m).height.0)
+        .collect()
+}
+
 /// With batching on, a primary whose pipeline is idle proposes what waits
 /// at once; with a height in flight and no full batch, it waits the batch
 /// delay for more.
@@ -754,19 +762,11 @@ fn with_batching_an_idle_pipeline_proposes_at_once_and_a_busy_one_waits() {
         ..busy()
     };
     let effects = primary.handle(Input::Start { recovered: None }, 0, &mut ledger);
-    let heights: Vec<u64> = of_kind(&effects, "pre-prepare", 0)
-        .iter()
-        .map(|m| vote_of(m).height.0)
-        .collect();
-    assert_eq!(heights, [1]);
+    assert_eq!(preprepared(&effects), [1]);
     assert_eq!(armed(&effects, Timer::Propose(View(0))), Some(250));
     // The wait runs out: the next height goes, and the one after waits.
     let effects = primary.handle(Input::Timer(Timer::Propose(View(0))), 250, &mut ledger);
-    let heights: Vec<u64> = of_kind(&effects, "pre-prepare", 0)
-        .iter()
-        .map(|m| vote_of(m).height.0)
-        .collect();
-    assert_eq!(heights, [2]);
+    assert_eq!(preprepared(&effects), [2]);
     assert_eq!(armed(&effects, Timer::Propose(View(0))), Some(500));
 }
 

@@ -19,7 +19,8 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 /// Hashes remembered by default: several seconds of transactions at the
-/// node's highest rates, about 10 MiB.
+/// node's highest rates, about 12 MiB (a table of 2^18 buckets and a
+/// queue of 2^17 slots).
 pub const DEFAULT_VERIFIED_TXS: usize = 131_072;
 
 /// A bounded set of the hashes of transactions whose signatures verified.
@@ -77,14 +78,19 @@ impl VerifiedTxs {
     pub fn insert_all(&self, hashes: impl IntoIterator<Item = Hash>) {
         let mut inner = self.lock();
         for hash in hashes {
-            if inner.set.insert(hash) {
-                inner.order.push_back(hash);
+            if inner.set.contains(&hash) {
+                continue;
             }
-            while inner.order.len() > self.capacity {
-                if let Some(old) = inner.order.pop_front() {
-                    inner.set.remove(&old);
-                }
+            // Make room first, so neither collection ever holds more
+            // than the capacity (and grows past it).
+            while inner.order.len() >= self.capacity {
+                match inner.order.pop_front() {
+                    Some(old) => inner.set.remove(&old),
+                    None => break,
+                };
             }
+            inner.set.insert(hash);
+            inner.order.push_back(hash);
         }
     }
 
@@ -212,6 +218,22 @@ mod tests {
         set.insert_all(hashes[2..].iter().copied());
         assert_eq!(set.len(), 3);
         assert_eq!(set.contains_each(&hashes), [false, false, true, true, true]);
+        // Neither collection ever grew past the capacity.
+        let inner = set.lock();
+        assert!(inner.order.capacity() < 8, "{}", inner.order.capacity());
+        assert_eq!(inner.order.len(), 3);
+    }
+
+    #[test]
+    fn a_full_default_set_keeps_its_queue_at_the_capacity() {
+        let set = VerifiedTxs::default();
+        let hashes =
+            (0..DEFAULT_VERIFIED_TXS as u64 + 1_000).map(|i| Hash::digest(&i.to_le_bytes()));
+        set.insert_all(hashes);
+        let inner = set.lock();
+        assert_eq!(inner.set.len(), DEFAULT_VERIFIED_TXS);
+        // It used to hold one more before evicting, which doubled it.
+        assert_eq!(inner.order.capacity(), DEFAULT_VERIFIED_TXS);
     }
 
     #[test]

@@ -84,12 +84,38 @@ pub enum ExecutionError {
 }
 
 /// What executing a block changes: the new value of every account it
-/// touched, and the accumulator and root after it.
+/// touched, and the accumulator and root after it. The root is computed
+/// once, when the changes are made ([`StateChanges::new`]), so the root
+/// and the accumulator always agree and no reader hashes the accumulator
+/// again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateChanges {
     pub accounts: BTreeMap<Address, Account>,
-    pub accumulator: StateAccumulator,
-    pub state_root: Hash,
+    accumulator: StateAccumulator,
+    state_root: Hash,
+}
+
+impl StateChanges {
+    /// The changes that leave `accounts` with these values and the state
+    /// accumulator at `accumulator`.
+    pub fn new(accounts: BTreeMap<Address, Account>, accumulator: StateAccumulator) -> Self {
+        let state_root = accumulator.root();
+        StateChanges {
+            accounts,
+            accumulator,
+            state_root,
+        }
+    }
+
+    /// The state accumulator after the block.
+    pub fn accumulator(&self) -> &StateAccumulator {
+        &self.accumulator
+    }
+
+    /// The state root after the block: the accumulator's root.
+    pub fn state_root(&self) -> Hash {
+        self.state_root
+    }
 }
 
 /// Pending changes over a committed state: each touched account's value
@@ -235,12 +261,7 @@ impl<'a, S: StateView + ?Sized> Overlay<'a, S> {
                 accounts.insert(address, after);
             }
         }
-        let state_root = accumulator.root();
-        StateChanges {
-            accounts,
-            accumulator,
-            state_root,
-        }
+        StateChanges::new(accounts, accumulator)
     }
 }
 

@@ -363,7 +363,7 @@ impl Speculative {
             }
             if let Some(s) = self.states.get(&cursor) {
                 if accumulator.is_none() {
-                    accumulator = Some(s.changes.accumulator.clone());
+                    accumulator = Some(s.changes.accumulator().clone());
                 }
                 layers.push(&s.changes.accounts);
                 cursor = s.header.parent;

@@ -148,12 +148,12 @@ fn a_failed_commit_leaves_nothing_half_written() {
         assert_eq!(store.block_at(Height(1)).unwrap(), Some(b1));
 
         // State changes that don't match the header are refused too.
-        let (b2, mut c2) = next_block(
+        let (mut b2, c2) = next_block(
             &*store,
             k[2].public().into(),
             vec![transfer(&k[1], &k[0], 5, 0, 0)],
         );
-        c2.state_root = Hash::ZERO;
+        b2.header.state_root = Hash::ZERO;
         assert!(matches!(
             store.commit_block(&b2, &c2, Height(2)),
             Err(StoreError::StateRootMismatch { .. })
@@ -172,11 +172,7 @@ fn first_commit_must_be_genesis_and_finality_only_moves_forward() {
         not_genesis.header.height = Height(1);
         let accounts = g.initial_accounts();
         let accumulator = phalanx_chain::StateAccumulator::from_accounts(&accounts);
-        let changes = phalanx_chain::StateChanges {
-            state_root: accumulator.root(),
-            accounts,
-            accumulator,
-        };
+        let changes = phalanx_chain::StateChanges::new(accounts, accumulator);
         assert!(matches!(
             store.commit_block(&not_genesis, &changes, Height(0)),
             Err(StoreError::NotGenesis { .. })
@@ -298,24 +294,191 @@ fn sled_store_detects_a_corrupt_database_on_open() {
     }
     {
         let db = sled::open(&path).unwrap();
-        let meta = db.open_tree("meta").unwrap();
-        let mut acc = meta.get("state_accumulator").unwrap().unwrap().to_vec();
+        let chain = db.open_tree("chain").unwrap();
+        let mut acc = chain.get("mstate_accumulator").unwrap().unwrap().to_vec();
         acc[0] ^= 1;
-        meta.insert("state_accumulator", acc).unwrap();
+        chain.insert("mstate_accumulator", acc).unwrap();
         db.flush().unwrap();
     }
     let err = SledStore::open(&path).unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     {
         let db = sled::open(&path).unwrap();
-        db.open_tree("meta")
+        db.open_tree("chain")
             .unwrap()
-            .insert("head", &b"garbage"[..])
+            .insert("mhead", &b"garbage"[..])
             .unwrap();
         db.flush().unwrap();
     }
     let err = SledStore::open(&path).unwrap_err();
     assert!(err.to_string().contains("corrupt"), "{err}");
+}
+
+#[test]
+fn competing_sled_commits_from_many_threads_land_one_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let k = keys(8);
+    store.init_genesis(&genesis(&k, 1_000)).unwrap();
+    for round in 0..20u64 {
+        // Eight children of the head, one per proposer: one may land.
+        let children: Vec<_> = k
+            .iter()
+            .map(|key| next_block(&store, key.public().into(), Vec::new()))
+            .collect();
+        let landed: Vec<bool> = std::thread::scope(|scope| {
+            let handles: Vec<_> = children
+                .iter()
+                .map(|(block, changes)| {
+                    let store = store.clone();
+                    scope.spawn(move || store.commit_block(block, changes, block.height()))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| match h.join().unwrap() {
+                    Ok(()) => true,
+                    Err(StoreError::NotExtendingHead { .. }) => false,
+                    Err(other) => panic!("unexpected error: {other}"),
+                })
+                .collect()
+        });
+        assert_eq!(landed.iter().filter(|l| **l).count(), 1, "round {round}");
+        let winner = landed.iter().position(|l| *l).unwrap();
+        let head = store.head().unwrap().unwrap();
+        assert_eq!(head.hash, children[winner].0.hash());
+        assert_eq!(store.block_hash_at(head.height()).unwrap(), Some(head.hash));
+        assert_eq!(
+            store.recompute_state_root().unwrap(),
+            head.header.state_root
+        );
+    }
+}
+
+/// Rewrites a database in the current layout into the first one (a tree
+/// per key space, the same keys without the space's byte). With
+/// `partial`, copies the first half of the `chain` tree's entries back, as
+/// an upgrade that crashed midway leaves them.
+fn into_format_1(path: &std::path::Path, partial: bool) {
+    let db = sled::open(path).unwrap();
+    let chain = db.open_tree("chain").unwrap();
+    let entries: Vec<_> = chain.iter().map(Result::unwrap).collect();
+    for (key, value) in &entries {
+        let name = match key[0] {
+            b'b' => "blocks",
+            b'h' => "heights",
+            b't' => "txs",
+            b'a' => "accounts",
+            b'u' => "undo",
+            b'm' if &key[1..] == b"format" => continue,
+            b'm' => "meta",
+            other => panic!("unknown space {other}"),
+        };
+        db.open_tree(name)
+            .unwrap()
+            .insert(&key[1..], value.clone())
+            .unwrap();
+    }
+    db.drop_tree("chain").unwrap();
+    if partial {
+        let chain = db.open_tree("chain").unwrap();
+        for (key, value) in entries.iter().take(entries.len() / 2) {
+            if &key[..] != b"mformat" {
+                chain.insert(key, value.clone()).unwrap();
+            }
+        }
+    }
+    db.flush().unwrap();
+}
+
+#[test]
+fn a_sled_database_in_the_first_format_is_upgraded_with_its_safety_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys(3);
+    for partial in [false, true] {
+        let path = dir.path().join(format!("db-{partial}"));
+        let (head, accounts, block, tx) = {
+            let store = SledStore::open(&path).unwrap();
+            store.init_genesis(&genesis(&k, 1_000)).unwrap();
+            let mut tx = Hash::ZERO;
+            for nonce in 0..3 {
+                let t = transfer(&k[0], &k[1], 5, 1, nonce);
+                tx = t.hash();
+                let (b, c) = next_block(&store, k[2].public().into(), vec![t]);
+                store.commit_block(&b, &c, b.height()).unwrap();
+            }
+            store.put_safety_data(b"last-vote", b"view 7").unwrap();
+            let head = store.head().unwrap().unwrap();
+            let accounts: Vec<Account> = k
+                .iter()
+                .map(|key| store.account(&key.public().into()).unwrap())
+                .collect();
+            (head.clone(), accounts, store.block(&head.hash).unwrap(), tx)
+        };
+        into_format_1(&path, partial);
+
+        let store = SledStore::open(&path).unwrap();
+        assert_eq!(store.head().unwrap().as_ref(), Some(&head));
+        assert_eq!(store.finalized_height().unwrap(), Some(head.height()));
+        assert_eq!(store.block(&head.hash).unwrap(), block);
+        assert_eq!(store.block_hash_at(head.height()).unwrap(), Some(head.hash));
+        assert_eq!(
+            store.tx_location(&tx).unwrap(),
+            Some(TxLocation {
+                height: head.height(),
+                index: 0
+            })
+        );
+        for (key, account) in k.iter().zip(&accounts) {
+            assert_eq!(store.account(&key.public().into()).unwrap(), *account);
+        }
+        assert_eq!(
+            store.safety_data(b"last-vote").unwrap().as_deref(),
+            Some(&b"view 7"[..])
+        );
+        assert_eq!(
+            store.recompute_state_root().unwrap(),
+            head.header.state_root
+        );
+        // It goes on from there, and the old trees are gone.
+        let (b, c) = next_block(&store, k[2].public().into(), vec![]);
+        store.commit_block(&b, &c, b.height()).unwrap();
+        drop(store);
+        let db = sled::open(&path).unwrap();
+        for old in ["blocks", "heights", "txs", "accounts", "undo", "meta"] {
+            assert!(
+                !db.tree_names().iter().any(|n| &n[..] == old.as_bytes()),
+                "{old} is left"
+            );
+        }
+    }
+}
+
+#[test]
+fn sled_store_refuses_a_database_in_a_format_it_does_not_know_and_leaves_it_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let k = keys(2);
+    SledStore::open(&path)
+        .unwrap()
+        .init_genesis(&genesis(&k, 100))
+        .unwrap();
+    for format in [None, Some(&[0, 0, 0, 3][..])] {
+        {
+            let db = sled::open(&path).unwrap();
+            let chain = db.open_tree("chain").unwrap();
+            match format {
+                Some(bytes) => chain.insert("mformat", bytes).unwrap(),
+                None => chain.remove("mformat").unwrap(),
+            };
+            db.flush().unwrap();
+        }
+        let err = SledStore::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::OtherFormat { .. }), "{err}");
+        let db = sled::open(&path).unwrap();
+        let chain = db.open_tree("chain").unwrap();
+        assert!(chain.get("mhead").unwrap().is_some(), "left alone");
+    }
 }
 
 /// Commits `blocks` transfers blocks on the head, each final only up to

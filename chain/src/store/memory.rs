@@ -132,7 +132,7 @@ impl Store for MemStore {
         }
         inner.blocks.insert(hash, block.clone());
         inner.heights.insert(height, hash);
-        inner.accumulator = changes.accumulator.clone();
+        inner.accumulator = changes.accumulator().clone();
         inner.head = Some(Head {
             hash,
             header: block.header.clone(),

@@ -75,6 +75,10 @@ pub enum StoreError {
     Backend(#[from] sled::Error),
     #[error("database {path} is in use by another process (or another open store)")]
     Locked { path: String },
+    #[error(
+        "database {path} is in storage format {found}, which this build does not read: it reads format 2 and upgrades format 1 (a newer build wrote it, or the format record is damaged)"
+    )]
+    OtherFormat { path: String, found: String },
     #[error("stored data is corrupt: {what}")]
     Corrupt { what: String },
     #[error(
@@ -220,11 +224,7 @@ pub trait Store: StateView + Send + Sync {
         let block = genesis.block();
         let accounts = genesis.initial_accounts();
         let accumulator = StateAccumulator::from_accounts(&accounts);
-        let changes = StateChanges {
-            state_root: accumulator.root(),
-            accounts,
-            accumulator,
-        };
+        let changes = StateChanges::new(accounts, accumulator);
         self.commit_block(&block, &changes, Height::GENESIS)?;
         Ok(Head::of(&block.header))
     }
@@ -238,9 +238,9 @@ pub(crate) fn check_commit(
     finalized: Height,
 ) -> Result<(), StoreError> {
     let header = &block.header;
-    if changes.state_root != header.state_root || changes.accumulator.root() != header.state_root {
+    if changes.state_root() != header.state_root {
         return Err(StoreError::StateRootMismatch {
-            changes: changes.state_root,
+            changes: changes.state_root(),
             header: header.state_root,
         });
     }

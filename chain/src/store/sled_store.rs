@@ -1,4 +1,13 @@
 //! The sled [`Store`]: what a node keeps on disk.
+//!
+//! Everything a commit or a revert changes lives in one sled tree, `chain`,
+//! in key spaces told apart by their first byte ([`Space`]), so that a
+//! commit is one [`sled::Batch`]: applied atomically (sled recovers a
+//! batch whole or not at all, and readers never see part of one) without
+//! sled's transactions, which read every key they write once more before
+//! writing it (that read was half of a commit's CPU time). The reads a
+//! commit's checks need happen first, under a lock that keeps writers of
+//! this store one at a time. Consensus safety data is a tree of its own.
 
 use super::{
     Head, MAX_UNDO_BYTES, Store, StoreError, TxLocation, Undo, check_commit, check_finalized,
@@ -10,17 +19,67 @@ use crate::execute::{StateChanges, StateView};
 use crate::state::{Account, StateAccumulator};
 use crate::types::{Address, Height};
 use phalanx_crypto::Hash;
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-const META_GENESIS: &[u8] = b"genesis_hash";
-const META_HEAD: &[u8] = b"head";
-const META_FINALIZED: &[u8] = b"finalized_height";
-const META_ACCUMULATOR: &[u8] = b"state_accumulator";
+/// The key spaces of the `chain` tree: a key is the space's byte followed
+/// by the id.
+#[derive(Debug, Clone, Copy)]
+#[repr(u8)]
+enum Space {
+    /// Block hash → encoded block.
+    Block = b'b',
+    /// Height (big-endian) → block hash.
+    Height = b'h',
+    /// Transaction hash → its [`TxLocation`].
+    Tx = b't',
+    /// Address → account.
+    Account = b'a',
+    /// Height (big-endian) → [`Undo`].
+    Undo = b'u',
+    /// Name → the values below, whose keys start with this byte.
+    Meta = b'm',
+}
+
+const META_GENESIS: &[u8] = b"mgenesis_hash";
+const META_HEAD: &[u8] = b"mhead";
+const META_FINALIZED: &[u8] = b"mfinalized_height";
+const META_ACCUMULATOR: &[u8] = b"mstate_accumulator";
+/// The layout's version, written with genesis and checked on open.
+const META_FORMAT: &[u8] = b"mformat";
+const FORMAT: u32 = 2;
+/// True if every key starts with the meta space's byte.
+const fn all_in_meta(keys: &[&[u8]]) -> bool {
+    match keys.split_first() {
+        None => true,
+        Some((key, rest)) => {
+            matches!(key.first(), Some(&byte) if byte == Space::Meta as u8) && all_in_meta(rest)
+        }
+    }
+}
+const _: () = assert!(all_in_meta(&[
+    META_GENESIS,
+    META_HEAD,
+    META_FINALIZED,
+    META_ACCUMULATOR,
+    META_FORMAT,
+]));
+
+/// A 32-byte id's key in `space`.
+fn key32(space: Space, id: &[u8; 32]) -> [u8; 33] {
+    let mut key = [space as u8; 33];
+    key[1..].copy_from_slice(id);
+    key
+}
+
+/// A height's key in `space`.
+fn height_key(space: Space, height: Height) -> [u8; 9] {
+    let mut key = [space as u8; 9];
+    key[1..].copy_from_slice(&height.0.to_be_bytes());
+    key
+}
 
 /// The default size of sled's page cache. sled 0.34 holds well over this
 /// as its trees grow (a node's resident memory rose about 2.7 MiB a second
@@ -33,41 +92,17 @@ pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct SledStore {
     db: sled::Db,
-    blocks: sled::Tree,
-    heights: sled::Tree,
-    txs: sled::Tree,
-    accounts: sled::Tree,
-    meta: sled::Tree,
+    chain: sled::Tree,
     safety: sled::Tree,
-    undo: sled::Tree,
+    /// Held by whoever writes `chain`, from its first read to its batch,
+    /// so that the checks a write makes still hold when it lands; shared
+    /// by clones, as the database is.
+    writer: Arc<Mutex<()>>,
     /// Set while flushes are deferred ([`Store::defer_flushes`]); shared
     /// by clones, as the database is.
     deferred: Arc<AtomicBool>,
     /// Set when a deferred write has not been flushed yet.
     dirty: Arc<AtomicBool>,
-}
-
-/// The trees a commit or a revert writes, inside one sled transaction:
-/// blocks, heights, txs, accounts, meta, undo.
-type Trees<'a> = (
-    &'a TransactionalTree,
-    &'a TransactionalTree,
-    &'a TransactionalTree,
-    &'a TransactionalTree,
-    &'a TransactionalTree,
-    &'a TransactionalTree,
-);
-
-/// Encoded once, outside the transaction (which sled may retry).
-struct PreparedCommit {
-    hash: Hash,
-    height_key: [u8; 8],
-    block: Vec<u8>,
-    head: Vec<u8>,
-    finalized: [u8; 8],
-    accumulator: Vec<u8>,
-    txs: Vec<(Hash, Vec<u8>)>,
-    accounts: Vec<(Address, Option<Vec<u8>>)>,
 }
 
 impl SledStore {
@@ -91,25 +126,86 @@ impl SledStore {
     pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
         let db = open_db(path, cache_bytes)?;
         let store = SledStore {
-            blocks: db.open_tree("blocks")?,
-            heights: db.open_tree("heights")?,
-            txs: db.open_tree("txs")?,
-            accounts: db.open_tree("accounts")?,
-            meta: db.open_tree("meta")?,
+            chain: db.open_tree("chain")?,
             safety: db.open_tree("safety")?,
-            undo: db.open_tree("undo")?,
             db,
+            writer: Arc::new(Mutex::new(())),
             deferred: Arc::new(AtomicBool::new(false)),
             dirty: Arc::new(AtomicBool::new(false)),
         };
-        store.check_consistency()?;
+        store.upgrade_from_format_1()?;
+        store.check_consistency(path)?;
         Ok(store)
     }
 
-    fn check_consistency(&self) -> Result<(), StoreError> {
+    /// Moves a database in the first layout, one tree per key space, into
+    /// the `chain` tree, and drops the old trees. Consensus safety data
+    /// was already in `safety`, so a validator keeps what it signed. The
+    /// copy is written in batches, with the format recorded last: a crash
+    /// during it leaves the old trees whole, and the next open copies
+    /// again; a crash while dropping them, a recorded format, and the next
+    /// open drops the rest.
+    fn upgrade_from_format_1(&self) -> Result<(), StoreError> {
+        const SPACES: [(&str, u8); 6] = [
+            ("blocks", Space::Block as u8),
+            ("heights", Space::Height as u8),
+            ("txs", Space::Tx as u8),
+            ("accounts", Space::Account as u8),
+            ("undo", Space::Undo as u8),
+            ("meta", Space::Meta as u8),
+        ];
+        const BATCH: usize = 4_096;
+        let names = self.db.tree_names();
+        let old: Vec<(&str, u8)> = SPACES
+            .into_iter()
+            .filter(|(name, _)| names.iter().any(|n| &n[..] == name.as_bytes()))
+            .collect();
+        if old.is_empty() {
+            return Ok(());
+        }
+        if self.chain.get(META_FORMAT)?.is_none() {
+            for (name, space) in &old {
+                let tree = self.db.open_tree(name)?;
+                let mut batch = sled::Batch::default();
+                let mut in_batch = 0;
+                for entry in tree.iter() {
+                    let (key, value) = entry?;
+                    let mut new_key = Vec::with_capacity(key.len() + 1);
+                    new_key.push(*space);
+                    new_key.extend_from_slice(&key);
+                    batch.insert(new_key, value);
+                    in_batch += 1;
+                    if in_batch == BATCH {
+                        self.chain.apply_batch(std::mem::take(&mut batch))?;
+                        in_batch = 0;
+                    }
+                }
+                self.chain.apply_batch(batch)?;
+            }
+            self.chain.insert(META_FORMAT, &FORMAT.to_be_bytes()[..])?;
+            self.db.flush()?;
+        }
+        for (name, _) in old {
+            self.db.drop_tree(name)?;
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn check_consistency(&self, path: &Path) -> Result<(), StoreError> {
         let Some(head) = self.head()? else {
             return Ok(());
         };
+        let format = self.chain.get(META_FORMAT)?;
+        if format.as_deref() != Some(&FORMAT.to_be_bytes()[..]) {
+            return Err(StoreError::OtherFormat {
+                path: path.display().to_string(),
+                found: match format {
+                    Some(bytes) => format!("{bytes:02x?}"),
+                    None => "none recorded".into(),
+                },
+            });
+        }
         let root = self.accumulator()?.root();
         if root != head.header.state_root {
             return Err(StoreError::Corrupt {
@@ -132,234 +228,110 @@ impl SledStore {
     /// hot path).
     pub fn recompute_state_root(&self) -> Result<Hash, StoreError> {
         let mut acc = StateAccumulator::default();
-        for entry in self.accounts.iter() {
+        for entry in self.chain.scan_prefix([Space::Account as u8]) {
             let (key, value) = entry?;
-            let address = address_from_key(&key)?;
+            let address = address_from_key(key.get(1..).unwrap_or_default())?;
             let account: Account = decode_stored(&value, 32, "account")?;
             acc.insert(&address, &account);
         }
         Ok(acc.root())
     }
 
-    fn prepare(block: &Block, changes: &StateChanges, finalized: Height) -> PreparedCommit {
-        let hash = block.hash();
-        let height = block.header.height;
-        let txs = block
-            .transactions
-            .iter()
-            .enumerate()
-            .map(|(index, tx)| {
-                let index = u32::try_from(index).unwrap_or(u32::MAX);
-                (tx.hash(), encoding::encode(&TxLocation { height, index }))
-            })
-            .collect();
-        let accounts = changes
-            .accounts
-            .iter()
-            .map(|(address, account)| {
-                (
-                    *address,
-                    (!account.is_empty()).then(|| encoding::encode(account)),
-                )
-            })
-            .collect();
-        PreparedCommit {
-            hash,
-            height_key: height.0.to_be_bytes(),
-            block: block.encode(),
-            head: encoding::encode(&Head {
-                hash,
-                header: block.header.clone(),
-            }),
-            finalized: finalized.0.to_be_bytes(),
-            accumulator: changes.accumulator.to_bytes().to_vec(),
-            txs,
-            accounts,
-        }
+    /// The writer's lock. It guards no data (the database is its own), so
+    /// a panic while it was held leaves nothing to distrust.
+    fn lock_writer(&self) -> MutexGuard<'_, ()> {
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn apply(
-        p: &PreparedCommit,
-        block: &Block,
-        changes: &StateChanges,
-        finalized: Height,
-        trees: Trees<'_>,
-    ) -> Result<(), ConflictableTransactionError<StoreError>> {
-        let (blocks, heights, txs, accounts, meta, undo) = trees;
-        let abort = ConflictableTransactionError::Abort;
-        blocks.insert(&p.hash.0[..], &p.block[..])?;
-        heights.insert(&p.height_key[..], &p.hash.0[..])?;
-        for (hash, location) in &p.txs {
-            txs.insert(&hash.0[..], &location[..])?;
+    /// The stored account, `None` if there is none.
+    fn stored_account(&self, address: &Address) -> Result<Option<Account>, StoreError> {
+        self.chain
+            .get(key32(Space::Account, &address.0))?
+            .map(|bytes| decode_stored(&bytes, 32, "account"))
+            .transpose()
+    }
+
+    /// Adds to `batch` the removal of the undo records at or below
+    /// `finalized`: those blocks can no longer be rolled back.
+    fn prune_undo(&self, batch: &mut sled::Batch, finalized: Height) -> Result<(), StoreError> {
+        let range = height_key(Space::Undo, Height::GENESIS)..=height_key(Space::Undo, finalized);
+        for entry in self.chain.range(range) {
+            let (key, _) = entry?;
+            batch.remove(key);
         }
-        let current_finalized = match meta.get(META_FINALIZED)? {
-            Some(bytes) => height_from(&bytes).map_err(abort)?,
-            None => Height::GENESIS,
-        };
-        // Not final yet: keep what it overwrites, to roll it back.
-        if block.header.height > finalized.max(current_finalized) {
-            let mut before = Vec::with_capacity(p.accounts.len());
-            for (address, _) in &p.accounts {
-                let account = match accounts.get(address.0)? {
-                    Some(bytes) => Some(decode_stored(&bytes, 32, "account").map_err(abort)?),
-                    None => None,
-                };
-                before.push((*address, account));
-            }
-            let accumulator = meta.get(META_ACCUMULATOR)?.map(|b| b.to_vec());
-            let record = Undo {
-                accumulator: accumulator.unwrap_or_default(),
-                accounts: before,
-            };
-            undo.insert(&p.height_key[..], encoding::encode(&record))?;
-        }
-        for (address, account) in &p.accounts {
-            match account {
-                Some(bytes) => accounts.insert(&address.0[..], &bytes[..])?,
-                None => accounts.remove(&address.0[..])?,
-            };
-        }
-        // The head is checked last, after the writes above, and the whole
-        // batch is dropped if it fails: the store keeps nothing of it.
-        let head = match meta.get(META_HEAD)? {
-            Some(bytes) => Some(
-                decode_stored::<Head>(&bytes, MAX_HEADER_BYTES + 64, "head")
-                    .map_err(ConflictableTransactionError::Abort)?,
-            ),
-            None => None,
-        };
-        check_commit(head.as_ref(), block, changes, finalized)
-            .map_err(ConflictableTransactionError::Abort)?;
-        if head.is_none() {
-            meta.insert(META_GENESIS, &block.header.parent.0[..])?;
-        }
-        if finalized >= current_finalized {
-            meta.insert(META_FINALIZED, &p.finalized[..])?;
-        }
-        meta.insert(META_ACCUMULATOR, &p.accumulator[..])?;
-        meta.insert(META_HEAD, &p.head[..])?;
         Ok(())
     }
-}
 
-impl SledStore {
-    /// The revert of [`Store::revert_to`], inside one transaction.
-    fn undo_to(
+    /// Adds to `batch` the rollback of the chain to `ancestor` (see
+    /// [`Store::revert_to`]); returns the blocks it takes off.
+    fn revert_batch(
+        &self,
         ancestor: &Hash,
-        trees: Trees<'_>,
-    ) -> Result<Vec<Block>, ConflictableTransactionError<StoreError>> {
-        let (blocks, heights, txs, accounts, meta, undo) = trees;
-        let abort = ConflictableTransactionError::Abort;
-        let head: Head = match meta.get(META_HEAD)? {
-            Some(bytes) => decode_stored(&bytes, MAX_HEADER_BYTES + 64, "head").map_err(abort)?,
-            None => return Err(abort(StoreError::NoHead)),
-        };
-        let finalized = match meta.get(META_FINALIZED)? {
-            Some(bytes) => Some(height_from(&bytes).map_err(abort)?),
-            None => None,
-        };
-        let header = match blocks.get(ancestor.0)? {
-            Some(bytes) => Some(
-                Block::decode(&bytes)
-                    .map_err(|e| abort(StoreError::corrupt(format!("block {ancestor}"), e)))?
-                    .header,
-            ),
-            None => None,
-        };
+        batch: &mut sled::Batch,
+    ) -> Result<Vec<Block>, StoreError> {
+        let head = self.head()?.ok_or(StoreError::NoHead)?;
+        let finalized = self.finalized_height()?;
+        let header = self.block(ancestor)?.map(|block| block.header);
         let mut at = None;
         if let Some(header) = &header
-            && heights.get(header.height.0.to_be_bytes())?.as_deref() == Some(&ancestor.0[..])
+            && self.block_hash_at(header.height)? == Some(*ancestor)
         {
             at = Some(header.height);
         }
-        let target = check_revert(ancestor, at, finalized).map_err(abort)?;
-        let header = header.ok_or(abort(StoreError::NotOnChain { hash: *ancestor }))?;
+        let target = check_revert(ancestor, at, finalized)?;
+        let header = header.ok_or(StoreError::NotOnChain { hash: *ancestor })?;
         let mut removed = Vec::new();
         let mut accumulator = None;
         let mut height = head.header.height;
         while height > target {
-            let key = height.0.to_be_bytes();
-            let missing = || {
-                abort(StoreError::Corrupt {
-                    what: format!(
-                        "no block or undo data at height {height} above the final height"
-                    ),
-                })
+            let missing = || StoreError::Corrupt {
+                what: format!("no block or undo data at height {height} above the final height"),
             };
-            let hash =
-                hash_from(&heights.get(key)?.ok_or_else(missing)?, "block hash").map_err(abort)?;
-            let block = Block::decode(&blocks.get(hash.0)?.ok_or_else(missing)?)
-                .map_err(|e| abort(StoreError::corrupt(format!("block {hash}"), e)))?;
-            let record: Undo =
-                decode_stored(&undo.get(key)?.ok_or_else(missing)?, MAX_UNDO_BYTES, "undo")
-                    .map_err(abort)?;
+            let hash = self.block_hash_at(height)?.ok_or_else(missing)?;
+            let block = self.block(&hash)?.ok_or_else(missing)?;
+            let record = self.undo(height)?.ok_or_else(missing)?;
             for tx in &block.transactions {
-                txs.remove(&tx.hash().0[..])?;
+                batch.remove(&key32(Space::Tx, &tx.hash().0)[..]);
             }
+            // Blocks are undone from the head down, so the lowest block's
+            // record is the one an account keeps.
             for (address, account) in &record.accounts {
+                let key = key32(Space::Account, &address.0);
                 match account {
                     Some(account) if !account.is_empty() => {
-                        accounts.insert(&address.0[..], encoding::encode(account))?
+                        batch.insert(&key[..], encoding::encode(account))
                     }
-                    _ => accounts.remove(&address.0[..])?,
-                };
+                    _ => batch.remove(&key[..]),
+                }
             }
-            heights.remove(&key[..])?;
-            undo.remove(&key[..])?;
+            batch.remove(&height_key(Space::Height, height)[..]);
+            batch.remove(&height_key(Space::Undo, height)[..]);
             accumulator = Some(record.accumulator);
             removed.push(block);
             height = Height(height.0.saturating_sub(1));
         }
         if let Some(bytes) = accumulator {
-            let restored = StateAccumulator::from_bytes(&bytes).ok_or_else(|| {
-                abort(StoreError::Corrupt {
+            let restored =
+                StateAccumulator::from_bytes(&bytes).ok_or_else(|| StoreError::Corrupt {
                     what: format!("undo accumulator of {} bytes", bytes.len()),
-                })
-            })?;
+                })?;
             if restored.root() != header.state_root {
-                return Err(abort(StoreError::Corrupt {
+                return Err(StoreError::Corrupt {
                     what: format!("undo data does not restore block {ancestor}'s state root"),
-                }));
+                });
             }
-            meta.insert(META_ACCUMULATOR, bytes)?;
+            batch.insert(META_ACCUMULATOR, bytes);
         }
-        meta.insert(
+        batch.insert(
             META_HEAD,
             encoding::encode(&Head {
                 hash: *ancestor,
                 header,
             }),
-        )?;
+        );
         Ok(removed)
-    }
-
-    /// Runs `body` in one sled transaction over the trees a commit or a
-    /// revert writes (sled may run it more than once).
-    fn transact<T>(
-        &self,
-        body: impl Fn(Trees<'_>) -> Result<T, ConflictableTransactionError<StoreError>>,
-    ) -> Result<T, StoreError> {
-        (
-            &self.blocks,
-            &self.heights,
-            &self.txs,
-            &self.accounts,
-            &self.meta,
-            &self.undo,
-        )
-            .transaction(|(b, h, t, a, m, u)| body((b, h, t, a, m, u)))
-            .map_err(flatten)
-    }
-
-    /// Drops undo records of heights at or below `finalized`: those blocks
-    /// can no longer be rolled back.
-    fn prune_undo(&self, finalized: Height) -> Result<(), StoreError> {
-        let end = finalized.0.saturating_add(1).to_be_bytes();
-        for entry in self.undo.range(..&end[..]) {
-            let (key, _) = entry?;
-            self.undo.remove(key)?;
-        }
-        Ok(())
     }
 }
 
@@ -419,67 +391,57 @@ fn address_from_key(bytes: &[u8]) -> Result<Address, StoreError> {
     hash_from(bytes, "account key").map(|h| Address(h.0))
 }
 
-fn flatten(err: TransactionError<StoreError>) -> StoreError {
-    match err {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => StoreError::Backend(e),
-    }
-}
-
 impl StateView for SledStore {
     fn account(&self, address: &Address) -> Result<Account, StoreError> {
-        match self.accounts.get(address.0)? {
-            Some(bytes) => decode_stored(&bytes, 32, "account"),
-            None => Ok(Account::default()),
-        }
+        Ok(self.stored_account(address)?.unwrap_or_default())
     }
 }
 
 impl Store for SledStore {
     fn genesis_hash(&self) -> Result<Option<Hash>, StoreError> {
-        self.meta
+        self.chain
             .get(META_GENESIS)?
             .map(|b| hash_from(&b, "genesis hash"))
             .transpose()
     }
 
     fn head(&self) -> Result<Option<Head>, StoreError> {
-        self.meta
+        self.chain
             .get(META_HEAD)?
             .map(|b| decode_stored(&b, MAX_HEADER_BYTES + 64, "head"))
             .transpose()
     }
 
     fn finalized_height(&self) -> Result<Option<Height>, StoreError> {
-        self.meta
+        self.chain
             .get(META_FINALIZED)?
             .map(|b| height_from(&b))
             .transpose()
     }
 
     fn block(&self, hash: &Hash) -> Result<Option<Block>, StoreError> {
-        self.blocks
-            .get(hash.0)?
+        self.chain
+            .get(key32(Space::Block, &hash.0))?
             .map(|b| Block::decode(&b).map_err(|e| StoreError::corrupt(format!("block {hash}"), e)))
             .transpose()
     }
 
     fn block_hash_at(&self, height: Height) -> Result<Option<Hash>, StoreError> {
-        self.heights
-            .get(height.0.to_be_bytes())?
+        self.chain
+            .get(height_key(Space::Height, height))?
             .map(|b| hash_from(&b, "block hash"))
             .transpose()
     }
 
     fn tx_location(&self, hash: &Hash) -> Result<Option<TxLocation>, StoreError> {
-        self.txs
-            .get(hash.0)?
+        self.chain
+            .get(key32(Space::Tx, &hash.0))?
             .map(|b| decode_stored(&b, 32, "transaction location"))
             .transpose()
     }
 
     fn accumulator(&self) -> Result<StateAccumulator, StoreError> {
-        match self.meta.get(META_ACCUMULATOR)? {
+        match self.chain.get(META_ACCUMULATOR)? {
             Some(bytes) => {
                 StateAccumulator::from_bytes(&bytes).ok_or_else(|| StoreError::Corrupt {
                     what: format!("state accumulator of {} bytes", bytes.len()),
@@ -495,32 +457,90 @@ impl Store for SledStore {
         changes: &StateChanges,
         finalized: Height,
     ) -> Result<(), StoreError> {
-        let prepared = Self::prepare(block, changes, finalized);
-        self.transact(|trees| Self::apply(&prepared, block, changes, finalized, trees))?;
-        if !self.undo.is_empty() {
-            self.prune_undo(self.finalized_height()?.unwrap_or(Height::GENESIS))?;
+        let _writer = self.lock_writer();
+        let head = self.head()?;
+        check_commit(head.as_ref(), block, changes, finalized)?;
+        let current_finalized = self.finalized_height()?.unwrap_or(Height::GENESIS);
+        let hash = block.hash();
+        let height = block.header.height;
+        let mut batch = sled::Batch::default();
+        batch.insert(&key32(Space::Block, &hash.0)[..], block.encode());
+        batch.insert(&height_key(Space::Height, height)[..], &hash.0[..]);
+        for (index, tx) in block.transactions.iter().enumerate() {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            batch.insert(
+                &key32(Space::Tx, &tx.hash().0)[..],
+                encoding::encode(&TxLocation { height, index }),
+            );
         }
-        self.flush_or_defer()?;
-        Ok(())
+        let final_after = finalized.max(current_finalized);
+        if height > final_after {
+            // Not final yet: keep what it overwrites, to roll it back.
+            let mut before = Vec::with_capacity(changes.accounts.len());
+            for address in changes.accounts.keys() {
+                before.push((*address, self.stored_account(address)?));
+            }
+            let record = Undo {
+                accumulator: self
+                    .chain
+                    .get(META_ACCUMULATOR)?
+                    .map(|b| b.to_vec())
+                    .unwrap_or_default(),
+                accounts: before,
+            };
+            batch.insert(
+                &height_key(Space::Undo, height)[..],
+                encoding::encode(&record),
+            );
+        }
+        for (address, account) in &changes.accounts {
+            let key = key32(Space::Account, &address.0);
+            if account.is_empty() {
+                batch.remove(&key[..]);
+            } else {
+                batch.insert(&key[..], encoding::encode(account));
+            }
+        }
+        if head.is_none() {
+            batch.insert(META_GENESIS, &block.header.parent.0[..]);
+            batch.insert(META_FORMAT, &FORMAT.to_be_bytes()[..]);
+        }
+        batch.insert(META_FINALIZED, &final_after.0.to_be_bytes()[..]);
+        self.prune_undo(&mut batch, final_after)?;
+        batch.insert(META_ACCUMULATOR, &changes.accumulator().to_bytes()[..]);
+        batch.insert(
+            META_HEAD,
+            encoding::encode(&Head {
+                hash,
+                header: block.header.clone(),
+            }),
+        );
+        self.chain.apply_batch(batch)?;
+        self.flush_or_defer()
     }
 
     fn set_finalized_height(&self, height: Height) -> Result<(), StoreError> {
+        let _writer = self.lock_writer();
         check_finalized(self.head()?.as_ref(), self.finalized_height()?, height)?;
-        self.meta.insert(META_FINALIZED, &height.0.to_be_bytes())?;
-        self.prune_undo(height)?;
-        self.flush_or_defer()?;
-        Ok(())
+        let mut batch = sled::Batch::default();
+        batch.insert(META_FINALIZED, &height.0.to_be_bytes()[..]);
+        self.prune_undo(&mut batch, height)?;
+        self.chain.apply_batch(batch)?;
+        self.flush_or_defer()
     }
 
     fn undo(&self, height: Height) -> Result<Option<Undo>, StoreError> {
-        match self.undo.get(height.0.to_be_bytes())? {
+        match self.chain.get(height_key(Space::Undo, height))? {
             Some(bytes) => Ok(Some(decode_stored(&bytes, MAX_UNDO_BYTES, "undo")?)),
             None => Ok(None),
         }
     }
 
     fn revert_to(&self, ancestor: &Hash) -> Result<Vec<Block>, StoreError> {
-        let removed = self.transact(|trees| Self::undo_to(ancestor, trees))?;
+        let _writer = self.lock_writer();
+        let mut batch = sled::Batch::default();
+        let removed = self.revert_batch(ancestor, &mut batch)?;
+        self.chain.apply_batch(batch)?;
         self.flush_or_defer()?;
         Ok(removed)
     }

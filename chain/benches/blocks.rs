@@ -76,7 +76,7 @@ fn fixture() -> Fixture {
     };
     genesis.validate().unwrap();
 
-    let parent = genesis.block().header;
+    let parent = genesis.block().into_parts().0;
     let state = genesis.initial_accounts();
     let accumulator = StateAccumulator::from_accounts(&state);
     let proposer: Address = validators[0].public().into();
@@ -260,10 +260,7 @@ impl MadeUp {
         };
         self.head = header.clone();
         let changes = StateChanges::new(accounts, self.accumulator.clone());
-        let block = Block {
-            header,
-            transactions,
-        };
+        let block = Block::new(header, transactions);
         (block, changes)
     }
 }

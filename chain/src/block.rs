@@ -12,6 +12,7 @@ use crate::types::{Address, Amount, Height, ValidatorIndex};
 use crate::{MAX_BLOCK_TXS, MAX_VALIDATORS};
 use phalanx_crypto::{Hash, Signature};
 use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
 
 /// A block header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,12 +86,29 @@ pub struct PowSeal {
 }
 
 /// A header and its transactions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// The block's hash is computed the first time it is asked for and kept
+/// (clones keep it too): a block passes through the protocol, the
+/// speculative state, the store and the simulator's checker, which each
+/// need its hash. So the header is reached through [`Block::header`], and
+/// [`Block::header_mut`] forgets the kept hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Block {
-    pub header: BlockHeader,
+    header: BlockHeader,
     #[serde(deserialize_with = "encoding::bounded_vec::<_, _, MAX_BLOCK_TXS>")]
     pub transactions: Vec<Transaction>,
+    /// Not encoded: the hash of `header`, once computed.
+    #[serde(skip)]
+    hash: OnceLock<Hash>,
 }
+
+impl PartialEq for Block {
+    fn eq(&self, other: &Block) -> bool {
+        self.header == other.header && self.transactions == other.transactions
+    }
+}
+
+impl Eq for Block {}
 
 /// The largest encoded header: fixed fields plus a full certificate.
 pub const MAX_HEADER_BYTES: usize = 10 + 32 * 4 + 10 + 10 + 16 + MAX_VALIDATORS * (3 + 64) + 64;
@@ -143,8 +161,33 @@ impl BlockHeader {
 }
 
 impl Block {
+    pub fn new(header: BlockHeader, transactions: Vec<Transaction>) -> Block {
+        Block {
+            header,
+            transactions,
+            hash: OnceLock::new(),
+        }
+    }
+
+    pub fn header(&self) -> &BlockHeader {
+        &self.header
+    }
+
+    /// The header, to change: the kept hash is forgotten.
+    pub fn header_mut(&mut self) -> &mut BlockHeader {
+        self.hash = OnceLock::new();
+        &mut self.header
+    }
+
+    /// The header and the transactions.
+    pub fn into_parts(self) -> (BlockHeader, Vec<Transaction>) {
+        (self.header, self.transactions)
+    }
+
+    /// BLAKE3 of the header's encoding ([`BlockHeader::hash`]), computed
+    /// once.
     pub fn hash(&self) -> Hash {
-        self.header.hash()
+        *self.hash.get_or_init(|| self.header.hash())
     }
 
     pub fn height(&self) -> Height {

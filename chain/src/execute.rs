@@ -296,7 +296,7 @@ pub fn execute_block_with<S: StateView + ?Sized>(
     block: &Block,
     verified: &VerifiedTxs,
 ) -> Result<StateChanges, ExecutionError> {
-    let header = &block.header;
+    let header = block.header();
     check_links(parent, header)?;
     if block.transactions.len() > MAX_BLOCK_TXS {
         return Err(BlockError::TooManyTransactions {
@@ -488,13 +488,7 @@ impl<'a, S: StateView + ?Sized> BlockBuilder<'a, S> {
         let changes = self.overlay.finish(self.accumulator.clone());
         header.tx_root = merkle::root(&self.hashes);
         header.state_root = changes.state_root;
-        Ok((
-            Block {
-                header,
-                transactions: self.transactions,
-            },
-            changes,
-        ))
+        Ok((Block::new(header, self.transactions), changes))
     }
 }
 

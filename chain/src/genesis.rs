@@ -381,10 +381,7 @@ impl Genesis {
             proposer: Address::default(),
             justification: Justification::Genesis,
         };
-        Block {
-            header,
-            transactions: Vec::new(),
-        }
+        Block::new(header, Vec::new())
     }
 }
 
@@ -439,8 +436,8 @@ balance = 5
         assert_eq!(g.validators.len(), 2);
         let again = Genesis::from_toml(&g.to_toml().unwrap()).unwrap();
         assert_eq!(again.hash(), g.hash());
-        assert_eq!(g.block().header.parent, g.hash());
-        assert_eq!(g.block().header.height, Height(0));
+        assert_eq!(g.block().header().parent, g.hash());
+        assert_eq!(g.block().header().height, Height(0));
     }
 
     #[test]

@@ -194,7 +194,7 @@ impl Speculative {
     /// build on, so its state can be computed when a descendant needs it.
     pub fn observe<S: Store + ?Sized>(&mut self, store: &S, block: &Block) {
         let finalized = store.finalized_height().ok().flatten();
-        if finalized.is_none_or(|h| block.header.height > h) {
+        if finalized.is_none_or(|h| block.header().height > h) {
             self.remember(store, block.hash(), block);
         }
     }
@@ -237,7 +237,7 @@ impl Speculative {
             .ok_or(unavailable)?;
         let candidates = pick(&view);
         let mut builder =
-            BlockBuilder::new(self.rules.clone(), &parent.header, &view, &acc, proposer)
+            BlockBuilder::new(self.rules.clone(), parent.header(), &view, &acc, proposer)
                 .with_verified(&self.verified);
         for tx in candidates {
             // A transaction that does not apply is simply left out.
@@ -279,10 +279,10 @@ impl Speculative {
     ) -> Result<StateChanges, CommitError> {
         let head = store.head()?.ok_or(CommitError::NoHead)?;
         let hash = block.hash();
-        if block.header.parent != head.hash {
+        if block.header().parent != head.hash {
             return Err(CommitError::NotOnHead {
                 block: hash,
-                height: block.header.height,
+                height: block.header().height,
                 head: head.hash,
                 head_height: head.height(),
             });
@@ -344,7 +344,7 @@ impl Speculative {
             .states
             .get(&hash)
             .map(|s| s.header.height)
-            .or_else(|| self.known.get(&hash).map(|b| b.header.height));
+            .or_else(|| self.known.get(&hash).map(|b| b.header().height));
         let undone = loop {
             if cursor == head.hash {
                 break Vec::new();
@@ -372,7 +372,7 @@ impl Speculative {
             }
             let height = match cursor_height {
                 Some(h) => h,
-                None => store.block(&cursor).ok()??.header.height,
+                None => store.block(&cursor).ok()??.header().height,
             };
             let (undone, before) = self.undone_above(store, head, cursor, height)?;
             if accumulator.is_none() {
@@ -455,7 +455,7 @@ impl Speculative {
         let head = head_of(store)?;
         let mut missing = Vec::new();
         let mut cursor = hash;
-        let mut height = block.header.height;
+        let mut height = block.header().height;
         loop {
             if cursor == head.hash || self.is_committed_below_head(store, &head, cursor, height) {
                 break;
@@ -464,7 +464,7 @@ impl Speculative {
                 s.header.parent
             } else if let Some(b) = self.known.get(&cursor) {
                 missing.push((cursor, b.clone()));
-                b.header.parent
+                b.header().parent
             } else {
                 return Err(SpeculativeError::StateUnavailable { parent: cursor });
             };
@@ -488,18 +488,18 @@ impl Speculative {
         block: &Block,
     ) -> Result<(), SpeculativeError> {
         let head = head_of(store)?;
-        let parent_hash = block.header.parent;
+        let parent_hash = block.header().parent;
         let unavailable = SpeculativeError::StateUnavailable {
             parent: parent_hash,
         };
         let parent_header = if let Some(b) = self.known.get(&parent_hash) {
-            b.header.clone()
+            b.header().clone()
         } else if let Some(s) = self.states.get(&parent_hash) {
             s.header.clone()
         } else if head.hash == parent_hash {
             head.header.clone()
         } else if let Some(b) = store.block(&parent_hash)? {
-            b.header
+            b.into_parts().0
         } else {
             return Err(unavailable);
         };
@@ -530,7 +530,7 @@ impl Speculative {
         {
             self.known.remove(&victim);
         }
-        self.known_by_height.insert((block.header.height, hash));
+        self.known_by_height.insert((block.header().height, hash));
         self.known.insert(hash, block.clone());
     }
 
@@ -549,11 +549,11 @@ impl Speculative {
         {
             self.states.remove(&victim);
         }
-        self.states_by_height.insert((block.header.height, hash));
+        self.states_by_height.insert((block.header().height, hash));
         self.states.insert(
             hash,
             State {
-                header: block.header.clone(),
+                header: block.header().clone(),
                 changes,
             },
         );

@@ -148,7 +148,7 @@ fn invalid_blocks_are_refused_with_the_rule_they_break() {
         other => panic!("expected invalid, got {other:?}"),
     };
     let mut b = good.clone();
-    b.header.height = Height(2);
+    b.header_mut().height = Height(2);
     assert_eq!(
         invalid(b),
         BlockError::WrongHeight {
@@ -157,10 +157,10 @@ fn invalid_blocks_are_refused_with_the_rule_they_break() {
         }
     );
     let mut b = good.clone();
-    b.header.parent = Hash::ZERO;
+    b.header_mut().parent = Hash::ZERO;
     assert!(matches!(invalid(b), BlockError::WrongParent { .. }));
     let mut b = good.clone();
-    b.header.timestamp_ms = parent.timestamp_ms - 1;
+    b.header_mut().timestamp_ms = parent.timestamp_ms - 1;
     assert!(matches!(
         invalid(b),
         BlockError::TimestampBeforeParent { .. }
@@ -169,12 +169,12 @@ fn invalid_blocks_are_refused_with_the_rule_they_break() {
     b.transactions.swap(0, 1);
     assert!(matches!(invalid(b), BlockError::TxRootMismatch { .. }));
     let mut b = good.clone();
-    b.header.state_root = Hash::ZERO;
+    b.header_mut().state_root = Hash::ZERO;
     assert!(matches!(invalid(b), BlockError::StateRootMismatch { .. }));
     // A replayed transaction makes the whole block invalid, naming it.
     let mut b = good.clone();
     b.transactions.push(b.transactions[0].clone());
-    b.header.tx_root = b.compute_tx_root();
+    b.header_mut().tx_root = b.compute_tx_root();
     let replay_hash = b.transactions[2].hash();
     assert_eq!(
         invalid(b),
@@ -218,7 +218,7 @@ fn signatures_recorded_as_verified_are_skipped_and_the_rest_are_checked() {
     // the set does not vouch for it: the block is refused, naming it.
     let mut b = good.clone();
     b.transactions[1].signature.0[7] ^= 1;
-    b.header.tx_root = b.compute_tx_root();
+    b.header_mut().tx_root = b.compute_tx_root();
     let forged = b.transactions[1].hash();
     match run(&b) {
         Err(ExecutionError::Invalid(BlockError::Transaction { index, hash, error })) => {
@@ -366,7 +366,7 @@ proptest! {
             }
             prop_assert_eq!(total_supply(model.values()), Some(supply));
             let scratch = StateAccumulator::from_accounts(model.iter());
-            prop_assert_eq!(scratch.root(), block.header.state_root);
+            prop_assert_eq!(scratch.root(), block.header().state_root);
         }
     }
 
@@ -420,7 +420,7 @@ proptest! {
         block.transactions = txs;
         let bytes = block.encode();
         prop_assert_eq!(phalanx_chain::Block::decode(&bytes).unwrap(), block.clone());
-        let header = phalanx_chain::BlockHeader::decode(&block.header.encode()).unwrap();
+        let header = phalanx_chain::BlockHeader::decode(&block.header().encode()).unwrap();
         prop_assert_eq!(header.hash(), block.hash());
     }
 }

@@ -491,7 +491,7 @@ fn check_genesis(v: &Vector) -> Check<Genesis> {
         )
     })?;
     let block0 = genesis.block();
-    let header = &block0.header;
+    let header = block0.header();
     v.expect("block0.state_root", header.state_root)?;
     v.expect("block0.encoded_header", hex_of(&header.encode()))?;
     v.expect("block0.hash", block0.hash())?;
@@ -590,10 +590,7 @@ fn check_block(
     if let Justification::ProofOfWork(seal) = &header.justification {
         check_pow(v, genesis, &header, seal)?;
     }
-    let block = Block {
-        header,
-        transactions,
-    };
+    let block = Block::new(header, transactions);
     v.expect("encoded_block", hex_of(&block.encode()))?;
     let decoded = Block::decode(&v.bytes("encoded_block")?)
         .map_err(|e| format!("{}: encoded_block: {e}", v.name))?;
@@ -611,13 +608,13 @@ fn check_block(
     let accumulator = StateAccumulator::from_accounts(&accounts);
     let rules = Rules::of(genesis);
     let execute =
-        |block: &Block| execute_block(&rules, &block0.header, &accounts, &accumulator, block);
+        |block: &Block| execute_block(&rules, block0.header(), &accounts, &accumulator, block);
     let changes = execute(&block).map_err(|e| format!("{}: {e}", v.name))?;
-    if let Justification::ProofOfWork(seal) = &block.header.justification {
+    if let Justification::ProofOfWork(seal) = &block.header().justification {
         // One coin more than the genesis allows makes the block invalid.
         let mut greedy = block.clone();
         let claimed = Amount(rules.block_reward.0 + 1);
-        greedy.header.justification = Justification::ProofOfWork(PowSeal {
+        greedy.header_mut().justification = Justification::ProofOfWork(PowSeal {
             reward: claimed,
             ..seal.clone()
         });
@@ -682,7 +679,7 @@ fn check_pow(v: &Vector, genesis: &Genesis, header: &BlockHeader, seal: &PowSeal
     ensure(mined == header.encode(), || {
         format!("{}: the header does not end with its nonce", v.name)
     })?;
-    let block0 = genesis.block().header;
+    let block0 = genesis.block().into_parts().0;
     ensure(header.height == Height(1), || {
         format!("{}: the checks assume block 1", v.name)
     })?;

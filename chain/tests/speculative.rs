@@ -17,7 +17,7 @@ fn build(speculative: &mut Speculative, store: &MemStore, parent: &Block, offset
             store,
             parent,
             k[0].public().into(),
-            parent.header.timestamp_ms + 1000 + offset,
+            parent.header().timestamp_ms + 1000 + offset,
             Justification::Genesis,
             |_| Vec::new(),
         )
@@ -66,7 +66,7 @@ fn states_on_the_chain_go_before_side_branches_at_the_bound() {
         bounded.validate(&store, &pair[0], &pair[1]).unwrap();
     }
     for kept in [&side[1], &side[2], &side[3], &chain[9]] {
-        assert!(bounded.has_state(&kept.hash()), "{}", kept.header.height);
+        assert!(bounded.has_state(&kept.hash()), "{}", kept.header().height);
     }
     assert!(!bounded.has_state(&chain[8].hash()));
 
@@ -114,7 +114,7 @@ fn a_sibling_of_the_tip_validates_after_the_final_height_rose() {
         node.validate(&store, &parent, &next).unwrap();
         let final_before = store.finalized_height().unwrap().unwrap();
         node.commit(&store, &next, final_before).unwrap();
-        let tip = next.header.height.0;
+        let tip = next.header().height.0;
         store
             .set_finalized_height(Height(tip.saturating_sub(2)))
             .unwrap();

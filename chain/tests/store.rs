@@ -153,7 +153,7 @@ fn a_failed_commit_leaves_nothing_half_written() {
             k[2].public().into(),
             vec![transfer(&k[1], &k[0], 5, 0, 0)],
         );
-        b2.header.state_root = Hash::ZERO;
+        b2.header_mut().state_root = Hash::ZERO;
         assert!(matches!(
             store.commit_block(&b2, &c2, Height(2)),
             Err(StoreError::StateRootMismatch { .. })
@@ -169,7 +169,7 @@ fn first_commit_must_be_genesis_and_finality_only_moves_forward() {
         let k = keys(2);
         let g = genesis(&k, 100);
         let mut not_genesis = g.block();
-        not_genesis.header.height = Height(1);
+        not_genesis.header_mut().height = Height(1);
         let accounts = g.initial_accounts();
         let accumulator = phalanx_chain::StateAccumulator::from_accounts(&accounts);
         let changes = phalanx_chain::StateChanges::new(accounts, accumulator);
@@ -548,7 +548,7 @@ fn a_revert_restores_the_ancestor_state_and_indexes_and_keeps_the_blocks() {
         let head = store.head().unwrap().unwrap();
         assert_eq!((head.height(), head.hash), (Height(2), base[1].hash()));
         assert_eq!(snapshot(&*store, &k), after_base);
-        assert_eq!(after_base.1, base[1].header.state_root);
+        assert_eq!(after_base.1, base[1].header().state_root);
         assert_eq!(store.block_hash_at(Height(3)).unwrap(), None);
         for tx in branch.iter().flat_map(|b| &b.transactions) {
             assert_eq!(store.tx_location(&tx.hash()).unwrap(), None);
@@ -614,7 +614,7 @@ fn reverts_refuse_final_blocks_and_blocks_off_the_chain() {
         let (block, changes) = next_block(&*bft, proposer, vec![transfer(&k[0], &k[1], 1, 1, 0)]);
         bft.commit_block(&block, &changes, Height(1)).unwrap();
         assert!(matches!(
-            bft.revert_to(&block.header.parent),
+            bft.revert_to(&block.header().parent),
             Err(StoreError::RevertBelowFinalized { .. })
         ));
     });
@@ -668,7 +668,7 @@ proptest::proptest! {
             assert_eq!(snapshot(&*reorged, &k), snapshot(&*direct, &k));
             assert_eq!(winner.last().map(|b| b.hash()), straight.last().map(|b| b.hash()));
             for (x, y) in winner.iter().zip(&straight) {
-                assert_eq!(reorged.block_at(x.header.height).unwrap(), Some(y.clone()));
+                assert_eq!(reorged.block_at(x.header().height).unwrap(), Some(y.clone()));
             }
         });
     }

@@ -46,6 +46,9 @@ pub enum ReplicaInput<M, S, T> {
 /// its evidence.
 #[must_use]
 #[derive(Debug, Clone)]
+// A commit is one effect per final block, so its size costs little; a
+// box would cost an allocation per commit instead.
+#[allow(clippy::large_enum_variant)]
 pub enum ReplicaEffect<M, P, T, E> {
     /// Write and flush before carrying out any later effect.
     PersistSafety(P),

@@ -50,8 +50,8 @@ pub fn ancestors(hash: Hash, lookup: impl Fn(&Hash) -> Option<Block>) -> Vec<Blo
         let Some(block) = lookup(&cursor) else {
             break;
         };
-        let at_genesis = block.header.height == Height(0);
-        cursor = block.header.parent;
+        let at_genesis = block.header().height == Height(0);
+        cursor = block.header().parent;
         blocks.push(block);
         if at_genesis {
             break;
@@ -65,7 +65,10 @@ pub fn describe(bytes: &[u8]) -> String {
     match decode_sync(bytes) {
         Ok(SyncMessage::Request { hash }) => format!("sync request {}", short(&hash)),
         Ok(SyncMessage::Response { blocks }) => {
-            let heights: Vec<String> = blocks.iter().map(|b| b.header.height.to_string()).collect();
+            let heights: Vec<String> = blocks
+                .iter()
+                .map(|b| b.header().height.to_string())
+                .collect();
             format!("sync response heights [{}]", heights.join(","))
         }
         Err(e) => format!("undecodable sync ({e})"),

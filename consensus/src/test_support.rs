@@ -46,16 +46,16 @@ pub fn empty_child(
     ts: u64,
     justification: Justification,
 ) -> Block {
-    Block {
-        header: BlockHeader {
-            height: Height(parent.header.height.0 + 1),
+    Block::new(
+        BlockHeader {
+            height: Height(parent.header().height.0 + 1),
             parent: parent.hash(),
             tx_root: merkle::root(&[]),
-            state_root: parent.header.state_root,
-            timestamp_ms: ts.max(parent.header.timestamp_ms),
+            state_root: parent.header().state_root,
+            timestamp_ms: ts.max(parent.header().timestamp_ms),
             proposer,
             justification,
         },
-        transactions: vec![],
-    }
+        vec![],
+    )
 }

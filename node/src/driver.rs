@@ -445,7 +445,7 @@ impl<P: Protocol> Driver<P> {
             tracing::debug!(parent = %work.parent, "consensus asked for mining work; this node does not mine");
             return;
         };
-        let height = work.template.header.height;
+        let height = work.template.header().height;
         match miner.submit(work) {
             Ok(generation) => {
                 tracing::debug!(%height, generation, "mining");
@@ -472,7 +472,7 @@ impl<P: Protocol> Driver<P> {
     fn on_found(&mut self, found: Found) {
         if self.work != Some(found.generation) {
             tracing::debug!(
-                height = %found.block.header.height,
+                height = %found.block.header().height,
                 "dropped a mined block for work that was replaced"
             );
             self.state.metrics.dropped("stale_mined_block");
@@ -592,7 +592,7 @@ impl<P: Protocol> Driver<P> {
     /// Appends `block` to the chain: final at once (BFT), or not yet (the
     /// finalized height stays where it is).
     fn extend(&mut self, block: &Block, finalized: bool) {
-        let height = block.header.height;
+        let height = block.header().height;
         let hash = block.hash();
         match self.state.store.block_hash_at(height) {
             Ok(Some(existing)) if existing == hash => return,
@@ -699,7 +699,7 @@ impl<P: Protocol> Driver<P> {
             // Reverting to the head changes nothing.
             return;
         };
-        let ancestor_height = Height(lowest.header.height.0.saturating_sub(1));
+        let ancestor_height = Height(lowest.header().height.0.saturating_sub(1));
         let metrics = &self.state.metrics;
         metrics.set_height(ancestor_height.0);
         metrics.reorg(removed.len(), returned);
@@ -726,7 +726,7 @@ impl<P: Protocol> Driver<P> {
     /// Mempool, metrics, events and status after a block was stored, with
     /// the chain final up to `finalized`.
     fn after_commit(&mut self, block: &Block, finalized: Height) {
-        let height = block.header.height;
+        let height = block.header().height;
         let hash = block.hash();
         if let Ok(mut pool) = self.state.mempool.lock() {
             pool.remove_committed(block);
@@ -736,7 +736,7 @@ impl<P: Protocol> Driver<P> {
         metrics.set_height(height.0);
         metrics.set_finalized_height(finalized.0);
         metrics.add_committed_txs(block.transactions.len() as u64);
-        let age_ms = now_ms().saturating_sub(block.header.timestamp_ms);
+        let age_ms = now_ms().saturating_sub(block.header().timestamp_ms);
         metrics.observe_commit_latency(age_ms as f64 / 1_000.0);
         tracing::info!(
             %height, %hash, txs = block.transactions.len(), "committed"
@@ -747,7 +747,7 @@ impl<P: Protocol> Driver<P> {
                 height,
                 hash,
                 tx_count: block.transactions.len(),
-                timestamp_ms: block.header.timestamp_ms,
+                timestamp_ms: block.header().timestamp_ms,
             }
             .into(),
         );
@@ -966,7 +966,7 @@ impl<P: Protocol> Driver<P> {
     fn apply_synced(&mut self, blocks: &[Block]) -> Applied {
         let mut applied = Applied::default();
         for block in blocks {
-            let height = block.header.height;
+            let height = block.header().height;
             match self.state.store.block_hash_at(height) {
                 Ok(Some(stored)) if stored == block.hash() => {
                     self.finalize(height);
@@ -977,7 +977,7 @@ impl<P: Protocol> Driver<P> {
                     continue;
                 }
                 Ok(Some(_)) => {
-                    self.revert(block.header.parent);
+                    self.revert(block.header().parent);
                     if self.halted {
                         break;
                     }
@@ -988,9 +988,9 @@ impl<P: Protocol> Driver<P> {
                     break;
                 }
             }
-            match self.ledger.commit(block, block.header.height) {
+            match self.ledger.commit(block, block.header().height) {
                 Ok(_) => {
-                    self.after_commit(block, block.header.height);
+                    self.after_commit(block, block.header().height);
                     applied.count += 1;
                 }
                 Err(e) if is_local(&e) => {

@@ -70,10 +70,10 @@ impl NodeLedger {
 
     /// Keeps an uncommitted block on disk (see [`PENDING_SLOTS`]).
     fn persist_pending(&self, block: &Block) {
-        let Justification::Bft { view, .. } = block.header.justification else {
+        let Justification::Bft { view, .. } = block.header().justification else {
             return;
         };
-        let slot = pending_slot(view, block.header.height);
+        let slot = pending_slot(view, block.header().height);
         let bytes = phalanx_chain::encoding::encode(block);
         if let Err(e) = self.store().put_safety_data(&pending_key(slot), &bytes) {
             tracing::warn!("keeping an uncommitted block on disk failed: {e}");
@@ -126,7 +126,7 @@ impl NodeLedger {
         let state = Arc::clone(&self.state);
         let batch = self.batch_size;
         // A block's timestamp never goes below its parent's.
-        let timestamp_ms = timestamp_ms.max(parent.header.timestamp_ms);
+        let timestamp_ms = timestamp_ms.max(parent.header().timestamp_ms);
         let block = self.speculative.build(
             &*store,
             parent,
@@ -208,14 +208,14 @@ impl Ledger for NodeLedger {
         // a block for now rather than refusing it for good (it becomes
         // valid as the clock moves on).
         let pow = self.state.genesis.pow.is_some();
-        if !pow && block.header.timestamp_ms > now_ms.saturating_add(MAX_CLOCK_DRIFT_MS) {
+        if !pow && block.header().timestamp_ms > now_ms.saturating_add(MAX_CLOCK_DRIFT_MS) {
             tracing::warn!(
-                height = %block.header.height,
-                timestamp_ms = block.header.timestamp_ms,
+                height = %block.header().height,
+                timestamp_ms = block.header().timestamp_ms,
                 "refusing a block from the future"
             );
             return Err(LedgerError::Invalid(InvalidBlock::FromTheFuture {
-                timestamp_ms: block.header.timestamp_ms,
+                timestamp_ms: block.header().timestamp_ms,
                 now_ms,
                 max_drift_ms: MAX_CLOCK_DRIFT_MS,
             }));

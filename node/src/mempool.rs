@@ -999,8 +999,8 @@ mod tests {
     }
 
     fn block(txs: Vec<Transaction>) -> Block {
-        Block {
-            header: BlockHeader {
+        Block::new(
+            BlockHeader {
                 height: Height(1),
                 parent: Hash::ZERO,
                 tx_root: Hash::ZERO,
@@ -1009,8 +1009,8 @@ mod tests {
                 proposer: Address::default(),
                 justification: Justification::Genesis,
             },
-            transactions: txs,
-        }
+            txs,
+        )
     }
 
     #[test]

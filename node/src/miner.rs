@@ -372,16 +372,16 @@ impl Eq for MinerControl {}
 /// Checks a request and reads its target.
 fn prepare(work: WorkRequest) -> Result<(Block, CompactTarget, [u8; 32]), WorkError> {
     let template = *work.template;
-    let height = template.header.height;
-    if template.header.parent != work.parent {
+    let height = template.header().height;
+    if template.header().parent != work.parent {
         return Err(WorkError::WrongParent {
             height,
-            header: template.header.parent,
+            header: template.header().parent,
             request: work.parent,
         });
     }
     let bits = template
-        .header
+        .header()
         .pow_seal()
         .ok_or(WorkError::NotProofOfWork { height })?
         .target;
@@ -471,15 +471,12 @@ impl Shared {
     /// driver's queue is full: the job is not retired, and the thread
     /// searches on (a block found later takes the place of this one).
     fn deliver(&self, job: &Job, header: BlockHeader) -> bool {
-        let block = Block {
-            header,
-            transactions: job.template.transactions.clone(),
-        };
-        if let Err(error) = check_work(&block.header.pow_hash(), job.bits) {
+        let block = Block::new(header, job.template.transactions.clone());
+        if let Err(error) = check_work(&block.header().pow_hash(), job.bits) {
             tracing::error!(%error, "the miner sealed a block that does not meet its target; dropped");
             return false;
         }
-        let (height, hash) = (block.header.height, block.hash());
+        let (height, hash) = (block.header().height, block.hash());
         let permit = match self.found.try_reserve() {
             Ok(permit) => permit,
             Err(mpsc::error::TrySendError::Full(())) => {
@@ -577,8 +574,8 @@ fn stamp(header: &mut BlockHeader, template_ms: u64, now_ms: u64) -> bool {
 fn search(shared: &Shared, job: &Job, index: usize, rate: Option<u64>) {
     let stride = shared.config.threads.max(1) as u64;
     let first = index as u64;
-    let template_ms = job.template.header.timestamp_ms;
-    let mut header = job.template.header.clone();
+    let template_ms = job.template.header().timestamp_ms;
+    let mut header = job.template.header().clone();
     stamp(&mut header, template_ms, (shared.config.clock)());
     let Some(mut prefix) = header.mining_prefix() else {
         return;
@@ -725,10 +722,7 @@ mod tests {
         };
         WorkRequest {
             parent,
-            template: Box::new(Block {
-                header,
-                transactions: Vec::new(),
-            }),
+            template: Box::new(Block::new(header, Vec::new())),
         }
     }
 
@@ -771,11 +765,11 @@ mod tests {
         let generation = miner.submit(work.clone()).unwrap();
         let found = next(&mut rx).await;
         assert_eq!(found.generation, generation);
-        let header = &found.block.header;
+        let header = found.block.header();
         check_work(&header.pow_hash(), EASY).unwrap();
         assert_eq!(header.timestamp_ms, later_clock());
         // Only the timestamp and the nonce differ from the template.
-        let mut expected = work.template.header.clone();
+        let mut expected = work.template.header().clone();
         expected.timestamp_ms = header.timestamp_ms;
         if let (Some(seal), Some(found_seal)) = (pow_seal_mut(&mut expected), header.pow_seal()) {
             seal.nonce = found_seal.nonce;
@@ -795,8 +789,8 @@ mod tests {
         let (miner, mut rx) = miner(1, 0, earlier_clock);
         miner.submit(template(1, EASY)).unwrap();
         let found = next(&mut rx).await;
-        assert_eq!(found.block.header.timestamp_ms, TEMPLATE_MS);
-        check_work(&found.block.header.pow_hash(), EASY).unwrap();
+        assert_eq!(found.block.header().timestamp_ms, TEMPLATE_MS);
+        check_work(&found.block.header().pow_hash(), EASY).unwrap();
         miner.stop();
     }
 
@@ -812,7 +806,7 @@ mod tests {
         assert!(new > old);
         let found = next(&mut rx).await;
         assert_eq!(found.generation, new);
-        assert_eq!(found.block.header.parent, new_work.parent);
+        assert_eq!(found.block.header().parent, new_work.parent);
         miner.stop();
     }
 
@@ -828,7 +822,7 @@ mod tests {
         wait_until("busy again", || miner.hashes() > counted).await;
 
         let mut not_pow = template(1, EASY);
-        not_pow.template.header.justification = Justification::Genesis;
+        not_pow.template.header_mut().justification = Justification::Genesis;
         assert_eq!(
             miner.submit(not_pow),
             Err(WorkError::NotProofOfWork { height: Height(7) })
@@ -873,7 +867,7 @@ mod tests {
         assert_eq!(next(&mut rx).await.generation, 0);
         let found = next(&mut rx).await;
         assert_eq!(found.generation, generation);
-        check_work(&found.block.header.pow_hash(), EASY).unwrap();
+        check_work(&found.block.header().pow_hash(), EASY).unwrap();
         assert_eq!(miner.shared.counters.blocks.get(), 1);
         miner.stop();
     }
@@ -965,7 +959,7 @@ mod tests {
             let generation = miner.submit(template(parent, HARD)).unwrap();
             let found = next(&mut rx).await;
             assert_eq!(found.generation, generation);
-            check_work(&found.block.header.pow_hash(), HARD).unwrap();
+            check_work(&found.block.header().pow_hash(), HARD).unwrap();
             miner.took_block();
             assert_eq!(control.on_demand(), u64::from(3 - parent));
         }

@@ -1201,7 +1201,7 @@ async fn events_deliver_committed_blocks() {
         height: block.height(),
         hash: block.hash(),
         tx_count: 1,
-        timestamp_ms: block.header.timestamp_ms,
+        timestamp_ms: block.header().timestamp_ms,
     };
     node.state.events.send(event.clone().into()).unwrap();
     let (events, frames) = read_events(&mut stream, 1).await;
@@ -1212,7 +1212,7 @@ async fn events_deliver_committed_blocks() {
             "block".to_owned(),
             json!({
                 "height": 1, "hash": block.hash().to_string(), "tx_count": 1,
-                "timestamp_ms": block.header.timestamp_ms
+                "timestamp_ms": block.header().timestamp_ms
             })
         )]
     );

@@ -216,7 +216,7 @@ impl Protocol for Script {
             Input::Message(Command::Finalize(height)) => vec![Effect::Finalize(height)],
             Input::Message(Command::Revert(ancestor)) => vec![Effect::Revert { ancestor }],
             Input::Message(Command::Work(template)) => vec![Effect::RequestWork(WorkRequest {
-                parent: template.header.parent,
+                parent: template.header().parent,
                 template: Box::new(template),
             })],
             Input::Message(Command::Say(bytes)) => {
@@ -289,7 +289,7 @@ impl Builder {
                 &self.store,
                 parent,
                 self.miner,
-                parent.header.timestamp_ms + 1,
+                parent.header().timestamp_ms + 1,
                 seal,
                 |_| txs.clone(),
             )
@@ -501,10 +501,10 @@ async fn the_driver_carries_out_proof_of_work_effects() {
     control.tell(Command::Work(template.clone()));
     wait_for_head(&node, 5, None).await;
     let mined = node.state.store.block_at(Height(5)).unwrap().unwrap();
-    check_work(&mined.header.pow_hash(), EASY).unwrap();
-    assert_eq!(mined.header.parent, b4.hash());
-    assert_eq!(mined.header.proposer, miner_address);
-    assert!(mined.header.timestamp_ms >= template.header.timestamp_ms);
+    check_work(&mined.header().pow_hash(), EASY).unwrap();
+    assert_eq!(mined.header().parent, b4.hash());
+    assert_eq!(mined.header().proposer, miner_address);
+    assert!(mined.header().timestamp_ms >= template.header().timestamp_ms);
     let text = metrics(&client, &base).await;
     assert_eq!(metric(&text, "phalanx_mined_blocks_total"), Some(1.0));
     assert!(metric(&text, "phalanx_mining_hashes_total").unwrap() >= 1.0);
@@ -663,8 +663,8 @@ impl Toy {
         let mut branch = vec![tip.clone()];
         loop {
             let lowest = branch.last()?;
-            let parent = lowest.header.parent;
-            let parent_height = lowest.header.height.0.checked_sub(1)?;
+            let parent = lowest.header().parent;
+            let parent_height = lowest.header().height.0.checked_sub(1)?;
             if self.chain.get(&parent_height) == Some(&parent) {
                 branch.reverse();
                 return Some((branch, parent_height, parent));
@@ -711,23 +711,23 @@ impl Toy {
         effects: &mut Vec<Effect<()>>,
     ) -> Result<Option<Hash>, Fault> {
         let hash = block.hash();
-        let height = block.header.height.0;
+        let height = block.header().height.0;
         if height <= self.finalized
             || self.blocks.contains_key(&hash)
             || self.chain.get(&height) == Some(&hash)
         {
             return Ok(None);
         }
-        let Some(parent) = self.block(&block.header.parent, ledger) else {
-            if height > self.head.header.height.0 + CATCH_UP_HORIZON {
+        let Some(parent) = self.block(&block.header().parent, ledger) else {
+            if height > self.head.header().height.0 + CATCH_UP_HORIZON {
                 // Far ahead: block sync's job, not the protocol's.
                 return Ok(None);
             }
-            let want = ToyMessage::Want(block.header.parent);
+            let want = ToyMessage::Want(block.header().parent);
             effects.push(Effect::Reply(toy_out(Channel::Sync, Origin::Sync, &want)));
             if self.orphans.values().map(Vec::len).sum::<usize>() < MAX_ORPHANS {
                 self.orphans
-                    .entry(block.header.parent)
+                    .entry(block.header().parent)
                     .or_default()
                     .push(block);
             }
@@ -744,7 +744,7 @@ impl Toy {
             origin,
             &ToyMessage::Block(Box::new(block.clone())),
         )));
-        if height > self.head.header.height.0 {
+        if height > self.head.header().height.0 {
             self.adopt(block, ledger, effects);
         }
         Ok(Some(hash))
@@ -761,13 +761,13 @@ impl Toy {
             self.chain.split_off(&(fork_height + 1));
         }
         for b in branch {
-            self.chain.insert(b.header.height.0, b.hash());
+            self.chain.insert(b.header().height.0, b.hash());
             effects.push(Effect::Extend {
                 block: Box::new(b),
                 finalized: false,
             });
         }
-        let height = tip.header.height.0;
+        let height = tip.header().height.0;
         self.head = tip;
         let k = self.chain_params.confirmations;
         if height > self.finalized + k {
@@ -775,7 +775,7 @@ impl Toy {
             effects.push(Effect::Finalize(Height(self.finalized)));
             let floor = self.finalized;
             self.chain.retain(|h, _| *h >= floor);
-            self.blocks.retain(|_, b| b.header.height.0 > floor);
+            self.blocks.retain(|_, b| b.header().height.0 > floor);
         }
     }
 }
@@ -802,8 +802,8 @@ impl Protocol for Toy {
             miner: setup.tuning.miner,
             blocks: HashMap::new(),
             orphans: HashMap::new(),
-            chain: BTreeMap::from([(committed.header.height.0, committed.hash())]),
-            finalized: committed.header.height.0,
+            chain: BTreeMap::from([(committed.header().height.0, committed.hash())]),
+            finalized: committed.header().height.0,
             head: committed,
         })
     }
@@ -818,8 +818,8 @@ impl Protocol for Toy {
         let message: ToyMessage =
             encoding::decode(bytes, 1 << 22).map_err(|_| ToyRejection::Undecodable)?;
         if let ToyMessage::Block(block) = &message {
-            let target = block.header.pow_seal().ok_or(ToyRejection::Work)?.target;
-            if target != chain.target || check_work(&block.header.pow_hash(), target).is_err() {
+            let target = block.header().pow_seal().ok_or(ToyRejection::Work)?.target;
+            if target != chain.target || check_work(&block.header().pow_hash(), target).is_err() {
                 return Err(ToyRejection::Work);
             }
         }
@@ -866,7 +866,7 @@ impl Protocol for Toy {
 
     fn status(&self) -> Status {
         Status {
-            view: self.head.header.height.0,
+            view: self.head.header().height.0,
             phase: if self.miner.is_some() {
                 "mining"
             } else {
@@ -881,16 +881,16 @@ impl Protocol for Toy {
     fn prove_final(chain: &ToyChain, head: &Block, blocks: &[Block]) -> Result<usize, ProofError> {
         let mut parent = head.hash();
         for block in blocks {
-            let (height, hash) = (block.header.height, block.hash());
-            if block.header.parent != parent {
+            let (height, hash) = (block.header().height, block.hash());
+            if block.header().parent != parent {
                 return Err(ProofError::NotLinked {
                     height,
                     hash,
                     expected_parent: parent,
                 });
             }
-            let sealed = block.header.pow_seal().map(|s| s.target) == Some(chain.target);
-            if !sealed || check_work(&block.header.pow_hash(), chain.target).is_err() {
+            let sealed = block.header().pow_seal().map(|s| s.target) == Some(chain.target);
+            if !sealed || check_work(&block.header().pow_hash(), chain.target).is_err() {
                 return Err(ProofError::WrongJustification { height, hash });
             }
             parent = hash;
@@ -1006,8 +1006,8 @@ async fn stop_and_check_agreement(nodes: Vec<RunningNode>, target: CompactTarget
         for height in 1..=head {
             let block = store.block_at(Height(height)).unwrap().unwrap();
             let parent = store.block_hash_at(Height(height - 1)).unwrap().unwrap();
-            assert_eq!(block.header.parent, parent);
-            check_work(&block.header.pow_hash(), target).unwrap();
+            assert_eq!(block.header().parent, parent);
+            check_work(&block.header().pow_hash(), target).unwrap();
         }
     }
 }

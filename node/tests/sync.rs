@@ -121,7 +121,7 @@ impl Fixture {
             let (block, changes) = builder
                 .finish(parent.timestamp_ms + 1, justification)
                 .unwrap();
-            parent = block.header.clone();
+            parent = block.header().clone();
             parent_view = view;
             chain.push((block, changes));
         }
@@ -137,7 +137,7 @@ impl Fixture {
 
     fn commit(&self, n: usize) {
         for (block, changes) in self.certified_chain(n) {
-            let height = block.header.height;
+            let height = block.header().height;
             self.store.commit_block(&block, &changes, height).unwrap();
         }
     }
@@ -208,7 +208,7 @@ fn a_fetch_starts_right_above_the_finalized_block() {
     // blocks must link.
     let mut f = fixture();
     for (block, changes) in f.certified_chain(5) {
-        let finalized = block.header.height.min(Height(2));
+        let finalized = block.header().height.min(Height(2));
         f.store.commit_block(&block, &changes, finalized).unwrap();
     }
     let a = peer(1);
@@ -258,7 +258,7 @@ fn a_forged_certificate_reports_the_sender_and_the_fetch_moves_on() {
     let (a, b) = (peer(1), peer(2));
     f.fetch_from(a, &[a, b]);
     let mut blocks = f.blocks(6);
-    if let Justification::Bft { parent_cert, .. } = &mut blocks[2].header.justification {
+    if let Justification::Bft { parent_cert, .. } = &mut blocks[2].header_mut().justification {
         let forged = Keypair::from_seed(&[9; 32]).sign(
             &Domain::HotStuffVote
                 .begin(&f.genesis.chain_id)
@@ -400,9 +400,10 @@ fn requests_are_answered_from_the_store() {
             count,
         };
         match f.sync.on_message(a, request, f.now, &[a]).as_slice() {
-            [SyncAction::Send(to, NodeSync::Blocks { blocks })] if *to == a => {
-                blocks.iter().map(|b| b.header.height.0).collect::<Vec<_>>()
-            }
+            [SyncAction::Send(to, NodeSync::Blocks { blocks })] if *to == a => blocks
+                .iter()
+                .map(|b| b.header().height.0)
+                .collect::<Vec<_>>(),
             other => panic!("{other:?}"),
         }
     };

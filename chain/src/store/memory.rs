@@ -103,9 +103,9 @@ impl Store for MemStore {
         let mut inner = self.lock();
         check_commit(inner.head.as_ref(), block, changes, finalized)?;
         let hash = block.hash();
-        let height = block.header.height;
+        let height = block.header().height;
         if inner.head.is_none() {
-            inner.genesis_hash = Some(block.header.parent);
+            inner.genesis_hash = Some(block.header().parent);
         }
         for (index, tx) in block.transactions.iter().enumerate() {
             let index = u32::try_from(index).unwrap_or(u32::MAX);
@@ -135,7 +135,7 @@ impl Store for MemStore {
         inner.accumulator = changes.accumulator().clone();
         inner.head = Some(Head {
             hash,
-            header: block.header.clone(),
+            header: block.header().clone(),
         });
         inner.finalized = Some(final_now);
         inner.undo = inner.undo.split_off(&Height(final_now.0.saturating_add(1)));
@@ -157,7 +157,7 @@ impl Store for MemStore {
     fn revert_to(&self, ancestor: &Hash) -> Result<Vec<Block>, StoreError> {
         let mut inner = self.lock();
         let head = inner.head.clone().ok_or(StoreError::NoHead)?;
-        let header = inner.blocks.get(ancestor).map(|b| b.header.clone());
+        let header = inner.blocks.get(ancestor).map(|b| b.header().clone());
         let at = header
             .as_ref()
             .map(|h| h.height)

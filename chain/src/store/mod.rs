@@ -226,7 +226,7 @@ pub trait Store: StateView + Send + Sync {
         let accumulator = StateAccumulator::from_accounts(&accounts);
         let changes = StateChanges::new(accounts, accumulator);
         self.commit_block(&block, &changes, Height::GENESIS)?;
-        Ok(Head::of(&block.header))
+        Ok(Head::of(block.header()))
     }
 }
 
@@ -237,7 +237,7 @@ pub(crate) fn check_commit(
     changes: &StateChanges,
     finalized: Height,
 ) -> Result<(), StoreError> {
-    let header = &block.header;
+    let header = block.header();
     if changes.state_root() != header.state_root {
         return Err(StoreError::StateRootMismatch {
             changes: changes.state_root(),

@@ -273,7 +273,7 @@ impl SledStore {
     ) -> Result<Vec<Block>, StoreError> {
         let head = self.head()?.ok_or(StoreError::NoHead)?;
         let finalized = self.finalized_height()?;
-        let header = self.block(ancestor)?.map(|block| block.header);
+        let header = self.block(ancestor)?.map(|block| block.into_parts().0);
         let mut at = None;
         if let Some(header) = &header
             && self.block_hash_at(header.height)? == Some(*ancestor)
@@ -462,7 +462,7 @@ impl Store for SledStore {
         check_commit(head.as_ref(), block, changes, finalized)?;
         let current_finalized = self.finalized_height()?.unwrap_or(Height::GENESIS);
         let hash = block.hash();
-        let height = block.header.height;
+        let height = block.header().height;
         let mut batch = sled::Batch::default();
         batch.insert(&key32(Space::Block, &hash.0)[..], block.encode());
         batch.insert(&height_key(Space::Height, height)[..], &hash.0[..]);
@@ -502,7 +502,7 @@ impl Store for SledStore {
             }
         }
         if head.is_none() {
-            batch.insert(META_GENESIS, &block.header.parent.0[..]);
+            batch.insert(META_GENESIS, &block.header().parent.0[..]);
             batch.insert(META_FORMAT, &FORMAT.to_be_bytes()[..]);
         }
         batch.insert(META_FINALIZED, &final_after.0.to_be_bytes()[..]);
@@ -512,7 +512,7 @@ impl Store for SledStore {
             META_HEAD,
             encoding::encode(&Head {
                 hash,
-                header: block.header.clone(),
+                header: block.header().clone(),
             }),
         );
         self.chain.apply_batch(batch)?;

@@ -67,7 +67,7 @@ impl BlockTree {
     pub fn insert(&mut self, block: Block) -> Option<Hash> {
         let hash = block.hash();
         if self.blocks.contains_key(&hash)
-            || !self.blocks.contains_key(&block.header.parent)
+            || !self.blocks.contains_key(&block.header().parent)
             || self.blocks.len() >= self.capacity
         {
             return None;
@@ -89,7 +89,7 @@ impl BlockTree {
 
     /// True if `block` is `ancestor` or descends from it through blocks held.
     pub fn extends(&self, block: &Block, ancestor: &Hash) -> bool {
-        self.hash_extends(block.hash(), &block.header, ancestor)
+        self.hash_extends(block.hash(), block.header(), ancestor)
     }
 
     /// [`BlockTree::extends`] for the block with `hash` and `header`.
@@ -105,7 +105,7 @@ impl BlockTree {
             }
             hash = header.parent;
             match self.blocks.get(&hash) {
-                Some(b) => header = &b.header,
+                Some(b) => header = b.header(),
                 None => return false,
             }
         }
@@ -123,7 +123,7 @@ impl BlockTree {
             if !b.transactions.is_empty() {
                 return true;
             }
-            cursor = self.blocks.get(&b.header.parent);
+            cursor = self.blocks.get(&b.header().parent);
         }
         false
     }
@@ -154,21 +154,21 @@ impl BlockTree {
     /// uncommitted ancestors, in height order. Returns nothing, and changes
     /// nothing, if `hash` does not descend from the root through blocks held.
     pub fn commit(&mut self, hash: Hash) -> Vec<Block> {
-        let root_height = self.blocks.get(&self.root).map(|b| b.header.height);
+        let root_height = self.blocks.get(&self.root).map(|b| b.header().height);
         let mut chain = Vec::new();
         let mut cursor = hash;
         while cursor != self.root {
             let Some(block) = self.blocks.get(&cursor) else {
                 return Vec::new();
             };
-            if Some(block.header.height) <= root_height {
+            if Some(block.header().height) <= root_height {
                 // Not a descendant of the root: a conflicting commit would
                 // break safety. It cannot happen with at most f faults;
                 // refuse rather than diverge.
                 return Vec::new();
             }
             chain.push(block.clone());
-            cursor = block.header.parent;
+            cursor = block.header().parent;
         }
         chain.reverse();
         self.root = hash;
@@ -181,15 +181,15 @@ impl BlockTree {
         let root_height = self
             .blocks
             .get(&self.root)
-            .map(|b| b.header.height)
+            .map(|b| b.header().height)
             .unwrap_or_default();
         let keep: HashSet<Hash> = self
             .blocks
             .iter()
             .filter(|(hash, block)| {
                 **hash == self.root
-                    || (block.header.height > root_height
-                        && self.hash_extends(**hash, &block.header, &self.root))
+                    || (block.header().height > root_height
+                        && self.hash_extends(**hash, block.header(), &self.root))
             })
             .map(|(hash, _)| *hash)
             .collect();

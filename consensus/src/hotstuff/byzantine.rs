@@ -76,8 +76,8 @@ impl Misbehaviour {
         let Payload::Proposal(proposal) = &first.payload else {
             return Ok(());
         };
-        let justification = proposal.block.header.justification.clone();
-        let timestamp = proposal.block.header.timestamp_ms.saturating_add(1);
+        let justification = proposal.block.header().justification.clone();
+        let timestamp = proposal.block.header().timestamp_ms.saturating_add(1);
         let block = ledger.build_block(parent, proposer, timestamp, justification)?;
         let second = sign(Payload::Proposal(Box::new(Proposal {
             block,

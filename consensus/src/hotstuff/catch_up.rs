@@ -62,7 +62,7 @@ impl CatchUp {
         let Payload::Proposal(proposal) = &message.get().payload else {
             return None;
         };
-        let parent = proposal.block.header.parent;
+        let parent = proposal.block.header().parent;
         let author = message.get().author;
         let cert = parent_cert(&proposal.block)?;
         if !tree.could_extend_root(cert) {
@@ -163,14 +163,14 @@ impl CatchUp {
             let Some(cert) = parent_cert(&block) else {
                 continue;
             };
-            if cert.block != block.header.parent || verify_qc(committee, cert).is_err() {
+            if cert.block != block.header().parent || verify_qc(committee, cert).is_err() {
                 continue;
             }
-            wanted.insert(block.header.parent);
+            wanted.insert(block.header().parent);
             accepted.push(block);
         }
         // Deepest first, so each block's parent is in place before it.
-        accepted.sort_by_key(|b| b.header.height);
+        accepted.sort_by_key(|b| b.header().height);
         accepted
     }
 

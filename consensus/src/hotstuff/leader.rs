@@ -269,7 +269,7 @@ mod tests {
         }
 
         fn leader(&self, view: u64, parent: &Block) -> usize {
-            usize::from(leader(&self.committee, View(view), &parent.header).0)
+            usize::from(leader(&self.committee, View(view), parent.header()).0)
         }
     }
 
@@ -341,7 +341,7 @@ mod tests {
             let parent = t.block(&b1, 5, 2, 1, &all);
             for view in 6..20 {
                 assert_eq!(
-                    leader(&rr, View(view), &parent.header),
+                    leader(&rr, View(view), parent.header()),
                     rr.leader(View(view))
                 );
             }
@@ -362,7 +362,7 @@ mod tests {
         assert_eq!(t.leader(3, &b2), expected);
         let rr = t.committee.clone().with_leader_rule(LeaderRule::RoundRobin);
         for view in 0..20 {
-            assert_eq!(leader(&rr, View(view), &b2.header), rr.leader(View(view)));
+            assert_eq!(leader(&rr, View(view), b2.header()), rr.leader(View(view)));
         }
     }
 
@@ -468,7 +468,7 @@ mod tests {
         let b1 = t.block(&t.genesis, 1, 1, 0, &[]);
         let mut a = t.block(&b1, 2, 2, 1, &[0, 1, 3]);
         let b = a.clone();
-        a.header.timestamp_ms += 1;
+        a.header_mut().timestamp_ms += 1;
         assert_ne!(a.hash(), b.hash());
         assert_eq!(t.leader(3, &a), t.leader(3, &b));
     }

@@ -219,7 +219,7 @@ impl SignedMessage {
 
 /// A block's view: the one in its BFT justification (0 for genesis).
 pub fn block_view(block: &Block) -> Option<View> {
-    match &block.header.justification {
+    match &block.header().justification {
         Justification::Bft { view, .. } => Some(View(*view)),
         Justification::Genesis => Some(View(0)),
         Justification::ProofOfWork(_) => None,
@@ -228,7 +228,7 @@ pub fn block_view(block: &Block) -> Option<View> {
 
 /// A block's parent certificate (`None` for genesis and non-BFT blocks).
 pub fn parent_cert(block: &Block) -> Option<&QuorumCert> {
-    match &block.header.justification {
+    match &block.header().justification {
         Justification::Bft { parent_cert, .. } => Some(parent_cert),
         _ => None,
     }
@@ -294,7 +294,7 @@ fn check_proposal(
     author: ValidatorIndex,
     p: &Proposal,
 ) -> Result<(), MessageError> {
-    let header = &p.block.header;
+    let header = p.block.header();
     let Justification::Bft { view, parent_cert } = &header.justification else {
         return Err(MessageError::MalformedBlock);
     };

@@ -146,6 +146,6 @@ pub(super) fn build(
     Ok(Proposal {
         block,
         timeout_cert,
-        parent_header: parent.header.clone(),
+        parent_header: parent.header().clone(),
     })
 }

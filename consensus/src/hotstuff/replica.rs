@@ -309,7 +309,7 @@ impl Replica {
             return;
         }
         self.process_certificates(message.get(), ledger);
-        if !self.tree.contains(&proposal.block.header.parent) {
+        if !self.tree.contains(&proposal.block.header().parent) {
             let view = self.pacemaker.view();
             let request = self.catch_up.buffer(message, &self.tree, self.me, view);
             self.out.extend(request);
@@ -328,7 +328,7 @@ impl Replica {
         if !self.rules.may_vote(proposal, view, &self.tree) {
             return;
         }
-        let Some(parent) = self.tree.get(&block.header.parent) else {
+        let Some(parent) = self.tree.get(&block.header().parent) else {
             return;
         };
         if let Err(e) = ledger.validate_block(parent, block) {
@@ -340,7 +340,7 @@ impl Replica {
             block: block.hash(),
         };
         // The QC for this block is gathered by the leader of the view after.
-        let next_leader = leader::leader(&self.committee, view.next(), &block.header);
+        let next_leader = leader::leader(&self.committee, view.next(), block.header());
         let message = self.sign(Payload::Vote(vote));
         self.rules.voted(message.clone());
         self.persist();
@@ -443,7 +443,7 @@ impl Replica {
         }
         let parent_qc = self.parent_qc();
         match self.tree.get(&parent_qc.block) {
-            Some(parent) => leader::leader(&self.committee, view, &parent.header) == self.me,
+            Some(parent) => leader::leader(&self.committee, view, parent.header()) == self.me,
             None => self.might_lead_without_parent(view),
         }
     }
@@ -517,7 +517,7 @@ impl Replica {
             }
             return;
         };
-        if leader::leader(&self.committee, view, &parent.header) != self.me {
+        if leader::leader(&self.committee, view, parent.header()) != self.me {
             return;
         }
         let address = self.address();
@@ -623,10 +623,10 @@ impl Replica {
         let mut missing_parent = None;
         for block in accepted {
             let hash = block.hash();
-            if self.tree.contains(&block.header.parent) {
+            if self.tree.contains(&block.header().parent) {
                 self.insert_block(block, ledger);
             } else if missing_parent.is_none() {
-                missing_parent = Some(block.header.parent);
+                missing_parent = Some(block.header().parent);
             }
             self.catch_up.forget_request(&hash);
         }

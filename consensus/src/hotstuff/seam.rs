@@ -118,7 +118,7 @@ impl Protocol for HotStuff {
     fn finalized_height_hint(message: &Message) -> Option<Height> {
         match message {
             BftMessage::Consensus(m) => match &m.get().payload {
-                Payload::Proposal(p) => Some(Height(p.block.header.height.0.saturating_sub(3))),
+                Payload::Proposal(p) => Some(Height(p.block.header().height.0.saturating_sub(3))),
                 _ => None,
             },
             BftMessage::Sync { .. } => None,
@@ -161,7 +161,11 @@ impl Protocol for HotStuff {
         let mut parent = head.hash();
         let mut views = Vec::with_capacity(blocks.len());
         for block in blocks {
-            check_link(block, parent, head.header.height.0 + views.len() as u64 + 1)?;
+            check_link(
+                block,
+                parent,
+                head.header().height.0 + views.len() as u64 + 1,
+            )?;
             check_parent_cert(committee, block)?;
             let view = block_view(block).unwrap_or_default();
             let cert_view = parent_cert(block).map_or(View(0), |c| View(c.view));
@@ -227,9 +231,9 @@ impl Protocol for HotStuff {
 }
 
 fn check_link(block: &Block, parent: Hash, height: u64) -> Result<(), ProofError> {
-    if block.header.parent != parent || block.header.height.0 != height {
+    if block.header().parent != parent || block.header().height.0 != height {
         return Err(ProofError::NotLinked {
-            height: block.header.height,
+            height: block.header().height,
             hash: block.hash(),
             expected_parent: parent,
         });
@@ -239,12 +243,12 @@ fn check_link(block: &Block, parent: Hash, height: u64) -> Result<(), ProofError
 
 /// A block's certificate is a QC over its parent, from an earlier view.
 fn check_parent_cert(committee: &Committee, block: &Block) -> Result<(), ProofError> {
-    let height = block.header.height;
+    let height = block.header().height;
     let hash = block.hash();
     let (Some(cert), Some(view)) = (parent_cert(block), block_view(block)) else {
         return Err(ProofError::WrongJustification { height, hash });
     };
-    if cert.block != block.header.parent || View(cert.view) >= view {
+    if cert.block != block.header().parent || View(cert.view) >= view {
         return Err(ProofError::CertifiesAnotherBlock { height, hash });
     }
     verify_qc(committee, cert).map_err(|e| match e {
@@ -267,9 +271,9 @@ fn describe_message(m: &SignedMessage) -> String {
                 m.author,
                 block_view(&p.block).unwrap_or_default(),
                 short(&p.block.hash()),
-                p.block.header.height,
+                p.block.header().height,
                 cert,
-                short(&p.block.header.parent),
+                short(&p.block.header().parent),
                 p.timeout_cert
                     .as_ref()
                     .map_or(String::new(), |tc| format!(" with tc v{}", tc.view))

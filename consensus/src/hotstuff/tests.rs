@@ -34,17 +34,17 @@ impl Ledger for EmptyLedger {
 
     fn validate_block(&mut self, parent: &Block, block: &Block) -> Result<(), LedgerError> {
         let valid = !self.refuse
-            && block.header.parent == parent.hash()
-            && block.header.height.0 == parent.header.height.0 + 1
+            && block.header().parent == parent.hash()
+            && block.header().height.0 == parent.header().height.0 + 1
             && block.transactions.is_empty()
-            && block.header.state_root == parent.header.state_root;
+            && block.header().state_root == parent.header().state_root;
         if valid {
             Ok(())
         } else {
             Err(LedgerError::Invalid(InvalidBlock::Execution(
                 phalanx_chain::BlockError::WrongParent {
                     expected: parent.hash(),
-                    got: block.header.parent,
+                    got: block.header().parent,
                 },
             )))
         }
@@ -124,7 +124,7 @@ impl Fixture {
         tc: Option<TimeoutCert>,
         ts: u64,
     ) -> SignedMessage {
-        let leader = leader::leader(&self.committee, View(view), &parent.header);
+        let leader = leader::leader(&self.committee, View(view), parent.header());
         let key = &self.keys[usize::from(leader.0)];
         let block = empty_child(
             parent,
@@ -139,7 +139,7 @@ impl Fixture {
             Payload::Proposal(Box::new(Proposal {
                 block,
                 timeout_cert: tc,
-                parent_header: parent.header.clone(),
+                parent_header: parent.header().clone(),
             })),
         )
     }
@@ -396,7 +396,7 @@ fn messages_from_outside_or_badly_signed_or_with_bad_certificates_are_refused() 
     let blocks = chain(&f, &[1, 2, 3]);
     let mut wrong_parent = blocks[2].clone();
     if let Payload::Proposal(p) = &mut wrong_parent.payload {
-        p.parent_header = f.genesis.header.clone();
+        p.parent_header = f.genesis.header().clone();
     }
     assert_eq!(
         verify_decoded(wrong_parent, &f.committee),
@@ -405,7 +405,7 @@ fn messages_from_outside_or_badly_signed_or_with_bad_certificates_are_refused() 
     // Past the first views, the leader comes from the parent's QC: every
     // other member is refused, the genesis round-robin leader included.
     let b2 = block_of(&blocks[1]);
-    let leader_of_3 = leader::leader(&f.committee, View(3), &b2.header);
+    let leader_of_3 = leader::leader(&f.committee, View(3), b2.header());
     assert_eq!(blocks[2].author, leader_of_3);
     for other in f.committee.members().filter(|v| *v != leader_of_3) {
         let resigned = sign(
@@ -490,7 +490,7 @@ fn a_three_chain_in_consecutive_views_commits_its_head_and_ancestors() {
     for p in &more[4..] {
         committed.extend(commits(&r.handle(f.verified(p.clone()), 0, &mut ledger)));
     }
-    let heights: Vec<u64> = committed.iter().map(|b| b.header.height.0).collect();
+    let heights: Vec<u64> = committed.iter().map(|b| b.header().height.0).collect();
     assert_eq!(heights, [1, 2, 3]);
 }
 
@@ -513,7 +513,7 @@ fn a_gap_in_views_delays_the_commit() {
         0,
         &mut ledger,
     )));
-    let heights: Vec<u64> = committed.iter().map(|b| b.header.height.0).collect();
+    let heights: Vec<u64> = committed.iter().map(|b| b.header().height.0).collect();
     assert_eq!(heights, [1, 2]);
 }
 
@@ -860,7 +860,7 @@ fn a_replica_that_missed_blocks_fetches_them_and_votes() {
     );
     // The vote goes to the leader of view 4 on b3.
     let b3 = block_of(&blocks[2]);
-    let next = leader::leader(&f.committee, View(4), &b3.header);
+    let next = leader::leader(&f.committee, View(4), b3.header());
     assert_eq!(
         votes_sent(&effects),
         vec![(
@@ -1292,7 +1292,7 @@ fn a_validator_in_no_qc_is_not_picked_and_votes_follow_the_rule() {
     for (i, p) in blocks.iter().enumerate() {
         let effects = r.handle(f.verified(p.clone()), i as u64, &mut ledger);
         let b = block_of(p);
-        let next = leader::leader(&f.committee, p.view().next(), &b.header);
+        let next = leader::leader(&f.committee, p.view().next(), b.header());
         for (to, vote) in votes_sent(&effects) {
             if vote.block == b.hash() {
                 assert_eq!(to, next, "view {:?}", p.view());

@@ -51,7 +51,7 @@ impl Replica {
     fn skipped(&self, message: &SignedMessage) -> bool {
         match &message.payload {
             Payload::PrePrepare(p) if message.author == self.me => {
-                p.block.header.height.0.is_multiple_of(3)
+                p.block.header().height.0.is_multiple_of(3)
             }
             _ => false,
         }

@@ -111,11 +111,11 @@ impl Replica {
         let mut wanted: HashSet<Hash> = self.requested.keys().copied().collect();
         for block in blocks {
             let hash = block.hash();
-            if !wanted.contains(&hash) || block.header.height <= self.executed() {
+            if !wanted.contains(&hash) || block.header().height <= self.executed() {
                 continue;
             }
             ledger.observe_block(&block);
-            wanted.insert(block.header.parent);
+            wanted.insert(block.header().parent);
             self.requested.remove(&hash);
             self.log.insert_block(block);
         }

@@ -252,7 +252,7 @@ impl Log {
                 return Err(cursor);
             };
             chain.push(block.clone());
-            cursor = block.header.parent;
+            cursor = block.header().parent;
         }
         chain.reverse();
         Ok(chain)
@@ -271,7 +271,7 @@ impl Log {
         while self.executed_commits.len() > REMEMBERED_COMMITS {
             self.executed_commits.pop_front();
         }
-        self.blocks.retain(|_, b| b.header.height > height);
+        self.blocks.retain(|_, b| b.header().height > height);
     }
 
     /// True if `signature` is `validator`'s commit for `vote` as it arrived

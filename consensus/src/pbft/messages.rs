@@ -272,9 +272,9 @@ fn digest_bytes<T: Serialize>(domain: Domain, committee: &Committee, value: &T) 
 pub fn preprepare_vote(p: &PrePrepare) -> Vote {
     Vote {
         view: p.view,
-        height: p.block.header.height,
+        height: p.block.header().height,
         block: p.block.hash(),
-        parent: p.block.header.parent,
+        parent: p.block.header().parent,
     }
 }
 
@@ -379,7 +379,7 @@ fn check_preprepare(
             primary,
         });
     }
-    let header = &p.block.header;
+    let header = p.block.header();
     let Justification::Bft { view, parent_cert } = &header.justification else {
         return Err(malformed(KIND, "the block is not a BFT block"));
     };
@@ -430,7 +430,7 @@ pub fn genesis_checkpoint(committee: &Committee, genesis: &Block) -> CheckpointC
         checkpoint: Checkpoint {
             height: Height(0),
             block: committee.genesis_block(),
-            state_root: genesis.header.state_root,
+            state_root: genesis.header().state_root,
         },
         signatures: Vec::new(),
     }

@@ -60,7 +60,7 @@ impl Replica {
             // A pre-prepare of an executed height may be a new view's
             // re-proposal that others need our votes for.
             Payload::PrePrepare(p) => {
-                let h = p.block.header.height;
+                let h = p.block.header().height;
                 !future && view >= self.view && h > self.low() && h <= self.high()
             }
             Payload::Prepare(v) => !future && view >= self.view && in_window(v.height),
@@ -199,9 +199,11 @@ impl Replica {
     /// votes. Only the very block it executed at that height.
     fn vouch_for_executed(&mut self, vote: Vote, ledger: &dyn Ledger) {
         let executed = if vote.block == self.head.hash() {
-            Some(self.head.header.height)
+            Some(self.head.header().height)
         } else {
-            ledger.committed_block(&vote.block).map(|b| b.header.height)
+            ledger
+                .committed_block(&vote.block)
+                .map(|b| b.header().height)
         };
         if executed != Some(vote.height) {
             return;
@@ -241,11 +243,11 @@ impl Replica {
     /// block it re-proposes, an empty block, or (above the plan) a block
     /// first proposed in this view.
     fn fits_plan(&self, block: &Block, view: View) -> bool {
-        let first_view = match &block.header.justification {
+        let first_view = match &block.header().justification {
             Justification::Bft { view, .. } => View(*view),
             _ => return false,
         };
-        match self.plan_slot(view, block.header.height) {
+        match self.plan_slot(view, block.header().height) {
             PlanSlot::Repropose(vote) => block.hash() == vote.block,
             PlanSlot::Empty => block.transactions.is_empty() && first_view == view,
             PlanSlot::Fresh => first_view == view,
@@ -275,7 +277,7 @@ impl Replica {
     /// ancestors (found among the blocks held above the head, the head, or
     /// the executed chain) and verifies against it.
     fn header_cert_ok(&self, block: &Block, ledger: &dyn Ledger) -> bool {
-        let Justification::Bft { parent_cert, .. } = &block.header.justification else {
+        let Justification::Bft { parent_cert, .. } = &block.header().justification else {
             return false;
         };
         if is_genesis_cert(&self.committee, parent_cert) {
@@ -287,9 +289,9 @@ impl Replica {
         let cert = CommitCert {
             vote: Vote {
                 view: View(parent_cert.view),
-                height: certified.header.height,
+                height: certified.header().height,
                 block: parent_cert.block,
-                parent: certified.header.parent,
+                parent: certified.header().parent,
             },
             commits: parent_cert.signatures.clone(),
         };
@@ -303,32 +305,32 @@ impl Replica {
     /// The ancestor of `block` with hash `target`, if this replica holds
     /// the chain down to it.
     fn find_ancestor(&self, block: &Block, target: &Hash, ledger: &dyn Ledger) -> Option<Block> {
-        let mut cursor = block.header.parent;
+        let mut cursor = block.header().parent;
         loop {
             if cursor == self.head.hash() {
                 break;
             }
             let b = self.log.block(&cursor)?;
-            if b.header.height <= self.executed() {
+            if b.header().height <= self.executed() {
                 return None;
             }
             if cursor == *target {
                 return Some(b.clone());
             }
-            cursor = b.header.parent;
+            cursor = b.header().parent;
         }
         if *target == self.head.hash() {
             return Some(self.head.clone());
         }
         ledger
             .committed_block(target)
-            .filter(|b| b.header.height < self.executed())
+            .filter(|b| b.header().height < self.executed())
     }
 
     /// A block's certificate shows its ancestor final: a replica that has
     /// not executed that far yet can (it needs no prepare of its own).
     fn learn_header_cert(&mut self, block: &Block, ledger: &dyn Ledger) {
-        let Justification::Bft { parent_cert, .. } = &block.header.justification else {
+        let Justification::Bft { parent_cert, .. } = &block.header().justification else {
             return;
         };
         if is_genesis_cert(&self.committee, parent_cert) {
@@ -337,15 +339,15 @@ impl Replica {
         let Some(certified) = self.find_ancestor(block, &parent_cert.block, ledger) else {
             return;
         };
-        if certified.header.height <= self.executed() {
+        if certified.header().height <= self.executed() {
             return;
         }
         let cert = CommitCert {
             vote: Vote {
                 view: View(parent_cert.view),
-                height: certified.header.height,
+                height: certified.header().height,
                 block: parent_cert.block,
-                parent: certified.header.parent,
+                parent: certified.header().parent,
             },
             commits: parent_cert.signatures.clone(),
         };
@@ -516,7 +518,7 @@ impl Replica {
     }
 
     fn execute_block(&mut self, block: Block) {
-        let height = block.header.height;
+        let height = block.header().height;
         if let Some(cert) = self.log.commit_cert(height) {
             self.last_commit = cert.to_bft();
         }

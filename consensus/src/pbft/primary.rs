@@ -194,7 +194,7 @@ impl Replica {
     /// Signs, records and sends a pre-prepare of `block` in this view.
     fn preprepare(&mut self, block: Block, fresh: bool) {
         let view = self.view;
-        let height = block.header.height;
+        let height = block.header().height;
         let hash = block.hash();
         let sent = self.safety.sent.entry(height).or_default();
         if sent.view == view && sent.preprepare.is_some_and(|b| b != hash) {
@@ -232,7 +232,7 @@ impl Replica {
     /// Byzantine `equivocate`: the same height with another timestamp.
     fn second_block(&self, block: &Block) -> Option<Block> {
         let mut other = block.clone();
-        other.header.timestamp_ms = other.header.timestamp_ms.saturating_add(1);
+        other.header_mut().timestamp_ms = other.header().timestamp_ms.saturating_add(1);
         Some(other)
     }
 

@@ -368,7 +368,7 @@ impl Replica {
     }
 
     pub(super) fn executed(&self) -> Height {
-        self.head.header.height
+        self.head.header().height
     }
 
     /// The low watermark: the stable checkpoint's height.
@@ -578,7 +578,7 @@ impl Replica {
         let checkpoint = Checkpoint {
             height,
             block: self.head.hash(),
-            state_root: self.head.header.state_root,
+            state_root: self.head.header().state_root,
         };
         let message = self.sign(Payload::Checkpoint(checkpoint));
         self.own_checkpoint = Some(message.clone());

@@ -56,7 +56,7 @@ impl Pbft {
 /// kind two of which from one author in one view and height conflict.
 fn conflict_key(m: &SignedMessage) -> Option<(u8, u64, Height, Hash)> {
     match &m.payload {
-        Payload::PrePrepare(p) => Some((0, p.view.0, p.block.header.height, p.block.hash())),
+        Payload::PrePrepare(p) => Some((0, p.view.0, p.block.header().height, p.block.hash())),
         Payload::Prepare(v) => Some((1, v.view.0, v.height, v.block)),
         Payload::Commit(v) => Some((2, v.view.0, v.height, v.block)),
         _ => None,
@@ -180,20 +180,21 @@ impl Protocol for Pbft {
         let mut index = std::collections::HashMap::new();
         index.insert(
             head.hash(),
-            (0usize, head.header.height, head.header.parent),
+            (0usize, head.header().height, head.header().parent),
         );
         let mut proved = 0;
         for (i, block) in blocks.iter().enumerate() {
-            let height = block.header.height;
+            let height = block.header().height;
             let hash = block.hash();
-            if block.header.parent != parent || height.0 != head.header.height.0 + i as u64 + 1 {
+            if block.header().parent != parent || height.0 != head.header().height.0 + i as u64 + 1
+            {
                 return Err(ProofError::NotLinked {
                     height,
                     hash,
                     expected_parent: parent,
                 });
             }
-            let Justification::Bft { parent_cert, .. } = &block.header.justification else {
+            let Justification::Bft { parent_cert, .. } = &block.header().justification else {
                 return Err(ProofError::WrongJustification { height, hash });
             };
             if !is_genesis_cert(committee, parent_cert)
@@ -202,7 +203,7 @@ impl Protocol for Pbft {
                 check_cert(committee, block, parent_cert, h, p)?;
                 proved = proved.max(proves);
             }
-            index.insert(hash, (i + 1, height, block.header.parent));
+            index.insert(hash, (i + 1, height, block.header().parent));
             parent = hash;
         }
         Ok(proved)
@@ -213,16 +214,16 @@ impl Protocol for Pbft {
         block: &Block,
         lookup: &dyn Fn(&Hash) -> Option<Block>,
     ) -> Result<(), ProofError> {
-        let height = block.header.height;
+        let height = block.header().height;
         let hash = block.hash();
-        let Justification::Bft { parent_cert, .. } = &block.header.justification else {
+        let Justification::Bft { parent_cert, .. } = &block.header().justification else {
             return Err(ProofError::WrongJustification { height, hash });
         };
         if is_genesis_cert(committee, parent_cert) {
             return Ok(());
         }
         let certified = lookup(&parent_cert.block)
-            .filter(|b| b.header.height < height)
+            .filter(|b| b.header().height < height)
             .ok_or(ProofError::BadCertificate {
                 height,
                 hash,
@@ -235,8 +236,8 @@ impl Protocol for Pbft {
             committee,
             block,
             parent_cert,
-            certified.header.height,
-            certified.header.parent,
+            certified.header().height,
+            certified.header().parent,
         )
     }
 
@@ -282,13 +283,13 @@ fn check_cert(
 ) -> Result<(), ProofError> {
     verify_header_cert(committee, cert, height, parent).map_err(|e| match e {
         MessageError::BadCertificate { reason, .. } => ProofError::BadCertificate {
-            height: block.header.height,
+            height: block.header().height,
             hash: block.hash(),
             view: cert.view,
             reason,
         },
         _ => ProofError::CertifiesAnotherBlock {
-            height: block.header.height,
+            height: block.header().height,
             hash: block.hash(),
         },
     })
@@ -300,9 +301,9 @@ fn describe_message(m: &SignedMessage) -> String {
         Payload::PrePrepare(p) => format!(
             "pre-prepare by {} view {view} height {} block {} on {}",
             m.author,
-            p.block.header.height,
+            p.block.header().height,
             short(&p.block.hash()),
-            short(&p.block.header.parent)
+            short(&p.block.header().parent)
         ),
         Payload::Prepare(v) => format!(
             "prepare by {} view {view} height {} block {}",

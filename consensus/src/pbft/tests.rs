@@ -54,8 +54,8 @@ impl Ledger for EmptyLedger {
     ) -> Result<Block, LedgerError> {
         let mut block = empty_child(parent, proposer, ts, j);
         if self.busy {
-            block.transactions.push(a_transfer(block.header.height.0));
-            block.header.tx_root = block.compute_tx_root();
+            block.transactions.push(a_transfer(block.header().height.0));
+            block.header_mut().tx_root = block.compute_tx_root();
         }
         Ok(block)
     }
@@ -81,17 +81,17 @@ impl Ledger for EmptyLedger {
     }
 
     fn validate_block(&mut self, parent: &Block, block: &Block) -> Result<(), LedgerError> {
-        let valid = block.header.parent == parent.hash()
-            && block.header.height.0 == parent.header.height.0 + 1
-            && block.header.tx_root == block.compute_tx_root()
-            && block.header.state_root == parent.header.state_root;
+        let valid = block.header().parent == parent.hash()
+            && block.header().height.0 == parent.header().height.0 + 1
+            && block.header().tx_root == block.compute_tx_root()
+            && block.header().state_root == parent.header().state_root;
         if valid {
             Ok(())
         } else {
             Err(LedgerError::Invalid(InvalidBlock::Execution(
                 phalanx_chain::BlockError::WrongParent {
                     expected: parent.hash(),
-                    got: block.header.parent,
+                    got: block.header().parent,
                 },
             )))
         }
@@ -372,7 +372,7 @@ impl Net {
     }
 
     fn height(&self, i: usize) -> u64 {
-        self.committed[i].last().map_or(0, |b| b.header.height.0)
+        self.committed[i].last().map_or(0, |b| b.header().height.0)
     }
 
     /// No two replicas committed different blocks at one height, and each
@@ -382,9 +382,9 @@ impl Net {
         for (i, log) in self.committed.iter().enumerate() {
             let mut parent = self.f.genesis.hash();
             for b in log {
-                assert_eq!(b.header.parent, parent, "replica {i} committed a gap");
+                assert_eq!(b.header().parent, parent, "replica {i} committed a gap");
                 parent = b.hash();
-                let h = b.header.height.0;
+                let h = b.header().height.0;
                 let first = *by_height.entry(h).or_insert(b.hash());
                 assert_eq!(first, b.hash(), "replicas disagree at height {h}");
             }
@@ -433,7 +433,10 @@ fn the_primary_keeps_max_in_flight_heights_proposed() {
     assert_eq!(heights, [1, 2, 3, 4]);
     // Each extends the one before.
     for pair in proposals.windows(2) {
-        assert_eq!(block_of(&pair[1]).header.parent, block_of(&pair[0]).hash());
+        assert_eq!(
+            block_of(&pair[1]).header().parent,
+            block_of(&pair[0]).hash()
+        );
     }
     // The persisted record of what was pre-prepared comes before any of them.
     let persist = effects

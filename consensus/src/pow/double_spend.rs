@@ -101,7 +101,7 @@ impl DoubleSpend {
             // Between attempts it mines honestly.
             return vec![entry.block.clone()];
         };
-        if self.tip != Some(entry.block.header.parent) {
+        if self.tip != Some(entry.block.header().parent) {
             return Vec::new();
         }
         attempt.private.push(entry.block.clone());
@@ -121,7 +121,7 @@ impl DoubleSpend {
         self.public_height = entry.height();
         if self.attempt.is_none() {
             // This block carries the payment: fork from its parent.
-            let parent = entry.block.header.parent;
+            let parent = entry.block.header().parent;
             if entry.height().0 == 0 || tree.get(&parent).is_none() {
                 return Vec::new();
             }

@@ -197,7 +197,7 @@ pub enum BlockRejection {
 /// canonical target within the limit, a hash that meets it, a reward
 /// within the chain's.
 pub fn check_seal(context: &PowContext, block: &Block) -> Result<(), SealError> {
-    let seal = block.header.pow_seal().ok_or(SealError::NotProofOfWork)?;
+    let seal = block.header().pow_seal().ok_or(SealError::NotProofOfWork)?;
     let target = seal.target.target()?;
     if target > context.limit {
         return Err(SealError::AboveLimit {
@@ -210,13 +210,13 @@ pub fn check_seal(context: &PowContext, block: &Block) -> Result<(), SealError> 
             allowed: context.params.block_reward,
         });
     }
-    pow::check_work(&block.header.pow_hash(), seal.target).map_err(SealError::Work)
+    pow::check_work(&block.header().pow_hash(), seal.target).map_err(SealError::Work)
 }
 
 /// The work a block's seal stands for (0 for a block without one).
 fn block_work(block: &Block) -> BigUint {
     block
-        .header
+        .header()
         .pow_seal()
         .and_then(|s| s.target.target().ok())
         .map_or_else(BigUint::default, |t| pow::work(&t))
@@ -349,11 +349,11 @@ impl Pow {
         ledger: &mut dyn Ledger,
     ) -> Result<(), BlockRejection> {
         let tree = self.tree()?;
-        let parent_hash = block.header.parent;
+        let parent_hash = block.header().parent;
         let parent = tree
             .get(&parent_hash)
             .ok_or(TreeError::UnknownParent(parent_hash))?;
-        let seal = block.header.pow_seal().ok_or(SealError::NotProofOfWork)?;
+        let seal = block.header().pow_seal().ok_or(SealError::NotProofOfWork)?;
         let expected = self
             .next_target(tree, &parent_hash)
             .map_err(SealError::from)?;
@@ -371,7 +371,7 @@ impl Pow {
             .collect();
         pow::check_timestamp(
             &timestamps,
-            block.header.timestamp_ms,
+            block.header().timestamp_ms,
             now,
             self.context.params.max_future_drift_ms,
         )?;
@@ -387,7 +387,7 @@ impl Pow {
                     if entry.hash == tree.root().hash {
                         break;
                     }
-                    cursor = tree.get(&entry.block.header.parent);
+                    cursor = tree.get(&entry.block.header().parent);
                 }
                 ledger.validate_block(&parent_block, block)?;
             }
@@ -414,11 +414,11 @@ impl Pow {
         let finalized = ledger.finalized_height();
         let mut above = Vec::new();
         let mut root = head;
-        while root.header.height.0 > 0
+        while root.header().height.0 > 0
             && (above.len() as u64) < k - 1
-            && finalized.is_none_or(|f| root.header.height > f)
+            && finalized.is_none_or(|f| root.header().height > f)
         {
-            let Some(parent) = ledger.committed_block(&root.header.parent) else {
+            let Some(parent) = ledger.committed_block(&root.header().parent) else {
                 break;
             };
             above.push(root);
@@ -441,12 +441,12 @@ impl Pow {
                 base_work = Some(BigUint::from_bytes_be(&r.work));
                 break;
             }
-            if cursor.header.height.0 == 0 {
+            if cursor.header().height.0 == 0 {
                 base_work = Some(BigUint::default());
                 break;
             }
             work_below += block_work(&cursor);
-            let Some(parent) = ledger.committed_block(&cursor.header.parent) else {
+            let Some(parent) = ledger.committed_block(&cursor.header().parent) else {
                 break;
             };
             if history.len() < history_len {
@@ -457,8 +457,8 @@ impl Pow {
         // Fill the history if the record cut the walk short.
         let mut cursor = root.clone();
         let mut filled = Vec::new();
-        while filled.len() < history_len && cursor.header.height.0 > 0 {
-            let Some(parent) = ledger.committed_block(&cursor.header.parent) else {
+        while filled.len() < history_len && cursor.header().height.0 > 0 {
+            let Some(parent) = ledger.committed_block(&cursor.header().parent) else {
                 break;
             };
             filled.push((parent.hash(), window_block(&self.context, &parent)));
@@ -510,7 +510,7 @@ impl Pow {
                 continue;
             }
             let root_height = tree.root().height();
-            let parent = block.header.parent;
+            let parent = block.header().parent;
             if !tree.contains(&parent) {
                 if tree.in_history(&hash) {
                     // One of our own final blocks (a catch-up answer
@@ -537,7 +537,8 @@ impl Pow {
                     }
                     continue;
                 }
-                if block.header.height <= root_height || ledger.committed_block(&parent).is_some() {
+                if block.header().height <= root_height || ledger.committed_block(&parent).is_some()
+                {
                     // Below the final block, from a fork point too deep to
                     // weigh.
                     if ledger.committed_block(&hash).is_none() {
@@ -618,7 +619,7 @@ impl Pow {
     /// starts one from a final block still in the history), that branch
     /// with `block` on it.
     fn conflict(&self, tree: &BlockTree, block: &Block) -> Option<Conflict> {
-        let parent = block.header.parent;
+        let parent = block.header().parent;
         let work = block_work(block);
         if let Some(c) = self.conflicts.get(&parent) {
             return Some(Conflict {
@@ -744,7 +745,7 @@ impl Pow {
             let tree = &*tree;
             let mut fork_of: HashMap<Hash, (Height, BigUint)> = HashMap::new();
             for (block, work) in &stale {
-                let parent = block.header.parent;
+                let parent = block.header().parent;
                 let fork = match fork_of.get(&parent) {
                     Some(f) => Some(f.clone()),
                     None => tree.final_work(&parent),
@@ -777,7 +778,7 @@ impl Pow {
             effects.push(Effect::Persist(encoding::encode(&record)));
             let root_height = root.height();
             self.orphans.retain(|_, list| {
-                list.retain(|b| b.header.height > root_height);
+                list.retain(|b| b.header().height > root_height);
                 !list.is_empty()
             });
         }
@@ -841,9 +842,9 @@ impl Pow {
 /// target).
 fn window_block(context: &PowContext, block: &Block) -> WindowBlock {
     WindowBlock {
-        timestamp_ms: block.header.timestamp_ms,
+        timestamp_ms: block.header().timestamp_ms,
         target: block
-            .header
+            .header()
             .pow_seal()
             .map_or(context.params.initial_target, |s| s.target),
     }
@@ -946,7 +947,7 @@ impl Protocol for Pow {
     ) -> Result<Message, Rejection> {
         let seal = |block: &Block| {
             check_seal(context, block).map_err(|error| Rejection::Seal {
-                height: block.header.height,
+                height: block.header().height,
                 error,
             })
         };
@@ -960,7 +961,7 @@ impl Protocol for Pow {
                 let mut message = decode_sync(bytes)?;
                 if let SyncMessage::Response { blocks } = &mut message {
                     // Every node has the genesis block (it has no seal).
-                    blocks.retain(|b| b.header.height.0 > 0);
+                    blocks.retain(|b| b.header().height.0 > 0);
                     for block in blocks.iter() {
                         seal(block)?;
                     }
@@ -1020,7 +1021,7 @@ impl Protocol for Pow {
                         .map(|e| e.block.clone())
                         .or_else(|| ledger.committed_block(h))
                 });
-                blocks.retain(|b| b.header.height.0 > 0);
+                blocks.retain(|b| b.header().height.0 > 0);
                 if !blocks.is_empty() {
                     effects.push(Effect::Reply(sync_message(
                         Origin::Sync,
@@ -1076,7 +1077,7 @@ impl Protocol for Pow {
             view: self
                 .tree
                 .as_ref()
-                .map_or(self.start_head.header.height.0, |t| t.best().height().0),
+                .map_or(self.start_head.header().height.0, |t| t.best().height().0),
             phase: if self.tuning.miner.is_some() {
                 "mining"
             } else {
@@ -1095,9 +1096,10 @@ impl Protocol for Pow {
     ) -> Result<usize, ProofError> {
         let mut parent = head.hash();
         for (i, block) in blocks.iter().enumerate() {
-            let height = block.header.height;
+            let height = block.header().height;
             let hash = block.hash();
-            if block.header.parent != parent || height.0 != head.header.height.0 + i as u64 + 1 {
+            if block.header().parent != parent || height.0 != head.header().height.0 + i as u64 + 1
+            {
                 return Err(ProofError::NotLinked {
                     height,
                     hash,
@@ -1118,7 +1120,7 @@ impl Protocol for Pow {
         _lookup: &dyn Fn(&Hash) -> Option<Block>,
     ) -> Result<(), ProofError> {
         check_seal(context, block).map_err(|_| ProofError::WrongJustification {
-            height: block.header.height,
+            height: block.header().height,
             hash: block.hash(),
         })
     }
@@ -1133,7 +1135,7 @@ impl Protocol for Pow {
             Channel::Consensus => match encoding::decode::<Block>(bytes, MAX_BLOCK_BYTES) {
                 Ok(b) => format!(
                     "block height {} {} ({} txs)",
-                    b.header.height,
+                    b.header().height,
                     catchup::short(&b.hash()),
                     b.transactions.len()
                 ),

@@ -59,7 +59,7 @@ impl Selfish {
         let Some(entry) = tree.get(&hash) else {
             return Vec::new();
         };
-        let on_tip = self.tip.is_none_or(|t| t == entry.block.header.parent);
+        let on_tip = self.tip.is_none_or(|t| t == entry.block.header().parent);
         if !on_tip {
             // Work on a tip it has since left: not part of the branch.
             return Vec::new();

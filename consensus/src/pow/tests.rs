@@ -64,12 +64,12 @@ impl Rng {
 
 /// Searches the nonce until the header meets its target.
 fn seal(mut block: Block) -> Block {
-    let target = block.header.pow_seal().unwrap().target.target().unwrap();
+    let target = block.header().pow_seal().unwrap().target.target().unwrap();
     loop {
-        if pow::meets(&block.header.pow_hash(), &target) {
+        if pow::meets(&block.header().pow_hash(), &target) {
             return block;
         }
-        if let Justification::ProofOfWork(s) = &mut block.header.justification {
+        if let Justification::ProofOfWork(s) = &mut block.header_mut().justification {
             s.nonce += 1;
         }
     }
@@ -296,7 +296,7 @@ impl Forge {
                 )
             })
             .collect();
-        let ts = parent.header.timestamp_ms + 1 + self.rng.below(2_000) as u64;
+        let ts = parent.header().timestamp_ms + 1 + self.rng.below(2_000) as u64;
         let seal_fields = PowSeal {
             target: EASY,
             reward: Amount(50),
@@ -389,7 +389,7 @@ fn replay(genesis: &Genesis, all: &[Block], tip: Hash) -> Vec<(Address, Account)
     let mut cursor = tip;
     while let Some(b) = by_hash.get(&cursor) {
         path.push((*b).clone());
-        cursor = b.header.parent;
+        cursor = b.header().parent;
     }
     path.reverse();
     let mut ledger = TestLedger::new(genesis);
@@ -575,8 +575,8 @@ fn bad_work_target_timestamp_and_reward_are_refused_by_name() {
     // Work: a nonce whose hash is above the (easy) target.
     let mut bad_work = good.clone();
     let target = EASY.target().unwrap();
-    while pow::meets(&bad_work.header.pow_hash(), &target) {
-        if let Justification::ProofOfWork(s) = &mut bad_work.header.justification {
+    while pow::meets(&bad_work.header().pow_hash(), &target) {
+        if let Justification::ProofOfWork(s) = &mut bad_work.header_mut().justification {
             s.nonce += 1;
         }
     }
@@ -590,7 +590,7 @@ fn bad_work_target_timestamp_and_reward_are_refused_by_name() {
 
     // Reward: more than the genesis allows.
     let mut greedy = good.clone();
-    if let Justification::ProofOfWork(s) = &mut greedy.header.justification {
+    if let Justification::ProofOfWork(s) = &mut greedy.header_mut().justification {
         s.reward = Amount(51);
     }
     let greedy = seal(greedy);
@@ -606,7 +606,7 @@ fn bad_work_target_timestamp_and_reward_are_refused_by_name() {
     // still a valid compact form, and the hash may well meet it).
     let mut node = node;
     let mut wrong_target = good.clone();
-    if let Justification::ProofOfWork(s) = &mut wrong_target.header.justification {
+    if let Justification::ProofOfWork(s) = &mut wrong_target.header_mut().justification {
         s.target = CompactTarget(0x2000ffff);
     }
     let wrong_target = seal(wrong_target);
@@ -618,7 +618,7 @@ fn bad_work_target_timestamp_and_reward_are_refused_by_name() {
     // Timestamps: not after the median of the ancestors, and too far
     // ahead of the clock.
     let mut early = good.clone();
-    early.header.timestamp_ms = T0;
+    early.header_mut().timestamp_ms = T0;
     let early = seal(early);
     assert!(matches!(
         node.pow.check_block(&early, NOW, &mut node.ledger),

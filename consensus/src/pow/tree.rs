@@ -38,17 +38,17 @@ pub struct Entry {
 
 impl Entry {
     pub fn height(&self) -> Height {
-        self.block.header.height
+        self.block.header().height
     }
 
     /// Its retarget data; a block without a seal (genesis) counts with
     /// `genesis_target`.
     fn window_block(&self, genesis_target: CompactTarget) -> WindowBlock {
         WindowBlock {
-            timestamp_ms: self.block.header.timestamp_ms,
+            timestamp_ms: self.block.header().timestamp_ms,
             target: self
                 .block
-                .header
+                .header()
                 .pow_seal()
                 .map_or(genesis_target, |s| s.target),
         }
@@ -180,15 +180,15 @@ impl BlockTree {
         if self.entries.contains_key(&hash) {
             return Ok(false);
         }
-        let parent_hash = block.header.parent;
+        let parent_hash = block.header().parent;
         let parent = self
             .entries
             .get(&parent_hash)
             .ok_or(TreeError::UnknownParent(parent_hash))?;
-        if parent.height().next() != Some(block.header.height) {
+        if parent.height().next() != Some(block.header().height) {
             return Err(TreeError::WrongHeight {
                 parent: parent.height(),
-                got: block.header.height,
+                got: block.header().height,
             });
         }
         let entry = Entry {
@@ -223,7 +223,7 @@ impl BlockTree {
             if entry.hash == self.root {
                 break;
             }
-            cursor = self.entries.get(&entry.block.header.parent);
+            cursor = self.entries.get(&entry.block.header().parent);
         }
         for (_, w) in self.history.iter().rev() {
             if out.len() >= n {
@@ -239,7 +239,7 @@ impl BlockTree {
     pub fn ancestor_at(&self, hash: &Hash, height: Height) -> Option<Hash> {
         let mut cursor = self.entries.get(hash)?;
         while cursor.height() > height {
-            cursor = self.entries.get(&cursor.block.header.parent)?;
+            cursor = self.entries.get(&cursor.block.header().parent)?;
         }
         (cursor.height() == height).then_some(cursor.hash)
     }
@@ -248,14 +248,14 @@ impl BlockTree {
     pub fn fork_point(&self, a: &Hash, b: &Hash) -> Option<Hash> {
         let (mut x, mut y) = (self.entries.get(a)?, self.entries.get(b)?);
         while x.height() > y.height() {
-            x = self.entries.get(&x.block.header.parent)?;
+            x = self.entries.get(&x.block.header().parent)?;
         }
         while y.height() > x.height() {
-            y = self.entries.get(&y.block.header.parent)?;
+            y = self.entries.get(&y.block.header().parent)?;
         }
         while x.hash != y.hash {
-            x = self.entries.get(&x.block.header.parent)?;
-            y = self.entries.get(&y.block.header.parent)?;
+            x = self.entries.get(&x.block.header().parent)?;
+            y = self.entries.get(&y.block.header().parent)?;
         }
         Some(x.hash)
     }
@@ -269,7 +269,7 @@ impl BlockTree {
             if cursor.hash == self.root {
                 return None;
             }
-            cursor = self.entries.get(&cursor.block.header.parent)?;
+            cursor = self.entries.get(&cursor.block.header().parent)?;
         }
         out.reverse();
         Some(out)
@@ -296,7 +296,7 @@ impl BlockTree {
             if e.hash == self.root {
                 break;
             }
-            cursor = &e.block.header.parent;
+            cursor = &e.block.header().parent;
         }
         chain.reverse();
         // chain = [old root, ..., new root]; all but the new root become
@@ -336,7 +336,7 @@ impl BlockTree {
             self.children.remove(&h);
         }
         self.root = *new_root;
-        stale.sort_by_key(|(b, _)| b.header.height);
+        stale.sort_by_key(|(b, _)| b.header().height);
         stale
     }
 
@@ -403,7 +403,7 @@ impl BlockTree {
 
     /// The target compact form of a block in the tree.
     pub fn target_of(&self, hash: &Hash) -> Option<CompactTarget> {
-        Some(self.entries.get(hash)?.block.header.pow_seal()?.target)
+        Some(self.entries.get(hash)?.block.header().pow_seal()?.target)
     }
 }
 

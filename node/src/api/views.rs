@@ -306,7 +306,7 @@ impl BlockView {
         BlockView {
             hash: block.hash(),
             finalized,
-            header: HeaderView::of(&block.header),
+            header: HeaderView::of(block.header()),
             tx_count: block.transactions.len(),
             transactions,
         }

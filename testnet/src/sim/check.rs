@@ -96,7 +96,7 @@ impl Checker {
         applied: Result<(), String>,
     ) {
         let i = usize::from(replica.0);
-        let height = block.header.height.0;
+        let height = block.header().height.0;
         let hash = block.hash();
         if let Some(log) = self.logs.get_mut(i) {
             log.push(CommitRecord { at, height, hash });
@@ -109,14 +109,14 @@ impl Checker {
             return;
         }
         if let Some((prev_height, prev_hash)) = previous
-            && (prev_height.checked_add(1) != Some(height) || block.header.parent != prev_hash)
+            && (prev_height.checked_add(1) != Some(height) || block.header().parent != prev_hash)
         {
             self.violation(
                 CheckerKind::Integrity,
                 format!(
                     "replica {replica} committed {hash} at height {height} on parent {}, \
                      but its previous commit was {prev_hash} at height {prev_height}",
-                    block.header.parent
+                    block.header().parent
                 ),
             );
         }
@@ -273,8 +273,8 @@ mod tests {
     }
 
     fn block(height: u64, parent: Hash, salt: u64) -> Block {
-        Block {
-            header: BlockHeader {
+        Block::new(
+            BlockHeader {
                 height: Height(height),
                 parent,
                 tx_root: Hash::ZERO,
@@ -283,8 +283,8 @@ mod tests {
                 proposer: Address::default(),
                 justification: Justification::Genesis,
             },
-            transactions: Vec::new(),
-        }
+            Vec::new(),
+        )
     }
 
     #[test]

@@ -95,7 +95,7 @@ impl SimLedger {
     /// Executes `block` on the head and commits it to the store.
     pub fn commit(&mut self, block: &Block) -> Result<(), String> {
         self.speculative
-            .commit(&self.store, block, block.header.height)
+            .commit(&self.store, block, block.header().height)
             .map_err(|e| e.to_string())?;
         self.prune_mempool();
         Ok(())
@@ -343,7 +343,7 @@ mod tests {
         validator.observe_block(&b1);
         validator.validate_block(&b1, &b2).unwrap();
         let mut tampered = b2.clone();
-        tampered.header.state_root = Hash::ZERO;
+        tampered.header_mut().state_root = Hash::ZERO;
         assert!(matches!(
             validator.validate_block(&b1, &tampered),
             Err(LedgerError::Invalid(_))

@@ -326,7 +326,7 @@ impl<P: Protocol> World<P> {
         let store = node.ledger.store();
         let mut height = 1;
         while let Ok(Some(block)) = store.block_at(Height(height)) {
-            if let Some(miner) = miners.get(&block.header.proposer) {
+            if let Some(miner) = miners.get(&block.header().proposer) {
                 *counts.entry(*miner).or_default() += 1;
             }
             height += 1;
@@ -611,7 +611,7 @@ impl<P: Protocol> World<P> {
             return;
         };
         let mut block = *work.template;
-        block.header.timestamp_ms = block.header.timestamp_ms.max(now);
+        block.header_mut().timestamp_ms = block.header().timestamp_ms.max(now);
         let Some(block) = seal(block) else {
             return;
         };
@@ -619,7 +619,7 @@ impl<P: Protocol> World<P> {
         self.log(|| {
             format!(
                 "{index} mined height {} {}",
-                block.header.height,
+                block.header().height,
                 block.hash()
             )
         });
@@ -681,7 +681,7 @@ impl<P: Protocol> World<P> {
             let certificate =
                 P::check_finalized(&self.context, &block, &lookup).map_err(|e| e.to_string());
             if self.checker.is_honest(index) {
-                let latency = self.now.saturating_sub(block.header.timestamp_ms);
+                let latency = self.now.saturating_sub(block.header().timestamp_ms);
                 self.report.commit_latency_ms.record(latency);
             }
             self.checker
@@ -776,7 +776,7 @@ impl<P: Protocol> World<P> {
         };
         let applied = node.ledger.commit(block);
         if self.checker.is_honest(index) {
-            let latency = self.now.saturating_sub(block.header.timestamp_ms);
+            let latency = self.now.saturating_sub(block.header().timestamp_ms);
             self.report.commit_latency_ms.record(latency);
         }
         self.checker
@@ -833,12 +833,12 @@ impl<P: Protocol> World<P> {
 /// Searches the nonce of a proof-of-work block until its hash meets its
 /// target (two tries on average at the simulation's target).
 fn seal(mut block: Block) -> Option<Block> {
-    let target = block.header.pow_seal()?.target.target().ok()?;
+    let target = block.header().pow_seal()?.target.target().ok()?;
     for nonce in 0..u64::MAX {
-        if let Justification::ProofOfWork(seal) = &mut block.header.justification {
+        if let Justification::ProofOfWork(seal) = &mut block.header_mut().justification {
             seal.nonce = nonce;
         }
-        if phalanx_chain::pow::meets(&block.header.pow_hash(), &target) {
+        if phalanx_chain::pow::meets(&block.header().pow_hash(), &target) {
             return Some(block);
         }
     }
@@ -848,7 +848,7 @@ fn seal(mut block: Block) -> Option<Block> {
 /// One line for a trace (and for a setup violation).
 fn describe_effect<P: Protocol>(effect: &Effect<P::Timer>) -> String {
     let block_line =
-        |block: &Block| format!("height {} block {}", block.header.height, block.hash());
+        |block: &Block| format!("height {} block {}", block.header().height, block.hash());
     match effect {
         Effect::Persist(bytes) => format!("persist {} bytes", bytes.len()),
         Effect::Send { to, message } => {

@@ -9,7 +9,10 @@
 //! merkle roots), only their state changes and indexes are real.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BatchSize, BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main,
+};
 use phalanx_chain::genesis::{GenesisAccount, GenesisValidator};
 use phalanx_chain::{
     Account, Address, Amount, BftCertificate, Block, BlockBuilder, BlockHeader, ChainId,
@@ -136,15 +139,21 @@ fn fixture() -> Fixture {
     }
 }
 
-fn execute(c: &mut Criterion, f: &Fixture) {
-    let executed = execute_block(&f.rules, &f.parent, &f.state, &f.accumulator, &f.block).unwrap();
-    assert_eq!(executed, f.changes, "execution must agree with the builder");
-
+/// The group every benchmark here is in: a block of 1,000 transfers.
+fn block_group(c: &mut Criterion) -> BenchmarkGroup<'_, WallTime> {
     let mut group = c.benchmark_group("block_1000_transfers");
     group.throughput(Throughput::Elements(TXS as u64));
     group.sample_size(10);
     group.warm_up_time(Duration::from_secs(2));
     group.measurement_time(Duration::from_secs(5));
+    group
+}
+
+fn execute(c: &mut Criterion, f: &Fixture) {
+    let executed = execute_block(&f.rules, &f.parent, &f.state, &f.accumulator, &f.block).unwrap();
+    assert_eq!(executed, f.changes, "execution must agree with the builder");
+
+    let mut group = block_group(c);
     group.bench_function("execute_block", |b| {
         b.iter(|| {
             execute_block(
@@ -175,11 +184,7 @@ fn commit(c: &mut Criterion, f: &Fixture) {
         assert_eq!(store.head().unwrap().map(|h| h.hash), Some(f.block.hash()));
     }
 
-    let mut group = c.benchmark_group("block_1000_transfers");
-    group.throughput(Throughput::Elements(TXS as u64));
-    group.sample_size(10);
-    group.warm_up_time(Duration::from_secs(2));
-    group.measurement_time(Duration::from_secs(5));
+    let mut group = block_group(c);
     group.bench_function("sled_commit_block", |b| {
         b.iter_batched(
             || fresh_store(&f.genesis),
@@ -293,11 +298,7 @@ fn commit_grown(c: &mut Criterion, f: &Fixture) {
             .unwrap();
     }
 
-    let mut group = c.benchmark_group("block_1000_transfers");
-    group.throughput(Throughput::Elements(TXS as u64));
-    group.sample_size(10);
-    group.warm_up_time(Duration::from_secs(2));
-    group.measurement_time(Duration::from_secs(5));
+    let mut group = block_group(c);
     group.bench_function("sled_commit_block_to_a_grown_store_unsynced", |b| {
         b.iter_batched(
             || chain.next(),

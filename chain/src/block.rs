@@ -230,6 +230,26 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_hash_follows_the_header_and_never_goes_stale() {
+        let mut block = Block::new(header(Justification::Genesis), Vec::new());
+        let first = block.hash();
+        assert_eq!(first, block.header().hash());
+        let copy = block.clone();
+        block.header_mut().timestamp_ms += 1;
+        assert_ne!(block.hash(), first, "changing the header forgets the hash");
+        assert_eq!(block.hash(), block.header().hash());
+        assert_eq!(copy.hash(), first, "a clone keeps its own");
+        assert_ne!(block, copy);
+        let decoded = Block::decode(&copy.encode()).unwrap();
+        assert_eq!(decoded, copy, "equal whether or not a hash is kept");
+        assert_eq!(decoded.hash(), first);
+        assert_eq!(
+            copy.encode(),
+            Block::new(copy.header().clone(), Vec::new()).encode()
+        );
+    }
+
+    #[test]
     fn hash_covers_every_header_field() {
         let base = header(Justification::Genesis);
         let h = base.hash();

@@ -32,6 +32,28 @@ const MAINTENANCE_TICK: Duration = Duration::from_millis(100);
 /// top of `max_message_bytes` so a message of exactly the limit fits.
 const GOSSIP_ENVELOPE_BYTES: usize = 4 * 1024;
 
+/// Message ids in one IHAVE or IWANT, and ids asked of one peer with
+/// IWANT per heartbeat, at most. Gossipsub's default (5,000) lets a node
+/// send control messages of up to 170 KB while receivers refuse any over
+/// [`MAX_CONTROL_BYTES`]; a refused one closes the receiving side of the
+/// stream, the sender goes on writing into it, and about 20 s later (the
+/// stream's flow-control window spent) every message to that peer stalls
+/// for as long as the connection lasts: at 1,000 tx/s, two validators of
+/// four could no longer reach each other directly. 400 ids fit 16 KiB.
+const MAX_GOSSIP_IDS: usize = 400;
+
+/// Bytes of gossipsub control (IHAVE, IWANT, GRAFT, PRUNE, subscriptions)
+/// in one message, at most: gossipsub's default, which older Phalanx nodes
+/// and other gossipsub implementations also use.
+const MAX_CONTROL_BYTES: usize = 16 * 1024;
+
+/// Bytes one message id takes in an IHAVE or IWANT list: the 32-byte
+/// BLAKE3 id, its protobuf tag and its length.
+const WIRE_ID_BYTES: usize = 32 + 2;
+
+// The ids alone fit; the test below adds the envelope around them.
+const _: () = assert!(MAX_GOSSIP_IDS * WIRE_ID_BYTES < MAX_CONTROL_BYTES);
+
 /// Connections with no open stream and no mesh membership close after
 /// this long; configured peers are redialed anyway.
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(600);
@@ -173,6 +195,8 @@ fn gossip_config(config: &P2pConfig) -> Result<gossipsub::Config, P2pError> {
                 .saturating_add(GOSSIP_ENVELOPE_BYTES),
         )
         .duplicate_cache_time(config.duplicate_cache)
+        .max_control_messages_sent(MAX_GOSSIP_IDS)
+        .max_control_message_size(MAX_CONTROL_BYTES)
         // Committees of 4 to 10: the defaults (6, 5, 12, 2) want more
         // peers than there are and keep grafting.
         .mesh_outbound_min(1)
@@ -743,6 +767,31 @@ mod tests {
         assert_eq!(recent.order.len(), RECENT_IDS);
         assert!(!recent.contains(&id(0), start));
         assert!(recent.contains(&id(RECENT_IDS as u32 + 9), start));
+    }
+
+    #[test]
+    fn the_largest_ihave_or_iwant_fits_what_receivers_accept() {
+        use phalanx_crypto::{CHAIN_ID_MAX_LEN, ChainId, Keypair};
+        let chain_id = ChainId::new("x".repeat(CHAIN_ID_MAX_LEN)).unwrap();
+        let config = P2pConfig::new(
+            Keypair::from_seed(&[1; 32]),
+            chain_id.clone(),
+            "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+        );
+        let gossip = gossip_config(&config).unwrap();
+        let topics = Topics::new(chain_id.as_str());
+        let topic = topics.transactions.hash();
+        let id = content_id(&topic, b"m");
+        assert_eq!(WIRE_ID_BYTES, id.0.len() + 2, "a one-byte tag and length");
+        // The RPC's control field, the IHAVE (or IWANT) inside it: a tag
+        // and a length of at most three bytes each; the topic's field.
+        let envelope = 2 * (1 + 3) + 1 + 2 + topic.as_str().len();
+        let largest = gossip.max_control_messages_sent() * WIRE_ID_BYTES + envelope;
+        assert!(
+            largest <= gossip.max_control_message_size(),
+            "an IHAVE of {largest} bytes exceeds the {} receivers accept",
+            gossip.max_control_message_size()
+        );
     }
 
     #[test]

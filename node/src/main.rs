@@ -4,6 +4,11 @@ use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc rather than glibc's malloc: allocation and freeing took about
+/// 11 % of a validator's CPU under load (docs/BENCH.md, "Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A Phalanx ledger node (validator or full node).
 #[derive(Debug, Parser)]
 #[command(version, about)]

@@ -69,7 +69,7 @@
 use crate::ledger::NodeLedger;
 use crate::mempool::{Mempool, Source};
 use crate::miner::{Found, MINED_QUEUE, Miner, MinerConfig, RateMeter};
-use crate::net::{self, Gossip, Inbound, Misbehaviour};
+use crate::net::{self, Gossip, Inbound, Misbehaviour, Verdict};
 use crate::shared::{
     BlockEvent, FinalizedEvent, MAX_STATUS_TIPS, MiningStatus, NodeState, ReorgEvent,
 };
@@ -137,7 +137,7 @@ pub struct Driver<P: Protocol> {
     seen: HashSet<Hash>,
     seen_order: VecDeque<Hash>,
     sync: BlockSync<P>,
-    ingest: mpsc::Sender<(PublicKey, Vec<u8>)>,
+    ingest: mpsc::Sender<crate::ingest::GossipBatch>,
     /// How often block sync asks a peer for its height.
     status_interval: Duration,
     halted: bool,
@@ -190,7 +190,7 @@ impl<P: Protocol> Driver<P> {
         committee: Option<Committee>,
         key: Keypair,
         config: DriverConfig,
-        ingest: mpsc::Sender<(PublicKey, Vec<u8>)>,
+        ingest: mpsc::Sender<crate::ingest::GossipBatch>,
     ) -> Result<Driver<P>, DriverError> {
         let context = P::context(&state.genesis, None)?;
         let me = committee.as_ref().and_then(|c| c.index_of(&key.public()));
@@ -822,50 +822,98 @@ impl<P: Protocol> Driver<P> {
             from,
             channel,
             bytes,
+            ticket,
         } = message;
         match channel {
             net::Channel::Consensus => {
                 if !self.remember(Hash::digest(&bytes)) {
                     self.state.metrics.dropped("duplicate");
+                    self.judge(ticket, Verdict::Ignored);
                     return;
                 }
-                self.on_protocol_bytes(from, Channel::Consensus, &bytes, bytes.len());
+                // Judged before it is fed: the relay forwards it while
+                // this node acts on it.
+                match self.verify_protocol_bytes(from, Channel::Consensus, &bytes) {
+                    Some(message) => {
+                        self.judge(ticket, Verdict::Valid);
+                        self.on_protocol_message(from, Channel::Consensus, message, bytes.len());
+                    }
+                    None => self.judge(ticket, Verdict::Invalid),
+                }
             }
             net::Channel::Transactions => {
                 self.state
                     .metrics
                     .message_in("transactions", "tx_batch", bytes.len());
-                if self.ingest.try_send((from, bytes)).is_err() {
+                // The ingest task judges it once it has checked it.
+                if let Err(e) = self.ingest.try_send((from, bytes, ticket)) {
                     self.state.metrics.dropped("ingest_full");
+                    let (_, _, ticket) = e.into_inner();
+                    self.judge(ticket, Verdict::Ignored);
                 }
             }
-            net::Channel::Sync => self.on_sync(from, &bytes),
+            net::Channel::Sync => {
+                self.judge(ticket, Verdict::Ignored);
+                self.on_sync(from, &bytes);
+            }
         }
     }
 
     /// Verifies bytes for the protocol and feeds it what passes; `size` is
     /// the message's size on the wire.
+    /// Tells the network what came of a gossiped message (relayed only if
+    /// valid).
+    fn judge(&self, ticket: Option<net::Ticket>, verdict: Verdict) {
+        if let Some(ticket) = ticket {
+            self.net().judge(ticket, verdict);
+        }
+    }
+
     fn on_protocol_bytes(&mut self, from: PublicKey, channel: Channel, bytes: &[u8], size: usize) {
+        if let Some(message) = self.verify_protocol_bytes(from, channel, bytes) {
+            self.on_protocol_message(from, channel, message, size);
+        }
+    }
+
+    /// The protocol's message in `bytes`, or `None` if it does not verify
+    /// (counted, and `from` reported).
+    fn verify_protocol_bytes(
+        &self,
+        from: PublicKey,
+        channel: Channel,
+        bytes: &[u8],
+    ) -> Option<P::Message> {
         let sender = self.committee.as_ref().and_then(|c| c.index_of(&from));
         match P::verify(&self.context, sender, channel, bytes) {
-            Ok(message) => {
-                self.state
-                    .metrics
-                    .message_in(wire_name(channel), P::message_kind(&message), size);
-                if let Some(height) = P::finalized_height_hint(&message) {
-                    self.sync.saw_final(height);
-                }
-                self.reply_to = Some(from);
-                self.feed(Input::Message(message));
-                self.reply_to = None;
-            }
+            Ok(message) => Some(message),
             Err(e) => {
                 let reason = P::reject_reason(&e);
                 tracing::debug!("dropped a {channel:?} message from {from}: {e}");
                 self.state.metrics.dropped(reason.label());
                 self.net().report(&from, misbehaviour(reason));
+                None
             }
         }
+    }
+
+    /// Feeds the protocol a verified message; `size` is its size on the
+    /// wire.
+    fn on_protocol_message(
+        &mut self,
+        from: PublicKey,
+        channel: Channel,
+        message: P::Message,
+        size: usize,
+    ) {
+        self.state
+            .metrics
+            .message_in(wire_name(channel), P::message_kind(&message), size);
+        if let Some(height) = P::finalized_height_hint(&message) {
+            self.sync.saw_final(height);
+        }
+        self.reply_to = Some(from);
+        self.feed(Input::Message(message));
+        self.reply_to = None;
     }
 
     fn on_sync(&mut self, from: PublicKey, bytes: &[u8]) {

@@ -3,10 +3,11 @@
 //! skipped, the rest have their signatures verified in batches (outside
 //! the mempool lock, on all cores), and are admitted to the mempool; the
 //! driver is woken when any were new. A peer whose batches do not decode,
-//! or whose transactions do not verify, is reported.
+//! or whose transactions do not verify, is reported, and the network is
+//! told which batches were valid (only those are relayed).
 
 use crate::mempool::{Mempool, Source};
-use crate::net::Misbehaviour;
+use crate::net::{Misbehaviour, Ticket, Verdict};
 use crate::shared::NodeState;
 use crate::txgossip;
 use phalanx_chain::{Hash, Transaction};
@@ -22,38 +23,70 @@ pub const INGEST_QUEUE: usize = 256;
 /// so a round may pass it by one message).
 const INGEST_BATCH: usize = 4_096;
 
+/// A gossiped batch of transactions: the peer that delivered it, its
+/// bytes, and the ticket to judge it by (if the network relays it).
+pub type GossipBatch = (PublicKey, Vec<u8>, Option<Ticket>);
+
+/// One message of a round: who delivered it, its ticket, and the verdict
+/// on it so far (valid until something in it fails a check).
+struct Message {
+    from: PublicKey,
+    ticket: Option<Ticket>,
+    verdict: Verdict,
+}
+
 /// Runs until every sender of `queue` is gone.
 pub async fn ingest_transactions(
     state: Arc<NodeState>,
-    mut queue: mpsc::Receiver<(PublicKey, Vec<u8>)>,
+    mut queue: mpsc::Receiver<GossipBatch>,
     txs_available: Arc<Notify>,
 ) {
     while let Some(first) = queue.recv().await {
+        let mut messages = Vec::new();
         let mut round = Vec::new();
-        let mut count = decode_into(&state, first, &mut round);
+        let mut count = decode_into(&state, first, &mut messages, &mut round);
         while count < INGEST_BATCH {
             match queue.try_recv() {
-                Ok(message) => count += decode_into(&state, message, &mut round),
+                Ok(message) => count += decode_into(&state, message, &mut messages, &mut round),
                 Err(_) => break,
             }
         }
-        if admit_round(&state, round).await > 0 {
+        let admitted = admit_round(&state, round, &mut messages).await;
+        for message in messages {
+            if let Some(ticket) = message.ticket {
+                state.net.judge(ticket, message.verdict);
+            }
+        }
+        if admitted > 0 {
             txs_available.notify_one();
         }
     }
 }
 
-/// Decodes one gossiped message into `round`; returns how many
-/// transactions it held.
+/// Decodes one gossiped message into `round` (each transaction with the
+/// index of its message in `messages`); returns how many transactions it
+/// held.
 fn decode_into(
     state: &NodeState,
-    (from, bytes): (PublicKey, Vec<u8>),
-    round: &mut Vec<(PublicKey, Transaction)>,
+    (from, bytes, ticket): GossipBatch,
+    messages: &mut Vec<Message>,
+    round: &mut Vec<(usize, Transaction)>,
 ) -> usize {
-    match txgossip::decode_batch(&bytes) {
+    let index = messages.len();
+    let decoded = txgossip::decode_batch(&bytes);
+    messages.push(Message {
+        from,
+        ticket,
+        verdict: if decoded.is_ok() {
+            Verdict::Valid
+        } else {
+            Verdict::Invalid
+        },
+    });
+    match decoded {
         Ok(txs) => {
             let count = txs.len();
-            round.extend(txs.into_iter().map(|tx| (from, tx)));
+            round.extend(txs.into_iter().map(|tx| (index, tx)));
             count
         }
         Err(_) => {
@@ -64,8 +97,13 @@ fn decode_into(
     }
 }
 
-/// Verifies and admits one round; returns how many were admitted.
-async fn admit_round(state: &NodeState, round: Vec<(PublicKey, Transaction)>) -> usize {
+/// Verifies and admits one round, marking the messages that held a bad
+/// signature invalid; returns how many were admitted.
+async fn admit_round(
+    state: &NodeState,
+    round: Vec<(usize, Transaction)>,
+    messages: &mut [Message],
+) -> usize {
     // Skip what is already pending (or repeated in the round) before paying
     // for its signature, and trust what this node has verified before (a
     // block carrying it may have come first).
@@ -79,11 +117,17 @@ async fn admit_round(state: &NodeState, round: Vec<(PublicKey, Transaction)>) ->
                 .map(|h| !pool.contains(h) && seen.insert(*h))
                 .collect()
         }
-        Err(_) => return 0,
+        Err(_) => {
+            // Nothing checked: relay nothing.
+            for message in messages.iter_mut() {
+                message.verdict = Verdict::Ignored;
+            }
+            return 0;
+        }
     };
     let mut to_verify = Vec::new();
     let mut kept = Vec::new();
-    for (((from, tx), hash), (fresh, known)) in round
+    for (((index, tx), hash), (fresh, known)) in round
         .into_iter()
         .zip(hashes)
         .zip(fresh.into_iter().zip(known))
@@ -94,29 +138,38 @@ async fn admit_round(state: &NodeState, round: Vec<(PublicKey, Transaction)>) ->
         if !known {
             to_verify.push(tx.clone());
         }
-        kept.push((from, tx, hash, known));
+        kept.push((index, tx, hash, known));
     }
     if kept.is_empty() {
         return 0;
     }
     let mut verdicts = verify_parallel(to_verify).await.into_iter();
-    let mut admitted = 0;
     // Every signature that verified is recorded, admitted or not: one
     // refused as `mempool_full` comes back (gossiped again, a gap answer,
     // a block) and is not checked twice.
     let mut verified = Vec::new();
-    if let Ok(mut pool) = state.mempool.lock() {
-        for (from, tx, hash, known) in kept {
-            // verify_parallel answers for each; a missing verdict counts as
-            // a bad signature.
-            if !known {
-                if !verdicts.next().unwrap_or(false) {
-                    state.metrics.dropped("bad_signature");
-                    state.net.report(&from, Misbehaviour::BadSignature);
-                    continue;
+    let mut good = Vec::with_capacity(kept.len());
+    for (index, tx, hash, known) in kept {
+        // verify_parallel answers for each; a missing verdict counts as a
+        // bad signature.
+        if !known {
+            if !verdicts.next().unwrap_or(false) {
+                state.metrics.dropped("bad_signature");
+                if let Some(message) = messages.get_mut(index) {
+                    if message.verdict == Verdict::Valid {
+                        state.net.report(&message.from, Misbehaviour::BadSignature);
+                    }
+                    message.verdict = Verdict::Invalid;
                 }
-                verified.push(hash);
+                continue;
             }
+            verified.push(hash);
+        }
+        good.push((tx, hash));
+    }
+    let mut admitted = 0;
+    if let Ok(mut pool) = state.mempool.lock() {
+        for (tx, hash) in good {
             match pool.admit_verified(tx, hash, Source::Peer, &*state.store) {
                 Ok(_) => admitted += 1,
                 // Counted by reason (`gossip_nonce_too_low` is the usual

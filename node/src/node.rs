@@ -17,7 +17,7 @@ use anyhow::{Context, anyhow, bail};
 use phalanx_chain::{ConsensusKind, Genesis, SledStore, Store};
 use phalanx_consensus::dispatch::{self, WithProtocol, with_protocol};
 use phalanx_consensus::{Committee, Protocol};
-use phalanx_crypto::{Keypair, PublicKey};
+use phalanx_crypto::Keypair;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -251,7 +251,7 @@ struct DriverParts {
     committee: Option<Committee>,
     key: Keypair,
     config: DriverConfig,
-    ingest: mpsc::Sender<(PublicKey, Vec<u8>)>,
+    ingest: mpsc::Sender<crate::ingest::GossipBatch>,
     inbound: mpsc::Receiver<Inbound>,
     txs_available: Arc<Notify>,
     shutdown: watch::Receiver<bool>,

@@ -7,7 +7,7 @@
 
 use phalanx_crypto::{ChainId, Keypair, PublicKey};
 use phalanx_node::net::p2p::{Multiaddr, P2p, P2pConfig, P2pError};
-use phalanx_node::net::{Channel, Gossip, Inbound, Misbehaviour, NetError, PeerInfo};
+use phalanx_node::net::{Channel, Gossip, Inbound, Misbehaviour, NetError, PeerInfo, Verdict};
 use std::time::Duration;
 use tokio::sync::mpsc::Receiver;
 
@@ -41,10 +41,16 @@ impl Node {
             .all(|c| self.p2p.subscribed_peers(*c).contains(&other.key))
     }
 
-    /// The next inbound message.
+    /// The next inbound message, judged valid (so relayed) if it was
+    /// gossiped.
     async fn next(&mut self, what: &str) -> Inbound {
         match tokio::time::timeout(DEADLINE, self.rx.recv()).await {
-            Ok(Some(message)) => message,
+            Ok(Some(message)) => {
+                if let Some(ticket) = message.ticket {
+                    self.p2p.judge(ticket, Verdict::Valid);
+                }
+                message
+            }
             Ok(None) => panic!("{}: inbound channel closed waiting for {what}", self.name),
             Err(_) => panic!("{}: nothing arrived in 30 s waiting for {what}", self.name),
         }
@@ -145,10 +151,11 @@ async fn full_mesh(count: u8, tweak: impl Fn(u8, &mut P2pConfig)) -> Vec<Node> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_broadcast_reaches_every_other_node_from_its_author() {
+async fn every_broadcast_reaches_every_other_node_relayed_once_judged_valid() {
     init_logs();
     // A star: n1..n3 know only n0, so what n1 publishes reaches n2 and n3
-    // through n0, and must still come from n1.
+    // through n0 once n0 judges it valid, and comes from n0 (the peer that
+    // delivered it).
     let hub = start("n0", config(0, &[])).await;
     assert_eq!(
         hub.p2p
@@ -181,12 +188,15 @@ async fn every_broadcast_reaches_every_other_node_from_its_author() {
         }
     }
     let names: Vec<(String, PublicKey)> = nodes.iter().map(|n| (n.name.clone(), n.key)).collect();
+    let hub = nodes[0].key;
+    // The hub goes first: it relays what it reads (`Node::next`).
     for node in &mut nodes {
         let mut expected: Vec<(PublicKey, Channel, Vec<u8>)> = names
             .iter()
             .filter(|(_, key)| *key != node.key)
             .flat_map(|(name, key)| {
-                BROADCAST.map(|c| (*key, c, format!("{c} from {name}").into_bytes()))
+                let from = if node.key == hub { *key } else { hub };
+                BROADCAST.map(|c| (from, c, format!("{c} from {name}").into_bytes()))
             })
             .collect();
         while !expected.is_empty() {
@@ -223,6 +233,32 @@ async fn every_broadcast_reaches_every_other_node_from_its_author() {
             );
         }
     }
+
+    // What the hub judges invalid (or ignores) goes no further.
+    for (bytes, verdict) in [
+        (&b"forged"[..], Verdict::Invalid),
+        (b"stale", Verdict::Ignored),
+    ] {
+        assert_eq!(
+            nodes[1].p2p.publish(Channel::Consensus, bytes.to_vec()),
+            Ok(())
+        );
+        let got = tokio::time::timeout(DEADLINE, nodes[0].rx.recv())
+            .await
+            .expect("the hub hears n1")
+            .expect("the hub's inbound channel is open");
+        assert_eq!((got.from, &got.bytes[..]), (nodes[1].key, bytes));
+        nodes[0]
+            .p2p
+            .judge(got.ticket.expect("gossip comes with a ticket"), verdict);
+    }
+    assert_eq!(
+        nodes[1].p2p.publish(Channel::Consensus, b"marker".to_vec()),
+        Ok(())
+    );
+    nodes[0].until(b"marker").await;
+    let seen = nodes[2].until(b"marker").await;
+    assert_eq!(seen.len(), 1, "n2 got what the hub did not pass: {seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,9 +371,12 @@ async fn a_restarted_node_is_redialed_and_hears_again() {
         n2.p2p.publish(Channel::Transactions, b"I am back".to_vec()),
         Ok(())
     );
-    for node in [&mut n0, &mut n1] {
+    // n0 relays it once read, so n1 may have n0's copy first.
+    let (k0, k1) = (n0.key, n1.key);
+    for (node, other) in [(&mut n0, k1), (&mut n1, k0)] {
         let got = node.until(b"I am back").await.pop().unwrap();
-        assert_eq!((got.from, got.channel), (n2.key, Channel::Transactions));
+        assert_eq!(got.channel, Channel::Transactions);
+        assert!(got.from == n2.key || got.from == other, "{got:?}");
     }
     assert_eq!(
         n1.p2p.send(&n2.key, Channel::Sync, b"direct".to_vec()),
@@ -371,7 +410,8 @@ async fn repeated_reports_ban_a_peer() {
     wait_until("n0 disconnects n1", || !n0.connected_to(&n1.key)).await;
 
     // n1 keeps trying (n0 is one of its configured peers) and keeps
-    // talking: its broadcast reaches n2, which relays to n0; n0 drops it.
+    // talking: nothing it delivers reaches n0 (its broadcast may, relayed
+    // by n2, as n2's).
     assert_eq!(
         n1.p2p.publish(Channel::Consensus, b"from banned".to_vec()),
         Ok(())
@@ -440,7 +480,8 @@ async fn blocking_drops_traffic_and_clearing_restores_it() {
     // n1 is a stranger to n0 (n1 dialed n0): forgotten once disconnected.
     assert_eq!(n0.peer(&n1.key), None, "blocked is not banned");
 
-    // Nothing from n1 reaches n0, directly or relayed by n2.
+    // Nothing n1 delivers reaches n0 (its broadcast may, relayed by n2,
+    // as n2's).
     assert_eq!(
         n1.p2p.publish(Channel::Transactions, b"cut off".to_vec()),
         Ok(())

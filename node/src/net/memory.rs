@@ -81,6 +81,7 @@ impl MemoryGossip {
             from: self.me,
             channel,
             bytes: bytes.to_vec(),
+            ticket: None,
         });
         Ok(())
     }

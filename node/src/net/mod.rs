@@ -56,14 +56,35 @@ impl fmt::Display for Channel {
     }
 }
 
-/// A message that arrived, with the peer it came from: for a direct
-/// message the sender, for a gossiped one the peer that published it (its
-/// transport-level author, which a relay cannot forge).
+/// A message that arrived, with the peer it came from: the directly
+/// connected peer that delivered it (the sender of a direct message; the
+/// author or a relay of a gossiped one), authenticated by the transport.
+/// That is the peer to report if the message is invalid: an honest relay
+/// forwards only what it found valid ([`Gossip::judge`]).
 #[derive(Debug, Clone)]
 pub struct Inbound {
     pub from: PublicKey,
     pub channel: Channel,
     pub bytes: Vec<u8>,
+    /// Set when the network relays this message once the node has judged
+    /// it; the node then owes it a [`Gossip::judge`].
+    pub ticket: Option<Ticket>,
+}
+
+/// A gossiped message awaiting the node's verdict ([`Gossip::judge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ticket(pub u64);
+
+/// What the node made of a gossiped message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Well formed and correctly signed: relay it.
+    Valid,
+    /// Malformed or badly signed: do not relay it (the node reports the
+    /// peer that delivered it).
+    Invalid,
+    /// Neither checked nor relayed (a duplicate, or the node was too busy).
+    Ignored,
 }
 
 /// A connected (or known) peer, as `GET /peers` shows it.
@@ -129,6 +150,13 @@ pub trait Gossip: Send + Sync + 'static {
     /// Test networks only: drop all traffic to and from `peers` (empty:
     /// drop none), to partition a network on purpose.
     fn set_blocked(&self, peers: Vec<PublicKey>);
+
+    /// The node's verdict on the inbound message that carried `ticket`:
+    /// only a valid one is relayed to other peers. Networks that do not
+    /// relay hand out no tickets; the default does nothing.
+    fn judge(&self, ticket: Ticket, verdict: Verdict) {
+        let _ = (ticket, verdict);
+    }
 }
 
 /// The peers `net` is connected to and has not banned.

@@ -17,20 +17,21 @@
 //! **Broadcast channels.** [`Channel::Consensus`] and
 //! [`Channel::Transactions`] are the gossipsub topics
 //! `phalanx/<chain_id>/consensus/1` and `phalanx/<chain_id>/transactions/1`.
-//! Messages are signed by their author at the libp2p layer
-//! (`MessageAuthenticity::Signed`, `ValidationMode::Strict`); this binds a
-//! message to the node that published it and is no substitute for the
-//! consensus-level signatures the node checks. The message id is BLAKE3 of
-//! the topic and the content, so the same bytes published twice are sent
-//! once (within `duplicate_cache`). Every message is validated here before
-//! gossipsub forwards it: one whose author or relay is banned or blocked
-//! is ignored (not forwarded), one over `max_message_bytes` is rejected.
-//! The mesh is sized for committees of 4 to 10 (`mesh_n` 4, `mesh_n_low`
-//! 2, `mesh_n_high` 8) and a node's own messages go to every subscribed
-//! peer (flood publish), so a publish reaches every connected peer in one
-//! hop. [`Inbound::from`] of a gossiped message is its author (checked by
-//! the libp2p signature), not the relay that delivered it: that is the
-//! peer a bad message should be reported against.
+//! Messages carry no libp2p author or signature
+//! (`MessageAuthenticity::Anonymous`): consensus messages and
+//! transactions are signed by their authors inside, and the node checks
+//! those. The message id is BLAKE3 of the topic and the content, so the
+//! same bytes published twice are sent once (within `duplicate_cache`).
+//! Gossipsub forwards a message only once it is judged: one whose relay is
+//! banned or blocked is ignored here, one over `max_message_bytes` is
+//! rejected here, and every other one goes to the node with a [`Ticket`]
+//! and is forwarded only if the node's [`Gossip::judge`] finds it valid.
+//! [`Inbound::from`] is the peer that delivered it (authenticated by
+//! noise): honest peers forward only valid messages, so that is the peer a
+//! bad message is reported against. The mesh is sized for committees of
+//! 4 to 10 (`mesh_n` 4, `mesh_n_low` 2, `mesh_n_high` 8) and a node's own
+//! messages go to every subscribed peer (flood publish), so a publish
+//! reaches every connected peer in one hop.
 //!
 //! **Direct messages** (`send`, and all of [`Channel::Sync`]) use the
 //! request-response protocol `/phalanx/<chain_id>/direct/1` (see
@@ -55,11 +56,12 @@
 //! redialed until the ban ends.
 //!
 //! **Blocking** ([`Gossip::set_blocked`], for test partitions) uses the same
-//! machinery: a blocked peer is disconnected and refused, nothing from it
-//! (or authored by it) is delivered and nothing is sent to it; clearing the
+//! machinery: a blocked peer is disconnected and refused, nothing it
+//! delivers is taken and nothing is sent to it; clearing the
 //! block redials it at once if it is a configured peer (a stranger comes
-//! back when it redials). Messages it authored can still reach third
-//! peers: block on both sides to cut a link completely.
+//! back when it redials). Messages it authored can still reach this node
+//! through a third peer: block on both sides, and across the whole cut, to
+//! partition a network.
 //!
 //! **Reconnects.** Configured peers (the genesis validators, or
 //! [`P2p::add_peer`]) are dialed at start and redialed after a failed dial
@@ -82,7 +84,7 @@ pub use libp2p::{Multiaddr, PeerId};
 
 use self::peers::{PeerPolicy, PeerTable, ReportOutcome};
 use self::task::{Command, NetTask};
-use crate::net::{Channel, Gossip, Inbound, Misbehaviour, NetError, PeerInfo};
+use crate::net::{Channel, Gossip, Inbound, Misbehaviour, NetError, PeerInfo, Ticket, Verdict};
 use libp2p::identity;
 use phalanx_crypto::{Keypair, PublicKey};
 use serde::Serialize;
@@ -136,6 +138,10 @@ pub struct NetStats {
     pub dropped_inbound_full: u64,
     /// Inbound messages dropped for exceeding `max_message_bytes`.
     pub dropped_oversize: u64,
+    /// Gossip messages the node did not judge in time (the oldest of
+    /// more than `inbound_capacity` awaiting a verdict, or a verdict that
+    /// found the verdict queue full): not forwarded.
+    pub unjudged: u64,
     /// Messages dropped because they came from, were authored by, or were
     /// for a banned or blocked peer.
     pub dropped_blocked: u64,
@@ -260,6 +266,7 @@ pub struct P2p {
     max_message_bytes: usize,
     max_tracked_peers: usize,
     commands: mpsc::Sender<Command>,
+    verdicts: mpsc::Sender<(Ticket, Verdict)>,
     shared: Arc<Mutex<Shared>>,
     wake: Arc<Notify>,
     task: JoinHandle<()>,
@@ -311,6 +318,7 @@ impl P2p {
         let wake = Arc::new(Notify::new());
         let (commands, command_rx) = mpsc::channel(config.outbound_capacity);
         let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_capacity);
+        let (verdicts, verdict_rx) = mpsc::channel(config.inbound_capacity.max(1));
         let (ready_tx, ready_rx) = oneshot::channel();
         let net_task = NetTask::new(
             &config,
@@ -319,6 +327,7 @@ impl P2p {
             Arc::clone(&wake),
             command_rx,
             inbound_tx,
+            verdict_rx,
         )?;
         let task = tokio::spawn(net_task.run(ready_tx));
         ready_rx.await.map_err(|_| P2pError::Closed)??;
@@ -329,6 +338,7 @@ impl P2p {
             max_message_bytes: config.max_message_bytes,
             max_tracked_peers: config.max_tracked_peers,
             commands,
+            verdicts,
             shared,
             wake,
             task,
@@ -451,6 +461,12 @@ impl Gossip for P2p {
         tracing::debug!(%peer, ?why, "peer reported");
         if lock(&self.shared).report(*peer, why, Instant::now()) {
             self.wake.notify_one();
+        }
+    }
+
+    fn judge(&self, ticket: Ticket, verdict: Verdict) {
+        if self.verdicts.try_send((ticket, verdict)).is_err() {
+            lock(&self.shared).stats.unjudged += 1;
         }
     }
 

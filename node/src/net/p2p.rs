@@ -52,7 +52,7 @@
 //! **Bans.** `ban_threshold` reports within `ban_window` (from
 //! [`Gossip::report`], or oversize messages) ban a peer for
 //! `ban_duration`: its connections are closed and refused, gossipsub
-//! blacklists it (drops what it sends or authored), and it is not
+//! blacklists it (drops what it sends), and it is not
 //! redialed until the ban ends.
 //!
 //! **Blocking** ([`Gossip::set_blocked`], for test partitions) uses the same
@@ -142,8 +142,8 @@ pub struct NetStats {
     /// more than `inbound_capacity` awaiting a verdict, or a verdict that
     /// found the verdict queue full): not forwarded.
     pub unjudged: u64,
-    /// Messages dropped because they came from, were authored by, or were
-    /// for a banned or blocked peer.
+    /// Messages dropped because they came from, or were for, a banned or
+    /// blocked peer.
     pub dropped_blocked: u64,
     /// Outbound messages that reached no peer: a publish with no
     /// subscribed peer, a direct message that failed or found too many

@@ -859,8 +859,6 @@ impl<P: Protocol> Driver<P> {
         }
     }
 
-    /// Verifies bytes for the protocol and feeds it what passes; `size` is
-    /// the message's size on the wire.
     /// Tells the network what came of a gossiped message (relayed only if
     /// valid).
     fn judge(&self, ticket: Option<net::Ticket>, verdict: Verdict) {
@@ -869,6 +867,8 @@ impl<P: Protocol> Driver<P> {
         }
     }
 
+    /// Verifies bytes for the protocol and feeds it what passes; `size` is
+    /// the message's size on the wire.
     fn on_protocol_bytes(&mut self, from: PublicKey, channel: Channel, bytes: &[u8], size: usize) {
         if let Some(message) = self.verify_protocol_bytes(from, channel, bytes) {
             self.on_protocol_message(from, channel, message, size);

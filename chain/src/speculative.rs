@@ -18,6 +18,10 @@
 //!
 //! The node and the deterministic simulator both use it, each with its own
 //! store and transaction pool.
+//!
+//! The simulator's replicas are one process and execute the same blocks:
+//! [`SharedExecutions`] lets them share each block's [`StateChanges`], so a
+//! block is executed once per run rather than once per replica.
 
 use crate::block::{Block, BlockHeader, Justification};
 use crate::error::BlockError;
@@ -30,8 +34,8 @@ use crate::tx::Transaction;
 use crate::types::{Address, Height};
 use crate::verified::VerifiedTxs;
 use phalanx_crypto::{ChainId, Hash};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Speculative states (and, separately, remembered blocks) kept at most by
 /// default.
@@ -123,6 +127,79 @@ impl From<ExecutionError> for SpeculativeError {
     }
 }
 
+/// Blocks executed (built, validated or committed) by any of the
+/// [`Speculative`]s that share it, with the changes each made: bounded,
+/// oldest forgotten first (a forgotten block is simply executed again).
+///
+/// Sharing is sound because a block's changes are a function of its hash
+/// alone, given one set of [`Rules`]: the hash commits to the parent's
+/// hash, so to the whole chain below and the state it leaves, and to the
+/// block's transactions and header (state root included). Only blocks that
+/// executed successfully are kept, and a [`Speculative`] takes an entry
+/// only where it would have executed the block itself (its parent's state
+/// reachable here), so what it accepts, refuses and reports as unavailable
+/// is unchanged; only the work is saved. Every sharer must use the same
+/// rules.
+#[derive(Debug)]
+pub struct SharedExecutions {
+    capacity: usize,
+    inner: Mutex<Executions>,
+}
+
+#[derive(Debug, Default)]
+struct Executions {
+    changes: HashMap<Hash, StateChanges>,
+    /// Insertion order, oldest first, for eviction.
+    order: VecDeque<Hash>,
+}
+
+impl SharedExecutions {
+    /// An empty set of at most `capacity` blocks (at least one).
+    pub fn new(capacity: usize) -> SharedExecutions {
+        SharedExecutions {
+            capacity: capacity.max(1),
+            inner: Mutex::new(Executions::default()),
+        }
+    }
+
+    /// Blocks held.
+    pub fn len(&self) -> usize {
+        self.lock().changes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The changes block `hash` made, if a sharer executed it.
+    pub fn get(&self, hash: &Hash) -> Option<StateChanges> {
+        self.lock().changes.get(hash).cloned()
+    }
+
+    /// Records the changes block `hash` made.
+    pub fn insert(&self, hash: Hash, changes: &StateChanges) {
+        let mut inner = self.lock();
+        if inner.changes.contains_key(&hash) {
+            return;
+        }
+        while inner.order.len() >= self.capacity {
+            match inner.order.pop_front() {
+                Some(old) => inner.changes.remove(&old),
+                None => break,
+            };
+        }
+        inner.changes.insert(hash, changes.clone());
+        inner.order.push_back(hash);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Executions> {
+        // The map holds no invariant a panic elsewhere could break.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 /// Speculative states of uncommitted blocks (see the module docs).
 #[derive(Debug)]
 pub struct Speculative {
@@ -130,6 +207,8 @@ pub struct Speculative {
     /// Transactions whose signatures are known valid (see
     /// [`crate::verified`]); shared with the mempool's admission paths.
     verified: Arc<VerifiedTxs>,
+    /// Blocks executed by other instances (the simulator's replicas).
+    shared: Option<Arc<SharedExecutions>>,
     max_blocks: usize,
     states: HashMap<Hash, State>,
     /// `states` by height, lowest first, for eviction.
@@ -145,6 +224,7 @@ impl Speculative {
         Speculative {
             rules,
             verified: Arc::new(VerifiedTxs::default()),
+            shared: None,
             max_blocks: max_blocks.max(1),
             states: HashMap::new(),
             states_by_height: BTreeSet::new(),
@@ -157,6 +237,13 @@ impl Speculative {
     /// checked) instead of a set of its own.
     pub fn with_verified(mut self, verified: Arc<VerifiedTxs>) -> Speculative {
         self.verified = verified;
+        self
+    }
+
+    /// Shares executed blocks with the other holders of `shared` (see
+    /// [`SharedExecutions`]; they must all use the same rules).
+    pub fn with_shared_executions(mut self, shared: Arc<SharedExecutions>) -> Speculative {
+        self.shared = Some(shared);
         self
     }
 
@@ -245,7 +332,9 @@ impl Speculative {
         }
         let (block, changes) = builder.finish(timestamp_ms, justification)?;
         drop(view);
-        self.record(store, block.hash(), &block, changes);
+        let hash = block.hash();
+        self.share(hash, &changes);
+        self.record(store, hash, &block, changes);
         Ok(block)
     }
 
@@ -292,17 +381,22 @@ impl Speculative {
         // the block off the chain again.
         let changes = match self.states.get(&hash) {
             Some(s) => s.changes.clone(),
-            None => {
-                let acc = store.accumulator()?;
-                execute_block_with(
-                    &self.rules,
-                    &head.header,
-                    store,
-                    &acc,
-                    block,
-                    &self.verified,
-                )?
-            }
+            None => match self.shared.as_ref().and_then(|shared| shared.get(&hash)) {
+                Some(changes) => changes,
+                None => {
+                    let acc = store.accumulator()?;
+                    let changes = execute_block_with(
+                        &self.rules,
+                        &head.header,
+                        store,
+                        &acc,
+                        block,
+                        &self.verified,
+                    )?;
+                    self.share(hash, &changes);
+                    changes
+                }
+            },
         };
         store.commit_block(block, &changes, finalized)?;
         let floor = store.finalized_height()?.unwrap_or(finalized);
@@ -506,6 +600,13 @@ impl Speculative {
         let (view, acc) = self
             .state_after(store, &head, parent_hash)
             .ok_or(unavailable)?;
+        // Taken only here, where the block would be executed: the parent's
+        // state is reachable, so sharing changes no outcome.
+        if let Some(changes) = self.shared.as_ref().and_then(|shared| shared.get(&hash)) {
+            drop(view);
+            self.record(store, hash, block, changes);
+            return Ok(());
+        }
         let result = execute_block_with(
             &self.rules,
             &parent_header,
@@ -516,8 +617,16 @@ impl Speculative {
         );
         drop(view);
         let changes = result?;
+        self.share(hash, &changes);
         self.record(store, hash, block, changes);
         Ok(())
+    }
+
+    /// Offers a block's changes to the other sharers, if any.
+    fn share(&self, hash: Hash, changes: &StateChanges) {
+        if let Some(shared) = &self.shared {
+            shared.insert(hash, changes);
+        }
     }
 
     /// Keeps `block` (whose hash is `hash`) for building on.

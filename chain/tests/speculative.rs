@@ -1,12 +1,15 @@
-//! Speculative states at their bound.
+//! Speculative states at their bound, and executions shared between
+//! replicas.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
 
 use common::*;
-use phalanx_chain::speculative::{Speculative, SpeculativeError};
+use phalanx_chain::execute::StateView;
+use phalanx_chain::speculative::{SharedExecutions, Speculative, SpeculativeError};
 use phalanx_chain::store::MemStore;
 use phalanx_chain::{Block, Height, Justification, Store};
+use std::sync::Arc;
 
 /// Builds an empty block on `parent` with `speculative` (`offset` on the
 /// timestamp tells siblings apart).
@@ -128,4 +131,105 @@ fn a_sibling_of_the_tip_validates_after_the_final_height_rose() {
     store.set_finalized_height(Height(10)).unwrap();
     let sibling = build(&mut elsewhere, &store, &parent, 3);
     node.validate(&store, &parent, &sibling).unwrap();
+}
+
+/// Replicas that share executions take a block's changes from whoever
+/// executed it first, but only where they would have executed it
+/// themselves: a block whose parent's state they cannot reach is still
+/// unavailable, and a block no one executed successfully is still checked
+/// (and refused) by each. The set stays within its bound.
+#[test]
+fn shared_executions_save_work_and_change_no_outcome() {
+    let k = keys(2);
+    let shared = Arc::new(SharedExecutions::new(3));
+    let (store_a, genesis_a) = fresh_chain();
+    let (store_b, _) = fresh_chain();
+    let mut a = Speculative::new(rules(), 100).with_shared_executions(Arc::clone(&shared));
+    let mut b = Speculative::new(rules(), 100).with_shared_executions(Arc::clone(&shared));
+    let (payer, payee_key) = (&k[0], &k[1]);
+    let pay = |nonce: u64| move |_: &dyn StateView| vec![transfer(payer, payee_key, 5, 1, nonce)];
+
+    // A builds two blocks with a transfer each; B validates and commits
+    // them from the shared changes, and ends in the same state.
+    let mut chain = genesis_a;
+    for nonce in 0..2 {
+        let parent = chain.last().unwrap().clone();
+        let next = a
+            .build(
+                &store_a,
+                &parent,
+                k[0].public().into(),
+                parent.header().timestamp_ms + 1000,
+                Justification::Genesis,
+                pay(nonce),
+            )
+            .unwrap();
+        assert_eq!(next.transactions.len(), 1);
+        assert!(shared.get(&next.hash()).is_some());
+        b.validate(&store_b, &parent, &next).unwrap();
+        a.commit(&store_a, &next, Height(0)).unwrap();
+        b.commit(&store_b, &next, Height(0)).unwrap();
+        chain.push(next);
+    }
+    assert_eq!(
+        store_a.accumulator().unwrap(),
+        store_b.accumulator().unwrap()
+    );
+    let payee = k[1].public().into();
+    assert_eq!(
+        store_b.account(&payee).unwrap(),
+        store_a.account(&payee).unwrap()
+    );
+
+    // Shared changes are taken as they are, not recomputed: filed under
+    // another block's hash, they are what a validator records for it.
+    let parent = chain.last().unwrap().clone();
+    let one = a
+        .build(
+            &store_a,
+            &parent,
+            k[0].public().into(),
+            parent.header().timestamp_ms + 1001,
+            Justification::Genesis,
+            pay(2),
+        )
+        .unwrap();
+    let two = build(&mut a, &store_a, &parent, 2);
+    let wrong = shared.get(&one.hash()).unwrap();
+    assert_ne!(Some(&wrong), shared.get(&two.hash()).as_ref());
+    let (store_c, _) = fresh_chain();
+    for pair in chain.windows(2) {
+        let mut c = Speculative::new(rules(), 100);
+        c.commit(&store_c, &pair[1], Height(0)).unwrap();
+    }
+    let planted = Arc::new(SharedExecutions::new(8));
+    planted.insert(two.hash(), &wrong);
+    let mut c = Speculative::new(rules(), 100).with_shared_executions(Arc::clone(&planted));
+    c.validate(&store_c, &parent, &two).unwrap();
+    let head = store_c.head().unwrap().unwrap();
+    let (_, accumulator) = c.state_after(&store_c, &head, two.hash()).unwrap();
+    assert_eq!(&accumulator, wrong.accumulator());
+
+    // A block whose ancestor B never saw stays unavailable to B, although
+    // the changes of both are shared.
+    let child = build(&mut a, &store_a, &one, 0);
+    let grandchild = build(&mut a, &store_a, &child, 0);
+    assert!(shared.get(&child.hash()).is_some());
+    assert!(shared.get(&grandchild.hash()).is_some());
+    assert!(matches!(
+        b.validate(&store_b, &child, &grandchild),
+        Err(SpeculativeError::StateUnavailable { .. })
+    ));
+
+    // A block that breaks a rule is never shared, and each replica
+    // refuses it.
+    let mut bad = build(&mut a, &store_a, &parent, 3);
+    bad.header_mut().state_root = phalanx_chain::Hash::ZERO;
+    assert!(shared.get(&bad.hash()).is_none());
+    assert!(matches!(
+        b.validate(&store_b, &parent, &bad),
+        Err(SpeculativeError::Invalid(_))
+    ));
+    assert!(shared.get(&bad.hash()).is_none());
+    assert!(shared.len() <= 3);
 }

@@ -218,7 +218,8 @@ pub struct SimArgs {
     /// Replicas do not forward the messages they receive.
     #[arg(long)]
     pub no_forward: bool,
-    /// Verify every copy of every message (slower; same outcomes).
+    /// Verify every copy of every message, and execute every block on
+    /// every replica (slower; same outcomes).
     #[arg(long)]
     pub no_verify_cache: bool,
     /// Sign with ed25519 instead of the simulator's ideal signatures

@@ -4,7 +4,7 @@
 //! node).
 
 use phalanx_chain::execute::StateView;
-use phalanx_chain::speculative::Speculative;
+use phalanx_chain::speculative::{SharedExecutions, Speculative};
 use phalanx_chain::{
     Address, Block, Genesis, Hash, Head, Height, Justification, MemStore, Nonce, Rules, Store,
     StoreError, Transaction, VerifiedTxs,
@@ -50,6 +50,14 @@ impl SimLedger {
     /// replicas are one process; every path accepts the same signatures).
     pub fn with_verified(mut self, verified: Arc<VerifiedTxs>) -> SimLedger {
         self.speculative = self.speculative.with_verified(verified);
+        self
+    }
+
+    /// Shares executed blocks with other replicas: a block's changes are
+    /// then computed once per simulation rather than once per replica
+    /// (they depend on the block's hash alone; see [`SharedExecutions`]).
+    pub fn with_shared_executions(mut self, shared: Arc<SharedExecutions>) -> SimLedger {
+        self.speculative = self.speculative.with_shared_executions(shared);
         self
     }
 

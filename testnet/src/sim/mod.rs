@@ -29,6 +29,9 @@
 //!   verify the same whoever forwards them, so their results are cached by
 //!   hash for the run ([`Scenario::verify_cache`]); catch-up bytes, which
 //!   depend on their sender, are verified every time. With the cache on,
+//!   a block is also executed once per run, not once per replica: its
+//!   changes depend on its hash alone and the replicas share them
+//!   ([`phalanx_chain::speculative::SharedExecutions`]). With the cache on,
 //!   signature verdicts are remembered too ([`phalanx_crypto::memo`]): a
 //!   vote's signature is checked once, not again in every certificate
 //!   that carries it on every replica.

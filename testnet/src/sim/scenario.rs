@@ -336,8 +336,10 @@ pub struct Scenario {
     /// Replicas re-broadcast new messages (the protocol's forwarding).
     pub forward: bool,
     /// Verify each distinct message's bytes once per run and reuse the
-    /// result for identical copies (same bytes, same answer); a speed-up
-    /// that changes no outcome.
+    /// result for identical copies (same bytes, same answer), and execute
+    /// each block once per run, its changes shared by the replicas
+    /// ([`phalanx_chain::speculative::SharedExecutions`]); a speed-up that
+    /// changes no outcome.
     pub verify_cache: bool,
     /// Replicas and the client sign ideal signatures
     /// ([`phalanx_crypto::memo::Signatures::Ideal`]): only the key's

@@ -27,6 +27,7 @@ use super::ledger::SimLedger;
 use super::report::{CheckerKind, RunReport};
 use super::rng::Rng;
 use super::scenario::{Scenario, TimeMs};
+use phalanx_chain::speculative::SharedExecutions;
 use phalanx_chain::{
     Block, ConsensusKind, Hash, Height, Justification, Store, ValidatorIndex, VerifiedTxs,
 };
@@ -45,6 +46,8 @@ use std::sync::Arc;
 const MAX_CACHED_CERTIFICATES: usize = 16_384;
 /// Verification results remembered per run, at most.
 const MAX_CACHED_VERIFICATIONS: usize = 65_536;
+/// Executed blocks whose changes the replicas share, per run, at most.
+const MAX_SHARED_EXECUTIONS: usize = 1_024;
 
 /// What [`Protocol::verify`] answered for consensus bytes, by the BLAKE3
 /// hash of the bytes.
@@ -187,8 +190,12 @@ impl<P: Protocol> World<P> {
         let context = P::context(&genesis, scenario.unsafe_quorum)
             .map_err(|e| SimError::Setup(e.to_string()))?;
         let verified = Arc::new(VerifiedTxs::default());
+        // Shared with the verification cache: both save work, not outcomes.
+        let executions = scenario
+            .verify_cache
+            .then(|| Arc::new(SharedExecutions::new(MAX_SHARED_EXECUTIONS)));
         let nodes = (0..scenario.replicas())
-            .map(|i| Self::node(scenario, &genesis, &verified, i))
+            .map(|i| Self::node(scenario, &genesis, &verified, executions.as_ref(), i))
             .collect::<Result<Vec<_>, _>>()
             .map_err(SimError::Setup)?;
         let validators = nodes.iter().map(|n| n.me).collect();
@@ -223,8 +230,15 @@ impl<P: Protocol> World<P> {
         scenario: &Scenario,
         genesis: &phalanx_chain::Genesis,
         verified: &Arc<VerifiedTxs>,
+        executions: Option<&Arc<SharedExecutions>>,
         i: usize,
     ) -> Result<Node<P>, String> {
+        let mut ledger = SimLedger::new(genesis)
+            .map_err(|e| e.to_string())?
+            .with_verified(Arc::clone(verified));
+        if let Some(executions) = executions {
+            ledger = ledger.with_shared_executions(Arc::clone(executions));
+        }
         let me = scenario
             .validator_of(i)
             .ok_or_else(|| format!("replica {i} runs as no validator"))?;
@@ -235,9 +249,7 @@ impl<P: Protocol> World<P> {
             up: false,
             incarnation: 0,
             replica: None,
-            ledger: SimLedger::new(genesis)
-                .map_err(|e| e.to_string())?
-                .with_verified(Arc::clone(verified)),
+            ledger,
             timers: BTreeMap::new(),
             work: None,
         })

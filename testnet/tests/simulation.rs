@@ -258,6 +258,35 @@ fn a_restarted_replica_catches_up() {
     );
 }
 
+/// A crashed validator costs at most one view timeout, plus a vote re-send
+/// and a few message delays, before every honest replica commits again
+/// (virtual time). Regression: when the crash took out the next leader,
+/// the one replica that had gathered the others' re-sent votes formed the
+/// QC and moved on before re-sending its own vote; the other two timed out
+/// the view behind it, it timed out its own, and recovery took two view
+/// timeouts (2.1 s and 2.3 s for seeds 90 and 69 of these).
+#[test]
+fn a_crashed_leader_costs_one_view_timeout() {
+    let seeds = phalanx_testnet::sim::test_seeds(0..100);
+    eprintln!("seeds {seeds:?}");
+    let mut s = Scenario::new(4);
+    s.crashes.push("3@10s".parse().unwrap());
+    // One view timeout, a quarter of one for the vote re-send, and at most
+    // 10 one-way delays of the default 50 ms maximum.
+    let bound = s.base_timeout_ms + s.base_timeout_ms / 4 + 10 * 50;
+    for seed in seeds {
+        let report = run(&s, seed, true).unwrap();
+        assert!(report.passed(), "seed {seed}: {:?}", report.violations);
+        let recovery = report.recovery_ms.unwrap();
+        assert!(
+            recovery <= bound,
+            "seed {seed}: recovery took {recovery} ms (bound {bound}); replay: \
+             phalanx-testnet sim --seed-start {seed} --seeds 1 {}",
+            s.to_args().join(" ")
+        );
+    }
+}
+
 /// Regression (found by the mixed-fault seeds above): a silent validator
 /// and one replica cut off for a few seconds. After the heal, the cut-off
 /// replica is the last to collect n - f timeouts for a view, forms the TC

@@ -1211,6 +1211,76 @@ fn an_unanswered_vote_goes_to_everyone_and_any_replica_forms_the_qc() {
     assert_eq!(r.view(), View(2), "three votes are a QC wherever they meet");
 }
 
+/// A replica that forms a QC from votes others re-sent, and so moves on
+/// before its own re-send, sends its vote once more if the new view stays
+/// silent: the others need it to form the same QC. (Without it they timed
+/// out the view behind ours, and a crashed leader cost two view timeouts.)
+/// If the new view makes progress, nothing more is sent.
+#[test]
+fn a_replica_that_moves_on_by_a_qc_formed_here_resends_its_vote_once() {
+    let f = fixture(4);
+    let g = genesis_qc(&f.committee);
+    let proposal = f.proposal(1, &f.genesis, g, None, 5);
+    let block = block_of(&proposal).hash();
+    let own_vote_broadcast = |effects: &[Effect]| {
+        effects.iter().any(|e| {
+            matches!(
+                e,
+                Effect::Broadcast(m) if m.author == ValidatorIndex(0)
+                    && matches!(m.payload, Payload::Vote(v) if v.view == View(1) && v.block == block)
+            )
+        })
+    };
+    for progress in [false, true] {
+        let (mut r, _) = f.started(0);
+        let mut ledger = EmptyLedger::default();
+        let _ = r.handle(f.verified(proposal.clone()), 10, &mut ledger);
+        let mut effects = Vec::new();
+        for voter in [1, 3] {
+            effects = r.handle(f.verified(f.vote(voter, 1, block)), 100, &mut ledger);
+        }
+        assert_eq!(r.view(), View(2));
+        assert!(!own_vote_broadcast(&effects), "{effects:#?}");
+        assert!(
+            effects.iter().any(|e| matches!(
+                e,
+                Effect::ArmTimer {
+                    timer: Timer::ResendVote(View(1)),
+                    ..
+                }
+            )),
+            "{effects:#?}"
+        );
+        if progress {
+            let qc = f.qc(1, block, &[0, 1, 3]);
+            let next = f.proposal(2, &block_of(&proposal), qc, None, 6);
+            let effects = r.handle(f.verified(next), 150, &mut ledger);
+            assert!(
+                effects.iter().any(|e| matches!(
+                    e,
+                    Effect::ArmTimer {
+                        timer: Timer::ResendVote(View(2)),
+                        ..
+                    }
+                )),
+                "votes in view 2: {effects:#?}"
+            );
+        }
+        let effects = r.handle(Input::Timer(Timer::ResendVote(View(1))), 350, &mut ledger);
+        assert_eq!(own_vote_broadcast(&effects), !progress, "{effects:#?}");
+        assert!(
+            !effects.iter().any(|e| matches!(
+                e,
+                Effect::ArmTimer {
+                    timer: Timer::ResendVote(View(1)),
+                    ..
+                }
+            )),
+            "sent once, not re-armed: {effects:#?}"
+        );
+    }
+}
+
 /// Leaving a view cancels its timers (the caller need not keep them).
 #[test]
 fn a_new_view_cancels_the_old_views_timers() {

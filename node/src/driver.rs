@@ -367,6 +367,7 @@ impl<P: Protocol> Driver<P> {
             .collect();
         for timer in due {
             self.timers.remove(&timer);
+            tracing::debug!(?timer, "timer fired");
             self.feed(Input::Timer(timer));
         }
     }
@@ -395,11 +396,13 @@ impl<P: Protocol> Driver<P> {
                     }
                 }
                 Effect::Send { to, message } => {
+                    tracing::trace!(%to, message = %P::describe(message.channel, &message.bytes), "send");
                     if self.flush_store() {
                         self.send(to, message);
                     }
                 }
                 Effect::Broadcast(message) => {
+                    tracing::trace!(message = %P::describe(message.channel, &message.bytes), "broadcast");
                     if self.flush_store() {
                         self.broadcast(message);
                     }
@@ -870,6 +873,7 @@ impl<P: Protocol> Driver<P> {
     /// Verifies bytes for the protocol and feeds it what passes; `size` is
     /// the message's size on the wire.
     fn on_protocol_bytes(&mut self, from: PublicKey, channel: Channel, bytes: &[u8], size: usize) {
+        tracing::trace!(%from, message = %P::describe(channel, bytes), "received");
         if let Some(message) = self.verify_protocol_bytes(from, channel, bytes) {
             self.on_protocol_message(from, channel, message, size);
         }

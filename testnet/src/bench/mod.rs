@@ -158,6 +158,13 @@ pub struct BenchArgs {
     /// Give up if the network is not healthy within this many seconds.
     #[arg(long, default_value_t = 120)]
     pub start_timeout: u64,
+    /// HotStuff and PBFT: the view timeout the nodes start from
+    /// (`consensus.base_timeout_ms`, doubled per failed view), e.g. 500ms;
+    /// a crashed or silent leader costs about this much. The batch and
+    /// empty-block delays are cut to half of it if longer [default: the
+    /// node's, 2s].
+    #[arg(long, value_name = "DURATION", value_parser = crate::sim::scenario::parse_duration_ms)]
+    pub base_timeout: Option<u64>,
     /// Short timeouts and batch delay in the nodes' configs (tests).
     #[arg(long, hide = true)]
     pub quick: bool,
@@ -176,7 +183,12 @@ pub struct Settings {
     pub base_port: u16,
     pub start_timeout_s: u64,
     pub quick: bool,
+    /// The nodes' first view timeout, if not their default.
+    pub base_timeout_ms: Option<u64>,
 }
+
+/// The shortest `--base-timeout`: the batch delay is half of it.
+pub const MIN_BASE_TIMEOUT_MS: u64 = 100;
 
 /// Accounts enough for `tps` at `latency_s` of latency (see `--accounts`).
 pub fn default_accounts(tps: f64, latency_s: f64) -> usize {
@@ -276,11 +288,22 @@ impl Settings {
             base_port: a.base_port.unwrap_or(DEFAULT_BASE_PORT),
             start_timeout_s: a.start_timeout,
             quick: a.quick,
+            base_timeout_ms: a.base_timeout,
         })
     }
 }
 
 fn check_faults(a: &BenchArgs) -> anyhow::Result<()> {
+    if let Some(ms) = a.base_timeout {
+        ensure!(
+            a.consensus.is_bft(),
+            "--base-timeout is for --consensus hotstuff and pbft (proof of work has no views)"
+        );
+        ensure!(
+            ms >= MIN_BASE_TIMEOUT_MS,
+            "--base-timeout {ms}ms is below {MIN_BASE_TIMEOUT_MS}ms"
+        );
+    }
     if a.consensus == ConsensusKind::Pow {
         ensure!(
             a.faults == FaultKind::None || a.validators >= 2,

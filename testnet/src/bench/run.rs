@@ -85,6 +85,9 @@ pub fn create_network(s: &Settings, dirs: &Dirs) -> anyhow::Result<Network> {
             pow: s.pow.clone(),
         },
     )?;
+    if let Some(ms) = s.base_timeout_ms {
+        init::set_base_timeout(&dirs.network, s.scale.validators, ms)?;
+    }
     if let Some(behaviour) = s.fault.behaviour {
         let last = u16::try_from(s.scale.validators.saturating_sub(1))?;
         init::apply_byzantine(

@@ -95,6 +95,7 @@ pub fn bench_args(item: &Item, a: &CompareArgs, s: &Settings) -> BenchArgs {
         keep_data: false,
         json: false,
         start_timeout: a.start_timeout,
+        base_timeout: None,
         quick: a.quick,
     }
 }
@@ -128,6 +129,9 @@ pub fn command_line(b: &BenchArgs) -> Vec<String> {
     }
     if let Some(port) = b.base_port {
         line.extend(["--base-port".to_owned(), port.to_string()]);
+    }
+    if let Some(ms) = b.base_timeout {
+        line.extend(["--base-timeout".to_owned(), format!("{ms}ms")]);
     }
     if b.quick {
         line.push("--quick".to_owned());

@@ -278,6 +278,27 @@ pub fn apply_byzantine(
     Ok(())
 }
 
+/// Sets every node's first view timeout to `ms` (the longest stays at
+/// least that), and cuts the batch and empty-block delays to half of it if
+/// they are longer, as the config requires.
+pub fn set_base_timeout(dir: &Path, validators: usize, ms: u64) -> anyhow::Result<()> {
+    for index in 0..validators {
+        let home = dir.join(format!("node{index}"));
+        let mut config = Config::load(&home)?;
+        let c = &mut config.consensus;
+        c.base_timeout_ms = ms;
+        c.max_timeout_ms = c.max_timeout_ms.max(ms);
+        c.max_batch_delay_ms = c.max_batch_delay_ms.min(ms / 2);
+        c.empty_block_delay_ms = c.empty_block_delay_ms.min(ms / 2);
+        let path = home.join(CONFIG_FILE);
+        std::fs::write(&path, toml::to_string(&config)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        // Loading checks it as the node will.
+        Config::load(&home)?;
+    }
+    Ok(())
+}
+
 /// The network's nodes, one line each (`init`'s output).
 pub fn print_nodes(net: &Network, out: &mut dyn Write) -> anyhow::Result<()> {
     let rows: Vec<Vec<String>> = net
@@ -545,6 +566,36 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("are for --consensus pow, not pbft"), "{err}");
+    }
+
+    #[test]
+    fn a_base_timeout_is_set_with_delays_that_fit_under_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = NetSpec {
+            validators: 2,
+            consensus: ConsensusKind::Hotstuff,
+            base_port: 30200,
+            hosts: Vec::new(),
+            accounts: 1,
+            chain_id: "timeout-test".into(),
+            quick: false,
+            pow: None,
+        };
+        create(dir.path(), &spec).unwrap();
+        set_base_timeout(dir.path(), 2, 400).unwrap();
+        for index in 0..2 {
+            let c = Config::load(&dir.path().join(format!("node{index}")))
+                .unwrap()
+                .consensus;
+            assert_eq!(c.base_timeout_ms, 400);
+            assert_eq!(c.max_timeout_ms, Config::default().consensus.max_timeout_ms);
+            assert_eq!((c.max_batch_delay_ms, c.empty_block_delay_ms), (200, 200));
+        }
+        // A longer timeout leaves the shorter delays alone.
+        set_base_timeout(dir.path(), 2, 60_000).unwrap();
+        let c = Config::load(&dir.path().join("node1")).unwrap().consensus;
+        assert_eq!((c.base_timeout_ms, c.max_timeout_ms), (60_000, 60_000));
+        assert_eq!((c.max_batch_delay_ms, c.empty_block_delay_ms), (200, 200));
     }
 
     #[test]

@@ -172,6 +172,10 @@ pub struct World<P: Protocol> {
     trace: bool,
     /// The sender of the message being handled, for [`Effect::Reply`].
     replying_to: Option<ValidatorIndex>,
+    /// The message being delivered: a replica that forwards it sends the
+    /// same bytes, which then travel (and are looked up in the
+    /// verification cache) as this one, not hashed again.
+    delivering: Option<Rc<Wire>>,
     /// When miners find blocks (proof of work).
     mining: Rng,
 }
@@ -221,6 +225,7 @@ impl<P: Protocol> World<P> {
             certificates: HashMap::new(),
             trace: std::env::var_os("PHALANX_SIM_TRACE").is_some_and(|v| v != "0"),
             replying_to: None,
+            delivering: None,
             mining: Rng::stream(seed, "mining"),
         })
     }
@@ -348,7 +353,11 @@ impl<P: Protocol> World<P> {
 
     fn step(&mut self, event: Event<P::Timer>) {
         match event {
-            Event::Deliver { to, from, wire } => self.deliver(to, from, &wire),
+            Event::Deliver { to, from, wire } => {
+                self.delivering = Some(Rc::clone(&wire));
+                self.deliver(to, from, &wire);
+                self.delivering = None;
+            }
             Event::Timer {
                 node,
                 incarnation,
@@ -708,7 +717,16 @@ impl<P: Protocol> World<P> {
             return;
         };
         let origin = message.origin;
-        let wire = Wire::new(message.channel, message.bytes);
+        let wire = match &self.delivering {
+            Some(delivering)
+                if origin == Origin::Forwarded
+                    && delivering.channel == message.channel
+                    && delivering.bytes == message.bytes =>
+            {
+                Rc::clone(delivering)
+            }
+            _ => Wire::new(message.channel, message.bytes),
+        };
         let targets: Vec<ValidatorIndex> = (0..self.nodes.len())
             .filter(|i| {
                 let v = self.nodes.get(*i).map(|n| n.me);

@@ -138,12 +138,27 @@ fn verify_on_all_cores(txs: &[&Transaction]) -> Vec<bool> {
     verify_batch_parallel(txs, cores())
 }
 
-/// The machine's cores (as the process may use them), read once:
-/// `available_parallelism` reads the cgroup's files on every call, which
-/// cost a validator 2.6 % of its CPU at 1,000 tx/s when asked per batch.
+/// Threads that signature checks are split over: the limit set with
+/// [`set_threads`], else the machine's cores (as the process may use
+/// them), read once: `available_parallelism` reads the cgroup's files on
+/// every call, which cost a validator 2.6 % of its CPU at 1,000 tx/s when
+/// asked per batch.
 pub fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
+    match THREADS.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from)),
+        limit => limit,
+    }
+}
+
+/// The limit [`set_threads`] set (0: none).
+static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Splits this process's signature checks over at most `threads` threads
+/// (0: every core), for the whole process: a node sets it once from its
+/// config (`mempool.verify_threads`).
+pub fn set_threads(threads: usize) {
+    THREADS.store(threads, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// [`Transaction::verify_batch`] split into one batch per thread, on up to
@@ -192,6 +207,18 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn a_thread_limit_applies_and_zero_means_every_core() {
+        // Other tests may read the limit meanwhile: any count verifies alike.
+        set_threads(3);
+        assert_eq!(cores(), 3);
+        set_threads(0);
+        assert_eq!(
+            cores(),
+            std::thread::available_parallelism().map_or(1, usize::from)
+        );
     }
 
     #[test]

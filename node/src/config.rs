@@ -54,6 +54,9 @@ pub struct Config {
     pub testnet: TestnetSection,
 }
 
+/// The most threads `mempool.verify_threads` may ask for.
+const MAX_VERIFY_THREADS: usize = 1_024;
+
 /// The largest sled page cache `node.cache_mb` may ask for (64 GiB).
 const MAX_CACHE_MB: u64 = 64 * 1024;
 
@@ -148,6 +151,9 @@ pub struct MempoolSection {
     pub max_bytes: usize,
     /// How far above an account's next nonce a transaction may be.
     pub max_nonce_gap: u64,
+    /// Threads that batches of signatures are split over (admission,
+    /// gossip, block validation); 0: every core the process may use.
+    pub verify_threads: usize,
 }
 
 impl Default for MempoolSection {
@@ -156,6 +162,7 @@ impl Default for MempoolSection {
             max_txs: 20_000,
             max_bytes: 32 * 1024 * 1024,
             max_nonce_gap: 64,
+            verify_threads: 0,
         }
     }
 }
@@ -343,6 +350,12 @@ impl Config {
         }
         if self.node.cache_mb > MAX_CACHE_MB {
             return Err(invalid("node.cache_mb", format!("at most {MAX_CACHE_MB}")));
+        }
+        if self.mempool.verify_threads > MAX_VERIFY_THREADS {
+            return Err(invalid(
+                "mempool.verify_threads",
+                format!("at most {MAX_VERIFY_THREADS} (0: every core)"),
+            ));
         }
         if self.consensus.batch_size > phalanx_chain::MAX_BLOCK_TXS {
             return Err(invalid(
@@ -608,6 +621,12 @@ mod tests {
             assert!(err.contains("node.cache_mb"), "{err}");
         }
         assert_eq!(parse("[node]\ncache_mb = 64\n").unwrap().node.cache_mb, 64);
+        let err = parse("[mempool]\nverify_threads = 1025\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mempool.verify_threads"), "{err}");
+        let threads = parse("[mempool]\nverify_threads = 1\n").unwrap();
+        assert_eq!(threads.mempool.verify_threads, 1);
         let err = parse("[consensus]\nmax_in_flight = 0\n")
             .unwrap_err()
             .to_string();

@@ -125,6 +125,7 @@ async fn launch(parts: Parts, start_driver: StartDriver) -> anyhow::Result<Runni
         .context("the data directory does not belong to this genesis")?;
     let validator = committee.as_ref().and_then(|c| c.index_of(&key.public()));
     let (events, _) = broadcast::channel(EVENT_BUFFER);
+    phalanx_chain::verified::set_threads(config.mempool.verify_threads);
     let mempool = Mempool::new(
         MempoolConfig {
             max_txs: config.mempool.max_txs,

@@ -165,6 +165,10 @@ pub struct BenchArgs {
     /// node's, 2s].
     #[arg(long, value_name = "DURATION", value_parser = crate::sim::scenario::parse_duration_ms)]
     pub base_timeout: Option<u64>,
+    /// Threads each node splits batches of signature checks over
+    /// (`mempool.verify_threads`) [default: 0, every core].
+    #[arg(long, value_name = "N")]
+    pub verify_threads: Option<usize>,
     /// Short timeouts and batch delay in the nodes' configs (tests).
     #[arg(long, hide = true)]
     pub quick: bool,
@@ -185,6 +189,8 @@ pub struct Settings {
     pub quick: bool,
     /// The nodes' first view timeout, if not their default.
     pub base_timeout_ms: Option<u64>,
+    /// The nodes' signature-check threads, if not their default.
+    pub verify_threads: Option<usize>,
 }
 
 /// The shortest `--base-timeout`: the batch delay is half of it.
@@ -289,6 +295,7 @@ impl Settings {
             start_timeout_s: a.start_timeout,
             quick: a.quick,
             base_timeout_ms: a.base_timeout,
+            verify_threads: a.verify_threads,
         })
     }
 }

@@ -88,6 +88,9 @@ pub fn create_network(s: &Settings, dirs: &Dirs) -> anyhow::Result<Network> {
     if let Some(ms) = s.base_timeout_ms {
         init::set_base_timeout(&dirs.network, s.scale.validators, ms)?;
     }
+    if let Some(threads) = s.verify_threads {
+        init::set_verify_threads(&dirs.network, s.scale.validators, threads)?;
+    }
     if let Some(behaviour) = s.fault.behaviour {
         let last = u16::try_from(s.scale.validators.saturating_sub(1))?;
         init::apply_byzantine(

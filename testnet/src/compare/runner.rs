@@ -96,6 +96,7 @@ pub fn bench_args(item: &Item, a: &CompareArgs, s: &Settings) -> BenchArgs {
         json: false,
         start_timeout: a.start_timeout,
         base_timeout: None,
+        verify_threads: None,
         quick: a.quick,
     }
 }
@@ -132,6 +133,9 @@ pub fn command_line(b: &BenchArgs) -> Vec<String> {
     }
     if let Some(ms) = b.base_timeout {
         line.extend(["--base-timeout".to_owned(), format!("{ms}ms")]);
+    }
+    if let Some(threads) = b.verify_threads {
+        line.extend(["--verify-threads".to_owned(), threads.to_string()]);
     }
     if b.quick {
         line.push("--quick".to_owned());

@@ -299,6 +299,21 @@ pub fn set_base_timeout(dir: &Path, validators: usize, ms: u64) -> anyhow::Resul
     Ok(())
 }
 
+/// Sets every node's signature-check threads (`mempool.verify_threads`;
+/// 0: every core).
+pub fn set_verify_threads(dir: &Path, nodes: usize, threads: usize) -> anyhow::Result<()> {
+    for index in 0..nodes {
+        let home = dir.join(format!("node{index}"));
+        let mut config = Config::load(&home)?;
+        config.mempool.verify_threads = threads;
+        let path = home.join(CONFIG_FILE);
+        std::fs::write(&path, toml::to_string(&config)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        Config::load(&home)?;
+    }
+    Ok(())
+}
+
 /// The network's nodes, one line each (`init`'s output).
 pub fn print_nodes(net: &Network, out: &mut dyn Write) -> anyhow::Result<()> {
     let rows: Vec<Vec<String>> = net
@@ -596,6 +611,9 @@ mod tests {
         let c = Config::load(&dir.path().join("node1")).unwrap().consensus;
         assert_eq!((c.base_timeout_ms, c.max_timeout_ms), (60_000, 60_000));
         assert_eq!((c.max_batch_delay_ms, c.empty_block_delay_ms), (200, 200));
+        set_verify_threads(dir.path(), 2, 1).unwrap();
+        let m = Config::load(&dir.path().join("node0")).unwrap().mempool;
+        assert_eq!(m.verify_threads, 1);
     }
 
     #[test]

@@ -961,6 +961,9 @@ impl<P: Protocol> Driver<P> {
     fn on_status_tick(&mut self) {
         let peers = self.live_peers();
         self.state.metrics.set_peers(peers.len());
+        if let Some(stats) = self.net().stats() {
+            self.state.metrics.set_network(&stats);
+        }
         if let Some(miner) = &self.miner
             && let Some(rate) = self
                 .hash_rate

@@ -78,6 +78,9 @@ pub struct Metrics {
     messages_out: Family<SentLabels, Counter>,
     bytes_out: Family<SentLabels, Counter>,
     dropped: Family<ReasonLabels, Counter>,
+    /// The network's own drops, by reason (cumulative, copied from it).
+    network_dropped: Family<ReasonLabels, Counter>,
+    bans: Counter,
     txs_gossiped: Counter,
     txs_regossiped: Counter,
     txs_gaps_filled: Counter,
@@ -135,6 +138,8 @@ impl Metrics {
             messages_out: Family::default(),
             bytes_out: Family::default(),
             dropped: Family::default(),
+            network_dropped: Family::default(),
+            bans: Counter::default(),
             txs_gossiped: Counter::default(),
             txs_regossiped: Counter::default(),
             txs_gaps_filled: Counter::default(),
@@ -250,6 +255,14 @@ impl Metrics {
             "Messages or transactions dropped, by reason",
             self.dropped.clone(),
         );
+        r.register(
+            "network_dropped",
+            "Messages the network layer dropped, by reason: inbound_full (the node's inbound \
+             queue was full), oversize, unjudged (gossip not judged in time, not relayed), \
+             blocked (a banned or blocked peer), outbound (reached no peer)",
+            self.network_dropped.clone(),
+        );
+        r.register("bans", "Peers banned for misbehaviour", self.bans.clone());
         r.register(
             "txs_gossiped",
             "Transactions this node admitted and gossiped (in batches)",
@@ -398,6 +411,26 @@ impl Metrics {
         self.peers.set(gauge_value(counter_value(connected)));
     }
 
+    /// Copies the network's cumulative counters.
+    pub fn set_network(&self, stats: &crate::net::p2p::NetStats) {
+        for (reason, value) in [
+            ("inbound_full", stats.dropped_inbound_full),
+            ("oversize", stats.dropped_oversize),
+            ("unjudged", stats.unjudged),
+            ("blocked", stats.dropped_blocked),
+            ("outbound", stats.dropped_outbound),
+        ] {
+            let labels = ReasonLabels {
+                reason: reason.to_owned(),
+            };
+            self.network_dropped
+                .get_or_create(&labels)
+                .inner()
+                .store(value, Ordering::Relaxed);
+        }
+        self.bans.inner().store(stats.bans, Ordering::Relaxed);
+    }
+
     /// A message of `bytes` received on `channel`, of kind `kind`.
     pub fn message_in(&self, channel: &str, kind: &str, bytes: usize) {
         let labels = MessageLabels {
@@ -528,6 +561,12 @@ mod tests {
         m.set_hash_rate(2_500);
         m.reorg(2, 3);
         m.reorg(1, 0);
+        m.set_network(&crate::net::p2p::NetStats {
+            dropped_inbound_full: 4,
+            unjudged: 2,
+            bans: 1,
+            ..Default::default()
+        });
         let text = m.render();
         for line in [
             "phalanx_height 7",
@@ -563,6 +602,10 @@ mod tests {
             "phalanx_reorg_depth_bucket{le=\"2.0\"} 2",
             "phalanx_orphaned_blocks_total 3",
             "phalanx_reorg_returned_txs_total 3",
+            "phalanx_network_dropped_total{reason=\"inbound_full\"} 4",
+            "phalanx_network_dropped_total{reason=\"unjudged\"} 2",
+            "phalanx_network_dropped_total{reason=\"oversize\"} 0",
+            "phalanx_bans_total 1",
             "# EOF",
         ] {
             assert!(

@@ -157,6 +157,12 @@ pub trait Gossip: Send + Sync + 'static {
     fn judge(&self, ticket: Ticket, verdict: Verdict) {
         let _ = (ticket, verdict);
     }
+
+    /// The network's own counters (messages it dropped, bans), for the
+    /// node's metrics; `None` from networks that keep none.
+    fn stats(&self) -> Option<p2p::NetStats> {
+        None
+    }
 }
 
 /// The peers `net` is connected to and has not banned.

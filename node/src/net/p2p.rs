@@ -418,6 +418,10 @@ impl Gossip for P2p {
         self.local
     }
 
+    fn stats(&self) -> Option<NetStats> {
+        Some(P2p::stats(self))
+    }
+
     fn publish(&self, channel: Channel, bytes: Vec<u8>) -> Result<(), NetError> {
         self.check_size(&bytes)?;
         if channel == Channel::Sync {

@@ -282,30 +282,28 @@ pub fn apply_byzantine(
 /// least that), and cuts the batch and empty-block delays to half of it if
 /// they are longer, as the config requires.
 pub fn set_base_timeout(dir: &Path, validators: usize, ms: u64) -> anyhow::Result<()> {
-    for index in 0..validators {
-        let home = dir.join(format!("node{index}"));
-        let mut config = Config::load(&home)?;
+    edit_configs(dir, validators, |config| {
         let c = &mut config.consensus;
         c.base_timeout_ms = ms;
         c.max_timeout_ms = c.max_timeout_ms.max(ms);
         c.max_batch_delay_ms = c.max_batch_delay_ms.min(ms / 2);
         c.empty_block_delay_ms = c.empty_block_delay_ms.min(ms / 2);
-        let path = home.join(CONFIG_FILE);
-        std::fs::write(&path, toml::to_string(&config)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        // Loading checks it as the node will.
-        Config::load(&home)?;
-    }
-    Ok(())
+    })
 }
 
 /// Sets every node's signature-check threads (`mempool.verify_threads`;
 /// 0: every core).
 pub fn set_verify_threads(dir: &Path, nodes: usize, threads: usize) -> anyhow::Result<()> {
+    edit_configs(dir, nodes, |config| config.mempool.verify_threads = threads)
+}
+
+/// Rewrites the configs of nodes `0..nodes` with `edit`, then loads each
+/// again to check it as the node will.
+fn edit_configs(dir: &Path, nodes: usize, edit: impl Fn(&mut Config)) -> anyhow::Result<()> {
     for index in 0..nodes {
         let home = dir.join(format!("node{index}"));
         let mut config = Config::load(&home)?;
-        config.mempool.verify_threads = threads;
+        edit(&mut config);
         let path = home.join(CONFIG_FILE);
         std::fs::write(&path, toml::to_string(&config)?)
             .with_context(|| format!("writing {}", path.display()))?;

@@ -873,7 +873,6 @@ impl<P: Protocol> Driver<P> {
     /// Verifies bytes for the protocol and feeds it what passes; `size` is
     /// the message's size on the wire.
     fn on_protocol_bytes(&mut self, from: PublicKey, channel: Channel, bytes: &[u8], size: usize) {
-        tracing::trace!(%from, message = %P::describe(channel, bytes), "received");
         if let Some(message) = self.verify_protocol_bytes(from, channel, bytes) {
             self.on_protocol_message(from, channel, message, size);
         }
@@ -887,6 +886,7 @@ impl<P: Protocol> Driver<P> {
         channel: Channel,
         bytes: &[u8],
     ) -> Option<P::Message> {
+        tracing::trace!(%from, message = %P::describe(channel, bytes), "received");
         let sender = self.committee.as_ref().and_then(|c| c.index_of(&from));
         match P::verify(&self.context, sender, channel, bytes) {
             Ok(message) => Some(message),

@@ -31,6 +31,7 @@ pub mod block;
 pub mod encoding;
 pub mod error;
 pub mod execute;
+mod fifo;
 pub mod genesis;
 pub mod merkle;
 pub mod pow;

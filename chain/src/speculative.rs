@@ -28,13 +28,14 @@ use crate::error::BlockError;
 use crate::execute::{
     BlockBuilder, ExecutionError, Rules, StateChanges, StateView, execute_block_with,
 };
+use crate::fifo::FifoMap;
 use crate::state::{Account, StateAccumulator};
 use crate::store::{Head, Store, StoreError};
 use crate::tx::Transaction;
 use crate::types::{Address, Height};
 use crate::verified::VerifiedTxs;
 use phalanx_crypto::{ChainId, Hash};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Speculative states (and, separately, remembered blocks) kept at most by
@@ -142,29 +143,20 @@ impl From<ExecutionError> for SpeculativeError {
 /// rules.
 #[derive(Debug)]
 pub struct SharedExecutions {
-    capacity: usize,
-    inner: Mutex<Executions>,
-}
-
-#[derive(Debug, Default)]
-struct Executions {
-    changes: HashMap<Hash, StateChanges>,
-    /// Insertion order, oldest first, for eviction.
-    order: VecDeque<Hash>,
+    inner: Mutex<FifoMap<StateChanges>>,
 }
 
 impl SharedExecutions {
     /// An empty set of at most `capacity` blocks (at least one).
     pub fn new(capacity: usize) -> SharedExecutions {
         SharedExecutions {
-            capacity: capacity.max(1),
-            inner: Mutex::new(Executions::default()),
+            inner: Mutex::new(FifoMap::new(capacity)),
         }
     }
 
     /// Blocks held.
     pub fn len(&self) -> usize {
-        self.lock().changes.len()
+        self.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -173,26 +165,18 @@ impl SharedExecutions {
 
     /// The changes block `hash` made, if a sharer executed it.
     pub fn get(&self, hash: &Hash) -> Option<StateChanges> {
-        self.lock().changes.get(hash).cloned()
+        self.lock().get(hash).cloned()
     }
 
     /// Records the changes block `hash` made.
     pub fn insert(&self, hash: Hash, changes: &StateChanges) {
         let mut inner = self.lock();
-        if inner.changes.contains_key(&hash) {
-            return;
+        if !inner.contains(&hash) {
+            inner.insert(hash, changes.clone());
         }
-        while inner.order.len() >= self.capacity {
-            match inner.order.pop_front() {
-                Some(old) => inner.changes.remove(&old),
-                None => break,
-            };
-        }
-        inner.changes.insert(hash, changes.clone());
-        inner.order.push_back(hash);
     }
 
-    fn lock(&self) -> MutexGuard<'_, Executions> {
+    fn lock(&self) -> MutexGuard<'_, FifoMap<StateChanges>> {
         // The map holds no invariant a panic elsewhere could break.
         self.inner
             .lock()

@@ -13,9 +13,9 @@
 //! The set is bounded: past [`VerifiedTxs::capacity`] the oldest entries
 //! are forgotten (a forgotten transaction is simply verified again).
 
+use crate::fifo::FifoMap;
 use crate::tx::Transaction;
 use phalanx_crypto::Hash;
-use std::collections::{HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 /// Hashes remembered by default: several seconds of transactions at the
@@ -26,15 +26,7 @@ pub const DEFAULT_VERIFIED_TXS: usize = 131_072;
 /// A bounded set of the hashes of transactions whose signatures verified.
 #[derive(Debug)]
 pub struct VerifiedTxs {
-    capacity: usize,
-    inner: Mutex<Inner>,
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    set: HashSet<Hash>,
-    /// Insertion order, oldest first, for eviction.
-    order: VecDeque<Hash>,
+    inner: Mutex<FifoMap<()>>,
 }
 
 impl Default for VerifiedTxs {
@@ -47,17 +39,16 @@ impl VerifiedTxs {
     /// An empty set of at most `capacity` hashes (at least one).
     pub fn new(capacity: usize) -> VerifiedTxs {
         VerifiedTxs {
-            capacity: capacity.max(1),
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(FifoMap::new(capacity)),
         }
     }
 
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.lock().capacity()
     }
 
     pub fn len(&self) -> usize {
-        self.lock().set.len()
+        self.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -65,32 +56,20 @@ impl VerifiedTxs {
     }
 
     pub fn contains(&self, hash: &Hash) -> bool {
-        self.lock().set.contains(hash)
+        self.lock().contains(hash)
     }
 
     /// For each hash, whether it is in the set (one lock for all).
     pub fn contains_each(&self, hashes: &[Hash]) -> Vec<bool> {
         let inner = self.lock();
-        hashes.iter().map(|h| inner.set.contains(h)).collect()
+        hashes.iter().map(|h| inner.contains(h)).collect()
     }
 
     /// Records hashes of transactions whose signatures verified.
     pub fn insert_all(&self, hashes: impl IntoIterator<Item = Hash>) {
         let mut inner = self.lock();
         for hash in hashes {
-            if inner.set.contains(&hash) {
-                continue;
-            }
-            // Make room first, so neither collection ever holds more
-            // than the capacity (and grows past it).
-            while inner.order.len() >= self.capacity {
-                match inner.order.pop_front() {
-                    Some(old) => inner.set.remove(&old),
-                    None => break,
-                };
-            }
-            inner.set.insert(hash);
-            inner.order.push_back(hash);
+            inner.insert(hash, ());
         }
     }
 
@@ -123,7 +102,7 @@ impl VerifiedTxs {
         valid
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, FifoMap<()>> {
         // The set holds no invariant a panic elsewhere could break.
         self.inner
             .lock()
@@ -247,8 +226,9 @@ mod tests {
         assert_eq!(set.contains_each(&hashes), [false, false, true, true, true]);
         // Neither collection ever grew past the capacity.
         let inner = set.lock();
-        assert!(inner.order.capacity() < 8, "{}", inner.order.capacity());
-        assert_eq!(inner.order.len(), 3);
+        let (queued, slots) = inner.queue();
+        assert!(slots < 8, "{slots}");
+        assert_eq!(queued, 3);
     }
 
     #[test]
@@ -258,9 +238,9 @@ mod tests {
             (0..DEFAULT_VERIFIED_TXS as u64 + 1_000).map(|i| Hash::digest(&i.to_le_bytes()));
         set.insert_all(hashes);
         let inner = set.lock();
-        assert_eq!(inner.set.len(), DEFAULT_VERIFIED_TXS);
+        assert_eq!(inner.len(), DEFAULT_VERIFIED_TXS);
         // It used to hold one more before evicting, which doubled it.
-        assert_eq!(inner.order.capacity(), DEFAULT_VERIFIED_TXS);
+        assert_eq!(inner.queue().1, DEFAULT_VERIFIED_TXS);
     }
 
     #[test]

@@ -36,6 +36,7 @@ mod test_seed;
 #[cfg(test)]
 mod test_support;
 mod types;
+pub mod view_timeout;
 
 pub use committee::{Committee, CommitteeError};
 pub use ledger::{InvalidBlock, Ledger, LedgerError, LocalFault};

@@ -214,8 +214,12 @@ pub enum Input<M, T> {
 /// the simulator's scenario). Each protocol reads the fields it has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tuning {
-    /// The first timeout of a view.
+    /// The first timeout of a view, at least.
     pub base_timeout_ms: u64,
+    /// The first timeout is also at least this many times the
+    /// second-longest recent gap between progress events (0: the base alone); see
+    /// [`crate::view_timeout`].
+    pub timeout_factor: u64,
     /// The longest a timeout may grow to with back-off.
     pub max_timeout_ms: u64,
     /// Re-broadcast every new valid message once.
@@ -252,6 +256,7 @@ impl Default for Tuning {
     fn default() -> Self {
         Tuning {
             base_timeout_ms: 1_000,
+            timeout_factor: crate::view_timeout::DEFAULT_TIMEOUT_FACTOR,
             max_timeout_ms: 30_000,
             forward: true,
             byzantine: None,
@@ -285,6 +290,9 @@ pub struct Status {
     /// (their parent's state unavailable here, a timestamp ahead of this
     /// node's clock): a peer must send them again. Proof of work only.
     pub unchecked_drops: u64,
+    /// The current view's timer length, back-off included (BFT protocols;
+    /// `None` for proof of work).
+    pub view_timeout_ms: Option<u64>,
 }
 
 /// A tip of a chain a proof-of-work node knows.

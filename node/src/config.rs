@@ -167,6 +167,9 @@ impl Default for MempoolSection {
     }
 }
 
+/// `consensus.timeout_factor`, at most.
+pub const MAX_TIMEOUT_FACTOR: u64 = 100;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsensusSection {
@@ -181,8 +184,13 @@ pub struct ConsensusSection {
     /// from when the leader began to wait). At or below
     /// `max_batch_delay_ms`: no difference.
     pub empty_block_delay_ms: u64,
-    /// A view's first timeout; it doubles per failed view up to the max.
+    /// A view's first timeout, at least; it doubles per failed view up to
+    /// the max.
     pub base_timeout_ms: u64,
+    /// The first timeout is also at least this many times the second-longest of
+    /// the last 16 gaps between progress events (QCs, executed blocks), so
+    /// that it grows while rounds are slow (0: the base alone).
+    pub timeout_factor: u64,
     pub max_timeout_ms: u64,
     /// Relay every new valid consensus message once.
     pub forward: bool,
@@ -208,7 +216,8 @@ impl Default for ConsensusSection {
             batch_size: 1_000,
             max_batch_delay_ms: 250,
             empty_block_delay_ms: 1_000,
-            base_timeout_ms: 2_000,
+            base_timeout_ms: 500,
+            timeout_factor: phalanx_consensus::view_timeout::DEFAULT_TIMEOUT_FACTOR,
             max_timeout_ms: 30_000,
             forward: true,
             byzantine: None,
@@ -363,28 +372,25 @@ impl Config {
                 format!("at most {} (a block's limit)", phalanx_chain::MAX_BLOCK_TXS),
             ));
         }
+        if self.consensus.timeout_factor > MAX_TIMEOUT_FACTOR {
+            return Err(invalid(
+                "consensus.timeout_factor",
+                format!("at most {MAX_TIMEOUT_FACTOR} (0: the base timeout alone)"),
+            ));
+        }
         if self.consensus.max_timeout_ms < self.consensus.base_timeout_ms {
             return Err(invalid(
                 "consensus.max_timeout_ms",
                 "must be at least consensus.base_timeout_ms".into(),
             ));
         }
-        for (field, delay) in [
-            (
+        // The empty-block delay has no such bound: an idle replica's view
+        // timer waits it out once more (`phalanx_consensus::view_timeout`).
+        if self.consensus.max_batch_delay_ms.saturating_mul(2) > self.consensus.base_timeout_ms {
+            return Err(invalid(
                 "consensus.max_batch_delay_ms",
-                self.consensus.max_batch_delay_ms,
-            ),
-            (
-                "consensus.empty_block_delay_ms",
-                self.consensus.empty_block_delay_ms,
-            ),
-        ] {
-            if delay.saturating_mul(2) > self.consensus.base_timeout_ms {
-                return Err(invalid(
-                    field,
-                    "must be at most half of consensus.base_timeout_ms".into(),
-                ));
-            }
+                "must be at most half of consensus.base_timeout_ms".into(),
+            ));
         }
         if self.consensus.watermark_window < self.consensus.checkpoint_interval {
             return Err(invalid(
@@ -510,6 +516,7 @@ impl Config {
         let c = &self.consensus;
         Ok(Tuning {
             base_timeout_ms: c.base_timeout_ms,
+            timeout_factor: c.timeout_factor,
             max_timeout_ms: c.max_timeout_ms,
             forward: c.forward,
             byzantine: self.byzantine()?,
@@ -612,10 +619,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("max_batch_delay_ms"), "{err}");
-        let err = parse("[consensus]\nempty_block_delay_ms = 1001\n")
+        let err = parse("[consensus]\ntimeout_factor = 101\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("consensus.empty_block_delay_ms"), "{err}");
+        assert!(err.contains("consensus.timeout_factor"), "{err}");
+        // An idle replica's view timer waits the empty-block delay out once
+        // more, so it may be longer than the base timeout.
+        let slow = parse("[consensus]\nempty_block_delay_ms = 5000\n").unwrap();
+        assert_eq!(slow.consensus.empty_block_delay_ms, 5_000);
         for text in ["[node]\ncache_mb = 0\n", "[node]\ncache_mb = 65537\n"] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains("node.cache_mb"), "{err}");
@@ -709,7 +720,8 @@ mod tests {
     #[test]
     fn the_tuning_carries_every_consensus_setting() {
         let config = parse(
-            "[consensus]\nbase_timeout_ms = 3000\nmax_timeout_ms = 9000\nforward = false\n\
+            "[consensus]\nbase_timeout_ms = 3000\ntimeout_factor = 6\nmax_timeout_ms = 9000\n\
+             forward = false\n\
              byzantine = \"stale-qc\"\nmax_batch_delay_ms = 10\nempty_block_delay_ms = 20\n\
              checkpoint_interval = 8\nwatermark_window = 24\nmax_in_flight = 2\n",
         )
@@ -718,6 +730,7 @@ mod tests {
             config.tuning().unwrap(),
             Tuning {
                 base_timeout_ms: 3_000,
+                timeout_factor: 6,
                 max_timeout_ms: 9_000,
                 forward: false,
                 byzantine: Some(Byzantine::StaleQc),

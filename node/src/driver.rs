@@ -767,6 +767,7 @@ impl<P: Protocol> Driver<P> {
             metrics.observe_phase(view, s.phase);
         }
         metrics.set_unchecked_drops(status.map_or(0, |s| s.unchecked_drops));
+        metrics.set_view_timeout(status.and_then(|s| s.view_timeout_ms).unwrap_or(0));
         metrics.set_sync(syncing.then_some(best_seen.0), syncing);
         let head = self
             .state
@@ -785,6 +786,7 @@ impl<P: Protocol> Driver<P> {
         if let Ok(mut live) = self.state.status.write() {
             live.view = view;
             live.phase = status.map(|s| s.phase);
+            live.view_timeout_ms = status.and_then(|s| s.view_timeout_ms);
             live.syncing = syncing;
             live.sync_target = (best_seen > head).then_some(best_seen);
             live.mining = mining;

@@ -62,6 +62,7 @@ pub struct Metrics {
     height: Gauge,
     finalized_height: Gauge,
     view: Gauge,
+    view_timeout: Gauge,
     view_changes: Counter,
     /// One more than the view of the last counted view change (0: none),
     /// so that a view is counted once however long it stays abandoned.
@@ -123,6 +124,7 @@ impl Metrics {
             height: Gauge::default(),
             finalized_height: Gauge::default(),
             view: Gauge::default(),
+            view_timeout: Gauge::default(),
             view_changes: Counter::default(),
             abandoned_view: AtomicU64::new(0),
             committed_txs: Counter::default(),
@@ -174,6 +176,12 @@ impl Metrics {
             self.finalized_height.clone(),
         );
         r.register("view", "Current consensus view", self.view.clone());
+        r.register(
+            "view_timeout_milliseconds",
+            "The current view's timer length: the base timeout, or longer while rounds are \
+             slow (timeout_factor times the longest recent gap) or views fail (back-off)",
+            self.view_timeout.clone(),
+        );
         r.register(
             "view_changes",
             "Views this node gave up on: its view timed out (HotStuff) or it began a view \
@@ -359,6 +367,11 @@ impl Metrics {
 
     pub fn set_finalized_height(&self, height: u64) {
         self.finalized_height.set(gauge_value(height));
+    }
+
+    /// The current view's timer length (0 without a BFT protocol).
+    pub fn set_view_timeout(&self, ms: u64) {
+        self.view_timeout.set(gauge_value(ms));
     }
 
     pub fn set_view(&self, view: u64) {

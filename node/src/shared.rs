@@ -88,6 +88,9 @@ pub struct LiveStatus {
     /// ...); `None` when the node runs no protocol instance (it is not a
     /// validator).
     pub phase: Option<&'static str>,
+    /// The current view's timer length in milliseconds (BFT protocols:
+    /// the base, or longer while rounds are slow or views fail).
+    pub view_timeout_ms: Option<u64>,
     /// True while the node is fetching committed blocks from peers.
     pub syncing: bool,
     /// The highest committed height a peer has shown us, if above ours.

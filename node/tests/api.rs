@@ -173,6 +173,7 @@ async fn start(options: Options) -> TestNode {
     let live = options.live.unwrap_or_else(|| LiveStatus {
         view: 3,
         phase: Some("normal"),
+        view_timeout_ms: Some(500),
         syncing: false,
         sync_target: None,
         ..LiveStatus::default()
@@ -449,7 +450,7 @@ async fn every_endpoint_answers_as_documented() {
         json!({
             "chain_id": CHAIN, "consensus": "hotstuff", "validator": 0, "height": 0,
             "head_hash": genesis_hash, "finalized_height": 0, "view": 3, "phase": "normal",
-            "peers": 1,
+            "view_timeout_ms": 500, "peers": 1,
             "mempool_size": 0, "mempool_bytes": 0, "syncing": false, "sync_target": null,
             "halted": null, "mining": null, "tips": [], "work": null, "confirmations": null
         })

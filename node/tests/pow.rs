@@ -234,6 +234,7 @@ impl Protocol for Script {
             view: 0,
             phase: "scripted",
             unchecked_drops: 0,
+            view_timeout_ms: None,
         }
     }
 
@@ -873,6 +874,7 @@ impl Protocol for Toy {
                 "following"
             },
             unchecked_drops: 0,
+            view_timeout_ms: None,
         }
     }
 

@@ -203,6 +203,10 @@ pub struct SimArgs {
     /// The pacemaker's first view timeout.
     #[arg(long, default_value = "1s", value_parser = duration)]
     pub base_timeout: u64,
+    /// The first view timeout is also at least this many times the
+    /// second-longest of the last 16 gaps between progress events (0: the base alone).
+    #[arg(long, value_name = "N", default_value_t = phalanx_consensus::view_timeout::DEFAULT_TIMEOUT_FACTOR)]
+    pub timeout_factor: u64,
     /// The pacemaker's longest view timeout (after back-off).
     #[arg(long, default_value = "8s", value_parser = duration)]
     pub max_timeout: u64,
@@ -274,6 +278,7 @@ impl SimArgs {
         s.liveness_bound_ms = self.liveness_bound;
         s.base_timeout_ms = self.base_timeout;
         s.max_timeout_ms = self.max_timeout;
+        s.timeout_factor = self.timeout_factor;
         s.tx_interval_ms = self.tx_interval;
         s.forward = !self.no_forward;
         s.verify_cache = !self.no_verify_cache;

@@ -423,6 +423,7 @@ fn a_transfer_waits_for_finality_and_the_chain_can_be_inspected() {
     assert_eq!(status["consensus"], "hotstuff");
     assert!(status["view"].is_u64(), "{status}");
     assert!(status["phase"].is_string(), "{status}");
+    assert!(status["view_timeout_ms"].is_u64(), "{status}");
     let text = wallet.ok(&["status"]);
     assert!(text.contains(&node.url) && text.contains(CHAIN), "{text}");
     let line = |key: &str| {
@@ -437,6 +438,13 @@ fn a_transfer_waits_for_finality_and_the_chain_can_be_inspected() {
     // A validator runs the protocol: its phase is never null (-).
     assert!(
         ["normal", "timed-out"].contains(&line("phase").as_str()),
+        "{text}"
+    );
+    let timeout = line("view timeout");
+    assert!(
+        timeout
+            .strip_suffix(" ms")
+            .is_some_and(|ms| ms.parse::<u64>().is_ok()),
         "{text}"
     );
 

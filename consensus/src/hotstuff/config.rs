@@ -1,13 +1,18 @@
 //! The replica's tunables.
 
 use crate::types::Byzantine;
+use crate::view_timeout::DEFAULT_TIMEOUT_FACTOR;
 
 /// Tunables, each with a bound.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The first timeout of a view; it doubles for each view in a row that
-    /// ends without a QC, up to `max_timeout_ms`.
+    /// The first timeout of a view, at least; it doubles for each view in
+    /// a row that ends without a QC, up to `max_timeout_ms`.
     pub base_timeout_ms: u64,
+    /// The first timeout is also at least this many times the second-longest of
+    /// the last few gaps between QCs (0: the base alone). See
+    /// [`crate::view_timeout`].
+    pub timeout_factor: u64,
     /// The longest a view's timer may grow to with back-off.
     pub max_timeout_ms: u64,
     /// Uncommitted blocks kept at most.
@@ -43,6 +48,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             base_timeout_ms: 1_000,
+            timeout_factor: DEFAULT_TIMEOUT_FACTOR,
             max_timeout_ms: 30_000,
             max_pending_blocks: 1_024,
             max_buffered_proposals: 64,

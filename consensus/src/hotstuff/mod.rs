@@ -40,8 +40,13 @@
 //!   direct parents in consecutive views (`b''.view = b'.view + 1 =
 //!   b.view + 2`), `b` commits, and with it every uncommitted ancestor, in
 //!   height order.
-//! - **Pacemaker.** Each view has a timer, `base × 2^k` capped, where `k`
-//!   counts views in a row that ended without a QC; a QC resets it. When the
+//! - **Pacemaker.** Each view has a timer, `first × 2^k` capped, where `k`
+//!   counts views in a row that ended without a QC; a QC resets it.
+//!   `first` is the base timeout, or `timeout_factor` times the
+//!   second-longest of the last 16 gaps between QCs if that is longer
+//!   ([`crate::view_timeout`]): short while rounds are quick, longer while
+//!   load slows them. A replica with no transaction waiting gives the
+//!   leader its empty-block delay once more before timing out. When the
 //!   timer fires a replica stops voting in the view and broadcasts a signed
 //!   timeout carrying its highest QC (and repeats it while stuck), along
 //!   with the vote it cast in that view, unchanged: that vote went to the
@@ -51,6 +56,11 @@
 //!   timeouts for a view at least the replica's own make it time out too
 //!   (so views resynchronize after a partition heals); n - f form a TC that
 //!   moves everyone to the next view, whose leader proposes with the TC.
+//!   A replica that timed out in `v - 1` after voting there, and then
+//!   reached `v` on a QC for the block it voted for (formed elsewhere from
+//!   the re-sent votes), times out in `v` at once: `v`'s leader is the one
+//!   its vote went to, which failed to form that QC for a whole timeout.
+//!   A crashed leader then costs one view timeout, not two.
 //! - **Forwarding.** Every new valid message a replica receives is
 //!   broadcast again once (deduplicated by content), keeping its author's
 //!   signature, so it reaches honest replicas even when its author's links

@@ -1,6 +1,7 @@
 //! The pacemaker (Jolteon/DiemBFT style): the current view, its timers
-//! with exponential back-off, and the timeouts that become a timeout
-//! certificate (TC).
+//! (a first timeout that follows the committee's recent pace, with
+//! exponential back-off: [`ViewTimeout`]), and the timeouts that become a
+//! timeout certificate (TC).
 //!
 //! It decides when views change and which timers to arm; it signs nothing
 //! and sends nothing. The replica asks it and carries out its answers.
@@ -10,27 +11,32 @@ use super::io::{Effect, Timer};
 use super::messages::{Payload, QuorumCert, SignedMessage, TimeoutCert, TimeoutSignature};
 use crate::committee::Committee;
 use crate::types::{TimeMs, View};
+use crate::view_timeout::ViewTimeout;
 use phalanx_chain::ValidatorIndex;
 use phalanx_crypto::Signature;
 use std::collections::BTreeMap;
 
-/// Back-off doubles the view timer at most this many times in a row
-/// (before `max_timeout_ms` caps it anyway).
-const MAX_BACK_OFF_STEPS: u32 = 20;
+/// What a view timer's firing comes to.
+#[derive(Debug)]
+pub(super) enum ViewTimerAction {
+    /// Give up on the view (or say so again), and arm this.
+    TimeOut(Effect),
+    /// An idle replica that has seen nothing of the view waits once more
+    /// for a leader that may be waiting out its empty-block delay.
+    Extend(Effect),
+}
 
 /// Views, view timers and timeouts.
 #[derive(Debug)]
 pub(super) struct Pacemaker {
     view: View,
-    base_timeout_ms: u64,
-    max_timeout_ms: u64,
+    /// The view timer's length.
+    timeout: ViewTimeout,
     /// n - f: timeouts that form a TC.
     quorum: usize,
     /// f + 1: timeouts at or beyond a view that prove an honest replica
     /// gave up on it.
     validity_threshold: usize,
-    /// Views in a row that ended without a QC (for back-off).
-    timeouts_in_row: u32,
     /// The TC of the highest view seen.
     high_tc: Option<TimeoutCert>,
     /// Timeout signatures and high QCs, by view and signer, for TCs.
@@ -44,11 +50,15 @@ impl Pacemaker {
     pub fn new(config: &Config, committee: &Committee) -> Pacemaker {
         Pacemaker {
             view: View(0),
-            base_timeout_ms: config.base_timeout_ms,
-            max_timeout_ms: config.max_timeout_ms,
+            timeout: ViewTimeout::new(
+                config.base_timeout_ms,
+                config.max_timeout_ms,
+                config.timeout_factor,
+                config.max_batch_delay_ms,
+                config.empty_block_delay_ms,
+            ),
             quorum: committee.quorum(),
             validity_threshold: committee.validity_threshold(),
-            timeouts_in_row: 0,
             high_tc: None,
             timeouts: BTreeMap::new(),
             latest_timeouts: BTreeMap::new(),
@@ -59,19 +69,15 @@ impl Pacemaker {
         self.view
     }
 
-    /// The view timer's length: `base × 2^k` capped, `k` the views in a row
-    /// that ended without a QC.
-    fn timeout_ms(&self) -> u64 {
-        let factor = 1u64 << self.timeouts_in_row.min(MAX_BACK_OFF_STEPS);
-        self.base_timeout_ms
-            .saturating_mul(factor)
-            .min(self.max_timeout_ms)
+    /// The current view's timer length (before any idle extension).
+    pub fn timeout_ms(&self) -> u64 {
+        self.timeout.current_ms()
     }
 
     /// Moves to `view` if it is ahead. Returns the timer changes to make:
     /// the old view's timers cancelled, the new view's armed. `None` if
-    /// `view` is not ahead (nothing changes).
-    pub fn enter(&mut self, view: View, now: TimeMs) -> Option<Vec<Effect>> {
+    /// `view` is not ahead (nothing changes). `busy`: transactions wait.
+    pub fn enter(&mut self, view: View, now: TimeMs, busy: bool) -> Option<Vec<Effect>> {
         if view <= self.view {
             return None;
         }
@@ -87,23 +93,31 @@ impl Pacemaker {
             }
         }
         self.view = view;
+        self.timeout.resume(now, busy);
         effects.push(Effect::ArmTimer {
             timer: Timer::View(view),
-            at: now.saturating_add(self.timeout_ms()),
+            at: now.saturating_add(self.timeout.current_ms()),
         });
         let keep_from = View(view.0.saturating_sub(2));
         self.timeouts = self.timeouts.split_off(&keep_from);
         Some(effects)
     }
 
-    /// A QC for `qc_view`: if it is for the current view or later, back-off
-    /// resets and the view after it is the one to enter.
-    pub fn on_qc(&mut self, qc_view: View) -> Option<View> {
+    /// A QC for `qc_view`: if it is for the current view or later, the
+    /// committee made progress (back-off resets, the gap since the last
+    /// counts towards the pace) and the view after it is the one to enter.
+    pub fn on_qc(&mut self, qc_view: View, now: TimeMs, busy: bool) -> Option<View> {
         if qc_view < self.view {
             return None;
         }
-        self.timeouts_in_row = 0;
+        self.timeout.progress(now, busy);
         Some(qc_view.next())
+    }
+
+    /// A vote had to be re-sent: the gap to the next QC measures the
+    /// recovery, not the committee's pace, and does not count.
+    pub fn recovering(&mut self) {
+        self.timeout.interrupt();
     }
 
     /// Keeps `tc` if it is the highest seen.
@@ -113,28 +127,47 @@ impl Pacemaker {
         }
     }
 
-    /// The view timer of `view` fired. If `view` is still current, returns
-    /// the timer to arm once the replica has timed out: the first firing
-    /// in a view counts towards back-off; the timer comes back every base
-    /// period after that, so that the replica re-sends its timeout and a
-    /// heal is noticed within one base period however long back-off grew.
-    pub fn on_view_timer(&mut self, view: View, first: bool, now: TimeMs) -> Option<Effect> {
+    /// The view timer of `view` fired; `first`: the replica has not timed
+    /// out in it yet; `idle`: no transaction waits here. `None` if `view`
+    /// is no longer current.
+    ///
+    /// An idle replica's first firing is put off once by the empty-block
+    /// delay (the next leader may be waiting it out). Otherwise the replica times out: the first firing in a view
+    /// counts towards back-off; the timer comes back every base period
+    /// after that, so that the replica re-sends its timeout and a heal is
+    /// noticed within one base period however long back-off grew.
+    pub fn on_view_timer(
+        &mut self,
+        view: View,
+        first: bool,
+        idle: bool,
+        now: TimeMs,
+    ) -> Option<ViewTimerAction> {
         if view != self.view {
             return None;
         }
-        if first {
-            self.timeouts_in_row = self.timeouts_in_row.saturating_add(1);
+        if first
+            && idle
+            && let Some(wait) = self.timeout.idle_extension()
+        {
+            return Some(ViewTimerAction::Extend(Effect::ArmTimer {
+                timer: Timer::View(view),
+                at: now.saturating_add(wait),
+            }));
         }
-        Some(Effect::ArmTimer {
+        if first {
+            self.timeout.failed();
+        }
+        Some(ViewTimerAction::TimeOut(Effect::ArmTimer {
             timer: Timer::View(view),
-            at: now.saturating_add(self.base_timeout_ms),
-        })
+            at: now.saturating_add(self.timeout.base_ms()),
+        }))
     }
 
     /// The timer that re-sends the vote of `view` a quarter of a base
     /// timeout from `now`.
     pub fn vote_resend_timer(&self, view: View, now: TimeMs) -> Effect {
-        let period = (self.base_timeout_ms / 4).max(1);
+        let period = (self.timeout.base_ms() / 4).max(1);
         Effect::ArmTimer {
             timer: Timer::ResendVote(view),
             at: now.saturating_add(period),

@@ -27,7 +27,7 @@ use super::messages::{
     Payload, Proposal, QuorumCert, SignedMessage, TimeoutCert, Verified, Vote, block_view,
     genesis_qc, parent_cert, sign,
 };
-use super::pacemaker::Pacemaker;
+use super::pacemaker::{Pacemaker, ViewTimerAction};
 use super::proposer::{self, Pace, Proposer};
 use super::safety::{SafetyData, SafetyRules};
 use super::votes::VoteCollector;
@@ -103,7 +103,7 @@ impl Replica {
             Input::Start { recovered } => self.start(recovered, ledger),
             Input::Message(message) if self.started => self.on_message(message, ledger),
             Input::Sync { from, message } if self.started => self.on_sync(from, message, ledger),
-            Input::Timer(Timer::View(v)) if self.started => self.on_view_timer(v),
+            Input::Timer(Timer::View(v)) if self.started => self.on_view_timer(v, ledger),
             Input::Timer(Timer::ResendVote(v)) if self.started => self.resend_vote(v),
             Input::Timer(Timer::Propose(v)) if self.started && v == view => {
                 self.propose_now(ledger)
@@ -117,6 +117,11 @@ impl Replica {
 
     pub fn view(&self) -> View {
         self.pacemaker.view()
+    }
+
+    /// The current view's timer length.
+    pub fn view_timeout_ms(&self) -> u64 {
+        self.pacemaker.timeout_ms()
     }
 
     /// A failure of the node itself (its storage) met while handling the
@@ -172,7 +177,8 @@ impl Replica {
     /// Moves to `view` if it is ahead; its leader proposes (or starts
     /// waiting for a batch).
     fn enter_view(&mut self, view: View, ledger: &mut dyn Ledger) {
-        let Some(timers) = self.pacemaker.enter(view, self.now) else {
+        let busy = ledger.has_pending_transactions();
+        let Some(timers) = self.pacemaker.enter(view, self.now, busy) else {
             return;
         };
         self.out.extend(timers);
@@ -181,15 +187,53 @@ impl Replica {
         self.votes.prune_below(keep_from);
         self.intake.prune_below(keep_from);
         self.catch_up.prune_below(keep_from);
+        if self.aggregator_failed(view) {
+            self.local_timeout(view);
+        }
         self.propose(ledger);
+    }
+
+    /// True if `view`'s leader is the one that failed to gather the QC
+    /// that ended the view before: this replica voted in `view - 1`, sent
+    /// the vote to `view`'s leader (the leader of the view after a block's
+    /// view gathers its QC), timed out in `view - 1` waiting for it, and
+    /// the QC that brought it here certifies that very block (formed by
+    /// another replica from the votes re-sent on timeout). That leader is
+    /// most likely down: rather than wait out a second timeout for it, the
+    /// replica gives up on `view` at once. A live but slow leader loses
+    /// one view; nothing about safety changes (a timeout only ends voting
+    /// in its view).
+    fn aggregator_failed(&self, view: View) -> bool {
+        let Some(previous) = view.0.checked_sub(1).map(View) else {
+            return false;
+        };
+        if self.rules.timeout_in(previous).is_none() {
+            return false;
+        }
+        let Some(Payload::Vote(vote)) = self.rules.vote_in(previous).map(|m| &m.payload) else {
+            return false;
+        };
+        let qc = self.rules.high_qc();
+        if View(qc.view) != previous || qc.block != vote.block {
+            return false;
+        }
+        self.tree
+            .get(&qc.block)
+            .is_some_and(|block| leader::leader(&self.committee, view, block.header()) != self.me)
     }
 
     /// The view's timer: give up on the view (or, already given up, say so
     /// again) and ask again for the blocks buffered proposals wait for.
-    fn on_view_timer(&mut self, view: View) {
+    fn on_view_timer(&mut self, view: View, ledger: &dyn Ledger) {
         let first = self.rules.timeout_in(view).is_none();
-        let Some(rearm) = self.pacemaker.on_view_timer(view, first, self.now) else {
-            return;
+        let idle = !ledger.has_pending_transactions();
+        let rearm = match self.pacemaker.on_view_timer(view, first, idle, self.now) {
+            None => return,
+            Some(ViewTimerAction::Extend(rearm)) => {
+                self.out.push(rearm);
+                return;
+            }
+            Some(ViewTimerAction::TimeOut(rearm)) => rearm,
         };
         self.local_timeout(view);
         let requests = self
@@ -228,7 +272,8 @@ impl Replica {
     fn process_qc(&mut self, qc: &QuorumCert, ledger: &mut dyn Ledger) {
         let before = self.rules.high_qc().view;
         self.rules.observe_qc(qc);
-        if let Some(next) = self.pacemaker.on_qc(View(qc.view)) {
+        let busy = ledger.has_pending_transactions();
+        if let Some(next) = self.pacemaker.on_qc(View(qc.view), self.now, busy) {
             self.enter_view(next, ledger);
         } else if self.rules.high_qc().view > before {
             self.propose(ledger);
@@ -378,6 +423,7 @@ impl Replica {
                 && self.rules.timeout_in(current).is_none()
                 && let Some(vote) = self.rules.vote_in(view).cloned()
             {
+                self.pacemaker.recovering();
                 self.out.push(Effect::Broadcast(vote));
             }
             return;
@@ -388,6 +434,7 @@ impl Replica {
         let Some(vote) = self.rules.vote_in(view).cloned() else {
             return;
         };
+        self.pacemaker.recovering();
         self.out.push(Effect::Broadcast(vote));
         let resend = self.pacemaker.vote_resend_timer(view, self.now);
         self.out.push(resend);

@@ -71,6 +71,7 @@ impl Protocol for HotStuff {
         crate::check_behaviour(Self::KIND, t.byzantine, &BEHAVIOURS)?;
         let config = Config {
             base_timeout_ms: t.base_timeout_ms,
+            timeout_factor: t.timeout_factor,
             max_timeout_ms: t.max_timeout_ms,
             forward: t.forward,
             byzantine: t.byzantine,
@@ -147,6 +148,7 @@ impl Protocol for HotStuff {
                 "normal"
             },
             unchecked_drops: 0,
+            view_timeout_ms: Some(self.replica.view_timeout_ms()),
         }
     }
 

@@ -1372,3 +1372,131 @@ fn a_validator_in_no_qc_is_not_picked_and_votes_follow_the_rule() {
     }
     assert!(checked > 10, "only {checked} votes checked");
 }
+
+fn view_timer_at(effects: &[Effect], view: u64) -> Option<u64> {
+    effects.iter().rev().find_map(|e| match e {
+        Effect::ArmTimer {
+            timer: Timer::View(v),
+            at,
+        } if *v == View(view) => Some(*at),
+        _ => None,
+    })
+}
+
+fn own_timeout_broadcast(effects: &[Effect], me: usize, view: u64) -> bool {
+    effects.iter().any(|e| {
+        matches!(
+            e,
+            Effect::Broadcast(m) if usize::from(m.author.0) == me
+                && matches!(&m.payload, Payload::Timeout(t) if t.view == View(view))
+        )
+    })
+}
+
+/// The view timer follows the committee's pace: QCs 400 ms apart make the
+/// first timeout 4 × 400 ms, above the 1 s base (the window's return to
+/// the base is tested in `view_timeout`). With factor 0 it stays fixed.
+#[test]
+fn slow_rounds_lengthen_the_view_timer() {
+    // n = 7: replica 0 leads none of views 1 to 6, so only the test proposes.
+    let f = fixture(7);
+    let blocks = chain(&f, &[1, 2, 3, 4, 5, 6]);
+    for factor in [4, 0] {
+        let config = Config {
+            timeout_factor: factor,
+            ..Config::default()
+        };
+        let mut r = f.replica(0, config);
+        let mut ledger = EmptyLedger::default();
+        let _ = r.handle(Input::Start { recovered: None }, 0, &mut ledger);
+        let mut timers = Vec::new();
+        for (i, p) in blocks.iter().enumerate() {
+            let now = 400 * (i as u64 + 1);
+            let effects = r.handle(f.verified(p.clone()), now, &mut ledger);
+            if i > 0 {
+                // The proposal's QC ended the view before: a new timer.
+                let at = view_timer_at(&effects, i as u64 + 1).expect("a view timer");
+                timers.push(at - now);
+            }
+        }
+        // Gaps: start to the first QC (800 ms), then 400 ms each; the
+        // second-longest sets the pace.
+        let expected = if factor == 4 {
+            [1_000, 1_600, 1_600, 1_600, 1_600]
+        } else {
+            [1_000; 5]
+        };
+        assert_eq!(timers, expected, "factor {factor}");
+        assert_eq!(r.view_timeout_ms(), expected[4]);
+    }
+}
+
+/// A replica whose vote went to a leader that never formed the QC, and
+/// that then got the QC from the votes re-sent on timeout, gives up at
+/// once on the view that same leader leads. One that got the QC in time
+/// does not.
+#[test]
+fn a_leader_that_failed_to_gather_a_qc_is_given_up_on_at_once() {
+    let f = fixture(4);
+    let g = genesis_qc(&f.committee);
+    let proposal = f.proposal(1, &f.genesis, g, None, 5);
+    let block = block_of(&proposal).hash();
+    // The genesis QC has no signers: view 2 goes round-robin, to 2.
+    assert_eq!(
+        leader::leader(&f.committee, View(2), block_of(&proposal).header()),
+        ValidatorIndex(2)
+    );
+    for timed_out in [true, false] {
+        let (mut r, _) = f.started(0);
+        let mut ledger = EmptyLedger::default();
+        let effects = r.handle(f.verified(proposal.clone()), 10, &mut ledger);
+        assert_eq!(votes_sent(&effects)[0].0, ValidatorIndex(2));
+        let mut now = 100;
+        if timed_out {
+            now = 1_010;
+            let effects = r.handle(Input::Timer(Timer::View(View(1))), now, &mut ledger);
+            assert!(own_timeout_broadcast(&effects, 0, 1), "{effects:#?}");
+        }
+        let mut effects = Vec::new();
+        for voter in [1, 3] {
+            effects = r.handle(f.verified(f.vote(voter, 1, block)), now + 10, &mut ledger);
+        }
+        assert_eq!(r.view(), View(2));
+        assert_eq!(
+            own_timeout_broadcast(&effects, 0, 2),
+            timed_out,
+            "{effects:#?}"
+        );
+        assert_eq!(r.timed_out(), timed_out);
+    }
+}
+
+/// With no transaction waiting, the leader may be waiting out its
+/// empty-block delay: a replica's first view timer then waits that much
+/// more, once, before it times out. With transactions waiting it times
+/// out at once.
+#[test]
+fn an_idle_replica_waits_out_the_empty_block_delay_before_timing_out() {
+    let f = fixture(4);
+    let config = Config {
+        max_batch_delay_ms: 100,
+        empty_block_delay_ms: 2_000,
+        ..Config::default()
+    };
+    for idle in [true, false] {
+        let mut r = f.replica(0, config.clone());
+        let mut ledger = EmptyLedger {
+            pending: Some(!idle),
+            ..EmptyLedger::default()
+        };
+        let effects = r.handle(Input::Start { recovered: None }, 0, &mut ledger);
+        assert_eq!(view_timer_at(&effects, 1), Some(1_000));
+        let effects = r.handle(Input::Timer(Timer::View(View(1))), 1_000, &mut ledger);
+        assert_eq!(own_timeout_broadcast(&effects, 0, 1), !idle, "{effects:#?}");
+        if idle {
+            assert_eq!(view_timer_at(&effects, 1), Some(3_000));
+            let effects = r.handle(Input::Timer(Timer::View(View(1))), 3_000, &mut ledger);
+            assert!(own_timeout_broadcast(&effects, 0, 1), "{effects:#?}");
+        }
+    }
+}

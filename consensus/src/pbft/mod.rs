@@ -54,7 +54,11 @@
 //!   height above the highest checkpoint while they form a chain, then
 //!   empty blocks up to the highest certified height. The primary then
 //!   sends those pre-prepares (the re-proposed blocks keep their original
-//!   headers) and continues with new blocks. The timeout doubles with each
+//!   headers) and continues with new blocks. The first timeout is the base,
+//!   or `timeout_factor` times the second-longest of the last 16 gaps
+//!   between executions if that is longer ([`crate::view_timeout`]), and
+//!   an idle backup (nothing waiting, nothing in flight) gives the primary
+//!   its empty-block delay once more. The timeout doubles with each
 //!   view change in a row that brings no progress (capped); a replica
 //!   waiting for a new view moves on to the next view when it expires.
 //!   f + 1 view changes for later views make a replica join the smallest

@@ -534,7 +534,8 @@ impl Replica {
     /// a primary may propose again.
     fn after_progress(&mut self, ledger: &mut dyn Ledger) {
         if self.mode == Mode::Normal {
-            self.timeouts_in_row = 0;
+            let busy = ledger.has_pending_transactions();
+            self.view_timeout.progress(self.now, busy);
             self.arm_view_timer();
         }
         self.send_commits();

@@ -13,6 +13,7 @@ use crate::bft::{ReplicaEffect, ReplicaInput};
 use crate::committee::Committee;
 use crate::ledger::{Ledger, LedgerError, LocalFault};
 use crate::types::{Byzantine, TimeMs, View};
+use crate::view_timeout::ViewTimeout;
 use phalanx_chain::{Address, BftCertificate, Block, Hash, Height, ValidatorIndex};
 use phalanx_crypto::Keypair;
 use serde::{Deserialize, Serialize};
@@ -32,9 +33,13 @@ pub const MAX_HELD_BLOCKS: usize = 1_024;
 /// Tunables, each with a bound.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The first view timeout: a view that executes nothing for this long
-    /// is changed.
+    /// The first view timeout, at least: a view that executes nothing for
+    /// this long is changed.
     pub base_timeout_ms: u64,
+    /// The first timeout is also at least this many times the second-longest of
+    /// the last few gaps between executions (0: the base alone). See
+    /// [`crate::view_timeout`].
+    pub timeout_factor: u64,
     /// The longest the timeout grows to, doubling with each view change in
     /// a row that made no progress.
     pub max_timeout_ms: u64,
@@ -63,6 +68,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             base_timeout_ms: 1_000,
+            timeout_factor: crate::view_timeout::DEFAULT_TIMEOUT_FACTOR,
             max_timeout_ms: 30_000,
             checkpoint_interval: 16,
             watermark_window: 32,
@@ -220,8 +226,10 @@ pub struct Replica {
     pub(super) sync_retries: u64,
     seen: HashSet<Hash>,
     seen_order: VecDeque<Hash>,
-    /// View changes in a row that did not lead to progress.
-    pub(super) timeouts_in_row: u32,
+    /// The view timer's length: the pace of recent executions, and view
+    /// changes in a row that did not lead to progress.
+    pub(super) view_timeout: ViewTimeout,
+
     pub(super) propose_wait: ProposeWait,
     /// New blocks proposed while handling the current input. A committee
     /// of one commits each at once and could propose without end: past
@@ -248,6 +256,13 @@ impl Replica {
         committed: Block,
     ) -> Replica {
         let stable = genesis_checkpoint(&committee, &committed);
+        let view_timeout = ViewTimeout::new(
+            config.base_timeout_ms,
+            config.max_timeout_ms,
+            config.timeout_factor,
+            config.max_batch_delay_ms,
+            config.empty_block_delay_ms,
+        );
         Replica {
             last_commit: genesis_cert(&committee),
             committee,
@@ -284,7 +299,7 @@ impl Replica {
             sync_retries: 0,
             seen: HashSet::new(),
             seen_order: VecDeque::new(),
-            timeouts_in_row: 0,
+            view_timeout,
             propose_wait: ProposeWait::default(),
             proposed_now: 0,
             executing: false,
@@ -397,6 +412,8 @@ impl Replica {
         if let Some(safety) = recovered {
             self.restore(*safety);
         }
+        self.view_timeout
+            .resume(self.now, ledger.has_pending_transactions());
         match self.mode {
             Mode::Normal => {
                 self.arm_view_timer();
@@ -428,12 +445,37 @@ impl Replica {
 
     // ----- timers -----
 
+    /// The timeout of the current view (and of a view change's wait).
     pub(super) fn timeout_ms(&self) -> u64 {
-        let factor = 1u64 << self.timeouts_in_row.min(20);
-        self.config
-            .base_timeout_ms
-            .saturating_mul(factor)
-            .min(self.config.max_timeout_ms)
+        self.view_timeout.current_ms()
+    }
+
+    /// The current view's timer length.
+    pub fn view_timeout_ms(&self) -> u64 {
+        self.timeout_ms()
+    }
+
+    /// The view timer fired on an idle replica (no transaction waits and
+    /// nothing of this view is accepted above the executed head): the
+    /// primary may be waiting out its empty-block delay, so wait that much
+    /// longer, once per progress.
+    fn extend_for_idle_primary(&mut self, view: View, ledger: &dyn Ledger) -> bool {
+        let busy = ledger.has_pending_transactions()
+            || self
+                .log
+                .highest_accepted(view)
+                .is_some_and(|h| h > self.executed());
+        if busy {
+            return false;
+        }
+        let Some(wait) = self.view_timeout.idle_extension() else {
+            return false;
+        };
+        self.out.push(Effect::ArmTimer {
+            timer: Timer::View(view),
+            at: self.now.saturating_add(wait),
+        });
+        true
     }
 
     /// (Re)arms the current view's progress timer.
@@ -447,6 +489,9 @@ impl Replica {
     fn on_timer(&mut self, timer: Timer, ledger: &mut dyn Ledger) {
         match timer {
             Timer::View(view) if view == self.view && self.mode == Mode::Normal => {
+                if self.extend_for_idle_primary(view, ledger) {
+                    return;
+                }
                 self.resend_checkpoint();
                 self.retry_requests();
                 self.view_change_to(view.next(), false);
@@ -509,7 +554,7 @@ impl Replica {
     }
 
     fn resend_period(&self) -> u64 {
-        (self.config.base_timeout_ms / 4).max(1)
+        (self.view_timeout.base_ms() / 4).max(1)
     }
 
     /// Arms the re-send timer for when the oldest waiting height has waited

@@ -84,6 +84,7 @@ impl Protocol for Pbft {
         crate::check_behaviour(Self::KIND, t.byzantine, &BEHAVIOURS)?;
         let config = Config {
             base_timeout_ms: t.base_timeout_ms,
+            timeout_factor: t.timeout_factor,
             max_timeout_ms: t.max_timeout_ms,
             checkpoint_interval: t.checkpoint_interval.max(1),
             watermark_window: t
@@ -165,6 +166,7 @@ impl Protocol for Pbft {
                 "normal"
             },
             unchecked_drops: 0,
+            view_timeout_ms: Some(self.replica.view_timeout_ms()),
         }
     }
 

@@ -993,3 +993,85 @@ fn a_committee_of_one_commits_without_recursing() {
     assert!(net.run_until(50, 200));
     net.assert_agreement();
 }
+
+/// The last time `effects` arm `timer` for.
+fn last_armed(effects: &[Effect], timer: Timer) -> Option<u64> {
+    effects.iter().rev().find_map(|e| match e {
+        Effect::ArmTimer { timer: t, at } if *t == timer => Some(*at),
+        _ => None,
+    })
+}
+
+/// The view timer follows the pace of executions: heights executed 400 ms
+/// apart, with transactions waiting, make the first timeout 4 × 400 ms,
+/// above the 1 s base (the second-longest recent gap sets it). With factor
+/// 0 it stays at the base.
+#[test]
+fn slow_executions_lengthen_the_view_timer() {
+    let f = fixture(4);
+    for factor in [4, 0] {
+        let mut ledger = busy();
+        let config = Config {
+            timeout_factor: factor,
+            ..quiet()
+        };
+        let mut backup = f.replica(1, config);
+        let _ = backup.handle(Input::Start { recovered: None }, 0, &mut ledger);
+        let mut parent = f.genesis.clone();
+        let mut timers = Vec::new();
+        for height in 1..=4u64 {
+            let now = 400 * height;
+            let p = f.preprepare(0, &parent, now);
+            let vote = vote_of(&p);
+            let mut out = backup.handle(f.verified(p.clone()), now, &mut ledger);
+            for who in [2, 3] {
+                let prepare = f.verified(f.sign(who, Payload::Prepare(vote)));
+                out.extend(backup.handle(prepare, now, &mut ledger));
+            }
+            for who in [0, 2, 3] {
+                let commit = f.verified(f.sign(who, Payload::Commit(vote)));
+                out.extend(backup.handle(commit, now, &mut ledger));
+            }
+            assert!(
+                out.iter().any(|e| matches!(e, Effect::Commit(_))),
+                "height {height} executed: {out:#?}"
+            );
+            let at = last_armed(&out, Timer::View(View(0))).expect("the view timer re-armed");
+            timers.push(at - now);
+            parent = block_of(&p);
+        }
+        let expected = if factor == 4 {
+            [1_000, 1_600, 1_600, 1_600]
+        } else {
+            [1_000; 4]
+        };
+        assert_eq!(timers, expected, "factor {factor}");
+    }
+}
+
+/// An idle backup (no transaction waiting, nothing in flight) gives the
+/// primary its empty-block delay once more before changing view: the
+/// primary may be waiting to send its heartbeat. With transactions
+/// waiting it changes view when the timer fires.
+#[test]
+fn an_idle_backup_waits_out_the_empty_block_delay_before_a_view_change() {
+    let f = fixture(4);
+    let config = Config {
+        max_batch_delay_ms: 100,
+        empty_block_delay_ms: 2_000,
+        ..quiet()
+    };
+    for idle in [true, false] {
+        let mut ledger = if idle { EmptyLedger::default() } else { busy() };
+        let mut backup = f.replica(1, config.clone());
+        let effects = backup.handle(Input::Start { recovered: None }, 0, &mut ledger);
+        assert_eq!(armed(&effects, Timer::View(View(0))), Some(1_000));
+        let effects = backup.handle(Input::Timer(Timer::View(View(0))), 1_000, &mut ledger);
+        assert_eq!(backup.changing_view(), !idle, "{effects:#?}");
+        if idle {
+            assert_eq!(armed(&effects, Timer::View(View(0))), Some(3_000));
+            let _ = backup.handle(Input::Timer(Timer::View(View(0))), 3_000, &mut ledger);
+            assert!(backup.changing_view());
+        }
+    }
+}

@@ -37,7 +37,7 @@ impl Replica {
                 self.out.push(Effect::CancelTimer(timer));
             }
             self.forget_own_messages();
-            self.timeouts_in_row = self.timeouts_in_row.saturating_add(1);
+            self.view_timeout.failed();
             self.mode = Mode::ViewChange;
             self.view = target;
             self.safety.view = target;
@@ -78,7 +78,7 @@ impl Replica {
         {
             self.view_change_quorum_at = Some(self.now);
         }
-        let resend = self.now.saturating_add(self.config.base_timeout_ms.max(1));
+        let resend = self.now.saturating_add(self.view_timeout.base_ms().max(1));
         let at = match self.view_change_quorum_at {
             Some(since) => since.saturating_add(self.timeout_ms()).min(resend),
             None => resend,
@@ -250,6 +250,8 @@ impl Replica {
         if let Some(cert) = checkpoint {
             self.on_stable(cert);
         }
+        self.view_timeout
+            .resume(self.now, ledger.has_pending_transactions());
         self.arm_view_timer();
         self.retry_waiting(ledger);
         self.propose(ledger);

@@ -1084,6 +1084,7 @@ impl Protocol for Pow {
                 "following"
             },
             unchecked_drops: self.stats.unchecked_drops,
+            view_timeout_ms: None,
         }
     }
 

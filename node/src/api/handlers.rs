@@ -64,6 +64,7 @@ pub async fn status(State(api): State<Api>) -> Result<Json<StatusView>, ApiError
         finalized_height,
         view: live.view,
         phase: live.phase,
+        view_timeout_ms: live.view_timeout_ms,
         peers,
         mempool_size,
         mempool_bytes,

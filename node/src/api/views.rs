@@ -27,6 +27,9 @@ pub struct StatusView {
     /// What the protocol is doing in that view; null if this node runs no
     /// protocol instance.
     pub phase: Option<&'static str>,
+    /// The current view's timer length in milliseconds; null for proof of
+    /// work and on a node that runs no protocol instance.
+    pub view_timeout_ms: Option<u64>,
     /// Connected peers.
     pub peers: usize,
     pub mempool_size: usize,

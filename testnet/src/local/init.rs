@@ -279,15 +279,15 @@ pub fn apply_byzantine(
 }
 
 /// Sets every node's first view timeout to `ms` (the longest stays at
-/// least that), and cuts the batch and empty-block delays to half of it if
-/// they are longer, as the config requires.
+/// least that), and cuts the batch delay to half of it if it is longer, as
+/// the config requires (the empty-block delay needs no cut: an idle view
+/// timer waits it out).
 pub fn set_base_timeout(dir: &Path, validators: usize, ms: u64) -> anyhow::Result<()> {
     edit_configs(dir, validators, |config| {
         let c = &mut config.consensus;
         c.base_timeout_ms = ms;
         c.max_timeout_ms = c.max_timeout_ms.max(ms);
         c.max_batch_delay_ms = c.max_batch_delay_ms.min(ms / 2);
-        c.empty_block_delay_ms = c.empty_block_delay_ms.min(ms / 2);
     })
 }
 
@@ -602,13 +602,13 @@ mod tests {
                 .consensus;
             assert_eq!(c.base_timeout_ms, 400);
             assert_eq!(c.max_timeout_ms, Config::default().consensus.max_timeout_ms);
-            assert_eq!((c.max_batch_delay_ms, c.empty_block_delay_ms), (200, 200));
+            assert_eq!((c.max_batch_delay_ms, c.empty_block_delay_ms), (200, 1_000));
         }
         // A longer timeout leaves the shorter delays alone.
         set_base_timeout(dir.path(), 2, 60_000).unwrap();
         let c = Config::load(&dir.path().join("node1")).unwrap().consensus;
         assert_eq!((c.base_timeout_ms, c.max_timeout_ms), (60_000, 60_000));
-        assert_eq!((c.max_batch_delay_ms, c.empty_block_delay_ms), (200, 200));
+        assert_eq!((c.max_batch_delay_ms, c.empty_block_delay_ms), (200, 1_000));
         set_verify_threads(dir.path(), 2, 1).unwrap();
         let m = Config::load(&dir.path().join("node0")).unwrap().mempool;
         assert_eq!(m.verify_threads, 1);

@@ -330,6 +330,9 @@ pub struct Scenario {
     /// is up commits a new block within this long.
     pub liveness_bound_ms: TimeMs,
     pub base_timeout_ms: u64,
+    /// The first timeout is also at least this many times the longest
+    /// recent gap between progress events (0: the base alone).
+    pub timeout_factor: u64,
     pub max_timeout_ms: u64,
     /// The simulated client submits one transfer this often.
     pub tx_interval_ms: u64,
@@ -411,6 +414,7 @@ impl Scenario {
             duration_ms: defaults::DURATION_MS,
             liveness_bound_ms: defaults::LIVENESS_BOUND_MS,
             base_timeout_ms: defaults::BASE_TIMEOUT_MS,
+            timeout_factor: phalanx_consensus::view_timeout::DEFAULT_TIMEOUT_FACTOR,
             max_timeout_ms: defaults::MAX_TIMEOUT_MS,
             tx_interval_ms: defaults::TX_INTERVAL_MS,
             forward: true,
@@ -443,6 +447,7 @@ impl Scenario {
     pub fn tuning(&self, me: ValidatorIndex) -> Tuning {
         Tuning {
             base_timeout_ms: self.base_timeout_ms,
+            timeout_factor: self.timeout_factor,
             max_timeout_ms: self.max_timeout_ms,
             forward: self.forward,
             byzantine: self.byzantine.get(&me).copied(),
@@ -737,6 +742,7 @@ impl Scenario {
                 d.checkpoint_interval,
             ),
             ("--max-in-flight", self.max_in_flight, d.max_in_flight),
+            ("--timeout-factor", self.timeout_factor, d.timeout_factor),
         ];
         for (name, value, default) in pbft {
             if value != default {

@@ -1020,6 +1020,7 @@ mod tests {
                 view: 0,
                 phase: "scripted",
                 unchecked_drops: 0,
+                view_timeout_ms: None,
             }
         }
 

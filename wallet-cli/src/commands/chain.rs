@@ -145,6 +145,14 @@ fn status_text(url: &str, s: &Value) -> String {
         ),
         ("syncing", sync),
     ];
+    // BFT protocols: the view timer's current length.
+    if !at(s, "/view_timeout_ms").is_null() {
+        let phase = pairs.iter().position(|(k, _)| *k == "phase").unwrap_or(0);
+        pairs.insert(
+            phase + 1,
+            ("view timeout", format!("{} ms", field("/view_timeout_ms"))),
+        );
+    }
     // Proof of work: what makes a block final, the chain's work, the
     // tips known, the miner.
     if !at(s, "/confirmations").is_null() {

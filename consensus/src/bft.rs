@@ -13,6 +13,7 @@ use phalanx_chain::encoding::{self, DecodeError};
 use phalanx_chain::{Block, Hash, ValidatorIndex};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 
 /// A message a validator signed, as it travels.
 pub trait Signed {
@@ -57,6 +58,9 @@ pub enum ReplicaEffect<M, P, T, E> {
         message: M,
     },
     Broadcast(M),
+    /// Another validator's message broadcast again as it arrived (its
+    /// bytes are its encoding: forwarding does not encode it again).
+    Relay(Relayed),
     SendSync {
         to: ValidatorIndex,
         message: SyncMessage,
@@ -73,21 +77,63 @@ pub enum ReplicaEffect<M, P, T, E> {
     Evidence(E),
 }
 
+/// A message to broadcast again as it arrived: its author, its kind (for
+/// metrics) and its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relayed {
+    pub author: ValidatorIndex,
+    pub kind: &'static str,
+    pub bytes: Arc<[u8]>,
+}
+
 /// A consensus message whose size, encoding, author, signature and
 /// embedded certificates have been checked against the committee, with
-/// its content id. Only a protocol's `verify_message` (and a replica, for
-/// its own messages) make one.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// its content id, and the bytes it arrived as when it came from the
+/// network. Only a protocol's `verify_message` (and a replica, for its
+/// own messages) make one.
+#[derive(Debug, Clone)]
 pub struct Verified<T> {
     value: T,
     /// BLAKE3 of the message's (canonical) encoding.
     id: Hash,
+    /// The encoding it arrived as (`None` for a message decoded or made
+    /// in process): forwarding sends these bytes instead of encoding the
+    /// message again.
+    wire: Option<Arc<[u8]>>,
 }
+
+/// Equal values have equal ids and encodings: the bytes kept are not
+/// compared.
+impl<T: PartialEq> PartialEq for Verified<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id && self.value == other.value
+    }
+}
+
+impl<T: Eq> Eq for Verified<T> {}
 
 impl<T> Verified<T> {
     /// `value`, checked, whose encoding hashes to `id`.
     pub(crate) fn new(value: T, id: Hash) -> Verified<T> {
-        Verified { value, id }
+        Verified {
+            value,
+            id,
+            wire: None,
+        }
+    }
+
+    /// The same message, decoded from `bytes` (its canonical encoding,
+    /// which hashes to its id): the bytes are kept for forwarding.
+    pub(crate) fn with_wire(self, bytes: &[u8]) -> Verified<T> {
+        Verified {
+            wire: Some(Arc::from(bytes)),
+            ..self
+        }
+    }
+
+    /// The bytes it arrived as, if it came from the network.
+    pub fn wire(&self) -> Option<&Arc<[u8]>> {
+        self.wire.as_ref()
     }
 
     pub fn get(&self) -> &T {
@@ -103,6 +149,24 @@ impl<T> Verified<T> {
     /// are the encoding. Replicas deduplicate by it.
     pub fn id(&self) -> Hash {
         self.id
+    }
+}
+
+/// The effect that forwards `message`: its bytes as they arrived, or the
+/// message itself if it has none (decoded or made in process) or if the
+/// replica misbehaves on purpose (`byzantine`: its filters act on
+/// messages, not bytes).
+pub fn forward<M: Signed + Clone, P, T, E>(
+    message: &Verified<M>,
+    byzantine: bool,
+) -> ReplicaEffect<M, P, T, E> {
+    match message.wire() {
+        Some(bytes) if !byzantine => ReplicaEffect::Relay(Relayed {
+            author: message.get().author(),
+            kind: message.get().kind(),
+            bytes: Arc::clone(bytes),
+        }),
+        _ => ReplicaEffect::Broadcast(message.get().clone()),
     }
 }
 
@@ -216,6 +280,16 @@ where
             message: outgoing(me, &message),
         },
         ReplicaEffect::Broadcast(message) => Effect::Broadcast(outgoing(me, &message)),
+        ReplicaEffect::Relay(relayed) => Effect::Broadcast(Outgoing {
+            channel: Channel::Consensus,
+            origin: if relayed.author == me {
+                Origin::Authored
+            } else {
+                Origin::Forwarded
+            },
+            kind: relayed.kind,
+            bytes: relayed.bytes.to_vec(),
+        }),
         ReplicaEffect::SendSync { to, message } => Effect::Send {
             to,
             message: Outgoing {

@@ -41,6 +41,11 @@ impl Misbehaviour {
         }
     }
 
+    /// True if the replica misbehaves at all.
+    pub fn any(&self) -> bool {
+        self.behaviour.is_some()
+    }
+
     /// The QC a leader builds on: its highest, or with `stale-qc` the one
     /// the highest QC's block was built on (old but valid).
     pub fn parent_qc(

@@ -305,7 +305,10 @@ impl Replica {
                 }
                 return;
             }
-            Admission::New { forward: true } => self.out.push(Effect::Broadcast(m.clone())),
+            Admission::New { forward: true } => {
+                let byzantine = self.byzantine.any();
+                self.out.push(crate::bft::forward(&message, byzantine));
+            }
             Admission::New { forward: false } => {}
         }
         match &m.payload {

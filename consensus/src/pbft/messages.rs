@@ -317,7 +317,7 @@ pub fn verify_message(
 ) -> Result<Verified<SignedMessage>, MessageError> {
     let message: SignedMessage = encoding::decode(bytes, MAX_MESSAGE_BYTES)?;
     // `decode` took only the canonical encoding: these bytes are it.
-    check(message, Hash::digest(bytes), committee)
+    check(message, Hash::digest(bytes), committee).map(|m| m.with_wire(bytes))
 }
 
 /// [`verify_message`] for a message already decoded.

@@ -23,7 +23,8 @@ impl Replica {
             return;
         }
         if self.config.forward && m.author != self.me && !self.settled_view_change(m) {
-            self.out.push(Effect::Broadcast(m.clone()));
+            let byzantine = self.config.byzantine.is_some();
+            self.out.push(crate::bft::forward(&message, byzantine));
         }
         self.nudge_if_behind(m);
         match &m.payload {

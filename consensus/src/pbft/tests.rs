@@ -276,6 +276,16 @@ impl Net {
                         self.route(from, to, message.clone());
                     }
                 }
+                Effect::Relay(relayed) => {
+                    let message: SignedMessage = phalanx_chain::encoding::decode(
+                        &relayed.bytes,
+                        messages::MAX_MESSAGE_BYTES,
+                    )
+                    .unwrap();
+                    for to in (0..self.n()).filter(|t| *t != from) {
+                        self.route(from, to, message.clone());
+                    }
+                }
                 Effect::SendSync { to, message } => {
                     let from_index = ValidatorIndex(from as u16);
                     self.queue.push_back((

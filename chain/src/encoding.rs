@@ -35,6 +35,15 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("ledger types always encode")
 }
 
+/// Appends `value`'s encoding (as [`encode`] makes it) to `out`.
+pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    let buffer = std::mem::take(out);
+    // As in `encode`: the ledger's types always encode.
+    #[allow(clippy::expect_used)]
+    let encoded = postcard::to_extend(value, buffer).expect("ledger types always encode");
+    *out = encoded;
+}
+
 /// The length of `value`'s encoding, computed without making it.
 pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
     // As in `encode`: the ledger's types always encode.

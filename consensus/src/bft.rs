@@ -86,6 +86,30 @@ pub struct Relayed {
     pub bytes: Arc<[u8]>,
 }
 
+/// Safety data as a replica hands it over to be persisted: the bytes to
+/// write.
+pub trait SafetyBytes {
+    fn into_bytes(self) -> Vec<u8>;
+}
+
+/// Safety data encoded whole.
+impl<S: Serialize> SafetyBytes for S {
+    fn into_bytes(self) -> Vec<u8> {
+        encoding::encode(&self)
+    }
+}
+
+/// Safety data a replica encoded itself (PBFT reuses the encodings of the
+/// heights that did not change).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedSafety(pub Vec<u8>);
+
+impl SafetyBytes for EncodedSafety {
+    fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
 /// A consensus message whose size, encoding, author, signature and
 /// embedded certificates have been checked against the committee, with
 /// its content id, and the bytes it arrived as when it came from the
@@ -251,7 +275,7 @@ pub fn handle<M, S, T, O, P, E>(
 where
     S: DeserializeOwned + Serialize,
     O: Signed,
-    P: Serialize,
+    P: SafetyBytes,
     E: Into<Evidence>,
 {
     let Some(input) = replica_input::<M, S, T>(input, max_safety_bytes)? else {
@@ -270,11 +294,11 @@ where
 fn translate<M, P, T, E>(me: ValidatorIndex, effect: ReplicaEffect<M, P, T, E>) -> Effect<T>
 where
     M: Signed,
-    P: Serialize,
+    P: SafetyBytes,
     E: Into<Evidence>,
 {
     match effect {
-        ReplicaEffect::PersistSafety(safety) => Effect::Persist(encoding::encode(&safety)),
+        ReplicaEffect::PersistSafety(safety) => Effect::Persist(safety.into_bytes()),
         ReplicaEffect::Send { to, message } => Effect::Send {
             to,
             message: outgoing(me, &message),

@@ -269,7 +269,7 @@ impl Net {
     fn apply(&mut self, from: usize, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::PersistSafety(s) => self.persisted[from] = Some(*s),
+                Effect::PersistSafety(bytes) => self.persisted[from] = Some(decoded_safety(&bytes)),
                 Effect::Send { to, message } => self.route(from, usize::from(to.0), message),
                 Effect::Broadcast(message) => {
                     for to in (0..self.n()).filter(|t| *t != from) {
@@ -480,9 +480,10 @@ fn a_backup_persists_then_prepares_and_never_prepares_a_conflicting_block() {
         .position(|e| matches!(e, Effect::Broadcast(_)))
         .unwrap();
     assert!(persist < send, "persist before the prepare leaves");
-    let Some(Effect::PersistSafety(safety)) = effects.get(persist).cloned() else {
+    let Some(Effect::PersistSafety(bytes)) = effects.get(persist).cloned() else {
         unreachable!()
     };
+    let safety = Box::new(decoded_safety(&bytes));
     // A restart with that safety data, and a conflicting pre-prepare for
     // the same view and height (an equivocating primary): no prepare.
     let mut restarted = f.replica(1, quiet());
@@ -1002,6 +1003,20 @@ fn a_committee_of_one_commits_without_recursing() {
     let mut net = Net::new(1, |_| quiet());
     assert!(net.run_until(50, 200));
     net.assert_agreement();
+}
+
+/// Persisted safety data, decoded; its encoding must be canonical (the
+/// replica encodes it piecewise, and checks each piece against
+/// `encoding::encode` in debug builds).
+fn decoded_safety(bytes: &crate::bft::EncodedSafety) -> SafetyData {
+    let safety: SafetyData =
+        phalanx_chain::encoding::decode(&bytes.0, usize::MAX).expect("safety data decodes");
+    assert_eq!(
+        phalanx_chain::encoding::encode(&safety),
+        bytes.0,
+        "piecewise encoding differs from postcard's"
+    );
+    safety
 }
 
 /// The last time `effects` arm `timer` for.

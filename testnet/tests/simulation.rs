@@ -243,6 +243,34 @@ fn the_verification_cache_changes_nothing() {
     }
 }
 
+/// A batch reports its seeds in order whatever the threads, and each
+/// seed's run is the same on any thread (threads take seeds as they come
+/// free, so which thread runs which seed varies).
+#[test]
+fn a_batch_reports_seeds_in_order_and_threads_change_no_outcome() {
+    let mut base = mixed(4);
+    base.duration_ms = 5_000;
+    let outcomes = |threads: usize| {
+        let mut batch = phalanx_testnet::sim::Batch::new(base.clone(), 40, 13);
+        batch.random_faults = true;
+        batch.recheck_every = 4;
+        batch.threads = threads;
+        let mut seen = Vec::new();
+        batch
+            .run(|report| seen.push((report.seed, report.commit_log_hash, report.events)))
+            .unwrap();
+        seen
+    };
+    let one = outcomes(1);
+    assert_eq!(
+        one.iter().map(|(seed, ..)| *seed).collect::<Vec<_>>(),
+        (40..53).collect::<Vec<_>>()
+    );
+    for threads in [2, 3] {
+        assert_eq!(outcomes(threads), one, "{threads} threads");
+    }
+}
+
 /// A crashed replica restarts from what it persisted and catches up.
 #[test]
 fn a_restarted_replica_catches_up() {

@@ -127,6 +127,7 @@ use phalanx_chain::ConsensusKind;
 use phalanx_consensus::Protocol;
 use phalanx_consensus::dispatch::{WithProtocol, with_protocol};
 use phalanx_crypto::memo::{Signatures, with_memo};
+use std::collections::BTreeMap;
 use world::World;
 
 /// Why a simulation could not run at all.
@@ -267,49 +268,143 @@ impl Batch {
 
     /// Runs every seed, calling `on_run` for each in seed order, and sums
     /// them up.
+    ///
+    /// With several threads, each takes the next seed as soon as it is
+    /// free (seeds differ in cost, and one in `recheck_every` runs twice:
+    /// a fixed share per thread left one idle at every step), at most
+    /// [`RUN_AHEAD`] seeds per thread ahead of the oldest one not yet
+    /// reported, so that finished reports waiting for a slow seed stay
+    /// bounded.
     pub fn run(&self, mut on_run: impl FnMut(&RunReport)) -> Result<Summary, SimError> {
         self.base.validate()?;
         let threads = self.threads.max(1);
         let end = self.seed_start.saturating_add(self.seeds);
         let mut summary = Summary::default();
-        let mut next = self.seed_start;
-        while next < end {
-            let chunk_end = next.saturating_add(4 * threads as u64).min(end);
-            let seeds: Vec<u64> = (next..chunk_end).collect();
-            for report in self.run_chunk(&seeds, threads) {
-                let report = report?;
+        if threads == 1 || self.seeds <= 1 {
+            for seed in self.seed_start..end {
+                let report = self.run_seed(seed)?;
                 on_run(&report);
                 summary.add(&report);
             }
-            next = chunk_end;
+            return Ok(summary);
         }
-        Ok(summary)
+        let window = RUN_AHEAD.saturating_mul(threads as u64);
+        let queue = SeedQueue::new(self.seed_start, end, window);
+        std::thread::scope(|scope| {
+            let (sender, results) = std::sync::mpsc::channel();
+            for _ in 0..threads {
+                let (queue, sender) = (&queue, sender.clone());
+                scope.spawn(move || {
+                    // A panic stops the batch: the other threads must not
+                    // wait for the seed this one will never report.
+                    let _guard = StopOnPanic(queue);
+                    while let Some(seed) = queue.take() {
+                        if sender.send((seed, self.run_seed(seed))).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(sender);
+            let mut waiting = BTreeMap::new();
+            let mut next = self.seed_start;
+            for (seed, result) in results {
+                waiting.insert(seed, result);
+                while let Some(result) = waiting.remove(&next) {
+                    match result {
+                        Ok(report) => {
+                            on_run(&report);
+                            summary.add(&report);
+                        }
+                        Err(e) => {
+                            queue.stop();
+                            return Err(e);
+                        }
+                    }
+                    next += 1;
+                    queue.reported(next);
+                }
+            }
+            Ok(summary)
+        })
+    }
+}
+
+/// Stops a [`SeedQueue`] if dropped while its thread panics.
+struct StopOnPanic<'a>(&'a SeedQueue);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.stop();
+        }
+    }
+}
+
+/// Seeds a thread may run ahead of the oldest one not yet reported.
+const RUN_AHEAD: u64 = 8;
+
+/// The seeds of a batch, handed out one at a time to the threads that run
+/// them, within a window above the oldest seed not yet reported.
+struct SeedQueue {
+    state: std::sync::Mutex<SeedQueueState>,
+    changed: std::sync::Condvar,
+    end: u64,
+    window: u64,
+}
+
+struct SeedQueueState {
+    next: u64,
+    /// Every seed below this has been reported.
+    reported: u64,
+    stopped: bool,
+}
+
+impl SeedQueue {
+    fn new(start: u64, end: u64, window: u64) -> SeedQueue {
+        SeedQueue {
+            state: std::sync::Mutex::new(SeedQueueState {
+                next: start,
+                reported: start,
+                stopped: false,
+            }),
+            changed: std::sync::Condvar::new(),
+            end,
+            window: window.max(1),
+        }
     }
 
-    fn run_chunk(&self, seeds: &[u64], threads: usize) -> Vec<Result<RunReport, SimError>> {
-        if threads == 1 || seeds.len() == 1 {
-            return seeds.iter().map(|s| self.run_seed(*s)).collect();
+    /// The next seed to run, once it is within the window; `None` when
+    /// there are no more or the batch stopped.
+    fn take(&self) -> Option<u64> {
+        let mut state = self.state.lock().ok()?;
+        loop {
+            if state.stopped || state.next >= self.end {
+                return None;
+            }
+            if state.next < state.reported.saturating_add(self.window) {
+                let seed = state.next;
+                state.next += 1;
+                return Some(seed);
+            }
+            state = self.changed.wait(state).ok()?;
         }
-        let mut results: Vec<(u64, Result<RunReport, SimError>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    scope.spawn(move || {
-                        seeds
-                            .iter()
-                            .skip(t)
-                            .step_by(threads)
-                            .map(|s| (*s, self.run_seed(*s)))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        });
-        results.sort_by_key(|(seed, _)| *seed);
-        results.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// Every seed below `upto` has been reported.
+    fn reported(&self, upto: u64) {
+        if let Ok(mut state) = self.state.lock() {
+            state.reported = upto;
+        }
+        self.changed.notify_all();
+    }
+
+    /// No more seeds are handed out.
+    fn stop(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.stopped = true;
+        }
+        self.changed.notify_all();
     }
 }
 

@@ -3,7 +3,8 @@
 //! [`crate::speculative::SharedExecutions`]).
 
 use phalanx_crypto::Hash;
-use std::collections::{HashMap, VecDeque};
+use phalanx_crypto::maps::HashMap;
+use std::collections::VecDeque;
 
 #[derive(Debug)]
 pub(crate) struct FifoMap<V> {
@@ -18,7 +19,7 @@ impl<V> FifoMap<V> {
     pub(crate) fn new(capacity: usize) -> FifoMap<V> {
         FifoMap {
             capacity: capacity.max(1),
-            map: HashMap::new(),
+            map: HashMap::default(),
             order: VecDeque::new(),
         }
     }

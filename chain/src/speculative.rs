@@ -34,8 +34,9 @@ use crate::store::{Head, Store, StoreError};
 use crate::tx::Transaction;
 use crate::types::{Address, Height};
 use crate::verified::VerifiedTxs;
+use phalanx_crypto::maps::HashMap;
 use phalanx_crypto::{ChainId, Hash};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Speculative states (and, separately, remembered blocks) kept at most by
@@ -210,9 +211,9 @@ impl Speculative {
             verified: Arc::new(VerifiedTxs::default()),
             shared: None,
             max_blocks: max_blocks.max(1),
-            states: HashMap::new(),
+            states: HashMap::default(),
             states_by_height: BTreeSet::new(),
-            known: HashMap::new(),
+            known: HashMap::default(),
             known_by_height: BTreeSet::new(),
         }
     }

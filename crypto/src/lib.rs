@@ -43,6 +43,7 @@ mod hash;
 pub mod key_cache;
 pub mod keyfile;
 mod keys;
+pub mod maps;
 pub mod memo;
 #[cfg(test)]
 #[path = "../../chain/src/test_seed.rs"]

@@ -37,9 +37,9 @@
 
 use crate::domain::SigningBytes;
 use crate::keys::{PublicKey, Signature, SignatureError};
+use crate::maps::HashMap;
 use crate::zip215::PreparedKey;
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 struct Memo {
     signatures: Signatures,
@@ -80,8 +80,8 @@ pub fn with_memo<R>(capacity: usize, signatures: Signatures, f: impl FnOnce() ->
     MEMO.with(|m| {
         *m.borrow_mut() = Some(Memo {
             signatures,
-            verdicts: HashMap::new(),
-            keys: HashMap::new(),
+            verdicts: HashMap::default(),
+            keys: HashMap::default(),
             capacity: capacity.max(1),
             hits: 0,
         })

@@ -7,7 +7,8 @@ use crate::execute::{StateChanges, StateView};
 use crate::state::{Account, StateAccumulator};
 use crate::types::{Address, Height};
 use phalanx_crypto::Hash;
-use std::collections::{BTreeMap, HashMap};
+use phalanx_crypto::maps::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 #[derive(Debug, Default, Clone)]

@@ -11,7 +11,7 @@ use crate::catchup;
 use crate::ledger::Ledger;
 use crate::types::View;
 use phalanx_chain::{Block, BlockHeader, Hash, Height};
-use std::collections::{HashMap, HashSet};
+use phalanx_crypto::maps::{HashMap, HashSet};
 
 /// The blocks a replica holds, from the committed root up.
 #[derive(Debug)]
@@ -40,7 +40,7 @@ impl BlockTree {
     /// A tree holding only `committed`, the root.
     pub fn new(committed: Block, capacity: usize) -> BlockTree {
         let root = committed.hash();
-        let mut blocks = HashMap::new();
+        let mut blocks = HashMap::default();
         blocks.insert(root, committed);
         BlockTree {
             blocks,

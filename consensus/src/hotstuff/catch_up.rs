@@ -15,7 +15,8 @@ use crate::catchup::SyncMessage;
 use crate::committee::Committee;
 use crate::types::View;
 use phalanx_chain::{Block, Hash, ValidatorIndex};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use phalanx_crypto::maps::{HashMap, HashSet};
+use std::collections::BTreeMap;
 
 /// Blocks asked for at once, at most.
 const MAX_OUTSTANDING_REQUESTS: usize = 256;
@@ -43,7 +44,7 @@ impl CatchUp {
         CatchUp {
             buffered: BTreeMap::new(),
             max_buffered,
-            requested: HashMap::new(),
+            requested: HashMap::default(),
             retries: 0,
         }
     }

@@ -9,7 +9,8 @@ use super::config::Config;
 use super::messages::SignedMessage;
 use crate::types::View;
 use phalanx_chain::{Hash, ValidatorIndex};
-use std::collections::{BTreeMap, HashSet};
+use phalanx_crypto::maps::HashSet;
+use std::collections::BTreeMap;
 
 /// Messages more than this many views behind the current one are dropped,
 /// and per-view bookkeeping that far back is forgotten.

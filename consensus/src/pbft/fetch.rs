@@ -7,7 +7,7 @@ use crate::catchup::{self, SyncMessage};
 use crate::ledger::Ledger;
 use crate::types::View;
 use phalanx_chain::{Block, Hash, ValidatorIndex};
-use std::collections::HashSet;
+use phalanx_crypto::maps::HashSet;
 
 impl Replica {
     /// The other replicas, in index order.

@@ -11,7 +11,8 @@ use super::messages::{CommitCert, PreparedCert, SignedMessage, Vote};
 use crate::types::View;
 use phalanx_chain::{Block, Hash, Height, ValidatorIndex, ValidatorSignature};
 use phalanx_crypto::Signature;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use phalanx_crypto::maps::HashMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// Signatures gathered for one vote.
 type Signers = BTreeMap<ValidatorIndex, Signature>;
@@ -72,7 +73,7 @@ impl Log {
         Log {
             slots: BTreeMap::new(),
             executed_commits: VecDeque::new(),
-            blocks: HashMap::new(),
+            blocks: HashMap::default(),
             max_blocks: max_blocks.max(1),
         }
     }

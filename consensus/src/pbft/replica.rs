@@ -16,8 +16,9 @@ use crate::types::{Byzantine, TimeMs, View};
 use crate::view_timeout::ViewTimeout;
 use phalanx_chain::{Address, BftCertificate, Block, Hash, Height, ValidatorIndex, encoding};
 use phalanx_crypto::Keypair;
+use phalanx_crypto::maps::HashSet;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Content ids of messages remembered, to handle (and forward) each once.
 const SEEN_ENTRIES: usize = 16_384;
@@ -364,7 +365,7 @@ impl Replica {
             waiting: Vec::new(),
             requested: BTreeMap::new(),
             sync_retries: 0,
-            seen: HashSet::new(),
+            seen: HashSet::default(),
             seen_order: VecDeque::new(),
             view_timeout,
             propose_wait: ProposeWait::default(),

@@ -36,9 +36,10 @@ use phalanx_consensus::{
     Channel, Effect, Evidence, Fault, Input, Origin, Outgoing, Protocol, Setup, Tuning,
 };
 use phalanx_crypto::Keypair;
+use phalanx_crypto::maps::HashMap;
 use std::cell::OnceCell;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -208,7 +209,7 @@ impl<P: Protocol> World<P> {
         Ok(World {
             scenario: scenario.clone(),
             context,
-            verified: scenario.verify_cache.then(HashMap::new),
+            verified: scenario.verify_cache.then(HashMap::default),
             nodes,
             queue: BinaryHeap::new(),
             seq: 0,
@@ -222,7 +223,7 @@ impl<P: Protocol> World<P> {
                 seed,
                 ..RunReport::default()
             },
-            certificates: HashMap::new(),
+            certificates: HashMap::default(),
             trace: std::env::var_os("PHALANX_SIM_TRACE").is_some_and(|v| v != "0"),
             replying_to: None,
             delivering: None,

@@ -21,8 +21,8 @@ use std::collections::BTreeMap;
 pub(super) enum ViewTimerAction {
     /// Give up on the view (or say so again), and arm this.
     TimeOut(Effect),
-    /// An idle replica that has seen nothing of the view waits once more
-    /// for a leader that may be waiting out its empty-block delay.
+    /// A replica with no transaction waiting waits once more, for a
+    /// leader that may be waiting out its empty-block delay.
     Extend(Effect),
 }
 

@@ -271,6 +271,24 @@ fn a_batch_reports_seeds_in_order_and_threads_change_no_outcome() {
     }
 }
 
+/// On slow links (rounds longer than the 500 ms base timeout), a fixed
+/// timeout fails views; the adaptive one fails far fewer (HotStuff moves
+/// a view per block, so views per committed block is the measure).
+#[test]
+fn an_adaptive_timeout_fails_fewer_views_on_slow_links() {
+    let (fixed_views, fixed_blocks) = sim_support::on_slow_links(ConsensusKind::Hotstuff, 0, 10);
+    let (views, blocks) = sim_support::on_slow_links(ConsensusKind::Hotstuff, 4, 10);
+    eprintln!("fixed: {fixed_views} views, {fixed_blocks} blocks; adaptive: {views}, {blocks}");
+    let failed = |views: u64, blocks: u64| views.saturating_sub(blocks);
+    assert!(
+        failed(views, blocks) * 2 < failed(fixed_views, fixed_blocks),
+        "views beyond blocks: {} against {}",
+        failed(views, blocks),
+        failed(fixed_views, fixed_blocks)
+    );
+    assert!(blocks > fixed_blocks, "{blocks} against {fixed_blocks}");
+}
+
 /// A crashed replica restarts from what it persisted and catches up.
 #[test]
 fn a_restarted_replica_catches_up() {

@@ -32,6 +32,21 @@ fn seven_validators_mixed_faults_200_seeds() {
     assert_all_pass(&failed, committed);
 }
 
+/// On slow links (rounds longer than the 500 ms base timeout), a fixed
+/// timeout changes view again and again; the adaptive one learns the pace
+/// after the first rounds (what is left are the first views, before any
+/// gap is known) and commits far more.
+#[test]
+fn an_adaptive_timeout_stops_needless_view_changes_on_slow_links() {
+    let (fixed_views, fixed_blocks) = sim_support::on_slow_links(ConsensusKind::Pbft, 0, 10);
+    let (views, blocks) = sim_support::on_slow_links(ConsensusKind::Pbft, 4, 10);
+    eprintln!(
+        "fixed: {fixed_views} view changes, {fixed_blocks} blocks; adaptive: {views}, {blocks}"
+    );
+    assert!(views * 4 < fixed_views, "{views} against {fixed_views}");
+    assert!(blocks > fixed_blocks, "{blocks} against {fixed_blocks}");
+}
+
 /// Every replica alone from 2 s to 4 s, cutting the pipeline at a random
 /// point: some heights are committed at some replicas and only prepared at
 /// others when the views change.

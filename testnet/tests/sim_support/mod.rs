@@ -60,3 +60,21 @@ pub fn assert_all_pass(failed: &[RunReport], committed: u64) {
     );
     assert!(committed > 0, "nothing was committed at all");
 }
+
+/// Views and committed blocks over `seeds` fault-free runs of 30 s whose
+/// links take 100-450 ms one way, with a 500 ms base view timeout and
+/// `timeout_factor` `factor`: rounds take longer than the base, so a
+/// fixed timeout fails views that an adaptive one waits out.
+pub fn on_slow_links(consensus: ConsensusKind, factor: u64, seeds: u64) -> (u64, u64) {
+    let mut s = Scenario::new(4);
+    s.consensus = consensus;
+    s.delay.min_ms = 100;
+    s.delay.max_ms = 450;
+    s.base_timeout_ms = 500;
+    s.timeout_factor = factor;
+    let mut batch = Batch::new(s, 0, seeds);
+    batch.threads = 2;
+    let summary = batch.run(|_| {}).unwrap();
+    assert_eq!(summary.failed_runs, 0, "factor {factor}: {summary}");
+    (summary.views, summary.committed_blocks)
+}

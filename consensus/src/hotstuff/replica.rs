@@ -272,7 +272,9 @@ impl Replica {
     fn process_qc(&mut self, qc: &QuorumCert, ledger: &mut dyn Ledger) {
         let before = self.rules.high_qc().view;
         self.rules.observe_qc(qc);
-        let busy = ledger.has_pending_transactions();
+        // Asked only when the QC ends the current view (a QC carried by
+        // every message would otherwise ask the pool each time).
+        let busy = View(qc.view) >= self.pacemaker.view() && ledger.has_pending_transactions();
         if let Some(next) = self.pacemaker.on_qc(View(qc.view), self.now, busy) {
             self.enter_view(next, ledger);
         } else if self.rules.high_qc().view > before {

@@ -158,11 +158,12 @@ pub struct BenchArgs {
     /// Give up if the network is not healthy within this many seconds.
     #[arg(long, default_value_t = 120)]
     pub start_timeout: u64,
-    /// HotStuff and PBFT: the view timeout the nodes start from
-    /// (`consensus.base_timeout_ms`, doubled per failed view), e.g. 500ms;
-    /// a crashed or silent leader costs about this much. The batch and
-    /// empty-block delays are cut to half of it if longer [default: the
-    /// node's, 2s].
+    /// HotStuff and PBFT: the nodes' base view timeout
+    /// (`consensus.base_timeout_ms`, e.g. 1s): the first timeout while
+    /// rounds are quick (it follows them up under load, and doubles per
+    /// failed view); a crashed or silent leader costs about this much. The
+    /// batch delay is cut to half of it if longer [default: the node's,
+    /// 500ms].
     #[arg(long, value_name = "DURATION", value_parser = crate::sim::scenario::parse_duration_ms)]
     pub base_timeout: Option<u64>,
     /// Threads each node splits batches of signature checks over

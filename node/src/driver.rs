@@ -78,7 +78,9 @@ use crate::sync::{
 };
 use crate::txgossip;
 use phalanx_chain::speculative::CommitError;
-use phalanx_chain::{Block, ExecutionError, Hash, Height, Store, StoreError, ValidatorIndex};
+use phalanx_chain::{
+    Block, ExecutionError, Hash, Height, StateChanges, Store, StoreError, ValidatorIndex,
+};
 use phalanx_consensus::protocol::WorkRequest;
 use phalanx_consensus::{
     Channel, Committee, Effect, Evidence, Input, Origin, Outgoing, Protocol, RejectReason, Setup,
@@ -625,7 +627,7 @@ impl<P: Protocol> Driver<P> {
             }
         };
         match self.ledger.commit(block, final_height) {
-            Ok(_) => self.after_commit(block, final_height),
+            Ok(changes) => self.after_commit(block, &changes, final_height),
             Err(e) => self.halt(format_args!(
                 "storing block {hash} at height {height} failed: {e}"
             )),
@@ -668,6 +670,9 @@ impl<P: Protocol> Driver<P> {
         let state = Arc::clone(&self.state);
         let mut pool = state.mempool.lock().unwrap_or_else(PoisonError::into_inner);
         let reverted = self.ledger.revert(&ancestor);
+        // The committed state went back: what the pool knew of its
+        // senders' accounts is read again.
+        pool.forget_committed();
         let returned = match &reverted {
             Ok(removed) => return_to_mempool(&mut pool, &*state.store, removed),
             Err(_) => 0,
@@ -726,13 +731,14 @@ impl<P: Protocol> Driver<P> {
         }
     }
 
-    /// Mempool, metrics, events and status after a block was stored, with
-    /// the chain final up to `finalized`.
-    fn after_commit(&mut self, block: &Block, finalized: Height) {
+    /// Mempool, metrics, events and status after a block was stored (its
+    /// state changes `changes`), with the chain final up to `finalized`.
+    fn after_commit(&mut self, block: &Block, changes: &StateChanges, finalized: Height) {
         let height = block.header().height;
         let hash = block.hash();
         if let Ok(mut pool) = self.state.mempool.lock() {
             pool.remove_committed(block);
+            pool.note_committed(&changes.accounts);
             self.state.metrics.set_mempool(&pool);
         }
         let metrics = &self.state.metrics;
@@ -1046,8 +1052,8 @@ impl<P: Protocol> Driver<P> {
                 }
             }
             match self.ledger.commit(block, block.header().height) {
-                Ok(_) => {
-                    self.after_commit(block, block.header().height);
+                Ok(changes) => {
+                    self.after_commit(block, &changes, block.header().height);
                     applied.count += 1;
                 }
                 Err(e) if is_local(&e) => {

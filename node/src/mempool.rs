@@ -39,6 +39,13 @@
 //!    consecutive nonces sent to different nodes, most arrive stuck), and
 //!    blocks carried a few dozen transactions.
 //!
+//! The committed state of steps 4 and 5 is read from the store at a
+//! sender's first admission and kept (a bounded number of accounts); the
+//! node tells the pool the accounts each commit changed
+//! ([`Mempool::note_committed`]) and has it forget them all at a revert
+//! ([`Mempool::forget_committed`]), so admissions do not read the store
+//! again.
+//!
 //! These checks decide only what is worth keeping and gossiping. Whether a
 //! transaction goes into a block is decided again by the block builder
 //! against the state the block is built on. Single and batch signature
@@ -85,6 +92,7 @@ use phalanx_chain::{
     Account, Address, Amount, Block, ChainId, Hash, Nonce, StateView, StoreError, Transaction,
     tx::MAX_TX_BYTES,
 };
+use phalanx_crypto::maps;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
@@ -266,6 +274,10 @@ fn from_after(set: &BTreeSet<Address>, after: Option<Address>) -> impl Iterator<
 /// room for one admission.
 pub const MAX_STUCK_SCAN: usize = 64;
 
+/// Committed accounts the pool keeps, at least (at most `max_txs` if
+/// that is more).
+const MIN_KEPT_ACCOUNTS: usize = 4_096;
+
 /// The node's pending transactions. See the module docs for the rules.
 pub struct Mempool {
     config: MempoolConfig,
@@ -277,6 +289,12 @@ pub struct Mempool {
     arrival: BTreeMap<u64, Hash>,
     /// Senders with stuck transactions (pending but not ready).
     gapped: BTreeSet<Address>,
+    /// Accounts in the committed state, as read by admissions and then
+    /// told by each commit ([`Mempool::note_committed`]); at most
+    /// [`Mempool::max_accounts`]. Admissions check against them instead of
+    /// reading the store, which took 6-8 % of a loaded machine
+    /// (docs/BENCH.md).
+    accounts: maps::HashMap<Address, Account>,
     /// Ready transactions, over all senders.
     ready: usize,
     /// Stuck transactions evicted so far.
@@ -317,6 +335,7 @@ impl Mempool {
             by_sender: BTreeMap::new(),
             arrival: BTreeMap::new(),
             gapped: BTreeSet::new(),
+            accounts: maps::HashMap::default(),
             ready: 0,
             evicted: 0,
             regossip_after: None,
@@ -427,7 +446,7 @@ impl Mempool {
         source: Source,
         state: &S,
     ) -> Result<Hash, MempoolError> {
-        let account = state.account(&tx.from)?;
+        let account = self.committed_account(&tx.from, state)?;
         self.check_nonce(&tx, account.nonce)?;
         self.check_balance(&tx, account)?;
         let ready = tx.nonce == self.next_nonce(&tx.from, account.nonce);
@@ -442,6 +461,30 @@ impl Mempool {
         }
         self.insert(hash, tx, size, source, account.nonce);
         Ok(hash)
+    }
+
+    /// The sender's account in the committed state: as the pool knows it
+    /// ([`Mempool::note_committed`]), or read from `state` and kept.
+    fn committed_account<S: StateView + ?Sized>(
+        &mut self,
+        address: &Address,
+        state: &S,
+    ) -> Result<Account, StoreError> {
+        if let Some(account) = self.accounts.get(address) {
+            return Ok(*account);
+        }
+        let account = state.account(address)?;
+        if self.accounts.len() >= self.max_accounts() {
+            // A bound, rarely reached: start again rather than track age.
+            self.accounts.clear();
+        }
+        self.accounts.insert(*address, account);
+        Ok(account)
+    }
+
+    /// Accounts [`Mempool::committed_account`] keeps, at most.
+    fn max_accounts(&self) -> usize {
+        self.config.max_txs.max(MIN_KEPT_ACCOUNTS)
     }
 
     /// Evicts the stuck transactions from peers ([`Source::Peer`]) of
@@ -782,6 +825,33 @@ impl Mempool {
             self.rebase(&sender, nonce);
         }
         self.evict_blocked = false;
+    }
+
+    /// Tells the pool the accounts a commit changed (their new values,
+    /// [`StateChanges::accounts`](phalanx_chain::StateChanges)): the ones
+    /// it keeps are updated, and a pending sender among them forgets its
+    /// transactions below its new nonce. Call it after every commit, in
+    /// commit order, after [`Mempool::remove_committed`]: admissions trust
+    /// the accounts the pool keeps (see [`Mempool`]).
+    pub fn note_committed(&mut self, accounts: &BTreeMap<Address, Account>) {
+        for (address, account) in accounts {
+            if let Some(kept) = self.accounts.get_mut(address) {
+                *kept = *account;
+            }
+            if self
+                .by_sender
+                .get(address)
+                .is_some_and(|run| account.nonce > run.base)
+            {
+                self.rebase(address, account.nonce);
+            }
+        }
+    }
+
+    /// Forgets the accounts the pool keeps: admissions read the store
+    /// again. Call it when the committed state went back (a revert).
+    pub fn forget_committed(&mut self) {
+        self.accounts.clear();
     }
 
     /// Removes the sender's pending transactions with nonces below `nonce`.
@@ -1345,6 +1415,7 @@ mod tests {
         // evicts again.
         mp.remove_committed(&block(vec![tx(2, 0, 1)]));
         let after = state(&[(1, 1000, 0), (2, 998, 1), (3, 1000, 0)]);
+        mp.note_committed(&after);
         mp.admit(tx(3, 1, 1), &after).unwrap();
         assert_eq!(mp.len(), 8);
         mp.admit(tx(2, 7, 1), &after).unwrap();
@@ -1396,6 +1467,50 @@ mod tests {
         // A transaction committed from elsewhere leaves a gap behind it.
         mp.remove_committed(&block(vec![tx(2, 7, 2)]));
         assert_eq!((mp.len(), mp.ready()), (1, 1));
+    }
+
+    #[test]
+    fn a_pending_sender_is_checked_against_what_commits_told_the_pool() {
+        // The store the admissions are given says balance 10 throughout.
+        let st = state(&[(1, 10, 0)]);
+        let mut mp = Mempool::new(MempoolConfig::default(), chain());
+        mp.admit(tx(1, 0, 5), &st).unwrap();
+        // A commit raised the balance to 100 and took no nonce: the pool
+        // trusts it for the pending sender, not the store it is given.
+        mp.note_committed(&state(&[(1, 100, 0)]));
+        mp.admit(tx(1, 1, 50), &st).unwrap();
+        // A commit took nonce 0: the pool forgets it and counts the rest
+        // from nonce 1 on.
+        mp.note_committed(&state(&[(1, 94, 1)]));
+        assert!(!mp.contains(&tx(1, 0, 5).hash()));
+        assert_eq!((mp.len(), mp.ready()), (1, 1));
+        assert_eq!(
+            mp.admit(tx(1, 0, 1), &st).unwrap_err().code(),
+            "nonce_too_low"
+        );
+        // A commit that names no pending sender leaves the pool as it is.
+        mp.note_committed(&state(&[(2, 5, 3)]));
+        assert_eq!(mp.len(), 1);
+        // A sender refused (and so with nothing pending) is kept too, and
+        // told of the commit that funds it.
+        let poor = state(&[(3, 1, 0)]);
+        assert_eq!(
+            mp.admit(tx(3, 0, 5), &poor).unwrap_err().code(),
+            "insufficient_balance"
+        );
+        mp.note_committed(&state(&[(3, 50, 0)]));
+        mp.admit(tx(3, 0, 5), &poor).unwrap();
+        assert_eq!(mp.len(), 2);
+        // After a revert the store is read again: 60 covers the 51 pending
+        // and 8 but not 31 (the 94 kept before would have).
+        mp.forget_committed();
+        let reverted = state(&[(1, 60, 1)]);
+        assert_eq!(
+            mp.admit(tx(1, 2, 30), &reverted).unwrap_err().code(),
+            "insufficient_balance"
+        );
+        mp.admit(tx(1, 2, 7), &reverted).unwrap();
+        assert_eq!(mp.len(), 3);
     }
 
     #[test]

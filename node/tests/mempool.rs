@@ -392,6 +392,7 @@ fn run(balances: Vec<u64>, ops: Vec<Op>) {
                 let (block, changes) = build(&model.state, &selected);
                 model.commit(&block, &changes);
                 mempool.remove_committed(&block);
+                mempool.note_committed(&changes);
             }
             Op::Foreign { sender, amount } => {
                 let account = model.account(&addr(sender));
@@ -409,6 +410,7 @@ fn run(balances: Vec<u64>, ops: Vec<Op>) {
                 let (block, changes) = build(&model.state, &[tx]);
                 model.commit(&block, &changes);
                 mempool.remove_committed(&block);
+                mempool.note_committed(&changes);
             }
         }
         check_invariants(&mempool, &model);

@@ -315,8 +315,25 @@ fn commit_grown(c: &mut Criterion, f: &Fixture) {
     group.finish();
 }
 
+/// What every validator does with each block it receives and each batch
+/// of gossiped transactions: decode it, and copy transactions around
+/// (into the pool, a batch to verify, the next block).
+fn decode(c: &mut Criterion, f: &Fixture) {
+    let bytes = f.block.encode();
+    assert_eq!(Block::decode(&bytes).unwrap(), f.block);
+    let mut group = block_group(c);
+    group.bench_function("decode_block", |b| {
+        b.iter(|| Block::decode(black_box(&bytes)).unwrap());
+    });
+    group.bench_function("clone_transactions", |b| {
+        b.iter(|| black_box(&f.block.transactions).clone());
+    });
+    group.finish();
+}
+
 fn blocks(c: &mut Criterion) {
     let f = fixture();
+    decode(c, &f);
     execute(c, &f);
     commit(c, &f);
     commit_grown(c, &f);

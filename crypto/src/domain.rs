@@ -149,8 +149,15 @@ impl fmt::Debug for SigningBytes {
 pub const CHAIN_ID_MAX_LEN: usize = 32;
 
 /// A chain id: 1 to 32 printable ASCII characters (`!` to `~`, no spaces).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ChainId(String);
+///
+/// Kept inline (a length and 32 bytes, zero past the length), not as a
+/// `String`: every transaction carries one, so decoding or cloning a
+/// transaction allocated for it, on every path a transaction takes.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ChainId {
+    len: u8,
+    bytes: [u8; CHAIN_ID_MAX_LEN],
+}
 
 /// Why a string is not a chain id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -166,8 +173,8 @@ pub enum ChainIdError {
 }
 
 impl ChainId {
-    pub fn new(id: impl Into<String>) -> Result<Self, ChainIdError> {
-        let id = id.into();
+    pub fn new(id: impl AsRef<str>) -> Result<Self, ChainIdError> {
+        let id = id.as_ref();
         if id.is_empty() {
             return Err(ChainIdError::Empty);
         }
@@ -182,33 +189,58 @@ impl ChainId {
         {
             return Err(ChainIdError::NotPrintableAscii { position, byte });
         }
-        Ok(ChainId(id))
+        let mut bytes = [0; CHAIN_ID_MAX_LEN];
+        for (to, from) in bytes.iter_mut().zip(id.as_bytes()) {
+            *to = *from;
+        }
+        Ok(ChainId {
+            len: id.len() as u8,
+            bytes,
+        })
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Printable ASCII, checked in `new`: always UTF-8.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
     }
 
     /// Length in bytes (1 to 32).
     pub fn len(&self) -> usize {
-        self.0.len()
+        usize::from(self.len)
     }
 
     /// Always false: a chain id has at least one byte.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len == 0
+    }
+}
+
+/// Ordered as the strings are.
+impl Ord for ChainId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl PartialOrd for ChainId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
 impl fmt::Display for ChainId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for ChainId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ChainId({:?})", self.0)
+        write!(f, "ChainId({:?})", self.as_str())
     }
 }
 
@@ -222,7 +254,7 @@ impl FromStr for ChainId {
 
 impl Serialize for ChainId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -294,5 +326,22 @@ mod tests {
             serde_json::from_str::<ChainId>("\"main\"").ok(),
             ChainId::new("main").ok()
         );
+    }
+
+    #[test]
+    fn a_chain_id_compares_and_prints_as_its_string() {
+        let ids = ["a", "ab", "b", "main", "x".repeat(32).leak(), "~"];
+        for x in ids {
+            let id = ChainId::new(x).unwrap();
+            assert_eq!((id.as_str(), id.len()), (x, x.len()));
+            assert_eq!(id.to_string(), x);
+            assert_eq!(format!("{id:?}"), format!("ChainId({x:?})"));
+            assert_eq!(serde_json::to_string(&id).unwrap(), format!("{x:?}"));
+            for y in ids {
+                let other = ChainId::new(y).unwrap();
+                assert_eq!(id.cmp(&other), x.cmp(y), "{x} against {y}");
+                assert_eq!(id == other, x == y);
+            }
+        }
     }
 }

@@ -155,10 +155,60 @@ pub fn decode<T: DeserializeOwned + Serialize>(
     // postcard reads overlong varints (`80 00` as 0); refusing them gives
     // every value exactly one accepted encoding, so raw bytes can be hashed,
     // deduplicated and stored without two nodes disagreeing.
-    if encode(&value) != bytes {
+    if !encodes_to(&value, bytes) {
         return Err(DecodeError::NonCanonical);
     }
     Ok(value)
+}
+
+/// Whether `value`'s encoding is exactly `bytes`: compared while
+/// encoding, without building the encoding (for a block, 100 KB
+/// allocated and copied on every decode), stopping at the first
+/// difference.
+fn encodes_to<T: Serialize + ?Sized>(value: &T, bytes: &[u8]) -> bool {
+    let flavor = MatchingFlavor {
+        expected: bytes,
+        at: 0,
+    };
+    postcard::serialize_with_flavor(value, flavor).unwrap_or(false)
+}
+
+/// Compares what postcard writes with `expected`; fails at the first byte
+/// that differs or is past its end.
+struct MatchingFlavor<'a> {
+    expected: &'a [u8],
+    at: usize,
+}
+
+impl postcard::ser_flavors::Flavor for MatchingFlavor<'_> {
+    type Output = bool;
+
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        match self.expected.get(self.at) {
+            Some(&expected) if expected == byte => {
+                self.at += 1;
+                Ok(())
+            }
+            _ => Err(postcard::Error::SerializeBufferFull),
+        }
+    }
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        let end = self.at.saturating_add(data.len());
+        match self.expected.get(self.at..end) {
+            Some(expected) if expected == data => {
+                self.at = end;
+                Ok(())
+            }
+            _ => Err(postcard::Error::SerializeBufferFull),
+        }
+    }
+
+    fn finalize(self) -> postcard::Result<bool> {
+        Ok(self.at == self.expected.len())
+    }
 }
 
 /// Reads a sequence of at most `MAX` elements (for `#[serde(deserialize_with)]`).
@@ -276,6 +326,31 @@ mod tests {
             decode::<u64>(&[0x80, 0x00], 10),
             Err(DecodeError::NonCanonical)
         );
+    }
+
+    #[test]
+    fn the_comparison_matches_only_the_exact_encoding() {
+        let value = (
+            Holder {
+                items: vec![1, 300],
+            },
+            u64::MAX,
+            "chain",
+            [7u8; 32],
+        );
+        let bytes = encode(&value);
+        assert!(encodes_to(&value, &bytes));
+        for cut in 0..bytes.len() {
+            assert!(!encodes_to(&value, &bytes[..cut]), "a prefix of {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(!encodes_to(&value, &longer));
+        for at in 0..bytes.len() {
+            let mut changed = bytes.clone();
+            changed[at] ^= 1;
+            assert!(!encodes_to(&value, &changed), "byte {at} changed");
+        }
     }
 
     #[test]

@@ -65,7 +65,10 @@ pub struct P2pConfig {
     /// How long gossipsub remembers a message id (BLAKE3 of the topic and
     /// content) to drop duplicates (default 30 s). Publishing the same
     /// bytes again within this time sends nothing: a node that re-sends a
-    /// message for liveness should re-send it with `send`, or vary it.
+    /// message for liveness should re-send it with `send`, or vary it. At
+    /// least [`gossip_window`]: peers offer a message (IHAVE) for that
+    /// long, and a node that has forgotten it asks for it (IWANT) and
+    /// takes it as new again.
     pub duplicate_cache: Duration,
 }
 
@@ -129,6 +132,14 @@ impl P2pConfig {
         if let Some((field, _)) = timers.iter().find(|(_, d)| d.is_zero()) {
             return Err(invalid(field, "must be longer than zero".into()));
         }
+        if self.duplicate_cache < gossip_window() {
+            let reason = format!(
+                "{:?} is shorter than the {:?} gossipsub keeps offering a message for",
+                self.duplicate_cache,
+                gossip_window()
+            );
+            return Err(invalid("duplicate_cache", reason));
+        }
         if self.reconnect_max < self.reconnect_min {
             let reason = format!(
                 "{:?} is shorter than reconnect_min ({:?})",
@@ -138,6 +149,19 @@ impl P2pConfig {
         }
         Ok(())
     }
+}
+
+/// How long gossipsub keeps a message it received or published and
+/// offers it to peers (IHAVE): `history_length` heartbeats. A node must
+/// remember a message id at least this long, or a peer's offer makes it
+/// fetch and deliver the message again: with 250 ms (a 500 ms base
+/// timeout halved, as the node set it before), each 150 KB transaction
+/// batch at 20,000 tx/s offered reached the node about four times, a
+/// second apart (docs/BENCH.md).
+pub fn gossip_window() -> Duration {
+    let defaults = libp2p::gossipsub::Config::default();
+    let heartbeats = u32::try_from(defaults.history_length()).unwrap_or(u32::MAX);
+    defaults.heartbeat_interval().saturating_mul(heartbeats)
 }
 
 #[cfg(test)]
@@ -175,6 +199,12 @@ mod tests {
         let mut c = config();
         c.duplicate_cache = Duration::ZERO;
         assert_eq!(field_of(c), "duplicate_cache");
+        let mut c = config();
+        c.duplicate_cache = gossip_window() - Duration::from_millis(1);
+        assert_eq!(field_of(c), "duplicate_cache");
+        let mut c = config();
+        c.duplicate_cache = gossip_window();
+        assert_eq!(c.validate(), Ok(()));
         let mut c = config();
         c.max_message_bytes = usize::MAX;
         assert_eq!(field_of(c), "max_message_bytes");

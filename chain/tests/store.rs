@@ -293,7 +293,7 @@ fn sled_store_detects_a_corrupt_database_on_open() {
         store.commit_block(&b, &c, b.height()).unwrap();
     }
     {
-        let db = sled::open(&path).unwrap();
+        let db = open_raw(&path);
         let chain = db.open_tree("chain").unwrap();
         let mut acc = chain.get("mstate_accumulator").unwrap().unwrap().to_vec();
         acc[0] ^= 1;
@@ -303,7 +303,7 @@ fn sled_store_detects_a_corrupt_database_on_open() {
     let err = SledStore::open(&path).unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     {
-        let db = sled::open(&path).unwrap();
+        let db = open_raw(&path);
         db.open_tree("chain")
             .unwrap()
             .insert("mhead", &b"garbage"[..])
@@ -361,7 +361,7 @@ fn competing_sled_commits_from_many_threads_land_one_at_a_time() {
 /// `partial`, copies the first half of the `chain` tree's entries back, as
 /// an upgrade that crashed midway leaves them.
 fn into_format_1(path: &std::path::Path, partial: bool) {
-    let db = sled::open(path).unwrap();
+    let db = open_raw(path);
     let chain = db.open_tree("chain").unwrap();
     let entries: Vec<_> = chain.iter().map(Result::unwrap).collect();
     for (key, value) in &entries {
@@ -444,7 +444,7 @@ fn a_sled_database_in_the_first_format_is_upgraded_with_its_safety_data() {
         let (b, c) = next_block(&store, k[2].public().into(), vec![]);
         store.commit_block(&b, &c, b.height()).unwrap();
         drop(store);
-        let db = sled::open(&path).unwrap();
+        let db = open_raw(&path);
         for old in ["heights", "txs", "accounts", "undo", "meta"] {
             assert!(
                 !db.tree_names().iter().any(|n| &n[..] == old.as_bytes()),
@@ -465,7 +465,7 @@ fn sled_store_refuses_a_database_in_a_format_it_does_not_know_and_leaves_it_alon
         .unwrap();
     for format in [None, Some(&[0, 0, 0, 3][..])] {
         {
-            let db = sled::open(&path).unwrap();
+            let db = open_raw(&path);
             let chain = db.open_tree("chain").unwrap();
             match format {
                 Some(bytes) => chain.insert("mformat", bytes).unwrap(),
@@ -475,7 +475,7 @@ fn sled_store_refuses_a_database_in_a_format_it_does_not_know_and_leaves_it_alon
         }
         let err = SledStore::open(&path).unwrap_err();
         assert!(matches!(err, StoreError::OtherFormat { .. }), "{err}");
-        let db = sled::open(&path).unwrap();
+        let db = open_raw(&path);
         let chain = db.open_tree("chain").unwrap();
         assert!(chain.get("mhead").unwrap().is_some(), "left alone");
     }
@@ -677,4 +677,23 @@ proptest::proptest! {
 /// A block's transfers among 4 accounts (small amounts: all apply).
 fn block_of_transfers() -> impl proptest::strategy::Strategy<Value = Vec<(usize, usize, u64)>> {
     proptest::collection::vec((0usize..4, 0usize..4, 1u64..20), 0..4)
+}
+
+/// Opens the database under a store just dropped, as sled itself: sled
+/// 0.34 holds its file lock a moment after the last handle is gone (longer
+/// on a loaded machine), so a lock error is retried for a while, as
+/// `SledStore::open` does.
+fn open_raw(path: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::open(path) {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
 }

@@ -151,17 +151,21 @@ impl P2pConfig {
     }
 }
 
+/// Gossipsub's heartbeat, as the node configures it (its default).
+pub const GOSSIP_HEARTBEAT: Duration = Duration::from_secs(1);
+/// Heartbeats gossipsub keeps a message for, as the node configures it
+/// (its default).
+pub const GOSSIP_HISTORY: u32 = 5;
+
 /// How long gossipsub keeps a message it received or published and
-/// offers it to peers (IHAVE): `history_length` heartbeats. A node must
+/// offers it to peers (IHAVE): [`GOSSIP_HISTORY`] heartbeats. A node must
 /// remember a message id at least this long, or a peer's offer makes it
 /// fetch and deliver the message again: with 250 ms (a 500 ms base
 /// timeout halved, as the node set it before), each 150 KB transaction
 /// batch at 20,000 tx/s offered reached the node about four times, a
 /// second apart (docs/BENCH.md).
 pub fn gossip_window() -> Duration {
-    let defaults = libp2p::gossipsub::Config::default();
-    let heartbeats = u32::try_from(defaults.history_length()).unwrap_or(u32::MAX);
-    defaults.heartbeat_interval().saturating_mul(heartbeats)
+    GOSSIP_HEARTBEAT.saturating_mul(GOSSIP_HISTORY)
 }
 
 #[cfg(test)]

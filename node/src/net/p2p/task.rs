@@ -3,6 +3,7 @@
 //! the configured peers connected and the banned and blocked ones out.
 
 use super::codec::{DirectCodec, DirectCodecError, DirectMessage, DirectRequest};
+use super::config::{GOSSIP_HEARTBEAT, GOSSIP_HISTORY};
 use super::{P2pConfig, P2pError, Shared, key_of, lock};
 use crate::net::{Channel, Inbound, Misbehaviour, Ticket, Verdict};
 use futures::StreamExt;
@@ -201,6 +202,9 @@ fn gossip_config(config: &P2pConfig) -> Result<gossipsub::Config, P2pError> {
                 .saturating_add(GOSSIP_ENVELOPE_BYTES),
         )
         .duplicate_cache_time(config.duplicate_cache)
+        // The window the duplicate cache must cover (`gossip_window`).
+        .heartbeat_interval(GOSSIP_HEARTBEAT)
+        .history_length(GOSSIP_HISTORY as usize)
         .max_control_messages_sent(MAX_GOSSIP_IDS)
         .max_control_message_size(MAX_CONTROL_BYTES)
         // Committees of 4 to 10: the defaults (6, 5, 12, 2) want more
@@ -866,6 +870,20 @@ mod tests {
         assert_eq!(recent.order.len(), RECENT_IDS);
         assert!(!recent.contains(&id(0), start));
         assert!(recent.contains(&id(RECENT_IDS as u32 + 9), start));
+    }
+
+    #[test]
+    fn the_duplicate_cache_covers_what_gossipsub_keeps_offering() {
+        use phalanx_crypto::{ChainId, Keypair};
+        let config = P2pConfig::new(
+            Keypair::from_seed(&[1; 32]),
+            ChainId::new("test").unwrap(),
+            "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+        );
+        let gossip = gossip_config(&config).unwrap();
+        let kept = gossip.heartbeat_interval() * u32::try_from(gossip.history_length()).unwrap();
+        assert_eq!(kept, super::super::config::gossip_window());
+        assert!(gossip.duplicate_cache_time() >= kept);
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub use execute::{
 pub use genesis::{ConsensusKind, Genesis, GenesisError, UnknownConsensus};
 pub use phalanx_crypto::{ChainId, Hash};
 pub use state::{Account, StateAccumulator};
-pub use store::{Head, MemStore, SledStore, Store, StoreError, TxLocation, Undo};
+pub use store::{Head, MemStore, SledStore, Store, StoreError, TxIndex, TxLocation, Undo};
 pub use tx::Transaction;
 pub use types::{Address, AddressError, Amount, Height, Nonce, ValidatorIndex};
 pub use verified::VerifiedTxs;

@@ -5,9 +5,10 @@
 mod common;
 
 use common::*;
-use phalanx_chain::store::StoreError;
+use phalanx_chain::store::{SledOptions, StoreError};
 use phalanx_chain::{
-    Account, Amount, Hash, Height, MemStore, Nonce, SledStore, StateView, Store, TxLocation,
+    Account, Amount, Hash, Height, MemStore, Nonce, SledStore, StateView, Store, TxIndex,
+    TxLocation,
 };
 
 fn each_store(test: impl Fn(&dyn Fn() -> Box<dyn Store>)) {
@@ -637,6 +638,89 @@ fn a_sled_revert_is_durable() {
     assert_eq!(store.head().unwrap().unwrap().hash, base[0].hash());
     assert_eq!(snapshot(&store, &k), expected);
     assert_eq!(store.recompute_state_root().unwrap(), expected.1);
+}
+
+fn open_indexed(path: &std::path::Path, tx_index: bool) -> SledStore {
+    let options = SledOptions {
+        tx_index,
+        ..SledOptions::default()
+    };
+    SledStore::open_with(path, options).unwrap()
+}
+
+#[test]
+fn the_transaction_index_can_be_turned_off_and_back_on() {
+    assert_eq!(MemStore::new().tx_index(), TxIndex::From(Height::GENESIS));
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys(4);
+    let location = |height, index| {
+        Some(TxLocation {
+            height: Height(height),
+            index,
+        })
+    };
+    // On (the default): blocks 1 and 2, not final, so that 2 can be reverted.
+    let (kept, reverted) = {
+        let store = open_indexed(dir.path(), true);
+        assert_eq!(store.tx_index(), TxIndex::From(Height::GENESIS));
+        store.init_genesis(&genesis(&k, 1000)).unwrap();
+        let blocks = grow(&store, &k, &[vec![(0, 1, 10)], vec![(1, 2, 3)]], Height(0));
+        let kept = blocks[0].transactions[0].hash();
+        let reverted = blocks[1].transactions[0].hash();
+        assert_eq!(store.tx_location(&reverted).unwrap(), location(2, 0));
+        (kept, reverted)
+    };
+    // Off: nothing is looked up, nothing new is indexed, and a revert
+    // still removes what the index held of the reverted block.
+    let unindexed = {
+        let store = open_indexed(dir.path(), false);
+        assert_eq!(store.tx_index(), TxIndex::Off);
+        assert_eq!(store.tx_location(&kept).unwrap(), None);
+        let head = store.head().unwrap().unwrap().hash;
+        let base = store.block_hash_at(Height(1)).unwrap().unwrap();
+        assert_ne!(head, base);
+        store.revert_to(&base).unwrap();
+        let blocks = grow(&store, &k, &[vec![(0, 3, 5), (0, 2, 1)]], Height(2));
+        blocks[0].transactions[1].hash()
+    };
+    // Back on: it covers the blocks from the one after the head on, and
+    // what it held before it was turned off.
+    let store = open_indexed(dir.path(), true);
+    assert_eq!(store.tx_index(), TxIndex::From(Height(3)));
+    assert_eq!(store.tx_location(&kept).unwrap(), location(1, 0));
+    assert_eq!(
+        store.tx_location(&reverted).unwrap(),
+        None,
+        "reverted while off"
+    );
+    assert_eq!(
+        store.tx_location(&unindexed).unwrap(),
+        None,
+        "committed while off"
+    );
+    let blocks = grow(&store, &k, &[vec![(2, 0, 1)]], Height(3));
+    let new = blocks[0].transactions[0].hash();
+    assert_eq!(store.tx_location(&new).unwrap(), location(3, 0));
+    drop(store);
+    // The record stays until the index is turned off again.
+    let store = open_indexed(dir.path(), true);
+    assert_eq!(store.tx_index(), TxIndex::From(Height(3)));
+    assert_eq!(store.tx_location(&new).unwrap(), location(3, 0));
+    drop(store);
+
+    // A damaged record is reported, not guessed at.
+    let db = open_raw(dir.path());
+    db.open_tree("chain")
+        .unwrap()
+        .insert(b"mtx_index_from", &[1, 2, 3][..])
+        .unwrap();
+    db.flush().unwrap();
+    drop(db);
+    let error = SledStore::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Corrupt { what } if what.contains("transaction index")),
+        "{error}"
+    );
 }
 
 proptest::proptest! {

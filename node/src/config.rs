@@ -69,6 +69,10 @@ pub struct NodeSection {
     pub data_dir: PathBuf,
     /// sled's page cache, in MiB.
     pub cache_mb: u64,
+    /// Index committed transactions by hash, for `GET /txs/{hash}` and a
+    /// wallet waiting for finality. Off, a commit does about a sixth of
+    /// the store's work.
+    pub tx_index: bool,
 }
 
 impl Default for NodeSection {
@@ -77,6 +81,7 @@ impl Default for NodeSection {
             key_file: PathBuf::from("node_key.json"),
             data_dir: PathBuf::from("data"),
             cache_mb: phalanx_chain::store::DEFAULT_CACHE_BYTES >> 20,
+            tx_index: true,
         }
     }
 }

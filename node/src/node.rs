@@ -14,6 +14,7 @@ use crate::shared::{EVENT_BUFFER, LiveStatus, NodeState};
 use crate::sync::SyncConfig;
 use crate::txgossip::{self, TxGossip};
 use anyhow::{Context, anyhow, bail};
+use phalanx_chain::store::SledOptions;
 use phalanx_chain::{ConsensusKind, Genesis, SledStore, Store};
 use phalanx_consensus::dispatch::{self, WithProtocol, with_protocol};
 use phalanx_consensus::{Committee, Protocol};
@@ -366,7 +367,11 @@ pub async fn run_home(home_dir: &Path) -> anyhow::Result<()> {
     } = load_home(home_dir)?;
     check_protocol(genesis.consensus)?;
     let data = home_dir.join(&config.node.data_dir);
-    let store = SledStore::open_with_cache(&data, config.node.cache_mb << 20)
+    let options = SledOptions {
+        cache_bytes: config.node.cache_mb << 20,
+        tx_index: config.node.tx_index,
+    };
+    let store = SledStore::open_with(&data, options)
         .with_context(|| format!("opening the database in {}", data.display()))?;
     let me = key.public();
     let listen = if config.p2p.listen.is_empty() {

@@ -883,6 +883,80 @@ async fn a_block_above_the_finalized_height_is_committed_not_final() {
     node.shutdown().await;
 }
 
+/// A sled store in `dir`, with or without the transaction index.
+fn sled_store(dir: &std::path::Path, tx_index: bool) -> phalanx_chain::SledStore {
+    let options = phalanx_chain::store::SledOptions {
+        tx_index,
+        ..Default::default()
+    };
+    phalanx_chain::SledStore::open_with(dir, options).unwrap()
+}
+
+#[tokio::test]
+async fn without_a_transaction_index_get_txs_says_so_and_still_finds_pending_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sled_store(dir.path(), false);
+    store.init_genesis(&genesis()).unwrap();
+    let node = start(Options {
+        store: Some(Arc::new(store)),
+        ..Options::default()
+    })
+    .await;
+    let committed = transfer(1, 3, 5, 0);
+    let block = node.commit_final_at(vec![committed.clone()], 1, Some(1));
+    assert_eq!(
+        node.get("/blocks/1").await.1["hash"],
+        block.hash().to_string()
+    );
+    let response = node.get(&format!("/txs/{}", committed.hash())).await;
+    Transcript::new().record("GET /txs/{hash} (no index)", &node, &response);
+    assert_error(&response, 404, "tx_index_off");
+    assert!(
+        response.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("node.tx_index = false"),
+        "{response:?}"
+    );
+
+    let pending = transfer(1, 3, 5, 1);
+    assert_eq!(node.submit(&pending).await.0, 202);
+    let found = node.get(&format!("/txs/{}", pending.hash())).await;
+    assert_eq!(found.0, 200, "{found:?}");
+    assert_eq!(found.1["status"], "pending");
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_index_turned_back_on_finds_new_transactions_and_says_where_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = sled_store(dir.path(), false);
+        store.init_genesis(&genesis()).unwrap();
+    }
+    let store = sled_store(dir.path(), true);
+    assert_eq!(store.tx_index(), phalanx_chain::TxIndex::From(Height(1)));
+    let node = start(Options {
+        store: Some(Arc::new(store)),
+        ..Options::default()
+    })
+    .await;
+    let response = node.get(&format!("/txs/{}", "cd".repeat(32))).await;
+    assert_error(&response, 404, "not_found");
+    assert!(
+        response.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("from height 1 on"),
+        "{response:?}"
+    );
+    let tx = transfer(1, 3, 5, 0);
+    node.commit_final_at(vec![tx.clone()], 1, Some(1));
+    let found = node.get(&format!("/txs/{}", tx.hash())).await;
+    assert_eq!((found.0, &found.1["status"]), (200, &json!("finalized")));
+    node.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_full_mempool_answers_503() {
     let node = start(Options {

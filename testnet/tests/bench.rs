@@ -108,6 +108,7 @@ fn assert_sane(r: &Value, consensus: &str) {
     assert_eq!(u(&c["planned"]), 200);
     assert!(u(&c["accounts"]) >= 8);
     assert!(c["node_consensus"]["batch_size"].is_u64());
+    assert_eq!(c["node_store"]["tx_index"], true);
 
     let t = &r["transactions"];
     assert_eq!(u(&t["offered"]), 150);

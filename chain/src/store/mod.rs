@@ -6,7 +6,8 @@
 //!
 //! - **blocks**: block hash → encoded block;
 //! - **heights**: height → block hash;
-//! - **txs**: transaction hash → (height, position);
+//! - **txs**: transaction hash → (height, position), unless the node
+//!   turned the index off ([`TxIndex`]);
 //! - **accounts**: address → account (empty accounts are deleted);
 //! - **meta**: genesis hash, head header, finalized height, the state
 //!   accumulator;
@@ -27,7 +28,7 @@ mod memory;
 mod sled_store;
 
 pub use memory::MemStore;
-pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore};
+pub use sled_store::{DEFAULT_CACHE_BYTES, SledOptions, SledStore};
 
 use crate::block::{Block, BlockHeader, Justification};
 use crate::encoding::DecodeError;
@@ -65,6 +66,18 @@ pub struct TxLocation {
     pub height: Height,
     /// Position in the block's transaction list.
     pub index: u32,
+}
+
+/// Which committed transactions [`Store::tx_location`] finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxIndex {
+    /// Every one committed at or above this height: the genesis height if
+    /// the index was always kept, or the height after the head at the
+    /// open that turned it back on.
+    From(Height),
+    /// None: the store keeps no transaction index.
+    Off,
 }
 
 /// Storage failures. Every one is a local fault: the node should stop
@@ -146,7 +159,14 @@ pub trait Store: StateView + Send + Sync {
 
     fn block_hash_at(&self, height: Height) -> Result<Option<Hash>, StoreError>;
 
+    /// Where committed transaction `hash` is; `None` if it is not
+    /// committed, or not covered by the index ([`Store::tx_index`]).
     fn tx_location(&self, hash: &Hash) -> Result<Option<TxLocation>, StoreError>;
+
+    /// What [`Store::tx_location`] covers. The default: everything.
+    fn tx_index(&self) -> TxIndex {
+        TxIndex::From(Height::GENESIS)
+    }
 
     /// The state accumulator after the head.
     fn accumulator(&self) -> Result<StateAccumulator, StoreError>;

@@ -19,8 +19,8 @@
 //! third tree.
 
 use super::{
-    Head, MAX_UNDO_BYTES, Store, StoreError, TxLocation, Undo, check_commit, check_finalized,
-    check_revert,
+    Head, MAX_UNDO_BYTES, Store, StoreError, TxIndex, TxLocation, Undo, check_commit,
+    check_finalized, check_revert,
 };
 use crate::block::{Block, MAX_HEADER_BYTES};
 use crate::encoding::{self, DecodeError};
@@ -56,6 +56,11 @@ const META_FINALIZED: &[u8] = b"mfinalized_height";
 const META_ACCUMULATOR: &[u8] = b"mstate_accumulator";
 /// The layout's version, written with genesis and checked on open.
 const META_FORMAT: &[u8] = b"mformat";
+/// What the transaction index covers: a big-endian height from which every
+/// committed transaction is indexed, or [`TX_INDEX_OFF`]. Absent: every
+/// height (the index was always kept, as before this record existed).
+const META_TX_INDEX: &[u8] = b"mtx_index_from";
+const TX_INDEX_OFF: u64 = u64::MAX;
 const FORMAT: u32 = 2;
 /// True if every key starts with the meta space's byte.
 const fn all_in_meta(keys: &[&[u8]]) -> bool {
@@ -72,6 +77,7 @@ const _: () = assert!(all_in_meta(&[
     META_FINALIZED,
     META_ACCUMULATOR,
     META_FORMAT,
+    META_TX_INDEX,
 ]));
 
 /// A 32-byte id's key in `space`.
@@ -95,6 +101,29 @@ fn height_key(space: Space, height: Height) -> [u8; 9] {
 /// the head's accounts and recent blocks, which a small cache holds.
 pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
+/// How [`SledStore::open_with`] opens a database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SledOptions {
+    /// sled's page cache, in bytes.
+    pub cache_bytes: u64,
+    /// Keep the transaction index (hash → height and position), which
+    /// `GET /txs/{hash}` and a wallet waiting for finality read. It is
+    /// most of a commit's work: 1,000 random keys for a block of 1,000
+    /// transfers, next to about 250 others. Turned off, the blocks
+    /// committed meanwhile stay unindexed when it is turned back on (see
+    /// [`TxIndex`]).
+    pub tx_index: bool,
+}
+
+impl Default for SledOptions {
+    fn default() -> Self {
+        SledOptions {
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            tx_index: true,
+        }
+    }
+}
+
 /// A [`Store`] in a sled database directory.
 #[derive(Debug, Clone)]
 pub struct SledStore {
@@ -111,6 +140,8 @@ pub struct SledStore {
     deferred: Arc<AtomicBool>,
     /// Set when a deferred write has not been flushed yet.
     dirty: Arc<AtomicBool>,
+    /// Fixed when the database is opened.
+    tx_index: TxIndex,
 }
 
 impl SledStore {
@@ -132,8 +163,19 @@ impl SledStore {
 
     /// [`SledStore::open`] with a page cache of `cache_bytes`.
     pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
-        let db = open_db(path, cache_bytes)?;
-        let store = SledStore {
+        SledStore::open_with(
+            path,
+            SledOptions {
+                cache_bytes,
+                ..SledOptions::default()
+            },
+        )
+    }
+
+    /// Opens (or creates) the database at `path` with `options`.
+    pub fn open_with(path: &Path, options: SledOptions) -> Result<SledStore, StoreError> {
+        let db = open_db(path, options.cache_bytes)?;
+        let mut store = SledStore {
             blocks: db.open_tree("blocks")?,
             chain: db.open_tree("chain")?,
             safety: db.open_tree("safety")?,
@@ -141,10 +183,48 @@ impl SledStore {
             writer: Arc::new(Mutex::new(())),
             deferred: Arc::new(AtomicBool::new(false)),
             dirty: Arc::new(AtomicBool::new(false)),
+            tx_index: TxIndex::From(Height::GENESIS),
         };
         store.upgrade_from_format_1()?;
         store.check_consistency(path)?;
+        store.tx_index = store.settle_tx_index(options.tx_index)?;
         Ok(store)
+    }
+
+    /// Records whether the transaction index is kept from now on, and
+    /// returns what it covers: turned back on, it covers the blocks
+    /// after the head (the ones committed while it was off were never
+    /// indexed). Entries written before it was turned off stay, and stay
+    /// right: a revert removes a reverted block's entries either way.
+    fn settle_tx_index(&self, keep: bool) -> Result<TxIndex, StoreError> {
+        let recorded = match self.chain.get(META_TX_INDEX)? {
+            None => TxIndex::From(Height::GENESIS),
+            Some(bytes) => match <[u8; 8]>::try_from(&bytes[..]).map(u64::from_be_bytes) {
+                Ok(TX_INDEX_OFF) => TxIndex::Off,
+                Ok(height) => TxIndex::From(Height(height)),
+                Err(_) => {
+                    return Err(StoreError::Corrupt {
+                        what: format!("transaction index record {bytes:02x?} is not 8 bytes"),
+                    });
+                }
+            },
+        };
+        let now = match (keep, recorded) {
+            (false, _) => TxIndex::Off,
+            (true, TxIndex::Off) => TxIndex::From(self.head()?.map_or(Height::GENESIS, |h| {
+                Height(h.header.height.0.saturating_add(1))
+            })),
+            (true, from) => from,
+        };
+        if now != recorded {
+            let value = match now {
+                TxIndex::Off => TX_INDEX_OFF,
+                TxIndex::From(height) => height.0,
+            };
+            self.chain.insert(META_TX_INDEX, &value.to_be_bytes()[..])?;
+            self.db.flush()?;
+        }
+        Ok(now)
     }
 
     /// Moves a database in the first layout, one tree per key space, into
@@ -443,10 +523,17 @@ impl Store for SledStore {
     }
 
     fn tx_location(&self, hash: &Hash) -> Result<Option<TxLocation>, StoreError> {
+        if self.tx_index == TxIndex::Off {
+            return Ok(None);
+        }
         self.chain
             .get(key32(Space::Tx, &hash.0))?
             .map(|b| decode_stored(&b, 32, "transaction location"))
             .transpose()
+    }
+
+    fn tx_index(&self) -> TxIndex {
+        self.tx_index
     }
 
     fn accumulator(&self) -> Result<StateAccumulator, StoreError> {
@@ -474,7 +561,11 @@ impl Store for SledStore {
         let height = block.header().height;
         let mut batch = sled::Batch::default();
         batch.insert(&height_key(Space::Height, height)[..], &hash.0[..]);
-        for (index, tx) in block.transactions.iter().enumerate() {
+        let indexed = match self.tx_index {
+            TxIndex::Off => &[][..],
+            TxIndex::From(_) => &block.transactions[..],
+        };
+        for (index, tx) in indexed.iter().enumerate() {
             let index = u32::try_from(index).unwrap_or(u32::MAX);
             batch.insert(
                 &key32(Space::Tx, &tx.hash().0)[..],

@@ -18,9 +18,9 @@ use crate::mempool::Mempool;
 use crate::metrics;
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use phalanx_chain::{Address, Block, ConsensusKind, Hash, Height, StateView, Store};
+use phalanx_chain::{Address, Block, ConsensusKind, Hash, Height, StateView, Store, TxIndex};
 use phalanx_consensus::ChainTip;
 use serde::Deserialize;
 use std::sync::MutexGuard;
@@ -220,9 +220,33 @@ pub async fn tx_status(
         Some((tx, true)) => Ok(Json(TxStatusView::Finalized(tx))),
         Some((tx, false)) => Ok(Json(TxStatusView::Committed(tx))),
         None if pending => Ok(Json(TxStatusView::Pending { hash })),
-        None => Err(ApiError::not_found(format!(
+        None => Err(not_indexed_or_unknown(&api, hash)),
+    }
+}
+
+/// Why a transaction was found neither in the index nor in the pool.
+fn not_indexed_or_unknown(api: &Api, hash: Hash) -> ApiError {
+    match api.store().tx_index() {
+        TxIndex::Off => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "tx_index_off",
+            format!(
+                "transaction {hash} is not pending on this node, and this node keeps no \
+                 transaction index (node.tx_index = false): ask a node that does, or look \
+                 for it in the blocks"
+            ),
+        ),
+        TxIndex::From(from) if from > Height::GENESIS => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "transaction {hash} is neither pending on this node nor indexed; this node \
+                 indexes transactions from height {from} on (its index was off before)"
+            ),
+        ),
+        TxIndex::From(_) => ApiError::not_found(format!(
             "transaction {hash} is neither committed nor pending on this node"
-        ))),
+        )),
     }
 }
 

@@ -170,6 +170,12 @@ pub struct BenchArgs {
     /// (`mempool.verify_threads`) [default: 0, every core].
     #[arg(long, value_name = "N")]
     pub verify_threads: Option<usize>,
+    /// The nodes keep no transaction index (`node.tx_index = false`):
+    /// `GET /txs/{hash}` finds only pending transactions, and a commit
+    /// writes about a sixth of the keys. The run follows finality from
+    /// the nodes' event streams either way.
+    #[arg(long)]
+    pub no_tx_index: bool,
     /// Short timeouts and batch delay in the nodes' configs (tests).
     #[arg(long, hide = true)]
     pub quick: bool,
@@ -192,6 +198,8 @@ pub struct Settings {
     pub base_timeout_ms: Option<u64>,
     /// The nodes' signature-check threads, if not their default.
     pub verify_threads: Option<usize>,
+    /// The nodes keep no transaction index.
+    pub no_tx_index: bool,
 }
 
 /// The shortest `--base-timeout`: the batch delay is half of it.
@@ -297,6 +305,7 @@ impl Settings {
             quick: a.quick,
             base_timeout_ms: a.base_timeout,
             verify_threads: a.verify_threads,
+            no_tx_index: a.no_tx_index,
         })
     }
 }
@@ -620,6 +629,10 @@ fn assemble(
             max_attempts: MAX_ATTEMPTS,
             node_consensus: serde_json::to_value(&config.consensus)?,
             node_mempool: serde_json::to_value(&config.mempool)?,
+            node_store: serde_json::json!({
+                "cache_mb": config.node.cache_mb,
+                "tx_index": config.node.tx_index,
+            }),
             pow: s.pow.as_ref().map(|p| results::PowConfig {
                 block_interval_ms: p.block_interval_ms,
                 confirmations: p.confirmations,

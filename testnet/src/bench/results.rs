@@ -86,6 +86,10 @@ pub struct RunConfig {
     /// The nodes' `[consensus]` and `[mempool]` settings.
     pub node_consensus: serde_json::Value,
     pub node_mempool: serde_json::Value,
+    /// The nodes' store settings: `cache_mb` and `tx_index` (from
+    /// `[node]`); `null` in results written before they were recorded.
+    #[serde(default)]
+    pub node_store: serde_json::Value,
     /// Proof of work: the network's genesis and miners (`null` on BFT
     /// runs).
     pub pow: Option<PowConfig>,

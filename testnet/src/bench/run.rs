@@ -91,6 +91,9 @@ pub fn create_network(s: &Settings, dirs: &Dirs) -> anyhow::Result<Network> {
     if let Some(threads) = s.verify_threads {
         init::set_verify_threads(&dirs.network, s.scale.validators, threads)?;
     }
+    if s.no_tx_index {
+        init::set_tx_index(&dirs.network, s.scale.validators, false)?;
+    }
     if let Some(behaviour) = s.fault.behaviour {
         let last = u16::try_from(s.scale.validators.saturating_sub(1))?;
         init::apply_byzantine(

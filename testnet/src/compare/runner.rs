@@ -97,6 +97,7 @@ pub fn bench_args(item: &Item, a: &CompareArgs, s: &Settings) -> BenchArgs {
         start_timeout: a.start_timeout,
         base_timeout: None,
         verify_threads: None,
+        no_tx_index: false,
         quick: a.quick,
     }
 }
@@ -136,6 +137,9 @@ pub fn command_line(b: &BenchArgs) -> Vec<String> {
     }
     if let Some(threads) = b.verify_threads {
         line.extend(["--verify-threads".to_owned(), threads.to_string()]);
+    }
+    if b.no_tx_index {
+        line.push("--no-tx-index".to_owned());
     }
     if b.quick {
         line.push("--quick".to_owned());

@@ -297,6 +297,10 @@ pub fn set_verify_threads(dir: &Path, nodes: usize, threads: usize) -> anyhow::R
     edit_configs(dir, nodes, |config| config.mempool.verify_threads = threads)
 }
 
+pub fn set_tx_index(dir: &Path, nodes: usize, keep: bool) -> anyhow::Result<()> {
+    edit_configs(dir, nodes, |config| config.node.tx_index = keep)
+}
+
 /// Rewrites the configs of nodes `0..nodes` with `edit`, then loads each
 /// again to check it as the node will.
 fn edit_configs(dir: &Path, nodes: usize, edit: impl Fn(&mut Config)) -> anyhow::Result<()> {

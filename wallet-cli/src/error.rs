@@ -73,6 +73,10 @@ pub enum WalletError {
     )]
     Dropped { hash: String, url: String },
     #[error(
+        "transaction {hash} was admitted and has left the pool of the node at {url}, which keeps no transaction index (node.tx_index = false): it cannot say whether the transaction is final. Look for it in the blocks, ask a node that keeps the index, or check the sender's nonce with `phalanx-wallet balance`"
+    )]
+    Unindexed { hash: String, url: String },
+    #[error(
         "timed out after {waited_secs} s waiting for finality of {hash} (last seen: {last_status}); it may still become final: check with `phalanx-wallet tx {hash}`"
     )]
     Timeout {
@@ -110,6 +114,7 @@ impl WalletError {
             WalletError::BadResponse { .. } => "bad_response",
             WalletError::Refused { code, .. } => code,
             WalletError::Dropped { .. } => "dropped",
+            WalletError::Unindexed { .. } => "tx_index_off",
             WalletError::Timeout { .. } => "timeout",
             WalletError::StreamClosed { .. } => "stream_closed",
         }
@@ -126,7 +131,8 @@ impl WalletError {
             | WalletError::BadResponse { .. }
             | WalletError::StreamClosed { .. } => EXIT_UNREACHABLE,
             WalletError::Refused { .. } | WalletError::Dropped { .. } => EXIT_REFUSED,
-            WalletError::Timeout { .. } => EXIT_TIMEOUT,
+            // Like a timeout: it may be final, the wallet cannot tell.
+            WalletError::Timeout { .. } | WalletError::Unindexed { .. } => EXIT_TIMEOUT,
             _ => EXIT_LOCAL,
         }
     }
@@ -152,7 +158,9 @@ impl WalletError {
             WalletError::Timeout {
                 hash, last_status, ..
             } => Some(json!({"hash": hash, "last_status": last_status})),
-            WalletError::Dropped { hash, url } => Some(json!({"hash": hash, "rpc": url})),
+            WalletError::Dropped { hash, url } | WalletError::Unindexed { hash, url } => {
+                Some(json!({"hash": hash, "rpc": url}))
+            }
             WalletError::Unreachable { url, .. } | WalletError::StreamClosed { url } => {
                 Some(json!({"rpc": url}))
             }

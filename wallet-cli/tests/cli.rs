@@ -12,7 +12,8 @@
 
 use phalanx_chain::genesis::{GenesisAccount, GenesisValidator, PowParams};
 use phalanx_chain::pow::CompactTarget;
-use phalanx_chain::{Amount, ChainId, ConsensusKind, Genesis, MemStore};
+use phalanx_chain::store::SledOptions;
+use phalanx_chain::{Amount, ChainId, ConsensusKind, Genesis, MemStore, SledStore, Store};
 use phalanx_crypto::Keypair;
 use phalanx_node::config::Config;
 use phalanx_node::net::memory::MemoryNet;
@@ -69,9 +70,29 @@ struct TestNode {
     nodes: Vec<RunningNode>,
     _net: MemoryNet,
     url: String,
+    /// Where node 0's sled store is, if it has one.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestNode {
+    fn start(validators: u8, running: u8) -> TestNode {
+        TestNode::start_with(validators, running, None)
+    }
+
+    /// [`TestNode::start`], with validator 0 on a sled store that keeps
+    /// no transaction index.
+    fn start_unindexed(validators: u8, running: u8) -> TestNode {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SledOptions {
+            tx_index: false,
+            ..SledOptions::default()
+        };
+        let store = SledStore::open_with(dir.path(), options).unwrap();
+        let mut node = TestNode::start_with(validators, running, Some(Arc::new(store)));
+        node._dir = Some(dir);
+        node
+    }
+
     /// The first `running` validators of a genesis with `validators`, on
     /// one in-memory network, with an HTTP API on validator 0.
     ///
@@ -80,7 +101,8 @@ impl TestNode {
     /// -> propose without returning while a transaction waits to be
     /// committed, and overflows its stack (a consensus/node issue outside
     /// this crate). With two, each vote crosses the network.
-    fn start(validators: u8, running: u8) -> TestNode {
+    fn start_with(validators: u8, running: u8, first: Option<Arc<dyn Store>>) -> TestNode {
+        let mut first = first;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -102,11 +124,15 @@ impl TestNode {
                 } else {
                     None
                 };
+                let store = match first.take() {
+                    Some(store) => store,
+                    None => Arc::new(MemStore::new()),
+                };
                 let node = start(Parts {
                     config: config.clone(),
                     genesis: genesis(validators),
                     key: validator,
-                    store: Arc::new(MemStore::new()),
+                    store,
                     net: Arc::new(gossip),
                     inbound,
                     api,
@@ -123,6 +149,7 @@ impl TestNode {
             nodes,
             _net: net,
             url,
+            _dir: None,
         }
     }
 }
@@ -179,6 +206,7 @@ impl TestNode {
             nodes: vec![node],
             _net: net,
             url,
+            _dir: None,
         }
     }
 }
@@ -408,6 +436,28 @@ fn keys_are_created_listed_imported_and_completed_without_a_node() {
     for command in ["keygen", "transfer", "watch", "completions"] {
         assert!(script.contains(command), "{command} missing");
     }
+}
+
+#[test]
+fn a_node_without_a_transaction_index_cannot_say_and_the_wallet_says_so() {
+    let node = TestNode::start_unindexed(2, 2);
+    let wallet = Wallet::new(&node.url);
+    wallet.import_seed("faucet", 1);
+    wallet.json(&["keygen", "--name", "bob"]);
+    let output = wallet.fails(
+        &mut wallet.cmd(&[
+            "--json", "transfer", "--from", "faucet", "--to", "bob", "--amount", "7",
+        ]),
+        5,
+    );
+    let error: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(error["error"]["code"], "tx_index_off", "{}", shown(&output));
+    assert_eq!(error["error"]["source"], "wallet");
+    assert_eq!(error["error"]["rpc"], node.url);
+    let hash = error["error"]["hash"].as_str().unwrap();
+    assert_eq!(hash.len(), 64, "{error}");
+    // It was committed all the same: the sender's nonce moved past it.
+    assert_eq!(wallet.json(&["balance", "faucet"])["nonce"], 1);
 }
 
 #[test]

@@ -284,6 +284,12 @@ async fn wait_final(
                     });
                 }
             }
+            Err(WalletError::Refused { code, .. }) if code == "tx_index_off" => {
+                break Err(WalletError::Unindexed {
+                    hash: hash.to_string(),
+                    url: node.url().to_owned(),
+                });
+            }
             Err(WalletError::Unreachable { .. }) => last = "node not answering".to_owned(),
             Err(e) => break Err(e),
         }

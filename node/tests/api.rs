@@ -452,7 +452,8 @@ async fn every_endpoint_answers_as_documented() {
             "head_hash": genesis_hash, "finalized_height": 0, "view": 3, "phase": "normal",
             "view_timeout_ms": 500, "peers": 1,
             "mempool_size": 0, "mempool_bytes": 0, "syncing": false, "sync_target": null,
-            "halted": null, "mining": null, "tips": [], "work": null, "confirmations": null
+            "halted": null, "mining": null, "tips": [], "work": null, "confirmations": null,
+            "tx_index": { "from": 0 }
         })
     );
 
@@ -902,6 +903,7 @@ async fn without_a_transaction_index_get_txs_says_so_and_still_finds_pending_one
         ..Options::default()
     })
     .await;
+    assert_eq!(node.get("/status").await.1["tx_index"], "off");
     let committed = transfer(1, 3, 5, 0);
     let block = node.commit_final_at(vec![committed.clone()], 1, Some(1));
     assert_eq!(
@@ -941,6 +943,10 @@ async fn an_index_turned_back_on_finds_new_transactions_and_says_where_it_starts
         ..Options::default()
     })
     .await;
+    assert_eq!(
+        node.get("/status").await.1["tx_index"],
+        json!({ "from": 1 })
+    );
     let response = node.get(&format!("/txs/{}", "cd".repeat(32))).await;
     assert_error(&response, 404, "not_found");
     assert!(

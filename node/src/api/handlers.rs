@@ -80,6 +80,7 @@ pub async fn status(State(api): State<Api>) -> Result<Json<StatusView>, ApiError
             .as_ref()
             .filter(|_| node.consensus == ConsensusKind::Pow)
             .map(|pow| pow.confirmations),
+        tx_index: api.store().tx_index(),
     }))
 }
 

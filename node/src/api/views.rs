@@ -7,7 +7,7 @@ use crate::shared::MiningStatus;
 use phalanx_chain::pow::CompactTarget;
 use phalanx_chain::{
     Address, Amount, BftCertificate, Block, BlockHeader, ChainId, ConsensusKind, Hash, Height,
-    Justification, Nonce, Transaction, ValidatorIndex,
+    Justification, Nonce, Transaction, TxIndex, ValidatorIndex,
 };
 use phalanx_consensus::ChainTip;
 use serde::Serialize;
@@ -49,6 +49,9 @@ pub struct StatusView {
     /// Proof of work: the confirmations that make a block final (the
     /// genesis `confirmations`); null on BFT chains.
     pub confirmations: Option<u64>,
+    /// What `GET /txs/{hash}` finds committed: `{"from": height}` or
+    /// `"off"` (`node.tx_index`).
+    pub tx_index: TxIndex,
 }
 
 /// A chain tip, in `GET /status`.

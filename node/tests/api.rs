@@ -893,16 +893,28 @@ fn sled_store(dir: &std::path::Path, tx_index: bool) -> phalanx_chain::SledStore
     phalanx_chain::SledStore::open_with(dir, options).unwrap()
 }
 
+/// A node on `store`.
+async fn start_on(store: phalanx_chain::SledStore) -> TestNode {
+    start(Options {
+        store: Some(Arc::new(store)),
+        ..Options::default()
+    })
+    .await
+}
+
+/// [`assert_error`], and the message says `text`.
+fn assert_error_saying(response: &(u16, Value), status: u16, code: &str, text: &str) {
+    assert_error(response, status, code);
+    let message = response.1["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(text), "{response:?}");
+}
+
 #[tokio::test]
 async fn without_a_transaction_index_get_txs_says_so_and_still_finds_pending_ones() {
     let dir = tempfile::tempdir().unwrap();
     let store = sled_store(dir.path(), false);
     store.init_genesis(&genesis()).unwrap();
-    let node = start(Options {
-        store: Some(Arc::new(store)),
-        ..Options::default()
-    })
-    .await;
+    let node = start_on(store).await;
     assert_eq!(node.get("/status").await.1["tx_index"], "off");
     let committed = transfer(1, 3, 5, 0);
     let block = node.commit_final_at(vec![committed.clone()], 1, Some(1));
@@ -912,14 +924,7 @@ async fn without_a_transaction_index_get_txs_says_so_and_still_finds_pending_one
     );
     let response = node.get(&format!("/txs/{}", committed.hash())).await;
     Transcript::new().record("GET /txs/{hash} (no index)", &node, &response);
-    assert_error(&response, 404, "tx_index_off");
-    assert!(
-        response.1["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("node.tx_index = false"),
-        "{response:?}"
-    );
+    assert_error_saying(&response, 404, "tx_index_off", "node.tx_index = false");
 
     let pending = transfer(1, 3, 5, 1);
     assert_eq!(node.submit(&pending).await.0, 202);
@@ -938,24 +943,13 @@ async fn an_index_turned_back_on_finds_new_transactions_and_says_where_it_starts
     }
     let store = sled_store(dir.path(), true);
     assert_eq!(store.tx_index(), phalanx_chain::TxIndex::From(Height(1)));
-    let node = start(Options {
-        store: Some(Arc::new(store)),
-        ..Options::default()
-    })
-    .await;
+    let node = start_on(store).await;
     assert_eq!(
         node.get("/status").await.1["tx_index"],
         json!({ "from": 1 })
     );
     let response = node.get(&format!("/txs/{}", "cd".repeat(32))).await;
-    assert_error(&response, 404, "not_found");
-    assert!(
-        response.1["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("from height 1 on"),
-        "{response:?}"
-    );
+    assert_error_saying(&response, 404, "not_found", "from height 1 on");
     let tx = transfer(1, 3, 5, 0);
     node.commit_final_at(vec![tx.clone()], 1, Some(1));
     let found = node.get(&format!("/txs/{}", tx.hash())).await;

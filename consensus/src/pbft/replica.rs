@@ -135,6 +135,9 @@ pub struct SafetyData {
 pub(super) struct SafetyEncoder {
     sent: BTreeMap<Height, (Sent, Vec<u8>)>,
     certified: BTreeMap<Height, (Certified, Vec<u8>)>,
+    /// The last encoding's length: the next one is about as long, so its
+    /// buffer is allocated once rather than grown step by step.
+    last_len: usize,
 }
 
 impl SafetyEncoder {
@@ -149,7 +152,7 @@ impl SafetyEncoder {
             plan,
             new_view_sent,
         } = safety;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.last_len.saturating_add(64));
         encoding::encode_into(view, &mut out);
         encoding::encode_into(view_changing, &mut out);
         encode_map(&mut self.sent, sent, &mut out);
@@ -158,6 +161,7 @@ impl SafetyEncoder {
         encoding::encode_into(last_view_change, &mut out);
         encoding::encode_into(plan, &mut out);
         encoding::encode_into(new_view_sent, &mut out);
+        self.last_len = out.len();
         out
     }
 }

@@ -26,9 +26,10 @@
 //!   messages only through `P::verify` at the receiver, as in a node, so
 //!   corrupted signatures are filtered where they would be in production;
 //!   refused bytes are counted by [`RejectReason`] label. Consensus bytes
-//!   verify the same whoever forwards them, so their results are cached by
-//!   hash for the run ([`Scenario::verify_cache`]); catch-up bytes, which
-//!   depend on their sender, are verified every time. With the cache on,
+//!   verify the same whoever forwards them, so every copy of one send,
+//!   forwarded copies included, shares the first delivery's result
+//!   ([`Scenario::verify_cache`]); catch-up bytes, which depend on their
+//!   sender, are verified every time. With the cache on,
 //!   a block is also executed once per run, not once per replica: its
 //!   changes depend on its hash alone and the replicas share them
 //!   ([`phalanx_chain::speculative::SharedExecutions`]). With the cache on,

@@ -338,8 +338,8 @@ pub struct Scenario {
     pub tx_interval_ms: u64,
     /// Replicas re-broadcast new messages (the protocol's forwarding).
     pub forward: bool,
-    /// Verify each distinct message's bytes once per run and reuse the
-    /// result for identical copies (same bytes, same answer), and execute
+    /// Verify each message sent once and reuse the result for its copies,
+    /// forwarded ones included (same bytes, same answer), and execute
     /// each block once per run, its changes shared by the replicas
     /// ([`phalanx_chain::speculative::SharedExecutions`]); a speed-up that
     /// changes no outcome.

@@ -45,53 +45,44 @@ use std::sync::Arc;
 
 /// Certificate checks remembered per run, at most.
 const MAX_CACHED_CERTIFICATES: usize = 16_384;
-/// Verification results remembered per run, at most.
-const MAX_CACHED_VERIFICATIONS: usize = 65_536;
 /// Executed blocks whose changes the replicas share, per run, at most.
 const MAX_SHARED_EXECUTIONS: usize = 1_024;
-
-/// What [`Protocol::verify`] answered for consensus bytes, by the BLAKE3
-/// hash of the bytes.
-type VerifyCache<P> = HashMap<Hash, Result<<P as Protocol>::Message, <P as Protocol>::Rejection>>;
 
 /// A protocol instance just started, and what it asks for first.
 type Started<P> = (P, Vec<Effect<<P as Protocol>::Timer>>);
 
 /// One message on the simulated wire: the bytes every copy of one send
-/// shares, and their BLAKE3 hash once a delivery needed it (the
-/// verification cache's key, computed once per send, not per copy).
+/// shares (a replica that forwards the message being delivered sends this
+/// same wire on), and what [`Protocol::verify`] answered for them once a
+/// delivery asked (see [`World::verify`]).
 #[derive(Debug)]
-struct Wire {
+struct Wire<P: Protocol> {
     channel: Channel,
     bytes: Vec<u8>,
-    hash: OnceCell<Hash>,
+    verdict: OnceCell<Result<P::Message, P::Rejection>>,
 }
 
-impl Wire {
-    fn new(channel: Channel, bytes: Vec<u8>) -> Rc<Wire> {
+impl<P: Protocol> Wire<P> {
+    fn new(channel: Channel, bytes: Vec<u8>) -> Rc<Wire<P>> {
         Rc::new(Wire {
             channel,
             bytes,
-            hash: OnceCell::new(),
+            verdict: OnceCell::new(),
         })
-    }
-
-    fn hash(&self) -> Hash {
-        *self.hash.get_or_init(|| Hash::digest(&self.bytes))
     }
 }
 
 #[derive(Debug)]
-enum Event<T> {
+enum Event<P: Protocol> {
     Deliver {
         to: ValidatorIndex,
         from: ValidatorIndex,
-        wire: Rc<Wire>,
+        wire: Rc<Wire<P>>,
     },
     Timer {
         node: ValidatorIndex,
         incarnation: u32,
-        timer: T,
+        timer: P::Timer,
         generation: u64,
     },
     ClientTick,
@@ -105,27 +96,27 @@ enum Event<T> {
 }
 
 #[derive(Debug)]
-struct Scheduled<T> {
+struct Scheduled<P: Protocol> {
     at: TimeMs,
     seq: u64,
-    event: Event<T>,
+    event: Event<P>,
 }
 
-impl<T> PartialEq for Scheduled<T> {
+impl<P: Protocol> PartialEq for Scheduled<P> {
     fn eq(&self, other: &Self) -> bool {
         (self.at, self.seq) == (other.at, other.seq)
     }
 }
 
-impl<T> Eq for Scheduled<T> {}
+impl<P: Protocol> Eq for Scheduled<P> {}
 
-impl<T> PartialOrd for Scheduled<T> {
+impl<P: Protocol> PartialOrd for Scheduled<P> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl<T> Ord for Scheduled<T> {
+impl<P: Protocol> Ord for Scheduled<P> {
     /// Reversed, so the max-heap pops the earliest (time, sequence) first.
     fn cmp(&self, other: &Self) -> Ordering {
         (other.at, other.seq).cmp(&(self.at, self.seq))
@@ -154,10 +145,11 @@ struct Node<P: Protocol> {
 pub struct World<P: Protocol> {
     scenario: Scenario,
     context: P::Context,
-    /// Consensus bytes verified before (see [`Scenario::verify_cache`]).
-    verified: Option<VerifyCache<P>>,
+    /// Whether deliveries of one wire share its verdict (see
+    /// [`Scenario::verify_cache`]).
+    verify_cache: bool,
     nodes: Vec<Node<P>>,
-    queue: BinaryHeap<Scheduled<P::Timer>>,
+    queue: BinaryHeap<Scheduled<P>>,
     seq: u64,
     generation: u64,
     now: TimeMs,
@@ -176,7 +168,7 @@ pub struct World<P: Protocol> {
     /// The message being delivered: a replica that forwards it sends the
     /// same bytes, which then travel (and are looked up in the
     /// verification cache) as this one, not hashed again.
-    delivering: Option<Rc<Wire>>,
+    delivering: Option<Rc<Wire<P>>>,
     /// When miners find blocks (proof of work).
     mining: Rng,
 }
@@ -209,7 +201,7 @@ impl<P: Protocol> World<P> {
         Ok(World {
             scenario: scenario.clone(),
             context,
-            verified: scenario.verify_cache.then(HashMap::default),
+            verify_cache: scenario.verify_cache,
             nodes,
             queue: BinaryHeap::new(),
             seq: 0,
@@ -267,7 +259,7 @@ impl<P: Protocol> World<P> {
         }
     }
 
-    fn schedule(&mut self, at: TimeMs, event: Event<P::Timer>) {
+    fn schedule(&mut self, at: TimeMs, event: Event<P>) {
         self.seq += 1;
         self.queue.push(Scheduled {
             at,
@@ -352,7 +344,7 @@ impl<P: Protocol> World<P> {
         counts
     }
 
-    fn step(&mut self, event: Event<P::Timer>) {
+    fn step(&mut self, event: Event<P>) {
         match event {
             Event::Deliver { to, from, wire } => {
                 self.delivering = Some(Rc::clone(&wire));
@@ -376,7 +368,7 @@ impl<P: Protocol> World<P> {
         self.nodes.get_mut(usize::from(index.0))
     }
 
-    fn deliver(&mut self, to: ValidatorIndex, from: ValidatorIndex, wire: &Wire) {
+    fn deliver(&mut self, to: ValidatorIndex, from: ValidatorIndex, wire: &Wire<P>) {
         if self.partitioned(from, to) {
             self.report.dropped_partition += 1;
             return;
@@ -410,26 +402,21 @@ impl<P: Protocol> World<P> {
         }
     }
 
-    /// [`Protocol::verify`], answered from the cache for consensus bytes
-    /// seen before: a consensus message carries its author, so whether it
-    /// verifies depends on its bytes alone, whoever passed it on. Catch-up
-    /// traffic is verified every time (it depends on its sender).
-    fn verify(&mut self, sender: ValidatorIndex, wire: &Wire) -> Result<P::Message, P::Rejection> {
+    /// [`Protocol::verify`], answered from the wire's verdict for
+    /// consensus bytes delivered before: a consensus message carries its
+    /// author, so whether it verifies depends on its bytes alone, whoever
+    /// passed it on. Catch-up traffic is verified every time (it depends
+    /// on its sender). The same bytes sent again on another wire (a
+    /// re-send after a timeout) are verified again: rare enough that a
+    /// run-wide cache by hash cost more than it saved.
+    fn verify(&self, sender: ValidatorIndex, wire: &Wire<P>) -> Result<P::Message, P::Rejection> {
         let (channel, bytes) = (wire.channel, wire.bytes.as_slice());
-        let cache = match (&mut self.verified, channel) {
-            (Some(cache), Channel::Consensus) => cache,
-            _ => return P::verify(&self.context, Some(sender), channel, bytes),
-        };
-        let key = wire.hash();
-        if let Some(result) = cache.get(&key) {
-            return result.clone();
+        if !self.verify_cache || channel != Channel::Consensus {
+            return P::verify(&self.context, Some(sender), channel, bytes);
         }
-        let result = P::verify(&self.context, Some(sender), channel, bytes);
-        if cache.len() >= MAX_CACHED_VERIFICATIONS {
-            cache.clear();
-        }
-        cache.insert(key, result.clone());
-        result
+        wire.verdict
+            .get_or_init(|| P::verify(&self.context, Some(sender), channel, bytes))
+            .clone()
     }
 
     /// Hands `input` to replica `index`'s protocol and carries out what it
@@ -828,7 +815,7 @@ impl<P: Protocol> World<P> {
         from: ValidatorIndex,
         to: ValidatorIndex,
         origin: Origin,
-        wire: &Rc<Wire>,
+        wire: &Rc<Wire<P>>,
     ) {
         let traffic = self.report.traffic.entry(origin).or_default();
         traffic.messages += 1;
@@ -1078,10 +1065,13 @@ mod tests {
     }
 
     #[test]
-    fn consensus_bytes_are_verified_once_and_catch_up_bytes_every_time() {
+    fn each_consensus_send_is_verified_once_and_catch_up_bytes_every_time() {
         let report = run::<Scripted<BROADCAST_BOTH>>(true);
         assert_eq!(report.delivered, 24);
-        assert_eq!(VERIFIED.with(Cell::get), 1 + 12);
+        // Four sends on each channel, three copies each: the consensus
+        // sends once each (their copies share the verdict), every copy of
+        // the catch-up ones.
+        assert_eq!(VERIFIED.with(Cell::get), 4 + 12);
         run::<Scripted<BROADCAST_BOTH>>(false);
         assert_eq!(VERIFIED.with(Cell::get), 24);
         let authored = report.traffic.get(&Origin::Authored).copied();

@@ -115,6 +115,7 @@
 pub mod check;
 pub mod client;
 pub mod ledger;
+mod queue;
 pub mod report;
 pub mod rng;
 pub mod scenario;

@@ -1,9 +1,9 @@
 //! One simulated run: n replicas, a virtual clock, an event queue and a
 //! network, all driven from one seed.
 //!
-//! Events are ordered by (virtual time, sequence number): the sequence
-//! number breaks ties in the order events were scheduled, so a run is a
-//! pure function of its scenario and seed. Every random choice (delays,
+//! Events are ordered by virtual time, ties broken by the order they were
+//! scheduled in ([`EventQueue`]), so a run is a pure function of its
+//! scenario and seed. Every random choice (delays,
 //! loss, duplication, the client's transfers) comes from seeded streams.
 //!
 //! The world drives each replica through the consensus seam
@@ -24,6 +24,7 @@ use super::SimError;
 use super::check::{Checker, EvidenceReport};
 use super::client::{self, Client};
 use super::ledger::SimLedger;
+use super::queue::EventQueue;
 use super::report::{CheckerKind, RunReport};
 use super::rng::Rng;
 use super::scenario::{Scenario, TimeMs};
@@ -38,8 +39,7 @@ use phalanx_consensus::{
 use phalanx_crypto::Keypair;
 use phalanx_crypto::maps::HashMap;
 use std::cell::OnceCell;
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -96,34 +96,6 @@ enum Event<P: Protocol> {
 }
 
 #[derive(Debug)]
-struct Scheduled<P: Protocol> {
-    at: TimeMs,
-    seq: u64,
-    event: Event<P>,
-}
-
-impl<P: Protocol> PartialEq for Scheduled<P> {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-
-impl<P: Protocol> Eq for Scheduled<P> {}
-
-impl<P: Protocol> PartialOrd for Scheduled<P> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl<P: Protocol> Ord for Scheduled<P> {
-    /// Reversed, so the max-heap pops the earliest (time, sequence) first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
-
-#[derive(Debug)]
 struct Node<P: Protocol> {
     /// The validator it runs as (a twin runs as its original).
     me: ValidatorIndex,
@@ -149,8 +121,7 @@ pub struct World<P: Protocol> {
     /// [`Scenario::verify_cache`]).
     verify_cache: bool,
     nodes: Vec<Node<P>>,
-    queue: BinaryHeap<Scheduled<P>>,
-    seq: u64,
+    queue: EventQueue<Event<P>>,
     generation: u64,
     now: TimeMs,
     end: TimeMs,
@@ -203,8 +174,7 @@ impl<P: Protocol> World<P> {
             context,
             verify_cache: scenario.verify_cache,
             nodes,
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: EventQueue::default(),
             generation: 0,
             now: 0,
             end: scenario.end_ms(),
@@ -260,12 +230,7 @@ impl<P: Protocol> World<P> {
     }
 
     fn schedule(&mut self, at: TimeMs, event: Event<P>) {
-        self.seq += 1;
-        self.queue.push(Scheduled {
-            at,
-            seq: self.seq,
-            event,
-        });
+        self.queue.push(at, event);
     }
 
     /// Runs to the end, checks liveness, and reports what the checkers
@@ -281,13 +246,13 @@ impl<P: Protocol> World<P> {
                 self.schedule(at, Event::Restart(c.replica));
             }
         }
-        while let Some(next) = self.queue.pop() {
-            if next.at > self.end {
+        while let Some((at, event)) = self.queue.pop() {
+            if at > self.end {
                 break;
             }
-            self.now = next.at;
+            self.now = at;
             self.report.events += 1;
-            self.step(next.event);
+            self.step(event);
         }
         self.finish()
     }

@@ -424,3 +424,34 @@ proptest! {
         prop_assert_eq!(header.hash(), block.hash());
     }
 }
+
+/// A block that changes no account keeps its parent's state root (it is
+/// not hashed again), and one that claims any other root is refused.
+#[test]
+fn an_empty_block_carries_its_parents_state_root_and_no_other() {
+    let k = keys(3);
+    let store = MemStore::new();
+    store.init_genesis(&genesis(&k[..2], 1000)).unwrap();
+    let proposer: Address = k[2].public().into();
+    let (b, c) = next_block(&store, proposer, vec![transfer(&k[0], &k[1], 10, 1, 0)]);
+    store.commit_block(&b, &c, b.height()).unwrap();
+    let parent = header_of(&store);
+    let accumulator = store.accumulator().unwrap();
+    assert_eq!(accumulator.root(), parent.state_root);
+
+    let (empty, changes) = next_block(&store, proposer, vec![]);
+    assert_eq!(empty.header().state_root, parent.state_root);
+    assert!(changes.accounts.is_empty());
+    assert_eq!(changes.state_root(), accumulator.root());
+    let executed = execute_block(&rules(), &parent, &store, &accumulator, &empty).unwrap();
+    assert_eq!(executed, changes);
+
+    let mut wrong = empty.clone();
+    wrong.header_mut().state_root = Hash::digest(b"another root");
+    assert!(matches!(
+        execute_block(&rules(), &parent, &store, &accumulator, &wrong),
+        Err(ExecutionError::Invalid(
+            BlockError::StateRootMismatch { .. }
+        ))
+    ));
+}

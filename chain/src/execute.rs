@@ -253,26 +253,13 @@ impl<'a, S: StateView + ?Sized> Overlay<'a, S> {
         Ok(())
     }
 
-    /// The changes, over `accumulator`, the state after the parent block,
-    /// whose root is `parent_root`. A block that changes no account leaves
-    /// the accumulator as it was, so its root is the parent's, not hashed
-    /// again (the accumulator is 2 KiB: hashing it was most of the cost of
-    /// building or executing an empty block).
-    fn finish(self, mut accumulator: StateAccumulator, parent_root: Hash) -> StateChanges {
+    fn finish(self, mut accumulator: StateAccumulator) -> StateChanges {
         let mut accounts = BTreeMap::new();
         for (address, (before, after)) in self.touched {
             if before != after {
                 accumulator.update(&address, &before, &after);
                 accounts.insert(address, after);
             }
-        }
-        if accounts.is_empty() {
-            debug_assert_eq!(accumulator.root(), parent_root, "parent and state disagree");
-            return StateChanges {
-                accounts,
-                accumulator,
-                state_root: parent_root,
-            };
         }
         StateChanges::new(accounts, accumulator)
     }
@@ -343,7 +330,7 @@ pub fn execute_block_with<S: StateView + ?Sized>(
         }
     }
     overlay.reward(rules, header)?;
-    let changes = overlay.finish(accumulator.clone(), parent.state_root);
+    let changes = overlay.finish(accumulator.clone());
     if changes.state_root != header.state_root {
         return Err(BlockError::StateRootMismatch {
             header: header.state_root,
@@ -498,9 +485,7 @@ impl<'a, S: StateView + ?Sized> BlockBuilder<'a, S> {
             justification,
         };
         self.overlay.reward(&self.rules, &header)?;
-        let changes = self
-            .overlay
-            .finish(self.accumulator.clone(), self.parent.state_root);
+        let changes = self.overlay.finish(self.accumulator.clone());
         header.tx_root = merkle::root(&self.hashes);
         header.state_root = changes.state_root;
         Ok((Block::new(header, self.transactions), changes))

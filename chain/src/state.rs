@@ -33,6 +33,7 @@ use crate::types::{Address, Amount, Nonce};
 use phalanx_crypto::Hash;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::OnceLock;
 
 /// An account: its balance and the nonce its next transaction must carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -53,18 +54,35 @@ const LANES: usize = 1024;
 pub const ACCUMULATOR_BYTES: usize = LANES * 2;
 
 /// The LtHash16 accumulator over all accounts (see the module docs).
-#[derive(Clone, PartialEq, Eq)]
+///
+/// It keeps its root once computed, and every change forgets it: a block
+/// that changes no account builds on an accumulator whose root is known,
+/// so the 2 KiB of lanes are not hashed again (that was most of the cost
+/// of building or executing an empty block).
+#[derive(Clone)]
 pub struct StateAccumulator {
     lanes: Box<[u16; LANES]>,
+    root: OnceLock<Hash>,
 }
 
 impl Default for StateAccumulator {
     fn default() -> Self {
         StateAccumulator {
             lanes: Box::new([0; LANES]),
+            root: OnceLock::new(),
         }
     }
 }
+
+/// Equal lanes, equal accumulators (and roots): the kept root is not
+/// compared.
+impl PartialEq for StateAccumulator {
+    fn eq(&self, other: &Self) -> bool {
+        self.lanes == other.lanes
+    }
+}
+
+impl Eq for StateAccumulator {}
 
 impl fmt::Debug for StateAccumulator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -101,6 +119,7 @@ impl StateAccumulator {
             return;
         }
         let e = element(address, account);
+        self.root = OnceLock::new();
         for (lane, x) in self.lanes.iter_mut().zip(e) {
             *lane = lane.wrapping_add(x);
         }
@@ -112,6 +131,7 @@ impl StateAccumulator {
             return;
         }
         let e = element(address, account);
+        self.root = OnceLock::new();
         for (lane, x) in self.lanes.iter_mut().zip(e) {
             *lane = lane.wrapping_sub(x);
         }
@@ -138,7 +158,9 @@ impl StateAccumulator {
 
     /// The state root that block headers carry.
     pub fn root(&self) -> Hash {
-        Hash::digest_parts(&[b"PHALANX/STATE/v1", &self.to_bytes()])
+        *self
+            .root
+            .get_or_init(|| Hash::digest_parts(&[b"PHALANX/STATE/v1", &self.to_bytes()]))
     }
 
     pub fn to_bytes(&self) -> [u8; ACCUMULATOR_BYTES] {
@@ -182,6 +204,28 @@ mod tests {
         assert_ne!(acc.root(), empty_root);
         acc.update(&Address([1; 32]), &acct(1, 0), &Account::default());
         assert_eq!(acc.root(), empty_root);
+    }
+
+    /// The root is kept once computed, and every change (and a clone
+    /// changed after) gives the root of its own lanes, never a kept one.
+    #[test]
+    fn a_kept_root_is_forgotten_by_every_change() {
+        let fresh = |acc: &StateAccumulator| StateAccumulator::from_bytes(&acc.to_bytes()).unwrap();
+        let (a, b) = (Address([4; 32]), Address([5; 32]));
+        let mut acc = StateAccumulator::from_accounts([(&a, &acct(9, 1))]);
+        let before = acc.root();
+        let kept = acc.clone();
+        acc.insert(&b, &acct(3, 0));
+        assert_ne!(acc.root(), before);
+        assert_eq!(acc.root(), fresh(&acc).root());
+        acc.remove(&b, &acct(3, 0));
+        assert_eq!(acc.root(), before);
+        acc.update(&a, &acct(9, 1), &acct(8, 2));
+        assert_eq!(acc.root(), fresh(&acc).root());
+        assert_ne!(acc.root(), before);
+        // The clone kept the old root, and still has the old lanes.
+        assert_eq!(kept.root(), before);
+        assert_eq!(kept, fresh(&kept));
     }
 
     #[test]

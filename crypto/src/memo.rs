@@ -108,8 +108,8 @@ fn ideal_signature(key: &PublicKey, message: &SigningBytes) -> Signature {
     use blake3::hazmat::{ContextKey, HasherExt, hash_derive_key_context};
     use std::sync::LazyLock;
     // The context string's key, hashed once rather than per signature:
-    // the same hasher `new_derive_key` builds (a fifth of a signature's
-    // cost in the simulator was hashing the context again).
+    // the same hasher `new_derive_key` builds (hashing the context again
+    // was about a third of an ideal signature's cost in the simulator).
     static CONTEXT: LazyLock<ContextKey> =
         LazyLock::new(|| hash_derive_key_context("phalanx simulator ideal signature v1"));
     let mut hasher = blake3::Hasher::new_from_context_key(&CONTEXT);

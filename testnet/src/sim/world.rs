@@ -137,8 +137,8 @@ pub struct World<P: Protocol> {
     /// The sender of the message being handled, for [`Effect::Reply`].
     replying_to: Option<ValidatorIndex>,
     /// The message being delivered: a replica that forwards it sends the
-    /// same bytes, which then travel (and are looked up in the
-    /// verification cache) as this one, not hashed again.
+    /// same bytes, which then travel as this wire (and share its
+    /// verdict).
     delivering: Option<Rc<Wire<P>>>,
     /// When miners find blocks (proof of work).
     mining: Rng,
